@@ -1,0 +1,44 @@
+"""Packaging for keras_takd: defensive distillation through teacher-assistant chains."""
+
+import pathlib
+
+from setuptools import find_packages, setup
+
+_HERE = pathlib.Path(__file__).parent
+
+setup(
+    name="keras_takd",
+    version="0.1.0",
+    description=(
+        "Defensive distillation through teacher -> assistant -> student chains, "
+        "with faithful, batched Carlini-Wagner attacks (TensorFlow / Keras 3)."
+    ),
+    long_description=(_HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_takd", "keras_takd.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.12",
+        "tensorflow-datasets",
+        "absl-py",
+        "pandas",
+        "matplotlib",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "ruff"],
+        "benchmarks": ["adversarial-robustness-toolbox==1.20.*"],
+    },
+    entry_points={
+        "console_scripts": [
+            "keras-takd=keras_takd.main:run",
+            "keras-takd-plot=keras_takd.plot:run",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
