@@ -1,0 +1,395 @@
+"""Math and bookkeeping shared by every attack in `keras_takd.attacks`.
+
+The pieces of Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks"
+(arXiv:1608.04644) that all three of their attacks use: the tanh change of variables that keeps
+an image inside the box, the margin loss on logits, the distortion metrics, and the checks the
+original code makes before it starts (most notably that the model returns logits, not
+probabilities). Also the result type and the batching helpers the attacks share.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# A pixel counts as changed (for L0) when any of its channels moved by more than this.
+L0_THRESHOLD = 1e-4
+# The original scales by this before arctanh so that images on the box edge stay finite.
+TANH_SCALE = 0.999999
+# Rows in [0, 1] summing to 1 within this tolerance look like probabilities, not logits.
+PROBABILITY_TOLERANCE = 1e-3
+DEFAULT_BATCH_SIZE = 128
+
+
+@dataclasses.dataclass
+class AttackResult:
+    """The outcome of an attack on N images.
+
+    Attributes:
+        x_adv: float32 [N, H, W, C] adversarial images; the original image where the attack
+            failed.
+        success: bool [N], verified by classifying `x_adv` with the model: argmax equals the
+            target for targeted attacks, differs from the true label for untargeted ones.
+        l0: [N] number of pixels changed (any channel moved by more than 1e-4).
+        l2: [N] Euclidean norm of `x_adv - x`.
+        linf: [N] largest absolute change of any channel of any pixel.
+        const: [N] float, the attack's trade-off constant c at the returned image (NaN when
+            the attack has none).
+        target: [N] int, the target label of a targeted attack, the true label otherwise.
+    """
+
+    x_adv: np.ndarray
+    success: np.ndarray
+    l0: np.ndarray
+    l2: np.ndarray
+    linf: np.ndarray
+    const: np.ndarray
+    target: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.success.shape[0])
+
+    @property
+    def success_rate(self) -> float:
+        """The fraction of examples attacked successfully (NaN for zero examples)."""
+        return float(np.mean(self.success)) if len(self) else float("nan")
+
+
+def call_model(model: Callable[..., Any], x: tf.Tensor) -> tf.Tensor:
+    """Runs `model` on `x` in inference mode and returns float32 logits.
+
+    Args:
+        model: a Keras model or layer (called with `training=False`) or any callable mapping
+            images to logits.
+        x: float32 images [N, H, W, C].
+
+    Returns:
+        A float32 tensor [N, num_classes].
+    """
+    if isinstance(model, keras.layers.Layer):
+        outputs = model(x, training=False)
+    else:
+        outputs = model(x)
+    return tf.cast(outputs, tf.float32)
+
+
+def predict_logits(
+    model: Callable[..., Any], x: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
+) -> np.ndarray:
+    """Computes the model's outputs for `x` batch by batch.
+
+    Args:
+        model: a Keras model or callable mapping float32 images to logits.
+        x: images [N, H, W, C].
+        batch_size: images per forward pass.
+
+    Returns:
+        float32 numpy array [N, num_classes].
+
+    Raises:
+        ValueError: if `batch_size` < 1.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x = np.asarray(x, dtype=np.float32)
+    chunks = [
+        call_model(model, tf.constant(x[start : start + batch_size])).numpy()
+        for start in range(0, len(x), batch_size)
+    ]
+    if not chunks:
+        raise ValueError("x holds no images")
+    return np.concatenate(chunks, axis=0)
+
+
+def _looks_like_probabilities(outputs: np.ndarray) -> bool:
+    in_unit_interval = np.all(outputs >= -PROBABILITY_TOLERANCE) and np.all(
+        outputs <= 1.0 + PROBABILITY_TOLERANCE
+    )
+    sums_to_one = np.all(np.abs(outputs.sum(axis=-1) - 1.0) <= PROBABILITY_TOLERANCE)
+    return bool(in_unit_interval and sums_to_one)
+
+
+def _check_labels(name: str, labels: Any, n: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"{name} must be integer labels of shape [{n}], got shape {labels.shape}")
+    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+        raise ValueError(f"{name} must hold integer class labels, got {labels[:5]!r}...")
+    return labels.astype(np.int64)
+
+
+def validate_attack_inputs(
+    model: Callable[..., Any],
+    x: Any,
+    y: Any,
+    *,
+    targeted: bool = False,
+    target: Any = None,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    allow_probabilities: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Checks an attack's inputs the way the original code would, but with clear errors.
+
+    Runs the model once on the first batch to learn the number of classes and to make the
+    original's pre-softmax check: an output whose rows all lie in [0, 1] and sum to 1 (within
+    1e-3) is taken for probabilities, on which the margin loss is meaningless.
+
+    Args:
+        model: a Keras model or callable mapping float32 images to logits.
+        x: images [N, H, W, C] inside [clip_min, clip_max].
+        y: true labels [N].
+        targeted: whether the attack is targeted.
+        target: target labels [N]; required when `targeted`, each different from `y`.
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+        batch_size: images per batch, >= 1.
+        allow_probabilities: attack a model that outputs probabilities on purpose (e.g.
+            softmax(logits / T), to show the gradient masking of defensive distillation).
+
+    Returns:
+        `(x, y, target)` as float32, int64 and int64 (or None) numpy arrays.
+
+    Raises:
+        ValueError: on a wrong shape, an empty or non-finite `x`, `x` outside the box,
+            `clip_min >= clip_max`, `batch_size < 1`, a missing, superfluous or equal-to-`y`
+            target, labels out of range, or a model whose outputs look like probabilities.
+    """
+    if not clip_min < clip_max:
+        raise ValueError(
+            f"clip_min must be < clip_max, got clip_min={clip_min}, clip_max={clip_max}"
+        )
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images of shape [N, H, W, C], got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError("x holds no images")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("x holds NaN or infinite values")
+    if x.min() < clip_min or x.max() > clip_max:
+        raise ValueError(
+            f"x must lie inside [clip_min, clip_max] = [{clip_min}, {clip_max}], "
+            f"got values in [{x.min()}, {x.max()}]"
+        )
+    y = _check_labels("y", y, x.shape[0])
+    if targeted:
+        if target is None:
+            raise ValueError("targeted=True needs target labels [N], got target=None")
+        target = _check_labels("target", target, x.shape[0])
+        if np.any(target == y):
+            raise ValueError(
+                f"target equals the true label y for examples {np.flatnonzero(target == y)[:10]}"
+            )
+    elif target is not None:
+        raise ValueError("target labels were given but targeted=False")
+    outputs = predict_logits(model, x[:batch_size], batch_size)
+    if outputs.ndim != 2:
+        raise ValueError(f"the model must return [N, num_classes] logits, got {outputs.shape}")
+    num_classes = outputs.shape[1]
+    for name, labels in (("y", y), ("target", target)):
+        if labels is not None and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"{name} must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]"
+            )
+    if not allow_probabilities and _looks_like_probabilities(outputs):
+        raise ValueError(
+            "the model's outputs look like probabilities (rows in [0, 1] summing to 1): "
+            "attacks need logits; pass allow_probabilities=True to attack them on purpose"
+        )
+    return x, y, target
+
+
+def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
+    """Maps images in [clip_min, clip_max] to the unconstrained C&W variable w.
+
+    x = tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2, solved for w; like the
+    original, the scaled image is multiplied by 0.999999 so that arctanh stays finite at the
+    box edges.
+
+    Args:
+        x: images inside the box.
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+
+    Returns:
+        A float32 tensor of the same shape as `x`.
+    """
+    half_range = (clip_max - clip_min) / 2.0
+    center = (clip_max + clip_min) / 2.0
+    x = tf.convert_to_tensor(x, tf.float32)
+    return tf.atanh((x - center) / half_range * TANH_SCALE)
+
+
+def from_tanh_space(w: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
+    """Maps the unconstrained C&W variable w back to images inside [clip_min, clip_max].
+
+    Args:
+        w: float32 tensor of any shape.
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+
+    Returns:
+        tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2.
+    """
+    half_range = (clip_max - clip_min) / 2.0
+    center = (clip_max + clip_min) / 2.0
+    return tf.tanh(w) * half_range + center
+
+
+def margin_loss(
+    logits: tf.Tensor, labels_onehot: tf.Tensor, confidence: float, targeted: bool
+) -> tf.Tensor:
+    """Carlini & Wagner's objective f_6 on logits Z, per example.
+
+    Targeted (label t): max(max_{i != t} Z_i - Z_t + kappa, 0).
+    Untargeted (label y): max(Z_y - max_{i != y} Z_i + kappa, 0).
+
+    Args:
+        logits: float32 [N, K].
+        labels_onehot: float32 [N, K], one-hot target (targeted) or true (untargeted) labels.
+        confidence: the margin kappa >= 0.
+        targeted: which of the two forms.
+
+    Returns:
+        float32 [N] losses; zero exactly when the margin is met.
+    """
+    labels_onehot = tf.cast(labels_onehot, logits.dtype)
+    label_logit = tf.reduce_sum(labels_onehot * logits, axis=-1)
+    # Like the original, push the label's own logit far down before taking the max of the rest.
+    other_logit = tf.reduce_max((1.0 - labels_onehot) * logits - labels_onehot * 1e4, axis=-1)
+    if targeted:
+        return tf.maximum(other_logit - label_logit + confidence, 0.0)
+    return tf.maximum(label_logit - other_logit + confidence, 0.0)
+
+
+def perturbation_norms(
+    x_adv: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The L0, L2 and L-infinity distortions of each example.
+
+    Args:
+        x_adv: images [N, H, W, C].
+        x: the original images [N, H, W, C].
+
+    Returns:
+        `(l0, l2, linf)`, each [N]: the number of pixels with any channel changed by more than
+        1e-4 (int64), the Euclidean norm and the largest absolute change (float64).
+    """
+    delta = np.asarray(x_adv, np.float64) - np.asarray(x, np.float64)
+    flat = delta.reshape(delta.shape[0], -1)
+    l0 = np.any(np.abs(delta) > L0_THRESHOLD, axis=-1).reshape(delta.shape[0], -1).sum(axis=1)
+    l2 = np.sqrt(np.sum(flat**2, axis=1))
+    linf = np.max(np.abs(flat), axis=1) if flat.shape[1] else np.zeros(len(flat))
+    return l0.astype(np.int64), l2, linf
+
+
+def is_successful(
+    logits: np.ndarray, labels: np.ndarray, targeted: bool, confidence: float = 0.0
+) -> np.ndarray:
+    """Whether each prediction counts as a successful attack (Carlini's `compare`).
+
+    With `confidence` kappa > 0 the label's logit is first moved by kappa against the attacker
+    (down for a targeted label, up for the true label), as the original does.
+
+    Args:
+        logits: [N, K] model outputs.
+        labels: [N] target labels (targeted) or true labels (untargeted).
+        targeted: which success rule.
+        confidence: the margin kappa.
+
+    Returns:
+        bool [N].
+    """
+    logits = np.array(logits, dtype=np.float64, copy=True)
+    rows = np.arange(len(labels))
+    logits[rows, labels] += -confidence if targeted else confidence
+    predicted = np.argmax(logits, axis=-1)
+    return predicted == labels if targeted else predicted != labels
+
+
+def finalize_result(
+    model: Callable[..., Any],
+    x: np.ndarray,
+    x_adv: np.ndarray,
+    y: np.ndarray,
+    *,
+    targeted: bool,
+    target: np.ndarray | None,
+    const: np.ndarray | float,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> AttackResult:
+    """Verifies candidate adversarial images with the model and packs an `AttackResult`.
+
+    Success is always decided here, by classifying `x_adv`: argmax == target when targeted,
+    argmax != y otherwise. Failed examples get their original image back.
+
+    Args:
+        model: a Keras model or callable mapping float32 images to logits.
+        x: the original images [N, H, W, C].
+        x_adv: candidate adversarial images [N, H, W, C].
+        y: true labels [N].
+        targeted: whether the attack was targeted.
+        target: target labels [N] (targeted) or None.
+        const: the attack's constant per example ([N] or a scalar).
+        batch_size: images per forward pass.
+
+    Returns:
+        The `AttackResult`.
+
+    Raises:
+        ValueError: if the shapes of `x` and `x_adv` differ or a targeted attack has no target.
+    """
+    x = np.asarray(x, np.float32)
+    x_adv = np.asarray(x_adv, np.float32)
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x_adv has shape {x_adv.shape}, expected x's shape {x.shape}")
+    if targeted and target is None:
+        raise ValueError("a targeted result needs target labels")
+    labels = np.asarray(target if targeted else y, np.int64)
+    logits = predict_logits(model, x_adv, batch_size)
+    success = is_successful(logits, labels, targeted)
+    x_adv = np.where(success[:, None, None, None], x_adv, x).astype(np.float32)
+    l0, l2, linf = perturbation_norms(x_adv, x)
+    const = np.broadcast_to(np.asarray(const, np.float64), success.shape).copy()
+    return AttackResult(
+        x_adv=x_adv, success=success, l0=l0, l2=l2, linf=linf, const=const, target=labels
+    )
+
+
+def pad_to_batch(array: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
+    """Pads `array` along axis 0 to exactly `batch_size` rows by repeating its last row.
+
+    Repeating a real row keeps padded images inside the box and padded labels valid, so a
+    compiled step with a fixed `input_signature` can run on the last, short batch.
+
+    Args:
+        array: [n, ...] with 1 <= n <= batch_size.
+        batch_size: the fixed batch size.
+
+    Returns:
+        `(padded, n)`: the [batch_size, ...] array and the number of real rows.
+
+    Raises:
+        ValueError: if `array` is empty or longer than `batch_size`.
+    """
+    array = np.asarray(array)
+    n_real = array.shape[0]
+    if n_real == 0 or n_real > batch_size:
+        raise ValueError(f"cannot pad {n_real} rows to a batch of {batch_size}")
+    if n_real == batch_size:
+        return array, n_real
+    padding = np.repeat(array[-1:], batch_size - n_real, axis=0)
+    return np.concatenate([array, padding], axis=0), n_real
+
+
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """The slices that split `n` examples into consecutive batches of at most `batch_size`."""
+    return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
