@@ -1,0 +1,354 @@
+"""Distillation chains: teacher -> assistant -> student -> ..., resumable, into an output_dir.
+
+Stage 1 is trained on hard labels at temperature T; stage k+1 is distilled from stage k at the
+same T (Papernot et al. 2016, arXiv:1511.04508; Mandal & Guo, teacher-assistant chains).
+Two stages are Papernot's defensive distillation, three the paper's teacher -> assistant ->
+student, seven its multi-step experiment.
+
+Layout of `output_dir`:
+
+    run.json                                  training configuration, flags, versions
+    results.csv                               one row per (dataset, temperature, stage)
+    <dataset>/init/model.keras                the shared warm-start weights (1 epoch, T = 1)
+    <dataset>/T<temperature>/stage<k>/model.keras
+    <dataset>/T<temperature>/stage<k>/saved_model/    TF SavedModel (serve, probabilities)
+    <dataset>/T<temperature>/stage<k>/metadata.json   written last: marks the stage complete
+
+A stage whose metadata exists is never retrained; a stage killed mid-training resumes from its
+last finished epoch (keras BackupAndRestore under `stage<k>/backup`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import platform
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_takd import export
+from keras_takd.data import Dataset
+from keras_takd.distillation import TrainConfig, distil, train_on_labels
+from keras_takd.layers import check_temperature
+from keras_takd.models import build_model
+
+KEY_COLUMNS = ("dataset", "temperature", "stage")
+CHAIN_COLUMNS = KEY_COLUMNS + (
+    "role",
+    "test_accuracy",
+    "val_accuracy",
+    "train_seconds",
+    "epochs",
+    "saved_model",
+    "keras_model",
+)
+
+
+class ConfigMismatchError(ValueError):
+    """An output_dir already holds results made with a different configuration."""
+
+
+def role_name(stage: int, stages: int) -> str:
+    """teacher (stage 1), student (the last), assistant (the middle of 3), else step-k."""
+    if stage == 1:
+        return "teacher"
+    if stage == stages:
+        return "student"
+    return "assistant" if stages == 3 else f"step-{stage}"
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seeds Python, NumPy and TensorFlow; with `deterministic`, enables op determinism."""
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide the numbers."""
+    import keras_takd
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "keras_takd": keras_takd.__version__,
+    }
+
+
+def _unit_seed(seed: int, *parts) -> int:
+    """A stable seed per unit of work, so a resumed run seeds each stage as a fresh one."""
+    return zlib.crc32("/".join(map(str, (seed, *parts))).encode()) % (2**31 - 1)
+
+
+def _data_fingerprint(data: Dataset) -> dict:
+    return {
+        "dataset": data.name,
+        "train_images": len(data.x_train),
+        "validation_images": len(data.x_val),
+        "test_images": len(data.x_test),
+    }
+
+
+def prepare_output_dir(
+    output_dir: str | pathlib.Path, data: Dataset, config: TrainConfig, run_info: dict | None = None
+) -> pathlib.Path:
+    """Checks `output_dir` is writable and holds no run of another configuration.
+
+    Writes run.json (the configuration, `run_info` such as the command-line flags, and the
+    library versions) when the directory is new or was made with the same configuration.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+        ConfigMismatchError: run.json records another training configuration.
+    """
+    out = pathlib.Path(output_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = export._temporary_sibling(out / "write-probe")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write to output_dir {out}: {e.strerror or e}") from None
+    configuration = {"train": dataclasses.asdict(config), "data": _data_fingerprint(data)}
+    run_json = out / "run.json"
+    if run_json.exists():
+        try:
+            previous = json.loads(run_json.read_text())["configuration"]
+        except (ValueError, KeyError):
+            raise ConfigMismatchError(
+                f"{run_json} is not a keras_takd run.json: use another output_dir"
+            ) from None
+        _check_same(previous, configuration, out)
+    export.write_json_atomic(
+        run_json,
+        {
+            "configuration": configuration,
+            "run_info": run_info or {},
+            "versions": library_versions(),
+            "argv": sys.argv,
+        },
+    )
+    return out
+
+
+def _check_same(previous: dict, current: dict, where: pathlib.Path) -> None:
+    """Raises ConfigMismatchError naming the first setting that differs."""
+    for section in sorted(set(previous) | set(current)):
+        old, new = previous.get(section, {}), current.get(section, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                raise ConfigMismatchError(
+                    f"{where} holds results made with {name}={old.get(name)!r}, this run asks "
+                    f"{name}={new.get(name)!r}: use another output_dir or the same settings"
+                )
+
+
+def update_results(csv_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.DataFrame:
+    """Upserts rows keyed by (dataset, temperature, stage) into a CSV, atomically.
+
+    Returns:
+        The whole table, sorted by its key columns.
+    """
+    csv_path = pathlib.Path(csv_path)
+    new = pd.DataFrame(list(rows))
+    if csv_path.exists():
+        old = pd.read_csv(csv_path)
+        missing = [c for c in KEY_COLUMNS if c not in old.columns]
+        if missing:
+            raise ConfigMismatchError(
+                f"{csv_path} lacks the key columns {missing}: it is not a keras_takd results file"
+            )
+        keys = set(map(tuple, new[list(KEY_COLUMNS)].astype(str).values))
+        stale = old[list(KEY_COLUMNS)].astype(str).apply(tuple, axis=1).isin(keys)
+        new = pd.concat([old[~stale], new], ignore_index=True)
+    columns = [c for c in CHAIN_COLUMNS if c in new.columns]
+    columns += [c for c in new.columns if c not in columns]
+    table = new[columns].sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+    export.write_csv_atomic(csv_path, table)
+    return table
+
+
+def _test_accuracy(model: keras.Model, x, y) -> float:
+    predictions = np.argmax(model.predict(x, batch_size=1024, verbose=0), axis=-1)
+    return float(np.mean(predictions == y))
+
+
+def _stage_fingerprint(data: Dataset, config: TrainConfig, temperature: float, stage: int) -> dict:
+    return {
+        "train": dataclasses.asdict(config),
+        "data": _data_fingerprint(data),
+        "unit": {"temperature": temperature, "stage": stage},
+    }
+
+
+def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None:
+    """Returns the stage's metadata if it finished with this configuration, else None."""
+    meta_path = stage_dir / "metadata.json"
+    if not meta_path.exists():
+        return None
+    metadata = json.loads(meta_path.read_text())
+    _check_same(metadata["fingerprint"], fingerprint, stage_dir)
+    return metadata
+
+
+def _warm_start_weights(
+    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose
+) -> list[np.ndarray]:
+    """The shared initial weights: one epoch at T = 1 on hard labels (Carlini's `_init`)."""
+    init_dir = out / data.name / "init"
+    fingerprint = _stage_fingerprint(data, config, 1.0, 0)
+    if _load_if_complete(init_dir, fingerprint) is None:
+        set_seed(_unit_seed(config.seed, data.name, "init"), deterministic=False)
+        model = build_model(data.name)
+        train_on_labels(model, data.x_train, data.y_train, 1.0, config, epochs=1, verbose=verbose)
+        export.save_model_atomic(model, init_dir / "model.keras")
+        export.write_json_atomic(init_dir / "metadata.json", {"fingerprint": fingerprint})
+    return keras.saving.load_model(init_dir / "model.keras").get_weights()
+
+
+def _train_stage(
+    data: Dataset,
+    config: TrainConfig,
+    temperature: float,
+    stage: int,
+    teacher: keras.Model | None,
+    init_weights,
+    stage_dir: pathlib.Path,
+    callbacks,
+    verbose,
+) -> tuple[keras.Model, float, float]:
+    set_seed(_unit_seed(config.seed, data.name, temperature, stage), deterministic=False)
+    model = build_model(data.name)
+    if init_weights is not None:
+        model.set_weights(init_weights)
+    backup = keras.callbacks.BackupAndRestore(str(stage_dir / "backup"))
+    kwargs = dict(
+        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
+        callbacks=[backup, *callbacks],
+        verbose=verbose,
+    )
+    start = time.perf_counter()
+    if teacher is None:
+        history = train_on_labels(model, data.x_train, data.y_train, temperature, config, **kwargs)
+    else:
+        history = distil(model, teacher, data.x_train, data.y_train, temperature, config, **kwargs)
+    seconds = time.perf_counter() - start
+    val_accuracy = history.history.get("val_accuracy", [float("nan")])[-1]
+    return model, seconds, float(val_accuracy)
+
+
+def run_chain(
+    data: Dataset,
+    temperatures: Sequence[float],
+    stages: int,
+    output_dir: str | pathlib.Path,
+    config: TrainConfig | None = None,
+    run_info: dict | None = None,
+    callbacks: Sequence = (),
+    verbose="auto",
+    on_stage: Callable[[dict, bool], None] | None = None,
+) -> pd.DataFrame:
+    """Trains chains of `stages` models at each temperature and writes them to output_dir.
+
+    Args:
+        data: the dataset (see `keras_takd.data.load_dataset`).
+        temperatures: distillation temperatures, one chain each.
+        stages: models per chain: 1 (teacher only), 2 (Papernot), 3 (teacher -> assistant ->
+            student), 7 (the paper's multi-step chain), ...
+        output_dir: where models, SavedModels, results.csv and run.json go.
+        config: training hyperparameters (default: the paper's, `TrainConfig()`).
+        run_info: recorded in run.json (e.g. the command-line flags).
+        callbacks: extra Keras callbacks for every stage's training.
+        verbose: Keras verbosity while training.
+        on_stage: called as on_stage(row, already_complete) for each stage's results row.
+
+    Returns:
+        The whole results table of output_dir (also written to results.csv).
+
+    Raises:
+        ValueError: stages < 1 or a temperature that is not > 0.
+        ConfigMismatchError: output_dir holds results of another configuration.
+        OSError: output_dir cannot be written.
+    """
+    if stages < 1:
+        raise ValueError(f"stages must be >= 1, got {stages}")
+    if not temperatures:
+        raise ValueError("temperatures must list at least one temperature")
+    temperatures = [check_temperature(t) for t in temperatures]
+    config = config or TrainConfig()
+    out = prepare_output_dir(output_dir, data, config, run_info)
+    init_weights = _warm_start_weights(data, out, config, verbose) if config.warm_start else None
+    table = None
+    for temperature in temperatures:
+        teacher = None
+        for stage in range(1, stages + 1):
+            stage_dir = out / data.name / f"T{temperature:g}" / f"stage{stage}"
+            fingerprint = _stage_fingerprint(data, config, temperature, stage)
+            metadata = _load_if_complete(stage_dir, fingerprint)
+            complete = metadata is not None
+            if not complete:
+                model, seconds, val_accuracy = _train_stage(
+                    data,
+                    config,
+                    temperature,
+                    stage,
+                    teacher,
+                    init_weights,
+                    stage_dir,
+                    callbacks,
+                    verbose,
+                )
+                metadata = _save_stage(
+                    model,
+                    data,
+                    stage_dir,
+                    fingerprint,
+                    {
+                        "dataset": data.name,
+                        "temperature": temperature,
+                        "stage": stage,
+                        "role": role_name(stage, stages),
+                        "test_accuracy": _test_accuracy(model, data.x_test, data.y_test),
+                        "val_accuracy": val_accuracy,
+                        "train_seconds": round(seconds, 3),
+                        "epochs": config.epochs,
+                        "saved_model": str(stage_dir / "saved_model"),
+                        "keras_model": str(stage_dir / "model.keras"),
+                    },
+                )
+                teacher = model
+            else:
+                teacher = keras.saving.load_model(stage_dir / "model.keras")
+            row = dict(metadata["row"], role=role_name(stage, stages))
+            table = update_results(out / "results.csv", [row])
+            if on_stage is not None:
+                on_stage(row, complete)
+    return table
+
+
+def _save_stage(model, data, stage_dir, fingerprint, row) -> dict:
+    export.save_model_atomic(model, stage_dir / "model.keras")
+    export.export_saved_model(model, stage_dir / "saved_model")
+    metadata = {"fingerprint": fingerprint, "row": row}
+    export.write_json_atomic(stage_dir / "metadata.json", metadata)
+    return metadata
+
+
+def stage_summary(row: dict, already_complete: bool = False) -> str:
+    """One line describing a finished stage, for progress output."""
+    return (
+        f"{row['dataset']} T={row['temperature']:g} stage {row['stage']} "
+        f"{row['role']:<9} test accuracy {100 * row['test_accuracy']:.2f}% "
+        f"({row['train_seconds']:.1f} s){' [already complete]' if already_complete else ''}"
+        f" -> {pathlib.Path(row['keras_model']).parent}"
+    )

@@ -1,0 +1,187 @@
+r"""Train defensive-distillation chains: teacher -> assistant -> student -> ...
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papernot et al. 2016
+(arXiv:1511.04508). Examples:
+
+  python -m keras_takd.main --stages=3 --temperature=40
+  python -m keras_takd.main --flagfile=flags/mnist_takd.cfg
+  python -m keras_takd.main --dataset=mnist --data_dir=../shared/data --stages=3 \
+      --temperature=20 --epochs=3
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging
+
+_DATASETS = ("cifar10", "mnist")
+
+_DATASET = flags.DEFINE_enum("dataset", "mnist", _DATASETS, "Dataset to train on.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Folder holding <dataset>.npz (uint8 x_train, y_train, x_test, y_test); "
+    "otherwise tensorflow-datasets loads (and may download) the dataset.",
+)
+_STAGES = flags.DEFINE_integer(
+    "stages",
+    3,
+    "Models per chain: 1 teacher only, 2 Papernot's distillation, 3 teacher -> "
+    "assistant -> student, 7 the paper's multi-step chain.",
+    lower_bound=1,
+)
+_TEMPERATURE = flags.DEFINE_list(
+    "temperature",
+    ["20"],
+    "Distillation temperature(s) T > 0, comma-separated for a sweep, e.g. 1,2,5,10,20,30,40.",
+)
+_EPOCHS = flags.DEFINE_integer("epochs", 50, "Training epochs per model.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per training step.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.", lower_bound=0.0)
+_MOMENTUM = flags.DEFINE_float(
+    "momentum", 0.9, "Nesterov momentum.", lower_bound=0.0, upper_bound=0.999
+)
+_LR_DECAY = flags.DEFINE_float(
+    "lr_decay", 1e-6, "Learning-rate decay per step: lr / (1 + decay * step).", lower_bound=0.0
+)
+_WARM_START = flags.DEFINE_boolean(
+    "warm_start",
+    True,
+    "Start every stage from the same weights, obtained by 1 epoch at "
+    "T = 1 (as Carlini's and the authors' code do).",
+)
+_SOFT_TARGETS = flags.DEFINE_enum(
+    "soft_targets",
+    "cached",
+    ["cached", "live"],
+    "Teacher soft labels computed once per stage "
+    "over the training set (cached) or by running the teacher on every batch (live).",
+)
+_DISTIL_WEIGHT = flags.DEFINE_float(
+    "distil_weight",
+    1.0,
+    "Weight w of the soft-label term in the Hinton mix; 1.0 is defensive distillation.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+_SCALE_SOFT_LOSS = flags.DEFINE_boolean(
+    "scale_soft_loss", False, "Multiply the soft-label term by T^2 (Hinton et al.)."
+)
+_VALIDATION_SIZE = flags.DEFINE_integer(
+    "validation_size",
+    5000,
+    "The first this many training images are held out for validation (Carlini's protocol).",
+    lower_bound=0,
+)
+_TRAIN_SIZE = flags.DEFINE_integer(
+    "train_size", None, "Train on this many images only.", lower_bound=1
+)
+_TEST_SIZE = flags.DEFINE_integer(
+    "test_size", None, "Evaluate on the first this many test images only.", lower_bound=1
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for Python, NumPy and TensorFlow.", lower_bound=0)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", "runs", "Where models, SavedModels, results.csv and run.json are written."
+)
+
+
+def _parse_temperatures(values: list[str]) -> list[float]:
+    from keras_takd.layers import check_temperature
+
+    return [check_temperature(v) for v in values]
+
+
+def _valid_temperatures(values: list[str]) -> bool:
+    try:
+        return bool(values) and bool(_parse_temperatures(values))
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "temperature",
+    _valid_temperatures,
+    message="--temperature must be a comma-separated list of numbers > 0, e.g. 1,2,5,10,20",
+)
+flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel export chatter
+    # Imported here so that --help and flag errors do not wait for TensorFlow.
+    from keras_takd.data import load_dataset
+    from keras_takd.distillation import TrainConfig
+    from keras_takd.experiments import run_chain, set_seed, stage_summary
+
+    set_seed(_SEED.value, deterministic=_DETERMINISTIC.value)
+    config = TrainConfig(
+        epochs=_EPOCHS.value,
+        batch_size=_BATCH_SIZE.value,
+        learning_rate=_LEARNING_RATE.value,
+        momentum=_MOMENTUM.value,
+        lr_decay=_LR_DECAY.value,
+        warm_start=_WARM_START.value,
+        soft_targets=_SOFT_TARGETS.value,
+        distil_weight=_DISTIL_WEIGHT.value,
+        scale_soft_loss=_SCALE_SOFT_LOSS.value,
+        seed=_SEED.value,
+    )
+    data = load_dataset(
+        _DATASET.value,
+        data_dir=_DATA_DIR.value,
+        validation_size=_VALIDATION_SIZE.value,
+        train_size=_TRAIN_SIZE.value,
+        test_size=_TEST_SIZE.value,
+    )
+    table = run_chain(
+        data,
+        _parse_temperatures(_TEMPERATURE.value),
+        _STAGES.value,
+        _OUTPUT_DIR.value,
+        config,
+        run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
+        verbose=1 if sys.stdout.isatty() else 2,
+        on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
+    )
+    print(f"results: {_OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
+
+
+def parse_flags_or_exit(argv: list[str]) -> list[str]:
+    """Parses flags; a bad flag or flagfile ends the program with one line and exit code 2."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"keras-takd: error: {e}\n")
+        sys.exit(2)
+
+
+def run_main(main_fn) -> None:
+    """Runs `main_fn` under absl; user errors end with one line on stderr and exit code 1."""
+
+    def guarded(argv):
+        try:
+            main_fn(argv)
+        except (ValueError, OSError) as e:
+            message = str(e).splitlines()[0] if str(e) else type(e).__name__
+            sys.stderr.write(f"keras-takd: error: {message}\n")
+            sys.exit(1)
+
+    app.run(guarded, flags_parser=parse_flags_or_exit)
+
+
+def run() -> None:
+    """Console-script entry point `keras-takd`."""
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()
