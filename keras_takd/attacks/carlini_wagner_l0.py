@@ -1,0 +1,500 @@
+"""Carlini & Wagner's L0 attack, batched over images and compiled with `tf.function`.
+
+Implements the L0 attack of Carlini & Wagner, "Towards Evaluating the Robustness of Neural
+Networks" (arXiv:1608.04644), following the logic and defaults of Carlini's reference code
+(github.com/carlini/nn_robust_attacks, `l0_attack.py`). For each image:
+
+1. Start with every pixel allowed to change. Minimise ``c * f(x') + ||x' - x||_2^2`` with Adam
+   (lr 1e-2) in tanh space, where ``f`` is the margin loss with kappa = 0.01 and ``x'`` takes
+   the original value at frozen pixels. Start at c = 1e-3; if 1,000 iterations do not bring
+   ``f`` below 1e-4, double c and continue from where the optimiser stands (variable and Adam
+   state carried over), giving up when c reaches 2e6.
+2. After a successful solve, score each still-allowed pixel by
+   ``|sum_channels delta| * sum_channels |gradient of the loss|`` and freeze pixels in
+   ascending score, stopping after the first with a score above 0.01 or after
+   ``0.3 * sqrt(number of changed pixels)`` of them (always at least one).
+3. Solve again, starting from the last adversarial image and the last successful c, and
+   repeat until a solve fails. The last success is the answer.
+
+Beyond the original:
+
+* Batched: up to `batch_size` images are optimised together, each with its own c, pixel mask,
+  Adam state, iteration counter and status. Each example follows exactly the trajectory the
+  single-image original would (no quantity is shared across the batch), so the answers do not
+  depend on the batch; only float round-off in batched kernels can differ.
+* The inner Adam loop runs in a `tf.function` with a fixed input signature (batch dimension
+  left open, so it is traced once per attack call). Between compiled chunks, examples whose
+  solve ended get their outer step (pixel freezing) in numpy and are sent back; examples that
+  are finished leave the batch and free their slot for the next image; the running slots are
+  gathered into a batch padded to a power of two, so stragglers do not pay for finished work.
+* When the very first solve fails the original crashes; here the example is reported as a
+  failure with its original image.
+* Distances are measured in units of the box width (clip_max - clip_min), so the original's
+  thresholds (1e-4 for a changed pixel, 0.01 for a frozen one) keep their meaning for any box.
+  With the default [0, 1] box this is exactly the original.
+* ``abort_early=False`` checks for success only at the last iteration of each c (the original
+  compares the step with c - 1 there, a typo that makes that mode never succeed).
+* Among pixels with equal scores the one with the smaller index is frozen first (stable sort).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_takd.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    L0_THRESHOLD,
+    AttackResult,
+    call_model,
+    finalize_result,
+    from_tanh_space,
+    margin_loss,
+    to_tanh_space,
+    validate_attack_inputs,
+)
+
+# Per-example status inside and between compiled chunks.
+RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
+# The original's success test on the margin loss: f < 1e-4.
+SUCCESS_THRESHOLD = 1e-4
+# A pixel whose total change exceeds this stops the freezing of one round.
+FREEZE_THRESHOLD = 0.01
+# At most this times sqrt(number of changed pixels) pixels are frozen per round.
+FREEZE_FRACTION = 0.3
+# tf.compat.v1.train.AdamOptimizer defaults, which the original uses.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+# A compiled chunk runs at most this many iterations before Python looks at the batch ...
+MAX_CHUNK_STEPS = 250
+# ... and returns earlier once this fraction of its running examples has ended a solve.
+EVENT_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class _L0Config:
+    targeted: bool
+    confidence: float
+    learning_rate: float
+    max_iterations: int
+    abort_early: bool
+    initial_const: float
+    largest_const: float
+    const_factor: float
+    clip_min: float
+    clip_max: float
+
+
+def carlini_wagner_l0(
+    model: Callable[..., Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    targeted: bool = False,
+    target: np.ndarray | None = None,
+    confidence: float = 0.01,
+    learning_rate: float = 1e-2,
+    max_iterations: int = 1000,
+    abort_early: bool = True,
+    initial_const: float = 1e-3,
+    largest_const: float = 2e6,
+    const_factor: float = 2.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    clip_min: float = 0.0,
+    clip_max: float = 1.0,
+    allow_probabilities: bool = False,
+    verbose: bool = False,
+) -> AttackResult:
+    """Runs Carlini & Wagner's L0 attack on a batch of images.
+
+    Args:
+        model: a Keras model or callable mapping float32 images [N, H, W, C] to logits.
+        x: images [N, H, W, C] inside [clip_min, clip_max].
+        y: true labels [N].
+        targeted: aim for `target` instead of any wrong class.
+        target: target labels [N] when `targeted`.
+        confidence: the margin kappa of the loss (0.01, hard-coded in the original).
+        learning_rate: Adam's learning rate.
+        max_iterations: Adam steps per value of c.
+        abort_early: end a solve at the first iterate whose margin loss is below 1e-4.
+        initial_const: the first c.
+        largest_const: give up a solve when c reaches this.
+        const_factor: c is multiplied by this after `max_iterations` steps without success.
+        batch_size: the most images optimised together.
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+        allow_probabilities: attack a model that outputs probabilities on purpose.
+        verbose: show a progress bar over finished images.
+
+    Returns:
+        An `AttackResult`; success is verified by classifying `x_adv`, and failed examples
+        keep their original image.
+
+    Raises:
+        ValueError: on bad shapes, labels or options, `x` outside the box, or a model whose
+            outputs look like probabilities (unless `allow_probabilities`).
+    """
+    _check_options(
+        learning_rate=learning_rate,
+        max_iterations=max_iterations,
+        initial_const=initial_const,
+        largest_const=largest_const,
+        const_factor=const_factor,
+        confidence=confidence,
+    )
+    x, y, target = validate_attack_inputs(
+        model,
+        x,
+        y,
+        targeted=targeted,
+        target=target,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        batch_size=batch_size,
+        allow_probabilities=allow_probabilities,
+    )
+    labels = target if targeted else y
+    num_classes = int(call_model(model, tf.constant(x[:1])).shape[-1])
+    config = _L0Config(
+        targeted=bool(targeted),
+        confidence=float(confidence),
+        learning_rate=float(learning_rate),
+        max_iterations=int(max_iterations),
+        abort_early=bool(abort_early),
+        initial_const=float(initial_const),
+        largest_const=float(largest_const),
+        const_factor=float(const_factor),
+        clip_min=float(clip_min),
+        clip_max=float(clip_max),
+    )
+    search = _L0Search(model, config, x, np.eye(num_classes, dtype=np.float32)[labels])
+    run_slot_pool(
+        n_examples=len(x),
+        batch_size=int(batch_size),
+        new_state=search.new_state,
+        load=search.load,
+        advance=search.advance,
+        run_chunk=search.run_chunk,
+        verbose=verbose,
+    )
+    return finalize_result(
+        model,
+        x,
+        search.best_image,
+        y,
+        targeted=targeted,
+        target=target,
+        const=search.best_const,
+        batch_size=batch_size,
+    )
+
+
+def _check_options(
+    *,
+    learning_rate: float,
+    max_iterations: int,
+    initial_const: float,
+    largest_const: float,
+    const_factor: float,
+    confidence: float,
+) -> None:
+    """Raises ValueError on an option the search cannot run with."""
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if int(max_iterations) != max_iterations or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations}")
+    if not initial_const > 0:
+        raise ValueError(f"initial_const must be > 0, got {initial_const}")
+    if not largest_const > initial_const:
+        raise ValueError(
+            f"largest_const must be > initial_const, got {largest_const} <= {initial_const}"
+        )
+    if not const_factor > 1:
+        raise ValueError(f"const_factor must be > 1, got {const_factor}")
+    if not confidence >= 0:
+        raise ValueError(f"confidence must be >= 0, got {confidence}")
+
+
+def adam_step(
+    w: tf.Tensor,
+    grad: tf.Tensor,
+    m: tf.Tensor,
+    v: tf.Tensor,
+    t: tf.Tensor,
+    learning_rate: float | tf.Tensor,
+    moving: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One step of TF1's AdamOptimizer with a separate step count per example.
+
+    Args:
+        w: the variable [N, ...].
+        grad: its gradient [N, ...].
+        m: first moments [N, ...].
+        v: second moments [N, ...].
+        t: float32 [N] steps taken so far by each example.
+        learning_rate: Adam's learning rate, a scalar or float32 [N] per example.
+        moving: bool [N]; examples that are False keep w, m, v and t unchanged.
+
+    Returns:
+        The updated `(w, m, v, t)`.
+    """
+    t_new = t + 1.0
+    m_new = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * grad
+    v_new = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(grad)
+    lr_t = learning_rate * tf.sqrt(1.0 - ADAM_BETA2**t_new) / (1.0 - ADAM_BETA1**t_new)
+    w_new = w - _expand(lr_t, w) * m_new / (tf.sqrt(v_new) + ADAM_EPSILON)
+    selected = _expand(moving, w)
+    return (
+        tf.where(selected, w_new, w),
+        tf.where(selected, m_new, m),
+        tf.where(selected, v_new, v),
+        tf.where(moving, t_new, t),
+    )
+
+
+def _expand(vector: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Reshapes a per-example [N] vector to broadcast against `like` [N, ...]."""
+    return tf.reshape(vector, [-1] + [1] * (len(like.shape) - 1))
+
+
+def run_slot_pool(
+    *,
+    n_examples: int,
+    batch_size: int,
+    new_state: Callable[[int], dict[str, np.ndarray]],
+    load: Callable[[dict[str, np.ndarray], int, int], None],
+    advance: Callable[[dict[str, np.ndarray], int, int], bool],
+    run_chunk: Callable[..., dict[str, tf.Tensor]],
+    verbose: bool = False,
+) -> None:
+    """Drives a per-example search through a compiled chunk function.
+
+    Keeps up to `batch_size` examples in flight, one per slot of a numpy state dict (each value
+    has a leading slot axis and a "status" entry). Each round gathers the RUNNING slots into a
+    batch padded to a power of two, lets `run_chunk` advance them until a tenth of them have
+    ended a solve (SOLVED or FAILED) or `MAX_CHUNK_STEPS` iterations passed, and hands every
+    ended slot to `advance`, which either restarts it (status RUNNING) or finishes its example;
+    a finished slot is loaded with the next example or left IDLE.
+
+    Args:
+        n_examples: number of examples to attack.
+        batch_size: the number of slots.
+        new_state: `new_state(n_slots)` -> state dict with every slot IDLE.
+        load: `load(state, slot, example)` puts an example's first solve into a slot.
+        advance: `advance(state, slot, example)` -> True when the example is finished.
+        run_chunk: `run_chunk(batch_state, max_steps, min_events)` -> the batch state after
+            the chunk, as tensors.
+        verbose: show a `keras.utils.Progbar` over finished examples.
+    """
+    n_slots = min(batch_size, n_examples)
+    state = new_state(n_slots)
+    slot_example = np.arange(n_slots)
+    for slot in range(n_slots):
+        load(state, slot, slot)
+    next_example, finished = n_slots, 0
+    progbar = keras.utils.Progbar(n_examples, unit_name="image") if verbose else None
+    while True:
+        running = np.flatnonzero(state["status"] == RUNNING)
+        if running.size == 0:
+            break
+        size = min(n_slots, 1 << (running.size - 1).bit_length())
+        rows = np.concatenate([running, np.repeat(running[-1:], size - running.size)])
+        batch = {key: value[rows] for key, value in state.items()}
+        batch["status"][running.size :] = IDLE
+        min_events = max(1, math.ceil(EVENT_FRACTION * running.size))
+        out = run_chunk(batch, tf.constant(MAX_CHUNK_STEPS), tf.constant(min_events))
+        for key, value in out.items():
+            state[key][running] = value.numpy()[: running.size]
+        for slot in running[state["status"][running] != RUNNING]:
+            if not advance(state, slot, slot_example[slot]):
+                continue
+            finished += 1
+            if progbar is not None:
+                progbar.update(finished)
+            if next_example < n_examples:
+                load(state, slot, next_example)
+                slot_example[slot] = next_example
+                next_example += 1
+            else:
+                state["status"][slot] = IDLE
+
+
+class _L0Search:
+    """The L0 attack's per-example state, compiled inner loop and outer (freezing) step."""
+
+    def __init__(
+        self, model: Callable[..., Any], config: _L0Config, x: np.ndarray, onehot: np.ndarray
+    ) -> None:
+        self.config = config
+        self.x = x
+        self.onehot = onehot
+        self.scale = config.clip_max - config.clip_min
+        self.best_image = x.copy()
+        self.best_const = np.full(len(x), np.nan)
+        self.run_chunk = _build_l0_chunk(model, config, x.shape[1:], onehot.shape[1])
+
+    def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
+        """Zeroed state for `n_slots` slots, all IDLE."""
+        image = np.zeros((n_slots, *self.x.shape[1:]), np.float32)
+        vector = np.zeros(n_slots, np.float32)
+        return {
+            "x0": image.copy(),
+            "start": image.copy(),
+            "mask": np.zeros((n_slots, *self.x.shape[1:3], 1), np.float32),
+            "labels": np.zeros((n_slots, self.onehot.shape[1]), np.float32),
+            "modifier": image.copy(),
+            "m": image.copy(),
+            "v": image.copy(),
+            "t": vector.copy(),
+            "const": vector.copy(),
+            "step": np.zeros(n_slots, np.int32),
+            "status": np.full(n_slots, IDLE, np.int32),
+            "grad": image.copy(),
+            "x_sol": image.copy(),
+        }
+
+    def load(self, state: dict[str, np.ndarray], slot: int, example: int) -> None:
+        """Puts an example's first solve (all pixels allowed, c = initial_const) in a slot."""
+        state["x0"][slot] = self.x[example]
+        state["labels"][slot] = self.onehot[example]
+        state["mask"][slot] = 1.0
+        state["const"][slot] = self.config.initial_const
+        self._restart(state, slot, self.x[example])
+
+    def _restart(self, state: dict[str, np.ndarray], slot: int, start: np.ndarray) -> None:
+        """Starts a fresh solve from `start` (new variable and Adam state, c kept)."""
+        state["start"][slot] = to_tanh_space(
+            start, self.config.clip_min, self.config.clip_max
+        ).numpy()
+        for key in ("modifier", "m", "v"):
+            state[key][slot] = 0.0
+        state["t"][slot] = 0.0
+        state["step"][slot] = 0
+        state["status"][slot] = RUNNING
+
+    def advance(self, state: dict[str, np.ndarray], slot: int, example: int) -> bool:
+        """The outer step after a solve ended; returns True when the example is finished."""
+        if state["status"][slot] == FAILED:
+            return True
+        image = state["x_sol"][slot]
+        self.best_image[example] = image
+        self.best_const[example] = state["const"][slot]
+        allowed = state["mask"][slot, ..., 0] > 0
+        if not allowed.any():
+            return True
+        delta = (image - self.x[example]) / self.scale
+        n_changed = int(np.sum(np.any(np.abs(delta) >= L0_THRESHOLD, axis=-1)))
+        total_change = np.abs(delta.sum(axis=-1)) * np.abs(state["grad"][slot]).sum(axis=-1)
+        frozen = pixels_to_freeze(total_change, allowed, n_changed)
+        state["mask"][slot, ..., 0].flat[frozen] = 0.0
+        self._restart(state, slot, image)
+        return False
+
+
+def pixels_to_freeze(total_change: np.ndarray, allowed: np.ndarray, n_changed: int) -> np.ndarray:
+    """The original's choice of pixels to freeze after a successful solve.
+
+    Args:
+        total_change: [H, W] score of each pixel, |sum of its change| * sum of |gradient|.
+        allowed: bool [H, W], the pixels still allowed to change.
+        n_changed: the number of pixels the last solution changed.
+
+    Returns:
+        Flat indices into [H, W] of the pixels to freeze, in ascending score: up to and
+        including the first with a score above 0.01 or the
+        ceil(0.3 * sqrt(n_changed))-th, at least one (none if no pixel is allowed).
+    """
+    order = np.argsort(total_change, axis=None, kind="stable")
+    candidates = order[allowed.ravel()[order]]
+    if candidates.size == 0:
+        return candidates
+    counts = np.arange(1, candidates.size + 1)
+    stop = (total_change.ravel()[candidates] > FREEZE_THRESHOLD) | (
+        counts >= FREEZE_FRACTION * math.sqrt(n_changed)
+    )
+    last = int(np.argmax(stop)) if stop.any() else candidates.size - 1
+    return candidates[: last + 1]
+
+
+def _build_l0_chunk(
+    model: Callable[..., Any], config: _L0Config, image_shape: tuple[int, ...], num_classes: int
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """Compiles the L0 attack's inner Adam loop for one model and configuration."""
+    image = tf.TensorSpec([None, *image_shape], tf.float32)
+    vector = tf.TensorSpec([None], tf.float32)
+    state_spec = {
+        "x0": image,
+        "start": image,
+        "mask": tf.TensorSpec([None, *image_shape[:2], 1], tf.float32),
+        "labels": tf.TensorSpec([None, num_classes], tf.float32),
+        "modifier": image,
+        "m": image,
+        "v": image,
+        "t": vector,
+        "const": vector,
+        "step": tf.TensorSpec([None], tf.int32),
+        "status": tf.TensorSpec([None], tf.int32),
+        "grad": image,
+        "x_sol": image,
+    }
+    low, high = config.clip_min, config.clip_max
+    scale = high - low
+
+    def body(i: tf.Tensor, s: dict[str, tf.Tensor], x_ref: tf.Tensor):
+        running = tf.equal(s["status"], RUNNING)
+        modifier = s["modifier"]
+        with tf.GradientTape() as tape:
+            tape.watch(modifier)
+            mask = s["mask"]
+            img = from_tanh_space(modifier + s["start"], low, high) * mask + (1.0 - mask) * s["x0"]
+            loss1 = margin_loss(
+                call_model(model, img), s["labels"], config.confidence, config.targeted
+            )
+            loss2 = tf.reduce_sum(tf.square((img - x_ref) / scale), axis=[1, 2, 3])
+            total = tf.reduce_sum(s["const"] * loss1 + loss2)
+        grad = tape.gradient(total, modifier)
+        may_stop = tf.logical_or(
+            tf.constant(config.abort_early), tf.equal(s["step"], config.max_iterations - 1)
+        )
+        solved = running & (loss1 < SUCCESS_THRESHOLD) & may_stop
+        moving = running & ~solved
+        new = dict(s)
+        new["modifier"], new["m"], new["v"], new["t"] = adam_step(
+            modifier, grad, s["m"], s["v"], s["t"], config.learning_rate, moving
+        )
+        step = tf.where(moving, s["step"] + 1, s["step"])
+        exhausted = moving & (step >= config.max_iterations)
+        new["const"] = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
+        new["step"] = tf.where(exhausted, tf.zeros_like(step), step)
+        failed = exhausted & (new["const"] >= config.largest_const)
+        new["status"] = tf.where(solved, SOLVED, tf.where(failed, FAILED, s["status"]))
+        new["grad"] = tf.where(_expand(solved, grad), grad, s["grad"])
+        new["x_sol"] = tf.where(_expand(solved, img), img, s["x_sol"])
+        return i + 1, new
+
+    @tf.function(
+        input_signature=[
+            state_spec,
+            tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([], tf.int32),
+        ]
+    )
+    def run_chunk(state, max_steps, min_events):
+        # The original compares with tanh(arctanh(x * 0.999999)), not with x itself.
+        x_ref = from_tanh_space(to_tanh_space(state["x0"], low, high), low, high)
+
+        def cond(i, s):
+            ended = tf.reduce_sum(
+                tf.cast((s["status"] == SOLVED) | (s["status"] == FAILED), tf.int32)
+            )
+            return (i < max_steps) & (ended < min_events)
+
+        _, state = tf.while_loop(cond, lambda i, s: body(i, s, x_ref), (tf.constant(0), state))
+        return state
+
+    return run_chunk
