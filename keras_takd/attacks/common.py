@@ -10,7 +10,8 @@ probabilities). Also the result type and the batching helpers the attacks share.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import keras
@@ -24,6 +25,8 @@ TANH_SCALE = 0.999999
 # Rows in [0, 1] summing to 1 within this tolerance look like probabilities, not logits.
 PROBABILITY_TOLERANCE = 1e-3
 DEFAULT_BATCH_SIZE = 128
+
+_COMPILED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass
@@ -237,11 +240,13 @@ def from_tanh_space(w: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor
         clip_max: the upper edge of the box.
 
     Returns:
-        tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2.
+        tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2, clipped to the box to
+        remove float32 round-off.
     """
     half_range = (clip_max - clip_min) / 2.0
     center = (clip_max + clip_min) / 2.0
-    return tf.tanh(w) * half_range + center
+    # The clip only removes float32 round-off (an ulp) at the edges of boxes like [0.2, 0.7].
+    return tf.clip_by_value(tf.tanh(w) * half_range + center, clip_min, clip_max)
 
 
 def margin_loss(
@@ -325,6 +330,7 @@ def finalize_result(
     target: np.ndarray | None,
     const: np.ndarray | float,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    restore_failed: bool = True,
 ) -> AttackResult:
     """Verifies candidate adversarial images with the model and packs an `AttackResult`.
 
@@ -340,6 +346,8 @@ def finalize_result(
         target: target labels [N] (targeted) or None.
         const: the attack's constant per example ([N] or a scalar).
         batch_size: images per forward pass.
+        restore_failed: give failed examples their original image back (the rule for every
+            attack here; PGD may keep its perturbed images, e.g. for adversarial training).
 
     Returns:
         The `AttackResult`.
@@ -356,7 +364,8 @@ def finalize_result(
     labels = np.asarray(target if targeted else y, np.int64)
     logits = predict_logits(model, x_adv, batch_size)
     success = is_successful(logits, labels, targeted)
-    x_adv = np.where(success[:, None, None, None], x_adv, x).astype(np.float32)
+    if restore_failed:
+        x_adv = np.where(success[:, None, None, None], x_adv, x).astype(np.float32)
     l0, l2, linf = perturbation_norms(x_adv, x)
     const = np.broadcast_to(np.asarray(const, np.float64), success.shape).copy()
     return AttackResult(
@@ -393,3 +402,28 @@ def pad_to_batch(array: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 def batch_slices(n: int, batch_size: int) -> list[slice]:
     """The slices that split `n` examples into consecutive batches of at most `batch_size`."""
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+def cached_compiled(
+    model: Callable[..., Any], key: Hashable, build: Callable[[], Callable[..., Any]]
+) -> Callable[..., Any]:
+    """Returns `build()` for (model, key), building it only once while `model` lives.
+
+    Attacks keep their compiled `tf.function`s here so that repeated calls on the same model
+    and settings do not trace again. Models that cannot be weakly referenced get a fresh build.
+
+    Args:
+        model: the attacked model (the cache holds it weakly).
+        key: everything else the compiled function depends on (shapes, box, options).
+        build: makes the compiled function.
+
+    Returns:
+        The cached or newly built function.
+    """
+    try:
+        per_model = _COMPILED_CACHE.setdefault(model, {})
+    except TypeError:
+        return build()
+    if key not in per_model:
+        per_model[key] = build()
+    return per_model[key]

@@ -1,0 +1,131 @@
+"""Tests of the shared attack math and input checks (keras_takd.attacks.common)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_takd.attacks import common
+
+
+def test_tanh_space_round_trip_stays_finite_at_box_edges():
+    x = np.array([0.0, 1e-3, 0.25, 0.5, 0.999, 1.0], np.float32).reshape(1, 2, 3, 1) * 2 - 1
+    w = common.to_tanh_space(x, -1.0, 1.0)
+    assert np.all(np.isfinite(w.numpy()))
+    back = common.from_tanh_space(w, -1.0, 1.0).numpy()
+    np.testing.assert_allclose(back, x, atol=2e-6)
+    assert back.min() >= -1.0 and back.max() <= 1.0
+
+
+def test_from_tanh_space_maps_any_w_into_the_box():
+    w = tf.constant(np.linspace(-50, 50, 101, dtype=np.float32))
+    x = common.from_tanh_space(w, 0.2, 0.7).numpy()
+    assert x.min() >= 0.2 and x.max() <= 0.7
+
+
+def test_margin_loss_matches_definition():
+    logits = tf.constant([[1.0, 4.0, 2.0], [3.0, 0.0, -1.0]])
+    onehot = tf.one_hot([2, 0], 3)
+    targeted = common.margin_loss(logits, onehot, 0.5, targeted=True).numpy()
+    untargeted = common.margin_loss(logits, onehot, 0.5, targeted=False).numpy()
+    # Targeted: max(max_{i!=t} Z_i - Z_t + k, 0); untargeted: max(Z_y - max_{i!=y} Z_i + k, 0).
+    np.testing.assert_allclose(targeted, [4 - 2 + 0.5, 0.0])
+    np.testing.assert_allclose(untargeted, [0.0, 3 - 0 + 0.5])
+
+
+def test_perturbation_norms_count_pixels_not_channels():
+    x = np.zeros((2, 3, 3, 2), np.float32)
+    x_adv = x.copy()
+    x_adv[0, 0, 0, :] = [0.3, 0.4]  # one pixel, two channels
+    x_adv[0, 1, 1, 1] = 5e-5  # below the 1e-4 threshold
+    x_adv[1, 2, 2, 0] = -0.2
+    l0, l2, linf = common.perturbation_norms(x_adv, x)
+    np.testing.assert_array_equal(l0, [1, 1])
+    np.testing.assert_allclose(l2, [np.sqrt(0.25 + 5e-5**2), 0.2], rtol=1e-6)
+    np.testing.assert_allclose(linf, [0.4, 0.2], rtol=1e-6)
+
+
+def test_pad_to_batch_repeats_last_row():
+    padded, n = common.pad_to_batch(np.array([[1, 2], [3, 4]]), 4)
+    assert n == 2
+    np.testing.assert_array_equal(padded, [[1, 2], [3, 4], [3, 4], [3, 4]])
+    with pytest.raises(ValueError, match="cannot pad 5 rows"):
+        common.pad_to_batch(np.zeros((5, 1)), 4)
+
+
+@pytest.fixture
+def toy(linear_two_class_model):
+    rng = np.random.default_rng(0)
+    model = linear_two_class_model(rng.normal(size=(4, 4, 1)), 0.0)
+    x = rng.uniform(0.2, 0.8, size=(6, 4, 4, 1)).astype(np.float32)
+    y = np.argmax(model(x).numpy(), axis=1)
+    return model, x, y
+
+
+def test_validate_accepts_good_inputs(toy):
+    model, x, y = toy
+    x_out, y_out, target = common.validate_attack_inputs(model, x.astype(np.float64), list(y))
+    assert x_out.dtype == np.float32 and y_out.dtype == np.int64 and target is None
+    _, _, target = common.validate_attack_inputs(model, x, y, targeted=True, target=1 - y)
+    np.testing.assert_array_equal(target, 1 - y)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(x=np.zeros((4, 4, 1), np.float32)), "shape \\[N, H, W, C\\]"),
+        (dict(y=np.zeros((6, 2))), "y must be integer labels of shape \\[6\\]"),
+        (dict(y=np.zeros(5)), "shape \\[6\\]"),
+        (dict(clip_min=1.0, clip_max=0.0), "clip_min must be < clip_max"),
+        (dict(x_scale=2.0), "inside \\[clip_min, clip_max\\]"),
+        (dict(x_nan=True), "NaN or infinite"),
+        (dict(targeted=True), "needs target labels"),
+        (dict(targeted=True, target="same"), "target equals the true label"),
+        (dict(target="other"), "targeted=False"),
+        (dict(y=np.full(6, 7)), "y must be in \\[0, 1\\]"),
+        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+    ],
+)
+def test_validate_rejects_bad_inputs(toy, change, message):
+    model, x, y = toy
+    kwargs = dict(x=x, y=y)
+    if change.pop("x_scale", None):
+        kwargs["x"] = x * 2.0
+    if change.pop("x_nan", None):
+        kwargs["x"] = np.where(x > 0.5, np.nan, x).astype(np.float32)
+    if change.get("target") == "same":
+        change["target"] = y
+    elif change.get("target") == "other":
+        change["target"] = 1 - y
+    kwargs.update(change)
+    with pytest.raises(ValueError, match=message):
+        common.validate_attack_inputs(model, kwargs.pop("x"), kwargs.pop("y"), **kwargs)
+
+
+def test_validate_refuses_probability_outputs_unless_allowed(toy):
+    model, x, y = toy
+    probabilities = keras.Sequential([model, keras.layers.Softmax()])
+    with pytest.raises(ValueError, match="look like probabilities"):
+        common.validate_attack_inputs(probabilities, x, y)
+    common.validate_attack_inputs(probabilities, x, y, allow_probabilities=True)
+
+
+def test_finalize_verifies_success_and_restores_failed_examples(linear_two_class_model):
+    # Logits [0, sum(x) - 8] on 4x4 images: class 1 exactly when the mean pixel exceeds 0.5.
+    model = linear_two_class_model(np.ones((4, 4, 1)), -8.0)
+    x = np.full((3, 4, 4, 1), 0.4, np.float32)
+    y = np.zeros(3, np.int64)
+    x_adv = x + np.array([0.2, 0.05, 0.3], np.float32)[:, None, None, None]
+    result = common.finalize_result(
+        model, x, x_adv, y, targeted=False, target=None, const=[1.0, 2.0, 3.0]
+    )
+    np.testing.assert_array_equal(result.success, [True, False, True])
+    np.testing.assert_array_equal(result.x_adv[1], x[1])  # the failure gets its image back
+    np.testing.assert_allclose(result.l2, [0.8, 0.0, 1.2], rtol=1e-5)
+    np.testing.assert_array_equal(result.l0, [16, 0, 16])
+    np.testing.assert_array_equal(result.target, y)
+    kept = common.finalize_result(
+        model, x, x_adv, y, targeted=False, target=None, const=1.0, restore_failed=False
+    )
+    np.testing.assert_allclose(kept.x_adv, x_adv)
+    assert not kept.success[1]
