@@ -2,9 +2,22 @@
 
 Carlini & Wagner's L2, L0 and L-infinity attacks (arXiv:1608.04644), projected gradient descent
 (arXiv:1706.06083) and the fast gradient sign method (arXiv:1412.6572), batched and compiled
-with `tf.function`. Every attack returns an `AttackResult`.
+with `tf.function`. Every attack returns an `AttackResult`; `all_targets` runs a targeted attack
+towards every wrong class and reports C&W's best, average and worst case.
 """
 
+from keras_takd.attacks.all_targets import AllTargetsResult, all_targets
+from keras_takd.attacks.carlini_wagner_l2 import carlini_wagner_l2
 from keras_takd.attacks.common import AttackResult
+from keras_takd.attacks.fast_gradient_sign import fast_gradient_sign
+from keras_takd.attacks.projected_gradient_descent import pgd_perturb, projected_gradient_descent
 
-__all__ = ["AttackResult"]
+__all__ = [
+    "AllTargetsResult",
+    "AttackResult",
+    "all_targets",
+    "carlini_wagner_l2",
+    "fast_gradient_sign",
+    "pgd_perturb",
+    "projected_gradient_descent",
+]
