@@ -7,7 +7,9 @@ towards every wrong class and reports C&W's best, average and worst case.
 """
 
 from keras_takd.attacks.all_targets import AllTargetsResult, all_targets
+from keras_takd.attacks.carlini_wagner_l0 import carlini_wagner_l0
 from keras_takd.attacks.carlini_wagner_l2 import carlini_wagner_l2
+from keras_takd.attacks.carlini_wagner_linf import carlini_wagner_linf
 from keras_takd.attacks.common import AttackResult
 from keras_takd.attacks.fast_gradient_sign import fast_gradient_sign
 from keras_takd.attacks.projected_gradient_descent import pgd_perturb, projected_gradient_descent
@@ -16,7 +18,9 @@ __all__ = [
     "AllTargetsResult",
     "AttackResult",
     "all_targets",
+    "carlini_wagner_l0",
     "carlini_wagner_l2",
+    "carlini_wagner_linf",
     "fast_gradient_sign",
     "pgd_perturb",
     "projected_gradient_descent",
