@@ -28,8 +28,14 @@ import numpy as np
 KEY_COLUMNS: tuple[str, ...] = ("dataset", "temperature", "stage", "role")
 """dataset: "mnist", "cifar10", ...; temperature: the training temperature T of the chain;
 stage: 1-based position of the model in its chain (1 = the teacher, trained on hard labels);
-role: "teacher", "assistant", "student" in the paper's three-stage chain, "step-k" for the
-models of a longer multi-step chain (paper section VI)."""
+role: "teacher" (stage 1), "student" (the last stage), "assistant" (stage 2 of 3), else
+"step-k" (stage k of a longer multi-step chain, paper section VI)."""
+
+CHAIN_LENGTH_COLUMN = "stages"
+"""Optional column: the number of models in the row's chain (3 for teacher -> assistant ->
+student, 7 for the multi-step experiment). Plotting infers it as the largest stage at the same
+dataset and temperature when absent; write it when one CSV holds chains of different lengths
+at the same temperature."""
 
 # The C&W attacks, by the prefix of their columns (L0 counts changed pixels).
 ATTACKS: tuple[str, ...] = ("l0", "l2", "linf")
