@@ -18,8 +18,8 @@ import pathlib
 
 import numpy as np
 
-from keras_takd.models import INPUT_SHAPES, NUM_CLASSES
-
+INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+NUM_CLASSES = 10
 DATASETS = tuple(sorted(INPUT_SHAPES))
 _KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -154,38 +154,41 @@ def _read_npz(path: pathlib.Path) -> dict[str, np.ndarray]:
         ) from None
 
 
+def _tfds_help(name: str, reason: str) -> str:
+    return (
+        f"could not load {name!r} with tensorflow-datasets ({reason[:200]}); without internet "
+        f"access pass --data_dir=DIR where DIR holds {name}.npz (uint8 {', '.join(_KEYS)} in "
+        "Keras' layout)"
+    )
+
+
 def _load_tfds(name: str, data_dir) -> dict[str, np.ndarray]:
     try:
         import tensorflow_datasets as tfds
 
-        (x_train, y_train), (x_test, y_test) = tfds.as_numpy(
-            tfds.load(
-                name,
-                split=["train", "test"],
-                batch_size=-1,
-                as_supervised=True,
-                data_dir=None if data_dir is None else str(data_dir),
-            )
+        splits = tfds.load(
+            name,
+            split=["train", "test"],
+            batch_size=-1,
+            as_supervised=True,
+            data_dir=None if data_dir is None else str(data_dir),
         )
+        (x_train, y_train), (x_test, y_test) = tfds.as_numpy(splits)
     except Exception as e:  # no network, no prepared dataset, ...
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(
-            f"could not load {name!r} with tensorflow-datasets ({reason[:200]}); without "
-            f"internet access pass --data_dir=DIR where DIR holds {name}.npz (uint8 "
-            f"{', '.join(_KEYS)} in Keras' layout)"
-        ) from None
+        raise DataError(_tfds_help(name, reason)) from None
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
 
 def _check_split(name: str, arrays: dict, split: str, source: str):
     """Returns (x float32 [N, H, W, C] in [0, 1], y int64 [N]) for one split, or raises."""
     x, y = np.asarray(arrays[f"x_{split}"]), np.asarray(arrays[f"y_{split}"])
-    shape = INPUT_SHAPES[name]
+    shape, given = INPUT_SHAPES[name], x.shape
     if x.ndim == 3 and shape[2] == 1:
         x = x[..., None]
     if x.ndim != 4 or tuple(x.shape[1:]) != shape:
         raise DataError(
-            f"x_{split} in {source} has shape {x.shape}: expected "
+            f"x_{split} in {source} has shape {given}: expected "
             f"[N, {', '.join(map(str, shape))}] for {name}"
         )
     if y.ndim == 2 and y.shape[1] == 1:

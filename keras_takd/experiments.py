@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_takd import export
+from keras_takd import export, files
 from keras_takd.data import Dataset
 from keras_takd.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.layers import check_temperature
@@ -112,13 +112,7 @@ def prepare_output_dir(
         OSError: the directory cannot be created or written.
         ConfigMismatchError: run.json records another training configuration.
     """
-    out = pathlib.Path(output_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = export._temporary_sibling(out / "write-probe")
-        probe.unlink()
-    except OSError as e:
-        raise OSError(f"cannot write to output_dir {out}: {e.strerror or e}") from None
+    out = files.check_writable(output_dir)
     configuration = {"train": dataclasses.asdict(config), "data": _data_fingerprint(data)}
     run_json = out / "run.json"
     if run_json.exists():
@@ -129,7 +123,7 @@ def prepare_output_dir(
                 f"{run_json} is not a keras_takd run.json: use another output_dir"
             ) from None
         _check_same(previous, configuration, out)
-    export.write_json_atomic(
+    files.write_json_atomic(
         run_json,
         {
             "configuration": configuration,
@@ -174,7 +168,7 @@ def update_results(csv_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.Dat
     columns = [c for c in CHAIN_COLUMNS if c in new.columns]
     columns += [c for c in new.columns if c not in columns]
     table = new[columns].sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
-    export.write_csv_atomic(csv_path, table)
+    files.write_csv_atomic(csv_path, table)
     return table
 
 
@@ -212,7 +206,7 @@ def _warm_start_weights(
         model = build_model(data.name)
         train_on_labels(model, data.x_train, data.y_train, 1.0, config, epochs=1, verbose=verbose)
         export.save_model_atomic(model, init_dir / "model.keras")
-        export.write_json_atomic(init_dir / "metadata.json", {"fingerprint": fingerprint})
+        files.write_json_atomic(init_dir / "metadata.json", {"fingerprint": fingerprint})
     return keras.saving.load_model(init_dir / "model.keras").get_weights()
 
 
@@ -340,7 +334,7 @@ def _save_stage(model, data, stage_dir, fingerprint, row) -> dict:
     export.save_model_atomic(model, stage_dir / "model.keras")
     export.export_saved_model(model, stage_dir / "saved_model")
     metadata = {"fingerprint": fingerprint, "row": row}
-    export.write_json_atomic(stage_dir / "metadata.json", metadata)
+    files.write_json_atomic(stage_dir / "metadata.json", metadata)
     return metadata
 
 

@@ -1,59 +1,26 @@
-"""Writing models and tables so that a kill never leaves a truncated file a rerun would trust.
+"""Saving models atomically: `.keras` files and TF SavedModels for serving.
 
-Every writer here writes into a temporary name in the destination folder and renames it into
-place (`os.replace` is atomic on POSIX), and SavedModels are exported with two endpoints for
-TF Serving: `serve` (float32 images [None, H, W, C] in [0, 1] -> logits) and `probabilities`
-(softmax at T = 1).
+SavedModels get two endpoints for TF Serving: `serve` (float32 images [None, H, W, C] in
+[0, 1] -> logits) and `probabilities` (softmax at T = 1). Both writers go through a temporary
+name and a rename (see `keras_takd.files`), so a kill never leaves a half-written model.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
-import tempfile
 
 import keras
-import pandas as pd
 import tensorflow as tf
 
-
-def _temporary_sibling(path: pathlib.Path, directory: bool = False) -> pathlib.Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{path.name}.tmp-"
-    if directory:
-        return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return pathlib.Path(name)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` to `path` through a temporary file and a rename."""
-    path = pathlib.Path(path)
-    tmp = _temporary_sibling(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json_atomic(path: str | os.PathLike, data: dict) -> None:
-    """Writes `data` as indented JSON, atomically."""
-    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def write_csv_atomic(path: str | os.PathLike, frame: pd.DataFrame) -> None:
-    """Writes `frame` as CSV without its index, atomically."""
-    write_text_atomic(path, frame.to_csv(index=False))
+from keras_takd.files import temporary_sibling
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:
     """Saves a `.keras` file through a temporary file and a rename."""
     path = pathlib.Path(path)
-    tmp = _temporary_sibling(path)
+    tmp = temporary_sibling(path)
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -87,7 +54,7 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike) -> pathlib.P
         lambda images: tf.nn.softmax(model(images, training=False), axis=-1),
         input_signature=signature,
     )
-    tmp = _temporary_sibling(path, directory=True)
+    tmp = temporary_sibling(path, directory=True)
     try:
         archive.write_out(str(tmp), verbose=False)
         if path.exists():

@@ -93,14 +93,16 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 
 def _parse_temperatures(values: list[str]) -> list[float]:
-    from keras_takd.layers import check_temperature
-
-    return [check_temperature(v) for v in values]
+    """The --temperature list as floats; ValueError unless every one is a finite number > 0."""
+    temperatures = [float(v) for v in values]
+    if not temperatures or not all(0 < t < float("inf") for t in temperatures):
+        raise ValueError(f"temperatures must be finite numbers > 0, got {values}")
+    return temperatures
 
 
 def _valid_temperatures(values: list[str]) -> bool:
     try:
-        return bool(values) and bool(_parse_temperatures(values))
+        return bool(_parse_temperatures(values))
     except ValueError:
         return False
 
@@ -116,9 +118,19 @@ flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_r
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel export chatter
-    # Imported here so that --help and flag errors do not wait for TensorFlow.
+    # Every check that needs no TensorFlow runs first, so bad input fails fast and cleanly.
     from keras_takd.data import load_dataset
+    from keras_takd.files import check_writable
+
+    check_writable(_OUTPUT_DIR.value)
+    data = load_dataset(
+        _DATASET.value,
+        data_dir=_DATA_DIR.value,
+        validation_size=_VALIDATION_SIZE.value,
+        train_size=_TRAIN_SIZE.value,
+        test_size=_TEST_SIZE.value,
+    )
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel export chatter
     from keras_takd.distillation import TrainConfig
     from keras_takd.experiments import run_chain, set_seed, stage_summary
 
@@ -134,13 +146,6 @@ def main(argv: list[str]) -> None:
         distil_weight=_DISTIL_WEIGHT.value,
         scale_soft_loss=_SCALE_SOFT_LOSS.value,
         seed=_SEED.value,
-    )
-    data = load_dataset(
-        _DATASET.value,
-        data_dir=_DATA_DIR.value,
-        validation_size=_VALIDATION_SIZE.value,
-        train_size=_TRAIN_SIZE.value,
-        test_size=_TEST_SIZE.value,
     )
     table = run_chain(
         data,

@@ -13,14 +13,12 @@ from collections.abc import Sequence
 
 import keras
 
+from keras_takd.data import INPUT_SHAPES, NUM_CLASSES
 from keras_takd.layers import TemperatureSoftmax
 
 # Filters of the four convolutions and widths of the two hidden dense layers.
 MNIST_PARAMS = (32, 32, 64, 64, 200, 200)
 CIFAR10_PARAMS = (64, 64, 128, 128, 256, 256)
-
-INPUT_SHAPES = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
-NUM_CLASSES = 10
 
 
 def carlini_cnn(
