@@ -89,4 +89,6 @@ def with_temperature(logits_model: keras.Model, temperature: float) -> keras.Mod
         logits_model(inputs)
     )
     return keras.Model(inputs, probabilities, name=f"{logits_model.name}_T{temperature:g}")
+
+
 from keras_takd.wide_resnet import wide_resnet  # noqa: E402,F401
