@@ -101,6 +101,7 @@ def carlini_wagner_l2(
         batch_size=batch_size, allow_probabilities=allow_probabilities,
     )  # fmt: skip
     labels = target if targeted else y
+    batch_size = min(batch_size, len(x))  # no padding beyond the data
     num_classes = common.predict_logits(model, x[:1], 1).shape[1]
     key = (
         "carlini_wagner_l2",

@@ -84,6 +84,7 @@ def projected_gradient_descent(
         allow_probabilities=allow_probabilities,
     )
     labels = target if targeted else y
+    batch_size = min(batch_size, len(x))  # no padding beyond the data
     x_init = random_start_points(x, eps, norm, clip_min, clip_max, seed) if random_start else x
     key = ("projected_gradient_descent", x.shape[1:], batch_size, norm, clip_min, clip_max)
     run = common.cached_compiled(model, key, lambda: _build_runner(model, *key[1:]))

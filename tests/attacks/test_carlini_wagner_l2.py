@@ -1,0 +1,178 @@
+"""Tests of the Carlini-Wagner L2 attack (keras_takd.attacks.carlini_wagner_l2)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_takd.attacks import carlini_wagner_l2
+
+# Settings that reach >= 99% success on the small test CNN in a few seconds: fewer iterations
+# and binary-search steps than the defaults, hence a larger learning rate and first constant.
+FAST = dict(max_iterations=100, binary_search_steps=5, initial_const=1.0, learning_rate=0.1)
+
+
+def _linear_problem(linear_two_class_model, n=10, shape=(8, 8, 1), seed=0):
+    """Images well inside the box with margins |w.x + b| in [2, 4] on both sides."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=shape)
+    b = -0.5 * w.sum()
+    model = linear_two_class_model(w, b)
+    x = 0.5 + rng.uniform(-0.1, 0.1, size=(n, *shape))
+    margin = (x * w).reshape(n, -1).sum(axis=1) + b
+    wanted = rng.choice([-1.0, 1.0], size=n) * rng.uniform(2.0, 4.0, size=n)
+    x += ((wanted - margin) / np.sum(w**2))[:, None, None, None] * w
+    y = (wanted > 0).astype(np.int64)
+    optimum = np.abs(wanted) / np.sqrt(np.sum(w**2))
+    return model, x.astype(np.float32), y, optimum
+
+
+def _logit_margin(model, x_adv, labels):
+    """max_{i != label} Z_i - Z_label: positive when the label lost."""
+    logits = model.predict(x_adv, verbose=0)
+    rows = np.arange(len(labels))
+    own = logits[rows, labels]
+    logits[rows, labels] = -np.inf
+    return logits.max(axis=1) - own
+
+
+@pytest.mark.parametrize("abort_rule", ["per_example", "batch"])
+def test_linear_model_closed_form_optimum(linear_two_class_model, abort_rule):
+    model, x, y, optimum = _linear_problem(linear_two_class_model)
+    assert 0.1 < x.min() and x.max() < 0.9  # the optimum stays inside the box
+    result = carlini_wagner_l2(model, x, y, max_iterations=1000, abort_rule=abort_rule)
+    assert result.success.all()
+    gap = result.l2 / optimum - 1
+    print(f"{abort_rule}: L2 gap to the optimum: max {gap.max():.3%}, mean {gap.mean():.3%}")
+    assert gap.min() > -1e-3  # nothing beats the optimum
+    assert gap.max() < 0.02
+
+
+def test_untargeted_mnist(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch
+    result = carlini_wagner_l2(mnist_attack_model, x, y, **FAST)
+    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(result.success, predicted != y)
+    assert result.success.mean() >= 0.99
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    assert np.all(result.l2[result.success] > 0)
+    np.testing.assert_array_equal(result.target, y)
+
+
+def test_targeted_mnist(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch
+    target = (y + 1) % 10
+    result = carlini_wagner_l2(mnist_attack_model, x, y, targeted=True, target=target, **FAST)
+    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(result.success, predicted == target)
+    assert result.success.mean() >= 0.99
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    np.testing.assert_array_equal(result.target, target)
+
+
+def test_higher_confidence_gives_larger_margin(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:10], mnist_attack_batch[1][:10]
+    plain = carlini_wagner_l2(mnist_attack_model, x, y, **FAST)
+    strong = carlini_wagner_l2(mnist_attack_model, x, y, confidence=3.0, **FAST)
+    assert plain.success.all() and strong.success.all()
+    plain_margin = _logit_margin(mnist_attack_model, plain.x_adv, y)
+    strong_margin = _logit_margin(mnist_attack_model, strong.x_adv, y)
+    assert strong_margin.min() >= 3.0 - 1e-3
+    assert strong_margin.mean() > plain_margin.mean() + 2.0
+    assert strong.l2.mean() > plain.l2.mean()
+
+
+def _one_at_a_time(model, x, y, **options):
+    alone = [carlini_wagner_l2(model, x[i : i + 1], y[i : i + 1], **options) for i in range(len(x))]
+    return {
+        name: np.concatenate([getattr(r, name) for r in alone])
+        for name in ("x_adv", "success", "l2", "const")
+    }
+
+
+def test_batch_invariance_linear(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+    options = dict(max_iterations=200, binary_search_steps=4)
+    together = carlini_wagner_l2(model, x, y, batch_size=4, **options)
+    alone = _one_at_a_time(model, x, y, batch_size=1, **options)
+    np.testing.assert_array_equal(together.success, alone["success"])
+    np.testing.assert_allclose(together.const, alone["const"])
+    np.testing.assert_allclose(together.x_adv, alone["x_adv"], atol=1e-5)
+
+
+def test_batch_invariance_mnist(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:5], mnist_attack_batch[1][:5]
+    options = dict(FAST, max_iterations=50, binary_search_steps=3)
+    together = carlini_wagner_l2(mnist_attack_model, x, y, batch_size=8, **options)
+    alone = _one_at_a_time(mnist_attack_model, x, y, batch_size=1, **options)
+    # Convolutions round differently at different batch sizes and Adam's normalised steps let
+    # pixels with ~zero gradient drift apart, so compare the outcome, not every pixel.
+    np.testing.assert_array_equal(together.success, alone["success"])
+    np.testing.assert_allclose(together.const, alone["const"])
+    np.testing.assert_allclose(together.l2, alone["l2"], rtol=2e-2)
+
+
+def test_eager_and_compiled_agree(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+    options = dict(max_iterations=30, binary_search_steps=2, initial_const=1.0)
+    compiled = carlini_wagner_l2(model, x, y, **options)
+    tf.config.run_functions_eagerly(True)
+    try:
+        eager = carlini_wagner_l2(model, x, y, **options)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    np.testing.assert_array_equal(compiled.success, eager.success)
+    np.testing.assert_allclose(compiled.x_adv, eager.x_adv, atol=1e-5)
+    np.testing.assert_allclose(compiled.const, eager.const)
+
+
+def test_failed_examples_keep_their_original_image(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+    result = carlini_wagner_l2(
+        model, x, y, max_iterations=2, binary_search_steps=1, initial_const=1e-6
+    )
+    assert not result.success.any()
+    np.testing.assert_array_equal(result.x_adv, x)
+    np.testing.assert_array_equal(result.l2, 0.0)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(max_iterations=-5), "max_iterations must be an integer >= 1"),
+        (dict(binary_search_steps=0), "binary_search_steps"),
+        (dict(confidence=-1.0), "confidence must be >= 0"),
+        (dict(learning_rate=0.0), "learning_rate must be > 0"),
+        (dict(initial_const=0.0), "initial_const must be > 0"),
+        (dict(largest_const=1e-4), "largest_const"),
+        (dict(abort_rule="never"), "abort_rule"),
+        (dict(clip_min=1.0, clip_max=1.0), "clip_min must be < clip_max"),
+        (dict(clip_min=0.2), "inside \\[clip_min, clip_max\\]"),
+        (dict(targeted=True), "needs target labels"),
+        (dict(batch_size=0), "batch_size"),
+    ],
+)
+def test_bad_arguments_raise(linear_two_class_model, options, message):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+    x[0, 0, 0, 0] = 0.1
+    with pytest.raises(ValueError, match=message):
+        carlini_wagner_l2(model, x, y, **options)
+
+
+def test_wrong_shapes_raise(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+    with pytest.raises(ValueError, match="shape \\[N, H, W, C\\]"):
+        carlini_wagner_l2(model, x[0], y)
+    with pytest.raises(ValueError, match="shape \\[2\\]"):
+        carlini_wagner_l2(model, x, y[:1])
+
+
+def test_probability_model_refused_unless_allowed(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+    probabilities = keras.Sequential([model, keras.layers.Softmax()])
+    with pytest.raises(ValueError, match="look like probabilities"):
+        carlini_wagner_l2(probabilities, x, y)
+    result = carlini_wagner_l2(
+        probabilities, x, y, allow_probabilities=True, max_iterations=20, binary_search_steps=1
+    )
+    assert result.x_adv.shape == x.shape
