@@ -2,6 +2,7 @@
 Assistant" (Figs. 3-8, plus the gradient-masking and fixed-budget checks) from a results CSV.
 
     python -m keras_takd.plot --results=runs/results.csv --out=figures/
+    python -m keras_takd.plot --results=runs/sweep/results.csv,runs/multistep/results.csv
 
 writes `<figure>.png` and `<figure>.pdf` for every figure whose columns hold data and logs the
 ones it skips (see `keras_takd.plotting.FIGURES`).
@@ -15,8 +16,11 @@ from absl import app, flags
 
 from keras_takd import plotting
 
-_RESULTS = flags.DEFINE_string(
-    "results", "runs/results.csv", "Results CSV with the columns dataset, temperature, stage, role."
+_RESULTS = flags.DEFINE_list(
+    "results",
+    ["runs/results.csv"],
+    "Comma-separated results CSVs, each with the columns dataset, temperature, stage, role "
+    "(e.g. the temperature sweep's and the multi-step chain's).",
 )
 _OUT = flags.DEFINE_string("out", "figures", "Folder for the PNG and PDF figures (created).")
 _CAPTION = flags.DEFINE_string(

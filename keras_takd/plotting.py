@@ -169,7 +169,10 @@ def plot_vs_temperature(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small" if len(curves) <= 3 else "x-small", ncol=1 + (len(curves) > 4))
+    if len(curves) <= 4:
+        ax.legend(fontsize="small")
+    else:  # a long chain: keep the legend clear of the lines
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def plot_accuracy(ax, df: pd.DataFrame, dataset: str) -> None:
@@ -303,8 +306,9 @@ def plot_budget_success(ax, df: pd.DataFrame, dataset: str, norm: str = "l2") ->
     """Papernot et al.'s measure: attacks that succeed within a fixed perturbation budget."""
     rows = _three_stage(df[df["dataset"] == dataset])
     budgets = rows[f"{norm}_budget"].dropna().unique() if f"{norm}_budget" in rows else []
-    bound = f" <= {budgets[0]:g}" if len(budgets) == 1 else " <= budget"
-    title = f"{dataset_label(dataset)}: {ATTACK_NAMES[norm]} success within {norm}{bound}"
+    bound = f"{budgets[0]:g}" if len(budgets) == 1 else "budget"
+    symbol = PERTURBATION_UNITS[norm].split()[0]
+    title = f"{dataset_label(dataset)}: {ATTACK_NAMES[norm]}, fooled within {symbol} ≤ {bound}"
     ylabel = "attacked images fooled within budget (%)"
     column = f"{norm}_budget_success_rate"
     plot_vs_temperature(ax, rows, column, ylabel, title, 100.0, ylim=_PERCENT_LIMITS)
@@ -468,15 +472,7 @@ def check_results(df: pd.DataFrame) -> None:
         raise ValueError("results hold no rows")
 
 
-def read_results(path: str | pathlib.Path) -> pd.DataFrame:
-    """Reads a results CSV and checks it (see `check_results`).
-
-    Raises:
-        FileNotFoundError: if `path` is not a file.
-        ValueError: if the file is not a CSV with the key columns, numeric temperature and
-            stage, and at least one row.
-    """
-    path = pathlib.Path(path)
+def _read_one(path: pathlib.Path) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"results file {str(path)!r} not found")
     try:
@@ -490,7 +486,30 @@ def read_results(path: str | pathlib.Path) -> pd.DataFrame:
             df[column] = pd.to_numeric(df[column], errors="raise")
     except ValueError as error:
         raise ValueError(f"{path}: {' '.join(str(error).split())}") from None
+    if CHAIN_LENGTH_COLUMN not in df.columns:  # chains of one file do not mix with another's
+        df[CHAIN_LENGTH_COLUMN] = _chain_length(df)
     return df
+
+
+def read_results(paths: str | pathlib.Path | Sequence[str | pathlib.Path]) -> pd.DataFrame:
+    """Reads and checks one or more results CSVs (see `check_results`) into one table.
+
+    Files without a `stages` column get one, inferred within each file, so that e.g. a
+    three-stage temperature sweep and a seven-stage chain written to separate CSVs stay apart.
+
+    Args:
+        paths: a CSV path or a sequence of them.
+
+    Raises:
+        FileNotFoundError: if a path is not a file.
+        ValueError: if a file is not a CSV with the key columns, numeric temperature and
+            stage, and at least one row.
+    """
+    if isinstance(paths, (str, pathlib.Path)):
+        paths = [paths]
+    if not paths:
+        raise ValueError("no results file given")
+    return pd.concat([_read_one(pathlib.Path(p)) for p in paths], ignore_index=True)
 
 
 def skipped_figures(results_df: pd.DataFrame) -> dict[str, str]:

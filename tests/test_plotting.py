@@ -128,3 +128,18 @@ def test_draw_all_rejects_foreign_or_empty_tables(tmp_path, frame, match):
     with pytest.raises(ValueError, match=match):
         plotting.draw_all(frame, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_read_results_keeps_chains_of_separate_files_apart(tmp_path):
+    df = synthetic_results()
+    # A three-stage chain at a temperature the seven-stage chain also has.
+    sweep = df[df["temperature"] == SWEEP_TEMPERATURES[0]].assign(temperature=CHAIN_TEMPERATURES[1])
+    chain = df[df["temperature"].isin(CHAIN_TEMPERATURES)]
+    sweep.to_csv(tmp_path / "sweep.csv", index=False)
+    chain.to_csv(tmp_path / "chain.csv", index=False)
+    both = plotting.read_results([tmp_path / "sweep.csv", tmp_path / "chain.csv"])
+    assert len(both) == len(sweep) + len(chain)
+    assert len(plotting._three_stage(both)) == len(sweep)
+    assert len(plotting._multistep(both)) == len(chain)
+    with pytest.raises(FileNotFoundError, match="missing.csv"):
+        plotting.read_results(tmp_path / "missing.csv")
