@@ -102,8 +102,8 @@ def _labels(y: np.ndarray) -> np.ndarray:
 
 
 def _check_data(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
-    if np.ndim(x) < 2:
-        raise ValueError(f"x must be a batch of images [N, ...], got shape {np.shape(x)}")
+    if np.ndim(x) < 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of images [N, ...], got shape {np.shape(x)}")
     if y is not None and len(y) != len(x):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if int(batch_size) < 1:
@@ -240,8 +240,6 @@ def sensitivity(
     if of not in ("logits", "softmax"):
         raise ValueError(f"of must be 'logits' or 'softmax', got {of!r}")
     _check_data(x, None, batch_size)
-    if len(x) == 0:
-        raise ValueError("x is empty: sensitivity needs at least one image")
     batch_size = min(int(batch_size), len(x))
     gradient_fn = _gradient_fn(model, of, (batch_size, *np.shape(x)[1:]))
     values = []

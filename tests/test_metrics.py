@@ -80,6 +80,15 @@ def test_sensitivity_rejects_unknown_target(linear):
         metrics.sensitivity(model, x, of="probabilities")
 
 
+@pytest.mark.parametrize("function", [metrics.accuracy, metrics.confidence])
+def test_metrics_reject_empty_or_mismatched_data(confidence_case, function):
+    model, x, y = confidence_case
+    with pytest.raises(ValueError, match="non-empty"):
+        function(model, x[:0], y[:0])
+    with pytest.raises(ValueError, match="same length"):
+        function(model, x, y[:2])
+
+
 def test_confidence_accuracy_and_mask_on_fixed_batch(confidence_case):
     model, x, y = confidence_case
     assert metrics.confidence(model, x, y, batch_size=3) == pytest.approx((0.8 + 0.5 + 0.8) / 4)
