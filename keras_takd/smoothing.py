@@ -192,6 +192,31 @@ class SmoothedClassifier:
         probabilities = self.soft_targets(x, 1.0, batch_size=batch_size, aggregation=aggregation)
         return np.argmax(probabilities, axis=-1).astype(np.int64)
 
+    def accuracy(
+        self, x: np.ndarray, y: np.ndarray, batch_size: int | None = None
+    ) -> dict[str, float]:
+        """Accuracy of both aggregations, from the same M passes (ties: lowest class).
+
+        Args:
+            x: inputs [N, ...].
+            y: integer labels [N].
+            batch_size: inputs per forward pass; defaults to the constructor's.
+
+        Returns:
+            {"prediction": accuracy, "soft_prediction": accuracy}, fractions in [0, 1].
+
+        Raises:
+            ValueError: if `y` is not [N] for the N inputs of `x`.
+        """
+        y = np.asarray(y).reshape(-1)
+        if len(y) != len(x):
+            raise ValueError(f"y must hold one label per input: {len(y)} labels, {len(x)} inputs")
+        outputs = self.aggregate(x, batch_size=batch_size)
+        return {
+            name: float(np.mean(np.argmax(getattr(outputs, name), axis=-1) == y))
+            for name in AGGREGATIONS
+        }
+
     def __call__(self, x: tf.Tensor) -> tf.Tensor:
         """Differentiable smoothed log-probabilities log(mean_m softmax(z_m)), usable as logits.
 

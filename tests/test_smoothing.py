@@ -69,6 +69,26 @@ def test_both_aggregations_equal_hand_computation(scripted_table, chunk_size, ba
     )
 
 
+def test_accuracy_of_both_aggregations(scripted_table):
+    draws, n, _ = scripted_table.shape
+    smoothed = SmoothedClassifier(_ScriptedModel(scripted_table), num_samples=draws)
+    x = np.arange(n, dtype="float32")[:, None]
+    votes = np.zeros((n, scripted_table.shape[-1]))
+    for m in range(draws):
+        votes[np.arange(n), scripted_table[m].argmax(-1)] += 1
+    by_votes = votes.argmax(-1)
+    by_soft = _softmax(scripted_table).mean(0).argmax(-1)
+    labels = by_votes.copy()
+    labels[0] = (labels[0] + 1) % 4  # one vote-smoothing error
+    accuracy = smoothed.accuracy(x, labels)
+    assert accuracy == {
+        "prediction": pytest.approx((n - 1) / n),
+        "soft_prediction": pytest.approx(np.mean(by_soft == labels)),
+    }
+    with pytest.raises(ValueError, match="one label per input"):
+        smoothed.accuracy(x, labels[:2])
+
+
 def test_deterministic_model_smooths_to_its_own_outputs():
     keras.utils.set_random_seed(1)
     inputs = keras.Input((6,))
