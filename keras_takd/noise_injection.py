@@ -427,6 +427,7 @@ def add_weight_noise(
     seed: int | None = None,
     copy_weights: bool = True,
     name: str | None = None,
+    dense_noise: str | None = None,
 ) -> keras.Model:
     """Clones a functional or Sequential model with every Conv2D / Dense made noisy.
 
@@ -441,6 +442,9 @@ def add_weight_noise(
         copy_weights: copy the weights of `model` (kernels, biases, batch-norm statistics)
             into the clone, so a trained network can be fine-tuned with noise.
         name: the clone's name; defaults to "{model.name}_{noise}_noise".
+        dense_noise: noise type of the Dense layers, None for `noise`. (The reference CNI
+            code of Nemcovsky et al. puts colored noise on the convolutions and white noise
+            on the final linear layer: noise="colored", dense_noise="white".)
 
     Returns:
         A new model computing the same function as `model` when its noise is off.
@@ -450,12 +454,14 @@ def add_weight_noise(
             layer configuration the noisy layers do not support.
     """
     _check_noise_arguments(noise, rank, correlation, initial_scale, initial_factor)
+    dense_noise = noise if dense_noise is None else dense_noise
+    _check_noise_arguments(dense_noise, rank, correlation, initial_scale, initial_factor)
     replaced = []
 
     def clone_layer(layer):
         seed_i = None if seed is None else seed + len(replaced)
         noise_kwargs = {
-            "noise": noise,
+            "noise": dense_noise if isinstance(layer, keras.layers.Dense) else noise,
             "rank": rank,
             "correlation": correlation,
             "initial_scale": initial_scale,
@@ -500,6 +506,7 @@ def cni_model(
     initial_scale: float = DEFAULT_INITIAL_SCALE,
     initial_factor: float = DEFAULT_INITIAL_FACTOR,
     seed: int | None = None,
+    dense_noise: str | None = None,
     **base_kwargs,
 ) -> keras.Model:
     """Builds a noise-injection (CNI / PNI) network returning logits.
@@ -513,6 +520,8 @@ def cni_model(
         initial_scale: initial per-weight noise scale, relative to std(W).
         initial_factor: initial factor entries, relative to std(W).
         seed: base seed of the noise streams, None for random ones.
+        dense_noise: noise type of the Dense layers, None for `noise`; "white" with
+            noise="colored" reproduces the reference CNI code (white noise on the last layer).
         **base_kwargs: arguments of the base builder (depth, widen_factor, num_classes, ...).
 
     Returns:
@@ -538,4 +547,5 @@ def cni_model(
         seed=seed,
         copy_weights=False,
         name=f"{plain.name}_cni_{noise}",
+        dense_noise=dense_noise,
     )

@@ -230,6 +230,16 @@ def test_cni_wide_resnet_makes_every_conv_and_dense_noisy():
     assert np.abs(np.asarray(model(x)) - np.asarray(model(x))).max() > 1e-4
 
 
+def test_dense_noise_can_differ_from_conv_noise(plain_cnn):
+    model = ni.add_weight_noise(plain_cnn, noise="colored", dense_noise="white", seed=0)
+    kinds = {(type(layer).__name__, layer.noise) for layer in ni.noisy_layers(model)}
+    assert kinds == {("NoisyConv2D", "colored"), ("NoisyDense", "white")}
+    same = ni.add_weight_noise(plain_cnn, noise="colored", seed=0)
+    assert {layer.noise for layer in ni.noisy_layers(same)} == {"colored"}
+    with pytest.raises(ValueError, match="noise"):
+        ni.add_weight_noise(plain_cnn, dense_noise="pink")
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
