@@ -11,11 +11,16 @@ training. The noise is relative to the spread of the layer's weights, std(W):
   scale a per weight (initial 0.25) and z ~ N(0, I) of the kernel's shape;
 * "colored" (CNI-W): W + std(W) * (|d| * z + reshape(F u)), a Gaussian with the low-rank plus
   diagonal covariance std(W)^2 (diag(d^2) + F F^T), learned diagonal d per weight and factor
-  F of rank r (5 in the papers), u ~ N(0, I_r). With `correlation="layer"` (the reference
+  F of rank r (5 in the reference code), u ~ N(0, I_r). With `correlation="layer"` (the reference
   implementation) F spans all weights of the layer: [kernel size, r]. With
   `correlation="filter"` F is [fan_in, r], shared by the output filters of the layer, each of
   which draws its own u: weights inside a filter are correlated, filters are independent, and
   the factor costs fan_in * r parameters instead of r copies of the kernel.
+
+Unlike the reference code (github.com/yanemcovsky/SIAM, `layers.py`), whose colored noise has
+standard deviation sqrt(|std(W) d|) on the diagonal and an absolute factor F, both parts are
+scaled here by std(W) (held constant in the gradient), so white and colored noise share units
+and initial diagonal scale (0.25).
 
 One noise sample is drawn per forward pass and shared by the whole batch, as in the reference
 implementation, so averaging M passes (keras_takd.smoothing) averages M sampled networks.
