@@ -24,7 +24,7 @@ Where this implementation deviates from the original:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -93,13 +93,25 @@ def carlini_wagner_l2(
         ValueError: on invalid options or inputs (see `common.validate_attack_inputs`).
     """
     _check_options(
-        confidence, learning_rate, binary_search_steps, max_iterations, abort_rule,
-        initial_const, largest_const,
-    )  # fmt: skip
+        confidence,
+        learning_rate,
+        binary_search_steps,
+        max_iterations,
+        abort_rule,
+        initial_const,
+        largest_const,
+    )
     x, y, target = common.validate_attack_inputs(
-        model, x, y, targeted=targeted, target=target, clip_min=clip_min, clip_max=clip_max,
-        batch_size=batch_size, allow_probabilities=allow_probabilities,
-    )  # fmt: skip
+        model,
+        x,
+        y,
+        targeted=targeted,
+        target=target,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        batch_size=batch_size,
+        allow_probabilities=allow_probabilities,
+    )
     labels = target if targeted else y
     batch_size = min(batch_size, len(x))  # no padding beyond the data
     num_classes = common.predict_logits(model, x[:1], 1).shape[1]
@@ -114,11 +126,16 @@ def carlini_wagner_l2(
     )
     solver = common.cached_compiled(model, key, lambda: _build_solver(model, *key[1:]))
     settings = dict(
-        targeted=targeted, confidence=confidence, learning_rate=learning_rate,
-        binary_search_steps=binary_search_steps, max_iterations=max_iterations,
-        abort_early=abort_early, per_example=abort_rule == "per_example",
-        initial_const=initial_const, largest_const=largest_const,
-    )  # fmt: skip
+        targeted=targeted,
+        confidence=confidence,
+        learning_rate=learning_rate,
+        binary_search_steps=binary_search_steps,
+        max_iterations=max_iterations,
+        abort_early=abort_early,
+        per_example=abort_rule == "per_example",
+        initial_const=initial_const,
+        largest_const=largest_const,
+    )
     slices = common.batch_slices(len(x), batch_size)
     progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
     x_adv, const = np.empty_like(x), np.empty(len(x))
@@ -188,19 +205,27 @@ def _attack_batch(
     best_adv = tf.constant(x_padded)
     best_const = tf.fill([batch_size], tf.constant(np.nan, tf.float32))
     hyper = dict(
-        targeted=tf.constant(targeted), confidence=tf.constant(confidence, tf.float32),
+        targeted=tf.constant(targeted),
+        confidence=tf.constant(confidence, tf.float32),
         learning_rate=tf.constant(learning_rate, tf.float32),
         max_iterations=tf.constant(max_iterations, tf.int32),
         check_every=tf.constant(max(1, max_iterations // 10), tf.int32),
-        abort_early=tf.constant(abort_early), per_example=tf.constant(per_example),
-    )  # fmt: skip
+        abort_early=tf.constant(abort_early),
+        per_example=tf.constant(per_example),
+    )
     for step in range(binary_search_steps):
         if binary_search_steps >= 10 and step == binary_search_steps - 1:
             const = upper.copy()  # the original's "repeat": retry the best c found
         step_success, best_l2, best_adv, best_const = solver(
-            tf.constant(x_padded), tf.constant(onehot), tf.constant(const, tf.float32),
-            tf.constant(real), best_l2, best_adv, best_const, **hyper,
-        )  # fmt: skip
+            tf.constant(x_padded),
+            tf.constant(onehot),
+            tf.constant(const, tf.float32),
+            tf.constant(real),
+            best_l2,
+            best_adv,
+            best_const,
+            **hyper,
+        )
         ok = step_success.numpy()
         upper = np.where(ok, np.minimum(upper, const), upper)
         lower = np.where(ok, lower, np.maximum(lower, const))
@@ -210,6 +235,22 @@ def _attack_batch(
     found_const = best_const.numpy().astype(np.float64)
     found_const = np.where(np.isnan(found_const), const, found_const)
     return best_adv.numpy()[:n_real], found_const[:n_real]
+
+
+class _StepState(NamedTuple):
+    """The loop variables of one binary-search step, per example where they have a batch axis."""
+
+    iteration: tf.Tensor  # scalar int32
+    modifier: tf.Tensor  # w - w0, [B, H, W, C]
+    adam_m: tf.Tensor
+    adam_v: tf.Tensor
+    active: tf.Tensor  # [B] bool: still optimising (real and not aborted)
+    prev_loss: tf.Tensor  # [B] loss at the last abort-early check
+    prev_total: tf.Tensor  # scalar: summed loss at the last check (whole-batch rule)
+    succeeded: tf.Tensor  # [B] bool: some iterate succeeded at this c
+    best_l2: tf.Tensor  # [B] smallest squared L2 of a success over all steps so far
+    best_adv: tf.Tensor  # [B, H, W, C] the image that achieved it
+    best_const: tf.Tensor  # [B] the c at which it was found
 
 
 def _build_solver(
@@ -229,97 +270,129 @@ def _build_solver(
     updated best squared L2, image and c.
     """
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
-    per_example = tf.TensorSpec([batch_size], tf.float32)
+    vector = tf.TensorSpec([batch_size], tf.float32)
     scalar = tf.TensorSpec([], tf.float32)
     flag = tf.TensorSpec([], tf.bool)
     count = tf.TensorSpec([], tf.int32)
-    signature = [
-        images, tf.TensorSpec([batch_size, num_classes], tf.float32), per_example,
-        tf.TensorSpec([batch_size], tf.bool), per_example, images, per_example,
-        flag, scalar, scalar, count, count, flag, flag,
-    ]  # fmt: skip
+    onehot_spec = tf.TensorSpec([batch_size, num_classes], tf.float32)
+    real_spec = tf.TensorSpec([batch_size], tf.bool)
+    signature = [images, onehot_spec, vector, real_spec, vector, images, vector]
+    signature += [flag, scalar, scalar, count, count, flag, flag]
+    image_axes = list(range(1, 1 + len(image_shape)))
 
     @tf.function(input_signature=signature, jit_compile=jit_compile, reduce_retracing=False)
     def solve(
-        x, onehot, const, real, best_l2, best_adv, best_const,
-        targeted, confidence, learning_rate, max_iterations, check_every, abort_early,
+        x,
+        onehot,
+        const,
+        real,
+        best_l2,
+        best_adv,
+        best_const,
+        targeted,
+        confidence,
+        learning_rate,
+        max_iterations,
+        check_every,
+        abort_early,
         per_example,
-    ):  # fmt: skip
+    ):
         w0 = common.to_tanh_space(x, clip_min, clip_max)
         x_start = common.from_tanh_space(w0, clip_min, clip_max)
-        expand = lambda mask: tf.reshape(mask, [-1] + [1] * len(image_shape))
 
-        def step(i, modifier, m, v, active, prev, prev_total, ok, best_l2, best_adv, best_const):
+        def step(s: _StepState) -> tuple[_StepState]:
             with tf.GradientTape() as tape:
-                tape.watch(modifier)
-                x_new = common.from_tanh_space(modifier + w0, clip_min, clip_max)
+                tape.watch(s.modifier)
+                x_new = common.from_tanh_space(s.modifier + w0, clip_min, clip_max)
                 logits = common.call_model(model, x_new)
-                l2 = tf.reduce_sum(
-                    tf.square(x_new - x_start), axis=list(range(1, 1 + len(image_shape)))
-                )
+                l2 = tf.reduce_sum(tf.square(x_new - x_start), axis=image_axes)
                 margin = tf.where(
                     targeted,
                     common.margin_loss(logits, onehot, confidence, True),
                     common.margin_loss(logits, onehot, confidence, False),
                 )
                 loss = const * margin + l2
-                total = tf.reduce_sum(tf.where(active, loss, 0.0))
-            grad = tape.gradient(total, modifier)
+                total = tf.reduce_sum(tf.where(s.active, loss, 0.0))
+            grad = tape.gradient(total, s.modifier)
             # Abort early: every check_every steps, stop if the loss fell by less than 0.01%.
-            check = abort_early & tf.equal(i % check_every, 0)
+            check = abort_early & tf.equal(s.iteration % check_every, 0)
             real_total = tf.reduce_sum(tf.where(real, loss, 0.0))
             stalled = tf.where(
                 per_example,
-                loss > prev * 0.9999,
-                tf.fill(tf.shape(loss), real_total > prev_total * 0.9999),
+                loss > s.prev_loss * 0.9999,
+                tf.fill(tf.shape(loss), real_total > s.prev_total * 0.9999),
             )
-            active = active & ~(check & stalled)
-            prev = tf.where(check, loss, prev)
-            prev_total = tf.where(check, real_total, prev_total)
+            active = s.active & ~(check & stalled)
             # Keep the smallest-L2 successful image (confidence-adjusted, as the original).
             success = active & _is_success(logits, onehot, confidence, targeted)
-            ok = ok | success
-            better = success & (l2 < best_l2)
-            best_l2 = tf.where(better, l2, best_l2)
-            best_adv = tf.where(expand(better), x_new, best_adv)
-            best_const = tf.where(better, const, best_const)
-            # Adam, as TF1's AdamOptimizer, frozen for examples that stopped.
-            t = tf.cast(i + 1, tf.float32)
-            m_new = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-            v_new = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-            lr_t = learning_rate * tf.sqrt(1 - _ADAM_BETA2**t) / (1 - _ADAM_BETA1**t)
-            modifier_new = modifier - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPSILON)
-            keep = expand(active)
-            modifier, m, v = (
-                tf.where(keep, new, old)
-                for new, old in ((modifier_new, modifier), (m_new, m), (v_new, v))
+            better = success & (l2 < s.best_l2)
+            modifier, adam_m, adam_v = _adam_step(
+                s.modifier, s.adam_m, s.adam_v, grad, s.iteration, learning_rate, active
             )
-            return (
-                i + 1,
-                modifier,
-                m,
-                v,
-                active,
-                prev,
-                prev_total,
-                ok,
-                best_l2,
-                best_adv,
-                best_const,
+            new_state = _StepState(
+                iteration=s.iteration + 1,
+                modifier=modifier,
+                adam_m=adam_m,
+                adam_v=adam_v,
+                active=active,
+                prev_loss=tf.where(check, loss, s.prev_loss),
+                prev_total=tf.where(check, real_total, s.prev_total),
+                succeeded=s.succeeded | success,
+                best_l2=tf.where(better, l2, s.best_l2),
+                best_adv=tf.where(_per_example(better, x_new), x_new, s.best_adv),
+                best_const=tf.where(better, const, s.best_const),
             )
+            return (new_state,)
 
         zeros = tf.zeros_like(x)
-        loop_vars = (
-            tf.constant(0), zeros, zeros, zeros, real, tf.fill([batch_size], np.inf),
-            tf.constant(np.inf), tf.zeros([batch_size], tf.bool), best_l2, best_adv, best_const,
-        )  # fmt: skip
-        outputs = tf.while_loop(
-            lambda i, *rest: (i < max_iterations) & tf.reduce_any(rest[3]), step, loop_vars
+        start = _StepState(
+            iteration=tf.constant(0),
+            modifier=zeros,
+            adam_m=zeros,
+            adam_v=zeros,
+            active=real,
+            prev_loss=tf.fill([batch_size], np.inf),
+            prev_total=tf.constant(np.inf),
+            succeeded=tf.zeros([batch_size], tf.bool),
+            best_l2=best_l2,
+            best_adv=best_adv,
+            best_const=best_const,
         )
-        return outputs[7], outputs[8], outputs[9], outputs[10]
+        (end,) = tf.while_loop(
+            lambda s: (s.iteration < max_iterations) & tf.reduce_any(s.active), step, (start,)
+        )
+        return end.succeeded, end.best_l2, end.best_adv, end.best_const
 
     solve.batch_size = batch_size
     return solve
+
+
+def _per_example(mask: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Reshapes a [B] mask to broadcast against `like` [B, ...]."""
+    return tf.reshape(mask, [-1] + [1] * (len(like.shape) - 1))
+
+
+def _adam_step(
+    variable: tf.Tensor,
+    m: tf.Tensor,
+    v: tf.Tensor,
+    grad: tf.Tensor,
+    iteration: tf.Tensor,
+    learning_rate: tf.Tensor,
+    active: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One step of TF1's AdamOptimizer (bias-corrected step size), only where `active`."""
+    t = tf.cast(iteration + 1, tf.float32)
+    m_new = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
+    v_new = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
+    lr_t = learning_rate * tf.sqrt(1 - _ADAM_BETA2**t) / (1 - _ADAM_BETA1**t)
+    variable_new = variable - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPSILON)
+    keep = _per_example(active, variable)
+    return (
+        tf.where(keep, variable_new, variable),
+        tf.where(keep, m_new, m),
+        tf.where(keep, v_new, v),
+    )
 
 
 def _is_success(

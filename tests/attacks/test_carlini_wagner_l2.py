@@ -176,3 +176,15 @@ def test_probability_model_refused_unless_allowed(linear_two_class_model):
         probabilities, x, y, allow_probabilities=True, max_iterations=20, binary_search_steps=1
     )
     assert result.x_adv.shape == x.shape
+
+
+def test_no_retracing_across_batches_and_binary_steps(linear_two_class_model):
+    from keras_takd.attacks import common
+
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=7)
+    options = dict(max_iterations=10, binary_search_steps=3, batch_size=3)  # last batch padded
+    carlini_wagner_l2(model, x, y, **options)
+    carlini_wagner_l2(model, x[:5], y[:5], targeted=True, target=1 - y[:5], **options)
+    compiled = list(common._COMPILED_CACHE[model].values())
+    assert len(compiled) == 1
+    assert compiled[0].experimental_get_tracing_count() == 1
