@@ -368,9 +368,7 @@ class _L0Search:
 
     def _restart(self, state: dict[str, np.ndarray], slot: int, start: np.ndarray) -> None:
         """Starts a fresh solve from `start` (new variable and Adam state, c kept)."""
-        state["start"][slot] = to_tanh_space(
-            start, self.config.clip_min, self.config.clip_max
-        ).numpy()
+        state["start"][slot] = start
         for key in ("modifier", "m", "v"):
             state[key][slot] = 0.0
         state["t"][slot] = 0.0
@@ -445,13 +443,13 @@ def _build_l0_chunk(
     low, high = config.clip_min, config.clip_max
     scale = high - low
 
-    def body(i: tf.Tensor, s: dict[str, tf.Tensor], x_ref: tf.Tensor):
+    def body(i: tf.Tensor, s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
             tape.watch(modifier)
             mask = s["mask"]
-            img = from_tanh_space(modifier + s["start"], low, high) * mask + (1.0 - mask) * s["x0"]
+            img = from_tanh_space(modifier + w_start, low, high) * mask + (1.0 - mask) * s["x0"]
             loss1 = margin_loss(
                 call_model(model, img), s["labels"], config.confidence, config.targeted
             )
@@ -485,7 +483,10 @@ def _build_l0_chunk(
         ]
     )
     def run_chunk(state, max_steps, min_events):
+        # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
+        state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
         # The original compares with tanh(arctanh(x * 0.999999)), not with x itself.
+        w_start = to_tanh_space(state["start"], low, high)
         x_ref = from_tanh_space(to_tanh_space(state["x0"], low, high), low, high)
 
         def cond(i, s):
@@ -494,7 +495,9 @@ def _build_l0_chunk(
             )
             return (i < max_steps) & (ended < min_events)
 
-        _, state = tf.while_loop(cond, lambda i, s: body(i, s, x_ref), (tf.constant(0), state))
+        _, state = tf.while_loop(
+            cond, lambda i, s: body(i, s, w_start, x_ref), (tf.constant(0), state)
+        )
         return state
 
     return run_chunk

@@ -270,9 +270,7 @@ class _LinfSearch:
         self, state: dict[str, np.ndarray], slot: int, start: np.ndarray, tau: float
     ) -> None:
         """Starts a fresh solve at `tau` from `start` (new variable and Adam state)."""
-        state["start"][slot] = to_tanh_space(
-            start, self.config.clip_min, self.config.clip_max
-        ).numpy()
+        state["start"][slot] = start
         for key in ("modifier", "m", "v"):
             state[key][slot] = 0.0
         state["t"][slot] = 0.0
@@ -361,12 +359,12 @@ def _build_linf_chunk(
         met = margin_loss(logits, labels, config.confidence, config.targeted) <= 0.0
         return wanted & met
 
-    def body(i: tf.Tensor, s: dict[str, tf.Tensor], x_ref: tf.Tensor):
+    def body(i: tf.Tensor, s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
             tape.watch(modifier)
-            img = from_tanh_space(modifier + s["start"], low, high)
+            img = from_tanh_space(modifier + w_start, low, high)
             loss1 = margin_loss(
                 call_model(model, img), s["labels"], config.confidence, config.targeted
             )
@@ -383,7 +381,7 @@ def _build_linf_chunk(
             tf.constant(config.abort_early), tf.equal(s["step"], config.max_iterations - 1)
         )
         candidate = running & (loss < SUCCESS_THRESHOLD * s["const"]) & may_stop
-        updated = from_tanh_space(new["modifier"] + s["start"], low, high)
+        updated = from_tanh_space(new["modifier"] + w_start, low, high)
         solved = candidate & tf.cond(
             tf.reduce_any(candidate),
             lambda: reaches_label(updated, s["labels"]),
@@ -402,7 +400,10 @@ def _build_linf_chunk(
         input_signature=[state_spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
     )
     def run_chunk(state, max_steps, min_events):
+        # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
+        state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
         # The original measures from tanh(arctanh(x * 0.999999)), not from x itself.
+        w_start = to_tanh_space(state["start"], low, high)
         x_ref = from_tanh_space(to_tanh_space(state["x0"], low, high), low, high)
 
         def cond(i, s):
@@ -411,7 +412,9 @@ def _build_linf_chunk(
             )
             return (i < max_steps) & (ended < min_events)
 
-        _, state = tf.while_loop(cond, lambda i, s: body(i, s, x_ref), (tf.constant(0), state))
+        _, state = tf.while_loop(
+            cond, lambda i, s: body(i, s, w_start, x_ref), (tf.constant(0), state)
+        )
         return state
 
     return run_chunk

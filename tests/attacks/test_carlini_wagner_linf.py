@@ -1,0 +1,138 @@
+"""Tests of the batched Carlini & Wagner L-infinity attack (arXiv:1608.04644)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_takd.attacks import carlini_wagner_linf
+
+# Fewer Adam steps per c than the original's 1,000, and c starting at 1e-3 instead of 1e-5,
+# keep the MNIST tests within seconds (the last, failing solve alone runs every c up to 20).
+FAST = {"max_iterations": 50, "initial_const": 1e-3}
+
+
+@pytest.fixture
+def linear_problem(linear_two_class_model):
+    """Six 8x8 images well inside the box, all of class 1 under a random linear model."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 8, 1)).astype(np.float32)
+    x = rng.uniform(0.35, 0.65, size=(6, 8, 8, 1)).astype(np.float32)
+    scores = x.reshape(len(x), -1) @ w.ravel()
+    b = float(3.0 - scores.min())
+    margins = scores + b
+    return linear_two_class_model(w, b), x, np.ones(len(x), np.int64), margins, w
+
+
+def test_linear_model_closed_form_optimum(linear_problem):
+    model, x, y, margins, w = linear_problem
+    optimum = margins / np.abs(w).sum()
+    # Far enough inside the box: the optimum never needs a pixel to leave [0, 1].
+    assert optimum.max() < 0.3
+
+    faithful = carlini_wagner_linf(model, x, y, max_iterations=200)
+    refined = carlini_wagner_linf(model, x, y, max_iterations=200, refine=True)
+
+    assert faithful.success.all() and refined.success.all()
+    assert np.all(faithful.linf >= optimum * 0.999)
+    assert np.all(faithful.linf <= 1.25 * optimum), faithful.linf / optimum
+    assert np.all(refined.linf >= optimum * 0.999)
+    assert np.all(refined.linf <= 1.02 * optimum), refined.linf / optimum
+
+
+def test_higher_confidence_gives_larger_margin(linear_problem):
+    model, x, y, _, _ = linear_problem
+    margins = {}
+    for confidence in (0.0, 2.0):
+        result = carlini_wagner_linf(model, x, y, confidence=confidence, max_iterations=100)
+        assert result.success.all()
+        logits = model.predict(result.x_adv, verbose=0)
+        margins[confidence] = logits[:, 0] - logits[:, 1]
+    assert np.all(margins[2.0] >= 2.0 - 1e-3)
+    assert np.all(margins[2.0] > margins[0.0] + 1.0)
+
+
+@pytest.mark.parametrize("targeted", [False, True])
+def test_mnist_success_and_box(mnist_attack_model, mnist_attack_batch, targeted):
+    x, y = mnist_attack_batch
+    target = (y + 1) % 10 if targeted else None
+    result = carlini_wagner_linf(
+        mnist_attack_model, x, y, targeted=targeted, target=target, batch_size=64, **FAST
+    )
+    assert result.success.mean() >= 0.99
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    predicted = np.argmax(mnist_attack_model.predict(result.x_adv, verbose=0), axis=-1)
+    if targeted:
+        np.testing.assert_array_equal(result.success, predicted == target)
+        np.testing.assert_array_equal(result.target, target)
+    else:
+        np.testing.assert_array_equal(result.success, predicted != y)
+    # Returned distortions describe the returned images.
+    np.testing.assert_allclose(result.linf, np.abs(result.x_adv - x).max(axis=(1, 2, 3)))
+    assert np.all(result.linf[result.success] < 1.0)
+
+
+def test_batch_invariance(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:4], mnist_attack_batch[1][:4]
+    options = {"max_iterations": 20, "initial_const": 1e-2, "largest_const": 2.0}
+    together = carlini_wagner_linf(mnist_attack_model, x, y, batch_size=4, **options)
+    alone = [
+        carlini_wagner_linf(mnist_attack_model, x[i : i + 1], y[i : i + 1], **options)
+        for i in range(len(x))
+    ]
+    np.testing.assert_array_equal(together.success, [r.success[0] for r in alone])
+    np.testing.assert_allclose(
+        together.x_adv, np.concatenate([r.x_adv for r in alone]), rtol=0, atol=1e-4
+    )
+    np.testing.assert_allclose(together.const, [r.const[0] for r in alone], rtol=1e-6)
+
+
+def test_eager_and_compiled_agree(linear_problem):
+    model, x, y, _, _ = linear_problem
+    options = {"max_iterations": 15, "initial_const": 0.1, "largest_const": 1.0}
+    compiled = carlini_wagner_linf(model, x[:2], y[:2], **options)
+    tf.config.run_functions_eagerly(True)
+    try:
+        eager = carlini_wagner_linf(model, x[:2], y[:2], **options)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert compiled.success.all()
+    np.testing.assert_array_equal(eager.success, compiled.success)
+    np.testing.assert_allclose(eager.x_adv, compiled.x_adv, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(eager.const, compiled.const)
+
+
+def test_first_solve_failure_returns_original(linear_problem):
+    model, x, y, _, _ = linear_problem
+    result = carlini_wagner_linf(
+        model, x, y, max_iterations=2, initial_const=1e-5, largest_const=2e-5
+    )
+    assert not result.success.any()
+    np.testing.assert_array_equal(result.x_adv, x)
+    assert np.all(result.linf == 0)
+
+
+BAD_ARGUMENTS = {
+    "negative max_iterations": (lambda a: a.update(max_iterations=-1), "max_iterations"),
+    "zero learning_rate": (lambda a: a.update(learning_rate=0.0), "learning_rate"),
+    "largest below initial const": (lambda a: a.update(largest_const=1e-6), "largest_const"),
+    "decrease_factor of 1": (lambda a: a.update(decrease_factor=1.0), "decrease_factor"),
+    "empty box": (lambda a: a.update(clip_min=1.0, clip_max=0.0), "clip_min"),
+    "x outside the box": (lambda a: a.update(x=a["x"] + 1.0), "inside"),
+    "flat x": (lambda a: a.update(x=a["x"].reshape(len(a["x"]), -1)), "shape"),
+    "short y": (lambda a: a.update(y=a["y"][:-1]), "shape"),
+    "targeted without target": (lambda a: a.update(targeted=True), "target"),
+    "probabilities model": (
+        lambda a: a.update(model=lambda images, m=a["model"]: tf.nn.softmax(m(images))),
+        "probabilities",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_ARGUMENTS))
+def test_bad_arguments_raise(linear_problem, name):
+    model, x, y, _, _ = linear_problem
+    arguments = {"model": model, "x": x, "y": y, "max_iterations": 5}
+    change, message = BAD_ARGUMENTS[name]
+    change(arguments)
+    with pytest.raises(ValueError, match=message):
+        carlini_wagner_linf(**arguments)
