@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
         train_size=_TRAIN_SIZE.value,
         test_size=_TEST_SIZE.value,
     )
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel export chatter
+    logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
     from keras_takd.distillation import TrainConfig
     from keras_takd.experiments import run_chain, set_seed, stage_summary
 
