@@ -39,6 +39,7 @@ Beyond the original:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from collections.abc import Callable
@@ -74,6 +75,10 @@ ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 MAX_CHUNK_STEPS = 250
 # ... and returns earlier once this fraction of its running examples has ended a solve.
 EVENT_FRACTION = 0.1
+# Compiled chunks are kept for this many recent (model, configuration) pairs, so that repeated
+# attacks on one model (e.g. `all_targets`) reuse a single trace.
+CHUNK_CACHE_SIZE = 8
+_CHUNK_CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +329,38 @@ def run_slot_pool(
                 state["status"][slot] = IDLE
 
 
+def compiled_chunk(
+    builder: Callable[..., Callable[..., dict[str, tf.Tensor]]],
+    model: Callable[..., Any],
+    config: Any,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """`builder(model, config, image_shape, num_classes)`, reused for recent arguments.
+
+    The cache holds a reference to each model it serves, so a cached `id(model)` cannot be
+    reused by another object; only the `CHUNK_CACHE_SIZE` most recent entries are kept.
+
+    Args:
+        builder: compiles the chunk function of one attack.
+        model: the attacked model.
+        config: the attack's hashable (frozen dataclass) configuration.
+        image_shape: (H, W, C).
+        num_classes: number of logits.
+
+    Returns:
+        The compiled chunk function.
+    """
+    key = (builder.__qualname__, id(model), config, tuple(image_shape), int(num_classes))
+    entry = _CHUNK_CACHE.pop(key, None)
+    if entry is None:
+        entry = (model, builder(model, config, tuple(image_shape), int(num_classes)))
+    _CHUNK_CACHE[key] = entry
+    while len(_CHUNK_CACHE) > CHUNK_CACHE_SIZE:
+        _CHUNK_CACHE.popitem(last=False)
+    return entry[1]
+
+
 class _L0Search:
     """The L0 attack's per-example state, compiled inner loop and outer (freezing) step."""
 
@@ -336,7 +373,9 @@ class _L0Search:
         self.scale = config.clip_max - config.clip_min
         self.best_image = x.copy()
         self.best_const = np.full(len(x), np.nan)
-        self.run_chunk = _build_l0_chunk(model, config, x.shape[1:], onehot.shape[1])
+        self.run_chunk = compiled_chunk(
+            _build_l0_chunk, model, config, x.shape[1:], onehot.shape[1]
+        )
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
         """Zeroed state for `n_slots` slots, all IDLE."""

@@ -50,6 +50,7 @@ from keras_takd.attacks.carlini_wagner_l0 import (
     _check_options,
     _expand,
     adam_step,
+    compiled_chunk,
     run_slot_pool,
 )
 from keras_takd.attacks.common import (
@@ -236,7 +237,17 @@ class _LinfSearch:
         self.phase = np.full(n, _DESCEND)
         self.lower = np.zeros(n)  # largest tau known to fail (refinement)
         self.refine_steps = np.zeros(n, np.int64)
-        self.run_chunk = _build_linf_chunk(model, config, x.shape[1:], onehot.shape[1])
+        # Only the inner loop's settings go into the cache key.
+        inner = dataclasses.replace(
+            config,
+            decrease_factor=0.0,
+            refine=False,
+            refine_tolerance=0.0,
+            refine_learning_rate=0.0,
+        )
+        self.run_chunk = compiled_chunk(
+            _build_linf_chunk, model, inner, x.shape[1:], onehot.shape[1]
+        )
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
         """Zeroed state for `n_slots` slots, all IDLE."""

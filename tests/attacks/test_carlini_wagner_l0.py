@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_l0
-from keras_takd.attacks.carlini_wagner_l0 import pixels_to_freeze
+from keras_takd.attacks.carlini_wagner_l0 import _CHUNK_CACHE, pixels_to_freeze
 
 # Fewer Adam steps per c than the original's 1,000 keep the MNIST tests within seconds.
 FAST = {"max_iterations": 30}
@@ -87,9 +87,9 @@ def test_mnist_success_and_box(mnist_attack_model, mnist_attack_batch, targeted)
 
 
 def test_batch_invariance(mnist_attack_model, mnist_attack_batch):
-    x, y = mnist_attack_batch[0][:4], mnist_attack_batch[1][:4]
+    x, y = mnist_attack_batch[0][:3], mnist_attack_batch[1][:3]
     options = {"max_iterations": 20, "initial_const": 1e-1, "largest_const": 1e2}
-    together = carlini_wagner_l0(mnist_attack_model, x, y, batch_size=4, **options)
+    together = carlini_wagner_l0(mnist_attack_model, x, y, batch_size=3, **options)
     alone = [
         carlini_wagner_l0(mnist_attack_model, x[i : i + 1], y[i : i + 1], **options)
         for i in range(len(x))
@@ -114,6 +114,16 @@ def test_eager_and_compiled_agree(linear_problem):
     np.testing.assert_array_equal(eager.success, compiled.success)
     np.testing.assert_array_equal(eager.l0, compiled.l0)
     np.testing.assert_allclose(eager.x_adv, compiled.x_adv, rtol=0, atol=1e-5)
+
+
+def test_one_trace_serves_every_batch_and_call(linear_problem):
+    model, x, y, _, _ = linear_problem
+    # Batches of 4 and 2 leave 1, 2 or 4 examples running between chunks: all one trace.
+    for batch_size in (4, 2):
+        carlini_wagner_l0(model, x, y, batch_size=batch_size, max_iterations=20, verbose=True)
+    chunks = [entry[1] for key, entry in _CHUNK_CACHE.items() if key[1] == id(model)]
+    assert len(chunks) == 1
+    assert chunks[0].experimental_get_tracing_count() == 1
 
 
 def test_first_solve_failure_returns_original(linear_problem):
