@@ -43,6 +43,7 @@ from keras_takd.models import build_model
 KEY_COLUMNS = ("dataset", "temperature", "stage")
 CHAIN_COLUMNS = KEY_COLUMNS + (
     "role",
+    "stages",
     "test_accuracy",
     "val_accuracy",
     "train_seconds",
@@ -323,7 +324,8 @@ def run_chain(
                 teacher = model
             else:
                 teacher = keras.saving.load_model(stage_dir / "model.keras")
-            row = dict(metadata["row"], role=role_name(stage, stages))
+            # A stage's model does not depend on the chain's length; its role and row do.
+            row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
             table = update_results(out / "results.csv", [row])
             if on_stage is not None:
                 on_stage(row, complete)

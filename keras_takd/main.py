@@ -117,7 +117,7 @@ flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_r
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     # Every check that needs no TensorFlow runs first, so bad input fails fast and cleanly.
     from keras_takd.data import load_dataset
     from keras_takd.files import check_writable

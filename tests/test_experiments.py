@@ -58,6 +58,7 @@ def test_three_stage_chain_writes_models_rows_and_servable_savedmodels(tiny, tmp
     assert list(csv.columns) == list(CHAIN_COLUMNS)
     assert list(csv["role"]) == ["teacher", "assistant", "student"]
     assert list(csv["stage"]) == [1, 2, 3] and set(csv["temperature"]) == {5.0}
+    assert set(csv["stages"]) == {3}
     pd.testing.assert_frame_equal(csv, table, check_dtype=False)
 
     x = tiny.x_test[:7]
