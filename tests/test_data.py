@@ -24,8 +24,9 @@ def _write_npz(path, n_train=30, n_test=10, shape=(28, 28), dtype="uint8", **ove
 def test_loads_shared_mnist_with_validation_holdout(shared_data_dir):
     data = load_dataset("mnist", shared_data_dir, validation_size=100, train_size=200, test_size=50)
     with np.load(shared_data_dir / "mnist.npz") as raw:
-        np.testing.assert_array_equal(data.x_val[..., 0], raw["x_train"][:100].astype("float32") / 255)
-        np.testing.assert_array_equal(data.x_train[..., 0], raw["x_train"][100:300].astype("float32") / 255)
+        pixels = raw["x_train"][:300].astype("float32") / 255
+        np.testing.assert_array_equal(data.x_val[..., 0], pixels[:100])
+        np.testing.assert_array_equal(data.x_train[..., 0], pixels[100:300])
         np.testing.assert_array_equal(data.y_test, raw["y_test"][:50])
     assert data.x_train.shape == (200, 28, 28, 1) and data.x_train.dtype == np.float32
     assert data.x_train.min() >= 0 and data.x_train.max() <= 1
