@@ -16,9 +16,15 @@ Where this implementation deviates from the original:
 - The confidence check of untargeted attacks adds kappa to the true label's logit (the newer
   revisions of the original; the first one subtracted it in both cases).
 - `largest_const` optionally caps c (the original has no cap; the default None keeps that).
-- The whole inner optimisation of one binary-search step runs as one compiled `tf.while_loop`
-  with a fixed input signature (the last batch is padded); Adam is written out exactly as
-  TF1's `AdamOptimizer` (bias-corrected step size, epsilon 1e-8 added to sqrt(v)).
+- The inner optimisation runs as a compiled `tf.while_loop` with a fixed input signature (one
+  trace per model and setting, whatever the batch or binary-search step; the last batch is
+  padded), in chunks that end at the abort-early checks. Between chunks, examples that stopped
+  leave the batch (the signature's batch axis is open), so they cost nothing while the others
+  go on: on 50 MNIST images at the defaults this computed 16% fewer image-iterations than
+  keeping them, with identical results. Adam is written out as TF1's `AdamOptimizer`
+  (bias-corrected step size, epsilon 1e-8 added to sqrt(v)).
+- `jit_compile=True` (XLA) gives the same results but ran about 6x slower on CPU for a small
+  CNN, so it is off by default; with it the batch axis is fixed and nothing leaves the batch.
 """
 
 from __future__ import annotations
@@ -115,11 +121,13 @@ def carlini_wagner_l2(
     labels = target if targeted else y
     batch_size = min(batch_size, len(x))  # no padding beyond the data
     num_classes = common.predict_logits(model, x[:1], 1).shape[1]
+    # Without XLA the batch axis stays open, so finished examples can leave the batch.
+    signature_batch = batch_size if jit_compile else None
     key = (
         "carlini_wagner_l2",
         x.shape[1:],
         num_classes,
-        batch_size,
+        signature_batch,
         clip_min,
         clip_max,
         jit_compile,
@@ -133,6 +141,8 @@ def carlini_wagner_l2(
         max_iterations=max_iterations,
         abort_early=abort_early,
         per_example=abort_rule == "per_example",
+        compact=abort_rule == "per_example" and not jit_compile,
+        batch_size=batch_size,
         initial_const=initial_const,
         largest_const=largest_const,
     )
@@ -183,6 +193,7 @@ def _attack_batch(
     labels: np.ndarray,
     num_classes: int,
     *,
+    batch_size: int,
     targeted: bool,
     confidence: float,
     learning_rate: float,
@@ -190,25 +201,22 @@ def _attack_batch(
     max_iterations: int,
     abort_early: bool,
     per_example: bool,
+    compact: bool,
     initial_const: float,
     largest_const: float | None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The binary search over c for one batch; returns the best images (x where none) and c."""
-    batch_size = int(solver.batch_size)
     x_padded, n_real = common.pad_to_batch(x, batch_size)
     onehot = np.eye(num_classes, dtype=np.float32)[common.pad_to_batch(labels, batch_size)[0]]
     real = np.arange(batch_size) < n_real
     lower = np.zeros(batch_size)
     upper = np.full(batch_size, _NO_UPPER_BOUND)
     const = np.full(batch_size, float(initial_const))
-    best_l2 = tf.fill([batch_size], tf.constant(_NO_UPPER_BOUND, tf.float32))
-    best_adv = tf.constant(x_padded)
-    best_const = tf.fill([batch_size], tf.constant(np.nan, tf.float32))
+    best = _StepState.start(x_padded, real)
     hyper = dict(
         targeted=tf.constant(targeted),
         confidence=tf.constant(confidence, tf.float32),
         learning_rate=tf.constant(learning_rate, tf.float32),
-        max_iterations=tf.constant(max_iterations, tf.int32),
         check_every=tf.constant(max(1, max_iterations // 10), tf.int32),
         abort_early=tf.constant(abort_early),
         per_example=tf.constant(per_example),
@@ -216,83 +224,160 @@ def _attack_batch(
     for step in range(binary_search_steps):
         if binary_search_steps >= 10 and step == binary_search_steps - 1:
             const = upper.copy()  # the original's "repeat": retry the best c found
-        step_success, best_l2, best_adv, best_const = solver(
-            tf.constant(x_padded),
-            tf.constant(onehot),
-            tf.constant(const, tf.float32),
-            tf.constant(real),
-            best_l2,
-            best_adv,
-            best_const,
-            **hyper,
-        )
-        ok = step_success.numpy()
+        inputs = (x_padded, onehot, const.astype(np.float32), real)
+        best = _search_step(solver, best, inputs, hyper, max_iterations, compact)
+        ok = best.succeeded
         upper = np.where(ok, np.minimum(upper, const), upper)
         lower = np.where(ok, lower, np.maximum(lower, const))
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(ok, const, const * 10))
         if largest_const is not None:
             const = np.minimum(const, largest_const)
-    found_const = best_const.numpy().astype(np.float64)
-    found_const = np.where(np.isnan(found_const), const, found_const)
-    return best_adv.numpy()[:n_real], found_const[:n_real]
+    found_const = np.where(np.isnan(best.best_const), const, best.best_const)
+    return best.best_adv[:n_real], found_const[:n_real]
+
+
+def _search_step(
+    solver: Callable[..., Any],
+    previous: _StepState,
+    inputs: tuple[np.ndarray, ...],
+    hyper: dict[str, tf.Tensor],
+    max_iterations: int,
+    compact: bool,
+) -> _StepState:
+    """One binary-search step: w and Adam reset, then up to `max_iterations` Adam steps.
+
+    The compiled solver runs the iterations up to and including each abort-early check; in
+    between, examples that have stopped are dropped from the batch when `compact`, so that they
+    cost nothing while the others go on (their results are final and are merely kept aside).
+    """
+    state = previous.restart(inputs[0], inputs[3])
+    check_every = int(hyper["check_every"])
+    ends = list(range(1, max_iterations, check_every)) + [max_iterations]
+    rows = np.arange(len(inputs[0]))
+    for end in ends:
+        part = state.take(rows)
+        out = solver(
+            _StepState(*(tf.constant(v) for v in part)),
+            *(tf.constant(a[rows]) for a in inputs),
+            tf.constant(end, tf.int32),
+            **hyper,
+        )
+        state = state.put(rows, _StepState(*(t.numpy() for t in out)))
+        if not state.active[rows].any():
+            break
+        if compact:
+            rows = rows[state.active[rows]]
+    return state
 
 
 class _StepState(NamedTuple):
-    """The loop variables of one binary-search step, per example where they have a batch axis."""
+    """The loop variables of one binary-search step (numpy between chunks, tf inside)."""
 
-    iteration: tf.Tensor  # scalar int32
-    modifier: tf.Tensor  # w - w0, [B, H, W, C]
-    adam_m: tf.Tensor
-    adam_v: tf.Tensor
-    active: tf.Tensor  # [B] bool: still optimising (real and not aborted)
-    prev_loss: tf.Tensor  # [B] loss at the last abort-early check
-    prev_total: tf.Tensor  # scalar: summed loss at the last check (whole-batch rule)
-    succeeded: tf.Tensor  # [B] bool: some iterate succeeded at this c
-    best_l2: tf.Tensor  # [B] smallest squared L2 of a success over all steps so far
-    best_adv: tf.Tensor  # [B, H, W, C] the image that achieved it
-    best_const: tf.Tensor  # [B] the c at which it was found
+    iteration: Any  # scalar int32
+    modifier: Any  # w - w0, [B, H, W, C]
+    adam_m: Any
+    adam_v: Any
+    active: Any  # [B] bool: still optimising (real and not aborted)
+    prev_loss: Any  # [B] loss at the last abort-early check
+    prev_total: Any  # scalar: summed loss at the last check (whole-batch rule)
+    succeeded: Any  # [B] bool: some iterate succeeded at this c
+    best_l2: Any  # [B] smallest squared L2 of a success over all steps so far
+    best_adv: Any  # [B, H, W, C] the image that achieved it
+    best_const: Any  # [B] the c at which it was found
+
+    @classmethod
+    def start(cls, x: np.ndarray, real: np.ndarray) -> _StepState:
+        """The state before the first step: nothing found yet, the best image is x itself."""
+        zeros = np.zeros_like(x)
+        return cls(
+            iteration=np.int32(0),
+            modifier=zeros,
+            adam_m=zeros,
+            adam_v=zeros,
+            active=real.copy(),
+            prev_loss=np.full(len(x), np.inf, np.float32),
+            prev_total=np.float32(np.inf),
+            succeeded=np.zeros(len(x), bool),
+            best_l2=np.full(len(x), _NO_UPPER_BOUND, np.float32),
+            best_adv=x,
+            best_const=np.full(len(x), np.nan, np.float32),
+        )
+
+    def restart(self, x: np.ndarray, real: np.ndarray) -> _StepState:
+        """Resets w, Adam and the abort-early record; keeps the best results across steps."""
+        fresh = _StepState.start(x, real)
+        return fresh._replace(
+            best_l2=self.best_l2, best_adv=self.best_adv, best_const=self.best_const
+        )
+
+    def take(self, rows: np.ndarray) -> _StepState:
+        """The state of the examples in `rows` (scalars are shared)."""
+        return _StepState(*(v if np.ndim(v) == 0 else v[rows] for v in self))
+
+    def put(self, rows: np.ndarray, part: _StepState) -> _StepState:
+        """Writes back the state of the examples in `rows`."""
+        merged = []
+        for whole, new in zip(self, part, strict=True):
+            if np.ndim(whole) == 0:
+                merged.append(new)
+            else:
+                whole = whole.copy()
+                whole[rows] = new
+                merged.append(whole)
+        return _StepState(*merged)
 
 
 def _build_solver(
     model: Callable[..., Any],
     image_shape: tuple[int, ...],
     num_classes: int,
-    batch_size: int,
+    batch_size: int | None,
     clip_min: float,
     clip_max: float,
     jit_compile: bool,
 ) -> Callable[..., Any]:
-    """Builds the `tf.function` that runs one binary-search step on one padded batch.
+    """Builds the `tf.function` that runs a chunk of Adam steps of one binary-search step.
 
-    Given the images, labels, per-example c and the best results so far, it resets w and Adam,
-    runs up to `max_iterations` Adam steps in a `tf.while_loop` (stopping once every example
-    has aborted), and returns whether each example succeeded at this c together with the
-    updated best squared L2, image and c.
+    It takes the loop state, the images, labels and per-example c, runs Adam steps in a
+    `tf.while_loop` until the iteration `end` (or until every example has stopped), and
+    returns the new state. `batch_size` None leaves the batch axis of the signature open (one
+    trace serves every batch and the compacted batches); XLA needs it fixed.
     """
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
     vector = tf.TensorSpec([batch_size], tf.float32)
+    mask = tf.TensorSpec([batch_size], tf.bool)
     scalar = tf.TensorSpec([], tf.float32)
     flag = tf.TensorSpec([], tf.bool)
     count = tf.TensorSpec([], tf.int32)
+    state_spec = _StepState(
+        iteration=count,
+        modifier=images,
+        adam_m=images,
+        adam_v=images,
+        active=mask,
+        prev_loss=vector,
+        prev_total=scalar,
+        succeeded=mask,
+        best_l2=vector,
+        best_adv=images,
+        best_const=vector,
+    )
     onehot_spec = tf.TensorSpec([batch_size, num_classes], tf.float32)
-    real_spec = tf.TensorSpec([batch_size], tf.bool)
-    signature = [images, onehot_spec, vector, real_spec, vector, images, vector]
-    signature += [flag, scalar, scalar, count, count, flag, flag]
+    signature = [state_spec, images, onehot_spec, vector, mask, count]
+    signature += [flag, scalar, scalar, count, flag, flag]
     image_axes = list(range(1, 1 + len(image_shape)))
 
     @tf.function(input_signature=signature, jit_compile=jit_compile, reduce_retracing=False)
     def solve(
+        state,
         x,
         onehot,
         const,
         real,
-        best_l2,
-        best_adv,
-        best_const,
+        end,
         targeted,
         confidence,
         learning_rate,
-        max_iterations,
         check_every,
         abort_early,
         per_example,
@@ -344,26 +429,11 @@ def _build_solver(
             )
             return (new_state,)
 
-        zeros = tf.zeros_like(x)
-        start = _StepState(
-            iteration=tf.constant(0),
-            modifier=zeros,
-            adam_m=zeros,
-            adam_v=zeros,
-            active=real,
-            prev_loss=tf.fill([batch_size], np.inf),
-            prev_total=tf.constant(np.inf),
-            succeeded=tf.zeros([batch_size], tf.bool),
-            best_l2=best_l2,
-            best_adv=best_adv,
-            best_const=best_const,
+        (state,) = tf.while_loop(
+            lambda s: (s.iteration < end) & tf.reduce_any(s.active), step, (state,)
         )
-        (end,) = tf.while_loop(
-            lambda s: (s.iteration < max_iterations) & tf.reduce_any(s.active), step, (start,)
-        )
-        return end.succeeded, end.best_l2, end.best_adv, end.best_const
+        return state
 
-    solve.batch_size = batch_size
     return solve
 
 

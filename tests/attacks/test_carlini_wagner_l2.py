@@ -188,3 +188,13 @@ def test_no_retracing_across_batches_and_binary_steps(linear_two_class_model):
     compiled = list(common._COMPILED_CACHE[model].values())
     assert len(compiled) == 1
     assert compiled[0].experimental_get_tracing_count() == 1
+
+
+def test_xla_and_plain_compilation_agree(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+    options = dict(max_iterations=50, binary_search_steps=3, initial_const=1.0)
+    plain = carlini_wagner_l2(model, x, y, **options)
+    xla = carlini_wagner_l2(model, x, y, jit_compile=True, **options)
+    np.testing.assert_array_equal(plain.success, xla.success)
+    np.testing.assert_allclose(plain.const, xla.const)
+    np.testing.assert_allclose(plain.x_adv, xla.x_adv, atol=1e-4)
