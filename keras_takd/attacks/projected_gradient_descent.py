@@ -147,7 +147,12 @@ def pgd_perturb(
 
     Returns:
         The adversarial images [B, H, W, C], inside the eps-ball around `x` and the box.
+
+    Raises:
+        ValueError: for an unknown `norm`.
     """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     x = tf.convert_to_tensor(x, tf.float32)
     direction = tf.where(tf.convert_to_tensor(targeted), -1.0, 1.0)
 

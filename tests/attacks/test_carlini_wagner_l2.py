@@ -198,3 +198,13 @@ def test_xla_and_plain_compilation_agree(linear_two_class_model):
     np.testing.assert_array_equal(plain.success, xla.success)
     np.testing.assert_allclose(plain.const, xla.const)
     np.testing.assert_allclose(plain.x_adv, xla.x_adv, atol=1e-4)
+
+
+def test_progress_bar_when_verbose(linear_two_class_model, capsys):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+    carlini_wagner_l2(model, x, y, max_iterations=5, binary_search_steps=1, batch_size=2)
+    assert "batch" not in capsys.readouterr().out
+    carlini_wagner_l2(
+        model, x, y, max_iterations=5, binary_search_steps=1, batch_size=2, verbose=True
+    )
+    assert "2/2" in capsys.readouterr().out

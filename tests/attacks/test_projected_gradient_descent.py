@@ -89,3 +89,10 @@ def test_bad_arguments_raise(linear_two_class_model, options, message):
     kwargs = dict(eps=0.1, step_size=0.01, steps=3) | options
     with pytest.raises(ValueError, match=message):
         projected_gradient_descent(model, x, np.zeros(2, np.int64), **kwargs)
+
+
+def test_pgd_perturb_rejects_unknown_norm(linear_two_class_model):
+    model = linear_two_class_model(np.ones((4, 4, 1)), -8.0)
+    x = tf.fill([2, 4, 4, 1], 0.4)
+    with pytest.raises(ValueError, match="norm must be one of"):
+        pgd_perturb(model, x, tf.zeros([2], tf.int64), x, 0.1, 0.01, 2, norm="l1")
