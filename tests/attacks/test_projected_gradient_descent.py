@@ -44,7 +44,7 @@ def test_targeted_reaches_targets(mnist_attack_model, mnist_attack_batch):
     )
     predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
     np.testing.assert_array_equal(result.success, predicted == target)
-    assert result.success.mean() >= 0.8
+    assert result.success.mean() >= 0.7  # about 0.85 at eps = 0.3 on the test CNN
     # Failed examples get their original image back by default.
     np.testing.assert_array_equal(result.x_adv[~result.success], x[~result.success])
 
