@@ -41,7 +41,17 @@ class AllTargetsResult:
     num_classes: int
 
     def distances(self, distance: str = "l2") -> np.ndarray:
-        """[N, K - 1] distortions per image and wrong target, NaN where the attack failed."""
+        """The distortions per image and wrong target.
+
+        Args:
+            distance: "l0", "l2" or "linf".
+
+        Returns:
+            float64 [N, K - 1], NaN where the attack failed.
+
+        Raises:
+            ValueError: for an unknown distance.
+        """
         _check_distance(distance)
         values = np.asarray(getattr(self.result, distance), np.float64)
         values = np.where(self.result.success, values, np.nan)
@@ -53,7 +63,13 @@ class AllTargetsResult:
         Columns: `image`, `true_label`, and for each case `<case>_success` (for the average
         case the fraction of targets reached) and `<case>_<distance>` (NaN when the case
         failed; the average is over the successful targets), plus `best_target` and
-        `worst_target` (-1 when no target succeeded).
+        `worst_target` (-1 when that case failed).
+
+        Args:
+            distance: "l0", "l2" or "linf".
+
+        Returns:
+            A `pandas.DataFrame` with one row per image.
         """
         values = self.distances(distance)
         success = ~np.isnan(values)
@@ -62,8 +78,8 @@ class AllTargetsResult:
         rows = np.arange(len(values))
         best = np.argmin(np.where(success, values, np.inf), axis=1)
         worst = np.argmax(np.where(success, values, -np.inf), axis=1)
-        with np.errstate(invalid="ignore"):
-            average = np.nanmean(np.where(any_ok[:, None], values, 0.0), axis=1)
+        # Rows with no success are filled with 0 only to keep nanmean quiet; they become NaN.
+        average = np.nanmean(np.where(any_ok[:, None], values, 0.0), axis=1)
         frame = pd.DataFrame(
             {
                 "image": np.arange(len(values)),
@@ -84,6 +100,13 @@ class AllTargetsResult:
         """C&W's table form: per case, the success rate and mean/median distortion.
 
         The distortion statistics are over the images where that case succeeded.
+
+        Args:
+            distance: "l0", "l2" or "linf".
+
+        Returns:
+            A `pandas.DataFrame` with rows best, average, worst and columns `case`,
+            `success_rate`, `mean_<distance>`, `median_<distance>`.
         """
         frame = self.per_image(distance)
         records = []

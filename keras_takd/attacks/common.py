@@ -400,7 +400,15 @@ def pad_to_batch(array: np.ndarray, batch_size: int) -> tuple[np.ndarray, int]:
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:
-    """The slices that split `n` examples into consecutive batches of at most `batch_size`."""
+    """The slices that split `n` examples into consecutive batches of at most `batch_size`.
+
+    Args:
+        n: the number of examples.
+        batch_size: the largest batch, >= 1.
+
+    Returns:
+        A list of `slice` objects covering range(n) in order.
+    """
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
 
 
