@@ -208,3 +208,13 @@ def test_progress_bar_when_verbose(linear_two_class_model, capsys):
         model, x, y, max_iterations=5, binary_search_steps=1, batch_size=2, verbose=True
     )
     assert "2/2" in capsys.readouterr().out
+
+
+def test_largest_const_caps_the_search(linear_two_class_model):
+    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+    options = dict(max_iterations=3, binary_search_steps=4, abort_early=False)
+    capped = carlini_wagner_l2(model, x, y, initial_const=1e-6, largest_const=1e-4, **options)
+    free = carlini_wagner_l2(model, x, y, initial_const=1e-6, **options)
+    assert not capped.success.any() and not free.success.any()
+    np.testing.assert_allclose(capped.const, 1e-4)  # the last c tried: 1e-6 -> 1e-5 -> 1e-4
+    np.testing.assert_allclose(free.const, 1e-2)  # times 10 per failure, as the original
