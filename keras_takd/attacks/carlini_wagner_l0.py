@@ -27,6 +27,9 @@ Beyond the original:
   solve ended get their outer step (pixel freezing) in numpy and are sent back; examples that
   are finished leave the batch and free their slot for the next image; the running slots are
   gathered into a batch padded to a power of two, so stragglers do not pay for finished work.
+  CPU kernels round differently for different batch sizes and the search can amplify that, so
+  ``compact=False`` keeps every chunk at exactly `batch_size` rows (the last batch padded):
+  slower, but each example's result is then bitwise independent of the rest of its batch.
 * When the very first solve fails the original crashes; here the example is reported as a
   failure with its original image.
 * Distances are measured in units of the box width (clip_max - clip_min), so the original's
@@ -119,6 +122,7 @@ def carlini_wagner_l0(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     allow_probabilities: bool = False,
+    compact: bool = True,
     verbose: bool = False,
 ) -> AttackResult:
     """Runs Carlini & Wagner's L0 attack on a batch of images.
@@ -140,6 +144,11 @@ def carlini_wagner_l0(
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
         allow_probabilities: attack a model that outputs probabilities on purpose.
+        compact: drop finished examples from the compiled batch (padded to a power of two).
+            The answers are the same up to float round-off, which CPU kernels do differently
+            for different batch sizes and which the search can amplify; with False every
+            chunk runs on exactly `batch_size` rows and each example's result is bitwise
+            independent of the other examples in its batch.
         verbose: show a progress bar over finished images.
 
     Returns:
@@ -191,6 +200,7 @@ def carlini_wagner_l0(
         load=search.load,
         advance=search.advance,
         run_chunk=search.run_chunk,
+        compact=compact,
         verbose=verbose,
     )
     return finalize_result(
@@ -281,13 +291,15 @@ def run_slot_pool(
     load: Callable[[dict[str, np.ndarray], int, int], None],
     advance: Callable[[dict[str, np.ndarray], int, int], bool],
     run_chunk: Callable[..., dict[str, tf.Tensor]],
+    compact: bool = True,
     verbose: bool = False,
 ) -> None:
     """Drives a per-example search through a compiled chunk function.
 
     Keeps up to `batch_size` examples in flight, one per slot of a numpy state dict (each value
     has a leading slot axis and a "status" entry). Each round gathers the RUNNING slots into a
-    batch padded to a power of two, lets `run_chunk` advance them until a tenth of them have
+    batch padded to the next power of two (`compact`) or always to `batch_size` rows, lets
+    `run_chunk` advance them until a tenth of them have
     ended a solve (SOLVED or FAILED) or `MAX_CHUNK_STEPS` iterations passed, and hands every
     ended slot to `advance`, which either restarts it (status RUNNING) or finishes its example;
     a finished slot is loaded with the next example or left IDLE.
@@ -300,6 +312,9 @@ def run_slot_pool(
         advance: `advance(state, slot, example)` -> True when the example is finished.
         run_chunk: `run_chunk(batch_state, max_steps, min_events)` -> the batch state after
             the chunk, as tensors.
+        compact: shrink the batch as examples finish. Otherwise every chunk runs on exactly
+            `batch_size` rows, so that an example's arithmetic never depends on how many
+            others share its batch (CPU kernels round differently for different batch sizes).
         verbose: show a `keras.utils.Progbar` over finished examples.
     """
     n_slots = min(batch_size, n_examples)
@@ -313,7 +328,7 @@ def run_slot_pool(
         running = np.flatnonzero(state["status"] == RUNNING)
         if running.size == 0:
             break
-        size = min(n_slots, 1 << (running.size - 1).bit_length())
+        size = min(n_slots, 1 << (running.size - 1).bit_length()) if compact else batch_size
         rows = np.concatenate([running, np.repeat(running[-1:], size - running.size)])
         batch = {key: value[rows] for key, value in state.items()}
         batch["status"][running.size :] = IDLE

@@ -115,6 +115,7 @@ def carlini_wagner_linf(
     clip_min: float = 0.0,
     clip_max: float = 1.0,
     allow_probabilities: bool = False,
+    compact: bool = True,
     verbose: bool = False,
 ) -> AttackResult:
     """Runs Carlini & Wagner's L-infinity attack on a batch of images.
@@ -145,6 +146,11 @@ def carlini_wagner_linf(
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
         allow_probabilities: attack a model that outputs probabilities on purpose.
+        compact: drop finished examples from the compiled batch (padded to a power of two).
+            The answers are the same up to float round-off, which CPU kernels do differently
+            for different batch sizes and which the search can amplify; with False every
+            chunk runs on exactly `batch_size` rows and each example's result is bitwise
+            independent of the other examples in its batch.
         verbose: show a progress bar over finished images.
 
     Returns:
@@ -206,6 +212,7 @@ def carlini_wagner_linf(
         load=search.load,
         advance=search.advance,
         run_chunk=search.run_chunk,
+        compact=compact,
         verbose=verbose,
     )
     return finalize_result(
