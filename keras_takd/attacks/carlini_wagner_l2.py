@@ -20,9 +20,9 @@ Where this implementation deviates from the original:
   trace per model and setting, whatever the batch or binary-search step; the last batch is
   padded), in chunks that end at the abort-early checks. Between chunks, examples that stopped
   leave the batch (the signature's batch axis is open), so they cost nothing while the others
-  go on: on 50 MNIST images at the defaults this computed 16% fewer image-iterations than
-  keeping them, with identical results. Adam is written out as TF1's `AdamOptimizer`
-  (bias-corrected step size, epsilon 1e-8 added to sqrt(v)).
+  go on: on 50 MNIST images (defaults but max_iterations=1000) this computed 16% fewer
+  image-iterations than keeping them, with identical results. Adam is written out as TF1's
+  `AdamOptimizer` (bias-corrected step size, epsilon 1e-8 added to sqrt(v)).
 - `jit_compile=True` (XLA) gives the same results but ran about 6x slower on CPU for a small
   CNN, so it is off by default; with it the batch axis is fixed and nothing leaves the batch.
 """
