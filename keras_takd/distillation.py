@@ -187,11 +187,14 @@ class DistillerModel(keras.Model):
 
     def train_step(self, data):
         images, labels, soft_targets = self._unpack(data)
+        # Gradients are summed over replicas under tf.distribute: scale each replica's mean.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.student(images, training=True)
             losses = self._distillation_losses(labels, soft_targets, logits)
+            scaled_loss = losses[0] / replicas
         variables = self.student.trainable_variables
-        self.optimizer.apply(tape.gradient(losses[0], variables), variables)
+        self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         return self._update_metrics(labels, logits, losses)
 
     def test_step(self, data):

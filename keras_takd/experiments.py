@@ -53,6 +53,29 @@ CHAIN_COLUMNS = KEY_COLUMNS + (
 )
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy a chain trains under.
+
+    Args:
+        name: "default" (no distribution), "mirrored" (all local GPUs, one replica each) or
+            "multi_worker" (MultiWorkerMirroredStrategy: every worker named in the TF_CONFIG
+            environment variable runs the same command; see the README).
+
+    Raises:
+        ValueError: for another name.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+
+
 class ConfigMismatchError(ValueError):
     """An output_dir already holds results made with a different configuration."""
 
@@ -252,6 +275,7 @@ def run_chain(
     callbacks: Sequence = (),
     verbose="auto",
     on_stage: Callable[[dict, bool], None] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
 
@@ -266,6 +290,8 @@ def run_chain(
         callbacks: extra Keras callbacks for every stage's training.
         verbose: Keras verbosity while training.
         on_stage: called as on_stage(row, already_complete) for each stage's results row.
+        strategy: the tf.distribute strategy to build and train the models under (see
+            `make_strategy`); None: the default strategy.
 
     Returns:
         The whole results table of output_dir (also written to results.csv).
@@ -282,54 +308,57 @@ def run_chain(
     temperatures = [check_temperature(t) for t in temperatures]
     config = config or TrainConfig()
     out = prepare_output_dir(output_dir, data, config, run_info)
-    init_weights = _warm_start_weights(data, out, config, verbose) if config.warm_start else None
-    table = None
-    for temperature in temperatures:
-        teacher = None
-        for stage in range(1, stages + 1):
-            stage_dir = out / data.name / f"T{temperature:g}" / f"stage{stage}"
-            fingerprint = _stage_fingerprint(data, config, temperature, stage)
-            metadata = _load_if_complete(stage_dir, fingerprint)
-            complete = metadata is not None
-            if not complete:
-                model, seconds, val_accuracy = _train_stage(
-                    data,
-                    config,
-                    temperature,
-                    stage,
-                    teacher,
-                    init_weights,
-                    stage_dir,
-                    callbacks,
-                    verbose,
-                )
-                metadata = _save_stage(
-                    model,
-                    data,
-                    stage_dir,
-                    fingerprint,
-                    {
-                        "dataset": data.name,
-                        "temperature": temperature,
-                        "stage": stage,
-                        "role": role_name(stage, stages),
-                        "test_accuracy": _test_accuracy(model, data.x_test, data.y_test),
-                        "val_accuracy": val_accuracy,
-                        "train_seconds": round(seconds, 3),
-                        "epochs": config.epochs,
-                        "saved_model": str(stage_dir / "saved_model"),
-                        "keras_model": str(stage_dir / "model.keras"),
-                    },
-                )
-                teacher = model
-            else:
-                teacher = keras.saving.load_model(stage_dir / "model.keras")
-            # A stage's model does not depend on the chain's length; its role and row do.
-            row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
-            table = update_results(out / "results.csv", [row])
-            if on_stage is not None:
-                on_stage(row, complete)
-    return table
+    with (strategy or tf.distribute.get_strategy()).scope():
+        init_weights = (
+            _warm_start_weights(data, out, config, verbose) if config.warm_start else None
+        )
+        table = None
+        for temperature in temperatures:
+            teacher = None
+            for stage in range(1, stages + 1):
+                stage_dir = out / data.name / f"T{temperature:g}" / f"stage{stage}"
+                fingerprint = _stage_fingerprint(data, config, temperature, stage)
+                metadata = _load_if_complete(stage_dir, fingerprint)
+                complete = metadata is not None
+                if not complete:
+                    model, seconds, val_accuracy = _train_stage(
+                        data,
+                        config,
+                        temperature,
+                        stage,
+                        teacher,
+                        init_weights,
+                        stage_dir,
+                        callbacks,
+                        verbose,
+                    )
+                    metadata = _save_stage(
+                        model,
+                        data,
+                        stage_dir,
+                        fingerprint,
+                        {
+                            "dataset": data.name,
+                            "temperature": temperature,
+                            "stage": stage,
+                            "role": role_name(stage, stages),
+                            "test_accuracy": _test_accuracy(model, data.x_test, data.y_test),
+                            "val_accuracy": val_accuracy,
+                            "train_seconds": round(seconds, 3),
+                            "epochs": config.epochs,
+                            "saved_model": str(stage_dir / "saved_model"),
+                            "keras_model": str(stage_dir / "model.keras"),
+                        },
+                    )
+                    teacher = model
+                else:
+                    teacher = keras.saving.load_model(stage_dir / "model.keras")
+                # A stage's model does not depend on the chain's length; its role and row do.
+                row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
+                table = update_results(out / "results.csv", [row])
+                if on_stage is not None:
+                    on_stage(row, complete)
+        return table
 
 
 def _save_stage(model, data, stage_dir, fingerprint, row) -> dict:

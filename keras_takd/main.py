@@ -87,6 +87,13 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed for Python, NumPy and TensorFlow."
 _DETERMINISTIC = flags.DEFINE_boolean(
     "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
 )
+_STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "multi_worker"],
+    "tf.distribute strategy "
+    "for training: mirrored uses every local GPU; multi_worker every worker in TF_CONFIG.",
+)
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs", "Where models, SavedModels, results.csv and run.json are written."
 )
@@ -132,7 +139,7 @@ def main(argv: list[str]) -> None:
     )
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
     from keras_takd.distillation import TrainConfig
-    from keras_takd.experiments import run_chain, set_seed, stage_summary
+    from keras_takd.experiments import make_strategy, run_chain, set_seed, stage_summary
 
     set_seed(_SEED.value, deterministic=_DETERMINISTIC.value)
     config = TrainConfig(
@@ -156,6 +163,7 @@ def main(argv: list[str]) -> None:
         run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
+        strategy=make_strategy(_STRATEGY.value),
     )
     print(f"results: {_OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
 

@@ -13,6 +13,7 @@ from keras_takd.distillation import TrainConfig
 from keras_takd.experiments import (
     CHAIN_COLUMNS,
     ConfigMismatchError,
+    make_strategy,
     role_name,
     run_chain,
     set_seed,
@@ -183,3 +184,17 @@ def test_same_seed_same_numbers(tiny, tmp_path):
     ]
     for a, b in zip(*weights, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_chain_trains_under_a_mirrored_strategy(tiny, tmp_path):
+    """The distribute path (models, optimiser and DistillerModel built in the scope) runs."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    table = run_chain(tiny, [2.0], 2, tmp_path, CONFIG, verbose=0, strategy=strategy)
+    assert list(table["role"]) == ["teacher", "student"]
+    assert table["test_accuracy"].between(0, 1).all()
+
+
+def test_make_strategy():
+    assert make_strategy("default") is tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
+        make_strategy("tpu")
