@@ -1,0 +1,200 @@
+r"""Evaluate a trained run: metrics, C&W L0 / L2 / L-inf attacks, gradient masking, budgets.
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant" (sections IV-C, V, VI);
+Carlini & Wagner, arXiv:1608.04644; Papernot et al., arXiv:1511.04508. Writes the metric columns
+of `keras_takd.metrics.METRIC_COLUMNS` into the run's results.csv (see `keras_takd.evaluation`).
+
+  python -m keras_takd.evaluate --flagfile=flags/mnist_takd_eval.cfg
+  python -m keras_takd.evaluate --output_dir=runs/smoke --num_images=20 --l2_max_iterations=100
+
+The run's own flags (--output_dir, --data_dir) are shared with keras_takd.main, so
+`reproduce.sh` can pass the same extra arguments to both; the other training flags are
+accepted and ignored here.
+
+Resuming: rerun the same command; finished units (a model's metrics, one attack on one model)
+are read from <output_dir>/eval/<config>/ and only the missing ones are computed.
+
+Sharding the attacked images over processes or machines:
+
+  for i in 0 1 2 3; do   # four processes, e.g. on four machines sharing output_dir
+    python -m keras_takd.evaluate --flagfile=flags/mnist_takd_eval.cfg \
+        --shard_index=$i --num_shards=4 &
+  done; wait
+  python -m keras_takd.merge --inputs=runs/mnist_takd/results_shard0of4.csv,\
+  runs/mnist_takd/results_shard1of4.csv,runs/mnist_takd/results_shard2of4.csv,\
+  runs/mnist_takd/results_shard3of4.csv --output=runs/mnist_takd/results.csv
+
+Shard i attacks the contiguous block [i * n // N, (i + 1) * n // N) of the first n =
+--num_images test images; shard 0 also computes the attack-free metrics. Each shard writes
+sums and counts, so the merge equals an unsharded run.
+
+Multi-worker set-up (TF_CONFIG). Training with a multi-worker strategy (keras_takd.main's
+strategy flag) reads the cluster from the TF_CONFIG environment variable, the same JSON on
+every machine except the task index, e.g. on the second of two workers:
+
+  export TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                     "task": {"type": "worker", "index": 1}}'
+
+All workers must see the same --output_dir (a shared file system) and start the same command;
+worker 0 (the chief) writes the models. Evaluation needs no TF_CONFIG: attacks on different
+images are independent, so give each machine its own shard, e.g. derived from the same
+variable,
+
+  TASK=$(python -c 'import json, os; print(json.loads(os.environ["TF_CONFIG"])["task"]["index"])')
+  python -m keras_takd.evaluate --flagfile=... --num_shards=2 --shard_index=$TASK
+
+then merge the shard CSVs on any one machine. Unset TF_CONFIG for single-machine runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags
+
+from keras_takd import main as training  # shares --output_dir and --data_dir, the CLI helpers
+
+_ATTACK_NAMES = ("l0", "l2", "linf")
+
+_ATTACKS = flags.DEFINE_list(
+    "attacks", list(_ATTACK_NAMES), "C&W attacks to run, a subset of l0,l2,linf (may be empty)."
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
+)
+_METRIC_IMAGES = flags.DEFINE_integer(
+    "metric_images",
+    None,
+    "Accuracy, sensitivity and confidence on the first this many test images (default: all).",
+    lower_bound=1,
+)
+_GRADIENT_MASKING = flags.DEFINE_boolean(
+    "gradient_masking",
+    True,
+    "Also run the L2 attack against softmax(logits / T) at the training T (with --attacks l2).",
+)
+_L2_BUDGET = flags.DEFINE_float(
+    "l2_budget", 1.0, "L2 budget of l2_budget_success_rate (Papernot).", lower_bound=0.0
+)
+_LINF_BUDGET = flags.DEFINE_float(
+    "linf_budget", 0.1, "L-inf budget of linf_budget_success_rate.", lower_bound=0.0
+)
+_SHARD_INDEX = flags.DEFINE_integer(
+    "shard_index", 0, "Which block of the attacked images to take (0-based).", lower_bound=0
+)
+_NUM_SHARDS = flags.DEFINE_integer(
+    "num_shards", 1, "Into how many contiguous blocks the attacked images are split.", lower_bound=1
+)
+_RESULTS_PATH = flags.DEFINE_string(
+    "results_path",
+    None,
+    "CSV to write (default: <output_dir>/results.csv, or results_shard<i>of<N>.csv).",
+)
+_ATTACK_BATCH_SIZE = flags.DEFINE_integer(
+    "attack_batch_size", None, "Images attacked together (default: the attack's).", lower_bound=1
+)
+_ABORT_EARLY = flags.DEFINE_boolean(
+    "abort_early", True, "Stop an attack's search when its loss stalls (as C&W's code)."
+)
+_ATTACK_VERBOSE = flags.DEFINE_boolean("attack_verbose", False, "Progress bars of the attacks.")
+
+# Per-attack options, e.g. --l2_max_iterations; None keeps the attack function's default.
+_OPTION_FLAGS = {
+    "max_iterations": (flags.DEFINE_integer, "optimizer steps (per c for L2)", 1),
+    "learning_rate": (flags.DEFINE_float, "Adam learning rate", 0.0),
+    "initial_const": (flags.DEFINE_float, "first trade-off constant c", 0.0),
+    "largest_const": (flags.DEFINE_float, "largest c before giving up", 0.0),
+    "confidence": (flags.DEFINE_float, "margin kappa", 0.0),
+}
+_ATTACK_OPTIONS = {
+    (attack, option): define(
+        f"{attack}_{option}", None, f"C&W {attack}: {text}.", lower_bound=bound
+    )
+    for attack in _ATTACK_NAMES
+    for option, (define, text, bound) in _OPTION_FLAGS.items()
+}
+_ATTACK_OPTIONS["l2", "binary_search_steps"] = flags.DEFINE_integer(
+    "l2_binary_search_steps", None, "C&W l2: values of c tried per image.", lower_bound=1
+)
+
+flags.register_validator(
+    "attacks",
+    lambda names: set(names) <= set(_ATTACK_NAMES),
+    message=f"--attacks must be a comma-separated subset of {','.join(_ATTACK_NAMES)}",
+)
+flags.register_multi_flags_validator(
+    ["shard_index", "num_shards"],
+    lambda v: v["shard_index"] < v["num_shards"],
+    message="--shard_index must be smaller than --num_shards",
+)
+
+
+def _attack_options() -> dict[str, dict]:
+    options = {attack: {} for attack in _ATTACK_NAMES}
+    for (attack, option), holder in _ATTACK_OPTIONS.items():
+        if holder.value is not None:
+            options[attack][option] = holder.value
+    for attack in _ATTACK_NAMES:
+        options[attack]["abort_early"] = _ABORT_EARLY.value
+        if _ATTACK_BATCH_SIZE.value is not None:
+            options[attack]["batch_size"] = _ATTACK_BATCH_SIZE.value
+    return options
+
+
+def _ignored_training_flags() -> list[str]:
+    shared = {"output_dir", "data_dir"}
+    return sorted(
+        f.name
+        for f in flags.FLAGS.get_flags_for_module(training)
+        if f.present and f.name not in shared
+    )
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from keras_takd import evaluation  # no TensorFlow yet: bad input fails fast
+    from keras_takd.data import load_dataset
+
+    run = evaluation.read_run(training._OUTPUT_DIR.value)
+    results_path = _RESULTS_PATH.value or evaluation.shard_results_path(
+        run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
+    )
+    evaluation.check_results_file(results_path, None, run, sharded=_NUM_SHARDS.value > 1)
+    if _ignored_training_flags():
+        print(f"ignoring training flags: --{', --'.join(_ignored_training_flags())}")
+    data = load_dataset(
+        run.dataset,
+        data_dir=training._DATA_DIR.value or run.flags.get("data_dir"),
+        validation_size=0,
+        test_size=run.test_images,
+    )
+    table = evaluation.evaluate_run(
+        run.output_dir,
+        data,
+        attacks=_ATTACKS.value,
+        num_images=_NUM_IMAGES.value,
+        attack_options=_attack_options(),
+        budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
+        gradient_masking=_GRADIENT_MASKING.value,
+        metric_images=_METRIC_IMAGES.value,
+        shard_index=_SHARD_INDEX.value,
+        num_shards=_NUM_SHARDS.value,
+        results_path=results_path,
+        verbose=_ATTACK_VERBOSE.value,
+        log=lambda line: print(line, flush=True),
+    )
+    print(f"results: {results_path} ({len(table)} rows, evaluation {table['eval_config'].iloc[0]})")
+    sys.stdout.flush()
+
+
+def run() -> None:
+    """Console-script entry point."""
+    training.run_main(main)
+
+
+if __name__ == "__main__":
+    run()
