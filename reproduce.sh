@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Reproduces Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"
+# (sections V and VI) from the flagfiles in flags/: for each experiment it trains the chains,
+# evaluates them, and finally redraws the figures from the results CSVs.
+#
+#   ./reproduce.sh                 paper scale (GPU-sized): mnist_takd cifar10_takd
+#                                  mnist_multistep cifar10_multistep      -> figures/paper/
+#   ./reproduce.sh --cpu           what a 2-core CPU finishes in about 2.5 hours: mnist_cpu
+#                                  mnist_multistep_cpu                    -> figures/cpu/
+#   ./reproduce.sh --quick         the same pipeline at toy size in minutes: smoke
+#                                                                         -> runs/smoke/figures/
+#   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to BOTH
+#                                  keras_takd.main and keras_takd.evaluate (evaluate shares
+#                                  main's flags and ignores the training-only ones)
+#   ./reproduce.sh --quick --dry_run    print the commands instead of running them
+#
+# Per experiment <exp>:
+#   python -m keras_takd.main     --flagfile=flags/<exp>.cfg      [extra arguments]
+#   python -m keras_takd.evaluate --flagfile=flags/<exp>_eval.cfg [extra arguments]
+# then once: python -m keras_takd.plot --results=<each run's results.csv> --out=<figures>.
+# Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+mode=paper
+dry_run=0
+extra=()
+for arg in "$@"; do
+  case "$arg" in
+    --quick) mode=quick ;;
+    --cpu) mode=cpu ;;
+    --paper) mode=paper ;;
+    --dry_run | --dry-run) dry_run=1 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --*) extra+=("$arg") ;;
+    *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+case "$mode" in
+  paper) experiments=(mnist_takd cifar10_takd mnist_multistep cifar10_multistep)
+         figures=figures/paper ;;
+  cpu)   experiments=(mnist_cpu mnist_multistep_cpu); figures=figures/cpu ;;
+  quick) experiments=(smoke); figures=runs/smoke/figures ;;
+esac
+
+PYTHON="${PYTHON:-python}"
+
+run() {  # prints the command (quoted for a shell where needed), then runs it unless --dry_run
+  local arg line="+"
+  for arg in "$@"; do
+    if [[ "$arg" =~ ^[A-Za-z0-9_./=,:+@%-]+$ ]]; then line+=" $arg"
+    else line+=" '${arg//\'/\'\\\'\'}'"; fi
+  done
+  echo "$line"
+  if [[ "$dry_run" == 0 ]]; then "$@"; fi
+}
+
+# The last --output_dir of a flagfile, following nested --flagfile lines, or of the extras.
+output_dir_of() {
+  local file="$1" line dir=""
+  while IFS= read -r line; do
+    case "$line" in
+      --flagfile=*) local nested; nested=$(output_dir_of "${line#--flagfile=}")
+                    [[ -n "$nested" ]] && dir="$nested" ;;
+      --output_dir=*) dir="${line#--output_dir=}" ;;
+    esac
+  done < "$file"
+  for arg in "${extra[@]+"${extra[@]}"}"; do
+    [[ "$arg" == --output_dir=* ]] && dir="${arg#--output_dir=}"
+  done
+  echo "$dir"
+}
+
+results=()
+start=$SECONDS
+for exp in "${experiments[@]}"; do
+  for file in "flags/$exp.cfg" "flags/${exp}_eval.cfg"; do
+    [[ -f "$file" ]] || { echo "reproduce.sh: error: $file not found" >&2; exit 1; }
+  done
+  run "$PYTHON" -m keras_takd.main --flagfile="flags/$exp.cfg" "${extra[@]+"${extra[@]}"}"
+  run "$PYTHON" -m keras_takd.evaluate --flagfile="flags/${exp}_eval.cfg" \
+    "${extra[@]+"${extra[@]}"}"
+  results+=("$(output_dir_of "flags/${exp}_eval.cfg")/results.csv")
+done
+joined=$(IFS=,; echo "${results[*]}")
+run "$PYTHON" -m keras_takd.plot --results="$joined" --out="$figures" \
+  --caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
+echo "reproduce.sh --$mode: done in $((SECONDS - start)) s; results ${results[*]}; figures $figures"
