@@ -159,7 +159,7 @@ def carlini_wagner_l0(
         ValueError: on bad shapes, labels or options, `x` outside the box, or a model whose
             outputs look like probabilities (unless `allow_probabilities`).
     """
-    _check_options(
+    check_search_options(
         learning_rate=learning_rate,
         max_iterations=max_iterations,
         initial_const=initial_const,
@@ -215,7 +215,7 @@ def carlini_wagner_l0(
     )
 
 
-def _check_options(
+def check_search_options(
     *,
     learning_rate: float,
     max_iterations: int,
@@ -224,7 +224,11 @@ def _check_options(
     const_factor: float,
     confidence: float,
 ) -> None:
-    """Raises ValueError on an option the search cannot run with."""
+    """Checks the options shared by the L0 and L-inf searches.
+
+    Raises:
+        ValueError: naming the first option the search cannot run with.
+    """
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if int(max_iterations) != max_iterations or max_iterations < 1:
@@ -268,8 +272,8 @@ def adam_step(
     m_new = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * grad
     v_new = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(grad)
     lr_t = learning_rate * tf.sqrt(1.0 - ADAM_BETA2**t_new) / (1.0 - ADAM_BETA1**t_new)
-    w_new = w - _expand(lr_t, w) * m_new / (tf.sqrt(v_new) + ADAM_EPSILON)
-    selected = _expand(moving, w)
+    w_new = w - expand_to(lr_t, w) * m_new / (tf.sqrt(v_new) + ADAM_EPSILON)
+    selected = expand_to(moving, w)
     return (
         tf.where(selected, w_new, w),
         tf.where(selected, m_new, m),
@@ -278,7 +282,7 @@ def adam_step(
     )
 
 
-def _expand(vector: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+def expand_to(vector: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
     """Reshapes a per-example [N] vector to broadcast against `like` [N, ...]."""
     return tf.reshape(vector, [-1] + [1] * (len(like.shape) - 1))
 
@@ -486,24 +490,17 @@ def _build_l0_chunk(
     image = tf.TensorSpec([None, *image_shape], tf.float32)
     vector = tf.TensorSpec([None], tf.float32)
     state_spec = {
-        "x0": image,
-        "start": image,
+        **{key: image for key in ("x0", "start", "modifier", "m", "v", "grad", "x_sol")},
         "mask": tf.TensorSpec([None, *image_shape[:2], 1], tf.float32),
         "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        "modifier": image,
-        "m": image,
-        "v": image,
         "t": vector,
         "const": vector,
         "step": tf.TensorSpec([None], tf.int32),
         "status": tf.TensorSpec([None], tf.int32),
-        "grad": image,
-        "x_sol": image,
     }
     low, high = config.clip_min, config.clip_max
-    scale = high - low
 
-    def body(i: tf.Tensor, s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
+    def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
@@ -513,51 +510,94 @@ def _build_l0_chunk(
             loss1 = margin_loss(
                 call_model(model, img), s["labels"], config.confidence, config.targeted
             )
-            loss2 = tf.reduce_sum(tf.square((img - x_ref) / scale), axis=[1, 2, 3])
+            loss2 = tf.reduce_sum(tf.square((img - x_ref) / (high - low)), axis=[1, 2, 3])
             total = tf.reduce_sum(s["const"] * loss1 + loss2)
         grad = tape.gradient(total, modifier)
-        may_stop = tf.logical_or(
-            tf.constant(config.abort_early), tf.equal(s["step"], config.max_iterations - 1)
-        )
-        solved = running & (loss1 < SUCCESS_THRESHOLD) & may_stop
-        moving = running & ~solved
+        solved = running & (loss1 < SUCCESS_THRESHOLD) & may_end_solve(s["step"], config)
         new = dict(s)
+        # A solved example keeps the iterate that succeeded (the original restores it).
         new["modifier"], new["m"], new["v"], new["t"] = adam_step(
-            modifier, grad, s["m"], s["v"], s["t"], config.learning_rate, moving
+            modifier, grad, s["m"], s["v"], s["t"], config.learning_rate, running & ~solved
         )
-        step = tf.where(moving, s["step"] + 1, s["step"])
-        exhausted = moving & (step >= config.max_iterations)
-        new["const"] = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
-        new["step"] = tf.where(exhausted, tf.zeros_like(step), step)
-        failed = exhausted & (new["const"] >= config.largest_const)
-        new["status"] = tf.where(solved, SOLVED, tf.where(failed, FAILED, s["status"]))
-        new["grad"] = tf.where(_expand(solved, grad), grad, s["grad"])
-        new["x_sol"] = tf.where(_expand(solved, img), img, s["x_sol"])
-        return i + 1, new
+        new["const"], new["step"], new["status"] = const_schedule(s, running, solved, config)
+        new["grad"] = tf.where(expand_to(solved, grad), grad, s["grad"])
+        new["x_sol"] = tf.where(expand_to(solved, img), img, s["x_sol"])
+        return new
+
+    return compile_search_loop(state_spec, step_fn, low, high)
+
+
+def may_end_solve(step: tf.Tensor, config: Any) -> tf.Tensor:
+    """Whether a success at this step ends the solve: always, or only at the last step."""
+    return tf.logical_or(tf.constant(config.abort_early), tf.equal(step, config.max_iterations - 1))
+
+
+def const_schedule(
+    s: dict[str, tf.Tensor], running: tf.Tensor, solved: tf.Tensor, config: Any
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Counts one step and applies the original's schedule of c, per example.
+
+    After `config.max_iterations` steps without success c is multiplied by
+    `config.const_factor` (the optimiser state carries over); reaching
+    `config.largest_const` fails the solve.
+
+    Args:
+        s: the chunk state, with "const", "step" and "status" [N].
+        running: bool [N], examples that took this step.
+        solved: bool [N], examples whose solve succeeded at this step.
+        config: an attack configuration with `max_iterations`, `const_factor` and
+            `largest_const`.
+
+    Returns:
+        The new `(const, step, status)`.
+    """
+    step = tf.where(running, s["step"] + 1, s["step"])
+    exhausted = running & ~solved & (step >= config.max_iterations)
+    const = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
+    step = tf.where(exhausted, tf.zeros_like(step), step)
+    failed = exhausted & (const >= config.largest_const)
+    status = tf.where(solved, SOLVED, tf.where(failed, FAILED, s["status"]))
+    return const, step, status
+
+
+def compile_search_loop(
+    state_spec: dict[str, tf.TensorSpec],
+    step_fn: Callable[[dict[str, tf.Tensor], tf.Tensor, tf.Tensor], dict[str, tf.Tensor]],
+    clip_min: float,
+    clip_max: float,
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """Wraps one attack step into a compiled loop over a chunk of iterations.
+
+    Args:
+        state_spec: the state's `tf.TensorSpec`s, batch dimension None (traced once).
+        step_fn: `step_fn(state, w_start, x_ref)` -> the state after one Adam step, where
+            `w_start` is the solve's start image in tanh space and `x_ref` the original image
+            after the tanh round trip (which the original measures distances from).
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+
+    Returns:
+        `run_chunk(state, max_steps, min_events)`: runs `step_fn` until `max_steps` steps
+        passed or `min_events` examples are SOLVED or FAILED, and returns the state.
+    """
 
     @tf.function(
-        input_signature=[
-            state_spec,
-            tf.TensorSpec([], tf.int32),
-            tf.TensorSpec([], tf.int32),
-        ]
+        input_signature=[state_spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
     )
     def run_chunk(state, max_steps, min_events):
         # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
         state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
-        # The original compares with tanh(arctanh(x * 0.999999)), not with x itself.
-        w_start = to_tanh_space(state["start"], low, high)
-        x_ref = from_tanh_space(to_tanh_space(state["x0"], low, high), low, high)
+        w_start = to_tanh_space(state["start"], clip_min, clip_max)
+        x_ref = from_tanh_space(to_tanh_space(state["x0"], clip_min, clip_max), clip_min, clip_max)
 
         def cond(i, s):
-            ended = tf.reduce_sum(
-                tf.cast((s["status"] == SOLVED) | (s["status"] == FAILED), tf.int32)
-            )
-            return (i < max_steps) & (ended < min_events)
+            ended = (s["status"] == SOLVED) | (s["status"] == FAILED)
+            return (i < max_steps) & (tf.reduce_sum(tf.cast(ended, tf.int32)) < min_events)
 
-        _, state = tf.while_loop(
-            cond, lambda i, s: body(i, s, w_start, x_ref), (tf.constant(0), state)
-        )
+        def body(i, s):
+            return i + 1, step_fn(s, w_start, x_ref)
+
+        _, state = tf.while_loop(cond, body, (tf.constant(0), state))
         return state
 
     return run_chunk

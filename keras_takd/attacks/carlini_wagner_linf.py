@@ -43,14 +43,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks.carlini_wagner_l0 import (
-    FAILED,
     IDLE,
     RUNNING,
     SOLVED,
-    _check_options,
-    _expand,
     adam_step,
+    check_search_options,
+    compile_search_loop,
     compiled_chunk,
+    const_schedule,
+    expand_to,
+    may_end_solve,
     run_slot_pool,
 )
 from keras_takd.attacks.common import (
@@ -60,7 +62,6 @@ from keras_takd.attacks.common import (
     finalize_result,
     from_tanh_space,
     margin_loss,
-    to_tanh_space,
     validate_attack_inputs,
 )
 
@@ -161,7 +162,7 @@ def carlini_wagner_linf(
         ValueError: on bad shapes, labels or options, `x` outside the box, or a model whose
             outputs look like probabilities (unless `allow_probabilities`).
     """
-    _check_options(
+    check_search_options(
         learning_rate=learning_rate,
         max_iterations=max_iterations,
         initial_const=initial_const,
@@ -352,22 +353,13 @@ def _build_linf_chunk(
     image = tf.TensorSpec([None, *image_shape], tf.float32)
     vector = tf.TensorSpec([None], tf.float32)
     state_spec = {
-        "x0": image,
-        "start": image,
+        **{key: image for key in ("x0", "start", "modifier", "m", "v", "x_sol")},
         "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        "modifier": image,
-        "m": image,
-        "v": image,
-        "t": vector,
-        "const": vector,
-        "tau": vector,
-        "lr": vector,
+        **{key: vector for key in ("t", "const", "tau", "lr")},
         "step": tf.TensorSpec([None], tf.int32),
         "status": tf.TensorSpec([None], tf.int32),
-        "x_sol": image,
     }
     low, high = config.clip_min, config.clip_max
-    scale = high - low
 
     def reaches_label(img: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
         """The original's check of the updated image: argmax on (or off) the label."""
@@ -377,7 +369,7 @@ def _build_linf_chunk(
         met = margin_loss(logits, labels, config.confidence, config.targeted) <= 0.0
         return wanted & met
 
-    def body(i: tf.Tensor, s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
+    def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
@@ -386,53 +378,27 @@ def _build_linf_chunk(
             loss1 = margin_loss(
                 call_model(model, img), s["labels"], config.confidence, config.targeted
             )
-            excess = tf.abs(img - x_ref) / scale - _expand(s["tau"], img)
-            loss2 = tf.reduce_sum(tf.nn.relu(excess), axis=[1, 2, 3])
-            loss = s["const"] * loss1 + loss2
+            excess = tf.abs(img - x_ref) / (high - low) - expand_to(s["tau"], img)
+            loss = s["const"] * loss1 + tf.reduce_sum(tf.nn.relu(excess), axis=[1, 2, 3])
             total = tf.reduce_sum(loss)
         grad = tape.gradient(total, modifier)
         new = dict(s)
         new["modifier"], new["m"], new["v"], new["t"] = adam_step(
             modifier, grad, s["m"], s["v"], s["t"], s["lr"], running
         )
-        may_stop = tf.logical_or(
-            tf.constant(config.abort_early), tf.equal(s["step"], config.max_iterations - 1)
+        # Like the original: the loss before the step decides, the image after it is checked
+        # (one extra forward pass, only when some example qualifies) and returned.
+        candidate = (
+            running & (loss < SUCCESS_THRESHOLD * s["const"]) & may_end_solve(s["step"], config)
         )
-        candidate = running & (loss < SUCCESS_THRESHOLD * s["const"]) & may_stop
         updated = from_tanh_space(new["modifier"] + w_start, low, high)
         solved = candidate & tf.cond(
             tf.reduce_any(candidate),
             lambda: reaches_label(updated, s["labels"]),
             lambda: tf.zeros_like(candidate),
         )
-        step = tf.where(running, s["step"] + 1, s["step"])
-        exhausted = running & ~solved & (step >= config.max_iterations)
-        new["const"] = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
-        new["step"] = tf.where(exhausted, tf.zeros_like(step), step)
-        failed = exhausted & (new["const"] >= config.largest_const)
-        new["status"] = tf.where(solved, SOLVED, tf.where(failed, FAILED, s["status"]))
-        new["x_sol"] = tf.where(_expand(solved, updated), updated, s["x_sol"])
-        return i + 1, new
+        new["const"], new["step"], new["status"] = const_schedule(s, running, solved, config)
+        new["x_sol"] = tf.where(expand_to(solved, updated), updated, s["x_sol"])
+        return new
 
-    @tf.function(
-        input_signature=[state_spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
-    )
-    def run_chunk(state, max_steps, min_events):
-        # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
-        state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
-        # The original measures from tanh(arctanh(x * 0.999999)), not from x itself.
-        w_start = to_tanh_space(state["start"], low, high)
-        x_ref = from_tanh_space(to_tanh_space(state["x0"], low, high), low, high)
-
-        def cond(i, s):
-            ended = tf.reduce_sum(
-                tf.cast((s["status"] == SOLVED) | (s["status"] == FAILED), tf.int32)
-            )
-            return (i < max_steps) & (ended < min_events)
-
-        _, state = tf.while_loop(
-            cond, lambda i, s: body(i, s, w_start, x_ref), (tf.constant(0), state)
-        )
-        return state
-
-    return run_chunk
+    return compile_search_loop(state_spec, step_fn, low, high)
