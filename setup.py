@@ -21,6 +21,7 @@ setup(
         "tensorflow>=2.16",
         "keras>=3.12",
         "tensorflow-datasets",
+        "importlib_resources",  # tensorflow-datasets needs it to download, but does not require it
         "absl-py",
         "pandas",
         "matplotlib",

@@ -154,18 +154,28 @@ def main(argv: list[str]) -> None:
         scale_soft_loss=_SCALE_SOFT_LOSS.value,
         seed=_SEED.value,
     )
+    strategy = make_strategy(_STRATEGY.value)
     table = run_chain(
         data,
         _parse_temperatures(_TEMPERATURE.value),
         _STAGES.value,
-        _OUTPUT_DIR.value,
+        _worker_output_dir(_OUTPUT_DIR.value, strategy),
         config,
         run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
-        strategy=make_strategy(_STRATEGY.value),
+        strategy=strategy,
     )
     print(f"results: {_OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
+
+
+def _worker_output_dir(output_dir: str, strategy) -> str:
+    """The chief (worker 0) writes output_dir; other workers write output_dir/.worker<i>."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_id = getattr(resolver, "task_id", None)
+    if resolver is None or resolver.task_type == "chief" or not task_id:
+        return output_dir
+    return os.path.join(output_dir, f".worker{task_id}")
 
 
 def parse_flags_or_exit(argv: list[str]) -> list[str]:
