@@ -451,6 +451,10 @@ class _L0Search:
             return True
         delta = (image - self.x[example]) / self.scale
         n_changed = int(np.sum(np.any(np.abs(delta) >= L0_THRESHOLD, axis=-1)))
+        if n_changed == 0:
+            # Adversarial with no pixel changed: the original would go on freezing one pixel
+            # per round until none is left, and then return the original image.
+            return True
         total_change = np.abs(delta.sum(axis=-1)) * np.abs(state["grad"][slot]).sum(axis=-1)
         frozen = pixels_to_freeze(total_change, allowed, n_changed)
         state["mask"][slot, ..., 0].flat[frozen] = 0.0

@@ -144,6 +144,14 @@ def test_first_solve_failure_returns_original(linear_problem):
     assert np.all(result.l0 == 0)
 
 
+def test_misclassified_image_needs_no_pixel(linear_problem):
+    model, x, _, _, _ = linear_problem
+    # Every image is of class 1: claiming label 0 makes it adversarial as it is.
+    result = carlini_wagner_l0(model, x[:2], np.zeros(2, np.int64), max_iterations=20)
+    assert result.success.all()
+    np.testing.assert_array_equal(result.l0, 0)
+
+
 def test_pixels_to_freeze_follows_the_original_rule():
     total_change = np.array([[0.5, 0.0, 0.002], [0.001, 0.02, 0.003]])
     allowed = np.array([[True, True, False], [True, True, True]])
