@@ -23,7 +23,8 @@ Beyond the original:
   single-image original would (no quantity is shared across the batch), so the answers do not
   depend on the batch; only float round-off in batched kernels can differ.
 * The inner Adam loop runs in a `tf.function` with a fixed input signature (batch dimension
-  left open, so it is traced once per attack call). Between compiled chunks, examples whose
+  left open), traced once and reused for every batch, solve and later call with the same
+  model and settings. Between compiled chunks, examples whose
   solve ended get their outer step (pixel freezing) in numpy and are sent back; examples that
   are finished leave the batch and free their slot for the next image; the running slots are
   gathered into a batch padded to a power of two, so stragglers do not pay for finished work.
@@ -31,7 +32,8 @@ Beyond the original:
   ``compact=False`` keeps every chunk at exactly `batch_size` rows (the last batch padded):
   slower, but each example's result is then bitwise independent of the rest of its batch.
 * When the very first solve fails the original crashes; here the example is reported as a
-  failure with its original image.
+  failure with its original image. An image that is adversarial with no pixel changed is
+  finished at once (the original would freeze its pixels one per round, to the same answer).
 * Distances are measured in units of the box width (clip_max - clip_min), so the original's
   thresholds (1e-4 for a changed pixel, 0.01 for a frozen one) keep their meaning for any box.
   With the default [0, 1] box this is exactly the original.

@@ -18,8 +18,10 @@ Beyond the original:
 
 * Batched: up to `batch_size` images are optimised together, each with its own c, tau, Adam
   state, iteration counter and status, so every example follows the single-image original's
-  trajectory; the scheduling (compiled chunks, freed slots, power-of-two padding of the running
-  examples) is shared with the L0 attack (`carlini_wagner_l0.run_slot_pool`).
+  trajectory; the scheduling (compiled chunks traced once per model and settings, freed slots,
+  power-of-two padding of the running examples, or a fixed batch shape with
+  ``compact=False`` for bitwise batch invariance) is shared with the L0 attack
+  (`carlini_wagner_l0.run_slot_pool`).
 * The faithful search stops up to one tau step (10%) above the smallest tau it could reach.
   ``refine=True`` then bisects tau between the last success and the first failure (or 0 when
   tau fell below 1/256), each bisection a solve of the same kind but with a smaller Adam
