@@ -1,0 +1,72 @@
+"""Figures of the transfer-attack matrix: accuracy vs PGD step k (Katz & Reches, Figs. 4-6).
+
+One figure per source (attack) model, one panel per eps, one line per target model: solid
+the target's accuracy on the source's PGD-k images, k = 1..10, dotted its clean accuracy.
+Reads the table of `keras_takd.transfer.transfer_matrix`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from keras_takd import files  # noqa: E402
+
+
+def plot_accuracy_vs_k(ax, frame: pd.DataFrame, source: str, eps_255: float) -> None:
+    """Draws each target's accuracy against PGD step k for one source and eps onto `ax`.
+
+    Raises:
+        ValueError: if the table has no row for that source and eps.
+    """
+    rows = frame[(frame["source"] == source) & np.isclose(frame["eps_255"], eps_255)]
+    if rows.empty:
+        raise ValueError(f"no transfer rows for source {source!r} at eps_255={eps_255}")
+    for index, (target, group) in enumerate(rows.groupby("target", sort=True)):
+        group = group.sort_values("k")
+        color = f"C{index}"
+        ax.plot(group["k"], 100 * group["adversarial_accuracy"], "o-", color=color, label=target)
+        ax.axhline(100 * group["clean_accuracy"].iloc[0], color=color, linestyle=":")
+    ax.set_title(f"eps = {eps_255:g}/255")
+    ax.set_xlabel("PGD step k")
+    ax.set_ylabel("target accuracy, %")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+
+
+def write_transfer_figures(
+    frame: pd.DataFrame, directory: str | os.PathLike, prefix: str = "transfer"
+) -> list[pathlib.Path]:
+    """Writes `<prefix>_<source>.png` per source model into `directory`, atomically.
+
+    Returns:
+        The paths written, in source order.
+    """
+    directory = pathlib.Path(directory)
+    eps_values = sorted(frame["eps_255"].unique())
+    written = []
+    for source in sorted(frame["source"].unique()):
+        fig, axes = plt.subplots(1, len(eps_values), figsize=(4.2 * len(eps_values), 3.6))
+        for ax, eps in zip(np.atleast_1d(axes), eps_values, strict=True):
+            plot_accuracy_vs_k(ax, frame, source, eps)
+        np.atleast_1d(axes)[0].legend(title="target (dotted: clean)", fontsize=8)
+        fig.suptitle(f"PGD examples crafted on {source}")
+        fig.tight_layout()
+        path = directory / f"{prefix}_{source}.png"
+        tmp = files.temporary_sibling(path)
+        try:
+            fig.savefig(tmp, dpi=110, format="png")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+            plt.close(fig)
+        written.append(path)
+    return written
