@@ -1,0 +1,95 @@
+"""reproduce.sh: the commands of each mode (dry run), the pass-through of extra arguments, and
+that every evaluation flagfile parses and points at its training flagfile's output_dir."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+MODES = {
+    "--quick": ["smoke"],
+    "--cpu": ["mnist_cpu", "mnist_multistep_cpu"],
+    "": ["mnist_takd", "cifar10_takd", "mnist_multistep", "cifar10_multistep"],
+}
+
+
+def _reproduce(*args):
+    return subprocess.run(
+        ["bash", str(REPO / "reproduce.sh"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _output_dir(flagfile: pathlib.Path) -> str | None:
+    """The last --output_dir of a flagfile, following nested --flagfile lines."""
+    found = None
+    for line in flagfile.read_text().splitlines():
+        if line.startswith("--flagfile="):
+            found = _output_dir(REPO / line.split("=", 1)[1]) or found
+        elif line.startswith("--output_dir="):
+            found = line.split("=", 1)[1]
+    return found
+
+
+@pytest.mark.parametrize("mode, experiments", MODES.items())
+def test_dry_run_prints_train_evaluate_per_experiment_then_one_plot(mode, experiments):
+    done = _reproduce(*filter(None, [mode]), "--dry_run", "--data_dir=../shared/data")
+    assert done.returncode == 0, done.stderr
+    commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
+    expected = []
+    for exp in experiments:
+        for command, flagfile in (("main", exp), ("evaluate", f"{exp}_eval")):
+            expected.append(
+                f"python -m keras_takd.{command} --flagfile=flags/{flagfile}.cfg "
+                "--data_dir=../shared/data"
+            )
+    assert commands[:-1] == expected
+    results = ",".join(
+        f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
+    )
+    assert commands[-1].startswith(f"python -m keras_takd.plot --results={results} --out=")
+
+
+def test_bad_arguments_are_refused():
+    done = _reproduce("--quick", "stray")
+    assert done.returncode == 2 and "unexpected argument 'stray'" in done.stderr
+
+
+@pytest.mark.parametrize("experiment", sorted({e for es in MODES.values() for e in es}))
+def test_each_evaluation_flagfile_evaluates_its_training_run(experiment):
+    training = REPO / "flags" / f"{experiment}.cfg"
+    evaluation = REPO / "flags" / f"{experiment}_eval.cfg"
+    assert _output_dir(evaluation) == _output_dir(training)
+    header = evaluation.read_text().splitlines()[0]
+    assert header.startswith("# "), "flagfiles start with a comment saying what they reproduce"
+    assert f"--flagfile=flags/{experiment}_eval.cfg" in evaluation.read_text()
+
+
+def test_every_evaluation_flagfile_parses():
+    """Parses each *_eval.cfg with keras_takd.evaluate's flags (in one subprocess)."""
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "flags").glob("*_eval.cfg"))
+    script = (
+        "import sys\nfrom absl import flags\nimport keras_takd.evaluate\n"
+        "for f in sys.argv[1:]:\n"
+        "    flags.FLAGS.unparse_flags()\n"
+        "    flags.FLAGS(['evaluate', '--flagfile=' + f])\n"
+        "    F = flags.FLAGS\n"
+        "    print(f, F.num_images, F.l2_max_iterations, F.output_dir)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *files], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    parsed = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
+    assert set(parsed) == set(files)
+    assert parsed["flags/smoke_eval.cfg"] == ["10", "100", "runs/smoke"]
+    assert parsed["flags/mnist_cpu_eval.cfg"] == ["100", "1000", "runs/mnist_cpu"]
+    assert parsed["flags/mnist_takd_eval.cfg"] == ["1000", "10000", "runs/mnist_takd"]
+    experiments = {f: v for f, v in parsed.items() if f != "flags/common_eval.cfg"}
+    assert all(re.fullmatch(r"runs/\w+", values[2]) for values in experiments.values())
