@@ -28,22 +28,22 @@ Shard i attacks the contiguous block [i * n // N, (i + 1) * n // N) of the first
 --num_images test images; shard 0 also computes the attack-free metrics. Each shard writes
 sums and counts, so the merge equals an unsharded run.
 
-Multi-worker set-up (TF_CONFIG). Training with a multi-worker strategy (keras_takd.main's
-strategy flag) reads the cluster from the TF_CONFIG environment variable, the same JSON on
-every machine except the task index, e.g. on the second of two workers:
+Multi-worker set-up (TF_CONFIG). Training with `python -m keras_takd.main
+--strategy=multi_worker` reads the cluster from the TF_CONFIG environment variable: the same
+JSON on every machine except the task index, e.g. on the second of two workers
 
   export TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
                      "task": {"type": "worker", "index": 1}}'
 
-All workers must see the same --output_dir (a shared file system) and start the same command;
-worker 0 (the chief) writes the models. Evaluation needs no TF_CONFIG: attacks on different
-images are independent, so give each machine its own shard, e.g. derived from the same
-variable,
+and every worker runs the same command with the same --output_dir on a shared file system (see
+the README). Evaluation needs no TF_CONFIG: attacks on different images are independent, so
+give each machine its own shard, e.g. derived from the same variable,
 
   TASK=$(python -c 'import json, os; print(json.loads(os.environ["TF_CONFIG"])["task"]["index"])')
   python -m keras_takd.evaluate --flagfile=... --num_shards=2 --shard_index=$TASK
 
-then merge the shard CSVs on any one machine. Unset TF_CONFIG for single-machine runs.
+then merge the shard CSVs on any one machine. evaluate itself creates no tf.distribute
+strategy, so a TF_CONFIG left in the environment does not change what it computes.
 """
 
 from __future__ import annotations
