@@ -695,13 +695,9 @@ def merge_shards(paths: Sequence[str | pathlib.Path]) -> pd.DataFrame:
         raise ValueError("no shard CSV given")
     _check_shard_set(paths, shards)
     key = list(_TRAINING_KEY)
-    first = shards[0].sort_values(key, kind="stable").reset_index(drop=True)
     ordered = [s.sort_values(key, kind="stable").reset_index(drop=True) for s in shards]
     by_index = sorted(zip(paths, ordered, strict=True), key=lambda pair: pair[1].shard_index[0])
-    rows = []
-    for i in range(len(first)):
-        parts = [(p, s.iloc[i]) for p, s in by_index]
-        rows.append(_merge_row(parts))
+    rows = [_merge_row([(p, s.iloc[i]) for p, s in by_index]) for i in range(len(ordered[0]))]
     return _tidy(pd.DataFrame(rows), sharded=False)
 
 
@@ -742,7 +738,8 @@ def _check_shard_set(paths, shards: list[pd.DataFrame]) -> None:
 
 
 def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
-    path0, first = parts[0]
+    """One model's merged row from its row in every shard, in shard order."""
+    first = parts[0][1]
     row = {c: first[c] for c in first.index if c not in _stat_columns(ATTACKS + (MASKED,))}
     for column in SHARD_COLUMNS:
         row.pop(column)
@@ -759,20 +756,20 @@ def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
                 f"{lacking[0]} lacks {prefix} results for {first['dataset']} "
                 f"T={first['temperature']:g} stage {first['stage']}: finish that shard first"
             )
-        rows = [s for _, s in parts]
-        stats = {
-            "attacked": sum(int(s[f"{prefix}_attacked"]) for s in rows),
-            "excluded": sum(int(s[f"{prefix}_excluded"]) for s in rows),
-            "successes": sum(int(s[f"{prefix}_successes"]) for s in rows),
-            "sum": math.fsum(float(s[f"{prefix}_sum"]) for s in rows),
-            "max": max(
-                (float(s[f"{prefix}_max"]) for s in rows if s[f"{prefix}_successes"]),
-                default=math.nan,
-            ),
-        }
-        if f"{prefix}_budget_within" in first.index and not pd.isna(first[f"{prefix}_budget"]):
-            stats["budget"] = float(first[f"{prefix}_budget"])
-            stats["within"] = sum(int(s[f"{prefix}_budget_within"]) for s in rows)
-        row |= final_columns(prefix, stats)
-    del path0
+        row |= final_columns(prefix, _merge_statistics(prefix, [s for _, s in parts]))
     return row
+
+
+def _merge_statistics(prefix: str, rows: list[pd.Series]) -> dict:
+    """Adds counts and sums, takes the largest max over shards with successes."""
+    stats = {
+        name: sum(int(s[f"{prefix}_{name}"]) for s in rows)
+        for name in ("attacked", "excluded", "successes")
+    }
+    stats["sum"] = math.fsum(float(s[f"{prefix}_sum"]) for s in rows)
+    maxima = [float(s[f"{prefix}_max"]) for s in rows if s[f"{prefix}_successes"]]
+    stats["max"] = max(maxima, default=math.nan)
+    if f"{prefix}_budget_within" in rows[0].index and not pd.isna(rows[0][f"{prefix}_budget"]):
+        stats["budget"] = float(rows[0][f"{prefix}_budget"])
+        stats["within"] = sum(int(s[f"{prefix}_budget_within"]) for s in rows)
+    return stats
