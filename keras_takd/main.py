@@ -16,7 +16,9 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags, logging
+from absl import flags, logging
+
+from keras_takd.cli import parse_flags_or_exit, run_main  # noqa: F401  (re-exported)
 
 _DATASETS = ("cifar10", "mnist")
 
@@ -176,29 +178,6 @@ def _worker_output_dir(output_dir: str, strategy) -> str:
     if resolver is None or resolver.task_type == "chief" or not task_id:
         return output_dir
     return os.path.join(output_dir, f".worker{task_id}")
-
-
-def parse_flags_or_exit(argv: list[str]) -> list[str]:
-    """Parses flags; a bad flag or flagfile ends the program with one line and exit code 2."""
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"keras-takd: error: {e}\n")
-        sys.exit(2)
-
-
-def run_main(main_fn) -> None:
-    """Runs `main_fn` under absl; user errors end with one line on stderr and exit code 1."""
-
-    def guarded(argv):
-        try:
-            main_fn(argv)
-        except (ValueError, OSError) as e:
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            sys.stderr.write(f"keras-takd: error: {message}\n")
-            sys.exit(1)
-
-    app.run(guarded, flags_parser=parse_flags_or_exit)
 
 
 def run() -> None:
