@@ -23,8 +23,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
-import platform
-import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -39,19 +37,15 @@ from keras_takd.data import Dataset
 from keras_takd.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.layers import check_temperature
 from keras_takd.models import build_model
-
-KEY_COLUMNS = ("dataset", "temperature", "stage")
-CHAIN_COLUMNS = KEY_COLUMNS + (
-    "role",
-    "stages",
-    "test_accuracy",
-    "val_accuracy",
-    "train_seconds",
-    "epochs",
-    "saved_model",
-    "keras_model",
+from keras_takd.results import (  # noqa: F401  (re-exported: the chain's public names)
+    CHAIN_COLUMNS,
+    KEY_COLUMNS,
+    ConfigMismatchError,
+    check_same_config,
+    library_versions,
+    prepare_run_dir,
+    update_results,
 )
-
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
@@ -76,10 +70,6 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
 
 
-class ConfigMismatchError(ValueError):
-    """An output_dir already holds results made with a different configuration."""
-
-
 def role_name(stage: int, stages: int) -> str:
     """teacher (stage 1), student (the last), assistant (the middle of 3), else step-k."""
     if stage == 1:
@@ -94,20 +84,6 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries that decide the numbers."""
-    import keras_takd
-
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "pandas": pd.__version__,
-        "keras_takd": keras_takd.__version__,
-    }
 
 
 def _unit_seed(seed: int, *parts) -> int:
@@ -127,73 +103,9 @@ def _data_fingerprint(data: Dataset) -> dict:
 def prepare_output_dir(
     output_dir: str | pathlib.Path, data: Dataset, config: TrainConfig, run_info: dict | None = None
 ) -> pathlib.Path:
-    """Checks `output_dir` is writable and holds no run of another configuration.
-
-    Writes run.json (the configuration, `run_info` such as the command-line flags, and the
-    library versions) when the directory is new or was made with the same configuration.
-
-    Raises:
-        OSError: the directory cannot be created or written.
-        ConfigMismatchError: run.json records another training configuration.
-    """
-    out = files.check_writable(output_dir)
+    """Checks and records a chain run's folder (see `keras_takd.results.prepare_run_dir`)."""
     configuration = {"train": dataclasses.asdict(config), "data": _data_fingerprint(data)}
-    run_json = out / "run.json"
-    if run_json.exists():
-        try:
-            previous = json.loads(run_json.read_text())["configuration"]
-        except (ValueError, KeyError):
-            raise ConfigMismatchError(
-                f"{run_json} is not a keras_takd run.json: use another output_dir"
-            ) from None
-        _check_same(previous, configuration, out)
-    files.write_json_atomic(
-        run_json,
-        {
-            "configuration": configuration,
-            "run_info": run_info or {},
-            "versions": library_versions(),
-            "argv": sys.argv,
-        },
-    )
-    return out
-
-
-def _check_same(previous: dict, current: dict, where: pathlib.Path) -> None:
-    """Raises ConfigMismatchError naming the first setting that differs."""
-    for section in sorted(set(previous) | set(current)):
-        old, new = previous.get(section, {}), current.get(section, {})
-        for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
-                raise ConfigMismatchError(
-                    f"{where} holds results made with {name}={old.get(name)!r}, this run asks "
-                    f"{name}={new.get(name)!r}: use another output_dir or the same settings"
-                )
-
-
-def update_results(csv_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.DataFrame:
-    """Upserts rows keyed by (dataset, temperature, stage) into a CSV, atomically.
-
-    Returns:
-        The whole table, sorted by its key columns.
-    """
-    csv_path = pathlib.Path(csv_path)
-    new = pd.DataFrame(list(rows))
-    if csv_path.exists():
-        old = pd.read_csv(csv_path)
-        missing = [c for c in KEY_COLUMNS if c not in old.columns]
-        if missing:
-            raise ConfigMismatchError(
-                f"{csv_path} lacks the key columns {missing}: it is not a keras_takd results file"
-            )
-        keys = set(map(tuple, new[list(KEY_COLUMNS)].astype(str).values))
-        stale = old[list(KEY_COLUMNS)].astype(str).apply(tuple, axis=1).isin(keys)
-        new = pd.concat([old[~stale], new], ignore_index=True)
-    columns = [c for c in CHAIN_COLUMNS if c in new.columns]
-    columns += [c for c in new.columns if c not in columns]
-    table = new[columns].sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
-    files.write_csv_atomic(csv_path, table)
-    return table
+    return prepare_run_dir(output_dir, configuration, run_info)
 
 
 def _test_accuracy(model: keras.Model, x, y) -> float:
@@ -215,7 +127,7 @@ def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None
     if not meta_path.exists():
         return None
     metadata = json.loads(meta_path.read_text())
-    _check_same(metadata["fingerprint"], fingerprint, stage_dir)
+    check_same_config(metadata["fingerprint"], fingerprint, stage_dir)
     return metadata
 
 
