@@ -9,9 +9,8 @@ arguments. Examples:
   python -m keras_takd.smoothed_kd --flagfile=flags/smoothed_kd_quick.cfg
   python -m keras_takd.smoothed_kd --flagfile=flags/smoothed_kd_paper.cfg --data_dir=DIR
 
-The flag names overlap those of `keras_takd.main` (absl flags are global), so this module cannot
-import it: `_run_main` below repeats its `parse_flags_or_exit` / `run_main` error handling (one
-line on stderr; exit code 2 for a bad flag, 1 for bad input).
+Errors go through `keras_takd.cli.run_main`: one line on stderr, exit code 2 for a bad flag, 1
+for bad input. The flag names overlap those of `keras_takd.main`: run each as its own process.
 """
 
 from __future__ import annotations
@@ -22,6 +21,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import flags, logging
+
+from keras_takd.cli import run_main
 
 _DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "mnist"], "Dataset.")
 _DATA_DIR = flags.DEFINE_string(
@@ -220,27 +221,5 @@ def main(argv: list[str]) -> None:
     print(describe_results(_OUTPUT_DIR.value), flush=True)
 
 
-def _parse_flags_or_exit(argv: list[str]) -> list[str]:
-    try:
-        return flags.FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"keras-takd: error: {e}\n")
-        sys.exit(2)
-
-
-def _run_main() -> None:
-    from absl import app
-
-    def guarded(argv):
-        try:
-            main(argv)
-        except (ValueError, OSError) as e:
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            sys.stderr.write(f"keras-takd: error: {message}\n")
-            sys.exit(1)
-
-    app.run(guarded, flags_parser=_parse_flags_or_exit)
-
-
 if __name__ == "__main__":
-    _run_main()
+    run_main(main)
