@@ -39,7 +39,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import sys
 import time
 import zlib
 from collections.abc import Callable
@@ -52,9 +51,10 @@ from keras_takd import export, files, plotting_transfer, transfer
 from keras_takd.adversarial import AdversarialConfig, adversarial_distil, adversarial_train
 from keras_takd.attacks.projected_gradient_descent import projected_gradient_descent
 from keras_takd.data import NUM_CLASSES, Dataset
-from keras_takd.experiments import ConfigMismatchError, library_versions, set_seed
+from keras_takd.experiments import set_seed
 from keras_takd.models import carlini_cnn
 from keras_takd.noise_injection import cni_model
+from keras_takd.results import prepare_run_dir
 from keras_takd.smoothing import AGGREGATIONS, SmoothedClassifier
 from keras_takd.wide_resnet import wide_resnet
 
@@ -155,56 +155,19 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
     return flat
 
 
-def prepare_run_dir(
-    output_dir: str | os.PathLike,
-    data: Dataset,
-    config: SmoothedKDConfig,
-    run_info: dict | None = None,
-) -> pathlib.Path:
-    """Checks `output_dir` is writable and holds no run of other settings; writes run.json.
-
-    Raises:
-        OSError: the directory cannot be created or written.
-        ConfigMismatchError: run.json records other settings (the first one is named).
-    """
-    out = files.check_writable(output_dir)
+def run_configuration(data: Dataset, config: SmoothedKDConfig) -> dict:
+    """The settings recorded in run.json and compared on resume, as flat JSON-typed sections."""
     # A JSON round trip, so tuples compare equal to the lists read back from run.json.
-    configuration = json.loads(
-        json.dumps(
-            {
-                "smoothed_kd": dataclasses.asdict(config),
-                "data": {
-                    "dataset": data.name,
-                    "train_images": len(data.x_train),
-                    "validation_images": len(data.x_val),
-                    "test_images": len(data.x_test),
-                },
-            }
-        )
-    )
-    run_json = out / "run.json"
-    if run_json.exists():
-        try:
-            previous = json.loads(run_json.read_text())["configuration"]
-        except (ValueError, KeyError):
-            raise ConfigMismatchError(f"{run_json} is not a keras_takd run.json") from None
-        old, new = _flatten(previous), _flatten(configuration)
-        for name in sorted(set(old) | set(new)):
-            if old.get(name) != new.get(name):
-                raise ConfigMismatchError(
-                    f"{out} holds a run made with {name}={old.get(name)!r}, this run asks "
-                    f"{name}={new.get(name)!r}: use another output_dir or the same settings"
-                )
-    files.write_json_atomic(
-        run_json,
-        {
-            "configuration": configuration,
-            "run_info": run_info or {},
-            "versions": library_versions(),
-            "argv": sys.argv,
+    settings = json.loads(json.dumps(dataclasses.asdict(config)))
+    return {
+        "smoothed_kd": _flatten(settings),
+        "data": {
+            "dataset": data.name,
+            "train_images": len(data.x_train),
+            "validation_images": len(data.x_val),
+            "test_images": len(data.x_test),
         },
-    )
-    return out
+    }
 
 
 def _unit_seed(seed: int, unit: str) -> int:
@@ -368,7 +331,7 @@ def run_smoothed_kd(
         raise ValueError(
             f"eval_size={config.eval_size} is larger than the {len(data.x_test)} test images"
         )
-    out = prepare_run_dir(output_dir, data, config, run_info)
+    out = prepare_run_dir(output_dir, run_configuration(data, config), run_info)
     teacher = _train_teacher(data, config, out, verbose)
     log(f"teacher ready: {out / 'teacher' / 'model.keras'}")
     smoothed = SmoothedClassifier(teacher, config.num_samples, config.chunk_size)
