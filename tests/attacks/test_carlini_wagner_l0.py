@@ -108,13 +108,18 @@ def test_batch_invariance(mnist_attack_model, mnist_attack_batch):
     np.testing.assert_allclose(compacted.l0.mean(), together.l0.mean(), rtol=0.05)
 
 
-def test_eager_and_compiled_agree(linear_problem):
-    model, x, y, _, _ = linear_problem
+def test_eager_and_compiled_agree(linear_two_class_model):
+    # A 3x3 image keeps the eager (Python-speed) run short.
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(3, 3, 1)).astype(np.float32)
+    x = rng.uniform(0.35, 0.65, size=(2, 3, 3, 1)).astype(np.float32)
+    model = linear_two_class_model(w, float(1.0 - (x.reshape(2, -1) @ w.ravel()).min()))
+    y = np.ones(2, np.int64)
     options = {"max_iterations": 15, "initial_const": 1.0, "largest_const": 8.0}
-    compiled = carlini_wagner_l0(model, x[:2], y[:2], **options)
+    compiled = carlini_wagner_l0(model, x, y, **options)
     tf.config.run_functions_eagerly(True)
     try:
-        eager = carlini_wagner_l0(model, x[:2], y[:2], **options)
+        eager = carlini_wagner_l0(model, x, y, **options)
     finally:
         tf.config.run_functions_eagerly(False)
     assert compiled.success.all()
