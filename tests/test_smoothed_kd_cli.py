@@ -130,6 +130,16 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
         if name != "run.json":
             assert (out / name).stat().st_mtime_ns == stamp, name
 
+    # A run killed after the teacher and soft targets redoes only the later steps.
+    for name in ("student/metadata.json", "results.csv", "transfer.csv"):
+        (out / name).unlink()
+    resumed = _cli(*_toy_flags(shared_data_dir, out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _files(out) == EXPECTED_FILES  # no backup folder or temporary file left behind
+    for name in ("teacher/model.keras", "teacher/metadata.json", "soft_targets.npz"):
+        assert (out / name).stat().st_mtime_ns == stamps[name], name
+    assert (out / "student/model.keras").stat().st_mtime_ns != stamps["student/model.keras"]
+
     # Other settings in the same folder: an error line naming the setting (after TensorFlow's
     # own start-up lines), no traceback, nothing overwritten.
     before = (out / "run.json").read_text()
