@@ -1,0 +1,199 @@
+"""Helpers shared by the benchmarks: machine and load records, pass counting, timing, stats.
+
+Time on a shared machine is noisy, so every timed section records, besides wall seconds, the
+process's CPU seconds (user + system), the 1-minute load average before and after, and the
+number of runnable tasks sampled every second while it ran (from /proc). A section whose
+CPU seconds / (wall seconds * cores) is far below 1 was starved by other work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core count, memory and OS of this machine."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    mem_gb = float("nan")
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/meminfo") as f:
+            mem_gb = int(f.readline().split()[1]) / 2**20
+    return {
+        "cpu": cpu,
+        "cores_visible": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_gb, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+    }
+
+
+def versions(packages: list[str]) -> dict[str, str]:
+    """Installed versions of `packages` ("not installed" where missing)."""
+    from importlib import metadata
+
+    out = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit(path: str) -> str:
+    """The commit and dirty state of the repository at `path`."""
+    try:
+        commit = subprocess.run(
+            ["git", "-C", path, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", path, "status", "--porcelain", "--", "keras_takd"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + (" (keras_takd/ has uncommitted changes)" if dirty else "")
+
+
+def _loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def _runnable_tasks() -> int:
+    with open("/proc/loadavg") as f:
+        return int(f.read().split()[3].split("/")[0])
+
+
+@dataclasses.dataclass
+class Timing:
+    """Wall and CPU seconds of a timed section and the load around it."""
+
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    load1_before: float = 0.0
+    load1_after: float = 0.0
+    runnable_mean: float = 0.0
+    runnable_max: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        cores = len(os.sched_getaffinity(0))
+        out = {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
+        out["cpu_share"] = round(self.cpu_s / max(self.wall_s * cores, 1e-9), 3)
+        return out
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[Timing]:
+    """Times the enclosed block; samples runnable tasks once a second in a thread."""
+    timing = Timing(load1_before=_loadavg())
+    samples: list[int] = []
+    stop = threading.Event()
+
+    def sample():
+        while not stop.wait(1.0):
+            samples.append(_runnable_tasks())
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    cpu0, wall0 = os.times(), time.perf_counter()
+    try:
+        yield timing
+    finally:
+        wall1, cpu1 = time.perf_counter(), os.times()
+        stop.set()
+        thread.join()
+        timing.wall_s = wall1 - wall0
+        timing.cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        timing.load1_after = _loadavg()
+        # The sampler and this process count themselves among the runnable tasks.
+        timing.runnable_mean = float(np.mean(samples)) if samples else float("nan")
+        timing.runnable_max = int(max(samples)) if samples else 0
+
+
+class CountingModel:
+    """Wraps a logits model and counts the forward and backward passes run through it.
+
+    Counters are `tf.Variable`s incremented by ops placed next to the model call, so they
+    count correctly inside `tf.function`s and `tf.while_loop`s (where a Python counter would
+    only count traces), and in eager code such as ART's. A backward pass is counted through an
+    identity with a custom gradient on the logits: it runs once per gradient taken through the
+    model, whatever the attack does around it. Rows are images: a batch of 100 counts 100.
+    Calls made outside any `tf.function` while `count_eager` is False (an attack's input checks
+    and final verification) are not counted.
+    """
+
+    def __init__(self, model: Callable[..., Any], count_eager: bool = True):
+        self.model = model
+        self.count_eager = count_eager
+        self.forward_rows = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.forward_calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.backward_rows = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.backward_calls = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def __call__(self, x, training=False, **kwargs):
+        logits = self.model(x, training=False)
+        if not (tf.inside_function() or self.count_eager):
+            return logits
+        rows = tf.cast(tf.shape(x)[0], tf.int64)
+        counted = [self.forward_rows.assign_add(rows), self.forward_calls.assign_add(1)]
+        with tf.control_dependencies(counted):
+            logits = tf.identity(logits)
+
+        @tf.custom_gradient
+        def count_backward(z):
+            def grad(dz):
+                ops = [self.backward_rows.assign_add(rows), self.backward_calls.assign_add(1)]
+                with tf.control_dependencies(ops):
+                    return tf.identity(dz)
+
+            return tf.identity(z), grad
+
+        return count_backward(logits)
+
+    def reset(self) -> None:
+        for variable in self.counters():
+            variable.assign(0)
+
+    def counters(self) -> list[tf.Variable]:
+        return [self.forward_rows, self.forward_calls, self.backward_rows, self.backward_calls]
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "forward_rows": int(self.forward_rows.numpy()),
+            "forward_calls": int(self.forward_calls.numpy()),
+            "backward_rows": int(self.backward_rows.numpy()),
+            "backward_calls": int(self.backward_calls.numpy()),
+        }
+
+
+def distortion_stats(values: np.ndarray, success: np.ndarray) -> dict[str, float]:
+    """Mean and median of `values` over the successful examples (NaN if none)."""
+    chosen = np.asarray(values, np.float64)[np.asarray(success, bool)]
+    if chosen.size == 0:
+        return {"mean": float("nan"), "median": float("nan")}
+    return {"mean": float(np.mean(chosen)), "median": float(np.median(chosen))}
