@@ -17,7 +17,8 @@
 # Per experiment <exp>:
 #   python -m keras_takd.main     --flagfile=flags/<exp>.cfg      [extra arguments]
 #   python -m keras_takd.evaluate --flagfile=flags/<exp>_eval.cfg [extra arguments]
-# then once: python -m keras_takd.plot --results=<each run's results.csv> --out=<figures>.
+# then once: python -m keras_takd.plot --results=<each run's results.csv> --out=<figures>,
+# and Katz & Reches' study: python -m keras_takd.smoothed_kd --flagfile=flags/smoothed_kd_<mode>.cfg
 # Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -86,4 +87,12 @@ done
 joined=$(IFS=,; echo "${results[*]}")
 run "$PYTHON" -m keras_takd.plot --results="$joined" --out="$figures" \
   --caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
+# Katz & Reches' smoothed-teacher study (issue 5) has its own entry point, one flagfile per
+# mode; of the extra arguments it takes only --data_dir.
+smoothed_extra=()
+for arg in "${extra[@]+"${extra[@]}"}"; do
+  [[ "$arg" == --data_dir=* ]] && smoothed_extra+=("$arg")
+done
+run "$PYTHON" -m keras_takd.smoothed_kd --flagfile="flags/smoothed_kd_$mode.cfg" \
+  "${smoothed_extra[@]+"${smoothed_extra[@]}"}"
 echo "reproduce.sh --$mode: done in $((SECONDS - start)) s; results ${results[*]}; figures $figures"

@@ -171,12 +171,14 @@ class PGDTrainingModel(keras.Model):
             self.model, images, labels, self.eps, self.step_size, self.steps, self.seed_generator
         )
         a = self.adversarial_weight
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             logits = self.model(images, training=True)
             adv_logits = self.model(x_adv, training=True)
             loss = (1.0 - a) * _hard_loss(labels, logits) + a * _hard_loss(labels, adv_logits)
+            scaled_loss = loss / replicas  # gradients are summed over replicas
         variables = self.model.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         self.loss_tracker.update_state(loss)
         self.accuracy_tracker.update_state(labels, logits)
         self.adv_accuracy_tracker.update_state(labels, adv_logits)
@@ -289,12 +291,14 @@ class AdversarialDistillerModel(DistillerModel):
                 self.steps,
                 self.seed_generator,
             )
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
         with tf.GradientTape() as tape:
             loss, clean, perturbed, logits, adv_logits = self.combined_loss(
                 images, labels, soft_targets, x_adv
             )
+            scaled_loss = loss / replicas  # gradients are summed over replicas
         variables = self.student.trainable_variables
-        self.optimizer.apply(tape.gradient(loss, variables), variables)
+        self.optimizer.apply(tape.gradient(scaled_loss, variables), variables)
         if perturbed is not None:
             self.perturbed_loss_tracker.update_state(perturbed[0])
             self.adv_accuracy_tracker.update_state(labels, adv_logits)

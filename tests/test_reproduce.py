@@ -38,7 +38,7 @@ def _output_dir(flagfile: pathlib.Path) -> str | None:
 
 
 @pytest.mark.parametrize("mode, experiments", MODES.items())
-def test_dry_run_prints_train_evaluate_per_experiment_then_one_plot(mode, experiments):
+def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd(mode, experiments):
     done = _reproduce(*filter(None, [mode]), "--dry_run", "--data_dir=../shared/data")
     assert done.returncode == 0, done.stderr
     commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
@@ -49,11 +49,17 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_one_plot(mode, experi
                 f"python -m keras_takd.{command} --flagfile=flags/{flagfile}.cfg "
                 "--data_dir=../shared/data"
             )
-    assert commands[:-1] == expected
+    assert commands[:-2] == expected
     results = ",".join(
         f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
     )
-    assert commands[-1].startswith(f"python -m keras_takd.plot --results={results} --out=")
+    assert commands[-2].startswith(f"python -m keras_takd.plot --results={results} --out=")
+    smoothed = f"smoothed_kd_{mode.lstrip('-') or 'paper'}"
+    assert (REPO / f"flags/{smoothed}.cfg").is_file()
+    assert commands[-1] == (
+        f"python -m keras_takd.smoothed_kd --flagfile=flags/{smoothed}.cfg "
+        "--data_dir=../shared/data"
+    )
 
 
 def test_bad_arguments_are_refused():
