@@ -57,10 +57,10 @@ flags.DEFINE_integer("batch_size", 100, "keras_takd batch size (and the floor's)
 flags.DEFINE_integer(
     "one_at_a_time_images", 5, "Images attacked one at a time (extrapolated).", lower_bound=1
 )
-flags.DEFINE_integer("art_images", 10, "Images given to each ART attack.", lower_bound=1)
+flags.DEFINE_integer("art_images", 3, "Images given to each ART attack.", lower_bound=1)
 flags.DEFINE_list(
     "art_budget_s",
-    ["150", "60", "60"],
+    ["200", "60", "90"],
     "Seconds after which ART's L2, L0 and L-inf attacks are stopped (lower bounds then).",
 )
 flags.DEFINE_integer("cleverhans_images", 10, "Images given to cleverhans.", lower_bound=1)
@@ -220,7 +220,9 @@ def measure_floor(model, x: np.ndarray, batch_size: int, iterations: int, repeat
             loop(tf.constant(batch), tf.constant(iterations)).numpy()
         runs.append(t.as_dict() | {"rate": batch_size * iterations / t.wall_s})
     rates = [r["rate"] for r in runs]
+    cpu_rates = [batch_size * iterations / max(r["cpu_s"], 1e-9) for r in runs]
     return {
+        "image_iterations_per_cpu_s_median": float(np.median(cpu_rates)),
         "batch_size": batch_size,
         "iterations_per_repeat": iterations,
         "image_iterations_per_s_median": float(np.median(rates)),
@@ -228,6 +230,35 @@ def measure_floor(model, x: np.ndarray, batch_size: int, iterations: int, repeat
         "image_iterations_per_s_min": float(np.min(rates)),
         "seconds_per_iteration_median": float(batch_size / np.median(rates)),
         "repeats": runs,
+    }
+
+
+def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int, rounds: int):
+    """The floor at `batch_size` against the floor at batch 1, interleaved round by round.
+
+    Their ratio is the most that batching can make one image-iteration cheaper on this machine,
+    so it bounds how much faster a batched attack can be than the same attack run one image at
+    a time (when both run the same iterations per image).
+    """
+    pairs = []
+    for _ in range(rounds):
+        batched = measure_floor(model, x, batch_size, iterations, 1)
+        single = measure_floor(model, x, 1, iterations * 5, 1)
+        pairs.append(
+            {
+                "batch": batched["image_iterations_per_s_median"],
+                "batch_per_cpu_s": batched["image_iterations_per_cpu_s_median"],
+                "one": single["image_iterations_per_s_median"],
+                "one_per_cpu_s": single["image_iterations_per_cpu_s_median"],
+            }
+        )
+    return {
+        "batch_size": batch_size,
+        "ratio_median": float(np.median([p["batch"] / p["one"] for p in pairs])),
+        "ratio_per_cpu_s_median": float(
+            np.median([p["batch_per_cpu_s"] / p["one_per_cpu_s"] for p in pairs])
+        ),
+        "rounds": pairs,
     }
 
 
@@ -304,6 +335,7 @@ def _summary(kind, x, y, x_adv, success, timing, extra) -> dict[str, Any]:
         "images": int(len(x)),
         "seconds": timing.wall_s,
         "seconds_per_image": timing.wall_s / len(x),
+        "cpu_seconds_per_image": timing.cpu_s / len(x),
         "timing": timing.as_dict(),
         "success_rate": float(np.mean(success)),
         "distortion_metric": kind,
@@ -339,6 +371,7 @@ def run_takd(kind, model, x, y, settings, batch_size, adam: _AdamCounter, one_at
         "model_passes": counts,
         "optimizer_image_iterations": optimiser,
         "optimizer_image_iterations_per_s": optimiser / t.wall_s,
+        "optimizer_image_iterations_per_cpu_s": optimiser / max(t.cpu_s, 1e-9),
         "model_backward_rows_per_s": counts["backward_rows"] / t.wall_s,
         "padding_or_idle_row_fraction": 1 - optimiser / max(counts["backward_rows"], 1),
     }
@@ -614,31 +647,38 @@ def evaluate_targets(results: dict[str, Any], images: int) -> list[dict[str, Any
     targets = []
     floor = results.get("floor", {}).get("batch", {})
     floor_rate = floor.get("image_iterations_per_s_median")
+    floor_cpu_rate = floor.get("image_iterations_per_cpu_s_median", float("nan"))
+    floor_share = float(np.median([r["cpu_share"] for r in floor.get("repeats", [{}])] or [0]))
+    gain = results.get("floor", {}).get("batching_gain", {}).get("ratio_median", float("nan"))
     for kind, runs in results["attacks"].items():
         batched = runs.get("keras_takd_batched")
         single = runs.get("keras_takd_one_at_a_time")
         art = runs.get("art")
         if batched and floor_rate:
             ratio = batched["optimizer_image_iterations_per_s"] / floor_rate
-            computed = batched["model_backward_rows_per_s"] / floor_rate
+            cpu_ratio = batched["optimizer_image_iterations_per_cpu_s"] / floor_cpu_rate
+            overhead = runs.get("overhead", {}).get("ratio_to_floor_median", float("nan"))
+            useful = 1.0 - batched["padding_or_idle_row_fraction"]
+            # The floor and a long attack run minutes apart, under different loads; the
+            # interleaved ratio does not, so it decides, times the share of useful rows.
+            value = overhead * useful
             targets.append(
                 {
                     "target": f"{kind}: batched >= 0.8x floor image-iterations/s",
-                    "value": round(ratio, 3),
-                    "detail": f"optimiser rows/s {batched['optimizer_image_iterations_per_s']:.0f}"
-                    f" vs floor {floor_rate:.0f}; model backward rows/s = {computed:.2f}x floor"
-                    + (
-                        f"; interleaved per-iteration cost (no abort, full batch):"
-                        f" {runs['overhead']['ratio_to_floor_median']:.2f}x floor"
-                        if "overhead" in runs
-                        else ""
-                    ),
-                    "pass": bool(ratio >= 0.8),
+                    "value": round(value, 3),
+                    "detail": f"interleaved per-iteration cost {overhead:.2f}x the floor x"
+                    f" {100 * useful:.1f}% of computed rows that were real optimiser steps"
+                    f" = {value:.2f}x; end to end (floor measured minutes earlier) per wall"
+                    f" second {ratio:.2f}x ({batched['optimizer_image_iterations_per_s']:.0f}"
+                    f" vs {floor_rate:.0f}, cpu share {batched['timing']['cpu_share']:.2f} vs"
+                    f" {floor_share:.2f}), per CPU second {cpu_ratio:.2f}x",
+                    "pass": bool(value >= 0.8) if np.isfinite(value) else None,
                 }
             )
         if kind in ("l0", "linf") and batched and single:
             k = single["images"]
             speedup = (single["seconds_per_image"] * images) / batched["seconds"]
+            cpu_speedup = single["cpu_seconds_per_image"] * images / batched["timing"]["cpu_s"]
             single_mean = _subset_mean(single, k)
             batched_mean = _subset_mean(batched, k)
             gap = abs(batched_mean - single_mean) / single_mean if single_mean else float("nan")
@@ -647,19 +687,25 @@ def evaluate_targets(results: dict[str, Any], images: int) -> list[dict[str, Any
                     "target": f"{kind}: batched >= 10x one-at-a-time, mean distortion within 5%",
                     "value": round(speedup, 2),
                     "detail": f"one-at-a-time {single['seconds_per_image']:.2f} s/image x {images}"
-                    f" vs batched {batched['seconds']:.1f} s; mean {kind} on the first {k}:"
-                    f" batched {batched_mean:.4g}, one-at-a-time {single_mean:.4g}"
-                    f" ({100 * gap:.1f}% apart)",
-                    "pass": bool(speedup >= 10 and gap <= 0.05),
+                    f" vs batched {batched['seconds']:.1f} s; in CPU seconds {cpu_speedup:.1f}x;"
+                    f" the floor itself is only {gain:.1f}x cheaper per image-iteration at batch"
+                    f" {batched['batch_size']} than at batch 1 on this machine; mean {kind} on"
+                    f" the first {k}: batched {batched_mean:.4g}, one-at-a-time"
+                    f" {single_mean:.4g} ({100 * gap:.1f}% apart)",
+                    "pass": bool(min(speedup, cpu_speedup) >= 10 and gap <= 0.05),
                 }
             )
         if batched and art:
             k = art["images_finished"]  # quality is compared on the images ART finished
             speedup = art["seconds_per_image"] / batched["seconds_per_image"]
+            cpu_speedup = art["cpu_seconds_per_image"] / batched["cpu_seconds_per_image"]
             if art["finished"]:
-                speedup_text = f"{speedup:.1f}x"
+                speedup_text = f"{speedup:.1f}x, in CPU seconds {cpu_speedup:.1f}x"
             else:
-                speedup_text = f">= {speedup:.1f}x (ART stopped at its budget)"
+                speedup_text = (
+                    f">= {speedup:.1f}x, in CPU seconds >= {cpu_speedup:.1f}x"
+                    " (ART stopped at its budget)"
+                )
                 projected = _art_l2_projection(art, results["settings"]) if kind == "l2" else None
                 if projected:
                     speedup_text += (
@@ -685,7 +731,9 @@ def evaluate_targets(results: dict[str, Any], images: int) -> list[dict[str, Any
                         if k
                         else "ART finished no image, so quality cannot be compared"
                     ),
-                    "pass": bool(speedup >= 10 and quality) if evaluable else None,
+                    "pass": (
+                        bool(min(speedup, cpu_speedup) >= 10 and quality) if evaluable else None
+                    ),
                 }
             )
     return targets
@@ -763,6 +811,9 @@ def run_benchmark(
         )
         results["floor"]["batch_1"] = measure_floor(
             model, x, 1, floor_iterations, max(1, floor_repeats // 2)
+        )
+        results["floor"]["batching_gain"] = measure_batching_gain(
+            model, x, batch_size, overhead_iterations, overhead_rounds
         )
         log(f"floor {results['floor']['batch']['image_iterations_per_s_median']:.0f} img-it/s")
     for kind in attacks:
@@ -929,6 +980,15 @@ def markdown_report(results: dict[str, Any]) -> str:
                 f" {f['image_iterations_per_s_max']:.0f}, {len(f['repeats'])} repeats of"
                 f" {f['iterations_per_repeat']} iterations)"
             )
+    gain = floor.get("batching_gain")
+    if gain:
+        lines.append(
+            f"- batching gain, interleaved rounds: batch {gain['batch_size']} is"
+            f" {gain['ratio_median']:.2f}x batch 1 per wall second"
+            f" ({gain['ratio_per_cpu_s_median']:.2f}x per CPU second); no attack can be faster"
+            " batched than one image at a time by more than this for the same iterations"
+            " per image, except by saving per-call overhead"
+        )
     overhead = {k: r["overhead"] for k, r in results["attacks"].items() if "overhead" in r}
     if overhead:
         lines += [
