@@ -44,7 +44,16 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks.carlini_wagner_l0 import (
+from keras_takd.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    AttackResult,
+    call_model,
+    finalize_result,
+    from_tanh_space,
+    margin_loss,
+    validate_attack_inputs,
+)
+from keras_takd.attacks.search import (
     IDLE,
     RUNNING,
     SOLVED,
@@ -56,15 +65,6 @@ from keras_takd.attacks.carlini_wagner_l0 import (
     expand_to,
     may_end_solve,
     run_slot_pool,
-)
-from keras_takd.attacks.common import (
-    DEFAULT_BATCH_SIZE,
-    AttackResult,
-    call_model,
-    finalize_result,
-    from_tanh_space,
-    margin_loss,
-    validate_attack_inputs,
 )
 
 # The original's success test: total loss below 1e-4 * c (and the right class).

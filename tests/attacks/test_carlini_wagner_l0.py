@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_l0
-from keras_takd.attacks.carlini_wagner_l0 import _CHUNK_CACHE, pixels_to_freeze
+from keras_takd.attacks.carlini_wagner_l0 import pixels_to_freeze
+from keras_takd.attacks.search import _CHUNK_CACHE
 
 # Fewer Adam steps per c than the original's 1,000 keep the MNIST tests within seconds.
 FAST = {"max_iterations": 30}

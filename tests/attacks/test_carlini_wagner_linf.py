@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_linf
-from keras_takd.attacks.carlini_wagner_l0 import _CHUNK_CACHE
+from keras_takd.attacks.search import _CHUNK_CACHE
 
 # Fewer Adam steps per c than the original's 1,000, and c starting at 1e-3 instead of 1e-5,
 # keep the MNIST tests within seconds (the last, failing solve alone runs every c up to 20).

@@ -1,0 +1,287 @@
+"""The batched search machinery that the C&W L0 and L-infinity attacks share.
+
+Carlini & Wagner (arXiv:1608.04644) solve both attacks as a sequence of Adam solves with a
+doubling constant c and a warm start. Here every example of a batch carries its own c,
+optimiser state and status, a compiled `tf.while_loop` runs chunks of iterations, and between
+chunks Python applies each attack's outer step (`run_slot_pool`), refilling the slots of
+finished images with new ones. The per-attack step functions live in
+`carlini_wagner_l0` and `carlini_wagner_linf`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_takd.attacks.common import from_tanh_space, to_tanh_space
+
+# Per-example status inside and between compiled chunks.
+RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
+
+# tf.compat.v1.train.AdamOptimizer defaults, which the original uses.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+
+# A compiled chunk runs at most this many iterations before Python looks at the batch ...
+MAX_CHUNK_STEPS = 250
+
+# ... and returns earlier once this fraction of its running examples has ended a solve.
+EVENT_FRACTION = 0.1
+
+# Compiled chunks are kept for this many recent (model, configuration) pairs, so that repeated
+# attacks on one model (e.g. `all_targets`) reuse a single trace.
+CHUNK_CACHE_SIZE = 8
+
+_CHUNK_CACHE: collections.OrderedDict = collections.OrderedDict()
+
+
+def check_search_options(
+    *,
+    learning_rate: float,
+    max_iterations: int,
+    initial_const: float,
+    largest_const: float,
+    const_factor: float,
+    confidence: float,
+) -> None:
+    """Checks the options shared by the L0 and L-inf searches.
+
+    Raises:
+        ValueError: naming the first option the search cannot run with.
+    """
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    if int(max_iterations) != max_iterations or max_iterations < 1:
+        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations}")
+    if not initial_const > 0:
+        raise ValueError(f"initial_const must be > 0, got {initial_const}")
+    if not largest_const > initial_const:
+        raise ValueError(
+            f"largest_const must be > initial_const, got {largest_const} <= {initial_const}"
+        )
+    if not const_factor > 1:
+        raise ValueError(f"const_factor must be > 1, got {const_factor}")
+    if not confidence >= 0:
+        raise ValueError(f"confidence must be >= 0, got {confidence}")
+
+
+def adam_step(
+    w: tf.Tensor,
+    grad: tf.Tensor,
+    m: tf.Tensor,
+    v: tf.Tensor,
+    t: tf.Tensor,
+    learning_rate: float | tf.Tensor,
+    moving: tf.Tensor,
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One step of TF1's AdamOptimizer with a separate step count per example.
+
+    Args:
+        w: the variable [N, ...].
+        grad: its gradient [N, ...].
+        m: first moments [N, ...].
+        v: second moments [N, ...].
+        t: float32 [N] steps taken so far by each example.
+        learning_rate: Adam's learning rate, a scalar or float32 [N] per example.
+        moving: bool [N]; examples that are False keep w, m, v and t unchanged.
+
+    Returns:
+        The updated `(w, m, v, t)`.
+    """
+    t_new = t + 1.0
+    m_new = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * grad
+    v_new = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(grad)
+    lr_t = learning_rate * tf.sqrt(1.0 - ADAM_BETA2**t_new) / (1.0 - ADAM_BETA1**t_new)
+    w_new = w - expand_to(lr_t, w) * m_new / (tf.sqrt(v_new) + ADAM_EPSILON)
+    selected = expand_to(moving, w)
+    return (
+        tf.where(selected, w_new, w),
+        tf.where(selected, m_new, m),
+        tf.where(selected, v_new, v),
+        tf.where(moving, t_new, t),
+    )
+
+
+def expand_to(vector: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
+    """Reshapes a per-example [N] vector to broadcast against `like` [N, ...]."""
+    return tf.reshape(vector, [-1] + [1] * (len(like.shape) - 1))
+
+
+def run_slot_pool(
+    *,
+    n_examples: int,
+    batch_size: int,
+    new_state: Callable[[int], dict[str, np.ndarray]],
+    load: Callable[[dict[str, np.ndarray], int, int], None],
+    advance: Callable[[dict[str, np.ndarray], int, int], bool],
+    run_chunk: Callable[..., dict[str, tf.Tensor]],
+    compact: bool = True,
+    verbose: bool = False,
+) -> None:
+    """Drives a per-example search through a compiled chunk function.
+
+    Keeps up to `batch_size` examples in flight, one per slot of a numpy state dict (each value
+    has a leading slot axis and a "status" entry). Each round gathers the RUNNING slots into a
+    batch padded to the next power of two (`compact`) or always to `batch_size` rows, lets
+    `run_chunk` advance them until a tenth of them have
+    ended a solve (SOLVED or FAILED) or `MAX_CHUNK_STEPS` iterations passed, and hands every
+    ended slot to `advance`, which either restarts it (status RUNNING) or finishes its example;
+    a finished slot is loaded with the next example or left IDLE.
+
+    Args:
+        n_examples: number of examples to attack.
+        batch_size: the number of slots.
+        new_state: `new_state(n_slots)` -> state dict with every slot IDLE.
+        load: `load(state, slot, example)` puts an example's first solve into a slot.
+        advance: `advance(state, slot, example)` -> True when the example is finished.
+        run_chunk: `run_chunk(batch_state, max_steps, min_events)` -> the batch state after
+            the chunk, as tensors.
+        compact: shrink the batch as examples finish. Otherwise every chunk runs on exactly
+            `batch_size` rows, so that an example's arithmetic never depends on how many
+            others share its batch (CPU kernels round differently for different batch sizes).
+        verbose: show a `keras.utils.Progbar` over finished examples.
+    """
+    n_slots = min(batch_size, n_examples)
+    state = new_state(n_slots)
+    slot_example = np.arange(n_slots)
+    for slot in range(n_slots):
+        load(state, slot, slot)
+    next_example, finished = n_slots, 0
+    progbar = keras.utils.Progbar(n_examples, unit_name="image") if verbose else None
+    while True:
+        running = np.flatnonzero(state["status"] == RUNNING)
+        if running.size == 0:
+            break
+        size = min(n_slots, 1 << (running.size - 1).bit_length()) if compact else batch_size
+        rows = np.concatenate([running, np.repeat(running[-1:], size - running.size)])
+        batch = {key: value[rows] for key, value in state.items()}
+        batch["status"][running.size :] = IDLE
+        min_events = max(1, math.ceil(EVENT_FRACTION * running.size))
+        out = run_chunk(batch, tf.constant(MAX_CHUNK_STEPS), tf.constant(min_events))
+        for key, value in out.items():
+            state[key][running] = value.numpy()[: running.size]
+        for slot in running[state["status"][running] != RUNNING]:
+            if not advance(state, slot, slot_example[slot]):
+                continue
+            finished += 1
+            if progbar is not None:
+                progbar.update(finished)
+            if next_example < n_examples:
+                load(state, slot, next_example)
+                slot_example[slot] = next_example
+                next_example += 1
+            else:
+                state["status"][slot] = IDLE
+
+
+def compiled_chunk(
+    builder: Callable[..., Callable[..., dict[str, tf.Tensor]]],
+    model: Callable[..., Any],
+    config: Any,
+    image_shape: tuple[int, ...],
+    num_classes: int,
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """`builder(model, config, image_shape, num_classes)`, reused for recent arguments.
+
+    The cache holds a reference to each model it serves, so a cached `id(model)` cannot be
+    reused by another object; only the `CHUNK_CACHE_SIZE` most recent entries are kept.
+
+    Args:
+        builder: compiles the chunk function of one attack.
+        model: the attacked model.
+        config: the attack's hashable (frozen dataclass) configuration.
+        image_shape: (H, W, C).
+        num_classes: number of logits.
+
+    Returns:
+        The compiled chunk function.
+    """
+    key = (builder.__qualname__, id(model), config, tuple(image_shape), int(num_classes))
+    entry = _CHUNK_CACHE.pop(key, None)
+    if entry is None:
+        entry = (model, builder(model, config, tuple(image_shape), int(num_classes)))
+    _CHUNK_CACHE[key] = entry
+    while len(_CHUNK_CACHE) > CHUNK_CACHE_SIZE:
+        _CHUNK_CACHE.popitem(last=False)
+    return entry[1]
+
+
+def may_end_solve(step: tf.Tensor, config: Any) -> tf.Tensor:
+    """Whether a success at this step ends the solve: always, or only at the last step."""
+    return tf.logical_or(tf.constant(config.abort_early), tf.equal(step, config.max_iterations - 1))
+
+
+def const_schedule(
+    s: dict[str, tf.Tensor], running: tf.Tensor, solved: tf.Tensor, config: Any
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Counts one step and applies the original's schedule of c, per example.
+
+    After `config.max_iterations` steps without success c is multiplied by
+    `config.const_factor` (the optimiser state carries over); reaching
+    `config.largest_const` fails the solve.
+
+    Args:
+        s: the chunk state, with "const", "step" and "status" [N].
+        running: bool [N], examples that took this step.
+        solved: bool [N], examples whose solve succeeded at this step.
+        config: an attack configuration with `max_iterations`, `const_factor` and
+            `largest_const`.
+
+    Returns:
+        The new `(const, step, status)`.
+    """
+    step = tf.where(running, s["step"] + 1, s["step"])
+    exhausted = running & ~solved & (step >= config.max_iterations)
+    const = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
+    step = tf.where(exhausted, tf.zeros_like(step), step)
+    failed = exhausted & (const >= config.largest_const)
+    status = tf.where(solved, SOLVED, tf.where(failed, FAILED, s["status"]))
+    return const, step, status
+
+
+def compile_search_loop(
+    state_spec: dict[str, tf.TensorSpec],
+    step_fn: Callable[[dict[str, tf.Tensor], tf.Tensor, tf.Tensor], dict[str, tf.Tensor]],
+    clip_min: float,
+    clip_max: float,
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """Wraps one attack step into a compiled loop over a chunk of iterations.
+
+    Args:
+        state_spec: the state's `tf.TensorSpec`s, batch dimension None (traced once).
+        step_fn: `step_fn(state, w_start, x_ref)` -> the state after one Adam step, where
+            `w_start` is the solve's start image in tanh space and `x_ref` the original image
+            after the tanh round trip (which the original measures distances from).
+        clip_min: the lower edge of the box.
+        clip_max: the upper edge of the box.
+
+    Returns:
+        `run_chunk(state, max_steps, min_events)`: runs `step_fn` until `max_steps` steps
+        passed or `min_events` examples are SOLVED or FAILED, and returns the state.
+    """
+
+    @tf.function(
+        input_signature=[state_spec, tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.int32)]
+    )
+    def run_chunk(state, max_steps, min_events):
+        # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
+        state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
+        w_start = to_tanh_space(state["start"], clip_min, clip_max)
+        x_ref = from_tanh_space(to_tanh_space(state["x0"], clip_min, clip_max), clip_min, clip_max)
+
+        def cond(i, s):
+            ended = (s["status"] == SOLVED) | (s["status"] == FAILED)
+            return (i < max_steps) & (tf.reduce_sum(tf.cast(ended, tf.int32)) < min_events)
+
+        def body(i, s):
+            return i + 1, step_fn(s, w_start, x_ref)
+
+        _, state = tf.while_loop(cond, body, (tf.constant(0), state))
+        return state
+
+    return run_chunk
