@@ -21,7 +21,7 @@ Beyond the original:
   trajectory; the scheduling (compiled chunks traced once per model and settings, freed slots,
   power-of-two padding of the running examples, or a fixed batch shape with
   ``compact=False`` for bitwise batch invariance) is shared with the L0 attack
-  (`carlini_wagner_l0.run_slot_pool`).
+  (`search.run_slot_pool`).
 * The faithful search stops up to one tau step (10%) above the smallest tau it could reach.
   ``refine=True`` then bisects tau between the last success and the first failure (or 0 when
   tau fell below 1/256), each bisection a solve of the same kind but with a smaller Adam
