@@ -63,7 +63,6 @@ from keras_takd.attacks.common import (
     L0_THRESHOLD,
     AttackResult,
     call_model,
-    finalize_result,
     from_tanh_space,
     margin_loss,
     validate_attack_inputs,
@@ -79,7 +78,7 @@ from keras_takd.attacks.search import (
     const_schedule,
     expand_to,
     may_end_solve,
-    run_slot_pool,
+    run_search,
 )
 
 # The original's success test on the margin loss: f < 1e-4.
@@ -193,25 +192,16 @@ def carlini_wagner_l0(
         clip_max=float(clip_max),
     )
     search = _L0Search(model, config, x, np.eye(num_classes, dtype=np.float32)[labels])
-    run_slot_pool(
-        n_examples=len(x),
-        batch_size=int(batch_size),
-        new_state=search.new_state,
-        load=search.load,
-        advance=search.advance,
-        run_chunk=search.run_chunk,
-        compact=compact,
-        verbose=verbose,
-    )
-    return finalize_result(
+    return run_search(
+        search,
         model,
         x,
-        search.best_image,
         y,
         targeted=targeted,
         target=target,
-        const=search.best_const,
         batch_size=batch_size,
+        compact=compact,
+        verbose=verbose,
     )
 
 

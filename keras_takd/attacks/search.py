@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks.common import from_tanh_space, to_tanh_space
+from keras_takd.attacks.common import AttackResult, finalize_result, from_tanh_space, to_tanh_space
 
 # Per-example status inside and between compiled chunks.
 RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
@@ -285,3 +285,55 @@ def compile_search_loop(
         return state
 
     return run_chunk
+
+
+def run_search(
+    search: Any,
+    model: Callable[..., Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    targeted: bool,
+    target: np.ndarray | None,
+    batch_size: int,
+    compact: bool,
+    verbose: bool,
+) -> AttackResult:
+    """Drives an attack's per-example search over all images and returns its result.
+
+    Args:
+        search: the attack's search object, with `new_state`, `load`, `advance`, `run_chunk`
+            (see `run_slot_pool`) and, once done, `best_image` [N, H, W, C] and
+            `best_const` [N].
+        model: the attacked model.
+        x: the original images.
+        y: the true labels.
+        targeted: whether the attack is targeted.
+        target: target labels for a targeted attack.
+        batch_size: the most images optimised together.
+        compact: drop finished examples from the compiled batch (see `run_slot_pool`).
+        verbose: show a progress bar over finished images.
+
+    Returns:
+        The `AttackResult`, with success verified by classifying the best images.
+    """
+    run_slot_pool(
+        n_examples=len(x),
+        batch_size=int(batch_size),
+        new_state=search.new_state,
+        load=search.load,
+        advance=search.advance,
+        run_chunk=search.run_chunk,
+        compact=compact,
+        verbose=verbose,
+    )
+    return finalize_result(
+        model,
+        x,
+        search.best_image,
+        y,
+        targeted=targeted,
+        target=target,
+        const=search.best_const,
+        batch_size=batch_size,
+    )
