@@ -42,7 +42,7 @@ def main(argv):
     from keras_takd.distillation import (
         DistillerModel,
         TrainConfig,
-        _batches,
+        make_batches,
         make_optimizer,
         soft_labels,
     )
@@ -63,11 +63,11 @@ def main(argv):
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    plain_data = _batches((data.x_train, data.y_train), config.batch_size, True, 0)
+    plain_data = make_batches((data.x_train, data.y_train), config.batch_size, True, 0)
 
     distiller = DistillerModel(build_model("mnist"), teacher, temperature)
     distiller.compile(optimizer=make_optimizer(config))
-    distil_data = _batches((data.x_train, data.y_train, cached), config.batch_size, True, 0)
+    distil_data = make_batches((data.x_train, data.y_train, cached), config.batch_size, True, 0)
 
     def epoch(model, dataset):
         start = time.perf_counter()

@@ -38,14 +38,13 @@ lr 1e-4, weight decay 1e-4, and a multi-step ("MultiStepLR") schedule.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import pgd_perturb
-from keras_takd.distillation import DistillerModel
+from keras_takd.distillation import DistillerModel, make_batches
 
 DEFAULT_EPS = 8.0 / 255.0
 DEFAULT_STEP_SIZE = 2.0 / 255.0
@@ -398,13 +397,6 @@ def make_adam_optimizer(
     return keras.optimizers.Adam(schedule, beta_1=0.9, weight_decay=config.weight_decay or None)
 
 
-def _dataset(arrays: Sequence[np.ndarray], batch_size: int, shuffle: bool, seed: int):
-    ds = tf.data.Dataset.from_tensor_slices(tuple(arrays))
-    if shuffle:
-        ds = ds.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 def _steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, -(-n // batch_size))
 
@@ -440,9 +432,9 @@ def adversarial_train(
         optimizer=make_adam_optimizer(config, _steps_per_epoch(len(x), config.batch_size))
     )
     trainer(x[:1])
-    val = None if validation_data is None else _dataset(validation_data, 256, False, 0)
+    val = None if validation_data is None else make_batches(validation_data, 256, False, 0)
     return trainer.fit(
-        _dataset((x, y), config.batch_size, True, config.seed),
+        make_batches((x, y), config.batch_size, True, config.seed),
         epochs=config.epochs,
         validation_data=val,
         callbacks=list(callbacks),
@@ -504,9 +496,9 @@ def adversarial_distil(
     steps = _steps_per_epoch(len(x), config.batch_size)
     distiller.compile(optimizer=make_adam_optimizer(config, steps))
     distiller(x[:1])
-    val = None if validation_data is None else _dataset(validation_data, 256, False, 0)
+    val = None if validation_data is None else make_batches(validation_data, 256, False, 0)
     return distiller.fit(
-        _dataset((x, y, soft_targets.astype(np.float32)), config.batch_size, True, config.seed),
+        make_batches((x, y, soft_targets.astype(np.float32)), config.batch_size, True, config.seed),
         epochs=config.epochs,
         validation_data=val,
         callbacks=list(callbacks),

@@ -224,8 +224,12 @@ class DistillerModel(keras.Model):
         return cls(**config)
 
 
-def _batches(arrays: tuple, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
-    ds = tf.data.Dataset.from_tensor_slices(arrays)
+def make_batches(arrays: tuple, batch_size: int, shuffle: bool, seed: int) -> tf.data.Dataset:
+    """A tf.data pipeline over `arrays` (a tuple of equal-length arrays), batched and prefetched.
+
+    With `shuffle`, the order is reshuffled every epoch from `seed`.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(tuple(arrays))
     if shuffle:
         ds = ds.shuffle(len(arrays[0]), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
@@ -265,9 +269,9 @@ def train_on_labels(
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-    val = None if validation_data is None else _batches(validation_data, 1024, False, 0)
+    val = None if validation_data is None else make_batches(validation_data, 1024, False, 0)
     return tempered.fit(
-        _batches((x, y), config.batch_size, True, config.seed),
+        make_batches((x, y), config.batch_size, True, config.seed),
         epochs=epochs or config.epochs,
         validation_data=val,
         callbacks=list(callbacks),
@@ -316,9 +320,9 @@ def distil(
 
     val = None
     if validation_data is not None:
-        val = _batches(with_targets(*validation_data), 1024, False, 0)
+        val = make_batches(with_targets(*validation_data), 1024, False, 0)
     return distiller.fit(
-        _batches(with_targets(x, y), config.batch_size, True, config.seed),
+        make_batches(with_targets(x, y), config.batch_size, True, config.seed),
         epochs=config.epochs,
         validation_data=val,
         callbacks=list(callbacks),
