@@ -65,7 +65,6 @@ from keras_takd.attacks.common import (
     call_model,
     from_tanh_space,
     margin_loss,
-    validate_attack_inputs,
 )
 from keras_takd.attacks.search import (
     FAILED,
@@ -78,6 +77,7 @@ from keras_takd.attacks.search import (
     const_schedule,
     expand_to,
     may_end_solve,
+    prepare_search,
     run_search,
 )
 
@@ -166,7 +166,7 @@ def carlini_wagner_l0(
         const_factor=const_factor,
         confidence=confidence,
     )
-    x, y, target = validate_attack_inputs(
+    x, y, target, onehot = prepare_search(
         model,
         x,
         y,
@@ -177,8 +177,6 @@ def carlini_wagner_l0(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    labels = target if targeted else y
-    num_classes = int(call_model(model, tf.constant(x[:1])).shape[-1])
     config = _L0Config(
         targeted=bool(targeted),
         confidence=float(confidence),
@@ -191,7 +189,7 @@ def carlini_wagner_l0(
         clip_min=float(clip_min),
         clip_max=float(clip_max),
     )
-    search = _L0Search(model, config, x, np.eye(num_classes, dtype=np.float32)[labels])
+    search = _L0Search(model, config, x, onehot)
     return run_search(
         search,
         model,

@@ -50,7 +50,6 @@ from keras_takd.attacks.common import (
     call_model,
     from_tanh_space,
     margin_loss,
-    validate_attack_inputs,
 )
 from keras_takd.attacks.search import (
     IDLE,
@@ -63,6 +62,7 @@ from keras_takd.attacks.search import (
     const_schedule,
     expand_to,
     may_end_solve,
+    prepare_search,
     run_search,
 )
 
@@ -177,7 +177,7 @@ def carlini_wagner_linf(
         raise ValueError(f"refine_tolerance must be in (0, 1), got {refine_tolerance}")
     if not refine_learning_rate > 0:
         raise ValueError(f"refine_learning_rate must be > 0, got {refine_learning_rate}")
-    x, y, target = validate_attack_inputs(
+    x, y, target, onehot = prepare_search(
         model,
         x,
         y,
@@ -188,8 +188,6 @@ def carlini_wagner_linf(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    labels = target if targeted else y
-    num_classes = int(call_model(model, tf.constant(x[:1])).shape[-1])
     config = _LinfConfig(
         targeted=bool(targeted),
         confidence=float(confidence),
@@ -206,7 +204,7 @@ def carlini_wagner_linf(
         clip_min=float(clip_min),
         clip_max=float(clip_max),
     )
-    search = _LinfSearch(model, config, x, np.eye(num_classes, dtype=np.float32)[labels])
+    search = _LinfSearch(model, config, x, onehot)
     return run_search(
         search,
         model,

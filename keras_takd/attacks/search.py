@@ -19,7 +19,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks.common import AttackResult, finalize_result, from_tanh_space, to_tanh_space
+from keras_takd.attacks.common import (
+    AttackResult,
+    call_model,
+    finalize_result,
+    from_tanh_space,
+    to_tanh_space,
+    validate_attack_inputs,
+)
 
 # Per-example status inside and between compiled chunks.
 RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
@@ -337,3 +344,40 @@ def run_search(
         const=search.best_const,
         batch_size=batch_size,
     )
+
+
+def prepare_search(
+    model: Callable[..., Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    targeted: bool,
+    target: np.ndarray | None,
+    clip_min: float,
+    clip_max: float,
+    batch_size: int,
+    allow_probabilities: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """Validates an attack's inputs and one-hot encodes the labels its margin loss uses.
+
+    Returns:
+        `(x, y, target, onehot)`: the checked inputs (see `validate_attack_inputs`) and
+        float32 one-hot rows [N, classes] of the target (targeted) or true (untargeted) labels.
+
+    Raises:
+        ValueError: as `validate_attack_inputs`.
+    """
+    x, y, target = validate_attack_inputs(
+        model,
+        x,
+        y,
+        targeted=targeted,
+        target=target,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        batch_size=batch_size,
+        allow_probabilities=allow_probabilities,
+    )
+    num_classes = int(call_model(model, tf.constant(x[:1])).shape[-1])
+    labels = target if targeted else y
+    return x, y, target, np.eye(num_classes, dtype=np.float32)[labels]
