@@ -55,7 +55,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from keras_takd import files, metrics
+from keras_takd import files, metrics, results
 
 ATTACKS: tuple[str, ...] = metrics.ATTACKS
 MASKED = metrics.MASKED_L2_PREFIX
@@ -71,7 +71,7 @@ _NOT_OPTIONS = {"targeted", "target", "allow_probabilities", "verbose"}
 CONFIG_COLUMN = "eval_config"
 SHARD_COLUMNS = ("shard_index", "num_shards")
 STAT_SUFFIXES = ("attacked", "excluded", "successes", "sum", "max")
-_TRAINING_KEY = ("dataset", "temperature", "stage")
+_TRAINING_KEY = results.KEY_COLUMNS
 
 
 class ConfigMismatchError(ValueError):
@@ -237,25 +237,11 @@ def _read_csv(path: pathlib.Path) -> pd.DataFrame:
         raise ValueError(f"{path} is not a readable CSV ({' '.join(str(e).split())})") from None
 
 
-def _training_columns() -> tuple[str, ...]:
-    """The columns keras_takd.main writes (`experiments.CHAIN_COLUMNS`, without TensorFlow)."""
-    return _TRAINING_KEY + (
-        "role",
-        metrics.CHAIN_LENGTH_COLUMN,
-        "test_accuracy",
-        "val_accuracy",
-        "train_seconds",
-        "epochs",
-        "saved_model",
-        "keras_model",
-    )
-
-
 def known_columns(run: Run | None = None, sharded: bool = False) -> set[str]:
     """The columns a keras_takd results CSV may hold (of `run`'s own results.csv too)."""
     from_metrics = set(metrics.RESULT_COLUMNS) | {metrics.CHAIN_LENGTH_COLUMN, CONFIG_COLUMN}
     own = set(run.rows.columns) if run is not None else set()
-    known = from_metrics | set(_training_columns()) | own
+    known = from_metrics | set(results.CHAIN_COLUMNS) | own
     if sharded:
         known |= set(SHARD_COLUMNS) | set(_stat_columns(ATTACKS + (MASKED,)))
     return known
@@ -370,7 +356,7 @@ def _shard_columns(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
 
 def _column_order(columns, sharded: bool) -> list[str]:
     """Training columns, stages, [shard columns], metric columns, [stats], then the rest."""
-    chain = [*_training_columns(), metrics.CHAIN_LENGTH_COLUMN]
+    chain = [*results.CHAIN_COLUMNS, metrics.CHAIN_LENGTH_COLUMN]
     order = chain + (list(SHARD_COLUMNS) if sharded else []) + list(metrics.METRIC_COLUMNS)
     order += _stat_columns(ATTACKS + (MASKED,)) + [CONFIG_COLUMN]
     order = list(dict.fromkeys(order))
@@ -488,7 +474,7 @@ class _Model:
 
 
 def _models(run: Run, cache: pathlib.Path) -> list[_Model]:
-    produced = known_columns(None, sharded=True) - set(_training_columns())
+    produced = known_columns(None, sharded=True) - set(results.CHAIN_COLUMNS)
     rows = run.rows.sort_values(list(_TRAINING_KEY), kind="stable")
     chain_length = rows.groupby(["dataset", "temperature"])["stage"].transform("max")
     models = []

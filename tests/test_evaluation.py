@@ -94,8 +94,9 @@ def _expected_attack_columns(model, x, y, prefix, budget=None):
     return expected
 
 
-def test_training_columns_match_the_chain_columns():
-    assert evaluation._training_columns() == CHAIN_COLUMNS
+def test_evaluation_accepts_every_column_a_training_run_writes():
+    for sharded in (False, True):
+        assert set(CHAIN_COLUMNS) <= evaluation.known_columns(None, sharded=sharded)
 
 
 @pytest.mark.parametrize("num_images, shards", [(10, 1), (10, 3), (7, 7), (1000, 6)])
