@@ -65,6 +65,12 @@ _ATTACKS = flags.DEFINE_list(
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
 )
+_ATTACK_IMAGES = flags.DEFINE_list(
+    "attack_images",
+    [],
+    "Per-attack overrides of --num_images as attack=count, e.g. l0=20 (L0 costs several times "
+    "L2); the gradient-masking attack follows l2.",
+)
 _METRIC_IMAGES = flags.DEFINE_integer(
     "metric_images",
     None,
@@ -125,6 +131,33 @@ flags.register_validator(
     lambda names: set(names) <= set(_ATTACK_NAMES),
     message=f"--attacks must be a comma-separated subset of {','.join(_ATTACK_NAMES)}",
 )
+
+
+def _parse_attack_images(items: list[str]) -> dict[str, int]:
+    """{"l0": 20} from ["l0=20"]; raises ValueError naming the bad item."""
+    parsed = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if name not in _ATTACK_NAMES or not count.isdigit() or int(count) < 1 or name in parsed:
+            raise ValueError(item)
+        parsed[name] = int(count)
+    return parsed
+
+
+def _valid_attack_images(items: list[str]) -> bool:
+    try:
+        _parse_attack_images(items)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator(
+    "attack_images",
+    _valid_attack_images,
+    message="--attack_images must be a comma-separated list of attack=count, each attack one of "
+    f"{','.join(_ATTACK_NAMES)} at most once and count >= 1, e.g. l0=20",
+)
 flags.register_multi_flags_validator(
     ["shard_index", "num_shards"],
     lambda v: v["shard_index"] < v["num_shards"],
@@ -180,6 +213,7 @@ def main(argv: list[str]) -> None:
         attack_options=_attack_options(),
         budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
         gradient_masking=_GRADIENT_MASKING.value,
+        attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
         metric_images=_METRIC_IMAGES.value,
         shard_index=_SHARD_INDEX.value,
         num_shards=_NUM_SHARDS.value,

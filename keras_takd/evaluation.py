@@ -24,6 +24,8 @@ every attack (resolved against the attack functions' defaults), `num_images`, `m
 the budgets and the test set. Every row written carries it in the `eval_config` column; a results
 CSV holding rows of another configuration is refused (`ConfigMismatchError`) rather than mixed.
 Which attacks run is not part of it: a later run may add attacks to the same results.
+`attack_images` lets an attack take fewer (or more) images than `num_images`, e.g. L0, which
+costs several times L2; the counts that differ are part of the configuration.
 
 Sharding. `shard_index` / `num_shards` split the attacked images (the first `num_images` test
 images) into CONTIGUOUS blocks: shard i attacks images [i * n // N, (i + 1) * n // N). Shard 0
@@ -128,15 +130,51 @@ def evaluation_config(
     metric_images: int,
     attack_options: Mapping[str, Mapping[str, Any]],
     budgets: Mapping[str, float],
+    attack_images: Mapping[str, int] | None = None,
 ) -> dict:
-    """The settings that decide an evaluation's numbers (see the module docstring)."""
-    return {
+    """The settings that decide an evaluation's numbers (see the module docstring).
+
+    `attack_images` (per-attack image counts that differ from `num_images`) is recorded only
+    when it is not empty, so configurations without it keep the ids they always had.
+    """
+    config = {
         "data": {"dataset": data_name, "test_images": int(test_images)},
         "num_images": int(num_images),
         "metric_images": int(metric_images),
         "attack_options": {k: dict(v) for k, v in attack_options.items()},
         "budgets": {k: float(v) for k, v in sorted(budgets.items())},
     }
+    if attack_images:
+        config["attack_images"] = {k: int(v) for k, v in sorted(attack_images.items())}
+    return config
+
+
+def resolve_attack_images(
+    num_images: int, attack_images: Mapping[str, int] | None, test_images: int
+) -> dict[str, int]:
+    """The per-attack image counts that differ from `num_images`, checked.
+
+    Args:
+        num_images: how many test images every attack takes unless overridden.
+        attack_images: {attack: count} overrides, e.g. {"l0": 20} (L0 costs several times L2).
+            The gradient-masking attack takes the count of "l2".
+        test_images: the size of the test set.
+
+    Raises:
+        ValueError: an unknown attack, or a count outside [1, test_images].
+    """
+    overrides = dict(attack_images or {})
+    unknown = sorted(set(overrides) - set(ATTACKS))
+    if unknown:
+        raise ValueError(
+            f"attack_images names unknown attack(s) {unknown}: expected some of {list(ATTACKS)}"
+        )
+    for name, count in overrides.items():
+        if not 1 <= int(count) <= test_images:
+            raise ValueError(
+                f"attack_images {name}={count} must be in [1, {test_images}] (the test images)"
+            )
+    return {name: int(n) for name, n in sorted(overrides.items()) if int(n) != num_images}
 
 
 def config_id(config: Mapping) -> str:
@@ -498,6 +536,7 @@ def evaluate_run(
     attack_options: Mapping[str, Mapping[str, Any]] | None = None,
     budgets: Mapping[str, float] | None = None,
     gradient_masking: bool = True,
+    attack_images: Mapping[str, int] | None = None,
     metric_images: int | None = None,
     shard_index: int = 0,
     num_shards: int = 1,
@@ -514,6 +553,9 @@ def evaluate_run(
         attacks: which of "l0", "l2", "linf" to run (any order; may be empty).
         num_images: attack the first this many test images (C&W: 1,000); misclassified ones
             are skipped and counted.
+        attack_images: {attack: count} to attack a different number of images with some
+            attacks (e.g. {"l0": 20}: L0 costs several times L2); the gradient-masking attack
+            follows "l2". Shards split each attack's images the same way.
         attack_options: {attack: {option: value}} over the attack functions' defaults (e.g.
             the paper's IV-C settings); the gradient-masking attack uses the L2 options.
         budgets: {"l2": ..., "linf": ...} for the fixed-budget success rates (default
@@ -542,10 +584,13 @@ def evaluate_run(
     for name, value in (("num_images", num_images), ("metric_images", metric_images)):
         if not 1 <= value <= len(x):
             raise ValueError(f"{name} must be in [1, {len(x)}] (the test images), got {value}")
-    start, stop = shard_range(num_images, shard_index, num_shards)
+    shard_range(num_images, shard_index, num_shards)  # checks the shard
+    per_attack = resolve_attack_images(num_images, attack_images, len(x))
     budgets = {**DEFAULT_BUDGETS, **(budgets or {})}
     options = resolve_attack_options(attack_options)
-    config = evaluation_config(run.dataset, len(x), num_images, metric_images, options, budgets)
+    config = evaluation_config(
+        run.dataset, len(x), num_images, metric_images, options, budgets, per_attack
+    )
     cid = config_id(config)
     sharded = num_shards > 1
     path = pathlib.Path(results_path or shard_results_path(run.output_dir, shard_index, num_shards))
@@ -556,7 +601,13 @@ def evaluate_run(
     units += [MASKED] if gradient_masking and "l2" in attacks else []
     models = _models(run, cache)
     shard_dir = f"shard{shard_index}of{num_shards}"
-    done = {id(m): _cached_units(m, shard_dir, (start, stop), metric_images) for m in models}
+    blocks = {
+        unit: shard_range(
+            per_attack.get("l2" if unit == MASKED else unit, num_images), shard_index, num_shards
+        )
+        for unit in ATTACKS + (MASKED,)
+    }
+    done = {id(m): _cached_units(m, shard_dir, blocks, metric_images) for m in models}
 
     def table():
         rows = [_row(m, done[id(m)], cid, sharded, shard_index, num_shards) for m in models]
@@ -572,6 +623,7 @@ def evaluate_run(
                 value = _metrics_unit(model, x[:metric_images], y[:metric_images])
                 unit_path = model.unit_dir / "metrics.json"
             else:
+                start, stop = blocks[unit]
                 value = _attack_unit(
                     unit, model, x[start:stop], y[start:stop], options, budgets, verbose
                 )
@@ -602,13 +654,14 @@ def _check_data(run: Run, data) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
 
 
-def _cached_units(model: _Model, shard_dir: str, images, metric_images: int) -> dict:
+def _cached_units(model: _Model, shard_dir: str, blocks: Mapping, metric_images: int) -> dict:
     done = {}
     cached = _load_unit(model.unit_dir / "metrics.json", model.sha, [0, metric_images])
     if cached is not None:
         done["metrics"] = cached
     for unit in ATTACKS + (MASKED,):
-        cached = _load_unit(model.unit_dir / shard_dir / f"{unit}.json", model.sha, images)
+        path = model.unit_dir / shard_dir / f"{unit}.json"
+        cached = _load_unit(path, model.sha, blocks[unit])
         if cached is not None:
             done[unit] = cached
     return done

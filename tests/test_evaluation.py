@@ -223,6 +223,8 @@ def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
         ({"attack_options": {"l2": {"steps": 3}}}, "no option"),
         ({"shard_index": 2, "num_shards": 2}, "shard_index"),
         ({"num_images": 65}, "num_images"),
+        ({"attack_images": {"l3": 2}}, "attack_images names unknown"),
+        ({"attack_images": {"l0": 65}}, "attack_images l0=65"),
         ({"results_path": foreign}, "foreign columns"),
     ):
         with pytest.raises(ValueError, match=error):
@@ -244,6 +246,51 @@ def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeyp
     shard = pd.read_csv(paths[0])
     assert "l2_sum" in shard and "l2_mean" not in shard and "test_accuracy" in shard
     assert "confidence" not in shard  # only shard 0 computes the attack-free metrics
+    merged = evaluation.merge_shards(paths)
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+
+
+def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_run, monkeypatch):
+    import keras
+
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    kwargs = dict(num_images=NUM_IMAGES, metric_images=16, attack_images={"l0": 5, "l2": 8})
+    whole = evaluation.evaluate_run(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    # l0 on 5 images, l2 and its softmax(logits / T) twin on 8, linf on NUM_IMAGES
+    teacher = keras.saving.load_model(run_dir / "mnist/T5/stage1/model.keras")
+    correct = metrics.correctly_classified(teacher, data.x_test, data.y_test)
+    expected = {"l0": 5, "l2": 8, "linf": NUM_IMAGES, "l2_softmax_T": 8}
+    row = whole.iloc[0]
+    for prefix, n in expected.items():
+        assert row[f"{prefix}_attacked"] + row[f"{prefix}_excluded"] == n, prefix
+        assert row[f"{prefix}_attacked"] == correct[:n].sum(), prefix
+    config = json.loads((run_dir / "eval" / row["eval_config"] / "config.json").read_text())
+    assert config["attack_images"] == {"l0": 5, "l2": 8}
+
+    # an override equal to num_images is no override: the configuration keeps its old id
+    plain = evaluation.evaluate_run(
+        run_dir,
+        data,
+        num_images=NUM_IMAGES,
+        metric_images=16,
+        attack_images={"linf": NUM_IMAGES},
+        results_path=run_dir / "plain.csv",
+    )
+    assert plain["eval_config"][0] != row["eval_config"]
+    assert "attack_images" not in json.loads(
+        (run_dir / "eval" / plain["eval_config"][0] / "config.json").read_text()
+    )
+
+    # shards split each attack's own images; merged they equal the unsharded table
+    calls = len(fake.calls)
+    paths = []
+    for i in range(3):
+        evaluation.evaluate_run(run_dir, data, **kwargs, shard_index=i, num_shards=3)
+        paths.append(run_dir / f"results_shard{i}of3.csv")
+    l0_sizes = [c["n"] for c in fake.calls[calls:] if c["attack"] == "l0"]
+    assert sum(l0_sizes) == whole["l0_attacked"].sum()  # both models, once each image
     merged = evaluation.merge_shards(paths)
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
 
