@@ -99,3 +99,57 @@ def test_every_evaluation_flagfile_parses():
     assert parsed["flags/mnist_takd_eval.cfg"] == ["1000", "10000", "runs/mnist_takd"]
     experiments = {f: v for f, v in parsed.items() if f != "flags/common_eval.cfg"}
     assert all(re.fullmatch(r"runs/\w+", values[2]) for values in experiments.values())
+
+
+def _fake_python(tmp_path, fail_on=""):
+    """A stand-in for python that logs each command line and fails on one containing fail_on."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "fake_python"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'echo "$*" >> "{log}"\n'
+        f'if [[ -n "{fail_on}" && "$*" == *"{fail_on}"* ]]; then exit 3; fi\n'
+        "sleep 0.2\n"
+    )
+    fake.chmod(0o755)
+    return fake, log
+
+
+def _reproduce_with(python, *args):
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(python)}
+    return subprocess.run(
+        ["bash", str(REPO / "reproduce.sh"), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
+    python, log = _fake_python(tmp_path)
+    done = _reproduce_with(python, "--cpu", "--parallel", "--data_dir=../shared/data")
+    assert done.returncode == 0, done.stderr
+    calls = log.read_text().splitlines()
+    for exp in MODES["--cpu"]:
+        train = calls.index(
+            f"-m keras_takd.main --flagfile=flags/{exp}.cfg --data_dir=../shared/data"
+        )
+        evaluate = calls.index(
+            f"-m keras_takd.evaluate --flagfile=flags/{exp}_eval.cfg --data_dir=../shared/data"
+        )
+        assert train < evaluate < len(calls) - 2  # each experiment in order, before the plot
+    assert calls[-2].startswith("-m keras_takd.plot") and calls[-1].startswith(
+        "-m keras_takd.smoothed_kd"
+    )
+
+
+def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
+    python, log = _fake_python(tmp_path, fail_on="mnist_multistep_cpu_eval")
+    done = _reproduce_with(python, "--cpu", "--parallel")
+    assert done.returncode == 1
+    assert "experiment mnist_multistep_cpu failed" in done.stderr
+    calls = log.read_text()
+    assert "flags/mnist_cpu_eval.cfg" in calls  # the other experiment ran to its end
+    assert "keras_takd.plot" not in calls
