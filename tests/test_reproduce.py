@@ -95,7 +95,7 @@ def test_every_evaluation_flagfile_parses():
     parsed = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
     assert set(parsed) == set(files)
     assert parsed["flags/smoke_eval.cfg"] == ["10", "100", "runs/smoke"]
-    assert parsed["flags/mnist_cpu_eval.cfg"] == ["100", "1000", "runs/mnist_cpu"]
+    assert parsed["flags/mnist_cpu_eval.cfg"] == ["25", "100", "runs/mnist_cpu"]
     assert parsed["flags/mnist_takd_eval.cfg"] == ["1000", "10000", "runs/mnist_takd"]
     experiments = {f: v for f, v in parsed.items() if f != "flags/common_eval.cfg"}
     assert all(re.fullmatch(r"runs/\w+", values[2]) for values in experiments.values())
