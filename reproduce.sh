@@ -21,6 +21,7 @@
 #   python -m keras_takd.main     --flagfile=flags/<exp>.cfg      [extra arguments]
 #   python -m keras_takd.evaluate --flagfile=flags/<exp>_eval.cfg [extra arguments]
 # then once: python -m keras_takd.plot --results=<each run's results.csv> --out=<figures>,
+# python -m keras_takd.compare (our numbers beside the papers' claims: <figures>/claims.md),
 # and Katz & Reches' study: python -m keras_takd.smoothed_kd --flagfile=flags/smoothed_kd_<mode>.cfg
 # Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
 set -euo pipefail
@@ -37,7 +38,7 @@ for arg in "$@"; do
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
     --parallel) parallel=1 ;;
-    -h | --help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -107,8 +108,10 @@ else
   for exp in "${experiments[@]}"; do experiment "$exp"; done
 fi
 joined=$(IFS=,; echo "${results[*]}")
-run "$PYTHON" -m keras_takd.plot --results="$joined" --out="$figures" \
-  --caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
+caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
+run "$PYTHON" -m keras_takd.plot --results="$joined" --out="$figures" --caption="$caption"
+run "$PYTHON" -m keras_takd.compare --results="$joined" --out="$figures/claims.md" \
+  --note="$caption"
 # Katz & Reches' smoothed-teacher study (issue 5) has its own entry point, one flagfile per
 # mode; of the extra arguments it takes only --data_dir.
 smoothed_extra=()

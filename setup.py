@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "keras-takd=keras_takd.main:run",
             "keras-takd-plot=keras_takd.plot:run",
+            "keras-takd-compare=keras_takd.compare:run",
         ],
     },
     classifiers=[

@@ -63,7 +63,7 @@ def _has_data(df: pd.DataFrame, column: str) -> bool:
     return column in df.columns and bool(df[column].notna().any())
 
 
-def _chain_length(df: pd.DataFrame) -> pd.Series:
+def chain_length(df: pd.DataFrame) -> pd.Series:
     """Models in each row's chain: the `stages` column if present, else the largest stage
     among the rows of the same dataset and temperature."""
     inferred = df.groupby(["dataset", "temperature"])["stage"].transform("max")
@@ -74,7 +74,7 @@ def _chain_length(df: pd.DataFrame) -> pd.Series:
 
 def _three_stage(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of chains of at most three models (teacher, assistant, student), lines by role."""
-    rows = df[_chain_length(df) <= 3]
+    rows = df[chain_length(df) <= 3]
     return rows.assign(_line=rows["role"].astype(str))
 
 
@@ -84,7 +84,7 @@ def _stage_label(stage: int, role: str) -> str:
 
 def _multistep(df: pd.DataFrame) -> pd.DataFrame:
     """Rows of chains of more than three models (paper section VI), lines by stage."""
-    rows = df[_chain_length(df) > 3]
+    rows = df[chain_length(df) > 3]
     labels = [
         _stage_label(int(st), str(r)) for st, r in zip(rows["stage"], rows["role"], strict=True)
     ]
@@ -487,7 +487,7 @@ def _read_one(path: pathlib.Path) -> pd.DataFrame:
     except ValueError as error:
         raise ValueError(f"{path}: {' '.join(str(error).split())}") from None
     if CHAIN_LENGTH_COLUMN not in df.columns:  # chains of one file do not mix with another's
-        df[CHAIN_LENGTH_COLUMN] = _chain_length(df)
+        df[CHAIN_LENGTH_COLUMN] = chain_length(df)
     return df
 
 

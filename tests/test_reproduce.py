@@ -49,11 +49,15 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd
                 f"python -m keras_takd.{command} --flagfile=flags/{flagfile}.cfg "
                 "--data_dir=../shared/data"
             )
-    assert commands[:-2] == expected
+    assert commands[:-3] == expected
     results = ",".join(
         f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
     )
-    assert commands[-2].startswith(f"python -m keras_takd.plot --results={results} --out=")
+    assert commands[-3].startswith(f"python -m keras_takd.plot --results={results} --out=")
+    figures = re.search(r"--out=(\S+)", commands[-3]).group(1)
+    assert commands[-2].startswith(
+        f"python -m keras_takd.compare --results={results} --out={figures}/claims.md"
+    )
     smoothed = f"smoothed_kd_{mode.lstrip('-') or 'paper'}"
     assert (REPO / f"flags/{smoothed}.cfg").is_file()
     assert commands[-1] == (
@@ -139,10 +143,12 @@ def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
         evaluate = calls.index(
             f"-m keras_takd.evaluate --flagfile=flags/{exp}_eval.cfg --data_dir=../shared/data"
         )
-        assert train < evaluate < len(calls) - 2  # each experiment in order, before the plot
-    assert calls[-2].startswith("-m keras_takd.plot") and calls[-1].startswith(
-        "-m keras_takd.smoothed_kd"
-    )
+        assert train < evaluate < len(calls) - 3  # each experiment in order, before the plot
+    assert [c.split()[1] for c in calls[-3:]] == [
+        "keras_takd.plot",
+        "keras_takd.compare",
+        "keras_takd.smoothed_kd",
+    ]
 
 
 def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
