@@ -403,3 +403,32 @@ def to_markdown(claims: Sequence[Claim], dataset: str) -> str:
         cells = (c.source, c.claim, c.paper, c.ours, c.test, f"**{c.verdict}**")
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+SUMMARY_COLUMNS = {
+    "test_accuracy": ("accuracy", lambda v: f"{100 * v:.2f}%"),
+    "sensitivity_logits_zero_fraction": ("grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
+    "confidence": ("confidence", lambda v: f"{v:.3f}"),
+    "l0_mean": ("L0 mean (px)", lambda v: f"{v:.1f}"),
+    "l2_mean": ("L2 mean", lambda v: f"{v:.3f}"),
+    "linf_mean": ("L-inf mean", lambda v: f"{v:.3f}"),
+    "l2_budget_success_rate": ("L2 <= budget", lambda v: f"{100 * v:.0f}%"),
+    "l2_softmax_T_success_rate": ("L2 on softmax(z/T)", lambda v: f"{100 * v:.0f}%"),
+}
+
+
+def summary_markdown(df: pd.DataFrame, dataset: str) -> str:
+    """The numbers behind the claims: one row per (chain length, T, stage) of `dataset`."""
+    rows = df[df["dataset"] == dataset].assign(_chain=lambda d: chain_length(d).astype(int))
+    rows = rows.sort_values(["_chain", "temperature", "stage"], kind="stable")
+    columns = [c for c in SUMMARY_COLUMNS if c in rows and rows[c].notna().any()]
+    header = ["chain", "T", "stage", "role"] + [SUMMARY_COLUMNS[c][0] for c in columns]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for _, row in rows.iterrows():
+        cells = [str(row["_chain"]), f"{row['temperature']:g}", str(int(row["stage"])), row["role"]]
+        cells += ["" if pd.isna(row[c]) else SUMMARY_COLUMNS[c][1](row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

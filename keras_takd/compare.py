@@ -4,8 +4,9 @@
         --results=runs/mnist_cpu/results.csv,runs/mnist_multistep_cpu/results.csv
     python -m keras_takd.compare --results=runs/smoke/results.csv --out=runs/smoke/figures/claims.md
 
-prints one table per dataset (claim, the paper's figure, ours, the test applied, the verdict)
-and, with --out, writes them to a file (atomically; the folder is created).
+prints per dataset a table of the claims (claim, the paper's figure, ours, the test applied,
+the verdict) and one of the numbers behind them (a row per chain length, T and stage), and
+with --out writes them to a file (atomically; the folder is created).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def render(paths, note: str | None = None) -> str:
         parts += [note, ""]
     for dataset in sorted(table["dataset"].unique()):
         parts.append(claims.to_markdown(claims.check_claims(table, dataset), dataset))
+        parts.append(claims.summary_markdown(table, dataset))
     return "\n".join(parts)
 
 

@@ -123,6 +123,10 @@ def test_compare_cli_prints_and_writes_the_markdown(tmp_path):
     assert out.read_text() == done.stdout
     assert "| Mandal & Guo | baseline accuracy (T = 1 teacher) | 99.38% | 99.38% |" in done.stdout
     assert "**disagrees**" not in done.stdout
+    # the numbers behind the claims: a row per chain length, T and stage
+    assert "| chain | T | stage | role | accuracy | grad < 1e-10 |" in done.stdout
+    assert "| 3 | 40 | 3 | student | 99.41% | 40.0% |" in done.stdout
+    assert "| 4 | 20 | 4 | student | 99.00% |" in done.stdout
 
     missing = subprocess.run(
         [sys.executable, "-m", "keras_takd.compare", f"--results={tmp_path / 'none.csv'}"],
