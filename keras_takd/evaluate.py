@@ -28,16 +28,10 @@ Shard i attacks the contiguous block [i * n // N, (i + 1) * n // N) of the first
 --num_images test images; shard 0 also computes the attack-free metrics. Each shard writes
 sums and counts, so the merge equals an unsharded run.
 
-Multi-worker set-up (TF_CONFIG). Training with `python -m keras_takd.main
---strategy=multi_worker` reads the cluster from the TF_CONFIG environment variable: the same
-JSON on every machine except the task index, e.g. on the second of two workers
-
-  export TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
-                     "task": {"type": "worker", "index": 1}}'
-
-and every worker runs the same command with the same --output_dir on a shared file system (see
-the README). Evaluation needs no TF_CONFIG: attacks on different images are independent, so
-give each machine its own shard, e.g. derived from the same variable,
+Several machines. Training cannot use MultiWorkerMirroredStrategy (Keras 3's fit fails under
+it, keras-team/keras#20585; `keras_takd.main` refuses --strategy=multi_worker), but attacks on
+different images are independent: give each machine its own shard of a shared output_dir, e.g.
+with the task index of a TF_CONFIG already set up for the cluster,
 
   TASK=$(python -c 'import json, os; print(json.loads(os.environ["TF_CONFIG"])["task"]["index"])')
   python -m keras_takd.evaluate --flagfile=... --num_shards=2 --shard_index=$TASK

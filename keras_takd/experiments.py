@@ -56,7 +56,9 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     Args:
         name: "default" (no distribution), "mirrored" (all local GPUs, one replica each) or
             "multi_worker" (MultiWorkerMirroredStrategy: every worker named in the TF_CONFIG
-            environment variable runs the same command; see the README).
+            environment variable runs the same command). Keras 3's `fit` fails under it
+            (keras-team/keras#20585; reproduced here with two local workers, tensorflow 2.21,
+            keras 3.15), so `keras_takd.main` refuses it; it is kept for a fixed Keras.
 
     Raises:
         ValueError: for another name.

@@ -94,7 +94,18 @@ _STRATEGY = flags.DEFINE_enum(
     "default",
     ["default", "mirrored", "multi_worker"],
     "tf.distribute strategy "
-    "for training: mirrored uses every local GPU; multi_worker every worker in TF_CONFIG.",
+    "for training: mirrored uses every local GPU; multi_worker (every worker in TF_CONFIG) is "
+    "refused: Keras 3's fit fails under it (keras-team/keras#20585).",
+)
+# Two workers on localhost (TF_CONFIG, tensorflow 2.21, keras 3.15) both died in the first
+# model.fit with "Attempt to convert a value (PerReplica: ...)", the upstream Keras 3 bug, so the
+# CLI refuses it at once rather than after loading the data.
+flags.register_validator(
+    "strategy",
+    lambda name: name != "multi_worker",
+    message="--strategy=multi_worker is not supported: Keras 3's model.fit fails under "
+    "MultiWorkerMirroredStrategy (keras-team/keras#20585); use default or mirrored, and shard "
+    "the evaluation over machines with keras_takd.evaluate --shard_index/--num_shards",
 )
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", "runs", "Where models, SavedModels, results.csv and run.json are written."

@@ -128,6 +128,7 @@ BAD_INPUTS = {
     "wrong dtype": (["--data_dir={dtype}"], "dtype int16"),
     "NaN pixels": (["--data_dir={nan}"], "NaN"),
     "unwritable output_dir": (["--output_dir={tmp}/file/out"], "cannot write to output_dir"),
+    "multi_worker strategy": (["--strategy=multi_worker"], "keras-team/keras#20585"),
 }
 
 
