@@ -14,8 +14,9 @@
 #                                  main's flags and ignores the training-only ones)
 #   ./reproduce.sh --quick --dry_run    print the commands instead of running them
 #   ./reproduce.sh --cpu --parallel     run the experiments side by side (each trains and
-#                                  evaluates in its own process); worth it on a CPU, where one
-#                                  process keeps only about 1.3 of 2 cores busy
+#                                  evaluates in its own process); the attacks on small batches
+#                                  keep about one core busy each (top: 100% and 93% for the
+#                                  two --cpu evaluations on 2 cores)
 #
 # Per experiment <exp>:
 #   python -m keras_takd.main     --flagfile=flags/<exp>.cfg      [extra arguments]
@@ -38,7 +39,7 @@ for arg in "$@"; do
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
     --parallel) parallel=1 ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
