@@ -14,8 +14,9 @@ The claims (Mandal & Guo section V-VI unless noted), per dataset:
 3. Accuracy decreases with T: Spearman rho(T, accuracy) < 0 for each role.
 4. At a fixed T the distilled models are more accurate "in most cases": more than half the
    (T, distilled stage) pairs at least as accurate as their teacher.
-5. Higher T makes more input gradients vanish (Fig. 4): rho(T, fraction of images with
-   logits sensitivity < 1e-10) > 0 for the teachers.
+5. Higher T makes more input gradients vanish (Fig. 4): rho(T, fraction of images whose
+   sensitivity < 1e-10) > 0 for the teachers, for the gradient of the sum of logits (the
+   authors' code) and of the T = 1 softmax (Papernot's), one claim each.
 6. Robustness (mean minimal perturbation) increases with T, per attack and role: rho > 0.
 7. The student is more robust than the teacher and the assistant on average over T, per attack.
 8. Confidence shows no concrete trend over T (|rho| < 0.5 for every role).
@@ -48,7 +49,17 @@ BASELINE = {"mnist": 0.9938, "cifar10": 0.7772}
 ACCURACY_VARIATION = {"mnist": 0.0015, "cifar10": 0.012}
 BASELINE_TOLERANCE = 0.005
 ROLES = ("teacher", "assistant", "student")
-ATTACK_UNITS = {"l0": "pixels", "l2": "L2", "linf": "L-inf"}
+BASELINE_CLAIM = "baseline accuracy (T = 1 teacher)"
+VARIATION_CLAIM = "accuracy varies little with distillation"
+CONFIDENCE_CLAIM = "confidence has no concrete trend over T (Fig. 6)"
+PAPERNOT_CLAIM = "distillation at high T cuts the adversarial success rate"
+CARLINI_CLAIM = "distillation does not stop the L2 attack on the logits"
+# Fig. 4 of Mandal & Guo: the fraction of test images whose mean |input gradient| < 1e-10, of
+# the sum of the logits (the authors' code) and of the T = 1 softmax (Papernot's gradient).
+SENSITIVITIES = {
+    "logits": "gradient of the sum of logits (the authors' code)",
+    "softmax": "gradient of the T = 1 softmax (Papernot)",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,14 +123,14 @@ def _accuracy_claims(df: pd.DataFrame, dataset: str) -> list[Claim]:
     teacher_t1 = sweep[(sweep["role"] == "teacher") & (sweep["temperature"] == 1.0)]
     test = f"within {100 * BASELINE_TOLERANCE:.1f} points"
     if teacher_t1.empty or dataset not in BASELINE:
-        claims.append(_no_data(source, "baseline accuracy", "", test, "no T = 1 teacher"))
+        claims.append(_no_data(source, BASELINE_CLAIM, "", test, "no T = 1 teacher"))
     else:
         ours = float(teacher_t1["test_accuracy"].iloc[0])
         gap = abs(ours - BASELINE[dataset])
         claims.append(
             Claim(
                 source,
-                "baseline accuracy (T = 1 teacher)",
+                BASELINE_CLAIM,
                 _pct(BASELINE[dataset]),
                 _pct(ours),
                 test,
@@ -130,13 +141,13 @@ def _accuracy_claims(df: pd.DataFrame, dataset: str) -> list[Claim]:
     bound = ACCURACY_VARIATION.get(dataset)
     test = "max |distilled - teacher at the same T| <= the paper's"
     if diffs.empty or bound is None:
-        claims.append(_no_data(source, "accuracy varies little", "", test, "no distilled rows"))
+        claims.append(_no_data(source, VARIATION_CLAIM, "", test, "no distilled rows"))
     else:
         worst = float(diffs.abs().max())
         claims.append(
             Claim(
                 source,
-                "accuracy varies little with distillation",
+                VARIATION_CLAIM,
                 f"<= {_pct(bound)}",
                 f"max {_pct(worst)} (mean {_pct(float(diffs.mean()))})",
                 test,
@@ -185,27 +196,24 @@ def _distilled_minus_teacher(rows: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _sensitivity_claims(df: pd.DataFrame) -> list[Claim]:
-    column = "sensitivity_logits_zero_fraction"
     test = "Spearman rho(T, fraction) > 0 for the teachers"
-    teachers = _by_role(_sweep(df), column).get("teacher")
     source = "Mandal & Guo"
-    if teachers is None or len(teachers) < 3:
-        return [_no_data(source, "more vanishing gradients at higher T", "", test, "no data")]
-    rho = _rho(pd.Series(teachers.index), teachers)
-    ours = (
-        f"rho {rho:+.2f}; {_pct(float(teachers.iloc[0]))} at T = {teachers.index[0]:g}, "
-        f"{_pct(float(teachers.iloc[-1]))} at T = {teachers.index[-1]:g}"
-    )
-    return [
-        Claim(
-            source,
-            "higher T: more gradients < 1e-10 (Fig. 4)",
-            "increasing",
-            ours,
-            test,
-            _trend({"teacher": rho}, lambda r: r > 0),
+    claims = []
+    for of, what in SENSITIVITIES.items():
+        name = f"higher T: more gradients < 1e-10 (Fig. 4), {what}"
+        teachers = _by_role(_sweep(df), f"sensitivity_{of}_zero_fraction").get("teacher")
+        if teachers is None or len(teachers) < 3:
+            claims.append(_no_data(source, name, "increasing", test, "fewer than 3 T"))
+            continue
+        rho = _rho(pd.Series(teachers.index), teachers)
+        ours = (
+            f"rho {rho:+.2f}; {_pct(float(teachers.iloc[0]))} at T = {teachers.index[0]:g}, "
+            f"{_pct(float(teachers.iloc[-1]))} at T = {teachers.index[-1]:g}"
         )
-    ]
+        claims.append(
+            Claim(source, name, "increasing", ours, test, _trend({"teacher": rho}, lambda r: r > 0))
+        )
+    return claims
 
 
 def _robustness_claims(df: pd.DataFrame) -> list[Claim]:
@@ -218,7 +226,9 @@ def _robustness_claims(df: pd.DataFrame) -> list[Claim]:
         name = f"C&W {attack.upper().replace('LINF', 'L-inf')}"
         test = "Spearman rho(T, mean perturbation) > 0 for every role"
         if not curves:
-            claims.append(_no_data(source, f"{name}: robustness rises with T", "", test, "no data"))
+            claims.append(
+                _no_data(source, f"{name}: robustness increases with T", "", test, "no data")
+            )
             continue
         rhos = {role: _rho(pd.Series(c.index), c) for role, c in curves.items()}
         claims.append(
@@ -254,12 +264,12 @@ def _confidence_claims(df: pd.DataFrame) -> list[Claim]:
     test = "|Spearman rho(T, confidence)| < 0.5 for every role"
     source = "Mandal & Guo"
     if not curves:
-        return [_no_data(source, "no confidence trend over T", "", test, "no data")]
+        return [_no_data(source, CONFIDENCE_CLAIM, "", test, "no data")]
     rhos = {role: _rho(pd.Series(c.index), c) for role, c in curves.items()}
     return [
         Claim(
             source,
-            "confidence has no concrete trend over T (Fig. 6)",
+            CONFIDENCE_CLAIM,
             "no trend",
             _rhos(rhos),
             test,
@@ -314,19 +324,19 @@ def _papernot_claims(df: pd.DataFrame) -> list[Claim]:
     source = "Papernot et al."
     test = "success at the budget falls by more than half from the T = 1 teacher"
     if column not in sweep or sweep[column].isna().all():
-        return [_no_data(source, "distillation cuts attack success", "", test, "no data")]
+        return [_no_data(source, PAPERNOT_CLAIM, "", test, "no data")]
     rows = sweep.dropna(subset=[column])
     base = rows[(rows["stage"] == 1) & (rows["temperature"] == rows["temperature"].min())]
     last = rows[rows["stage"] == rows["stage"].max()]
     last = last[last["temperature"] == last["temperature"].max()]
     if base.empty or last.empty:
-        return [_no_data(source, "distillation cuts attack success", "", test, "no data")]
+        return [_no_data(source, PAPERNOT_CLAIM, "", test, "no data")]
     before, after = float(base[column].iloc[0]), float(last[column].iloc[0])
     budget = float(rows["l2_budget"].iloc[0]) if "l2_budget" in rows else float("nan")
     return [
         Claim(
             source,
-            "distillation at high T cuts the adversarial success rate",
+            PAPERNOT_CLAIM,
             "95.89% -> 0.45% (JSMA, MNIST, T = 100)",
             f"C&W L2 within {budget:g}: {_pct(before)} (T = {base['temperature'].iloc[0]:g} "
             f"teacher) -> {_pct(after)} (T = {last['temperature'].iloc[0]:g}, stage "
@@ -345,7 +355,7 @@ def _carlini_claims(df: pd.DataFrame) -> list[Claim]:
         claims.append(
             Claim(
                 source,
-                "distillation does not stop the L2 attack on the logits",
+                CARLINI_CLAIM,
                 "100%",
                 f"min {_pct(float(rates.min()))} over {len(rates)} models",
                 "success >= 95% for every model",
@@ -353,7 +363,7 @@ def _carlini_claims(df: pd.DataFrame) -> list[Claim]:
             )
         )
     else:
-        claims.append(_no_data(source, "L2 attack succeeds", "", "", "no l2 columns"))
+        claims.append(_no_data(source, CARLINI_CLAIM, "", "", "no l2 columns"))
     masked = "l2_softmax_T_success_rate"
     if masked in df and df[masked].notna().any():
         rows = df.dropna(subset=[masked])
@@ -407,7 +417,8 @@ def to_markdown(claims: Sequence[Claim], dataset: str) -> str:
 
 SUMMARY_COLUMNS = {
     "test_accuracy": ("accuracy", lambda v: f"{100 * v:.2f}%"),
-    "sensitivity_logits_zero_fraction": ("grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
+    "sensitivity_logits_zero_fraction": ("logits grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
+    "sensitivity_softmax_zero_fraction": ("softmax grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
     "confidence": ("confidence", lambda v: f"{v:.3f}"),
     "l0_mean": ("L0 mean (px)", lambda v: f"{v:.1f}"),
     "l2_mean": ("L2 mean", lambda v: f"{v:.3f}"),

@@ -21,6 +21,7 @@ def paper_like(**overrides) -> pd.DataFrame:
         # teacher 99.38% at T = 1, falling 0.01 point per T step; distilled 0.05 points above
         "test_accuracy": lambda t, s: 0.9938 - 0.0001 * TEMPERATURES.index(t) + 0.0005 * (s > 1),
         "sensitivity_logits_zero_fraction": lambda t, s: t / 100,
+        "sensitivity_softmax_zero_fraction": lambda t, s: t / 50,
         "confidence": lambda t, s: 0.9 + 0.01 * (TEMPERATURES.index(t) == 1),  # up, then down
         "l0_mean": lambda t, s: 10 + t + s,
         "l2_mean": lambda t, s: 1 + t / 10 + s / 10,
@@ -50,7 +51,7 @@ def _verdicts(table):
 def test_a_table_that_follows_the_papers_agrees_with_every_claim():
     verdicts = _verdicts(paper_like())
     assert set(verdicts.values()) == {"agrees"}, verdicts
-    assert len(verdicts) == 17  # 4 accuracy, 1 sensitivity, 6 robustness, 1 confidence,
+    assert len(verdicts) == 18  # 4 accuracy, 2 sensitivity, 6 robustness, 1 confidence,
     # 2 multi-step (accuracy, L2: the only attack column of the chain), 1 Papernot, 2 C&W
     ours = {c.claim: c.ours for c in claims.check_claims(paper_like(), "mnist")}
     assert ours["baseline accuracy (T = 1 teacher)"] == "99.38%"
@@ -103,7 +104,7 @@ def test_missing_columns_and_too_few_temperatures_give_no_data():
     table = paper_like()[lambda df: (df["temperature"] != 40.0) & (df["stages"] == 3)]
     verdicts = _verdicts(table.drop(columns=["confidence"]))
     assert verdicts["accuracy decreases with T"] == "no data"  # two temperatures
-    assert verdicts["no confidence trend over T"] == "no data"
+    assert verdicts[claims.CONFIDENCE_CLAIM] == "no data"
     assert verdicts["multi-step distillation (section VI)"] == "no data"
     with pytest.raises(ValueError, match="no rows of dataset 'cifar10'"):
         claims.check_claims(table, "cifar10")
@@ -124,8 +125,11 @@ def test_compare_cli_prints_and_writes_the_markdown(tmp_path):
     assert "| Mandal & Guo | baseline accuracy (T = 1 teacher) | 99.38% | 99.38% |" in done.stdout
     assert "**disagrees**" not in done.stdout
     # the numbers behind the claims: a row per chain length, T and stage
-    assert "| chain | T | stage | role | accuracy | grad < 1e-10 |" in done.stdout
-    assert "| 3 | 40 | 3 | student | 99.41% | 40.0% |" in done.stdout
+    assert (
+        "| chain | T | stage | role | accuracy | logits grad < 1e-10 | softmax grad < 1e-10 |"
+        in done.stdout
+    )
+    assert "| 3 | 40 | 3 | student | 99.41% | 40.0% | 80.0% |" in done.stdout
     assert "| 4 | 20 | 4 | student | 99.00% |" in done.stdout
 
     missing = subprocess.run(
