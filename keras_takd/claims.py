@@ -90,10 +90,13 @@ def _no_data(source: str, claim: str, paper: str, test: str, why: str) -> Claim:
 
 
 def _rho(x: pd.Series, y: pd.Series) -> float:
-    """Spearman's rank correlation (nan for fewer than 3 points or a constant series)."""
+    """Spearman's rank correlation: nan for fewer than 3 points or distinct x, 0 for a constant y
+    (no trend at all, e.g. a fraction that stays 0% at every T)."""
     pairs = pd.DataFrame({"x": x.to_numpy(), "y": y.to_numpy()}).dropna()
-    if len(pairs) < 3 or pairs["x"].nunique() < 2 or pairs["y"].nunique() < 2:
+    if len(pairs) < 3 or pairs["x"].nunique() < 3:
         return float("nan")
+    if pairs["y"].nunique() < 2:
+        return 0.0
     return float(pairs["x"].corr(pairs["y"], method="spearman"))
 
 

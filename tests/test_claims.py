@@ -89,6 +89,14 @@ def test_breaking_one_rule_turns_exactly_its_claim_to_disagrees(column, rule, cl
     assert verdicts["C&W L-inf: robustness increases with T"] == "agrees"
 
 
+def test_a_constant_series_has_no_trend():
+    verdicts = _verdicts(paper_like(sensitivity_logits_zero_fraction=lambda t, s: 0.0))
+    name = "higher T: more gradients < 1e-10 (Fig. 4), " + claims.SENSITIVITIES["logits"]
+    assert verdicts[name] == "disagrees"  # 0% at every T does not increase
+    flat = _verdicts(paper_like(confidence=lambda t, s: 0.98))
+    assert flat[claims.CONFIDENCE_CLAIM] == "agrees"
+
+
 def test_multistep_robustness_trend_is_read_from_the_longer_chain():
     table = paper_like()
     chain = table["stages"] == 4
