@@ -43,12 +43,12 @@ from collections.abc import Sequence
 import pandas as pd
 
 from keras_takd import metrics
-from keras_takd.plotting import chain_length, dataset_label
+from keras_takd.plotting import ROLES, chain_length, dataset_label
 
 BASELINE = {"mnist": 0.9938, "cifar10": 0.7772}
 ACCURACY_VARIATION = {"mnist": 0.0015, "cifar10": 0.012}
 BASELINE_TOLERANCE = 0.005
-ROLES = ("teacher", "assistant", "student")
+
 BASELINE_CLAIM = "baseline accuracy (T = 1 teacher)"
 VARIATION_CLAIM = "accuracy varies little with distillation"
 CONFIDENCE_CLAIM = "confidence has no concrete trend over T (Fig. 6)"
