@@ -100,6 +100,13 @@ _ABORT_EARLY = flags.DEFINE_boolean(
     "abort_early", True, "Stop an attack's search when its loss stalls (as C&W's code)."
 )
 _ATTACK_VERBOSE = flags.DEFINE_boolean("attack_verbose", False, "Progress bars of the attacks.")
+_REPLACE = flags.DEFINE_boolean(
+    "replace",
+    False,
+    "If the results CSV holds an evaluation with other settings, replace its columns instead "
+    "of refusing (its units stay cached under <output_dir>/eval/, so nothing is recomputed if "
+    "you go back to them).",
+)
 
 # Per-attack options, e.g. --l2_max_iterations; None keeps the attack function's default.
 _OPTION_FLAGS = {
@@ -214,6 +221,7 @@ def main(argv: list[str]) -> None:
         results_path=results_path,
         verbose=_ATTACK_VERBOSE.value,
         log=lambda line: print(line, flush=True),
+        replace=_REPLACE.value,
     )
     print(f"results: {results_path} ({len(table)} rows, evaluation {table['eval_config'].iloc[0]})")
     sys.stdout.flush()

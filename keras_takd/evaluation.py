@@ -316,8 +316,8 @@ def check_results_file(
         if others:
             raise ConfigMismatchError(
                 f"{path} holds evaluation results of configuration {others[0]} (see "
-                f"eval/{others[0]}/config.json), this run is {config}: use the same settings "
-                "or another results path"
+                f"eval/{others[0]}/config.json), this run is {config}: use the same settings, "
+                "another results path, or --replace"
             )
 
 
@@ -543,6 +543,7 @@ def evaluate_run(
     results_path: str | pathlib.Path | None = None,
     verbose: bool = False,
     log: Callable[[str], None] | None = None,
+    replace: bool = False,
 ) -> pd.DataFrame:
     """Evaluates every model of a training run; resumable, shardable (module docstring).
 
@@ -568,6 +569,10 @@ def evaluate_run(
             output_dir/results_shard<i>of<N>.csv for a shard).
         verbose: show the attacks' progress bars.
         log: called with one line per finished unit.
+        replace: if `results_path` holds the evaluation of another configuration, drop its
+            evaluation columns (keeping the training columns) instead of refusing. Nothing is
+            lost: its units stay cached under eval/<its config>/, and rerunning with its
+            settings writes them back without recomputing.
 
     Returns:
         The results table written to `results_path`.
@@ -594,6 +599,8 @@ def evaluate_run(
     cid = config_id(config)
     sharded = num_shards > 1
     path = pathlib.Path(results_path or shard_results_path(run.output_dir, shard_index, num_shards))
+    if replace:
+        _drop_other_evaluation(path, cid, run, sharded)
     check_results_file(path, cid, run, sharded)
     cache = run.output_dir / "eval" / cid
     files.write_json_atomic(cache / "config.json", config)
@@ -635,6 +642,16 @@ def evaluate_run(
             result = table()
             log(_unit_line(model.row, unit, value))
     return result
+
+
+def _drop_other_evaluation(path: pathlib.Path, config: str, run: Run, sharded: bool) -> None:
+    """Rewrites `path` with only its training columns if it holds another configuration."""
+    try:
+        check_results_file(path, config, run, sharded)
+    except ConfigMismatchError:
+        table = _read_csv(path)
+        kept = [c for c in table.columns if c in results.CHAIN_COLUMNS or c in SHARD_COLUMNS]
+        files.write_csv_atomic(path, table[kept])
 
 
 def _check_attacks(attacks: Sequence[str]) -> list[str]:

@@ -212,6 +212,27 @@ def test_results_of_another_configuration_are_never_mixed_in(tiny_run, monkeypat
     assert (run_dir / "results.csv").read_text() == before
 
 
+def test_replace_swaps_an_evaluation_and_going_back_recomputes_nothing(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    first = evaluation.evaluate_run(run_dir, data, **kwargs)
+    calls = len(fake.calls)
+    fewer = kwargs | {"num_images": 4}
+    second = evaluation.evaluate_run(run_dir, data, **fewer, replace=True)
+    assert len(fake.calls) == calls + 2  # one l2 call per model
+    assert second["eval_config"].nunique() == 1
+    assert second["eval_config"][0] != first["eval_config"][0]
+    assert (second["l2_attacked"] + second["l2_excluded"]).tolist() == [4, 4]
+    written = pd.read_csv(run_dir / "results.csv")
+    assert list(written["test_accuracy"]) == list(first["test_accuracy"])  # training kept
+    # back to the first settings: the first evaluation's units come from its cache
+    again = evaluation.evaluate_run(run_dir, data, **kwargs, replace=True)
+    assert len(fake.calls) == calls + 2
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+
+
 def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
     run_dir, data = tiny_run
     fake = FakeAttacks()
