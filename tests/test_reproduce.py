@@ -16,10 +16,13 @@ MODES = {
 }
 
 
-def _reproduce(*args):
+def _reproduce(*args, python=None):
+    """Runs reproduce.sh; with `python`, that program stands in for every python command."""
+    env = None if python is None else {"PATH": "/usr/bin:/bin", "PYTHON": str(python)}
     return subprocess.run(
         ["bash", str(REPO / "reproduce.sh"), *args],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -119,21 +122,9 @@ def _fake_python(tmp_path, fail_on=""):
     return fake, log
 
 
-def _reproduce_with(python, *args):
-    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(python)}
-    return subprocess.run(
-        ["bash", str(REPO / "reproduce.sh"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
     python, log = _fake_python(tmp_path)
-    done = _reproduce_with(python, "--cpu", "--parallel", "--data_dir=../shared/data")
+    done = _reproduce("--cpu", "--parallel", "--data_dir=../shared/data", python=python)
     assert done.returncode == 0, done.stderr
     calls = log.read_text().splitlines()
     for exp in MODES["--cpu"]:
@@ -153,7 +144,7 @@ def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
 
 def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
     python, log = _fake_python(tmp_path, fail_on="mnist_multistep_cpu_eval")
-    done = _reproduce_with(python, "--cpu", "--parallel")
+    done = _reproduce("--cpu", "--parallel", python=python)
     assert done.returncode == 1
     assert "experiment mnist_multistep_cpu failed" in done.stderr
     calls = log.read_text()
