@@ -89,15 +89,24 @@ def _no_data(source: str, claim: str, paper: str, test: str, why: str) -> Claim:
     return Claim(source, claim, paper, why, test, "no data")
 
 
-def _rho(x: pd.Series, y: pd.Series) -> float:
-    """Spearman's rank correlation: nan for fewer than 3 points or distinct x, 0 for a constant y
-    (no trend at all, e.g. a fraction that stays 0% at every T)."""
-    pairs = pd.DataFrame({"x": x.to_numpy(), "y": y.to_numpy()}).dropna()
-    if len(pairs) < 3 or pairs["x"].nunique() < 3:
+def _rho(curve: pd.Series) -> float:
+    """Spearman's rank correlation between a curve's index (T or step) and its values: nan for
+    fewer than 3 distinct points, 0 for constant values (no trend at all, e.g. a fraction that
+    stays 0% at every T)."""
+    curve = curve.dropna()
+    if curve.index.nunique() < 3:
         return float("nan")
-    if pairs["y"].nunique() < 2:
+    if curve.nunique() < 2:
         return 0.0
-    return float(pairs["x"].corr(pairs["y"], method="spearman"))
+    return float(
+        pd.Series(curve.index, dtype=float).corr(
+            pd.Series(curve.to_numpy(), dtype=float), method="spearman"
+        )
+    )
+
+
+def _rhos_by_role(curves: dict[str, pd.Series]) -> dict[str, float]:
+    return {role: _rho(curve) for role, curve in curves.items()}
 
 
 def _pct(value: float) -> str:
@@ -158,7 +167,7 @@ def _accuracy_claims(df: pd.DataFrame, dataset: str) -> list[Claim]:
             )
         )
     curves = _by_role(sweep, "test_accuracy")
-    rhos = {role: _rho(pd.Series(c.index), c) for role, c in curves.items()}
+    rhos = _rhos_by_role(curves)
     test = "Spearman rho(T, accuracy) < 0 for every role"
     claims.append(
         Claim(
@@ -208,7 +217,7 @@ def _sensitivity_claims(df: pd.DataFrame) -> list[Claim]:
         if teachers is None or len(teachers) < 3:
             claims.append(_no_data(source, name, "increasing", test, "fewer than 3 T"))
             continue
-        rho = _rho(pd.Series(teachers.index), teachers)
+        rho = _rho(teachers)
         ours = (
             f"rho {rho:+.2f}; {_pct(float(teachers.iloc[0]))} at T = {teachers.index[0]:g}, "
             f"{_pct(float(teachers.iloc[-1]))} at T = {teachers.index[-1]:g}"
@@ -233,7 +242,7 @@ def _robustness_claims(df: pd.DataFrame) -> list[Claim]:
                 _no_data(source, f"{name}: robustness increases with T", "", test, "no data")
             )
             continue
-        rhos = {role: _rho(pd.Series(c.index), c) for role, c in curves.items()}
+        rhos = _rhos_by_role(curves)
         claims.append(
             Claim(
                 source,
@@ -268,7 +277,7 @@ def _confidence_claims(df: pd.DataFrame) -> list[Claim]:
     source = "Mandal & Guo"
     if not curves:
         return [_no_data(source, CONFIDENCE_CLAIM, "", test, "no data")]
-    rhos = {role: _rho(pd.Series(c.index), c) for role, c in curves.items()}
+    rhos = _rhos_by_role(curves)
     return [
         Claim(
             source,
@@ -306,7 +315,7 @@ def _multistep_claims(df: pd.DataFrame, dataset: str) -> list[Claim]:
         if column not in chains or chains[column].isna().all():
             continue
         by_step = chains.groupby("stage")[column].mean().dropna().sort_index()
-        rho = _rho(pd.Series(by_step.index), by_step)
+        rho = _rho(by_step)
         claims.append(
             Claim(
                 source,
