@@ -98,11 +98,11 @@ def _rho(curve: pd.Series) -> float:
         return float("nan")
     if curve.nunique() < 2:
         return 0.0
-    return float(
-        pd.Series(curve.index, dtype=float).corr(
-            pd.Series(curve.to_numpy(), dtype=float), method="spearman"
-        )
-    )
+    # Spearman's rho is Pearson's r of the average ranks (ties share their mean rank), as
+    # scipy.stats.spearmanr computes it; ranking here keeps scipy out of the dependencies.
+    index_ranks = pd.Series(curve.index, dtype=float).rank()
+    value_ranks = pd.Series(curve.to_numpy(), dtype=float).rank()
+    return float(index_ranks.corr(value_ranks, method="pearson"))
 
 
 def _rhos_by_role(curves: dict[str, pd.Series]) -> dict[str, float]:

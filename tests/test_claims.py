@@ -148,3 +148,17 @@ def test_compare_cli_prints_and_writes_the_markdown(tmp_path):
     )
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1].startswith("keras_takd.compare: error:")
+
+
+@pytest.mark.parametrize(
+    "index, values, expected",
+    [
+        # Spearman's rho by hand: Pearson's r of the ranks, ties sharing their mean rank
+        ((1, 2, 5, 10), (3, 1, 2, 2), -1 / 10**0.5),  # value ranks 4, 1, 2.5, 2.5
+        ((1, 2, 3, 4), (1, 1, 2, 3), 3 / 10**0.5),  # value ranks 1.5, 1.5, 3, 4
+        ((1, 2, 3), (3, 2, 1), -1.0),
+    ],
+)
+def test_rho_is_spearman_with_ties(index, values, expected):
+    curve = pd.Series(values, index=pd.Index(index, dtype=float))
+    assert claims._rho(curve) == pytest.approx(expected)
