@@ -22,6 +22,11 @@ Beyond the original:
   power-of-two padding of the running examples, or a fixed batch shape with
   ``compact=False`` for bitwise batch invariance) is shared with the L0 attack
   (`search.run_slot_pool`).
+* The original classifies the image after a qualifying step with an extra forward pass. In a
+  batch that pass would run for every row whenever any row qualifies; here the check reuses
+  the next iteration's forward pass of that row, which waits one iteration without stepping.
+  Trajectories, c and results are the original's (bitwise the same as with the extra pass at
+  a fixed batch shape).
 * The faithful search stops up to one tau step (10%) above the smallest tau it could reach.
   ``refine=True`` then bisects tau between the last success and the first failure (or 0 when
   tau fell below 1/256), each bisection a solve of the same kind but with a smaller Adam
@@ -264,6 +269,7 @@ class _LinfSearch:
             "lr": vector.copy(),
             "step": np.zeros(n_slots, np.int32),
             "status": np.full(n_slots, IDLE, np.int32),
+            "pending": np.zeros(n_slots, bool),
             "x_sol": image.copy(),
         }
 
@@ -284,6 +290,7 @@ class _LinfSearch:
             state[key][slot] = 0.0
         state["t"][slot] = 0.0
         state["step"][slot] = 0
+        state["pending"][slot] = False
         state["tau"][slot] = tau
         state["status"][slot] = RUNNING
 
@@ -348,47 +355,46 @@ def _build_linf_chunk(
         **{key: vector for key in ("t", "const", "tau", "lr")},
         "step": tf.TensorSpec([None], tf.int32),
         "status": tf.TensorSpec([None], tf.int32),
+        "pending": tf.TensorSpec([None], tf.bool),
     }
     low, high = config.clip_min, config.clip_max
 
-    def reaches_label(img: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
-        """The original's check of the updated image: argmax on (or off) the label."""
-        logits = call_model(model, img)
-        hit = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(labels, axis=-1))
-        wanted = hit if config.targeted else ~hit
-        met = margin_loss(logits, labels, config.confidence, config.targeted) <= 0.0
-        return wanted & met
-
     def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
+        # The original checks the image after a qualifying step with an extra forward pass.
+        # Here that check is the next iteration's forward pass, which runs anyway: a pending
+        # example waits one iteration (no Adam step, no step counted) while it is checked, so
+        # its trajectory, c and returned image are the original's and no batch-wide extra
+        # pass is needed.
+        pending = running & s["pending"]
+        moving = running & ~pending
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
             tape.watch(modifier)
             img = from_tanh_space(modifier + w_start, low, high)
-            loss1 = margin_loss(
-                call_model(model, img), s["labels"], config.confidence, config.targeted
-            )
+            logits = call_model(model, img)
+            loss1 = margin_loss(logits, s["labels"], config.confidence, config.targeted)
             excess = tf.abs(img - x_ref) / (high - low) - expand_to(s["tau"], img)
             loss = s["const"] * loss1 + tf.reduce_sum(tf.nn.relu(excess), axis=[1, 2, 3])
             total = tf.reduce_sum(loss)
         grad = tape.gradient(total, modifier)
+        hit = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(s["labels"], axis=-1))
+        wanted = hit if config.targeted else ~hit
+        solved = pending & wanted & (loss1 <= 0.0)
         new = dict(s)
         new["modifier"], new["m"], new["v"], new["t"] = adam_step(
-            modifier, grad, s["m"], s["v"], s["t"], s["lr"], running
+            modifier, grad, s["m"], s["v"], s["t"], s["lr"], moving
         )
-        # Like the original: the loss before the step decides, the image after it is checked
-        # (one extra forward pass, only when some example qualifies) and returned.
+        # Like the original: the loss before the step decides whether the image after it is
+        # checked (at the next iteration) and returned.
         candidate = (
-            running & (loss < SUCCESS_THRESHOLD * s["const"]) & may_end_solve(s["step"], config)
+            moving & (loss < SUCCESS_THRESHOLD * s["const"]) & may_end_solve(s["step"], config)
         )
-        updated = from_tanh_space(new["modifier"] + w_start, low, high)
-        solved = candidate & tf.cond(
-            tf.reduce_any(candidate),
-            lambda: reaches_label(updated, s["labels"]),
-            lambda: tf.zeros_like(candidate),
+        new["pending"] = candidate
+        new["const"], new["step"], new["status"] = const_schedule(
+            s, running, solved, config, stepped=moving, undecided=candidate
         )
-        new["const"], new["step"], new["status"] = const_schedule(s, running, solved, config)
-        new["x_sol"] = tf.where(expand_to(solved, updated), updated, s["x_sol"])
+        new["x_sol"] = tf.where(expand_to(solved, img), img, s["x_sol"])
         return new
 
     return compile_search_loop(state_spec, step_fn, low, high)

@@ -224,7 +224,12 @@ def may_end_solve(step: tf.Tensor, config: Any) -> tf.Tensor:
 
 
 def const_schedule(
-    s: dict[str, tf.Tensor], running: tf.Tensor, solved: tf.Tensor, config: Any
+    s: dict[str, tf.Tensor],
+    running: tf.Tensor,
+    solved: tf.Tensor,
+    config: Any,
+    stepped: tf.Tensor | None = None,
+    undecided: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """Counts one step and applies the original's schedule of c, per example.
 
@@ -234,16 +239,22 @@ def const_schedule(
 
     Args:
         s: the chunk state, with "const", "step" and "status" [N].
-        running: bool [N], examples that took this step.
-        solved: bool [N], examples whose solve succeeded at this step.
+        running: bool [N], examples in a solve at this iteration.
+        solved: bool [N], examples whose solve succeeded at this iteration.
         config: an attack configuration with `max_iterations`, `const_factor` and
             `largest_const`.
+        stepped: bool [N], examples whose step count grows (default `running`).
+        undecided: bool [N], examples whose success is only checked at the next iteration;
+            c is not raised for them until that check fails (default none).
 
     Returns:
         The new `(const, step, status)`.
     """
-    step = tf.where(running, s["step"] + 1, s["step"])
+    stepped = running if stepped is None else stepped
+    step = tf.where(stepped, s["step"] + 1, s["step"])
     exhausted = running & ~solved & (step >= config.max_iterations)
+    if undecided is not None:
+        exhausted &= ~undecided
     const = tf.where(exhausted, s["const"] * config.const_factor, s["const"])
     step = tf.where(exhausted, tf.zeros_like(step), step)
     failed = exhausted & (const >= config.largest_const)
