@@ -23,10 +23,10 @@ Beyond the original:
   ``compact=False`` for bitwise batch invariance) is shared with the L0 attack
   (`search.run_slot_pool`).
 * The original classifies the image after a qualifying step with an extra forward pass. In a
-  batch that pass would run for every row whenever any row qualifies; here the check reuses
-  the next iteration's forward pass of that row, which waits one iteration without stepping.
-  Trajectories, c and results are the original's (bitwise the same as with the extra pass at
-  a fixed batch shape).
+  batch that pass would run for every row whenever any row qualifies; here the check is the
+  next iteration's forward pass, whose Adam step is kept when the check fails (it is the
+  original's next step) and dropped when it succeeds. Trajectories, c and results are the
+  original's (bitwise the same as with the extra pass at a fixed batch shape).
 * The faithful search stops up to one tau step (10%) above the smallest tau it could reach.
   ``refine=True`` then bisects tau between the last success and the first failure (or 0 when
   tau fell below 1/256), each bisection a solve of the same kind but with a smaller Adam
@@ -361,13 +361,12 @@ def _build_linf_chunk(
 
     def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
         running = tf.equal(s["status"], RUNNING)
-        # The original checks the image after a qualifying step with an extra forward pass.
-        # Here that check is the next iteration's forward pass, which runs anyway: a pending
-        # example waits one iteration (no Adam step, no step counted) while it is checked, so
-        # its trajectory, c and returned image are the original's and no batch-wide extra
-        # pass is needed.
+        # The original classifies the image after a qualifying step with an extra forward
+        # pass. Here the next iteration's forward pass is that check: on success the example
+        # ends with that image; otherwise the iteration is the original's next step. Only an
+        # example whose c is due to rise after a failed check waits: its step must use the
+        # new c.
         pending = running & s["pending"]
-        moving = running & ~pending
         modifier = s["modifier"]
         with tf.GradientTape() as tape:
             tape.watch(modifier)
@@ -381,6 +380,7 @@ def _build_linf_chunk(
         hit = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(s["labels"], axis=-1))
         wanted = hit if config.targeted else ~hit
         solved = pending & wanted & (loss1 <= 0.0)
+        moving = running & ~solved & ~(pending & (s["step"] >= config.max_iterations))
         new = dict(s)
         new["modifier"], new["m"], new["v"], new["t"] = adam_step(
             modifier, grad, s["m"], s["v"], s["t"], s["lr"], moving
