@@ -38,11 +38,14 @@ lr 1e-4, weight decay 1e-4, and a multi-step ("MultiStepLR") schedule.
 from __future__ import annotations
 
 import dataclasses
+import json
+import pathlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_takd import files
 from keras_takd.attacks import pgd_perturb
 from keras_takd.distillation import DistillerModel, make_batches
 
@@ -505,3 +508,84 @@ def adversarial_distil(
         verbose=verbose,
         shuffle=False,
     )
+
+
+class EpochAccuracyCurves(keras.callbacks.Callback):
+    """Clean and PGD accuracy on fixed image sets after every epoch (Katz & Reches, Figs. 1-3).
+
+    The paper plots its distilled student's accuracy against the epoch, on clean and on PGD-10
+    (eps 8/255) perturbed images of the training and the validation data. After each epoch
+    this callback measures both on fixed subsets, adds `<set>_clean_accuracy` and
+    `<set>_pgd_accuracy` to the epoch's logs (so they reach the History and the progress
+    line), and, given `path`, writes every epoch's record to a JSON file atomically, keyed by
+    epoch, so that a run resumed by `keras.callbacks.BackupAndRestore` keeps the epochs of the
+    interrupted run (its History starts at the resumed epoch).
+
+    PGD runs against `network` in inference mode, from the same seeded random starts at every
+    epoch, with `keep_failed=True` (the last iterate of every image is scored).
+    """
+
+    def __init__(
+        self,
+        network: keras.Model,
+        sets: dict[str, tuple[np.ndarray, np.ndarray]],
+        eps: float = DEFAULT_EPS,
+        step_size: float = DEFAULT_STEP_SIZE,
+        steps: int = DEFAULT_STEPS,
+        seed: int = 0,
+        path=None,
+        batch_size: int = 256,
+    ):
+        super().__init__()
+        if not sets:
+            raise ValueError("sets must name at least one (x, y) image set")
+        for name, (x, y) in sets.items():
+            if len(x) != len(y) or len(x) == 0:
+                raise ValueError(f"set {name!r} needs as many labels as images, at least one")
+        self.network = network
+        self.sets = sets
+        self.eps, self.step_size, self.steps = _check_pgd(eps, step_size, steps)
+        self.seed, self.batch_size = seed, batch_size
+        self.path = None if path is None else pathlib.Path(path)
+
+    def records(self) -> list[dict]:
+        """The records written so far (from `path`), in epoch order."""
+        if self.path is None or not self.path.exists():
+            return []
+        return json.loads(self.path.read_text())["epochs"]
+
+    def measure(self) -> dict[str, float]:
+        """Clean and PGD accuracy of `network` on every set, now."""
+        from keras_takd.attacks.projected_gradient_descent import projected_gradient_descent
+
+        logs = {}
+        for name, (x, y) in self.sets.items():
+            clean = np.argmax(self.network.predict(x, batch_size=self.batch_size, verbose=0), -1)
+            x_adv = projected_gradient_descent(
+                self.network,
+                x,
+                y,
+                self.eps,
+                self.step_size,
+                self.steps,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                keep_failed=True,
+            ).x_adv
+            adv = np.argmax(self.network.predict(x_adv, batch_size=self.batch_size, verbose=0), -1)
+            logs[f"{name}_clean_accuracy"] = float(np.mean(clean == y))
+            logs[f"{name}_pgd_accuracy"] = float(np.mean(adv == y))
+        return logs
+
+    def on_epoch_end(self, epoch, logs=None):
+        measured = self.measure()
+        if logs is not None:
+            logs.update(measured)
+        if self.path is not None:
+            kept = [r for r in self.records() if r["epoch"] < epoch + 1]
+            kept.append({"epoch": epoch + 1, **measured})
+            settings = {"eps": self.eps, "step_size": self.step_size, "steps": self.steps}
+            sizes = {name: len(x) for name, (x, _) in self.sets.items()}
+            files.write_json_atomic(
+                self.path, {"pgd": settings, "set_sizes": sizes, "epochs": kept}
+            )

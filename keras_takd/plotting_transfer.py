@@ -1,4 +1,4 @@
-"""Figures of the transfer-attack matrix: accuracy vs PGD step k (Katz & Reches, Figs. 4-6).
+"""Figures of the smoothed-KD study (Katz & Reches): transfer matrix (Figs. 4-6), epochs (1-3).
 
 One figure per source (attack) model, one panel per eps, one line per target model: solid
 the target's accuracy on the source's PGD-k images, k = 1..10, dotted its clean accuracy.
@@ -70,3 +70,58 @@ def write_transfer_figures(
             plt.close(fig)
         written.append(path)
     return written
+
+
+def write_curve_figure(
+    curves: dict[str, list[dict]], config, directory: str | os.PathLike
+) -> pathlib.Path:
+    """Writes `student_epochs.png`: each student's accuracy against the epoch (Figs. 1-3).
+
+    One row per student (the aggregation of the smoothed teacher it was distilled from), two
+    panels: clean accuracy (Fig. 1, left of Figs. 2-3) and PGD accuracy (right of Figs. 2-3),
+    each on the training images (dashed) and the test images (solid).
+
+    Args:
+        curves: aggregation -> the records of `keras_takd.adversarial.EpochAccuracyCurves`.
+        config: the run's `SmoothedKDConfig` (its PGD settings and weights go in the title).
+        directory: where the figure goes.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: if a student has no records.
+    """
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(curves), 2, figsize=(9, 3.4 * len(curves)), squeeze=False)
+    for row, (aggregation, records) in zip(axes, curves.items(), strict=True):
+        if not records:
+            raise ValueError(f"no per-epoch records for the student of {aggregation!r}")
+        frame = pd.DataFrame(records).sort_values("epoch")
+        for ax, kind, label in zip(row, ("clean", "pgd"), ("clean", "PGD"), strict=True):
+            for split, style in (("train", "o--"), ("test", "o-")):
+                column = f"{split}_{kind}_accuracy"
+                ax.plot(frame["epoch"], 100 * frame[column], style, label=f"{split} images")
+            ax.set_title(f"{label} accuracy, distilled from {aggregation.replace('_', ' ')}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("student accuracy, %")
+            ax.set_ylim(0, 100)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+    fig.suptitle(
+        f"KD student per epoch: PGD-{config.pgd_steps}, eps {config.eval_eps_255:g}/255;"
+        f" w = {config.distil_weight:g}, p = {config.perturb_distil_weight:g},"
+        f" T = {config.temperature:g}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = directory / "student_epochs.png"
+    tmp = files.temporary_sibling(path)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+    return path

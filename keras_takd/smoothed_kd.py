@@ -111,6 +111,18 @@ _PGD_STEPS = flags.DEFINE_integer(
 _TRANSFER_EPS = flags.DEFINE_list(
     "transfer_eps_255", ["2", "8", "30"], "Radii of the transfer matrix, in 1/255."
 )
+_CURVE_SIZE = flags.DEFINE_integer(
+    "curve_size",
+    0,
+    "After every student epoch, clean and PGD accuracy on this many training and test images"
+    " (Figs. 1-3, figures/student_epochs.png); 0: off.",
+    lower_bound=0,
+)
+_COMPARE_AGGREGATIONS = flags.DEFINE_boolean(
+    "compare_aggregations",
+    False,
+    "Also distil a student from the other aggregation (Fig. 1: both side by side).",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of Python, NumPy and TensorFlow.", lower_bound=0)
 _DETERMINISTIC = flags.DEFINE_boolean("deterministic", True, "TensorFlow op determinism.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", "runs/smoothed_kd", "Where outputs go.")
@@ -171,6 +183,11 @@ def main(argv: list[str]) -> None:
         raise ValueError(
             f"--eval_size={_EVAL_SIZE.value} is larger than the {len(data.x_test)} test images"
         )
+    if _CURVE_SIZE.value > min(len(data.x_train), len(data.x_test)):
+        raise ValueError(
+            f"--curve_size={_CURVE_SIZE.value} is larger than the {len(data.x_train)} training"
+            f" or the {len(data.x_test)} test images"
+        )
     logging.set_verbosity(logging.WARNING)
     from keras_takd.adversarial import AdversarialConfig
     from keras_takd.experiments import set_seed
@@ -208,6 +225,8 @@ def main(argv: list[str]) -> None:
         eval_eps_255=_EVAL_EPS.value,
         pgd_steps=_PGD_STEPS.value,
         transfer_eps_255=tuple(float(e) for e in _TRANSFER_EPS.value),
+        curve_size=_CURVE_SIZE.value,
+        compare_aggregations=_COMPARE_AGGREGATIONS.value,
         seed=_SEED.value,
     )
     run_smoothed_kd(

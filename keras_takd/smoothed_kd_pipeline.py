@@ -26,11 +26,19 @@ half-trained model resumes from its last epoch through keras BackupAndRestore):
     soft_targets.npz                 prediction / soft_prediction smoothing on the training set
     student/model.keras              the deterministic student
     student/saved_model/             its TF SavedModel (serve -> logits, probabilities)
-    student/metadata.json            student training history and time (marks it complete)
+    student/curves.json              per-epoch clean / PGD accuracy (with curve_size > 0)
+    student/metadata.json            student training history, curves and time (marks it
+                                     complete)
+    student_from_<aggregation>/      with compare_aggregations: the student distilled from
+                                     the other aggregation (model.keras, curves.json,
+                                     metadata.json; no SavedModel, not in the transfer matrix)
     results.csv                      one row per model (and aggregation; "none" for the single
-                                     network): clean and white-box PGD accuracy
+                                     networks): clean and white-box PGD accuracy; the second
+                                     student is "kd_student_from_<aggregation>"
     transfer.csv                     the transfer matrix (keras_takd.transfer.COLUMNS)
     figures/transfer_<source>.png    accuracy vs PGD step k, one panel per eps
+    figures/student_epochs.png       with curve_size > 0: clean and PGD accuracy vs epoch on
+                                     training and test images, per student (Figs. 1-3)
 """
 
 from __future__ import annotations
@@ -48,7 +56,12 @@ import numpy as np
 import pandas as pd
 
 from keras_takd import export, files, plotting_transfer, transfer
-from keras_takd.adversarial import AdversarialConfig, adversarial_distil, adversarial_train
+from keras_takd.adversarial import (
+    AdversarialConfig,
+    EpochAccuracyCurves,
+    adversarial_distil,
+    adversarial_train,
+)
 from keras_takd.attacks.projected_gradient_descent import projected_gradient_descent
 from keras_takd.data import NUM_CLASSES, Dataset
 from keras_takd.experiments import set_seed
@@ -95,6 +108,10 @@ class SmoothedKDConfig:
         eval_eps_255: radius of the white-box PGD evaluation, in 1/255 (8).
         pgd_steps: PGD iterations of the evaluation and transfer attacks (10).
         transfer_eps_255: radii of the transfer matrix, in 1/255 (2, 8, 30).
+        curve_size: after every student epoch, clean and PGD accuracy (eval_eps_255,
+            pgd_steps) on the first `curve_size` training and test images (Figs. 1-3); 0 off.
+        compare_aggregations: also distil a second student, identically, from the other
+            aggregation (Fig. 1 sets prediction and soft prediction smoothing side by side).
         seed: seed of everything.
     """
 
@@ -117,6 +134,8 @@ class SmoothedKDConfig:
     eval_eps_255: float = 8.0
     pgd_steps: int = 10
     transfer_eps_255: tuple[float, ...] = transfer.PAPER_EPS_255
+    curve_size: int = 0
+    compare_aggregations: bool = False
     seed: int = 0
 
     def __post_init__(self):
@@ -132,6 +151,7 @@ class SmoothedKDConfig:
             ("attack_samples", self.attack_samples >= 1, ">= 1"),
             ("chunk_size", self.chunk_size >= 1, ">= 1"),
             ("eval_size", self.eval_size >= 1, ">= 1"),
+            ("curve_size", self.curve_size >= 0, ">= 0"),
             ("eval_eps_255", 0 < self.eval_eps_255 <= 255, "in (0, 255]"),
             ("pgd_steps", self.pgd_steps >= 1, ">= 1"),
             (
@@ -232,42 +252,82 @@ def _train_teacher(data: Dataset, config: SmoothedKDConfig, out: pathlib.Path, v
     return teacher
 
 
-def _soft_targets(data, config, out, smoothed: SmoothedClassifier) -> np.ndarray:
+def _soft_targets(data, config, out, smoothed: SmoothedClassifier) -> dict[str, np.ndarray]:
     path = out / "soft_targets.npz"
     if not path.exists():
         outputs = smoothed.aggregate(data.x_train, temperature=config.temperature)
         _save_npz_atomic(path, **outputs._asdict())
     with np.load(path, allow_pickle=False) as arrays:
-        return arrays[config.aggregation]
+        return {name: arrays[name] for name in AGGREGATIONS}
 
 
-def _train_student(data, config, out, soft_targets, verbose) -> keras.Model:
-    directory = out / "student"
+def student_directories(config: SmoothedKDConfig) -> dict[str, str]:
+    """Aggregation -> folder of the student distilled from it: `student` for
+    `config.aggregation`, `student_from_<other>` for the other with `compare_aggregations`."""
+    others = [a for a in AGGREGATIONS if a != config.aggregation]
+    extra = {a: f"student_from_{a}" for a in others} if config.compare_aggregations else {}
+    return {config.aggregation: "student", **extra}
+
+
+def _curve_callback(data, config, directory, student) -> list[EpochAccuracyCurves]:
+    if not config.curve_size:
+        return []
+    n = config.curve_size
+    eps = config.eval_eps_255 / 255
+    return [
+        EpochAccuracyCurves(
+            network=student,
+            sets={
+                "train": (data.x_train[:n], data.y_train[:n]),
+                "test": (data.x_test[:n], data.y_test[:n]),
+            },
+            eps=eps,
+            step_size=transfer.STEP_SIZE_FACTOR * eps / config.pgd_steps,
+            steps=config.pgd_steps,
+            seed=_unit_seed(config.seed, "curves"),
+            path=directory / "curves.json",
+        )
+    ]
+
+
+def _train_student(
+    data, config, out, soft_targets, verbose, aggregation: str, folder: str
+) -> keras.Model:
+    """Distils the student of one aggregation into `out/folder` (or loads it, when done)."""
+    directory = out / folder
     if (directory / "metadata.json").exists():
         return keras.saving.load_model(directory / "model.keras")
-    set_seed(_unit_seed(config.seed, "student"), deterministic=False)
+    unit = "student" if folder == "student" else f"student/{aggregation}"
+    set_seed(_unit_seed(config.seed, unit), deterministic=False)
     _, student = build_networks(config, data.input_shape)
+    curves = _curve_callback(data, config, directory, student)
     start = time.perf_counter()
     history = adversarial_distil(
         student,
         data.x_train,
         data.y_train,
-        soft_targets,
+        soft_targets[aggregation],
         config.student,
         temperature=config.temperature,
         distil_weight=config.distil_weight,
         perturb_distil_weight=config.perturb_distil_weight,
-        callbacks=[keras.callbacks.BackupAndRestore(str(directory / "backup"))],
+        callbacks=[*curves, keras.callbacks.BackupAndRestore(str(directory / "backup"))],
         verbose=verbose,
     )
     export.save_model_atomic(student, directory / "model.keras")
-    export.export_saved_model(student, directory / "saved_model")
-    metadata = {"history": _history(history), "train_seconds": time.perf_counter() - start}
+    if folder == "student":
+        export.export_saved_model(student, directory / "saved_model")
+    metadata = {
+        "aggregation": aggregation,
+        "history": _history(history),
+        "curves": curves[0].records() if curves else [],
+        "train_seconds": time.perf_counter() - start,
+    }
     files.write_json_atomic(directory / "metadata.json", metadata)
     return student
 
 
-def _white_box_results(x, y, config, teacher, smoothed, student) -> pd.DataFrame:
+def _white_box_results(x, y, config, teacher, smoothed, students) -> pd.DataFrame:
     """Clean and white-box PGD accuracy of each model (Tables 1-2)."""
     eps = config.eval_eps_255 / 255
     step_size = transfer.STEP_SIZE_FACTOR * eps / config.pgd_steps
@@ -279,7 +339,7 @@ def _white_box_results(x, y, config, teacher, smoothed, student) -> pd.DataFrame
         ).x_adv
 
     rows = []
-    for name, model in (("cni", teacher), ("kd_student", student)):
+    for name, model in (("cni", teacher), *students.items()):
         entry = transfer.keras_transfer_model(name, model)
         rows.append((name, "none", entry.predict(x), entry.predict(pgd(model))))
     x_adv = pgd(attacked)
@@ -322,7 +382,7 @@ def run_smoothed_kd(
         The transfer matrix (also in transfer.csv).
 
     Raises:
-        ValueError: eval_size larger than the test set.
+        ValueError: eval_size larger than the test set, or curve_size than either set.
         ConfigMismatchError: output_dir holds a run with other settings.
         OSError: output_dir cannot be written.
     """
@@ -331,18 +391,36 @@ def run_smoothed_kd(
         raise ValueError(
             f"eval_size={config.eval_size} is larger than the {len(data.x_test)} test images"
         )
+    if config.curve_size > min(len(data.x_train), len(data.x_test)):
+        raise ValueError(
+            f"curve_size={config.curve_size} is larger than the {len(data.x_train)} training"
+            f" or the {len(data.x_test)} test images"
+        )
     out = prepare_run_dir(output_dir, run_configuration(data, config), run_info)
     teacher = _train_teacher(data, config, out, verbose)
     log(f"teacher ready: {out / 'teacher' / 'model.keras'}")
     smoothed = SmoothedClassifier(teacher, config.num_samples, config.chunk_size)
     soft_targets = _soft_targets(data, config, out, smoothed)
-    log(f"soft targets ready: {out / 'soft_targets.npz'} ({config.aggregation})")
-    student = _train_student(data, config, out, soft_targets, verbose)
-    log(f"student ready: {out / 'student' / 'saved_model'}")
+    log(f"soft targets ready: {out / 'soft_targets.npz'}")
+    students = {}
+    for aggregation, folder in student_directories(config).items():
+        name = "kd_student" if folder == "student" else f"kd_{folder}"
+        students[name] = _train_student(
+            data, config, out, soft_targets, verbose, aggregation, folder
+        )
+        log(f"student distilled from {aggregation} ready: {out / folder}")
+    student = students["kd_student"]
+    if config.curve_size:
+        histories = {
+            aggregation: json.loads((out / folder / "metadata.json").read_text())["curves"]
+            for aggregation, folder in student_directories(config).items()
+        }
+        path = plotting_transfer.write_curve_figure(histories, config, out / "figures")
+        log(f"per-epoch accuracy: {path}")
     x, y = data.x_test[: config.eval_size], data.y_test[: config.eval_size]
     if not (out / "results.csv").exists():
         set_seed(_unit_seed(config.seed, "results"), deterministic=False)
-        results = _white_box_results(x, y, config, teacher, smoothed, student)
+        results = _white_box_results(x, y, config, teacher, smoothed, students)
         files.write_csv_atomic(out / "results.csv", results)
     log(f"results: {out / 'results.csv'}")
     if (out / "transfer.csv").exists():

@@ -180,3 +180,48 @@ def test_multistep_schedule_and_weight_decay():
     rates = [float(schedule(step)) for step in (0, 19, 21, 39, 41)]
     np.testing.assert_allclose(rates, [1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4], rtol=1e-6)
     assert optimizer.weight_decay == pytest.approx(1e-4)
+
+
+def test_epoch_curves_log_hand_computed_accuracies_and_survive_a_resume(tmp_path):
+    from keras_takd.attacks import projected_gradient_descent
+
+    x, y, soft = _batch(n=24, seed=3)
+    student = _linear_student()
+    sets = {"train": (x[:12], y[:12]), "test": (x[12:], y[12:])}
+    path = tmp_path / "curves.json"
+    curves = adversarial.EpochAccuracyCurves(
+        student, sets, eps=0.05, step_size=0.02, steps=3, seed=7, path=path
+    )
+    config = AdversarialConfig(epochs=2, batch_size=8, steps=1, lr_milestones=())
+    history = adversarial.adversarial_distil(
+        student, x, y, soft, config, callbacks=[curves], verbose=0
+    )
+
+    # The last epoch's numbers are the accuracies of the trained student, by hand.
+    records = curves.records()
+    assert [r["epoch"] for r in records] == [1, 2]
+    for name, (images, labels) in sets.items():
+        clean = np.argmax(student.predict(images, verbose=0), -1)
+        x_adv = projected_gradient_descent(
+            student, images, labels, 0.05, 0.02, 3, seed=7, keep_failed=True
+        ).x_adv
+        adv = np.argmax(student.predict(x_adv, verbose=0), -1)
+        assert records[-1][f"{name}_clean_accuracy"] == pytest.approx(np.mean(clean == labels))
+        assert records[-1][f"{name}_pgd_accuracy"] == pytest.approx(np.mean(adv == labels))
+        assert history.history[f"{name}_pgd_accuracy"] == [
+            r[f"{name}_pgd_accuracy"] for r in records
+        ]
+
+    # A run resumed at epoch 2 replaces that epoch's record and keeps epoch 1's.
+    first = records[0]
+    curves.on_epoch_end(1, logs={})
+    assert [r["epoch"] for r in curves.records()] == [1, 2]
+    assert curves.records()[0] == first
+
+
+def test_epoch_curves_reject_bad_sets():
+    x, y, _ = _batch()
+    with pytest.raises(ValueError, match="at least one"):
+        adversarial.EpochAccuracyCurves(_linear_student(), {})
+    with pytest.raises(ValueError, match="'train'"):
+        adversarial.EpochAccuracyCurves(_linear_student(), {"train": (x, y[:3])})

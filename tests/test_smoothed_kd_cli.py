@@ -179,6 +179,10 @@ def test_bad_flags_fail_with_one_line(tmp_path, flag, problem):
     [
         (["--data_dir=/nonexistent/data"], "not a directory"),
         (["--train_size=96", "--test_size=10", "--eval_size=20"], "eval_size=20"),
+        (
+            ["--train_size=96", "--test_size=50", "--eval_size=20", "--curve_size=60"],
+            "curve_size=60",
+        ),
     ],
 )
 def test_bad_input_fails_with_one_line(tmp_path, shared_data_dir, args, problem):
@@ -186,3 +190,39 @@ def test_bad_input_fails_with_one_line(tmp_path, shared_data_dir, args, problem)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and problem in lines[0], done.stderr
+
+
+def test_per_epoch_curves_and_a_second_student(tmp_path, shared_data_dir):
+    out = tmp_path / "run"
+    flags = [*_toy_flags(shared_data_dir, out), "--student_epochs=2", "--curve_size=8"]
+    done = _cli(*flags, "--compare_aggregations", "--aggregation=soft_prediction")
+    assert done.returncode == 0, done.stderr[-3000:]
+    second = {
+        "student_from_prediction/model.keras",
+        "student_from_prediction/metadata.json",
+        "student_from_prediction/curves.json",
+    }
+    assert _files(out) == EXPECTED_FILES | second | {
+        "student/curves.json",
+        "figures/student_epochs.png",
+    }
+    results = pd.read_csv(out / "results.csv")
+    assert ("kd_student_from_prediction", "none") in set(
+        zip(results.model, results.aggregation, strict=True)
+    )
+    for folder, aggregation in (
+        ("student", "soft_prediction"),
+        ("student_from_prediction", "prediction"),
+    ):
+        metadata = json.loads((out / folder / "metadata.json").read_text())
+        assert metadata["aggregation"] == aggregation
+        assert [r["epoch"] for r in metadata["curves"]] == [1, 2]
+        for record in metadata["curves"]:
+            for key in ("train_clean_accuracy", "train_pgd_accuracy", "test_pgd_accuracy"):
+                assert 0.0 <= record[key] <= 1.0
+    # The two students learned from different targets.
+    import keras
+
+    a = keras.saving.load_model(out / "student" / "model.keras")
+    b = keras.saving.load_model(out / "student_from_prediction" / "model.keras")
+    assert not np.allclose(a.get_weights()[0], b.get_weights()[0])
