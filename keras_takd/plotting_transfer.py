@@ -15,6 +15,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -105,6 +106,7 @@ def write_curve_figure(
                 ax.plot(frame["epoch"], 100 * frame[column], style, label=f"{split} images")
             ax.set_title(f"{label} accuracy, distilled from {aggregation.replace('_', ' ')}")
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
             ax.set_ylabel("student accuracy, %")
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)

@@ -37,6 +37,8 @@ half-trained model resumes from its last epoch through keras BackupAndRestore):
                                      student is "kd_student_from_<aggregation>"
     transfer.csv                     the transfer matrix (keras_takd.transfer.COLUMNS)
     figures/transfer_<source>.png    accuracy vs PGD step k, one panel per eps
+    student_epochs.csv               with curve_size > 0: per student (aggregation) and epoch,
+                                     clean and PGD accuracy on training and test images
     figures/student_epochs.png       with curve_size > 0: clean and PGD accuracy vs epoch on
                                      training and test images, per student (Figs. 1-3)
 """
@@ -82,6 +84,13 @@ RESULT_COLUMNS = (
     "num_images",
 )
 MODEL_NAMES = ("cni", "smoothed_cni", "kd_student")
+CURVE_COLUMNS = (
+    "epoch",
+    "train_clean_accuracy",
+    "train_pgd_accuracy",
+    "test_clean_accuracy",
+    "test_pgd_accuracy",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -415,8 +424,12 @@ def run_smoothed_kd(
             aggregation: json.loads((out / folder / "metadata.json").read_text())["curves"]
             for aggregation, folder in student_directories(config).items()
         }
+        table = pd.concat(
+            [pd.DataFrame(records).assign(aggregation=a) for a, records in histories.items()]
+        )
+        files.write_csv_atomic(out / "student_epochs.csv", table[["aggregation", *CURVE_COLUMNS]])
         path = plotting_transfer.write_curve_figure(histories, config, out / "figures")
-        log(f"per-epoch accuracy: {path}")
+        log(f"per-epoch accuracy: {out / 'student_epochs.csv'}, {path}")
     x, y = data.x_test[: config.eval_size], data.y_test[: config.eval_size]
     if not (out / "results.csv").exists():
         set_seed(_unit_seed(config.seed, "results"), deterministic=False)

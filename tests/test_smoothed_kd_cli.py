@@ -204,8 +204,24 @@ def test_per_epoch_curves_and_a_second_student(tmp_path, shared_data_dir):
     }
     assert _files(out) == EXPECTED_FILES | second | {
         "student/curves.json",
+        "student_epochs.csv",
         "figures/student_epochs.png",
     }
+    curves = pd.read_csv(out / "student_epochs.csv")
+    assert list(curves.columns) == [
+        "aggregation",
+        "epoch",
+        "train_clean_accuracy",
+        "train_pgd_accuracy",
+        "test_clean_accuracy",
+        "test_pgd_accuracy",
+    ]
+    assert sorted(zip(curves.aggregation, curves.epoch, strict=True)) == [
+        ("prediction", 1),
+        ("prediction", 2),
+        ("soft_prediction", 1),
+        ("soft_prediction", 2),
+    ]
     results = pd.read_csv(out / "results.csv")
     assert ("kd_student_from_prediction", "none") in set(
         zip(results.model, results.aggregation, strict=True)
