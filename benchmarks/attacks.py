@@ -69,6 +69,13 @@ flags.DEFINE_list(
 flags.DEFINE_integer("cleverhans_images", 10, "Images given to cleverhans.", lower_bound=1)
 flags.DEFINE_integer("l2_iterations", 200, "C&W L2 iterations per binary step.", lower_bound=1)
 flags.DEFINE_integer("l2_binary_steps", 5, "C&W L2 binary-search steps.", lower_bound=1)
+flags.DEFINE_float(
+    "l2_initial_const",
+    1e-3,
+    "C&W L2 first c (the original's 1e-3). ART doubles c after a failure where the original"
+    " multiplies it by 10, so a larger start (e.g. 1) lets ART reach the c that fools.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("l0_iterations", 50, "C&W L0 iterations per c.", lower_bound=1)
 flags.DEFINE_float("l0_largest_const", 1e2, "C&W L0 largest c (original: 2e6).")
 flags.DEFINE_integer("linf_iterations", 50, "C&W L-inf iterations per c.", lower_bound=1)
@@ -116,7 +123,7 @@ def settings_from_flags() -> dict[str, dict[str, Any]]:
             learning_rate=1e-2,
             binary_search_steps=FLAGS.l2_binary_steps,
             max_iterations=FLAGS.l2_iterations,
-            initial_const=1e-3,
+            initial_const=FLAGS.l2_initial_const,
             abort_early=True,
         ),
         "l0": dict(
@@ -694,7 +701,7 @@ def evaluate_targets(results: dict[str, Any], images: int) -> list[dict[str, Any
     floor = results.get("floor", {}).get("batch", {})
     floor_rate = floor.get("image_iterations_per_s_median")
     floor_cpu_rate = floor.get("image_iterations_per_cpu_s_median", float("nan"))
-    floor_share = float(np.median([r["cpu_share"] for r in floor.get("repeats", [{}])] or [0]))
+    floor_share = float(np.median([r["cpu_share"] for r in floor.get("repeats", [])] or [0]))
     gain = results.get("floor", {}).get("batching_gain", {}).get("ratio_median", float("nan"))
     for kind, runs in results["attacks"].items():
         batched = runs.get("keras_takd_batched")
