@@ -7,6 +7,7 @@
 #                                  mnist_multistep cifar10_multistep      -> figures/paper/
 #   ./reproduce.sh --cpu           what a 2-core CPU finishes in about 2.5 hours: mnist_cpu
 #                                  mnist_multistep_cpu                    -> figures/cpu/
+#                                  then smoothed_kd_cpu (about 35 minutes more)
 #   ./reproduce.sh --quick         the same pipeline at toy size in minutes: smoke
 #                                                                         -> runs/smoke/figures/
 #   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to BOTH
