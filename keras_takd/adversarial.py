@@ -260,6 +260,9 @@ class AdversarialDistillerModel(DistillerModel):
 
     @property
     def metrics(self):
+        # With p = 0 no perturbed image is made: report no perturbed metrics rather than 0.
+        if self.perturb_distil_weight == 0:
+            return super().metrics
         return [*super().metrics, self.perturbed_loss_tracker, self.adv_accuracy_tracker]
 
     def combined_loss(self, images, labels, soft_targets, x_adv):

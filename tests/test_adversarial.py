@@ -225,3 +225,15 @@ def test_epoch_curves_reject_bad_sets():
         adversarial.EpochAccuracyCurves(_linear_student(), {})
     with pytest.raises(ValueError, match="'train'"):
         adversarial.EpochAccuracyCurves(_linear_student(), {"train": (x, y[:3])})
+
+
+@pytest.mark.parametrize("p, perturbed_keys", [(0.0, False), (0.25, True)])
+def test_perturbed_metrics_are_reported_only_when_perturbed_images_are_made(p, perturbed_keys):
+    x, y, soft = _batch(n=16)
+    config = AdversarialConfig(epochs=1, batch_size=8, steps=1, lr_milestones=())
+    history = adversarial.adversarial_distil(
+        _linear_student(), x, y, soft, config, perturb_distil_weight=p, verbose=0
+    )
+    assert {"loss", "soft_loss", "hard_loss", "accuracy"} <= set(history.history)
+    assert ("adv_accuracy" in history.history) == perturbed_keys
+    assert ("perturbed_loss" in history.history) == perturbed_keys
