@@ -22,6 +22,18 @@ import pandas as pd  # noqa: E402
 from keras_takd import files  # noqa: E402
 
 
+def _save_png_atomic(fig, path: pathlib.Path) -> pathlib.Path:
+    """Saves and closes `fig` as a PNG at `path`, through a temporary name and a rename."""
+    tmp = files.temporary_sibling(path)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
 def plot_accuracy_vs_k(ax, frame: pd.DataFrame, source: str, eps_255: float) -> None:
     """Draws each target's accuracy against PGD step k for one source and eps onto `ax`.
 
@@ -61,15 +73,7 @@ def write_transfer_figures(
         np.atleast_1d(axes)[0].legend(title="target (dotted: clean)", fontsize=8)
         fig.suptitle(f"PGD examples crafted on {source}")
         fig.tight_layout()
-        path = directory / f"{prefix}_{source}.png"
-        tmp = files.temporary_sibling(path)
-        try:
-            fig.savefig(tmp, dpi=110, format="png")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-            plt.close(fig)
-        written.append(path)
+        written.append(_save_png_atomic(fig, directory / f"{prefix}_{source}.png"))
     return written
 
 
@@ -118,12 +122,4 @@ def write_curve_figure(
         fontsize=10,
     )
     fig.tight_layout()
-    path = directory / "student_epochs.png"
-    tmp = files.temporary_sibling(path)
-    try:
-        fig.savefig(tmp, dpi=110, format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        plt.close(fig)
-    return path
+    return _save_png_atomic(fig, directory / "student_epochs.png")
