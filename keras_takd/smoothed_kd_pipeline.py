@@ -411,19 +411,17 @@ def run_smoothed_kd(
     smoothed = SmoothedClassifier(teacher, config.num_samples, config.chunk_size)
     soft_targets = _soft_targets(data, config, out, smoothed)
     log(f"soft targets ready: {out / 'soft_targets.npz'}")
-    students = {}
+    students, histories = {}, {}
     for aggregation, folder in student_directories(config).items():
         name = "kd_student" if folder == "student" else f"kd_{folder}"
         students[name] = _train_student(
             data, config, out, soft_targets, verbose, aggregation, folder
         )
+        metadata = json.loads((out / folder / "metadata.json").read_text())
+        histories[aggregation] = metadata.get("curves", [])
         log(f"student distilled from {aggregation} ready: {out / folder}")
     student = students["kd_student"]
     if config.curve_size:
-        histories = {
-            aggregation: json.loads((out / folder / "metadata.json").read_text())["curves"]
-            for aggregation, folder in student_directories(config).items()
-        }
         table = pd.concat(
             [pd.DataFrame(records).assign(aggregation=a) for a, records in histories.items()]
         )
