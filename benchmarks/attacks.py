@@ -20,7 +20,7 @@ Counting: the model is wrapped in `_bench_util.CountingModel`, whose tf.Variable
 every forward and backward pass (rows = images) inside compiled loops too. "Optimiser
 image-iterations" count the iterations of the original algorithm, one per image per step of
 its loop: for keras_takd, the rows whose step count the attacks advance (Adam steps, plus L0's
-succeeding iteration, whose step the original takes and discards; `_AdamCounter` wraps the
+succeeding iteration, whose step the original takes and discards; `_IterationCounter` wraps the
 attacks' helpers in this process only, no attack file is changed); for ART, the rows passed to
 each `_loss_gradient` call, which all three ART attacks make once per optimiser step. Rows
 computed for anything else (padding, examples idle after their solve ended, L-inf's success
@@ -272,7 +272,7 @@ def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int
     }
 
 
-class _AdamCounter:
+class _IterationCounter:
     """Counts keras_takd's per-image algorithm iterations (wraps the attacks' step helpers).
 
     `rows`: iterations of the original algorithm, one per image per step of its loop. For L2
@@ -387,7 +387,7 @@ def _summary(kind, x, y, x_adv, success, timing, extra) -> dict[str, Any]:
     }
 
 
-def run_takd(kind, model, x, y, settings, batch_size, adam: _AdamCounter, one_at_a_time=False):
+def run_takd(kind, model, x, y, settings, batch_size, adam: _IterationCounter, one_at_a_time=False):
     """Times keras_takd's attack on `x` in batches of `batch_size`, or one call per image."""
     import _bench_util as util
 
@@ -821,7 +821,7 @@ def run_benchmark(
     chosen = np.flatnonzero(correct)[:images]
     x, y = data.x_test[chosen], data.y_test[chosen]
     counting = util.CountingModel(model, count_eager=False)
-    adam = _AdamCounter()
+    adam = _IterationCounter()
     adam.install()
     results: dict[str, Any] = {
         "command": command,
