@@ -36,9 +36,15 @@ Beyond the original:
   finished at once (the original would freeze its pixels one per round, to the same answer).
 * Distances are measured in units of the box width (clip_max - clip_min), so the original's
   thresholds (1e-4 for a changed pixel, 0.01 for a frozen one) keep their meaning for any box.
-  With the default [0, 1] box this is exactly the original.
-* ``abort_early=False`` checks for success only at the last iteration of each c (the original
-  compares the step with c - 1 there, a typo that makes that mode never succeed).
+  The original works on [-0.5, 0.5] only; on any box the image enters tanh space as the
+  original's ``arctanh(x * 1.999999)`` does, through the factor 0.9999995 of the half-range
+  (`TANH_SCALE`, not the L2 attack's 0.999999).
+* ``abort_early=False`` checks for success only at the last iteration of each c. This is not what
+  the original does at HEAD (carlini/nn_robust_attacks c6b8f6a): there, since commit d2067d5
+  ("Remove dead code", 2018-03-05), a solve can only end on success when ``ABORT_EARLY`` is set,
+  so with it off no solve ever succeeds and the attack always fails (``attack_single`` returns
+  None). We keep the earlier revision's intent (its test ``step == CONST-1``, meant as the last
+  step), because a mode that cannot succeed is of no use to an evaluation.
 * Among pixels with equal scores the one with the smaller index is frozen first (stable sort);
   the original's order among ties is whatever numpy's default (unstable, possibly SIMD) sort
   gives, which is not reproducible across machines, so there is no original order to keep.
@@ -60,27 +66,29 @@ import tensorflow as tf
 
 from keras_takd.attacks.common import (
     DEFAULT_BATCH_SIZE,
+    L0_LINF_TANH_SCALE,
     L0_THRESHOLD,
     AttackResult,
     call_model,
     from_tanh_space,
     margin_loss,
 )
+from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
 from keras_takd.attacks.search import (
     FAILED,
     IDLE,
     RUNNING,
-    adam_step,
     check_search_options,
     compile_search_loop,
     compiled_chunk,
     const_schedule,
-    expand_to,
     may_end_solve,
     prepare_search,
     run_search,
 )
 
+# The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
+TANH_SCALE = L0_LINF_TANH_SCALE
 # The original's success test on the margin loss: f < 1e-4.
 SUCCESS_THRESHOLD = 1e-4
 # A pixel whose total change exceeds this stops the freezing of one round.
@@ -136,6 +144,8 @@ def carlini_wagner_l0(
         learning_rate: Adam's learning rate.
         max_iterations: Adam steps per value of c.
         abort_early: end a solve at the first iterate whose margin loss is below 1e-4.
+            False checks for success only at the last iteration of each c (the
+            original at HEAD never succeeds then; see the module docstring).
         initial_const: the first c.
         largest_const: give up a solve when c reaches this.
         const_factor: c is multiplied by this after `max_iterations` steps without success.
@@ -231,7 +241,8 @@ class _L0Search:
             "modifier": image.copy(),
             "m": image.copy(),
             "v": image.copy(),
-            "t": vector.copy(),
+            "beta1_power": vector.copy(),
+            "beta2_power": vector.copy(),
             "const": vector.copy(),
             "step": np.zeros(n_slots, np.int32),
             "status": np.full(n_slots, IDLE, np.int32),
@@ -252,7 +263,8 @@ class _L0Search:
         state["start"][slot] = start
         for key in ("modifier", "m", "v"):
             state[key][slot] = 0.0
-        state["t"][slot] = 0.0
+        state["beta1_power"][slot] = ADAM_BETA1
+        state["beta2_power"][slot] = ADAM_BETA2
         state["step"][slot] = 0
         state["status"][slot] = RUNNING
 
@@ -314,7 +326,8 @@ def _build_l0_chunk(
         **{key: image for key in ("x0", "start", "modifier", "m", "v", "grad", "x_sol")},
         "mask": tf.TensorSpec([None, *image_shape[:2], 1], tf.float32),
         "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        "t": vector,
+        "beta1_power": vector,
+        "beta2_power": vector,
         "const": vector,
         "step": tf.TensorSpec([None], tf.int32),
         "status": tf.TensorSpec([None], tf.int32),
@@ -337,12 +350,13 @@ def _build_l0_chunk(
         solved = running & (loss1 < SUCCESS_THRESHOLD) & may_end_solve(s["step"], config)
         new = dict(s)
         # A solved example keeps the iterate that succeeded (the original restores it).
-        new["modifier"], new["m"], new["v"], new["t"] = adam_step(
-            modifier, grad, s["m"], s["v"], s["t"], config.learning_rate, running & ~solved
-        )
+        adam_state = ("modifier", "m", "v", "beta1_power", "beta2_power")
+        adam_args = (s["m"], s["v"], s["beta1_power"], s["beta2_power"])
+        updated = adam_step(modifier, grad, *adam_args, config.learning_rate, running & ~solved)
+        new.update(zip(adam_state, updated, strict=True))
         new["const"], new["step"], new["status"] = const_schedule(s, running, solved, config)
         new["grad"] = tf.where(expand_to(solved, grad), grad, s["grad"])
         new["x_sol"] = tf.where(expand_to(solved, img), img, s["x_sol"])
         return new
 
-    return compile_search_loop(state_spec, step_fn, low, high)
+    return compile_search_loop(state_spec, step_fn, low, high, TANH_SCALE)

@@ -15,14 +15,15 @@ Where this implementation deviates from the original:
   at a time. `abort_rule="batch"` keeps the original whole-batch rule on the summed loss.
 - The confidence check of untargeted attacks adds kappa to the true label's logit (the newer
   revisions of the original; the first one subtracted it in both cases).
-- `largest_const` optionally caps c (the original has no cap; the default None keeps that).
+- `largest_const` optionally caps c in every step, the repeat step of
+  `binary_search_steps >= 10` included (the original has no cap; the default None keeps that).
 - The inner optimisation runs as a compiled `tf.while_loop` with a fixed input signature (one
   trace per model and setting, whatever the batch or binary-search step; the last batch is
   padded), in chunks that end at the abort-early checks. Between chunks, examples that stopped
   leave the batch (the signature's batch axis is open), so they cost nothing while the others
   go on: on 50 MNIST images (defaults but max_iterations=1000) this computed 16% fewer
-  image-iterations than keeping them, with identical results. Adam is written out as TF1's
-  `AdamOptimizer` (bias-corrected step size, epsilon 1e-8 added to sqrt(v)).
+  image-iterations than keeping them, with identical results. Adam is TF1's `AdamOptimizer`
+  written out with its float32 arithmetic (`optimizers.adam_step`).
 - `jit_compile=True` (XLA) gives the same results but ran about 6x slower on CPU for a small
   CNN, so it is off by default; with it the batch axis is fixed and nothing leaves the batch.
 """
@@ -37,9 +38,11 @@ import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import common
+from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
 
 ABORT_RULES = ("per_example", "batch")
-_ADAM_BETA1, _ADAM_BETA2, _ADAM_EPSILON = 0.9, 0.999, 1e-8
+# The original's arctanh((x - boxplus) / boxmul * 0.999999).
+TANH_SCALE = common.L2_TANH_SCALE
 # An upper bound on c at or above this means "no successful c seen yet" (as in the original).
 _NO_UPPER_BOUND = 1e10
 
@@ -83,7 +86,8 @@ def carlini_wagner_l2(
         abort_rule: "per_example" (each example stops on its own loss) or "batch" (the
             original: the whole batch stops when the summed loss stalls).
         initial_const: the first c.
-        largest_const: if given, c never exceeds it.
+        largest_const: if given, c never exceeds it, in any step (the repeat step included,
+            which would otherwise run at c = 1e10 for an image with no success yet).
         batch_size: images optimised together.
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
@@ -224,14 +228,17 @@ def _attack_batch(
     for step in range(binary_search_steps):
         if binary_search_steps >= 10 and step == binary_search_steps - 1:
             const = upper.copy()  # the original's "repeat": retry the best c found
+        if largest_const is not None:
+            # Before the step runs: the repeat sets c = 1e10 where nothing succeeded yet.
+            const = np.minimum(const, largest_const)
         inputs = (x_padded, onehot, const.astype(np.float32), real)
         best = _search_step(solver, best, inputs, hyper, max_iterations, compact)
         ok = best.succeeded
         upper = np.where(ok, np.minimum(upper, const), upper)
         lower = np.where(ok, lower, np.maximum(lower, const))
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(ok, const, const * 10))
-        if largest_const is not None:
-            const = np.minimum(const, largest_const)
+    if largest_const is not None:
+        const = np.minimum(const, largest_const)
     found_const = np.where(np.isnan(best.best_const), const, best.best_const)
     return best.best_adv[:n_real], found_const[:n_real]
 
@@ -277,6 +284,8 @@ class _StepState(NamedTuple):
     modifier: Any  # w - w0, [B, H, W, C]
     adam_m: Any
     adam_v: Any
+    beta1_power: Any  # [B] Adam's running beta1 ** t
+    beta2_power: Any  # [B] and beta2 ** t
     active: Any  # [B] bool: still optimising (real and not aborted)
     prev_loss: Any  # [B] loss at the last abort-early check
     prev_total: Any  # scalar: summed loss at the last check (whole-batch rule)
@@ -294,6 +303,8 @@ class _StepState(NamedTuple):
             modifier=zeros,
             adam_m=zeros,
             adam_v=zeros,
+            beta1_power=np.full(len(x), ADAM_BETA1, np.float32),
+            beta2_power=np.full(len(x), ADAM_BETA2, np.float32),
             active=real.copy(),
             prev_loss=np.full(len(x), np.inf, np.float32),
             prev_total=np.float32(np.inf),
@@ -354,6 +365,8 @@ def _build_solver(
         modifier=images,
         adam_m=images,
         adam_v=images,
+        beta1_power=vector,
+        beta2_power=vector,
         active=mask,
         prev_loss=vector,
         prev_total=scalar,
@@ -382,7 +395,7 @@ def _build_solver(
         abort_early,
         per_example,
     ):
-        w0 = common.to_tanh_space(x, clip_min, clip_max)
+        w0 = common.to_tanh_space(x, clip_min, clip_max, TANH_SCALE)
         x_start = common.from_tanh_space(w0, clip_min, clip_max)
 
         def step(s: _StepState) -> tuple[_StepState]:
@@ -411,20 +424,29 @@ def _build_solver(
             # Keep the smallest-L2 successful image (confidence-adjusted, as the original).
             success = active & _is_success(logits, onehot, confidence, targeted)
             better = success & (l2 < s.best_l2)
-            modifier, adam_m, adam_v = _adam_step(
-                s.modifier, s.adam_m, s.adam_v, grad, s.iteration, learning_rate, active
+            modifier, adam_m, adam_v, beta1_power, beta2_power = adam_step(
+                s.modifier,
+                grad,
+                s.adam_m,
+                s.adam_v,
+                s.beta1_power,
+                s.beta2_power,
+                learning_rate,
+                active,
             )
             new_state = _StepState(
                 iteration=s.iteration + 1,
                 modifier=modifier,
                 adam_m=adam_m,
                 adam_v=adam_v,
+                beta1_power=beta1_power,
+                beta2_power=beta2_power,
                 active=active,
                 prev_loss=tf.where(check, loss, s.prev_loss),
                 prev_total=tf.where(check, real_total, s.prev_total),
                 succeeded=s.succeeded | success,
                 best_l2=tf.where(better, l2, s.best_l2),
-                best_adv=tf.where(_per_example(better, x_new), x_new, s.best_adv),
+                best_adv=tf.where(expand_to(better, x_new), x_new, s.best_adv),
                 best_const=tf.where(better, const, s.best_const),
             )
             return (new_state,)
@@ -435,34 +457,6 @@ def _build_solver(
         return state
 
     return solve
-
-
-def _per_example(mask: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Reshapes a [B] mask to broadcast against `like` [B, ...]."""
-    return tf.reshape(mask, [-1] + [1] * (len(like.shape) - 1))
-
-
-def _adam_step(
-    variable: tf.Tensor,
-    m: tf.Tensor,
-    v: tf.Tensor,
-    grad: tf.Tensor,
-    iteration: tf.Tensor,
-    learning_rate: tf.Tensor,
-    active: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """One step of TF1's AdamOptimizer (bias-corrected step size), only where `active`."""
-    t = tf.cast(iteration + 1, tf.float32)
-    m_new = _ADAM_BETA1 * m + (1 - _ADAM_BETA1) * grad
-    v_new = _ADAM_BETA2 * v + (1 - _ADAM_BETA2) * tf.square(grad)
-    lr_t = learning_rate * tf.sqrt(1 - _ADAM_BETA2**t) / (1 - _ADAM_BETA1**t)
-    variable_new = variable - lr_t * m_new / (tf.sqrt(v_new) + _ADAM_EPSILON)
-    keep = _per_example(active, variable)
-    return (
-        tf.where(keep, variable_new, variable),
-        tf.where(keep, m_new, m),
-        tf.where(keep, v_new, v),
-    )
 
 
 def _is_success(

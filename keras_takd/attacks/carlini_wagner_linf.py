@@ -34,10 +34,16 @@ Beyond the original:
   distortion.
 * ``confidence`` > 0 (not in the original, which has kappa = 0) also demands that margin at
   the success check.
-* tau and distortions are measured in units of the box width (clip_max - clip_min); with the
-  default [0, 1] box this is exactly the original.
-* ``abort_early=False`` checks for success only at the last iteration of each c (the original
-  compares the step with c - 1 there, a typo that makes that mode never succeed).
+* tau and distortions are measured in units of the box width (clip_max - clip_min); the
+  original works on [-0.5, 0.5] only. On any box the image enters tanh space as the original's
+  ``arctanh(x * 1.999999)`` does, through the factor 0.9999995 of the half-range
+  (`TANH_SCALE`, not the L2 attack's 0.999999).
+* ``abort_early=False`` checks for success only at the last iteration of each c. This is not what
+  the original does at HEAD (carlini/nn_robust_attacks c6b8f6a): there, since commit d2067d5
+  ("Remove dead code", 2018-03-05), a solve can only end on success when ``ABORT_EARLY`` is set,
+  so with it off no solve ever succeeds and the attack always fails (``attack_single`` returns
+  the original image). We keep the earlier revision's intent (its test ``step == CONST-1``, meant
+  as the last step), because a mode that cannot succeed is of no use to an evaluation.
 """
 
 from __future__ import annotations
@@ -51,26 +57,28 @@ import tensorflow as tf
 
 from keras_takd.attacks.common import (
     DEFAULT_BATCH_SIZE,
+    L0_LINF_TANH_SCALE,
     AttackResult,
     call_model,
     from_tanh_space,
     margin_loss,
 )
+from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
 from keras_takd.attacks.search import (
     IDLE,
     RUNNING,
     SOLVED,
-    adam_step,
     check_search_options,
     compile_search_loop,
     compiled_chunk,
     const_schedule,
-    expand_to,
     may_end_solve,
     prepare_search,
     run_search,
 )
 
+# The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
+TANH_SCALE = L0_LINF_TANH_SCALE
 # The original's success test: total loss below 1e-4 * c (and the right class).
 SUCCESS_THRESHOLD = 1e-4
 # The search over tau stops once tau falls to this (in units of the box width).
@@ -137,6 +145,8 @@ def carlini_wagner_linf(
         learning_rate: Adam's learning rate.
         max_iterations: Adam steps per value of c.
         abort_early: end a solve at the first successful step.
+            False checks for success only at the last iteration of each c (the
+            original at HEAD never succeeds then; see the module docstring).
         initial_const: the first c.
         largest_const: give up a solve when c reaches this.
         const_factor: c is multiplied by this after `max_iterations` steps without success.
@@ -263,7 +273,8 @@ class _LinfSearch:
             "modifier": image.copy(),
             "m": image.copy(),
             "v": image.copy(),
-            "t": vector.copy(),
+            "beta1_power": vector.copy(),
+            "beta2_power": vector.copy(),
             "const": vector.copy(),
             "tau": vector.copy(),
             "lr": vector.copy(),
@@ -288,7 +299,8 @@ class _LinfSearch:
         state["start"][slot] = start
         for key in ("modifier", "m", "v"):
             state[key][slot] = 0.0
-        state["t"][slot] = 0.0
+        state["beta1_power"][slot] = ADAM_BETA1
+        state["beta2_power"][slot] = ADAM_BETA2
         state["step"][slot] = 0
         state["pending"][slot] = False
         state["tau"][slot] = tau
@@ -352,7 +364,7 @@ def _build_linf_chunk(
     state_spec = {
         **{key: image for key in ("x0", "start", "modifier", "m", "v", "x_sol")},
         "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        **{key: vector for key in ("t", "const", "tau", "lr")},
+        **{key: vector for key in ("beta1_power", "beta2_power", "const", "tau", "lr")},
         "step": tf.TensorSpec([None], tf.int32),
         "status": tf.TensorSpec([None], tf.int32),
         "pending": tf.TensorSpec([None], tf.bool),
@@ -382,9 +394,10 @@ def _build_linf_chunk(
         solved = pending & wanted & (loss1 <= 0.0)
         moving = running & ~solved & ~(pending & (s["step"] >= config.max_iterations))
         new = dict(s)
-        new["modifier"], new["m"], new["v"], new["t"] = adam_step(
-            modifier, grad, s["m"], s["v"], s["t"], s["lr"], moving
-        )
+        adam_state = ("modifier", "m", "v", "beta1_power", "beta2_power")
+        adam_args = (s["m"], s["v"], s["beta1_power"], s["beta2_power"])
+        updated = adam_step(modifier, grad, *adam_args, s["lr"], moving)
+        new.update(zip(adam_state, updated, strict=True))
         # Like the original: the loss before the step decides whether the image after it is
         # checked (at the next iteration) and returned.
         candidate = (
@@ -397,4 +410,4 @@ def _build_linf_chunk(
         new["x_sol"] = tf.where(expand_to(solved, img), img, s["x_sol"])
         return new
 
-    return compile_search_loop(state_spec, step_fn, low, high)
+    return compile_search_loop(state_spec, step_fn, low, high, TANH_SCALE)

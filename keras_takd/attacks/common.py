@@ -10,23 +10,27 @@ probabilities). Also the result type and the batching helpers the attacks share.
 from __future__ import annotations
 
 import dataclasses
-import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+# Importable from here too: keras_takd.smoothed.transfer compiles its PGD loop through it.
+from keras_takd.attacks.optimizers import cached_compiled  # noqa: F401
+
 # A pixel counts as changed (for L0) when any of its channels moved by more than this.
 L0_THRESHOLD = 1e-4
-# The original scales by this before arctanh so that images on the box edge stay finite.
-TANH_SCALE = 0.999999
+# The originals shrink the image by a factor just below 1 before arctanh, so that images on the
+# box edge stay finite. l2_attack.py uses arctanh((x - boxplus) / boxmul * 0.999999);
+# l0_attack.py and li_attack.py use arctanh(x * 1.999999) on the [-0.5, 0.5] box, whose
+# half-range is 0.5, i.e. a factor of 0.9999995. Each attack passes its original's factor.
+L2_TANH_SCALE = 0.999999
+L0_LINF_TANH_SCALE = 0.9999995
 # Rows in [0, 1] summing to 1 within this tolerance look like probabilities, not logits.
 PROBABILITY_TOLERANCE = 1e-3
 DEFAULT_BATCH_SIZE = 128
-
-_COMPILED_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass
@@ -210,17 +214,20 @@ def validate_attack_inputs(
     return x, y, target
 
 
-def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
+def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float, scale: float) -> tf.Tensor:
     """Maps images in [clip_min, clip_max] to the unconstrained C&W variable w.
 
-    x = tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2, solved for w; like the
-    original, the scaled image is multiplied by 0.999999 so that arctanh stays finite at the
-    box edges.
+    x = tanh(w) * (clip_max - clip_min) / 2 + (clip_max + clip_min) / 2, solved for w after
+    the centred, half-range-normalised image is multiplied by `scale` < 1, as the originals do
+    so that arctanh stays finite at the box edges. The factor differs between the originals
+    (`L2_TANH_SCALE`, `L0_LINF_TANH_SCALE`) and sets the tanh slope at edge pixels, so each
+    attack passes its own.
 
     Args:
         x: images inside the box.
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
+        scale: the factor in (0, 1) applied before arctanh.
 
     Returns:
         A float32 tensor of the same shape as `x`.
@@ -228,7 +235,7 @@ def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
     half_range = (clip_max - clip_min) / 2.0
     center = (clip_max + clip_min) / 2.0
     x = tf.convert_to_tensor(x, tf.float32)
-    return tf.atanh((x - center) / half_range * TANH_SCALE)
+    return tf.atanh((x - center) / half_range * scale)
 
 
 def from_tanh_space(w: tf.Tensor, clip_min: float, clip_max: float) -> tf.Tensor:
@@ -410,28 +417,3 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
         A list of `slice` objects covering range(n) in order.
     """
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-
-
-def cached_compiled(
-    model: Callable[..., Any], key: Hashable, build: Callable[[], Callable[..., Any]]
-) -> Callable[..., Any]:
-    """Returns `build()` for (model, key), building it only once while `model` lives.
-
-    Attacks keep their compiled `tf.function`s here so that repeated calls on the same model
-    and settings do not trace again. Models that cannot be weakly referenced get a fresh build.
-
-    Args:
-        model: the attacked model (the cache holds it weakly).
-        key: everything else the compiled function depends on (shapes, box, options).
-        build: makes the compiled function.
-
-    Returns:
-        The cached or newly built function.
-    """
-    try:
-        per_model = _COMPILED_CACHE.setdefault(model, {})
-    except TypeError:
-        return build()
-    if key not in per_model:
-        per_model[key] = build()
-    return per_model[key]

@@ -10,7 +10,6 @@ finished images with new ones. The per-attack step functions live in
 
 from __future__ import annotations
 
-import collections
 import math
 from collections.abc import Callable
 from typing import Any
@@ -27,24 +26,16 @@ from keras_takd.attacks.common import (
     to_tanh_space,
     validate_attack_inputs,
 )
+from keras_takd.attacks.optimizers import cached_compiled
 
 # Per-example status inside and between compiled chunks.
 RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
-
-# tf.compat.v1.train.AdamOptimizer defaults, which the original uses.
-ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
 
 # A compiled chunk runs at most this many iterations before Python looks at the batch ...
 MAX_CHUNK_STEPS = 250
 
 # ... and returns earlier once this fraction of its running examples has ended a solve.
 EVENT_FRACTION = 0.1
-
-# Compiled chunks are kept for this many recent (model, configuration) pairs, so that repeated
-# attacks on one model (e.g. `all_targets`) reuse a single trace.
-CHUNK_CACHE_SIZE = 8
-
-_CHUNK_CACHE: collections.OrderedDict = collections.OrderedDict()
 
 
 def check_search_options(
@@ -75,48 +66,6 @@ def check_search_options(
         raise ValueError(f"const_factor must be > 1, got {const_factor}")
     if not confidence >= 0:
         raise ValueError(f"confidence must be >= 0, got {confidence}")
-
-
-def adam_step(
-    w: tf.Tensor,
-    grad: tf.Tensor,
-    m: tf.Tensor,
-    v: tf.Tensor,
-    t: tf.Tensor,
-    learning_rate: float | tf.Tensor,
-    moving: tf.Tensor,
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """One step of TF1's AdamOptimizer with a separate step count per example.
-
-    Args:
-        w: the variable [N, ...].
-        grad: its gradient [N, ...].
-        m: first moments [N, ...].
-        v: second moments [N, ...].
-        t: float32 [N] steps taken so far by each example.
-        learning_rate: Adam's learning rate, a scalar or float32 [N] per example.
-        moving: bool [N]; examples that are False keep w, m, v and t unchanged.
-
-    Returns:
-        The updated `(w, m, v, t)`.
-    """
-    t_new = t + 1.0
-    m_new = ADAM_BETA1 * m + (1.0 - ADAM_BETA1) * grad
-    v_new = ADAM_BETA2 * v + (1.0 - ADAM_BETA2) * tf.square(grad)
-    lr_t = learning_rate * tf.sqrt(1.0 - ADAM_BETA2**t_new) / (1.0 - ADAM_BETA1**t_new)
-    w_new = w - expand_to(lr_t, w) * m_new / (tf.sqrt(v_new) + ADAM_EPSILON)
-    selected = expand_to(moving, w)
-    return (
-        tf.where(selected, w_new, w),
-        tf.where(selected, m_new, m),
-        tf.where(selected, v_new, v),
-        tf.where(moving, t_new, t),
-    )
-
-
-def expand_to(vector: tf.Tensor, like: tf.Tensor) -> tf.Tensor:
-    """Reshapes a per-example [N] vector to broadcast against `like` [N, ...]."""
-    return tf.reshape(vector, [-1] + [1] * (len(like.shape) - 1))
 
 
 def run_slot_pool(
@@ -193,10 +142,7 @@ def compiled_chunk(
     image_shape: tuple[int, ...],
     num_classes: int,
 ) -> Callable[..., dict[str, tf.Tensor]]:
-    """`builder(model, config, image_shape, num_classes)`, reused for recent arguments.
-
-    The cache holds a reference to each model it serves, so a cached `id(model)` cannot be
-    reused by another object; only the `CHUNK_CACHE_SIZE` most recent entries are kept.
+    """`builder(model, config, image_shape, num_classes)`, compiled once per model and settings.
 
     Args:
         builder: compiles the chunk function of one attack.
@@ -206,16 +152,11 @@ def compiled_chunk(
         num_classes: number of logits.
 
     Returns:
-        The compiled chunk function.
+        The compiled chunk function, from `optimizers.cached_compiled`.
     """
-    key = (builder.__qualname__, id(model), config, tuple(image_shape), int(num_classes))
-    entry = _CHUNK_CACHE.pop(key, None)
-    if entry is None:
-        entry = (model, builder(model, config, tuple(image_shape), int(num_classes)))
-    _CHUNK_CACHE[key] = entry
-    while len(_CHUNK_CACHE) > CHUNK_CACHE_SIZE:
-        _CHUNK_CACHE.popitem(last=False)
-    return entry[1]
+    shape, classes = tuple(image_shape), int(num_classes)
+    key = (builder.__qualname__, config, shape, classes)
+    return cached_compiled(model, key, lambda: builder(model, config, shape, classes))
 
 
 def may_end_solve(step: tf.Tensor, config: Any) -> tf.Tensor:
@@ -267,6 +208,7 @@ def compile_search_loop(
     step_fn: Callable[[dict[str, tf.Tensor], tf.Tensor, tf.Tensor], dict[str, tf.Tensor]],
     clip_min: float,
     clip_max: float,
+    tanh_scale: float,
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """Wraps one attack step into a compiled loop over a chunk of iterations.
 
@@ -277,6 +219,7 @@ def compile_search_loop(
             after the tanh round trip (which the original measures distances from).
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
+        tanh_scale: the attack's factor before arctanh (see `common.to_tanh_space`).
 
     Returns:
         `run_chunk(state, max_steps, min_events)`: runs `step_fn` until `max_steps` steps
@@ -289,8 +232,9 @@ def compile_search_loop(
     def run_chunk(state, max_steps, min_events):
         # Eager runs (tf.config.run_functions_eagerly) skip the signature's conversion.
         state = {key: tf.convert_to_tensor(value) for key, value in state.items()}
-        w_start = to_tanh_space(state["start"], clip_min, clip_max)
-        x_ref = from_tanh_space(to_tanh_space(state["x0"], clip_min, clip_max), clip_min, clip_max)
+        w_start = to_tanh_space(state["start"], clip_min, clip_max, tanh_scale)
+        w_ref = to_tanh_space(state["x0"], clip_min, clip_max, tanh_scale)
+        x_ref = from_tanh_space(w_ref, clip_min, clip_max)
 
         def cond(i, s):
             ended = (s["status"] == SOLVED) | (s["status"] == FAILED)

@@ -179,13 +179,13 @@ def test_probability_model_refused_unless_allowed(linear_two_class_model):
 
 
 def test_no_retracing_across_batches_and_binary_steps(linear_two_class_model):
-    from keras_takd.attacks import common
+    from keras_takd.attacks import optimizers
 
     model, x, y, _ = _linear_problem(linear_two_class_model, n=7)
     options = dict(max_iterations=10, binary_search_steps=3, batch_size=3)  # last batch padded
     carlini_wagner_l2(model, x, y, **options)
     carlini_wagner_l2(model, x[:5], y[:5], targeted=True, target=1 - y[:5], **options)
-    compiled = list(common._COMPILED_CACHE[model].values())
+    compiled = list(optimizers._COMPILED_CACHE[model].values())
     assert len(compiled) == 1
     assert compiled[0].experimental_get_tracing_count() == 1
 
@@ -218,3 +218,15 @@ def test_largest_const_caps_the_search(linear_two_class_model):
     assert not capped.success.any() and not free.success.any()
     np.testing.assert_allclose(capped.const, 1e-4)  # the last c tried: 1e-6 -> 1e-5 -> 1e-4
     np.testing.assert_allclose(free.const, 1e-2)  # times 10 per failure, as the original
+
+
+def test_largest_const_caps_the_repeat_step(linear_two_class_model):
+    # Class 1 needs w . x to rise by 1; the best an L2 step buys at c is 4 * c / 2 (delta = c / 2
+    # per pixel), so c <= 0.1 never succeeds while the repeat step's c = 1e10 (no success yet)
+    # would, if it ran uncapped.
+    model = linear_two_class_model(np.ones((2, 2, 1)), -3.0)
+    x = np.full((1, 2, 2, 1), 0.5, np.float32)
+    options = dict(max_iterations=100, learning_rate=0.05, binary_search_steps=10)
+    capped = carlini_wagner_l2(model, x, np.zeros(1, np.int64), largest_const=0.1, **options)
+    assert not capped.success.any()
+    assert capped.const[0] <= 0.1

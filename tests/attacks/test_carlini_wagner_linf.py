@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_linf
 from keras_takd.attacks.common import from_tanh_space, margin_loss, to_tanh_space
-from keras_takd.attacks.search import _CHUNK_CACHE, adam_step
+from keras_takd.attacks.optimizers import _COMPILED_CACHE, adam_step
 
 # Fewer Adam steps per c than the original's 1,000, and c starting at 1e-3 instead of 1e-5,
 # keep the MNIST tests within seconds (the last, failing solve alone runs every c up to 20).
@@ -116,27 +116,27 @@ def _original_linf(
     """
     onehot = tf.one_hot([label], 2)
     x0 = tf.constant(x0[None])
-    x_ref = from_tanh_space(to_tanh_space(x0, 0.0, 1.0), 0.0, 1.0)
+    x_ref = from_tanh_space(to_tanh_space(x0, 0.0, 1.0, 0.9999995), 0.0, 1.0)
     everyone = tf.ones([1], tf.bool)
 
     @tf.function
-    def step(modifier, m, v, t, w_start, tau, const):
+    def step(modifier, m, v, p1, p2, w_start, tau, const):
         with tf.GradientTape() as tape:
             tape.watch(modifier)
             img = from_tanh_space(modifier + w_start, 0.0, 1.0)
             loss1 = margin_loss(model(img), onehot, 0.0, False)[0]
             loss = const * loss1 + tf.reduce_sum(tf.nn.relu(tf.abs(img - x_ref) - tau))
         grad = tape.gradient(loss, modifier)
-        modifier, m, v, t = adam_step(modifier, grad, m, v, t, learning_rate, everyone)
+        modifier, m, v, p1, p2 = adam_step(modifier, grad, m, v, p1, p2, learning_rate, everyone)
         updated = from_tanh_space(modifier + w_start, 0.0, 1.0)
         logits = model(updated)  # the extra forward pass
         works = (tf.argmax(logits[0]) != label) & (margin_loss(logits, onehot, 0.0, False)[0] <= 0)
-        return (modifier, m, v, t), loss, updated, works
+        return (modifier, m, v, p1, p2), loss, updated, works
 
     tau, const, start, last, last_const, failed_checks = 1.0, initial_const, x0, None, None, 0
     while tau > 1.0 / 256:
-        w_start = to_tanh_space(start, 0.0, 1.0)
-        state = (tf.zeros_like(x0), tf.zeros_like(x0), tf.zeros_like(x0), tf.zeros([1]))
+        w_start = to_tanh_space(start, 0.0, 1.0, 0.9999995)
+        state = (tf.zeros_like(x0),) * 3 + (tf.fill([1], 0.9), tf.fill([1], 0.999))
         found = None
         while const < largest_const and found is None:
             for i in range(max_iterations):
@@ -203,7 +203,7 @@ def test_one_trace_serves_every_batch_and_call(linear_problem):
     # Batches of 4 and 2 leave 1, 2 or 4 examples running between chunks: all one trace.
     for batch_size in (4, 2):
         carlini_wagner_linf(model, x, y, batch_size=batch_size, max_iterations=20, verbose=True)
-    chunks = [entry[1] for key, entry in _CHUNK_CACHE.items() if key[1] == id(model)]
+    chunks = [f for key, f in _COMPILED_CACHE[model].items() if key[1].max_iterations == 20]
     assert len(chunks) == 1
     assert chunks[0].experimental_get_tracing_count() == 1
 

@@ -10,11 +10,54 @@ from keras_takd.attacks import common
 
 def test_tanh_space_round_trip_stays_finite_at_box_edges():
     x = np.array([0.0, 1e-3, 0.25, 0.5, 0.999, 1.0], np.float32).reshape(1, 2, 3, 1) * 2 - 1
-    w = common.to_tanh_space(x, -1.0, 1.0)
+    w = common.to_tanh_space(x, -1.0, 1.0, common.L2_TANH_SCALE)
     assert np.all(np.isfinite(w.numpy()))
     back = common.from_tanh_space(w, -1.0, 1.0).numpy()
     np.testing.assert_allclose(back, x, atol=2e-6)
     assert back.min() >= -1.0 and back.max() <= 1.0
+
+
+def test_to_tanh_space_matches_the_originals_arctanh_at_the_box_edges():
+    x = np.array([0.0, 0.3, 1.0], np.float32)
+    l2 = common.to_tanh_space(x, 0.0, 1.0, common.L2_TANH_SCALE).numpy()
+    l0_linf = common.to_tanh_space(x, 0.0, 1.0, common.L0_LINF_TANH_SCALE).numpy()
+    # l2_attack.py: arctanh((x - boxplus) / boxmul * 0.999999) with boxplus = boxmul = 0.5;
+    # l0_attack.py, li_attack.py: arctanh(x * 1.999999) on their [-0.5, 0.5] box.
+    np.testing.assert_allclose(l2, np.arctanh((x - 0.5) / 0.5 * 0.999999), rtol=1e-5)
+    np.testing.assert_allclose(l0_linf, np.arctanh((x - 0.5) * 1.999999), rtol=1e-5)
+    assert abs(l0_linf[-1] - l2[-1]) > 0.3  # 7.6 against 7.25: a different edge slope
+
+
+@pytest.mark.parametrize(
+    "module_name, expected",
+    [
+        ("carlini_wagner_l2", 0.999999),
+        ("carlini_wagner_l0", 0.9999995),
+        ("carlini_wagner_linf", 0.9999995),
+    ],
+)
+def test_each_attack_maps_into_tanh_space_with_its_originals_scale(
+    module_name, expected, linear_two_class_model, monkeypatch
+):
+    import importlib
+
+    from keras_takd.attacks import search
+
+    module = importlib.import_module(f"keras_takd.attacks.{module_name}")
+    scales = []
+    original = common.to_tanh_space
+
+    def recording(x, clip_min, clip_max, scale):
+        scales.append(scale)
+        return original(x, clip_min, clip_max, scale)
+
+    for target in (search, common):
+        monkeypatch.setattr(target, "to_tanh_space", recording)
+    model = linear_two_class_model(np.ones((2, 2, 1)), -1.0)  # a fresh model: nothing cached
+    x = np.full((1, 2, 2, 1), 0.1, np.float32)
+    attack = getattr(module, module_name)
+    attack(model, x, np.zeros(1, np.int64), max_iterations=2)
+    assert scales and set(scales) == {expected}
 
 
 def test_from_tanh_space_maps_any_w_into_the_box():
