@@ -10,9 +10,9 @@
 #                                  then smoothed_kd_cpu (about 35 minutes more)
 #   ./reproduce.sh --quick         the same pipeline at toy size in minutes: smoke
 #                                                                         -> runs/smoke/figures/
-#   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to BOTH
-#                                  keras_takd.main and keras_takd.evaluate (evaluate shares
-#                                  main's flags and ignores the training-only ones)
+#   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to
+#                                  keras_takd.main; --data_dir and --output_dir (the flags the two
+#                                  share) go to keras_takd.takd.evaluate too
 #   ./reproduce.sh --quick --dry_run    print the commands instead of running them
 #   ./reproduce.sh --cpu --parallel     run the experiments side by side (each trains and
 #                                  evaluates in its own process); the attacks on small batches
@@ -20,11 +20,11 @@
 #                                  two --cpu evaluations on 2 cores)
 #
 # Per experiment <exp>:
-#   python -m keras_takd.main     --flagfile=flags/<exp>.cfg      [extra arguments]
-#   python -m keras_takd.evaluate --flagfile=flags/<exp>_eval.cfg [extra arguments]
-# then once: python -m keras_takd.plot --results=<each run's results.csv> --out=<figures>,
-# python -m keras_takd.compare (our numbers beside the papers' claims: <figures>/claims.md),
-# and Katz & Reches' study: python -m keras_takd.smoothed_kd --flagfile=flags/smoothed_kd_<mode>.cfg
+#   python -m keras_takd.main          --flagfile=flags/<exp>.cfg      [extra arguments]
+#   python -m keras_takd.takd.evaluate --flagfile=flags/<exp>_eval.cfg [--data_dir, --output_dir]
+# then once: python -m keras_takd.takd.plot --results=<each run's results.csv> --out=<figures>,
+# python -m keras_takd.takd.compare (our numbers beside the papers' claims: <figures>/claims.md),
+# and Katz & Reches' study: python -m keras_takd.smoothed.run --flagfile=flags/smoothed_kd_<mode>.cfg
 # Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -81,10 +81,15 @@ output_dir_of() {
   echo "$dir"
 }
 
+shared_extra=()  # the extra arguments evaluation shares with training (keras_takd.takd.flags)
+for arg in "${extra[@]+"${extra[@]}"}"; do
+  case "$arg" in --data_dir=* | --output_dir=*) shared_extra+=("$arg") ;; esac
+done
+
 experiment() {  # trains and evaluates one experiment
   run "$PYTHON" -m keras_takd.main --flagfile="flags/$1.cfg" "${extra[@]+"${extra[@]}"}"
-  run "$PYTHON" -m keras_takd.evaluate --flagfile="flags/${1}_eval.cfg" \
-    "${extra[@]+"${extra[@]}"}"
+  run "$PYTHON" -m keras_takd.takd.evaluate --flagfile="flags/${1}_eval.cfg" \
+    "${shared_extra[@]+"${shared_extra[@]}"}"
 }
 
 results=()
@@ -111,8 +116,8 @@ else
 fi
 joined=$(IFS=,; echo "${results[*]}")
 caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
-run "$PYTHON" -m keras_takd.plot --results="$joined" --out="$figures" --caption="$caption"
-run "$PYTHON" -m keras_takd.compare --results="$joined" --out="$figures/claims.md" \
+run "$PYTHON" -m keras_takd.takd.plot --results="$joined" --out="$figures" --caption="$caption"
+run "$PYTHON" -m keras_takd.takd.compare --results="$joined" --out="$figures/claims.md" \
   --note="$caption"
 # Katz & Reches' smoothed-teacher study (issue 5) has its own entry point, one flagfile per
 # mode; of the extra arguments it takes only --data_dir.
@@ -120,6 +125,6 @@ smoothed_extra=()
 for arg in "${extra[@]+"${extra[@]}"}"; do
   [[ "$arg" == --data_dir=* ]] && smoothed_extra+=("$arg")
 done
-run "$PYTHON" -m keras_takd.smoothed_kd --flagfile="flags/smoothed_kd_$mode.cfg" \
+run "$PYTHON" -m keras_takd.smoothed.run --flagfile="flags/smoothed_kd_$mode.cfg" \
   "${smoothed_extra[@]+"${smoothed_extra[@]}"}"
 echo "reproduce.sh --$mode: done in $((SECONDS - start)) s; results ${results[*]}; figures $figures"

@@ -25,6 +25,7 @@ setup(
         "absl-py",
         "pandas",
         "matplotlib",
+        "scipy",
     ],
     extras_require={
         "test": ["pytest>=7", "ruff"],
@@ -32,9 +33,12 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "keras-takd=keras_takd.main:run",
-            "keras-takd-plot=keras_takd.plot:run",
-            "keras-takd-compare=keras_takd.compare:run",
+            "keras-takd=keras_takd.takd.train:run",
+            "keras-takd-evaluate=keras_takd.takd.evaluate:run",
+            "keras-takd-merge=keras_takd.takd.merge:run",
+            "keras-takd-plot=keras_takd.takd.plot:run",
+            "keras-takd-compare=keras_takd.takd.compare:run",
+            "keras-takd-smoothed=keras_takd.smoothed.run:run",
         ],
     },
     classifiers=[

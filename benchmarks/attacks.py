@@ -1,7 +1,7 @@
 """Benchmark of keras_takd's Carlini-Wagner attacks against ART, cleverhans and a bare floor.
 
-Issue 3, "Benchmark": on the paper's MNIST network (`keras_takd.models.build_model("mnist")`,
-trained a few epochs at T = 1 with `keras_takd.distillation.train_on_labels`) and the first N
+Issue 3, "Benchmark": on the paper's MNIST network (`keras_takd.core.models.build_model("mnist")`,
+trained a few epochs at T = 1 with `keras_takd.core.distillation.train_on_labels`) and the first N
 correctly classified MNIST test images, with the same hyperparameters for every library, it
 reports per attack the seconds, image-iterations per second, success rate and mean / median
 distortion of
@@ -161,9 +161,9 @@ def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int
     """
     import keras
 
-    from keras_takd.data import load_dataset
-    from keras_takd.distillation import TrainConfig, train_on_labels
-    from keras_takd.models import build_model
+    from keras_takd.core.data import load_dataset
+    from keras_takd.core.distillation import TrainConfig, train_on_labels
+    from keras_takd.core.models import build_model
 
     data = load_dataset("mnist", data_dir, validation_size=0)
     path = cache_dir / f"mnist_cnn_T1_epochs{epochs}_seed{seed}.keras"
@@ -181,7 +181,7 @@ def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int
         model.save(path)
     predicted = np.argmax(model.predict(data.x_test, batch_size=500, verbose=0), axis=-1)
     info = {
-        "builder": 'keras_takd.models.build_model("mnist")',
+        "builder": 'keras_takd.core.models.build_model("mnist")',
         "training": f"train_on_labels, T=1, TrainConfig(epochs={epochs}, seed={seed}) defaults",
         "cache": str(path),
         "train_seconds": train_seconds,

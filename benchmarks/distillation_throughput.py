@@ -37,17 +37,17 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from keras_takd import experiments
-    from keras_takd.data import load_dataset
-    from keras_takd.distillation import (
+    from keras_takd.core.data import load_dataset
+    from keras_takd.core.distillation import (
         DistillerModel,
         TrainConfig,
         make_batches,
         make_optimizer,
         soft_labels,
     )
-    from keras_takd.layers import TemperatureSoftmax
-    from keras_takd.models import build_model
+    from keras_takd.core.layers import TemperatureSoftmax
+    from keras_takd.core.models import build_model
+    from keras_takd.takd import chains as experiments
 
     data = load_dataset("mnist", _DATA_DIR.value, validation_size=0, train_size=_IMAGES.value)
     config = TrainConfig(epochs=1, seed=0)

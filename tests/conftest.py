@@ -2,6 +2,8 @@
 
 import os
 import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -31,3 +33,30 @@ def mnist_small(shared_data_dir):
         x_test = f["x_test"][:500].astype("float32")[..., None] / 255.0
         y_test = f["y_test"][:500].astype("int64")
     return x_train, y_train, x_test, y_test
+
+
+def run_cli(module: str, *args: str, cwd=REPO, timeout: float = 600, env: dict | None = None):
+    """Runs `python -m <module> <args>` as a user would, from `cwd`; returns the CompletedProcess.
+
+    The repository is put on PYTHONPATH so the command runs this checkout's code from any
+    folder; `env` adds or overrides environment variables.
+    """
+    environment = {
+        **os.environ,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        **(env or {}),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The one way tests run a command line: `cli("keras_takd.main", "--flag", cwd=...)`."""
+    return run_cli

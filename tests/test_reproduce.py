@@ -42,29 +42,30 @@ def _output_dir(flagfile: pathlib.Path) -> str | None:
 
 @pytest.mark.parametrize("mode, experiments", MODES.items())
 def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd(mode, experiments):
-    done = _reproduce(*filter(None, [mode]), "--dry_run", "--data_dir=../shared/data")
+    extra = ("--data_dir=../shared/data", "--epochs=2")
+    done = _reproduce(*filter(None, [mode]), "--dry_run", *extra)
     assert done.returncode == 0, done.stderr
     commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
     expected = []
     for exp in experiments:
-        for command, flagfile in (("main", exp), ("evaluate", f"{exp}_eval")):
-            expected.append(
-                f"python -m keras_takd.{command} --flagfile=flags/{flagfile}.cfg "
-                "--data_dir=../shared/data"
-            )
+        # training takes every extra argument; evaluation only the flags it shares with it
+        expected.append(f"python -m keras_takd.main --flagfile=flags/{exp}.cfg {' '.join(extra)}")
+        expected.append(
+            f"python -m keras_takd.takd.evaluate --flagfile=flags/{exp}_eval.cfg {extra[0]}"
+        )
     assert commands[:-3] == expected
     results = ",".join(
         f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
     )
-    assert commands[-3].startswith(f"python -m keras_takd.plot --results={results} --out=")
+    assert commands[-3].startswith(f"python -m keras_takd.takd.plot --results={results} --out=")
     figures = re.search(r"--out=(\S+)", commands[-3]).group(1)
     assert commands[-2].startswith(
-        f"python -m keras_takd.compare --results={results} --out={figures}/claims.md"
+        f"python -m keras_takd.takd.compare --results={results} --out={figures}/claims.md"
     )
     smoothed = f"smoothed_kd_{mode.lstrip('-') or 'paper'}"
     assert (REPO / f"flags/{smoothed}.cfg").is_file()
     assert commands[-1] == (
-        f"python -m keras_takd.smoothed_kd --flagfile=flags/{smoothed}.cfg "
+        f"python -m keras_takd.smoothed.run --flagfile=flags/{smoothed}.cfg "
         "--data_dir=../shared/data"
     )
 
@@ -85,10 +86,10 @@ def test_each_evaluation_flagfile_evaluates_its_training_run(experiment):
 
 
 def test_every_evaluation_flagfile_parses():
-    """Parses each *_eval.cfg with keras_takd.evaluate's flags (in one subprocess)."""
+    """Parses each *_eval.cfg with keras_takd.takd.evaluate's flags (in one subprocess)."""
     files = sorted(str(p.relative_to(REPO)) for p in (REPO / "flags").glob("*_eval.cfg"))
     script = (
-        "import sys\nfrom absl import flags\nimport keras_takd.evaluate\n"
+        "import sys\nfrom absl import flags\nimport keras_takd.takd.evaluate\n"
         "for f in sys.argv[1:]:\n"
         "    flags.FLAGS.unparse_flags()\n"
         "    flags.FLAGS(['evaluate', '--flagfile=' + f])\n"
@@ -132,13 +133,13 @@ def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
             f"-m keras_takd.main --flagfile=flags/{exp}.cfg --data_dir=../shared/data"
         )
         evaluate = calls.index(
-            f"-m keras_takd.evaluate --flagfile=flags/{exp}_eval.cfg --data_dir=../shared/data"
+            f"-m keras_takd.takd.evaluate --flagfile=flags/{exp}_eval.cfg --data_dir=../shared/data"
         )
         assert train < evaluate < len(calls) - 3  # each experiment in order, before the plot
     assert [c.split()[1] for c in calls[-3:]] == [
-        "keras_takd.plot",
-        "keras_takd.compare",
-        "keras_takd.smoothed_kd",
+        "keras_takd.takd.plot",
+        "keras_takd.takd.compare",
+        "keras_takd.smoothed.run",
     ]
 
 
@@ -149,4 +150,4 @@ def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
     assert "experiment mnist_multistep_cpu failed" in done.stderr
     calls = log.read_text()
     assert "flags/mnist_cpu_eval.cfg" in calls  # the other experiment ran to its end
-    assert "keras_takd.plot" not in calls
+    assert "keras_takd.takd.plot" not in calls

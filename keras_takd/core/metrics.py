@@ -1,0 +1,316 @@
+"""Metrics of defensive distillation: accuracy, sensitivity, confidence and robustness.
+
+Implements the evaluation of Mandal & Guo, "Improving Defensive Distillation using Teacher
+Assistant" (sections III-B, III-C and V: Figs. 3-8), plus the two checks a reader needs to judge
+that robustness: Papernot et al.'s adversarial success rate at a fixed budget
+(arXiv:1511.04508) and the gradient-masking comparison of Carlini & Wagner (arXiv:1608.04644),
+who showed that distillation's apparent robustness vanishes when the attack uses the logits.
+
+Every model here maps float32 images in [0, 1] to LOGITS; the metrics evaluate it at T = 1.
+Attack results are duck-typed: any object with numpy fields `success`, `l0`, `l2` and `linf`
+(the `AttackResult` of `keras_takd.attacks`) will do.
+
+TensorFlow is imported inside the functions that need it, so that the plotting code and the
+plot CLI can read the column contract without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+# The norms an attack result carries, in changed pixels (L0), Euclidean and max distance.
+NORMS: tuple[str, ...] = ("l0", "l2", "linf")
+NEAR_ZERO_GRADIENT = 1e-10
+
+
+def _tf():
+    """Imports TensorFlow on first use (see the module docstring)."""
+    import tensorflow as tf
+
+    return tf
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    return y.argmax(axis=-1) if y.ndim == 2 else y.astype(np.int64)
+
+
+def _check_data(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
+    if np.ndim(x) < 2 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty batch of images [N, ...], got shape {np.shape(x)}")
+    if y is not None and len(y) != len(x):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+
+
+def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Runs `model` in inference mode over `x` in batches.
+
+    Args:
+        model: a Keras model (or callable) mapping images to logits.
+        x: images [N, H, W, C].
+        batch_size: images per forward pass.
+
+    Returns:
+        The logits as a float32 array [N, num_classes].
+    """
+    _check_data(x, None, batch_size)
+    outputs = [
+        np.asarray(model(np.asarray(x[i : i + batch_size], np.float32), training=False))
+        for i in range(0, len(x), batch_size)
+    ]
+    return np.concatenate(outputs, axis=0)
+
+
+def correctly_classified(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Returns the boolean mask [N] of images the model classifies correctly at T = 1.
+
+    Args:
+        model: a Keras logits model.
+        x: images [N, H, W, C] in [0, 1].
+        y: labels [N] (or one-hot [N, num_classes]).
+        batch_size: images per forward pass.
+    """
+    _check_data(x, y, batch_size)
+    return predict_logits(model, x, batch_size).argmax(axis=-1) == _labels(y)
+
+
+def accuracy(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Test accuracy at T = 1 (paper V-A, Fig. 3): the fraction of `x` classified as `y`.
+
+    The temperature never changes the argmax, so this is the accuracy of the logits.
+    """
+    return float(np.mean(correctly_classified(model, x, y, batch_size)))
+
+
+def confidence(model, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    """Confidence of paper eq. 14 (V-D, Fig. 6), as in Papernot et al. 2016.
+
+    C(X) = max_i F_i(X) when argmax_i F_i(X) = t(X), else 0, with F the T = 1 softmax; the
+    result is its mean over `x`. (Eq. 14 as printed reads arg max in the second case; the
+    probability max_i F_i(X) is what Papernot et al. define and what lies in [0, 1].)
+
+    Args:
+        model: a Keras logits model.
+        x: images [N, H, W, C] in [0, 1].
+        y: labels [N] (or one-hot).
+        batch_size: images per forward pass.
+
+    Returns:
+        The mean confidence, in [0, 1].
+    """
+    _check_data(x, y, batch_size)
+    logits = predict_logits(model, x, batch_size).astype(np.float64)
+    logits -= logits.max(axis=-1, keepdims=True)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+    correct = probabilities.argmax(axis=-1) == _labels(y)
+    return float(np.mean(np.where(correct, probabilities.max(axis=-1), 0.0)))
+
+
+def _sum_of_logits(logits):
+    return _tf().reduce_sum(logits, axis=-1)
+
+
+def _predicted_probability(logits):
+    tf = _tf()
+    probabilities = tf.nn.softmax(logits, axis=-1)
+    predicted = tf.stop_gradient(tf.argmax(logits, axis=-1))
+    return tf.gather(probabilities, predicted, axis=1, batch_dims=1)
+
+
+def _gradient_fn(model, of: str, batch_shape: tuple[int, ...]):
+    """A compiled function: images -> per-image mean |d scalar / d image| over input dims."""
+    tf = _tf()
+    scalar_of = _sum_of_logits if of == "logits" else _predicted_probability
+    input_axes = list(range(1, len(batch_shape)))
+
+    @tf.function(input_signature=[tf.TensorSpec(batch_shape, tf.float32)], autograph=False)
+    def mean_abs_gradient(images):
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            scalars = scalar_of(tf.cast(model(images, training=False), tf.float32))
+            # Images are independent in inference mode, so the gradient of the batch sum
+            # holds each image's own gradient.
+            total = tf.reduce_sum(scalars)
+        gradients = tape.gradient(total, images)
+        return tf.reduce_mean(tf.abs(gradients), axis=input_axes)
+
+    return mean_abs_gradient
+
+
+def sensitivity(
+    model,
+    x: np.ndarray,
+    batch_size: int = 256,
+    of: str = "logits",
+    zero_threshold: float = NEAR_ZERO_GRADIENT,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Per-image sensitivity: the mean absolute input gradient (paper III-B, V-B, Fig. 4).
+
+    For each image X the gradient dS(X)/dX of a scalar S is taken and |.| is averaged over all
+    input dimensions (pixels x channels):
+      - of="logits": S = sum_i z_i(X), the sum of the logits (what the authors' code did);
+      - of="softmax": S = F_c(X), the T = 1 softmax probability of the predicted class
+        c = argmax_i z_i(X) (held fixed while differentiating): Papernot et al.'s adversarial
+        gradient of the output the attacker must lower. The softmax probabilities sum to 1, so
+        their sum has no gradient. In float32 a saturated softmax (F_c = 1.0) gives exactly 0,
+        the vanishing gradient that masks distilled models against gradient attacks.
+
+    Args:
+        model: a Keras logits model (float32 images in [0, 1] -> logits).
+        x: images [N, H, W, C].
+        batch_size: images per gradient computation (the last batch is padded).
+        of: "logits" or "softmax", the scalar differentiated (see above).
+        zero_threshold: images whose value is below it count as near-zero (paper: 1e-10).
+
+    Returns:
+        (values, summary): values is a float64 array [N] of per-image sensitivities; summary is
+        {"mean": mean of values, "zero_fraction": fraction of values < zero_threshold}.
+
+    Raises:
+        ValueError: for an unknown `of`, a bad `batch_size` or an empty `x`.
+    """
+    if of not in ("logits", "softmax"):
+        raise ValueError(f"of must be 'logits' or 'softmax', got {of!r}")
+    _check_data(x, None, batch_size)
+    batch_size = min(int(batch_size), len(x))
+    gradient_fn = _gradient_fn(model, of, (batch_size, *np.shape(x)[1:]))
+    values = []
+    for start in range(0, len(x), batch_size):
+        batch = np.asarray(x[start : start + batch_size], np.float32)
+        count = len(batch)
+        if count < batch_size:  # pad to the compiled shape instead of retracing
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]))])
+        values.append(gradient_fn(batch.astype(np.float32)).numpy()[:count])
+    values = np.concatenate(values).astype(np.float64)
+    summary = {
+        "mean": float(values.mean()),
+        "zero_fraction": float(np.mean(values < zero_threshold)),
+    }
+    return values, summary
+
+
+def _norm_of(prefix: str, norm: str | None) -> str:
+    norm = norm or prefix.split("_")[0]
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r} (from prefix {prefix!r}): expected one of {NORMS}")
+    return norm
+
+
+def _attacked_mask(result: Any, correct: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Which entries of `result` count as attacked, and how many images were excluded."""
+    success = np.asarray(result.success, bool)
+    if correct is None:
+        return np.ones(len(success), bool), 0
+    correct = np.asarray(correct, bool)
+    excluded = int(np.sum(~correct))
+    if len(correct) == len(success):  # the result covers every evaluated image
+        return correct, excluded
+    if int(correct.sum()) == len(success):  # the result covers only the correct ones
+        return np.ones(len(success), bool), excluded
+    raise ValueError(
+        f"correct has {len(correct)} entries ({int(correct.sum())} True) but the attack result "
+        f"has {len(success)}: expected a result over all images or over the correct ones"
+    )
+
+
+def robustness_summary(
+    result: Any,
+    prefix: str,
+    correct: np.ndarray | None = None,
+    norm: str | None = None,
+) -> dict[str, float]:
+    """Robustness of paper III-C / Fig. 5 from one attack's result.
+
+    Args:
+        result: an attack result with numpy fields `success` [n] (bool) and `l0`, `l2`, `linf`
+            [n] (the perturbation of each image; L0 in changed pixels).
+        prefix: the column prefix, e.g. "l0", "l2", "linf" or "l2_softmax_T".
+        correct: the mask from `correctly_classified` over the evaluated images. The result may
+            cover all of them (misclassified ones are then ignored) or only the correct ones, in
+            order. None means every image in `result` was correctly classified.
+        norm: which field is the perturbation ("l0", "l2" or "linf"); by default the first word
+            of `prefix`.
+
+    Returns:
+        {prefix_mean, prefix_max} of the perturbation over successfully attacked images (NaN if
+        none succeeded), prefix_success_rate = successes / attacked images (NaN if none were
+        attacked), and the counts prefix_attacked and prefix_excluded.
+
+    Raises:
+        ValueError: for an unknown norm, or a `correct` mask that does not fit `result`.
+    """
+    norm = _norm_of(prefix, norm)
+    attacked, excluded = _attacked_mask(result, correct)
+    success = np.asarray(result.success, bool) & attacked
+    distances = np.asarray(getattr(result, norm), np.float64)[success]
+    num_attacked = int(attacked.sum())
+    return {
+        f"{prefix}_mean": float(distances.mean()) if distances.size else float("nan"),
+        f"{prefix}_max": float(distances.max()) if distances.size else float("nan"),
+        f"{prefix}_success_rate": float(success.sum() / num_attacked)
+        if num_attacked
+        else float("nan"),
+        f"{prefix}_attacked": num_attacked,
+        f"{prefix}_excluded": excluded,
+    }
+
+
+def success_at_budget(
+    result: Any, norm: str, budget: float, correct: np.ndarray | None = None
+) -> float:
+    """Adversarial success rate at a fixed budget, Papernot et al.'s headline measure.
+
+    The fraction of attacked (correctly classified) images for which the attack succeeded with
+    a perturbation of at most `budget` in `norm` (e.g. L2 <= 1.0, L-inf <= 0.1 on MNIST). As the
+    C&W attacks look for the minimal perturbation, this is the success rate of an attacker
+    limited to that budget.
+
+    Args:
+        result: an attack result (see `robustness_summary`).
+        norm: "l0", "l2" or "linf".
+        budget: the largest perturbation allowed, >= 0.
+        correct: as in `robustness_summary`.
+
+    Returns:
+        The success rate in [0, 1] (NaN if no image was attacked).
+
+    Raises:
+        ValueError: for an unknown norm or a negative budget.
+    """
+    norm = _norm_of(norm, norm)
+    if not budget >= 0:
+        raise ValueError(f"budget must be a number >= 0, got {budget!r}")
+    attacked, _ = _attacked_mask(result, correct)
+    within = np.asarray(result.success, bool) & (np.asarray(getattr(result, norm)) <= budget)
+    return float(np.sum(within & attacked) / attacked.sum()) if attacked.any() else float("nan")
+
+
+def budget_summary(
+    result: Any, norm: str, budget: float, correct: np.ndarray | None = None
+) -> dict[str, float]:
+    """The columns {norm}_budget and {norm}_budget_success_rate (see `success_at_budget`)."""
+    rate = success_at_budget(result, norm, budget, correct)
+    return {f"{norm}_budget": float(budget), f"{norm}_budget_success_rate": rate}
+
+
+def model_metrics(
+    model, x: np.ndarray, y: np.ndarray, batch_size: int = 256
+) -> Mapping[str, float]:
+    """The attack-free metric columns of one model: accuracy, both sensitivities, confidence.
+
+    Returns:
+        A dict with the columns test_accuracy, sensitivity_{logits,softmax}_{mean,zero_fraction}
+        and confidence (see `keras_takd.takd.schema.METRIC_COLUMNS`).
+    """
+    row = {"test_accuracy": accuracy(model, x, y, batch_size)}
+    for of in ("logits", "softmax"):
+        _, summary = sensitivity(model, x, batch_size, of=of)
+        row[f"sensitivity_{of}_mean"] = summary["mean"]
+        row[f"sensitivity_{of}_zero_fraction"] = summary["zero_fraction"]
+    row["confidence"] = confidence(model, x, y, batch_size)
+    return row

@@ -1,0 +1,141 @@
+"""Run folders and results tables: configuration checks and atomic, keyed CSV updates.
+
+TensorFlow-free, so command lines can refuse a mismatched `--output_dir` before the slow
+TensorFlow import, and every pipeline (chains, evaluation, smoothed-teacher distillation)
+records and checks its configuration the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from keras_takd.core import files
+
+
+class ConfigMismatchError(ValueError):
+    """A run folder, results file or cache holds results made with another configuration.
+
+    The one error type for that refusal, whichever pipeline (training, evaluation, smoothed
+    distillation) or file (run.json, a results CSV, a shard) it comes from.
+    """
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries that decide the numbers."""
+    import keras
+    import tensorflow as tf
+
+    import keras_takd
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "keras_takd": keras_takd.__version__,
+    }
+
+
+def check_same_config(previous: Mapping, current: Mapping, where: str | pathlib.Path) -> None:
+    """Raises ConfigMismatchError naming the first setting that differs.
+
+    Both configurations are mappings of sections (e.g. "train", "data") to flat mappings of
+    settings.
+    """
+    for section in sorted(set(previous) | set(current)):
+        old, new = previous.get(section, {}), current.get(section, {})
+        for name in sorted(set(old) | set(new)):
+            if old.get(name) != new.get(name):
+                raise ConfigMismatchError(
+                    f"{where} holds results made with {name}={old.get(name)!r}, this run asks "
+                    f"{name}={new.get(name)!r}: use another output_dir or the same settings"
+                )
+
+
+def prepare_run_dir(
+    output_dir: str | pathlib.Path, configuration: Mapping, run_info: Mapping | None = None
+) -> pathlib.Path:
+    """Checks `output_dir` is writable and holds no run of another configuration.
+
+    Writes run.json (the configuration, `run_info` such as the command-line flags, and the
+    library versions) when the directory is new or was made with the same configuration.
+
+    Args:
+        output_dir: the run folder; created if missing.
+        configuration: sections of settings that decide the results (see check_same_config).
+        run_info: recorded as is (e.g. the command-line flags); never compared.
+
+    Returns:
+        The run folder.
+
+    Raises:
+        OSError: the directory cannot be created or written.
+        ConfigMismatchError: run.json records another configuration or is not ours.
+    """
+    out = files.check_writable(output_dir)
+    run_json = out / "run.json"
+    if run_json.exists():
+        try:
+            previous = json.loads(run_json.read_text())["configuration"]
+        except (ValueError, KeyError, TypeError):
+            raise ConfigMismatchError(
+                f"{run_json} is not a keras_takd run.json: use another output_dir"
+            ) from None
+        check_same_config(previous, configuration, out)
+    files.write_json_atomic(
+        run_json,
+        {
+            "configuration": dict(configuration),
+            "run_info": dict(run_info or {}),
+            "versions": library_versions(),
+            "argv": sys.argv,
+        },
+    )
+    return out
+
+
+def update_results(
+    csv_path: str | pathlib.Path,
+    rows: Sequence[dict],
+    key: Sequence[str],
+    order: Sequence[str] = (),
+) -> pd.DataFrame:
+    """Upserts rows into a results CSV, atomically: a row replaces the old row of its key.
+
+    Args:
+        csv_path: the CSV (created if missing).
+        rows: the new rows, each holding every `key` column.
+        key: the columns that identify a row, e.g. (dataset, temperature, stage).
+        order: columns to put first, in this order; the others follow as they come.
+
+    Returns:
+        The whole table, sorted by its key columns.
+
+    Raises:
+        ConfigMismatchError: the existing CSV lacks a key column (it is not ours).
+    """
+    csv_path, key = pathlib.Path(csv_path), list(key)
+    new = pd.DataFrame(list(rows))
+    if csv_path.exists():
+        old = pd.read_csv(csv_path)
+        missing = [c for c in key if c not in old.columns]
+        if missing:
+            raise ConfigMismatchError(
+                f"{csv_path} lacks the key columns {missing}: it is not a keras_takd results file"
+            )
+        keys = set(map(tuple, new[key].astype(str).values))
+        stale = old[key].astype(str).apply(tuple, axis=1).isin(keys)
+        new = pd.concat([old[~stale], new], ignore_index=True)
+    columns = [c for c in order if c in new.columns]
+    columns += [c for c in new.columns if c not in columns]
+    table = new[columns].sort_values(key, kind="stable").reset_index(drop=True)
+    files.write_csv_atomic(csv_path, table)
+    return table

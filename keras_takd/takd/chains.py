@@ -1,0 +1,270 @@
+"""Distillation chains: teacher -> assistant -> student -> ..., resumable, into an output_dir.
+
+Stage 1 is trained on hard labels at temperature T; stage k+1 is distilled from stage k at the
+same T (Papernot et al. 2016, arXiv:1511.04508; Mandal & Guo, teacher-assistant chains).
+Two stages are Papernot's defensive distillation, three the paper's teacher -> assistant ->
+student, seven its multi-step experiment.
+
+Layout of `output_dir`:
+
+    run.json                                  training configuration, flags, versions
+    results.csv                               one row per (dataset, temperature, stage)
+    <dataset>/init/model.keras                the shared warm-start weights (1 epoch, T = 1)
+    <dataset>/T<temperature>/stage<k>/model.keras
+    <dataset>/T<temperature>/stage<k>/saved_model/    TF SavedModel (serve, probabilities)
+    <dataset>/T<temperature>/stage<k>/metadata.json   written last: marks the stage complete
+
+A stage whose metadata exists is never retrained; a stage killed mid-training resumes from its
+last finished epoch (keras BackupAndRestore under `stage<k>/backup`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_takd.core import export, files, metrics
+from keras_takd.core.data import Dataset
+from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
+from keras_takd.core.layers import check_temperature
+from keras_takd.core.models import build_model
+from keras_takd.core.results import check_same_config, prepare_run_dir, update_results
+from keras_takd.core.seeding import set_seed, unit_seed
+from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """The tf.distribute strategy a chain trains under.
+
+    Args:
+        name: "default" (no distribution), "mirrored" (all local GPUs, one replica each) or
+            "multi_worker" (MultiWorkerMirroredStrategy: every worker named in the TF_CONFIG
+            environment variable runs the same command). Keras 3's `fit` fails under it
+            (keras-team/keras#20585; reproduced here with two local workers, tensorflow 2.21,
+            keras 3.15), so `keras_takd.main` refuses it; it is kept for a fixed Keras.
+
+    Raises:
+        ValueError: for another name.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}: expected one of {', '.join(STRATEGIES)}")
+
+
+def role_name(stage: int, stages: int) -> str:
+    """teacher (stage 1), student (the last), assistant (the middle of 3), else step-k."""
+    if stage == 1:
+        return "teacher"
+    if stage == stages:
+        return "student"
+    return "assistant" if stages == 3 else f"step-{stage}"
+
+
+def _data_fingerprint(data: Dataset) -> dict:
+    return {
+        "dataset": data.name,
+        "train_images": len(data.x_train),
+        "validation_images": len(data.x_val),
+        "test_images": len(data.x_test),
+    }
+
+
+def prepare_output_dir(
+    output_dir: str | pathlib.Path, data: Dataset, config: TrainConfig, run_info: dict | None = None
+) -> pathlib.Path:
+    """Checks and records a chain run's folder (see `keras_takd.core.results.prepare_run_dir`)."""
+    configuration = {"train": dataclasses.asdict(config), "data": _data_fingerprint(data)}
+    return prepare_run_dir(output_dir, configuration, run_info)
+
+
+def _stage_fingerprint(data: Dataset, config: TrainConfig, temperature: float, stage: int) -> dict:
+    return {
+        "train": dataclasses.asdict(config),
+        "data": _data_fingerprint(data),
+        "unit": {"temperature": temperature, "stage": stage},
+    }
+
+
+def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None:
+    """Returns the stage's metadata if it finished with this configuration, else None."""
+    meta_path = stage_dir / "metadata.json"
+    if not meta_path.exists():
+        return None
+    metadata = json.loads(meta_path.read_text())
+    check_same_config(metadata["fingerprint"], fingerprint, stage_dir)
+    return metadata
+
+
+def _warm_start_weights(
+    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose
+) -> list[np.ndarray]:
+    """The shared initial weights: one epoch at T = 1 on hard labels (Carlini's `_init`)."""
+    init_dir = out / data.name / "init"
+    fingerprint = _stage_fingerprint(data, config, 1.0, 0)
+    if _load_if_complete(init_dir, fingerprint) is None:
+        set_seed(unit_seed(config.seed, data.name, "init"), deterministic=False)
+        model = build_model(data.name)
+        train_on_labels(model, data.x_train, data.y_train, 1.0, config, epochs=1, verbose=verbose)
+        export.save_model_atomic(model, init_dir / "model.keras")
+        files.write_json_atomic(init_dir / "metadata.json", {"fingerprint": fingerprint})
+    return keras.saving.load_model(init_dir / "model.keras").get_weights()
+
+
+def _train_stage(
+    data: Dataset,
+    config: TrainConfig,
+    temperature: float,
+    stage: int,
+    teacher: keras.Model | None,
+    init_weights,
+    stage_dir: pathlib.Path,
+    callbacks,
+    verbose,
+) -> tuple[keras.Model, float, float]:
+    set_seed(unit_seed(config.seed, data.name, temperature, stage), deterministic=False)
+    model = build_model(data.name)
+    if init_weights is not None:
+        model.set_weights(init_weights)
+    backup = keras.callbacks.BackupAndRestore(str(stage_dir / "backup"))
+    kwargs = dict(
+        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
+        callbacks=[backup, *callbacks],
+        verbose=verbose,
+    )
+    start = time.perf_counter()
+    if teacher is None:
+        history = train_on_labels(model, data.x_train, data.y_train, temperature, config, **kwargs)
+    else:
+        history = distil(model, teacher, data.x_train, data.y_train, temperature, config, **kwargs)
+    seconds = time.perf_counter() - start
+    val_accuracy = history.history.get("val_accuracy", [float("nan")])[-1]
+    return model, seconds, float(val_accuracy)
+
+
+def run_chain(
+    data: Dataset,
+    temperatures: Sequence[float],
+    stages: int,
+    output_dir: str | pathlib.Path,
+    config: TrainConfig | None = None,
+    run_info: dict | None = None,
+    callbacks: Sequence = (),
+    verbose="auto",
+    on_stage: Callable[[dict, bool], None] | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> pd.DataFrame:
+    """Trains chains of `stages` models at each temperature and writes them to output_dir.
+
+    Args:
+        data: the dataset (see `keras_takd.core.data.load_dataset`).
+        temperatures: distillation temperatures, one chain each.
+        stages: models per chain: 1 (teacher only), 2 (Papernot), 3 (teacher -> assistant ->
+            student), 7 (the paper's multi-step chain), ...
+        output_dir: where models, SavedModels, results.csv and run.json go.
+        config: training hyperparameters (default: the paper's, `TrainConfig()`).
+        run_info: recorded in run.json (e.g. the command-line flags).
+        callbacks: extra Keras callbacks for every stage's training.
+        verbose: Keras verbosity while training.
+        on_stage: called as on_stage(row, already_complete) for each stage's results row.
+        strategy: the tf.distribute strategy to build and train the models under (see
+            `make_strategy`); None: the default strategy.
+
+    Returns:
+        The whole results table of output_dir (also written to results.csv).
+
+    Raises:
+        ValueError: stages < 1 or a temperature that is not > 0.
+        ConfigMismatchError: output_dir holds results of another configuration.
+        OSError: output_dir cannot be written.
+    """
+    if stages < 1:
+        raise ValueError(f"stages must be >= 1, got {stages}")
+    if not temperatures:
+        raise ValueError("temperatures must list at least one temperature")
+    temperatures = [check_temperature(t) for t in temperatures]
+    config = config or TrainConfig()
+    out = prepare_output_dir(output_dir, data, config, run_info)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        init_weights = (
+            _warm_start_weights(data, out, config, verbose) if config.warm_start else None
+        )
+        table = None
+        for temperature in temperatures:
+            teacher = None
+            for stage in range(1, stages + 1):
+                stage_dir = out / data.name / f"T{temperature:g}" / f"stage{stage}"
+                fingerprint = _stage_fingerprint(data, config, temperature, stage)
+                metadata = _load_if_complete(stage_dir, fingerprint)
+                complete = metadata is not None
+                if not complete:
+                    model, seconds, val_accuracy = _train_stage(
+                        data,
+                        config,
+                        temperature,
+                        stage,
+                        teacher,
+                        init_weights,
+                        stage_dir,
+                        callbacks,
+                        verbose,
+                    )
+                    accuracy = metrics.accuracy(model, data.x_test, data.y_test, 1024)
+                    metadata = _save_stage(
+                        model,
+                        data,
+                        stage_dir,
+                        fingerprint,
+                        {
+                            "dataset": data.name,
+                            "temperature": temperature,
+                            "stage": stage,
+                            "role": role_name(stage, stages),
+                            "test_accuracy": accuracy,
+                            "val_accuracy": val_accuracy,
+                            "train_seconds": round(seconds, 3),
+                            "epochs": config.epochs,
+                            "saved_model": str(stage_dir / "saved_model"),
+                            "keras_model": str(stage_dir / "model.keras"),
+                        },
+                    )
+                    teacher = model
+                else:
+                    teacher = keras.saving.load_model(stage_dir / "model.keras")
+                # A stage's model does not depend on the chain's length; its role and row do.
+                row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
+                table = update_results(out / "results.csv", [row], KEY_COLUMNS, CHAIN_COLUMNS)
+                if on_stage is not None:
+                    on_stage(row, complete)
+        return table
+
+
+def _save_stage(model, data, stage_dir, fingerprint, row) -> dict:
+    export.save_model_atomic(model, stage_dir / "model.keras")
+    export.export_saved_model(model, stage_dir / "saved_model")
+    metadata = {"fingerprint": fingerprint, "row": row}
+    files.write_json_atomic(stage_dir / "metadata.json", metadata)
+    return metadata
+
+
+def stage_summary(row: dict, already_complete: bool = False) -> str:
+    """One line describing a finished stage, for progress output."""
+    return (
+        f"{row['dataset']} T={row['temperature']:g} stage {row['stage']} "
+        f"{row['role']:<9} test accuracy {100 * row['test_accuracy']:.2f}% "
+        f"({row['train_seconds']:.1f} s){' [already complete]' if already_complete else ''}"
+        f" -> {pathlib.Path(row['keras_model']).parent}"
+    )

@@ -1,0 +1,231 @@
+r"""Evaluate a trained run: metrics, C&W L0 / L2 / L-inf attacks, gradient masking, budgets.
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant" (sections IV-C, V, VI);
+Carlini & Wagner, arXiv:1608.04644; Papernot et al., arXiv:1511.04508. Writes the metric columns
+of `keras_takd.takd.schema.METRIC_COLUMNS` into the run's results.csv (see
+`keras_takd.takd.evaluation`).
+
+  python -m keras_takd.takd.evaluate --flagfile=flags/mnist_takd_eval.cfg
+  python -m keras_takd.takd.evaluate --output_dir=runs/smoke --num_images=20 --l2_max_iterations=100
+
+--output_dir and --data_dir are shared with training (`keras_takd.takd.flags`).
+
+Resuming: rerun the same command; finished units (a model's metrics, one attack on one model)
+are read from <output_dir>/eval/<config>/ and only the missing ones are computed.
+
+Sharding the attacked images over processes or machines:
+
+  for i in 0 1 2 3; do   # four processes, e.g. on four machines sharing output_dir
+    python -m keras_takd.takd.evaluate --flagfile=flags/mnist_takd_eval.cfg \
+        --shard_index=$i --num_shards=4 &
+  done; wait
+  python -m keras_takd.takd.merge --inputs=runs/mnist_takd/results_shard0of4.csv,\
+  runs/mnist_takd/results_shard1of4.csv,runs/mnist_takd/results_shard2of4.csv,\
+  runs/mnist_takd/results_shard3of4.csv --output=runs/mnist_takd/results.csv
+
+Shard i attacks the contiguous block [i * n // N, (i + 1) * n // N) of the first n =
+--num_images test images; shard 0 also computes the attack-free metrics. Each shard writes
+sums and counts, so the merge equals an unsharded run.
+
+Several machines. Training cannot use MultiWorkerMirroredStrategy (Keras 3's fit fails under
+it, keras-team/keras#20585; `keras_takd.main` refuses --strategy=multi_worker), but attacks on
+different images are independent: give each machine its own shard of a shared output_dir, e.g.
+with the task index of a TF_CONFIG already set up for the cluster,
+
+  TASK=$(python -c 'import json, os; print(json.loads(os.environ["TF_CONFIG"])["task"]["index"])')
+  python -m keras_takd.takd.evaluate --flagfile=... --num_shards=2 --shard_index=$TASK
+
+then merge the shard CSVs on any one machine. evaluate itself creates no tf.distribute
+strategy, so a TF_CONFIG left in the environment does not change what it computes.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags
+
+from keras_takd.core.cli import run_main
+from keras_takd.takd import flags as shared_flags
+from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+
+_ATTACK_NAMES = ("l0", "l2", "linf")
+
+_ATTACKS = flags.DEFINE_list(
+    "attacks", list(_ATTACK_NAMES), "C&W attacks to run, a subset of l0,l2,linf (may be empty)."
+)
+_NUM_IMAGES = flags.DEFINE_integer(
+    "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
+)
+_ATTACK_IMAGES = flags.DEFINE_list(
+    "attack_images",
+    [],
+    "Per-attack overrides of --num_images as attack=count, e.g. l0=20 (L0 costs several times "
+    "L2); the gradient-masking attack follows l2.",
+)
+_METRIC_IMAGES = flags.DEFINE_integer(
+    "metric_images",
+    None,
+    "Accuracy, sensitivity and confidence on the first this many test images (default: all).",
+    lower_bound=1,
+)
+_GRADIENT_MASKING = flags.DEFINE_boolean(
+    "gradient_masking",
+    True,
+    "Also run the L2 attack against softmax(logits / T) at the training T (with --attacks l2).",
+)
+_L2_BUDGET = flags.DEFINE_float(
+    "l2_budget", 1.0, "L2 budget of l2_budget_success_rate (Papernot).", lower_bound=0.0
+)
+_LINF_BUDGET = flags.DEFINE_float(
+    "linf_budget", 0.1, "L-inf budget of linf_budget_success_rate.", lower_bound=0.0
+)
+_SHARD_INDEX = flags.DEFINE_integer(
+    "shard_index", 0, "Which block of the attacked images to take (0-based).", lower_bound=0
+)
+_NUM_SHARDS = flags.DEFINE_integer(
+    "num_shards", 1, "Into how many contiguous blocks the attacked images are split.", lower_bound=1
+)
+_RESULTS_PATH = flags.DEFINE_string(
+    "results_path",
+    None,
+    "CSV to write (default: <output_dir>/results.csv, or results_shard<i>of<N>.csv).",
+)
+_ATTACK_BATCH_SIZE = flags.DEFINE_integer(
+    "attack_batch_size", None, "Images attacked together (default: the attack's).", lower_bound=1
+)
+_ABORT_EARLY = flags.DEFINE_boolean(
+    "abort_early", True, "Stop an attack's search when its loss stalls (as C&W's code)."
+)
+_ATTACK_VERBOSE = flags.DEFINE_boolean("attack_verbose", False, "Progress bars of the attacks.")
+_REPLACE = flags.DEFINE_boolean(
+    "replace",
+    False,
+    "If the results CSV holds an evaluation with other settings, replace its columns instead "
+    "of refusing (its units stay cached under <output_dir>/eval/, so nothing is recomputed if "
+    "you go back to them).",
+)
+
+# Per-attack options, e.g. --l2_max_iterations; None keeps the attack function's default.
+_OPTION_FLAGS = {
+    "max_iterations": (flags.DEFINE_integer, "optimizer steps (per c for L2)", 1),
+    "learning_rate": (flags.DEFINE_float, "Adam learning rate", 0.0),
+    "initial_const": (flags.DEFINE_float, "first trade-off constant c", 0.0),
+    "largest_const": (flags.DEFINE_float, "largest c before giving up", 0.0),
+    "confidence": (flags.DEFINE_float, "margin kappa", 0.0),
+}
+_ATTACK_OPTIONS = {
+    (attack, option): define(
+        f"{attack}_{option}", None, f"C&W {attack}: {text}.", lower_bound=bound
+    )
+    for attack in _ATTACK_NAMES
+    for option, (define, text, bound) in _OPTION_FLAGS.items()
+}
+_ATTACK_OPTIONS["l2", "binary_search_steps"] = flags.DEFINE_integer(
+    "l2_binary_search_steps", None, "C&W l2: values of c tried per image.", lower_bound=1
+)
+
+flags.register_validator(
+    "attacks",
+    lambda names: set(names) <= set(_ATTACK_NAMES),
+    message=f"--attacks must be a comma-separated subset of {','.join(_ATTACK_NAMES)}",
+)
+
+
+def _parse_attack_images(items: list[str]) -> dict[str, int]:
+    """{"l0": 20} from ["l0=20"]; raises ValueError naming the bad item."""
+    parsed = {}
+    for item in items:
+        name, _, count = item.partition("=")
+        if name not in _ATTACK_NAMES or not count.isdigit() or int(count) < 1 or name in parsed:
+            raise ValueError(item)
+        parsed[name] = int(count)
+    return parsed
+
+
+def _valid_attack_images(items: list[str]) -> bool:
+    try:
+        _parse_attack_images(items)
+    except ValueError:
+        return False
+    return True
+
+
+flags.register_validator(
+    "attack_images",
+    _valid_attack_images,
+    message="--attack_images must be a comma-separated list of attack=count, each attack one of "
+    f"{','.join(_ATTACK_NAMES)} at most once and count >= 1, e.g. l0=20",
+)
+flags.register_multi_flags_validator(
+    ["shard_index", "num_shards"],
+    lambda v: v["shard_index"] < v["num_shards"],
+    message="--shard_index must be smaller than --num_shards",
+)
+
+
+def _attack_options() -> dict[str, dict]:
+    options = {attack: {} for attack in _ATTACK_NAMES}
+    for (attack, option), holder in _ATTACK_OPTIONS.items():
+        if holder.value is not None:
+            options[attack][option] = holder.value
+    for attack in _ATTACK_NAMES:
+        options[attack]["abort_early"] = _ABORT_EARLY.value
+        if _ATTACK_BATCH_SIZE.value is not None:
+            options[attack]["batch_size"] = _ATTACK_BATCH_SIZE.value
+    return options
+
+
+flags.adopt_module_key_flags(shared_flags)  # --helpshort lists --output_dir, --data_dir
+
+
+def main(argv: list[str]) -> None:
+    del argv  # run_main refuses positional arguments
+    from keras_takd.core.data import load_dataset
+    from keras_takd.takd import evaluation  # no TensorFlow yet: bad input fails fast
+
+    run = evaluation.read_run(OUTPUT_DIR.value)
+    results_path = _RESULTS_PATH.value or evaluation.shard_results_path(
+        run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
+    )
+    evaluation.check_results_file(results_path, None, run, sharded=_NUM_SHARDS.value > 1)
+    data = load_dataset(
+        run.dataset,
+        data_dir=DATA_DIR.value or run.flags.get("data_dir"),
+        validation_size=0,
+        test_size=run.test_images,
+    )
+    config = evaluation.EvaluationConfig(
+        attacks=tuple(_ATTACKS.value),
+        num_images=_NUM_IMAGES.value,
+        attack_options=_attack_options(),
+        budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
+        gradient_masking=_GRADIENT_MASKING.value,
+        attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
+        metric_images=_METRIC_IMAGES.value,
+        shard_index=_SHARD_INDEX.value,
+        num_shards=_NUM_SHARDS.value,
+    )
+    table = evaluation.evaluate_run(
+        run.output_dir,
+        data,
+        config,
+        results_path=results_path,
+        verbose=_ATTACK_VERBOSE.value,
+        log=lambda line: print(line, flush=True),
+        replace=_REPLACE.value,
+    )
+    print(f"results: {results_path} ({len(table)} rows, evaluation {table['eval_config'].iloc[0]})")
+    sys.stdout.flush()
+
+
+def run() -> None:
+    """Console-script entry point `keras-takd-evaluate`."""
+    run_main(main, "keras-takd-evaluate")
+
+
+if __name__ == "__main__":
+    run()

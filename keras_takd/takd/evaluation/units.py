@@ -1,0 +1,282 @@
+"""Units of work of an evaluation, their cache, and `evaluate_run`, which runs the missing ones.
+
+A unit is one model's attack-free metrics, or one attack on one model's block of images. Each
+finished unit is a JSON file under `<output_dir>/eval/<config id>/` (see the package
+docstring); the results CSV is rewritten after every unit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import pathlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from keras_takd.core import files, metrics
+from keras_takd.core.results import ConfigMismatchError
+from keras_takd.takd.evaluation.config import (
+    EvaluationConfig,
+    attack_function,
+    config_id,
+    shard_results_path,
+)
+from keras_takd.takd.evaluation.runs import (
+    Run,
+    check_results_file,
+    known_columns,
+    read_csv,
+    read_run,
+)
+from keras_takd.takd.evaluation.tables import (
+    attack_statistics,
+    empty_statistics,
+    final_columns,
+    shard_columns,
+    write_results,
+)
+from keras_takd.takd.schema import (
+    ATTACKS,
+    CHAIN_COLUMNS,
+    CHAIN_LENGTH_COLUMN,
+    CONFIG_COLUMN,
+    KEY_COLUMNS,
+    MASKED_L2_PREFIX,
+    SHARD_COLUMNS,
+)
+
+
+def _sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_unit(path: pathlib.Path, model_sha: str, images) -> dict | None:
+    """The cached unit if it was computed for this model and these images, else None."""
+    if not path.is_file():
+        return None
+    try:
+        cached = json.loads(path.read_text())
+    except ValueError:
+        return None  # a truncated file cannot happen (atomic writes), but never trust one
+    if cached.get("model_sha256") != model_sha or cached.get("images") != list(images):
+        return None
+    return cached
+
+
+def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfig, verbose):
+    """Attacks the correctly classified images of a block; returns (statistics, per_image)."""
+    prefix = name
+    attack = "l2" if name == MASKED_L2_PREFIX else name
+    budget = config.budgets.get(name) if name in ATTACKS else None
+    if not correct.any():
+        return empty_statistics(int((~correct).sum()), budget), {}
+    target = model
+    if name == MASKED_L2_PREFIX:  # softmax(logits / T): what a gradient-masked attacker sees
+        from keras_takd.core.models import with_temperature  # TensorFlow: only when attacking
+
+        target = with_temperature(model, temperature)
+    kwargs = dict(config.attack_options[attack], verbose=verbose)
+    if name == MASKED_L2_PREFIX:
+        kwargs["allow_probabilities"] = True
+    result = attack_function(attack)(target, x[correct], y[correct], **kwargs)
+    stats = attack_statistics(result, prefix, correct, budget)
+    per_image = {
+        "index": np.flatnonzero(correct).tolist(),
+        "success": np.asarray(result.success, bool).tolist(),
+        "distance": np.asarray(getattr(result, attack), np.float64).tolist(),
+    }
+    return stats, per_image
+
+
+@dataclasses.dataclass
+class _Model:
+    row: dict
+    path: pathlib.Path
+    sha: str
+    unit_dir: pathlib.Path
+    keras_model: Any = None
+
+    def load(self):
+        if self.keras_model is None:
+            import keras
+
+            self.keras_model = keras.saving.load_model(self.path)
+        return self.keras_model
+
+
+def _models(run: Run, cache: pathlib.Path) -> list[_Model]:
+    produced = known_columns(None, sharded=True) - set(CHAIN_COLUMNS)
+    rows = run.rows.sort_values(list(KEY_COLUMNS), kind="stable")
+    chain_length = rows.groupby(["dataset", "temperature"])["stage"].transform("max")
+    models = []
+    for (_, row), stages in zip(rows.iterrows(), chain_length, strict=True):
+        base = {c: row[c] for c in row.index if c not in produced}
+        if pd.isna(base.get(CHAIN_LENGTH_COLUMN)):  # runs from before the column
+            base[CHAIN_LENGTH_COLUMN] = int(stages)
+        path = run.model_path(row)
+        if not path.is_file():
+            raise FileNotFoundError(f"model {path} of results.csv is missing: retrain the run")
+        unit_dir = cache / str(row["dataset"]) / f"T{float(row['temperature']):g}"
+        models.append(_Model(base, path, _sha256(path), unit_dir / f"stage{int(row['stage'])}"))
+    return models
+
+
+def evaluate_run(
+    output_dir: str | pathlib.Path,
+    data,
+    config: EvaluationConfig | None = None,
+    results_path: str | pathlib.Path | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+    replace: bool = False,
+) -> pd.DataFrame:
+    """Evaluates every model of a training run; resumable, shardable (package docstring).
+
+    Args:
+        output_dir: a `keras_takd.main` run (run.json, results.csv, the models).
+        data: the run's `keras_takd.core.data.Dataset` (only the test set is used; it must have
+            as many test images as the run's).
+        config: what to compute (default: `EvaluationConfig()`, the paper's C&W evaluation
+            of 1,000 images with the attacks' default options).
+        results_path: the CSV to write (default: output_dir/results.csv, or
+            output_dir/results_shard<i>of<N>.csv for a shard).
+        verbose: show the attacks' progress bars.
+        log: called with one line per finished unit.
+        replace: if `results_path` holds the evaluation of another configuration, drop its
+            evaluation columns (keeping the training columns) instead of refusing. Nothing is
+            lost: its units stay cached under eval/<its config>/, and rerunning with its
+            settings writes them back without recomputing.
+
+    Returns:
+        The results table written to `results_path`.
+
+    Raises:
+        FileNotFoundError, ValueError: not a run, or image counts the test set cannot hold.
+        ConfigMismatchError: `results_path` holds results of another configuration.
+    """
+    config = config or EvaluationConfig()
+    run = read_run(output_dir)
+    log = log or (lambda line: None)
+    x, y = _check_data(run, data)
+    config.check_test_images(len(x))
+    identity = config.identity(run.dataset, len(x))
+    cid = config_id(identity)
+    default_path = shard_results_path(run.output_dir, config.shard_index, config.num_shards)
+    path = pathlib.Path(results_path or default_path)
+    if replace:
+        _drop_other_evaluation(path, cid, run, config.sharded)
+    check_results_file(path, cid, run, config.sharded)
+    cache = run.output_dir / "eval" / cid
+    files.write_json_atomic(cache / "config.json", identity)
+    metric_images = identity["metric_images"]
+    units = (["metrics"] if config.shard_index == 0 else []) + list(config.attacks)
+    units += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+    models = _models(run, cache)
+    done = {id(m): _cached_units(m, config, metric_images) for m in models}
+
+    def table():
+        rows = [_row(m, done[id(m)], cid, config) for m in models]
+        return write_results(path, rows, cid, config.sharded)
+
+    result = table()
+    for model in models:
+        for unit in units:
+            if unit in done[id(model)]:
+                continue
+            began = time.perf_counter()
+            if unit == "metrics":
+                value = _metrics_unit(model, x[:metric_images], y[:metric_images])
+                unit_path = model.unit_dir / "metrics.json"
+            else:
+                start, stop = config.block(unit)
+                value = _attack_unit(unit, model, x[start:stop], y[start:stop], config, verbose)
+                value["images"] = [start, stop]
+                unit_path = model.unit_dir / config.shard_dir / f"{unit}.json"
+            value |= {"model_sha256": model.sha, "seconds": time.perf_counter() - began}
+            files.write_json_atomic(unit_path, value)
+            done[id(model)][unit] = value
+            result = table()
+            log(_unit_line(model.row, unit, value))
+    return result
+
+
+def _drop_other_evaluation(path: pathlib.Path, config: str, run: Run, sharded: bool) -> None:
+    """Rewrites `path` with only its training columns if it holds another configuration."""
+    try:
+        check_results_file(path, config, run, sharded)
+    except ConfigMismatchError:
+        table = read_csv(path)
+        kept = [c for c in table.columns if c in CHAIN_COLUMNS or c in SHARD_COLUMNS]
+        files.write_csv_atomic(path, table[kept])
+
+
+def _check_data(run: Run, data) -> tuple[np.ndarray, np.ndarray]:
+    if data.name != run.dataset or len(data.x_test) != run.test_images:
+        raise ValueError(
+            f"{run.output_dir} was trained on {run.test_images} {run.dataset} test images, the "
+            f"data given has {len(data.x_test)} {data.name} test images: load the run's data"
+        )
+    return np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
+
+
+def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int) -> dict:
+    done = {}
+    cached = _load_unit(model.unit_dir / "metrics.json", model.sha, [0, metric_images])
+    if cached is not None:
+        done["metrics"] = cached
+    for unit in ATTACKS + (MASKED_L2_PREFIX,):
+        path = model.unit_dir / config.shard_dir / f"{unit}.json"
+        cached = _load_unit(path, model.sha, config.block(unit))
+        if cached is not None:
+            done[unit] = cached
+    return done
+
+
+def _metrics_unit(model: _Model, x, y) -> dict:
+    values = metrics.model_metrics(model.load(), x, y)
+    return {"metrics": dict(values), "images": [0, len(x)]}
+
+
+def _attack_unit(unit, model: _Model, x, y, config: EvaluationConfig, verbose) -> dict:
+    keras_model = model.load()
+    correct = metrics.correctly_classified(keras_model, x, y)
+    temperature = float(model.row["temperature"])
+    stats, per_image = _run_attack(unit, keras_model, x, y, correct, temperature, config, verbose)
+    return {"statistics": stats, "per_image": per_image}
+
+
+def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> dict:
+    row = dict(model.row)
+    if config.sharded:
+        row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
+    if "metrics" in done and config.shard_index == 0:
+        row |= done["metrics"]["metrics"]
+    for unit in ATTACKS + (MASKED_L2_PREFIX,):
+        if unit in done:
+            stats = done[unit]["statistics"]
+            row |= shard_columns(unit, stats) if config.sharded else final_columns(unit, stats)
+    row[CONFIG_COLUMN] = cid
+    return row
+
+
+def _unit_line(row: Mapping, unit: str, value: Mapping) -> str:
+    where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
+    if unit == "metrics":
+        m = value["metrics"]
+        what = f"accuracy {100 * m['test_accuracy']:.2f}%, confidence {m['confidence']:.3f}"
+    else:
+        s = final_columns(unit, value["statistics"])
+        what = (
+            f"success {s[f'{unit}_success_rate']:.2f} of {s[f'{unit}_attacked']}, "
+            f"mean {s[f'{unit}_mean']:.4g}, max {s[f'{unit}_max']:.4g}"
+        )
+    return f"{where} {unit}: {what} ({value['seconds']:.1f} s)"

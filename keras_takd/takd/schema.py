@@ -1,0 +1,91 @@
+"""The columns of the chain study's results tables: one name, one meaning each.
+
+Training (`keras_takd.takd.chains`) writes `CHAIN_COLUMNS`; evaluation
+(`keras_takd.takd.evaluation`) adds `METRIC_COLUMNS` and `CONFIG_COLUMN`, and a shard of it the
+sufficient statistics; figures and claims read them. TensorFlow-free.
+"""
+
+from __future__ import annotations
+
+KEY_COLUMNS: tuple[str, ...] = ("dataset", "temperature", "stage")
+"""The columns that identify a row (one model): dataset ("mnist", "cifar10", ...); temperature,
+the training temperature T of the chain; stage, the 1-based position of the model in its chain
+(1 = the teacher, trained on hard labels)."""
+
+ROLE_COLUMN = "role"
+"""teacher (stage 1), student (the last stage), assistant (stage 2 of 3), else step-k (stage k
+of a longer multi-step chain, paper section VI)."""
+
+CHAIN_LENGTH_COLUMN = "stages"
+"""The number of models in the row's chain (3 for teacher -> assistant -> student, 7 for the
+multi-step experiment). Figures infer it as the largest stage at the same dataset and
+temperature when absent."""
+
+CHAIN_COLUMNS: tuple[str, ...] = KEY_COLUMNS + (
+    ROLE_COLUMN,
+    CHAIN_LENGTH_COLUMN,
+    "test_accuracy",
+    "val_accuracy",
+    "train_seconds",
+    "epochs",
+    "saved_model",
+    "keras_model",
+)
+"""The columns training writes, in order."""
+
+# The C&W attacks, by the prefix of their columns (L0 counts changed pixels).
+ATTACKS: tuple[str, ...] = ("l0", "l2", "linf")
+# Prefix of the L2 attack run against softmax(logits / T) instead of the logits.
+MASKED_L2_PREFIX = "l2_softmax_T"
+CONFIG_COLUMN = "eval_config"
+"""The evaluation configuration's id: `eval/<id>/config.json` in the run folder holds it."""
+SHARD_COLUMNS: tuple[str, ...] = ("shard_index", "num_shards")
+STAT_SUFFIXES: tuple[str, ...] = ("attacked", "excluded", "successes", "sum", "max")
+
+
+def _robustness_columns(prefix: str, attack: str) -> dict[str, str]:
+    return {
+        f"{prefix}_mean": f"{attack}: mean minimal perturbation over successfully attacked images",
+        f"{prefix}_max": f"{attack}: max minimal perturbation over successfully attacked images",
+        f"{prefix}_success_rate": f"{attack}: successes / attacked images (fraction in [0, 1])",
+        f"{prefix}_attacked": f"{attack}: images attacked (correctly classified before attack)",
+        f"{prefix}_excluded": f"{attack}: images excluded as misclassified before the attack",
+    }
+
+
+METRIC_COLUMNS: dict[str, str] = {
+    "test_accuracy": "fraction of test images classified correctly at T = 1 (in [0, 1])",
+    "sensitivity_logits_mean": "mean over images of mean |d sum(logits) / dx| over input dims",
+    "sensitivity_logits_zero_fraction": "fraction of images whose logits sensitivity < 1e-10",
+    "sensitivity_softmax_mean": (
+        "mean over images of mean |d p_pred / dx| over input dims, p_pred the T = 1 probability "
+        "of the predicted class"
+    ),
+    "sensitivity_softmax_zero_fraction": "fraction of images whose softmax sensitivity < 1e-10",
+    "confidence": "paper eq. 14: mean of the max T = 1 probability if correct, else 0",
+    **_robustness_columns("l0", "C&W L0 (pixels changed)"),
+    **_robustness_columns("l2", "C&W L2"),
+    **_robustness_columns("linf", "C&W L-inf"),
+    "l2_budget": "L2 budget of l2_budget_success_rate",
+    "l2_budget_success_rate": "fraction of attacked images that C&W L2 fools within l2_budget",
+    "linf_budget": "L-inf budget of linf_budget_success_rate",
+    "linf_budget_success_rate": (
+        "fraction of attacked images that C&W L-inf fools within linf_budget"
+    ),
+    **_robustness_columns(MASKED_L2_PREFIX, "C&W L2 against softmax(logits / T)"),
+}
+"""The metric columns of the results CSV, each with its meaning (iterate for the names).
+
+Robustness columns follow the paper (III-C, Fig. 5): the minimal perturbation found by an attack,
+averaged (`_mean`) and maximised (`_max`) over the images it attacked successfully, so they are
+NaN when no attack succeeded; `_success_rate` says how many that was. Images the model
+misclassifies before any attack are left out and counted in `_excluded`. `l2_softmax_T_*` repeat
+the L2 columns for the attack run on softmax(logits / T) at the training temperature, the gradient
+masking that made distillation look robust (Carlini & Wagner 2017).
+"""
+
+RESULT_COLUMNS: tuple[str, ...] = KEY_COLUMNS + (ROLE_COLUMN,) + tuple(METRIC_COLUMNS)
+"""Key, role, then metric columns (the pipeline may add more after)."""
+
+BUDGET_NORMS: tuple[str, ...] = ("l2", "linf")
+"""The norms with a fixed-budget success rate (`<norm>_budget`, `<norm>_budget_success_rate`)."""

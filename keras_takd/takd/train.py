@@ -1,0 +1,196 @@
+r"""Train defensive-distillation chains: teacher -> assistant -> student -> ...
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papernot et al. 2016
+(arXiv:1511.04508). Examples:
+
+  python -m keras_takd.main --stages=3 --temperature=40
+  python -m keras_takd.main --flagfile=flags/mnist_takd.cfg
+  python -m keras_takd.main --dataset=mnist --data_dir=../shared/data --stages=3 \
+      --temperature=20 --epochs=3
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import flags, logging
+
+from keras_takd.core.cli import run_main
+from keras_takd.takd import flags as shared_flags
+from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+
+_DATASETS = ("cifar10", "mnist")
+
+_DATASET = flags.DEFINE_enum("dataset", "mnist", _DATASETS, "Dataset to train on.")
+_STAGES = flags.DEFINE_integer(
+    "stages",
+    3,
+    "Models per chain: 1 teacher only, 2 Papernot's distillation, 3 teacher -> "
+    "assistant -> student, 7 the paper's multi-step chain.",
+    lower_bound=1,
+)
+_TEMPERATURE = flags.DEFINE_list(
+    "temperature",
+    ["20"],
+    "Distillation temperature(s) T > 0, comma-separated for a sweep, e.g. 1,2,5,10,20,30,40.",
+)
+_EPOCHS = flags.DEFINE_integer("epochs", 50, "Training epochs per model.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Images per training step.", lower_bound=1)
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.01, "SGD learning rate.", lower_bound=0.0)
+_MOMENTUM = flags.DEFINE_float(
+    "momentum", 0.9, "Nesterov momentum.", lower_bound=0.0, upper_bound=0.999
+)
+_LR_DECAY = flags.DEFINE_float(
+    "lr_decay", 1e-6, "Learning-rate decay per step: lr / (1 + decay * step).", lower_bound=0.0
+)
+_WARM_START = flags.DEFINE_boolean(
+    "warm_start",
+    True,
+    "Start every stage from the same weights, obtained by 1 epoch at "
+    "T = 1 (as Carlini's and the authors' code do).",
+)
+_SOFT_TARGETS = flags.DEFINE_enum(
+    "soft_targets",
+    "cached",
+    ["cached", "live"],
+    "Teacher soft labels computed once per stage "
+    "over the training set (cached) or by running the teacher on every batch (live).",
+)
+_DISTIL_WEIGHT = flags.DEFINE_float(
+    "distil_weight",
+    1.0,
+    "Weight w of the soft-label term in the Hinton mix; 1.0 is defensive distillation.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+_SCALE_SOFT_LOSS = flags.DEFINE_boolean(
+    "scale_soft_loss", False, "Multiply the soft-label term by T^2 (Hinton et al.)."
+)
+_VALIDATION_SIZE = flags.DEFINE_integer(
+    "validation_size",
+    5000,
+    "The first this many training images are held out for validation (Carlini's protocol).",
+    lower_bound=0,
+)
+_TRAIN_SIZE = flags.DEFINE_integer(
+    "train_size", None, "Train on this many images only.", lower_bound=1
+)
+_TEST_SIZE = flags.DEFINE_integer(
+    "test_size", None, "Evaluate on the first this many test images only.", lower_bound=1
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed for Python, NumPy and TensorFlow.", lower_bound=0)
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
+)
+_STRATEGY = flags.DEFINE_enum(
+    "strategy",
+    "default",
+    ["default", "mirrored", "multi_worker"],
+    "tf.distribute strategy "
+    "for training: mirrored uses every local GPU; multi_worker (every worker in TF_CONFIG) is "
+    "refused: Keras 3's fit fails under it (keras-team/keras#20585).",
+)
+# Two workers on localhost (TF_CONFIG, tensorflow 2.21, keras 3.15) both died in the first
+# model.fit with "Attempt to convert a value (PerReplica: ...)", the upstream Keras 3 bug, so the
+# CLI refuses it at once rather than after loading the data.
+flags.register_validator(
+    "strategy",
+    lambda name: name != "multi_worker",
+    message="--strategy=multi_worker is not supported: Keras 3's model.fit fails under "
+    "MultiWorkerMirroredStrategy (keras-team/keras#20585); use default or mirrored, and shard "
+    "the evaluation over machines with keras_takd.takd.evaluate --shard_index/--num_shards",
+)
+
+
+def _parse_temperatures(values: list[str]) -> list[float]:
+    """The --temperature list as floats; ValueError unless every one is a finite number > 0."""
+    temperatures = [float(v) for v in values]
+    if not temperatures or not all(0 < t < float("inf") for t in temperatures):
+        raise ValueError(f"temperatures must be finite numbers > 0, got {values}")
+    return temperatures
+
+
+def _valid_temperatures(values: list[str]) -> bool:
+    try:
+        return bool(_parse_temperatures(values))
+    except ValueError:
+        return False
+
+
+flags.register_validator(
+    "temperature",
+    _valid_temperatures,
+    message="--temperature must be a comma-separated list of numbers > 0, e.g. 1,2,5,10,20",
+)
+flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
+
+
+flags.adopt_module_key_flags(shared_flags)  # --helpshort lists --output_dir, --data_dir
+
+
+def main(argv: list[str]) -> None:
+    del argv  # run_main refuses positional arguments
+    # Every check that needs no TensorFlow runs first, so bad input fails fast and cleanly.
+    from keras_takd.core.data import load_dataset
+    from keras_takd.core.files import check_writable
+
+    check_writable(OUTPUT_DIR.value)
+    data = load_dataset(
+        _DATASET.value,
+        data_dir=DATA_DIR.value,
+        validation_size=_VALIDATION_SIZE.value,
+        train_size=_TRAIN_SIZE.value,
+        test_size=_TEST_SIZE.value,
+    )
+    logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
+    from keras_takd.core.distillation import TrainConfig
+    from keras_takd.core.seeding import set_seed
+    from keras_takd.takd.chains import make_strategy, run_chain, stage_summary
+
+    set_seed(_SEED.value, deterministic=_DETERMINISTIC.value)
+    config = TrainConfig(
+        epochs=_EPOCHS.value,
+        batch_size=_BATCH_SIZE.value,
+        learning_rate=_LEARNING_RATE.value,
+        momentum=_MOMENTUM.value,
+        lr_decay=_LR_DECAY.value,
+        warm_start=_WARM_START.value,
+        soft_targets=_SOFT_TARGETS.value,
+        distil_weight=_DISTIL_WEIGHT.value,
+        scale_soft_loss=_SCALE_SOFT_LOSS.value,
+        seed=_SEED.value,
+    )
+    strategy = make_strategy(_STRATEGY.value)
+    table = run_chain(
+        data,
+        _parse_temperatures(_TEMPERATURE.value),
+        _STAGES.value,
+        _worker_output_dir(OUTPUT_DIR.value, strategy),
+        config,
+        run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
+        verbose=1 if sys.stdout.isatty() else 2,
+        on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
+        strategy=strategy,
+    )
+    print(f"results: {OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
+
+
+def _worker_output_dir(output_dir: str, strategy) -> str:
+    """The chief (worker 0) writes output_dir; other workers write output_dir/.worker<i>."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_id = getattr(resolver, "task_id", None)
+    if resolver is None or resolver.task_type == "chief" or not task_id:
+        return output_dir
+    return os.path.join(output_dir, f".worker{task_id}")
+
+
+def run() -> None:
+    """Console-script entry point `keras-takd` (also `python -m keras_takd.main`)."""
+    run_main(main, "keras-takd")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,197 @@
+"""Distillation chains: files and rows produced, SavedModel serving, resume, safety, seeds."""
+
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from keras_takd.core.data import load_dataset
+from keras_takd.core.distillation import TrainConfig
+from keras_takd.core.results import ConfigMismatchError, update_results
+from keras_takd.core.seeding import set_seed
+from keras_takd.takd.chains import make_strategy, role_name, run_chain
+from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
+
+CONFIG = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny(shared_data_dir):
+    return load_dataset("mnist", shared_data_dir, validation_size=64, train_size=256, test_size=128)
+
+
+def _files(root):
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and "saved_model/" not in str(p.relative_to(root))
+    )
+
+
+def test_roles():
+    assert [role_name(k, 3) for k in (1, 2, 3)] == ["teacher", "assistant", "student"]
+    assert [role_name(k, 2) for k in (1, 2)] == ["teacher", "student"]
+    assert role_name(1, 1) == "teacher"
+    assert [role_name(k, 5) for k in range(1, 6)] == [
+        "teacher",
+        "step-2",
+        "step-3",
+        "step-4",
+        "student",
+    ]
+
+
+def test_three_stage_chain_writes_models_rows_and_servable_savedmodels(tiny, tmp_path):
+    table = run_chain(tiny, [5.0], 3, tmp_path, CONFIG, verbose=0)
+    assert _files(tmp_path) == sorted(
+        ["run.json", "results.csv", "mnist/init/model.keras", "mnist/init/metadata.json"]
+        + [f"mnist/T5/stage{k}/{f}" for k in (1, 2, 3) for f in ("model.keras", "metadata.json")]
+    )
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert list(csv.columns) == list(CHAIN_COLUMNS)
+    assert list(csv["role"]) == ["teacher", "assistant", "student"]
+    assert list(csv["stage"]) == [1, 2, 3] and set(csv["temperature"]) == {5.0}
+    assert set(csv["stages"]) == {3}
+    pd.testing.assert_frame_equal(csv, table, check_dtype=False)
+
+    x = tiny.x_test[:7]
+    for row in csv.itertuples():
+        keras_model = keras.saving.load_model(row.keras_model)
+        served = tf.saved_model.load(row.saved_model)
+        logits = served.serve(tf.constant(x)).numpy()
+        np.testing.assert_allclose(logits, keras_model.predict(x, verbose=0), atol=1e-5)
+        probabilities = served.probabilities(tf.constant(x)).numpy()
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+        accuracy = np.mean(keras_model.predict(tiny.x_test, verbose=0).argmax(1) == tiny.y_test)
+        assert accuracy == pytest.approx(row.test_accuracy)
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["configuration"]["train"]["epochs"] == 1
+    assert {"tensorflow", "keras", "python"} <= set(run["versions"])
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Fails at the end of the first epoch of one stage, as a kill would."""
+
+    def __init__(self, fail_on_stage):
+        super().__init__()
+        self.fail_on_stage, self.stage, self.epochs_run = fail_on_stage, 0, []
+
+    def on_train_begin(self, logs=None):
+        self.stage += 1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs_run.append((self.stage, epoch))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.stage == self.fail_on_stage and epoch == 0:
+            raise KeyboardInterrupt("killed")
+
+
+def test_resume_after_interrupted_stage_trains_only_what_is_missing(tiny, tmp_path):
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.05, seed=3)
+    first = _Interrupt(fail_on_stage=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(tiny, [5.0], 3, tmp_path, config, callbacks=[first], verbose=0)
+    stage1 = tmp_path / "mnist/T5/stage1/model.keras"
+    stamp = stage1.stat().st_mtime_ns
+    assert not (tmp_path / "mnist/T5/stage2/metadata.json").exists()
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 1
+
+    second = _Interrupt(fail_on_stage=0)
+    run_chain(tiny, [5.0], 3, tmp_path, config, callbacks=[second], verbose=0)
+    # Stage 1 is not retrained; stage 2 resumes at its second epoch; stage 3 runs in full.
+    assert stage1.stat().st_mtime_ns == stamp
+    assert second.epochs_run == [(1, 1), (2, 0), (2, 1)]
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+    assert not (tmp_path / "mnist/T5/stage2/backup").exists()
+
+
+def test_other_settings_are_refused_and_nothing_is_touched(tiny, tmp_path):
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    other = TrainConfig(epochs=2, batch_size=64, learning_rate=0.05, seed=3)
+    with pytest.raises(ConfigMismatchError, match="epochs=1, this run asks epochs=2"):
+        run_chain(tiny, [2.0], 1, tmp_path, other, verbose=0)
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
+    seen = []
+    run_chain(
+        tiny,
+        [2.0],
+        2,
+        tmp_path,
+        CONFIG,
+        verbose=0,
+        on_stage=lambda row, done: seen.append((row["stage"], row["role"], done)),
+    )
+    assert seen == [(1, "teacher", True), (2, "student", False)]
+    assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
+
+
+def test_bad_arguments(tiny, tmp_path):
+    with pytest.raises(ValueError, match="stages must be >= 1"):
+        run_chain(tiny, [2.0], 0, tmp_path, CONFIG)
+    with pytest.raises(ValueError, match="temperature"):
+        run_chain(tiny, [2.0, -1.0], 1, tmp_path, CONFIG)
+    with pytest.raises(ValueError, match="at least one temperature"):
+        run_chain(tiny, [], 1, tmp_path, CONFIG)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match="cannot write to output_dir"):
+        run_chain(tiny, [2.0], 1, tmp_path / "file" / "sub", CONFIG)
+
+
+def test_results_csv_upsert_and_foreign_file(tmp_path):
+    path = tmp_path / "results.csv"
+    row = {"dataset": "mnist", "temperature": 2.0, "stage": 1}
+    update_results(path, [row | {"role": "a"}], KEY_COLUMNS, CHAIN_COLUMNS)
+    update_results(
+        path,
+        [
+            {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "b"},
+            {"dataset": "mnist", "temperature": 2.0, "stage": 1, "role": "c"},
+        ],
+        KEY_COLUMNS,
+    )
+    table = pd.read_csv(path)
+    assert list(table["role"]) == ["b", "c"] and list(table["temperature"]) == [1.0, 2.0]
+    pd.DataFrame({"model": [1]}).to_csv(path, index=False)
+    with pytest.raises(ConfigMismatchError, match="lacks the key columns"):
+        update_results(path, [row], KEY_COLUMNS)
+
+
+def test_same_seed_same_numbers(tiny, tmp_path):
+    accuracies = []
+    for run in ("a", "b"):
+        set_seed(11)
+        config = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=11)
+        table = run_chain(tiny, [3.0], 2, tmp_path / run, config, verbose=0)
+        accuracies.append(list(table["test_accuracy"]))
+    assert accuracies[0] == accuracies[1]
+    weights = [
+        keras.saving.load_model(tmp_path / r / "mnist/T3/stage2/model.keras").get_weights()
+        for r in ("a", "b")
+    ]
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_chain_trains_under_a_mirrored_strategy(tiny, tmp_path):
+    """The distribute path (models, optimiser and DistillerModel built in the scope) runs."""
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0"])
+    table = run_chain(tiny, [2.0], 2, tmp_path, CONFIG, verbose=0, strategy=strategy)
+    assert list(table["role"]) == ["teacher", "student"]
+    assert table["test_accuracy"].between(0, 1).all()
+
+
+def test_make_strategy():
+    assert make_strategy("default") is tf.distribute.get_strategy()
+    with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
+        make_strategy("tpu")

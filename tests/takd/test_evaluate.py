@@ -1,0 +1,98 @@
+"""End-to-end tests of `python -m keras_takd.takd.evaluate`, run as a subprocess on a tiny chain."""
+
+import json
+import pathlib
+import shutil
+
+import pandas as pd
+import pytest
+
+from keras_takd.takd import schema
+from keras_takd.takd.schema import CHAIN_COLUMNS
+from tests.takd.test_evaluation import make_tiny_run
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+COMMAND = "keras_takd.takd.evaluate"
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A folder that passes as a run (run.json, results.csv) but holds no model."""
+    run = tmp_path / "run"
+    run.mkdir()
+    configuration = {"data": {"dataset": "mnist", "test_images": 64}}
+    (run / "run.json").write_text(json.dumps({"configuration": configuration}))
+    (run / "results.csv").write_text("dataset,temperature,stage,role\nmnist,5,1,teacher\n")
+    (run / "foreign.csv").write_text("dataset,temperature,stage,loss\nmnist,5,1,0.3\n")
+    return run
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--attacks=l2,l3"], "--attacks must be"),
+        (["--shard_index=2", "--num_shards=2"], "--shard_index must be smaller"),
+        (["--num_shards=0"], "num_shards"),
+        (["--num_images=0"], "num_images"),
+        (["--attack_images=l3=5"], "--attack_images must be"),
+        (["--attack_images=l0=0"], "--attack_images must be"),
+        (["--attack_images=l0=5,l0=6"], "--attack_images must be"),
+        (["--output_dir=nowhere"], "does not exist"),
+        (["--output_dir=."], "is not a keras_takd run: no run.json"),
+        (["--results_path=run/foreign.csv"], "foreign columns ['loss']"),
+        (["--l2_steps=3"], "Unknown command line flag"),
+        (["--epochs=7"], "Unknown command line flag 'epochs'"),  # training's, not evaluation's
+        (["--flagfile=flags/none.cfg"], "none.cfg"),
+        (["positional"], "unexpected arguments"),
+    ],
+)
+def test_bad_flags_fail_with_one_line_before_any_work(cli, fake_run, args, message):
+    done = cli(COMMAND, "--output_dir=run", *args, cwd=fake_run.parent)
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert not (fake_run / "eval").exists()
+
+
+def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
+    cli, tmp_path_factory, tmp_path, shared_data_dir
+):
+    source, _ = make_tiny_run(tmp_path_factory.getbasetemp(), shared_data_dir)
+    shutil.copytree(source, tmp_path / "run")
+    args = [
+        "--output_dir=run",
+        f"--data_dir={shared_data_dir}",
+        "--attacks=l2",
+        "--num_images=4",
+        "--metric_images=16",
+        "--l2_max_iterations=10",
+        "--l2_binary_search_steps=1",
+    ]
+    done = cli(COMMAND, *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    unit_lines = [line for line in done.stdout.splitlines() if line.startswith("mnist T=5")]
+    assert len(unit_lines) == 2 * 3  # metrics, l2, l2_softmax_T for both models
+    table = pd.read_csv(tmp_path / "run" / "results.csv")
+    prefixes = ("l2_", "l2_budget", "l2_softmax_T_", "sensitivity_", "confidence", "test_")
+    expected = [c for c in schema.METRIC_COLUMNS if c.startswith(prefixes)]
+    assert list(table.columns) == list(dict.fromkeys([*CHAIN_COLUMNS, *expected, "eval_config"]))
+    assert (table["l2_attacked"] + table["l2_excluded"] == 4).all()
+    config = table["eval_config"][0]
+    files = sorted(
+        str(p.relative_to(tmp_path / "run" / "eval" / config))
+        for p in (tmp_path / "run" / "eval" / config).rglob("*.json")
+    )
+    assert files == ["config.json"] + [
+        f"mnist/T5/stage{k}/{name}"
+        for k in (1, 2)
+        for name in ("metrics.json", "shard0of1/l2.json", "shard0of1/l2_softmax_T.json")
+    ]
+
+    again = cli(COMMAND, *args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert not [line for line in again.stdout.splitlines() if line.startswith("mnist T=5")]
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "results.csv"), table)
+
+    changed = cli(COMMAND, *args, "--l2_max_iterations=11", cwd=tmp_path)
+    assert changed.returncode == 1
+    assert "holds evaluation results of configuration" in changed.stderr.strip().splitlines()[-1]

@@ -1,0 +1,353 @@
+"""The evaluation pipeline on a tiny trained chain: columns, values, resume, refusal, sharding.
+
+Most tests replace the C&W attacks by a deterministic stand-in whose result is known from the
+image alone, so the aggregation can be checked against a hand computation and the number of
+attack calls counted; `test_two_shards_merged_equal_one_unsharded_run` uses the real L2 attack.
+"""
+
+import functools
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_takd import attacks
+from keras_takd.attacks import AttackResult
+from keras_takd.core import metrics
+from keras_takd.core.data import load_dataset
+from keras_takd.core.distillation import TrainConfig
+from keras_takd.takd import evaluation, schema
+from keras_takd.takd.chains import run_chain
+from keras_takd.takd.schema import CHAIN_COLUMNS
+
+TEMPERATURE = 5.0
+NUM_IMAGES = 12
+FEW = {"l2": {"max_iterations": 20, "binary_search_steps": 2}}
+
+
+def _evaluate(run_dir, data, results_path=None, verbose=False, log=None, replace=False, **settings):
+    """`evaluate_run` with the settings of an `EvaluationConfig` given as keywords."""
+    config = evaluation.EvaluationConfig(**settings)
+    return evaluation.evaluate_run(run_dir, data, config, results_path, verbose, log, replace)
+
+
+def make_tiny_run(base_temp, data_dir):
+    """A 2-stage chain at T = 5 (1 epoch on 1,024 images, about 80% accurate) under the
+    session's base temp.
+
+    `run_chain` resumes, so every test module calling this trains it only once per session.
+    Returns (run folder, dataset).
+    """
+    data = load_dataset("mnist", data_dir, validation_size=64, train_size=1024, test_size=64)
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    out = base_temp / "tiny_chain"
+    run_chain(data, [TEMPERATURE], 2, out, config, verbose=0)
+    return out, data
+
+
+@pytest.fixture
+def tiny_run(tmp_path_factory, tmp_path, shared_data_dir):
+    """A private copy of the tiny chain, so evaluations of different tests never meet."""
+    source, data = make_tiny_run(tmp_path_factory.getbasetemp(), shared_data_dir)
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run", data
+
+
+def _pixel_means(x):
+    return np.asarray(x, np.float64).reshape(len(x), -1).mean(axis=1)
+
+
+class FakeAttacks:
+    """Stand-ins for the C&W attacks: success iff the image's mean pixel > 0.1, distances from
+    that mean (L0 = 1000 m, L2 = 10 m, L-inf = m). Records every call; can fail on call k."""
+
+    def __init__(self, fail_on_call=None):
+        self.calls, self.fail_on_call = [], fail_on_call
+
+    def install(self, monkeypatch):
+        for name, function in evaluation.ATTACK_FUNCTIONS.items():
+            monkeypatch.setattr(attacks, function, self._fake(name, getattr(attacks, function)))
+
+    def _fake(self, name, real):
+        @functools.wraps(real)  # keeps the real signature, which the options are checked against
+        def attack(model, x, y, *, allow_probabilities=False, verbose=False, **options):
+            self.calls.append({"attack": name, "n": len(x), "probabilities": allow_probabilities})
+            if self.fail_on_call == len(self.calls):
+                raise KeyboardInterrupt("killed")
+            outputs = np.asarray(model(x))
+            self.calls[-1]["outputs_sum_to_one"] = bool(np.allclose(outputs.sum(1), 1, atol=1e-4))
+            m = _pixel_means(x)
+            return AttackResult(x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y)
+
+        return attack
+
+
+def _expected_attack_columns(model, x, y, prefix, budget=None):
+    """The robustness columns of the fake attack, computed by hand."""
+    correct = metrics.correctly_classified(model, x, y)
+    m = _pixel_means(x)[correct]
+    scale = {"l0": 1000.0, "l2": 10.0, "linf": 1.0}[prefix.split("_")[0]]
+    success = m > 0.1
+    distances = scale * m[success]
+    expected = {
+        f"{prefix}_attacked": int(correct.sum()),
+        f"{prefix}_excluded": int((~correct).sum()),
+        f"{prefix}_success_rate": success.mean(),
+        f"{prefix}_mean": distances.mean(),
+        f"{prefix}_max": distances.max(),
+    }
+    if budget is not None:
+        expected[f"{prefix}_budget_success_rate"] = np.sum(distances <= budget) / correct.sum()
+    return expected
+
+
+def test_evaluation_accepts_every_column_a_training_run_writes():
+    for sharded in (False, True):
+        assert set(CHAIN_COLUMNS) <= evaluation.known_columns(None, sharded=sharded)
+
+
+@pytest.mark.parametrize("num_images, shards", [(10, 1), (10, 3), (7, 7), (1000, 6)])
+def test_shards_are_contiguous_blocks_covering_every_image_once(num_images, shards):
+    blocks = [evaluation.shard_range(num_images, i, shards) for i in range(shards)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == num_images
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:], strict=False))
+    with pytest.raises(ValueError, match="shard_index"):
+        evaluation.shard_range(num_images, shards, shards)
+
+
+def test_rows_columns_and_values_against_a_hand_computation(tiny_run, monkeypatch):
+    import keras
+
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    table = _evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=40, budgets={"l2": 1.2})
+    written = pd.read_csv(run_dir / "results.csv")
+    pd.testing.assert_frame_equal(written, table, check_dtype=False)
+    expected = dict.fromkeys([*CHAIN_COLUMNS, *schema.METRIC_COLUMNS, "eval_config"])
+    assert list(table.columns) == list(expected)
+    assert list(table["stage"]) == [1, 2] and list(table["stages"]) == [2, 2]
+    assert list(table["role"]) == ["teacher", "student"]
+    assert table["eval_config"].nunique() == 1
+    # one call per attack and model, on the correctly classified images only
+    assert [c["attack"] for c in fake.calls] == ["l0", "l2", "linf", "l2"] * 2
+    assert [c["probabilities"] for c in fake.calls] == [False, False, False, True] * 2
+    assert [c["outputs_sum_to_one"] for c in fake.calls[3::4]] == [True, True]
+
+    x, y = data.x_test[:NUM_IMAGES], data.y_test[:NUM_IMAGES]
+    for row in table.itertuples():
+        model = keras.saving.load_model(run_dir / f"mnist/T5/stage{row.stage}/model.keras")
+        expected = metrics.model_metrics(model, data.x_test[:40], data.y_test[:40])
+        expected |= _expected_attack_columns(model, x, y, "l0")
+        expected |= _expected_attack_columns(model, x, y, "l2", budget=1.2)
+        expected |= _expected_attack_columns(model, x, y, "linf", budget=0.1)
+        expected |= _expected_attack_columns(model, x, y, "l2_softmax_T")
+        for column, value in expected.items():
+            assert getattr(row, column) == pytest.approx(value, rel=1e-9), column
+        assert row.l2_budget == 1.2 and row.linf_budget == 0.1
+
+    config = json.loads((run_dir / "eval" / table["eval_config"][0] / "config.json").read_text())
+    assert config["num_images"] == NUM_IMAGES and config["metric_images"] == 40
+    assert config["attack_options"]["l2"]["max_iterations"] == 10_000  # the attack's default
+
+
+def test_resume_after_a_kill_recomputes_only_the_missing_units(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    metric_calls = []
+    real_model_metrics = metrics.model_metrics
+    monkeypatch.setattr(
+        metrics,
+        "model_metrics",
+        lambda *a, **k: metric_calls.append(1) or real_model_metrics(*a, **k),
+    )
+    killed = FakeAttacks(fail_on_call=5)  # dies in the 2nd attack of the 2nd model
+    killed.install(monkeypatch)
+    kwargs = dict(attacks=("l2", "linf"), num_images=NUM_IMAGES, gradient_masking=True)
+    with pytest.raises(KeyboardInterrupt):
+        _evaluate(run_dir, data, **kwargs)
+    partial = pd.read_csv(run_dir / "results.csv")
+    # model 1 finished (metrics, l2, linf, l2_softmax_T), model 2 has metrics and l2
+    assert partial["l2_softmax_T_attacked"].notna().tolist() == [True, False]
+    assert partial["l2_attacked"].notna().tolist() == [True, True]
+    assert partial["linf_attacked"].notna().tolist() == [True, False]
+    assert len(metric_calls) == 2
+
+    resumed = FakeAttacks()
+    resumed.install(monkeypatch)
+    table = _evaluate(run_dir, data, **kwargs)
+    assert [c["attack"] for c in resumed.calls] == ["linf", "l2"]  # linf, then l2 on softmax
+    assert resumed.calls[1]["probabilities"] and len(metric_calls) == 2
+    assert table.notna().all().all()
+
+    again = FakeAttacks()
+    again.install(monkeypatch)
+    rerun = _evaluate(run_dir, data, **kwargs)
+    pd.testing.assert_frame_equal(rerun, table, check_dtype=False)
+    assert again.calls == [] and len(metric_calls) == 2
+
+    # a later run adds an attack without redoing the others, into the same results
+    more = FakeAttacks()
+    more.install(monkeypatch)
+    table = _evaluate(run_dir, data, **(kwargs | {"attacks": ("l0", "l2")}))
+    assert [c["attack"] for c in more.calls] == ["l0", "l0"]
+    assert table[["l0_mean", "linf_mean", "l2_mean"]].notna().all().all()
+
+
+def test_results_of_another_configuration_are_never_mixed_in(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    _evaluate(run_dir, data, **kwargs)
+    before = (run_dir / "results.csv").read_text()
+    calls = len(fake.calls)
+    for change in (
+        {"attack_options": {"l2": {"max_iterations": 5}}},
+        {"num_images": NUM_IMAGES - 1},
+        {"budgets": {"linf": 0.3}},
+        {"metric_images": 10},
+    ):
+        with pytest.raises(evaluation.ConfigMismatchError, match="configuration"):
+            _evaluate(run_dir, data, **(kwargs | change))
+        assert (run_dir / "results.csv").read_text() == before and len(fake.calls) == calls
+    # the same change into its own results file is fine and leaves the first one alone
+    other = run_dir / "other.csv"
+    _evaluate(run_dir, data, **(kwargs | {"num_images": 4, "results_path": other}))
+    assert pd.read_csv(other)["l2_attacked"].sum() + pd.read_csv(other)["l2_excluded"].sum() == 8
+    assert (run_dir / "results.csv").read_text() == before
+
+
+def test_replace_swaps_an_evaluation_and_going_back_recomputes_nothing(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    first = _evaluate(run_dir, data, **kwargs)
+    calls = len(fake.calls)
+    fewer = kwargs | {"num_images": 4}
+    second = _evaluate(run_dir, data, **fewer, replace=True)
+    assert len(fake.calls) == calls + 2  # one l2 call per model
+    assert second["eval_config"].nunique() == 1
+    assert second["eval_config"][0] != first["eval_config"][0]
+    assert (second["l2_attacked"] + second["l2_excluded"]).tolist() == [4, 4]
+    written = pd.read_csv(run_dir / "results.csv")
+    assert list(written["test_accuracy"]) == list(first["test_accuracy"])  # training kept
+    # back to the first settings: the first evaluation's units come from its cache
+    again = _evaluate(run_dir, data, **kwargs, replace=True)
+    assert len(fake.calls) == calls + 2
+    pd.testing.assert_frame_equal(again, first, check_dtype=False)
+
+
+def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    foreign = run_dir / "foreign.csv"
+    foreign.write_text("dataset,temperature,stage,loss\nmnist,5,1,0.3\n")
+    for kwargs, error in (
+        ({"attacks": ("l3",)}, "unknown attack"),
+        ({"attack_options": {"l2": {"steps": 3}}}, "no option"),
+        ({"shard_index": 2, "num_shards": 2}, "shard_index"),
+        ({"num_images": 65}, "num_images"),
+        ({"attack_images": {"l3": 2}}, "attack_images names unknown"),
+        ({"attack_images": {"l0": 65}}, "attack_images l0=65"),
+        ({"results_path": foreign}, "foreign columns"),
+    ):
+        with pytest.raises(ValueError, match=error):
+            _evaluate(run_dir, data, **({"num_images": NUM_IMAGES} | kwargs))
+    with pytest.raises(FileNotFoundError, match="not a keras_takd run"):
+        _evaluate(run_dir / "mnist", data)
+    assert fake.calls == []
+
+
+def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    FakeAttacks().install(monkeypatch)
+    kwargs = dict(num_images=NUM_IMAGES, metric_images=16)
+    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    paths = []
+    for i in (2, 0, 1):  # any order
+        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
+        paths.append(run_dir / f"results_shard{i}of3.csv")
+    shard = pd.read_csv(paths[0])
+    assert "l2_sum" in shard and "l2_mean" not in shard and "test_accuracy" in shard
+    assert "confidence" not in shard  # only shard 0 computes the attack-free metrics
+    merged = evaluation.merge_shards(paths)
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+
+
+def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_run, monkeypatch):
+    import keras
+
+    run_dir, data = tiny_run
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    kwargs = dict(num_images=NUM_IMAGES, metric_images=16, attack_images={"l0": 5, "l2": 8})
+    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    # l0 on 5 images, l2 and its softmax(logits / T) twin on 8, linf on NUM_IMAGES
+    teacher = keras.saving.load_model(run_dir / "mnist/T5/stage1/model.keras")
+    correct = metrics.correctly_classified(teacher, data.x_test, data.y_test)
+    expected = {"l0": 5, "l2": 8, "linf": NUM_IMAGES, "l2_softmax_T": 8}
+    row = whole.iloc[0]
+    for prefix, n in expected.items():
+        assert row[f"{prefix}_attacked"] + row[f"{prefix}_excluded"] == n, prefix
+        assert row[f"{prefix}_attacked"] == correct[:n].sum(), prefix
+    config = json.loads((run_dir / "eval" / row["eval_config"] / "config.json").read_text())
+    assert config["attack_images"] == {"l0": 5, "l2": 8}
+
+    # an override equal to num_images is no override: the configuration keeps its old id
+    plain = _evaluate(
+        run_dir,
+        data,
+        num_images=NUM_IMAGES,
+        metric_images=16,
+        attack_images={"linf": NUM_IMAGES},
+        results_path=run_dir / "plain.csv",
+    )
+    assert plain["eval_config"][0] != row["eval_config"]
+    assert "attack_images" not in json.loads(
+        (run_dir / "eval" / plain["eval_config"][0] / "config.json").read_text()
+    )
+
+    # shards split each attack's own images; merged they equal the unsharded table
+    calls = len(fake.calls)
+    paths = []
+    for i in range(3):
+        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
+        paths.append(run_dir / f"results_shard{i}of3.csv")
+    l0_sizes = [c["n"] for c in fake.calls[calls:] if c["attack"] == "l0"]
+    assert sum(l0_sizes) == whole["l0_attacked"].sum()  # both models, once each image
+    merged = evaluation.merge_shards(paths)
+    pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+
+
+def test_two_shards_merged_equal_one_unsharded_run(tiny_run):
+    """The real C&W L2 attack (and its softmax(logits / T) twin), one image per batch."""
+    run_dir, data = tiny_run
+    kwargs = dict(
+        attacks=("l2",),
+        num_images=8,
+        metric_images=16,
+        attack_options={
+            "l2": {
+                "max_iterations": 20,
+                "binary_search_steps": 2,
+                "initial_const": 1.0,
+                "learning_rate": 0.1,
+                "batch_size": 1,
+            }
+        },
+    )
+    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    assert (whole["l2_attacked"] > 0).all() and (whole["l2_success_rate"] > 0).all()
+    for i in (0, 1):
+        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
+    merged = evaluation.merge_shards([run_dir / f"results_shard{i}of2.csv" for i in (0, 1)])
+    evaluation.write_results(
+        run_dir / "merged.csv", merged.to_dict("records"), whole.eval_config[0]
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir / "merged.csv"), pd.read_csv(run_dir / "whole.csv"), rtol=1e-12
+    )

@@ -1,0 +1,179 @@
+"""The command line end to end at toy size, and every bad input: one line, non-zero exit,
+nothing already written touched."""
+
+import pathlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_takd.takd.schema import CHAIN_COLUMNS
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+COMMAND = "keras_takd.main"
+TOY = [
+    "--dataset=mnist",
+    "--validation_size=64",
+    "--train_size=256",
+    "--test_size=128",
+    "--epochs=1",
+    "--batch_size=64",
+]
+
+
+def _snapshot(root: pathlib.Path) -> dict:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished_run(cli, shared_data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "out"
+    proc = cli(
+        COMMAND,
+        *TOY,
+        f"--data_dir={shared_data_dir}",
+        "--stages=2",
+        "--temperature=5,10",
+        f"--output_dir={out}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, proc
+
+
+def test_cli_writes_exactly_the_promised_files(finished_run):
+    out, proc = finished_run
+    files = sorted(
+        str(p.relative_to(out))
+        for p in out.rglob("*")
+        if p.is_file() and "saved_model/" not in str(p.relative_to(out))
+    )
+    stages = [
+        f"mnist/T{t}/stage{k}/{f}"
+        for t in (5, 10)
+        for k in (1, 2)
+        for f in ("metadata.json", "model.keras")
+    ]
+    assert files == sorted(
+        ["results.csv", "run.json", "mnist/init/metadata.json", "mnist/init/model.keras", *stages]
+    )
+    for t in (5, 10):
+        for k in (1, 2):
+            assert (out / f"mnist/T{t}/stage{k}/saved_model/saved_model.pb").is_file()
+    csv = pd.read_csv(out / "results.csv")
+    assert list(csv.columns) == list(CHAIN_COLUMNS)
+    assert list(zip(csv.temperature, csv.stage, csv.role, strict=True)) == [
+        (5.0, 1, "teacher"),
+        (5.0, 2, "student"),
+        (10.0, 1, "teacher"),
+        (10.0, 2, "student"),
+    ]
+    assert all(pathlib.Path(p).is_dir() for p in csv.saved_model)
+    summaries = [line for line in proc.stdout.splitlines() if " stage " in line]
+    assert len(summaries) == 4 and "test accuracy" in summaries[0]
+
+
+def test_rerun_skips_everything(cli, finished_run, shared_data_dir):
+    out, _ = finished_run
+    models = {p: p.stat().st_mtime_ns for p in out.rglob("model.keras")}
+    proc = cli(
+        COMMAND,
+        *TOY,
+        f"--data_dir={shared_data_dir}",
+        "--stages=2",
+        "--temperature=5,10",
+        f"--output_dir={out}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("[already complete]") == 4
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("model.keras")} == models
+
+
+def _bad_npz(folder: pathlib.Path, **overrides) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "x_train": np.zeros((300, 28, 28), "uint8"),
+        "y_train": np.zeros(300, "int64"),
+        "x_test": np.zeros((50, 28, 28), "uint8"),
+        "y_test": np.zeros(50, "int64"),
+    }
+    arrays.update(overrides)
+    np.savez(folder / "mnist.npz", **arrays)
+    return folder
+
+
+BAD_INPUTS = {
+    "unknown dataset": (["--dataset=svhn"], "--dataset=svhn"),
+    "zero temperature": (["--temperature=0"], "--temperature"),
+    "negative temperature in a list": (["--temperature=1,-2"], "--temperature"),
+    "text temperature": (["--temperature=hot"], "--temperature"),
+    "no stages": (["--stages=0"], "--stages=0"),
+    "no epochs": (["--epochs=0"], "--epochs=0"),
+    "missing flagfile": (["--flagfile=flags/no_such.cfg"], "no_such.cfg"),
+    "stray argument": (["mnist"], "unexpected arguments: mnist"),
+    "data_dir missing": (["--data_dir={tmp}/nowhere"], "is not a directory"),
+    "corrupt npz": (["--data_dir={corrupt}"], "cannot read"),
+    "wrong shape": (["--data_dir={shape}"], "has shape (300, 32, 32)"),
+    "wrong dtype": (["--data_dir={dtype}"], "dtype int16"),
+    "NaN pixels": (["--data_dir={nan}"], "NaN"),
+    "unwritable output_dir": (["--output_dir={tmp}/file/out"], "cannot write to output_dir"),
+    "multi_worker strategy": (["--strategy=multi_worker"], "keras-team/keras#20585"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_one_line_nonzero_exit_nothing_touched(
+    cli, case, finished_run, shared_data_dir, tmp_path
+):
+    out, _ = finished_run
+    before = _snapshot(out)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "mnist.npz").write_bytes(b"PK\x03\x04 truncated")
+    (tmp_path / "file").write_text("a file, not a folder")
+    folders = {
+        "tmp": tmp_path,
+        "corrupt": tmp_path / "corrupt",
+        "shape": _bad_npz(tmp_path / "shape", x_train=np.zeros((300, 32, 32), "uint8")),
+        "dtype": _bad_npz(tmp_path / "dtype", x_test=np.zeros((50, 28, 28), "int16")),
+        "nan": _bad_npz(tmp_path / "nan", x_test=np.full((50, 28, 28), np.nan, "float32")),
+    }
+    args, expected = BAD_INPUTS[case]
+    args = [a.format(**folders) for a in args]
+    defaults = [f"--data_dir={shared_data_dir}", f"--output_dir={out}"]
+    proc = cli(COMMAND, *TOY, *defaults, *args)
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("keras-takd: error:") and expected in lines[0], lines[0]
+    assert _snapshot(out) == before
+
+
+def test_other_settings_in_the_same_output_dir_are_refused(cli, finished_run, shared_data_dir):
+    out, _ = finished_run
+    before = _snapshot(out)
+    args = [a for a in TOY if a != "--epochs=1"]
+    proc = cli(
+        COMMAND,
+        *args,
+        "--epochs=2",
+        f"--data_dir={shared_data_dir}",
+        "--stages=2",
+        "--temperature=5",
+        f"--output_dir={out}",
+    )
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"keras-takd: error: {out} holds results made with epochs=1, this run asks epochs=2"
+        )
+    )
+    assert _snapshot(out) == before
+
+
+def test_help_lists_the_flags(cli):
+    proc = cli(COMMAND, "--helpshort")
+    assert proc.returncode == 1  # absl's convention: help exits before main with status 1
+    for flag in ("--stages", "--temperature", "--data_dir", "--output_dir", "--seed"):
+        assert flag in proc.stdout
