@@ -89,3 +89,18 @@ RESULT_COLUMNS: tuple[str, ...] = KEY_COLUMNS + (ROLE_COLUMN,) + tuple(METRIC_CO
 
 BUDGET_NORMS: tuple[str, ...] = ("l2", "linf")
 """The norms with a fixed-budget success rate (`<norm>_budget`, `<norm>_budget_success_rate`)."""
+
+PER_IMAGE_COLUMNS: dict[str, str] = {
+    "dataset": "the row's dataset (as in results.csv)",
+    "temperature": "the chain's training temperature T",
+    "stage": "the model's stage in its chain (1 = the teacher)",
+    "role": "teacher, assistant, student or step-k",
+    CHAIN_LENGTH_COLUMN: "the number of models in the chain",
+    "attack": "l0, l2, linf or l2_softmax_T (L2 against softmax(logits / T))",
+    "image": "the test image's index in the test set (0-based)",
+    "correct": "the model classified the image correctly before the attack (else not attacked)",
+    "success": "the attack fooled the model (False for images not attacked)",
+    "distance": "the minimal perturbation found in the attack's norm (NaN unless success)",
+    "const": "the attack's trade-off constant c at the returned image (NaN if none)",
+}
+"""`per_image.csv`: one row per (model, attack, attacked-block image), beside results.csv."""

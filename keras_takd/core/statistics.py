@@ -1,0 +1,270 @@
+"""Estimates with their uncertainty: bootstrap intervals, paired tests and honest verdicts.
+
+Every comparison the package reports is an `Estimate`: the value, its confidence interval and
+the number of observations it rests on (plus a p-value where a test applies). Models are
+compared image by image on the same images (paired designs), with `scipy.stats`:
+
+* `mean_interval`: the mean of per-image values, with a BCa bootstrap interval
+  (`scipy.stats.bootstrap`);
+* `paired_difference`: mean(a - b) over images, a bootstrap interval resampling images, and
+  the Wilcoxon signed-rank p-value (`scipy.stats.wilcoxon`);
+* `paired_rate_difference`: the difference of two success rates on the same images, a
+  bootstrap interval, and McNemar's exact test (the binomial test of the discordant pairs,
+  `scipy.stats.binomtest`);
+* `trend`: the mean over images of Spearman's rho between a level (T, or the chain's step)
+  and the image's values at those levels, with a bootstrap interval resampling images (the
+  same images at every level);
+* `verdict`: "agrees" when the interval lies wholly on the claimed side, "disagrees" when it
+  lies wholly on the other side, "inconclusive" otherwise.
+
+Every bootstrap takes a fixed seed, so a table recomputed from the same data is the same.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_RESAMPLES = 9999
+AGREES, DISAGREES, INCONCLUSIVE, NO_DATA = "agrees", "disagrees", "inconclusive", "no data"
+VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE, NO_DATA)
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """A statistic with its confidence interval.
+
+    Attributes:
+        estimate: the value on the data (NaN without data).
+        low, high: the interval's bounds (NaN when it cannot be computed, e.g. n < 2).
+        n: the number of observations (images, or image pairs) it rests on.
+        confidence: the interval's confidence level, e.g. 0.95.
+        p_value: the two-sided p-value of the test against "no difference", where one applies.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    n: int
+    confidence: float = DEFAULT_CONFIDENCE
+    p_value: float = math.nan
+
+    @property
+    def half_width(self) -> float:
+        return (self.high - self.low) / 2
+
+    def format(self, digits: int = 3) -> str:
+        """E.g. "+0.042 [+0.011, +0.073], n = 187"."""
+        if math.isnan(self.estimate):
+            return f"no data (n = {self.n})"
+        ci = (
+            f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+            if not math.isnan(self.low)
+            else " [no interval]"
+        )
+        return f"{self.estimate:+.{digits}f}{ci}, n = {self.n}"
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
+    return float(confidence)
+
+
+def _finite(values, name: str) -> np.ndarray:
+    values = np.asarray(values, np.float64).ravel()
+    if not np.isfinite(values).all():
+        raise ValueError(
+            f"{name} must be finite numbers, got {int((~np.isfinite(values)).sum())} not"
+        )
+    return values
+
+
+def _bootstrap_interval(data, statistic, confidence, seed, method, paired=False):
+    result = stats.bootstrap(
+        data,
+        statistic,
+        n_resamples=DEFAULT_RESAMPLES,
+        paired=paired,
+        vectorized=True,
+        confidence_level=confidence,
+        method=method,
+        rng=np.random.default_rng(seed),
+    )
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def mean_interval(
+    values: Sequence[float], confidence: float = DEFAULT_CONFIDENCE, seed: int = 0
+) -> Estimate:
+    """The mean of per-image values with a BCa bootstrap interval.
+
+    Args:
+        values: one value per image, finite.
+        confidence: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        An `Estimate` (interval NaN for fewer than 2 values; a point for constant values).
+
+    Raises:
+        ValueError: a non-finite value or a confidence outside (0, 1).
+    """
+    confidence = _check_confidence(confidence)
+    values = _finite(values, "values")
+    n = len(values)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, confidence)
+    mean = float(values.mean())
+    if n < 2:
+        return Estimate(mean, math.nan, math.nan, n, confidence)
+    if np.ptp(values) == 0:
+        return Estimate(mean, mean, mean, n, confidence)
+    low, high = _bootstrap_interval((values,), np.mean, confidence, seed, "BCa")
+    return Estimate(mean, low, high, n, confidence)
+
+
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], confidence: float = DEFAULT_CONFIDENCE, seed: int = 0
+) -> Estimate:
+    """mean(a - b) over paired observations (the same images under two models).
+
+    The interval is a BCa bootstrap of the mean difference, resampling images; the p-value is
+    the Wilcoxon signed-rank test of the differences (two-sided; 1.0 when every difference is 0).
+
+    Args:
+        a, b: per-image values of the two models, in the same image order, finite.
+        confidence: the interval's level.
+        seed: the bootstrap's seed.
+
+    Raises:
+        ValueError: different lengths, a non-finite value, or a bad confidence.
+    """
+    a, b = _finite(a, "a"), _finite(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must pair up image by image, got {len(a)} and {len(b)} values")
+    difference = mean_interval(a - b, confidence, seed)
+    p_value = math.nan
+    if difference.n >= 2:
+        p_value = 1.0 if not np.any(a - b) else float(stats.wilcoxon(a, b).pvalue)
+    return dataclasses.replace(difference, p_value=p_value)
+
+
+def paired_rate_difference(
+    success_a: Sequence[bool],
+    success_b: Sequence[bool],
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> Estimate:
+    """rate(a) - rate(b) of two success indicators on the same images, with McNemar's test.
+
+    The interval is a percentile bootstrap resampling images (BCa is unstable for 0/1 data);
+    the p-value is McNemar's exact test: the binomial test of the discordant pairs (images
+    where exactly one of the two succeeded) against p = 1/2.
+    """
+    a = np.asarray(success_a, bool).ravel()
+    b = np.asarray(success_b, bool).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"success_a and success_b must pair up, got {len(a)} and {len(b)}")
+    confidence = _check_confidence(confidence)
+    n = len(a)
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, confidence)
+    difference = a.astype(float) - b.astype(float)
+    estimate = float(difference.mean())
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    p_value = (
+        1.0 if only_a + only_b == 0 else float(stats.binomtest(only_a, only_a + only_b).pvalue)
+    )
+    if n < 2 or np.ptp(difference) == 0:
+        low = high = estimate if n >= 2 else math.nan
+        return Estimate(estimate, low, high, n, confidence, p_value)
+    low, high = _bootstrap_interval((difference,), np.mean, confidence, seed, "percentile")
+    return Estimate(estimate, low, high, n, confidence, p_value)
+
+
+def trend(
+    levels: Sequence[float],
+    values: np.ndarray,
+    confidence: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> Estimate:
+    """The mean over images of Spearman's rho between the levels and the image's values.
+
+    For each image (row) the rank correlation between the levels (T, or the chain's step) and
+    its values at those levels; then their mean, with a BCa bootstrap interval resampling
+    images. Under "no trend" the levels are exchangeable within an image, so the mean rho is 0
+    whatever the noise; a rho of the per-level MEANS would not do: with 3 levels it takes only
+    5 values and its bootstrap interval sits around whatever order the noise gave the means.
+
+    Args:
+        levels: the k levels, e.g. temperatures [1, 20, 40] or chain steps [1, ..., 7].
+        values: [n_images, k] per-image values, the same images at every level (rows with a
+            missing value must be dropped by the caller).
+        confidence: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        An `Estimate` of the mean per-image rho, in [-1, 1], n = images.
+
+    Raises:
+        ValueError: fewer than 2 levels, or values not [n, len(levels)] and finite.
+    """
+    levels = np.asarray(levels, np.float64)
+    values = np.asarray(values, np.float64)
+    if len(levels) < 2 or values.ndim != 2 or values.shape[1] != len(levels):
+        raise ValueError(
+            f"values must be [n_images, {len(levels)}] for {len(levels)} levels (>= 2), got "
+            f"shape {values.shape}"
+        )
+    _finite(values, "values")
+    return mean_interval(np.atleast_1d(_rho(levels, values)), confidence, seed)
+
+
+def _rho(levels: np.ndarray, means: np.ndarray):
+    """Spearman's rho of levels and each curve in `means` [..., k] (0 for a constant curve).
+
+    Spearman's rho is Pearson's r of the average ranks (`scipy.stats.rankdata`, ties sharing
+    their mean rank), as `scipy.stats.spearmanr` computes it, vectorised over the curves.
+    """
+    x = stats.rankdata(levels)
+    y = stats.rankdata(means, axis=-1)
+    x, y = x - x.mean(), y - y.mean(axis=-1, keepdims=True)
+    denominator = np.sqrt((x**2).sum() * (y**2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = np.where(denominator > 0, (x * y).sum(axis=-1) / denominator, 0.0)
+    return float(rho) if np.ndim(rho) == 0 else rho
+
+
+def verdict(estimate: Estimate, claimed: str) -> str:
+    """The three-way verdict on a claim about the sign of `estimate`.
+
+    Args:
+        estimate: the statistic whose sign the claim is about.
+        claimed: "positive" (the claim says estimate > 0) or "negative" (< 0).
+
+    Returns:
+        "agrees": the interval lies wholly on the claimed side; "disagrees": wholly on the
+        other side; "inconclusive": it contains 0 or could not be computed; "no data": n = 0.
+
+    Raises:
+        ValueError: for another `claimed`.
+    """
+    if claimed not in ("positive", "negative"):
+        raise ValueError(f"claimed must be 'positive' or 'negative', got {claimed!r}")
+    if estimate.n == 0 or math.isnan(estimate.estimate):
+        return NO_DATA
+    if math.isnan(estimate.low) or math.isnan(estimate.high):
+        return INCONCLUSIVE
+    sign = 1 if claimed == "positive" else -1
+    low, high = sorted((sign * estimate.low, sign * estimate.high))
+    if low > 0:
+        return AGREES
+    if high < 0:
+        return DISAGREES
+    return INCONCLUSIVE
