@@ -48,6 +48,9 @@ class AttackResult:
         const: [N] float, the attack's trade-off constant c at the returned image (NaN when
             the attack has none).
         target: [N] int, the target label of a targeted attack, the true label otherwise.
+        nonfinite: bool [N], the attack's image or the model's output at it held NaN or
+            infinite values (e.g. after a non-finite gradient); such an example is a failure
+            and keeps its original image. None when not recorded.
     """
 
     x_adv: np.ndarray
@@ -57,6 +60,7 @@ class AttackResult:
     linf: np.ndarray
     const: np.ndarray
     target: np.ndarray
+    nonfinite: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -144,9 +148,11 @@ def validate_attack_inputs(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Checks an attack's inputs the way the original code would, but with clear errors.
 
-    Runs the model once on the first batch to learn the number of classes and to make the
-    original's pre-softmax check: an output whose rows all lie in [0, 1] and sum to 1 (within
-    1e-3) is taken for probabilities, on which the margin loss is meaningless.
+    Runs the model once on `x` to learn the number of classes, to refuse a model whose output is
+    NaN or infinite on any clean image (an attack would otherwise read NaN margins as success),
+    and to make the original's pre-softmax check on the first batch: an output whose rows all
+    lie in [0, 1] and sum to 1 (within 1e-3) is taken for probabilities, on which the margin
+    loss is meaningless.
 
     Args:
         model: a Keras model or callable mapping float32 images to logits.
@@ -166,7 +172,8 @@ def validate_attack_inputs(
     Raises:
         ValueError: on a wrong shape, an empty or non-finite `x`, `x` outside the box,
             `clip_min >= clip_max`, `batch_size < 1`, a missing, superfluous or equal-to-`y`
-            target, labels out of range, or a model whose outputs look like probabilities.
+            target, labels out of range, a model whose output on `x` is not finite, or one
+            whose outputs look like probabilities.
     """
     if not clip_min < clip_max:
         raise ValueError(
@@ -179,8 +186,7 @@ def validate_attack_inputs(
         raise ValueError(f"x must be images of shape [N, H, W, C], got shape {x.shape}")
     if x.shape[0] == 0:
         raise ValueError("x holds no images")
-    if not np.all(np.isfinite(x)):
-        raise ValueError("x holds NaN or infinite values")
+    check_finite_images(x)
     if x.min() < clip_min or x.max() > clip_max:
         raise ValueError(
             f"x must lie inside [clip_min, clip_max] = [{clip_min}, {clip_max}], "
@@ -197,9 +203,16 @@ def validate_attack_inputs(
             )
     elif target is not None:
         raise ValueError("target labels were given but targeted=False")
-    outputs = predict_logits(model, x[:batch_size], batch_size)
+    outputs = predict_logits(model, x, batch_size)
     if outputs.ndim != 2:
         raise ValueError(f"the model must return [N, num_classes] logits, got {outputs.shape}")
+    bad = ~np.all(np.isfinite(outputs), axis=1)
+    if bad.any():
+        raise ValueError(
+            f"the model's output holds NaN or infinite values on {bad.sum()} of {len(x)} clean "
+            f"images (first: image {np.flatnonzero(bad)[0]}); expected finite logits"
+        )
+    outputs = outputs[:batch_size]
     num_classes = outputs.shape[1]
     for name, labels in (("y", y), ("target", target)):
         if labels is not None and (labels.min() < 0 or labels.max() >= num_classes):
@@ -212,6 +225,21 @@ def validate_attack_inputs(
             "attacks need logits; pass allow_probabilities=True to attack them on purpose"
         )
     return x, y, target
+
+
+def check_finite_images(x: np.ndarray) -> None:
+    """Refuses images holding NaN or infinite values.
+
+    Raises:
+        ValueError: naming how many values and which image first.
+    """
+    finite = np.isfinite(x)
+    if not finite.all():
+        first = int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
+        raise ValueError(
+            f"x holds {int((~finite).sum())} NaN or infinite values (first in image {first}); "
+            "expected finite pixel values"
+        )
 
 
 def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float, scale: float) -> tf.Tensor:
@@ -342,7 +370,9 @@ def finalize_result(
     """Verifies candidate adversarial images with the model and packs an `AttackResult`.
 
     Success is always decided here, by classifying `x_adv`: argmax == target when targeted,
-    argmax != y otherwise. Failed examples get their original image back.
+    argmax != y otherwise. Failed examples get their original image back. An example whose
+    `x_adv` or whose logits at `x_adv` are NaN or infinite is never a success: it is counted in
+    `nonfinite` and gets its original image back even with `restore_failed=False`.
 
     Args:
         model: a Keras model or callable mapping float32 images to logits.
@@ -369,14 +399,24 @@ def finalize_result(
     if targeted and target is None:
         raise ValueError("a targeted result needs target labels")
     labels = np.asarray(target if targeted else y, np.int64)
+    nonfinite = ~np.isfinite(x_adv.reshape(len(x_adv), -1)).all(axis=1)
+    x_adv = np.where(nonfinite[:, None, None, None], x, x_adv).astype(np.float32)
     logits = predict_logits(model, x_adv, batch_size)
-    success = is_successful(logits, labels, targeted)
-    if restore_failed:
-        x_adv = np.where(success[:, None, None, None], x_adv, x).astype(np.float32)
+    nonfinite |= ~np.isfinite(logits).all(axis=1)
+    success = is_successful(logits, labels, targeted) & ~nonfinite
+    keep = success if restore_failed else ~nonfinite
+    x_adv = np.where(keep[:, None, None, None], x_adv, x).astype(np.float32)
     l0, l2, linf = perturbation_norms(x_adv, x)
     const = np.broadcast_to(np.asarray(const, np.float64), success.shape).copy()
     return AttackResult(
-        x_adv=x_adv, success=success, l0=l0, l2=l2, linf=linf, const=const, target=labels
+        x_adv=x_adv,
+        success=success,
+        l0=l0,
+        l2=l2,
+        linf=linf,
+        const=const,
+        target=labels,
+        nonfinite=nonfinite,
     )
 
 
