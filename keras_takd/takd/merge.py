@@ -8,7 +8,9 @@ merged table equals the one an unsharded evaluation writes: mean = sum / success
       --output=runs/mnist_takd/results.csv
 
 `--output` may be a new file or a results CSV of the same run (its rows are updated); a file
-holding results of another evaluation configuration is refused.
+holding results of another evaluation configuration is refused. The shards' per-image tables
+(`per_image_shard<i>of<N>.csv` beside each shard CSV) are concatenated into the per-image table
+beside `--output` (`per_image.csv` for a `results.csv`).
 """
 
 from __future__ import annotations
@@ -29,6 +31,13 @@ def main(argv: list[str]) -> None:
     rows = merged.to_dict("records")
     table = evaluation.write_results(_OUTPUT.value, rows, str(merged["eval_config"].iloc[0]))
     print(f"merged {len(_INPUTS.value)} shards: {_OUTPUT.value} ({len(table)} rows)")
+    per_image = evaluation.merge_per_image(_INPUTS.value)
+    if per_image is None:
+        print("no per-image tables beside every shard CSV: per_image.csv not written")
+    else:
+        evaluation.write_per_image(_OUTPUT.value, per_image.to_dict("records"))
+        where = evaluation.per_image_path(_OUTPUT.value)
+        print(f"per-image table: {where} ({len(per_image)} rows)")
 
 
 def run() -> None:

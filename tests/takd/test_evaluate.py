@@ -77,6 +77,10 @@ def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
     expected = [c for c in schema.METRIC_COLUMNS if c.startswith(prefixes)]
     assert list(table.columns) == list(dict.fromkeys([*CHAIN_COLUMNS, *expected, "eval_config"]))
     assert (table["l2_attacked"] + table["l2_excluded"] == 4).all()
+    per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
+    assert list(per_image.columns) == list(schema.PER_IMAGE_COLUMNS)
+    assert len(per_image) == 2 * 2 * 4  # models x (l2, l2_softmax_T) x images
+    assert set(per_image["attack"]) == {"l2", "l2_softmax_T"}
     config = table["eval_config"][0]
     files = sorted(
         str(p.relative_to(tmp_path / "run" / "eval" / config))

@@ -276,6 +276,44 @@ def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeyp
     assert "confidence" not in shard  # only shard 0 computes the attack-free metrics
     merged = evaluation.merge_shards(paths)
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+    # the shards' per-image tables concatenate to the unsharded one
+    per_image = evaluation.merge_per_image(paths)
+    pd.testing.assert_frame_equal(
+        per_image, evaluation.read_per_image(run_dir / "whole_per_image.csv")
+    )
+    (paths[0].parent / "per_image_shard1of3.csv").unlink()
+    assert evaluation.merge_per_image(paths) is None
+
+
+def test_per_image_table_holds_every_attacked_image_of_every_model(tiny_run, monkeypatch):
+    import keras
+
+    run_dir, data = tiny_run
+    FakeAttacks().install(monkeypatch)
+    _evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=16, attacks=("l2", "linf"))
+    table = evaluation.read_per_image(run_dir)
+    assert list(table.columns) == list(schema.PER_IMAGE_COLUMNS)
+    units = ("l2", "l2_softmax_T", "linf")
+    assert len(table) == 2 * len(units) * NUM_IMAGES  # 2 models
+    x, y = data.x_test[:NUM_IMAGES], data.y_test[:NUM_IMAGES]
+    m = _pixel_means(x)
+    for stage in (1, 2):
+        model = keras.saving.load_model(run_dir / f"mnist/T5/stage{stage}/model.keras")
+        correct = metrics.correctly_classified(model, x, y)
+        for attack in units:
+            rows = table[(table["stage"] == stage) & (table["attack"] == attack)]
+            assert list(rows["image"]) == list(range(NUM_IMAGES))
+            assert list(rows["correct"]) == list(correct)
+            success = correct & (m > 0.1)
+            assert list(rows["success"]) == list(success)
+            scale = {"l2": 10.0, "l2_softmax_T": 10.0, "linf": 1.0}[attack]
+            np.testing.assert_allclose(rows["distance"][success], scale * m[success], rtol=1e-6)
+            assert rows["distance"][~success].isna().all()
+    # the results CSV's means are the per-image means: every number traces to its images
+    results = pd.read_csv(run_dir / "results.csv")
+    for (stage, attack), rows in table[table["success"]].groupby(["stage", "attack"]):
+        mean = results.loc[results["stage"] == stage, f"{attack}_mean"].iloc[0]
+        assert rows["distance"].mean() == pytest.approx(mean)
 
 
 def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_run, monkeypatch):

@@ -41,7 +41,8 @@ Columns of the unsharded results CSV: the training columns (`schema.CHAIN_COLUMN
 `schema.METRIC_COLUMNS` of every evaluated unit, and `eval_config`.
 
 Modules: `config` (EvaluationConfig and its id), `runs` (the trained run, results-file checks),
-`tables` (statistics and the CSV), `units` (the cache and `evaluate_run`), `shards` (merging).
+`tables` (statistics and the CSV), `per_image` (the per-image table), `units` (the cache and
+`evaluate_run`), `shards` (merging).
 """
 
 from keras_takd.core.results import ConfigMismatchError
@@ -53,6 +54,12 @@ from keras_takd.takd.evaluation.config import (
     resolve_attack_options,
     shard_range,
     shard_results_path,
+)
+from keras_takd.takd.evaluation.per_image import (
+    merge_per_image,
+    per_image_path,
+    read_per_image,
+    write_per_image,
 )
 from keras_takd.takd.evaluation.runs import Run, check_results_file, known_columns, read_run
 from keras_takd.takd.evaluation.shards import merge_shards
@@ -71,10 +78,14 @@ __all__ = [
     "evaluate_run",
     "final_columns",
     "known_columns",
+    "merge_per_image",
     "merge_shards",
+    "per_image_path",
+    "read_per_image",
     "read_run",
     "resolve_attack_options",
     "shard_range",
     "shard_results_path",
+    "write_per_image",
     "write_results",
 ]

@@ -26,6 +26,7 @@ from keras_takd.takd.evaluation.config import (
     config_id,
     shard_results_path,
 )
+from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
 from keras_takd.takd.evaluation.runs import (
     Run,
     check_results_file,
@@ -93,6 +94,7 @@ def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfi
         "index": np.flatnonzero(correct).tolist(),
         "success": np.asarray(result.success, bool).tolist(),
         "distance": np.asarray(getattr(result, attack), np.float64).tolist(),
+        "const": np.asarray(result.const, np.float64).tolist(),
     }
     return stats, per_image
 
@@ -185,7 +187,9 @@ def evaluate_run(
 
     def table():
         rows = [_row(m, done[id(m)], cid, config) for m in models]
-        return write_results(path, rows, cid, config.sharded)
+        written = write_results(path, rows, cid, config.sharded)
+        write_per_image(path, _per_image_rows(models, done))
+        return written
 
     result = table()
     for model in models:
@@ -266,6 +270,15 @@ def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> di
             row |= shard_columns(unit, stats) if config.sharded else final_columns(unit, stats)
     row[CONFIG_COLUMN] = cid
     return row
+
+
+def _per_image_rows(models: list[_Model], done: Mapping) -> list[dict]:
+    rows = []
+    for model in models:
+        for unit in ATTACKS + (MASKED_L2_PREFIX,):
+            if unit in done[id(model)]:
+                rows += unit_rows(model.row, unit, done[id(model)][unit])
+    return rows
 
 
 def _unit_line(row: Mapping, unit: str, value: Mapping) -> str:

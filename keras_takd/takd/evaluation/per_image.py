@@ -1,0 +1,117 @@
+"""The per-image table: every attacked image of every model, the data behind every verdict.
+
+Each attack unit caches, per image of its block, whether the model classified it correctly,
+whether the attack succeeded, the distance found and the trade-off constant c. This module
+turns those caches into one tidy table (`schema.PER_IMAGE_COLUMNS`), written beside the
+results CSV as `per_image.csv` (a shard's as `per_image_shard<i>of<N>.csv`, which `merge`
+concatenates), so that every comparison is made image by image on the same images
+(`keras_takd.core.statistics`) and can be traced back to its data.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+
+from keras_takd.core import files
+from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS, PER_IMAGE_COLUMNS
+
+_MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
+SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
+
+
+def per_image_path(results_path: str | pathlib.Path) -> pathlib.Path:
+    """Where the per-image table of a results CSV goes.
+
+    results.csv -> per_image.csv, results_shard<i>of<N>.csv -> per_image_shard<i>of<N>.csv,
+    any other <name>.csv -> <name>_per_image.csv (all in the same folder).
+    """
+    path = pathlib.Path(results_path)
+    if path.stem == "results" or path.stem.startswith("results_shard"):
+        return path.with_name("per_image" + path.stem[len("results") :] + ".csv")
+    return path.with_name(f"{path.stem}_per_image.csv")
+
+
+def unit_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
+    """The per-image rows of one cached attack unit of the model whose results row is `row`.
+
+    Args:
+        row: the model's results row (its key, role and chain length are copied).
+        attack: the unit's attack ("l0", "l2", "linf" or "l2_softmax_T").
+        unit: the cached unit: "images" [start, stop) and "per_image" with the block-relative
+            "index" of the attacked (correctly classified) images and, per attacked image,
+            "success", "distance" and (units written since per-image tables exist) "const".
+    """
+    start, stop = unit["images"]
+    per = unit.get("per_image") or {}
+    attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
+    constants = per.get("const")
+    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    rows = []
+    for offset in range(stop - start):
+        k = attacked.get(offset)
+        success = k is not None and bool(per["success"][k])
+        rows.append(
+            {
+                **model,
+                "attack": attack,
+                "image": start + offset,
+                "correct": k is not None,
+                "success": success,
+                "distance": float(per["distance"][k]) if success else math.nan,
+                "const": float(constants[k]) if k is not None and constants else math.nan,
+            }
+        )
+    return rows
+
+
+def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Rows in `PER_IMAGE_COLUMNS` order, sorted by model, attack and image."""
+    table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+    table = table.astype({"correct": bool, "success": bool, "image": int})
+    return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
+
+
+def write_per_image(results_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.DataFrame:
+    """Writes the per-image table of a results CSV beside it, atomically."""
+    table = tidy(rows)
+    files.write_csv_atomic(per_image_path(results_path), table)
+    return table
+
+
+def read_per_image(path: str | pathlib.Path) -> pd.DataFrame:
+    """The per-image table of a run folder (its per_image.csv) or of a per-image CSV.
+
+    Args:
+        path: a run folder evaluated by `keras_takd.takd.evaluate`, or a per-image CSV.
+
+    Returns:
+        The table, columns `schema.PER_IMAGE_COLUMNS`.
+
+    Raises:
+        FileNotFoundError: no per-image table there.
+        ValueError: the file lacks some of the columns.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir():
+        path = path / "per_image.csv"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: evaluate the run with keras_takd.takd.evaluate first"
+        )
+    table = pd.read_csv(path)
+    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks the per-image columns {missing}: not a per-image table")
+    return tidy(table)
+
+
+def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame | None:
+    """The per-image tables beside the shard CSVs, concatenated; None if any is missing."""
+    paths = [per_image_path(p) for p in results_paths]
+    if not all(p.is_file() for p in paths):
+        return None
+    return tidy(pd.concat([read_per_image(p) for p in paths], ignore_index=True))
