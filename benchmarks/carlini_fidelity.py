@@ -21,6 +21,9 @@ by the adapter's logits (the original's own model), of keras_takd's by the Keras
 Writes `benchmarks/results/carlini_fidelity.csv` (one row per attack and image),
 `carlini_fidelity.json` (settings, model, timings, agreement) and `carlini_fidelity.md`.
 
+Autograph re-reads the attacks' source files when it traces, so run it from a copy of the tree
+that nobody edits meanwhile (`git archive HEAD | tar -x -C DIR`, then `PYTHONPATH=DIR`).
+
 Run (about an hour on two busy cores; the originals take most of it):
     nice -n 10 python benchmarks/carlini_fidelity.py --original_repo=/work/ext/nn_robust_attacks
     nice -n 10 python benchmarks/carlini_fidelity.py --images=3 --l2_iterations=100 \\
@@ -70,6 +73,11 @@ flags.DEFINE_bool(
     "noise_floor",
     True,
     "Also run keras_takd one image at a time: how far its own answers move with float round-off.",
+)
+flags.DEFINE_bool(
+    "reuse_original",
+    False,
+    "Reuse an original's saved images from --work_dir when they were made with these settings.",
 )
 flags.DEFINE_enum(
     "run_original", None, list(ATTACKS), "Internal: run one original in this (sub)process."
@@ -235,6 +243,8 @@ def run_original(attack: str, repo: str, work_dir: pathlib.Path, options: dict[s
         logits = sess.run(model.predict(image), {image: adv})
     np.savez(
         work_dir / f"original_{attack}.npz",
+        settings=json.dumps(options, sort_keys=True),
+        images=data["index"],
         x_adv=adv + np.float32(_SHIFT),
         logits=logits,
         found=found,
@@ -377,6 +387,7 @@ def run_fidelity(
     rtol: float,
     output_dir: pathlib.Path,
     noise_floor: bool,
+    reuse_original: bool = False,
 ):
     """Runs both sides of every attack and writes the report; returns the per-image frame."""
     import pandas as pd
@@ -389,11 +400,13 @@ def run_fidelity(
     frames, seconds = [], {}
     for attack in attacks_to_run:
         options = settings(attack, l2_steps, iterations)
-        argv = [sys.executable, __file__, f"--run_original={attack}"]
-        argv += [f"--original_repo={original_repo}", f"--work_dir={work_dir}"]
-        argv += [f"--{k}={v}" for k, v in _iteration_flags(l2_steps, iterations).items()]
-        subprocess.run(argv, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        original = dict(np.load(work_dir / f"original_{attack}.npz"))
+        saved = work_dir / f"original_{attack}.npz"
+        if not (reuse_original and _same_run(saved, options, info["test_indices"])):
+            argv = [sys.executable, __file__, f"--run_original={attack}"]
+            argv += [f"--original_repo={original_repo}", f"--work_dir={work_dir}"]
+            argv += [f"--{k}={v}" for k, v in _iteration_flags(l2_steps, iterations).items()]
+            subprocess.run(argv, check=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        original = dict(np.load(saved))
         ours, our_seconds = run_ours(attack, model, x, y, options, len(x))
         single = run_ours(attack, model, x, y, options, 1)[0] if noise_floor else None
         frames.append(compare(attack, x, y, ours, original, rtol, single))
@@ -415,6 +428,18 @@ def run_fidelity(
     }
     write_report(output_dir, frame, record)
     return frame
+
+
+def _same_run(path: pathlib.Path, options: dict[str, Any], indices: list[int]) -> bool:
+    """Whether a saved original run used these settings on these test images."""
+    if not path.exists():
+        return False
+    saved = np.load(path)
+    return (
+        "settings" in saved.files
+        and str(saved["settings"]) == json.dumps(options, sort_keys=True)
+        and saved["images"].tolist() == list(indices)
+    )
 
 
 def _iteration_flags(l2_steps: int, iterations: dict[str, int]) -> dict[str, int]:
@@ -459,6 +484,7 @@ def main(argv: list[str]) -> None:
         rtol=FLAGS.rtol,
         output_dir=pathlib.Path(FLAGS.output_dir),
         noise_floor=FLAGS.noise_floor,
+        reuse_original=FLAGS.reuse_original,
     )
 
 

@@ -7,6 +7,7 @@ import tensorflow as tf
 from keras_takd.attacks import carlini_wagner_l0
 from keras_takd.attacks.carlini_wagner_l0 import pixels_to_freeze
 from keras_takd.attacks.optimizers import _COMPILED_CACHE
+from tests.attacks import _reference
 
 # Fewer Adam steps per c than the original's 1,000 keep the MNIST tests within seconds.
 FAST = {"max_iterations": 30}
@@ -198,3 +199,31 @@ def test_bad_arguments_raise(linear_problem, name):
     change(arguments)
     with pytest.raises(ValueError, match=message):
         carlini_wagner_l0(**arguments)
+
+
+def test_matches_the_original_control_flow(linear_two_class_model):
+    # 4x4 images of class 1; c must double from 1e-3 several times in the first solve, every
+    # later solve starts from the last adversarial image with the last c (warm start, c carried
+    # over), and pixels are frozen until a solve fails.
+    rng = np.random.default_rng(5)
+    w = rng.normal(size=(4, 4, 1))
+    x = rng.uniform(0.2, 0.8, size=(3, 4, 4, 1)).astype(np.float32)
+    b = 1.0 - float((x * w).sum(axis=(1, 2, 3)).min())
+    model = linear_two_class_model(w, b)
+    options = dict(learning_rate=0.05, max_iterations=40, largest_const=1e3)
+    result = carlini_wagner_l0(model, x, np.ones(3, np.int64), batch_size=3, **options)
+    linear = _reference.LinearModel(w, b)
+    for i in range(len(x)):
+        image, const, rounds, closest = _reference.l0_attack(
+            linear,
+            x[i : i + 1].astype(np.float64),
+            np.ones(1, np.int64),
+            lr=options["learning_rate"],
+            iters=options["max_iterations"],
+            largest_const=options["largest_const"],
+        )
+        assert closest > 1e-3  # no success test near 1e-4: float32 cannot flip one
+        assert rounds >= 3 and const > 1e-3 * 2**3  # warm starts, and c grew and carried
+        assert result.success[i] == (image is not None)
+        np.testing.assert_allclose(result.x_adv[i], image[0], rtol=0, atol=1e-4)
+        assert result.const[i] == pytest.approx(const, rel=1e-6)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_l2
+from tests.attacks import _reference
 
 # Settings that reach >= 99% success on the small test CNN in a few seconds: fewer iterations
 # and binary-search steps than the defaults, hence a larger learning rate and first constant.
@@ -230,3 +231,64 @@ def test_largest_const_caps_the_repeat_step(linear_two_class_model):
     capped = carlini_wagner_l2(model, x, np.zeros(1, np.int64), largest_const=0.1, **options)
     assert not capped.success.any()
     assert capped.const[0] <= 0.1
+
+
+def _reference_problem(linear_two_class_model, seed=3):
+    """Five 3x3 images of both classes whose margins need c from about 5e-3 to about 0.3."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(3, 3, 1))
+    x = rng.uniform(0.3, 0.7, size=(5, 3, 3, 1))
+    margins = np.array([0.02, -0.1, 0.3, -0.6, 1.5])
+    b = -0.5 * w.sum()
+    x += ((margins - ((x - 0.5) * w).sum(axis=(1, 2, 3))) / np.sum(w**2))[:, None, None, None] * w
+    x = np.clip(x, 0.05, 0.95).astype(np.float32)
+    y = ((x * w).sum(axis=(1, 2, 3)) + b > 0).astype(np.int64)
+    return linear_two_class_model(w, b), _reference.LinearModel(w, b), x, y
+
+
+@pytest.mark.parametrize(
+    "case, options",
+    [
+        ("batch_rule", dict(abort_rule="batch")),
+        ("per_example_rule", dict(abort_rule="per_example")),
+        ("repeat_step", dict(abort_rule="batch", binary_search_steps=10)),
+        ("kappa", dict(abort_rule="batch", confidence=0.5)),
+        ("targeted", dict(abort_rule="batch", targeted=True)),
+        ("no_abort", dict(abort_rule="batch", abort_early=False)),
+    ],
+)
+def test_matches_the_original_control_flow(linear_two_class_model, case, options):
+    model, linear, x, y = _reference_problem(linear_two_class_model)
+    # c tries 1e-4, 1e-3, 1e-2, 0.1: the last two images never succeed (but with the repeat).
+    options = dict(learning_rate=0.05, max_iterations=50, binary_search_steps=4) | options
+    options["initial_const"] = 1e-4
+    target = 1 - y if options.get("targeted") else None
+    result = carlini_wagner_l2(model, x, y, target=target, batch_size=len(x), **options)
+    reference = dict(
+        kappa=options.get("confidence", 0.0),
+        targeted=options.get("targeted", False),
+        lr=options["learning_rate"],
+        steps=options["binary_search_steps"],
+        iters=options["max_iterations"],
+        abort_early=options.get("abort_early", True),
+        initial_const=options["initial_const"],
+    )
+    labels = target if options.get("targeted") else y
+    x64 = x.astype(np.float64)
+    if options["abort_rule"] == "batch":  # the original on the whole batch
+        x_adv, const, success, closest = _reference.l2_attack(linear, x64, labels, **reference)
+    else:  # the original with batch_size=1, one image at a time
+        runs = [
+            _reference.l2_attack(linear, x64[i : i + 1], labels[i : i + 1], **reference)
+            for i in range(len(x))
+        ]
+        x_adv, const, success = (np.concatenate([r[k] for r in runs]) for k in range(3))
+        closest = min(r[3] for r in runs)
+    assert closest > 1e-4  # no abort check near 0.9999: float32 round-off cannot flip one
+    if case != "repeat_step":
+        assert 0 < success.sum() < len(x)  # both branches of the c schedule are exercised
+    np.testing.assert_array_equal(result.success, success)
+    np.testing.assert_allclose(result.const, const, rtol=1e-6)  # the c schedule, exactly
+    np.testing.assert_allclose(
+        result.x_adv, np.where(success[:, None, None, None], x_adv, x), atol=1e-4
+    )
