@@ -188,6 +188,66 @@ def paired_rate_difference(
     return Estimate(estimate, low, high, n, confidence, p_value)
 
 
+def proportion(successes: int, n: int, confidence: float = DEFAULT_CONFIDENCE) -> Estimate:
+    """A proportion (e.g. an accuracy on n test images) with its Wilson score interval.
+
+    Raises:
+        ValueError: unless 0 <= successes <= n.
+    """
+    confidence = _check_confidence(confidence)
+    successes, n = int(round(successes)), int(n)
+    if not 0 <= successes <= n:
+        raise ValueError(f"successes must be in [0, n = {n}], got {successes}")
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, confidence)
+    ci = stats.binomtest(successes, n).proportion_ci(confidence, method="wilson")
+    return Estimate(successes / n, float(ci.low), float(ci.high), n, confidence)
+
+
+def proportion_difference(
+    first: Estimate, second: Estimate, confidence: float = DEFAULT_CONFIDENCE
+) -> Estimate:
+    """first - second of two proportions measured on separate samples (an unpaired design).
+
+    The normal-approximation (Wald) interval of the difference. On the SAME images a paired
+    comparison (`paired_rate_difference`) is tighter; this one serves where only the rates and
+    their counts are known, and errs on the wide side for positively correlated models.
+    """
+    confidence = _check_confidence(confidence)
+    n = min(first.n, second.n)
+    p1, p2 = first.estimate, second.estimate
+    if n == 0:  # the rates without their counts: the difference, but no interval
+        return Estimate(p1 - p2, math.nan, math.nan, 0, confidence)
+    se = math.sqrt(p1 * (1 - p1) / first.n + p2 * (1 - p2) / second.n)
+    z = float(stats.norm.ppf(0.5 + confidence / 2))
+    return Estimate(p1 - p2, p1 - p2 - z * se, p1 - p2 + z * se, n, confidence)
+
+
+def within(estimate: Estimate, low: float, high: float) -> str:
+    """The verdict on "the value lies in [low, high]": its interval inside, outside, or across."""
+    if math.isnan(estimate.estimate):
+        return NO_DATA
+    if math.isnan(estimate.low):
+        return INCONCLUSIVE
+    if low <= estimate.low and estimate.high <= high:
+        return AGREES
+    if estimate.high < low or estimate.low > high:
+        return DISAGREES
+    return INCONCLUSIVE
+
+
+def combine(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim made of parts: agrees / disagrees if every part does."""
+    verdicts = [v for v in verdicts if v != NO_DATA]
+    if not verdicts:
+        return NO_DATA
+    if all(v == AGREES for v in verdicts):
+        return AGREES
+    if all(v == DISAGREES for v in verdicts):
+        return DISAGREES
+    return INCONCLUSIVE
+
+
 def trend(
     levels: Sequence[float],
     values: np.ndarray,
@@ -226,6 +286,14 @@ def trend(
     return mean_interval(np.atleast_1d(_rho(levels, values)), confidence, seed)
 
 
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rho of two sequences (`scipy.stats.spearmanr`); 0 when `y` is constant."""
+    y = np.asarray(y, np.float64)
+    if np.ptp(y) == 0:
+        return 0.0
+    return float(stats.spearmanr(x, y).statistic)
+
+
 def _rho(levels: np.ndarray, means: np.ndarray):
     """Spearman's rho of levels and each curve in `means` [..., k] (0 for a constant curve).
 
@@ -250,14 +318,15 @@ def verdict(estimate: Estimate, claimed: str) -> str:
 
     Returns:
         "agrees": the interval lies wholly on the claimed side; "disagrees": wholly on the
-        other side; "inconclusive": it contains 0 or could not be computed; "no data": n = 0.
+        other side; "inconclusive": it contains 0 or could not be computed; "no data": no
+        estimate at all.
 
     Raises:
         ValueError: for another `claimed`.
     """
     if claimed not in ("positive", "negative"):
         raise ValueError(f"claimed must be 'positive' or 'negative', got {claimed!r}")
-    if estimate.n == 0 or math.isnan(estimate.estimate):
+    if math.isnan(estimate.estimate):
         return NO_DATA
     if math.isnan(estimate.low) or math.isnan(estimate.high):
         return INCONCLUSIVE
