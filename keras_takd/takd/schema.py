@@ -54,6 +54,7 @@ def _robustness_columns(prefix: str, attack: str) -> dict[str, str]:
 
 
 METRIC_COLUMNS: dict[str, str] = {
+    "metric_images": "test images that test_accuracy, the sensitivities and confidence rest on",
     "test_accuracy": "fraction of test images classified correctly at T = 1 (in [0, 1])",
     "sensitivity_logits_mean": "mean over images of mean |d sum(logits) / dx| over input dims",
     "sensitivity_logits_zero_fraction": "fraction of images whose logits sensitivity < 1e-10",

@@ -1,107 +1,147 @@
-"""keras_takd.takd.claims and the compare CLI on hand-built results tables with known verdicts."""
+"""keras_takd.takd.claims and the compare CLI on hand-built tables with known verdicts."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from keras_takd.takd import claims
+from keras_takd.takd import claims, schema
 
 TEMPERATURES = (1.0, 10.0, 40.0)
 ROLES = ("teacher", "assistant", "student")
+# So large that every proportion's interval is a few 1e-4 wide: the verdicts are the rules'.
+HUGE = 10_000_000
+IMAGES = 60
+RULES = {
+    # teacher 99.38% at T = 1, falling 0.01 point per T step; distilled 0.05 points above
+    "test_accuracy": lambda t, s: 0.9938 - 0.0001 * TEMPERATURES.index(t) + 0.0005 * (s > 1),
+    "sensitivity_logits_zero_fraction": lambda t, s: t / 100,
+    "sensitivity_softmax_zero_fraction": lambda t, s: t / 50,
+    "confidence": lambda t, s: 0.9 + 0.01 * (TEMPERATURES.index(t) == 1),
+    "l0_mean": lambda t, s: 10 + t + s,
+    "l2_mean": lambda t, s: 1 + t / 10 + s / 10,
+    "linf_mean": lambda t, s: 0.1 + t / 100 + s / 100,
+    "l2_success_rate": lambda t, s: 1.0,
+    "l2_budget": lambda t, s: 1.0,
+    "l2_budget_success_rate": lambda t, s: 0.9 if t == 1 else 0.1,
+    "l2_softmax_T_success_rate": lambda t, s: 1.0 if t == 1 else 0.2,
+}
 
 
 def paper_like(**overrides) -> pd.DataFrame:
-    """A 3-stage sweep that agrees with every claim, and a 4-step chain at T = 5 and 20.
+    """A 3-stage sweep that follows every claim, and a 4-step chain at T = 5 and 20.
 
     `overrides` maps a column to a function (temperature, stage) -> value replacing its rule.
     """
-    rules = {
-        # teacher 99.38% at T = 1, falling 0.01 point per T step; distilled 0.05 points above
-        "test_accuracy": lambda t, s: 0.9938 - 0.0001 * TEMPERATURES.index(t) + 0.0005 * (s > 1),
-        "sensitivity_logits_zero_fraction": lambda t, s: t / 100,
-        "sensitivity_softmax_zero_fraction": lambda t, s: t / 50,
-        "confidence": lambda t, s: 0.9 + 0.01 * (TEMPERATURES.index(t) == 1),  # up, then down
-        "l0_mean": lambda t, s: 10 + t + s,
-        "l2_mean": lambda t, s: 1 + t / 10 + s / 10,
-        "linf_mean": lambda t, s: 0.1 + t / 100 + s / 100,
-        "l2_success_rate": lambda t, s: 1.0,
-        "l2_budget": lambda t, s: 1.0,
-        "l2_budget_success_rate": lambda t, s: 0.9 if t == 1 else 0.1,
-        "l2_softmax_T_success_rate": lambda t, s: 1.0 if t == 1 else 0.2,
-    } | overrides
+    rules = RULES | overrides
+    counts = {"metric_images": HUGE, "l2_attacked": HUGE, "l2_softmax_T_attacked": HUGE}
     rows = []
     for t in TEMPERATURES:
         for stage, role in enumerate(ROLES, 1):
             row = {"dataset": "mnist", "temperature": t, "stage": stage, "role": role}
-            rows.append(row | {"stages": 3} | {c: f(t, stage) for c, f in rules.items()})
+            rows.append(row | {"stages": 3} | counts | {c: f(t, stage) for c, f in rules.items()})
     for t in (5.0, 20.0):
         for stage in range(1, 5):
             role = {1: "teacher", 4: "student"}.get(stage, f"step-{stage}")
             row = {"dataset": "mnist", "temperature": t, "stage": stage, "role": role, "stages": 4}
-            rows.append(row | {"test_accuracy": 0.99, "l2_mean": 1.0 + stage / 10})
+            rows.append(row | counts | {"test_accuracy": 0.99, "l2_mean": 1.0 + stage / 10})
     return pd.DataFrame(rows)
 
 
-def _verdicts(table):
-    return {c.claim: c.verdict for c in claims.check_claims(table, "mnist")}
+def per_image_like(table: pd.DataFrame, shift=None, noise: float = 0.01) -> pd.DataFrame:
+    """Per-image rows whose distances are the table's means plus a per-image offset shared by
+    every model (so paired differences are the rules') and a little noise of each model's.
+
+    `shift` (attack, temperature, stage) -> value is added to every image of that model.
+    """
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(0, 0.3, IMAGES)
+    rows = []
+    for _, model in table.iterrows():
+        for attack in schema.ATTACKS:
+            mean = model.get(f"{attack}_mean")
+            if mean is None or pd.isna(mean):
+                continue
+            extra = shift(attack, model["temperature"], model["stage"]) if shift else 0.0
+            distances = mean + extra + offsets + rng.normal(0, noise, IMAGES)
+            for image, distance in enumerate(distances):
+                rows.append(
+                    {c: model[c] for c in (*schema.KEY_COLUMNS, "role", "stages")}
+                    | {"attack": attack, "image": image, "correct": True, "success": True}
+                    | {"distance": max(distance, 0.01), "const": np.nan}
+                )
+    return pd.DataFrame(rows, columns=list(schema.PER_IMAGE_COLUMNS))
 
 
-def test_a_table_that_follows_the_papers_agrees_with_every_claim():
+def _verdicts(table, per_image=None):
+    return {c.claim: c.verdict for c in claims.check_claims(table, "mnist", per_image)}
+
+
+def test_a_table_that_follows_the_papers_agrees_with_every_claim_it_can_decide():
+    table = paper_like()
+    verdicts = _verdicts(table, per_image_like(table))
+    undecided = {claim for claim, verdict in verdicts.items() if verdict != "agrees"}
+    assert undecided == {claims.CONFIDENCE_CLAIM}, verdicts  # no per-image confidences
+    assert len(verdicts) == 51  # 4 accuracy, 2 sensitivity, 3 x 13 robustness (trend, 3
+    # comparisons pooled and at 3 T), confidence, 2 multi-step, Papernot, 2 C&W
+    by_name = {c.claim: c for c in claims.check_claims(table, "mnist", per_image_like(table))}
+    central = by_name["C&W L2: the student is more robust than the assistant at T = 40"]
+    assert float(central.ours.split()[0]) == pytest.approx(0.1, abs=0.01)
+    assert central.n == str(IMAGES) and central.interval.startswith("[+0.09")
+    assert by_name[claims.BASELINE_CLAIM].ours == "99.38%"
+
+
+def test_without_per_image_data_robustness_is_inconclusive_not_agreement():
     verdicts = _verdicts(paper_like())
-    assert set(verdicts.values()) == {"agrees"}, verdicts
-    assert len(verdicts) == 18  # 4 accuracy, 2 sensitivity, 6 robustness, 1 confidence,
-    # 2 multi-step (accuracy, L2: the only attack column of the chain), 1 Papernot, 2 C&W
-    ours = {c.claim: c.ours for c in claims.check_claims(paper_like(), "mnist")}
-    assert ours["baseline accuracy (T = 1 teacher)"] == "99.38%"
-    assert ours["accuracy varies little with distillation"].startswith("max 0.05%")
+    for attack in ("L0", "L2", "L-inf"):
+        assert verdicts[f"C&W {attack}: robustness increases with T"] == "inconclusive"
+        assert verdicts[f"C&W {attack}: the student is the most robust on average"] == (
+            "inconclusive"
+        )
+    assert verdicts[claims.BASELINE_CLAIM] == "agrees"  # proportions keep their intervals
+
+
+def test_a_less_robust_student_disagrees_and_pure_noise_is_inconclusive():
+    table = paper_like()
+    weaker = per_image_like(table, shift=lambda a, t, s: -0.2 * (a == "l2") * (s == 3))
+    verdicts = _verdicts(table, weaker)
+    assert verdicts["C&W L2: the student is more robust than the assistant (pooled over T)"] == (
+        "disagrees"
+    )
+    assert verdicts["C&W L2: the assistant is more robust than the teacher (pooled over T)"] == (
+        "agrees"
+    )
+    flat = paper_like(l2_mean=lambda t, s: 1.5)
+    noisy = _verdicts(flat, per_image_like(flat, noise=0.2))
+    for t in TEMPERATURES:
+        claim = f"C&W L2: the student is more robust than the assistant at T = {t:g}"
+        assert noisy[claim] == "inconclusive", claim
 
 
 @pytest.mark.parametrize(
     "column, rule, claim",
     [
-        ("test_accuracy", lambda t, s: 0.985, "baseline accuracy (T = 1 teacher)"),
-        (
-            "test_accuracy",
-            lambda t, s: 0.99 - 0.002 * (s == 3),
-            "accuracy varies little with distillation",
-        ),
+        ("test_accuracy", lambda t, s: 0.985, claims.BASELINE_CLAIM),
+        ("test_accuracy", lambda t, s: 0.99 - 0.002 * (s == 3), claims.VARIATION_CLAIM),
         ("test_accuracy", lambda t, s: 0.99 + t / 1e4, "accuracy decreases with T"),
-        ("l2_mean", lambda t, s: 2 - t / 100, "C&W L2: robustness increases with T"),
-        ("l0_mean", lambda t, s: 10 + t - s, "C&W L0: the student is the most robust on average"),
-        ("confidence", lambda t, s: t / 100, "confidence has no concrete trend over T (Fig. 6)"),
-        (
-            "l2_budget_success_rate",
-            lambda t, s: 0.9 - t / 1000,
-            "distillation at high T cuts the adversarial success rate",
-        ),
-        (
-            "l2_success_rate",
-            lambda t, s: 0.5,
-            "distillation does not stop the L2 attack on the logits",
-        ),
+        ("l2_mean", lambda t, s: 5 - t / 10, "C&W L2: robustness increases with T"),
+        ("l2_success_rate", lambda t, s: 0.5, claims.CARLINI_CLAIM),
+        # softmax(z / T) attacked more successfully than the logits at the highest T
+        ("l2_success_rate", lambda t, s: 1.0 if t < 40 else 0.1, claims.MASKING_CLAIM),
     ],
 )
-def test_breaking_one_rule_turns_exactly_its_claim_to_disagrees(column, rule, claim):
-    verdicts = _verdicts(paper_like(**{column: rule}))
+def test_breaking_one_rule_turns_its_claim_to_disagrees(column, rule, claim):
+    table = paper_like(**{column: rule})
+    verdicts = _verdicts(table, per_image_like(table))
     assert verdicts[claim] == "disagrees"
     assert verdicts["C&W L-inf: robustness increases with T"] == "agrees"
-
-
-def test_a_constant_series_has_no_trend():
-    verdicts = _verdicts(paper_like(sensitivity_logits_zero_fraction=lambda t, s: 0.0))
-    name = "higher T: more gradients < 1e-10 (Fig. 4), " + claims.SENSITIVITIES["logits"]
-    assert verdicts[name] == "disagrees"  # 0% at every T does not increase
-    flat = _verdicts(paper_like(confidence=lambda t, s: 0.98))
-    assert flat[claims.CONFIDENCE_CLAIM] == "agrees"
 
 
 def test_multistep_robustness_trend_is_read_from_the_longer_chain():
     table = paper_like()
     chain = table["stages"] == 4
     table.loc[chain, "l2_mean"] = 2.0 - table.loc[chain, "stage"] / 10
-    verdicts = _verdicts(table)
-    assert verdicts["multi-step: C&W l2 robustness (mean over T) rises with the step"] == (
-        "disagrees"
-    )
+    verdicts = _verdicts(table, per_image_like(table))
+    assert verdicts["multi-step: C&W L2 robustness rises with the step (Fig. 8)"] == "disagrees"
     assert verdicts["C&W L2: robustness increases with T"] == "agrees"  # the sweep is untouched
 
 
@@ -113,28 +153,42 @@ def test_missing_columns_and_too_few_temperatures_give_no_data():
     assert verdicts["multi-step distillation (section VI)"] == "no data"
     with pytest.raises(ValueError, match="no rows of dataset 'cifar10'"):
         claims.check_claims(table, "cifar10")
+    with pytest.raises(ValueError, match="confidence"):
+        claims.check_claims(table, "mnist", confidence=1.0)
 
 
-def test_compare_cli_prints_and_writes_the_markdown(cli, tmp_path):
-    results = tmp_path / "results.csv"
-    paper_like().to_csv(results, index=False)
+def test_compare_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path):
+    table = paper_like()
+    table.to_csv(tmp_path / "results.csv", index=False)
     out = tmp_path / "figures" / "claims.md"
-    done = cli("keras_takd.takd.compare", f"--results={results}", f"--out={out}")
+    without = cli("keras_takd.takd.compare", "--results=results.csv", cwd=tmp_path)
+    assert without.returncode == 0, without.stderr
+    assert "Per-image data: none" in without.stdout
+    per_image_like(table).to_csv(tmp_path / "per_image.csv", index=False)
+    done = cli(
+        "keras_takd.takd.compare",
+        "--results=results.csv",
+        f"--out={out}",
+        "--confidence=0.9",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text() == done.stdout
-    assert "| Mandal & Guo | baseline accuracy (T = 1 teacher) | 99.38% | 99.38% |" in done.stdout
-    assert "**disagrees**" not in done.stdout
-    # the numbers behind the claims: a row per chain length, T and stage
+    assert "| source | claim | paper | ours | 90% CI | n | test | verdict |" in done.stdout
+    assert "Per-image data: per_image.csv" in done.stdout
     assert (
-        "| chain | T | stage | role | accuracy | logits grad < 1e-10 | softmax grad < 1e-10 |"
+        "| Mandal & Guo | C&W L2: the student is more robust than the assistant at T = 40 | "
         in done.stdout
     )
+    assert "**disagrees**" not in done.stdout
+    # the numbers behind the claims: a row per chain length, T and stage
     assert "| 3 | 40 | 3 | student | 99.41% | 40.0% | 80.0% |" in done.stdout
-    assert "| 4 | 20 | 4 | student | 99.00% |" in done.stdout
 
     missing = cli("keras_takd.takd.compare", f"--results={tmp_path / 'none.csv'}")
     assert missing.returncode != 0
     assert missing.stderr.strip().splitlines()[-1].startswith("keras-takd-compare: error:")
+    bad = cli("keras_takd.takd.compare", "--results=results.csv", "--confidence=1.5", cwd=tmp_path)
+    assert bad.returncode == 2 and "confidence" in bad.stderr
 
 
 @pytest.mark.parametrize(

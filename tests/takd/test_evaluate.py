@@ -73,7 +73,15 @@ def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
     unit_lines = [line for line in done.stdout.splitlines() if line.startswith("mnist T=5")]
     assert len(unit_lines) == 2 * 3  # metrics, l2, l2_softmax_T for both models
     table = pd.read_csv(tmp_path / "run" / "results.csv")
-    prefixes = ("l2_", "l2_budget", "l2_softmax_T_", "sensitivity_", "confidence", "test_")
+    prefixes = (
+        "l2_",
+        "l2_budget",
+        "l2_softmax_T_",
+        "sensitivity_",
+        "confidence",
+        "test_",
+        "metric_",
+    )
     expected = [c for c in schema.METRIC_COLUMNS if c.startswith(prefixes)]
     assert list(table.columns) == list(dict.fromkeys([*CHAIN_COLUMNS, *expected, "eval_config"]))
     assert (table["l2_attacked"] + table["l2_excluded"] == 4).all()

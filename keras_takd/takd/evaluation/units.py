@@ -247,7 +247,7 @@ def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int) -
 
 def _metrics_unit(model: _Model, x, y) -> dict:
     values = metrics.model_metrics(model.load(), x, y)
-    return {"metrics": dict(values), "images": [0, len(x)]}
+    return {"metrics": {"metric_images": len(x), **values}, "images": [0, len(x)]}
 
 
 def _attack_unit(unit, model: _Model, x, y, config: EvaluationConfig, verbose) -> dict:
@@ -263,7 +263,8 @@ def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> di
     if config.sharded:
         row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
     if "metrics" in done and config.shard_index == 0:
-        row |= done["metrics"]["metrics"]
+        start, stop = done["metrics"]["images"]
+        row |= {"metric_images": stop - start, **done["metrics"]["metrics"]}
     for unit in ATTACKS + (MASKED_L2_PREFIX,):
         if unit in done:
             stats = done[unit]["statistics"]
