@@ -1,15 +1,39 @@
-"""Tests of keras_takd.takd.figures on small synthetic results tables."""
+"""Tests of keras_takd.takd.figures on small synthetic results and per-image tables."""
+
+import re
 
 import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import ErrorbarContainer
 
 from keras_takd.takd import figures as plotting
 from keras_takd.takd import schema
 
 SWEEP_TEMPERATURES = (1.0, 10.0, 40.0)
 CHAIN_TEMPERATURES = (5.0, 20.0)
+IMAGES = 8
+PER_IMAGE_ATTACKS = (*schema.ATTACKS, schema.MASKED_L2_PREFIX)
+ALL_FIGURES = [
+    "fig3_accuracy",
+    "fig4_sensitivity",
+    "fig5_robustness_mnist",
+    "fig6_confidence",
+    "fig7_multistep_accuracy",
+    "fig8_multistep_robustness_mnist",
+    "gradient_masking",
+    "budget_success",
+]
+
+
+def _role(stage: int, stages: int) -> str:
+    if stage == 1:
+        return "teacher"
+    if stage == stages:
+        return "student"
+    return "assistant" if stages == 3 else f"step-{stage}"
 
 
 def synthetic_results(datasets=("mnist",), chain_length_column=False) -> pd.DataFrame:
@@ -22,16 +46,75 @@ def synthetic_results(datasets=("mnist",), chain_length_column=False) -> pd.Data
             for temperature in temperatures:
                 for stage in range(1, stages + 1):
                     row = {"dataset": dataset, "temperature": temperature, "stage": stage}
-                    row["role"] = (
-                        "teacher"
-                        if stage == 1
-                        else "student"
-                        if stage == stages
-                        else ("assistant" if stages == 3 else f"step-{stage}")
-                    )
+                    row["role"] = _role(stage, stages)
                     row.update({c: rng.uniform(0.1, 1.0) for c in schema.METRIC_COLUMNS})
+                    row.update({f"{p}_attacked": IMAGES for p in PER_IMAGE_ATTACKS})
                     rows.append(row | ({"stages": stages} if chain_length_column else {}))
     return pd.DataFrame(rows)
+
+
+def synthetic_per_image(results: pd.DataFrame, shift: float = 0.1) -> pd.DataFrame:
+    """IMAGES images per model and attack; later stages need `shift` more, plus noise.
+
+    Image 0 is misclassified by every model (not attacked), image 1 is never fooled.
+    """
+    rng = np.random.default_rng(1)
+    base = rng.uniform(1.0, 2.0, IMAGES)
+    stages = plotting.chain_length(results)
+    rows = []
+    for (_, model), chain in zip(results.iterrows(), stages, strict=True):
+        for attack in PER_IMAGE_ATTACKS:
+            noise = rng.normal(0.0, 0.02, IMAGES)
+            for image in range(IMAGES):
+                correct, success = image != 0, image > 1
+                distance = base[image] + shift * model["stage"] + noise[image]
+                rows.append(
+                    {c: model[c] for c in ("dataset", "temperature", "stage", "role")}
+                    | {"stages": chain, "attack": attack, "image": image, "correct": correct}
+                    | {"success": success, "distance": distance if success else np.nan}
+                    | {"const": np.nan}
+                )
+    return pd.DataFrame(rows, columns=list(schema.PER_IMAGE_COLUMNS))
+
+
+def consistent(results: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
+    """`results` with the means and success rates its per-image table gives."""
+    fooled = per_image[per_image["success"]]
+    keys = ["dataset", "stages", "temperature", "stage"]
+    out = results.assign(stages=plotting.chain_length(results))
+    for attack, rows in fooled.groupby("attack"):
+        stats = rows.groupby(keys)["distance"].agg(["mean", "size"]).reset_index()
+        merged = out[keys].merge(stats, how="left", on=keys)
+        out[f"{attack}_mean"] = merged["mean"].to_numpy()
+        out[f"{attack}_success_rate"] = merged["size"].to_numpy() / IMAGES
+    return out
+
+
+def clipped(fig: matplotlib.figure.Figure, tolerance: float = 1.0) -> list[str]:
+    """The suptitle, footnote, axes titles, axis labels, legends and axes (with their tick
+    labels) of `fig` that reach past its edges once drawn."""
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [("suptitle", fig.get_suptitle() and fig._suptitle), ("footnote", fig._supxlabel)]
+    for i, ax in enumerate(fig.axes):
+        texts += [(f"axes {i} title", ax.title), (f"axes {i} legend", ax.get_legend())]
+        texts += [(f"axes {i} x label", ax.xaxis.label), (f"axes {i} y label", ax.yaxis.label)]
+    extents = [(name, a.get_window_extent(renderer)) for name, a in texts if a]
+    extents += [(f"axes {i}", ax.get_tightbbox(renderer)) for i, ax in enumerate(fig.axes)]
+    box = fig.bbox
+    return [
+        f"{name} {extent.bounds}"
+        for name, extent in extents
+        if extent.width > 0
+        and (
+            extent.x0 < box.x0 - tolerance
+            or extent.y0 < box.y0 - tolerance
+            or extent.x1 > box.x1 + tolerance
+            or extent.y1 > box.y1 + tolerance
+        )
+    ]
 
 
 def _stems(paths):
@@ -42,25 +125,146 @@ def _expected(stems_per_format):
     return sorted(f"{s}.{fmt}" for s in stems_per_format for fmt in ("png", "pdf"))
 
 
-def test_draw_all_writes_every_figure_as_png_and_pdf(tmp_path):
+def test_draw_all_writes_every_figure_as_png_and_pdf(tmp_path, caplog):
     df = synthetic_results()
-    paths = plotting.draw_all(df, tmp_path / "figures", caption="synthetic test data")
-    expected = _expected(
-        [
-            "fig3_accuracy",
-            "fig4_sensitivity",
-            "fig5_robustness_mnist",
-            "fig6_confidence",
-            "fig7_multistep_accuracy",
-            "fig8_multistep_robustness_mnist",
-            "gradient_masking",
-            "budget_success",
-        ]
-    )
+    with caplog.at_level("WARNING", logger="keras_takd.takd.figures"):
+        paths = plotting.draw_all(df, tmp_path / "figures", caption="synthetic test data")
+    expected = _expected(ALL_FIGURES)
     assert _stems(paths) == expected
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == expected
     assert all(p.stat().st_size > 1000 for p in paths)
-    assert plotting.skipped_figures(df) == {}
+    skipped = plotting.skipped_figures(df)
+    assert list(skipped) == ["paired_differences"] and "per-image" in skipped["paired_differences"]
+    assert "skipping figure paired_differences: no per-image data" in caplog.text
+
+
+def test_draw_all_with_per_image_data_adds_paired_differences(tmp_path, caplog):
+    per_image = synthetic_per_image(synthetic_results())
+    df = consistent(synthetic_results(), per_image)
+    with caplog.at_level("WARNING", logger="keras_takd.takd.figures"):
+        paths = plotting.draw_all(df, tmp_path, per_image=per_image, confidence=0.9)
+    assert _stems(paths) == _expected([*ALL_FIGURES, "paired_differences"])
+    assert plotting.skipped_figures(df, per_image) == {}
+    assert caplog.text == ""
+
+
+def test_per_image_means_that_differ_from_the_results_are_reported(caplog):
+    df = synthetic_results()  # random means, unrelated to the per-image distances
+    with caplog.at_level("WARNING", logger="keras_takd.takd.figures"):
+        plotting.build_figures(df, per_image=synthetic_per_image(df))
+    assert "l2_mean: the per-image mean differs from results.csv" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "datasets, with_per_image", [(("mnist", "cifar10"), True), (("other",), False)]
+)
+def test_no_figure_clips_its_text(datasets, with_per_image):
+    df = synthetic_results(datasets=datasets)
+    per_image = synthetic_per_image(df) if with_per_image else None
+    df = consistent(df, per_image) if with_per_image else df
+    caption = "a long caption, e.g. the command and the settings of the run " * 4
+    built = plotting.build_figures(df, caption=caption, per_image=per_image)
+    assert ("paired_differences" in built) == with_per_image
+    for stem, fig in built.items():
+        assert clipped(fig) == [], stem
+
+
+def test_the_clipping_check_sees_clipped_text():
+    fig = matplotlib.figure.Figure(figsize=(3, 2))
+    fig.subplots().set_title("a title far too long for a figure three inches wide, clipped")
+    assert clipped(fig) and "axes 0 title" in clipped(fig)[0]
+
+
+def _texts(fig) -> str:
+    """The footnote, every legend label and every annotation of `fig`, as one string."""
+    labels = [fig._supxlabel.get_text()]
+    for ax in fig.axes:
+        labels += [t.get_text() for t in ax.texts]
+        if ax.get_legend():
+            labels += [t.get_text() for t in ax.get_legend().get_texts()]
+    return "\n".join(labels)
+
+
+def test_every_figure_says_what_a_point_rests_on():
+    per_image = synthetic_per_image(synthetic_results())
+    df = consistent(synthetic_results(), per_image)
+    for stem, fig in plotting.build_figures(df, per_image=per_image).items():
+        text = _texts(fig)
+        assert re.search(r"\bn ?= ?\d", text) or "test images" in text, stem
+
+
+def test_mean_perturbations_carry_intervals_from_per_image_data():
+    per_image = synthetic_per_image(synthetic_results())
+    df = consistent(synthetic_results(), per_image)
+    figure = plotting.build_figures(df, per_image=per_image)["fig5_robustness_mnist"]
+    mean_l2 = figure.axes[1]  # row 0: means of l0, l2, linf
+    bars = [c for c in mean_l2.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3  # teacher, assistant, student
+    fooled = IMAGES - 2
+    assert all(f"n = {fooled}" in t.get_text() for t in mean_l2.get_legend().get_texts())
+    intervals = plotting.perturbation_intervals(per_image)
+    assert set(intervals["n"]) == {fooled}
+    assert (intervals["low"] < intervals["estimate"]).all()
+    assert (intervals["estimate"] < intervals["high"]).all()
+    no_bars = plotting.build_figures(df)["fig5_robustness_mnist"].axes[1]
+    assert not [c for c in no_bars.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_paired_differences_pair_images_fooled_under_both_models():
+    df = synthetic_results()
+    per_image = synthetic_per_image(df, shift=0.1)
+    # The assistant at T = 1 misclassifies image 2 under L2: one pair fewer with it.
+    lost = (
+        (per_image["temperature"] == 1.0)
+        & (per_image["role"] == "assistant")
+        & (per_image["attack"] == "l2")
+        & (per_image["image"] == 2)
+    )
+    per_image.loc[lost, ["correct", "success", "distance"]] = [False, False, np.nan]
+    table = plotting.paired_differences(per_image)
+    assert set(table["attack"]) == set(schema.ATTACKS)  # not the softmax attack
+    assert set(table["temperature"]) == set(SWEEP_TEMPERATURES)  # three-model chains only
+    assert set(table["comparison"]) == {"student - assistant", "assistant - teacher"}
+    np.testing.assert_allclose(table["estimate"], 0.1, atol=0.05)
+    assert (table["low"] > 0).all()  # a real shift, detected
+    t1_l2 = table[(table["temperature"] == 1.0) & (table["attack"] == "l2")]
+    assert sorted(t1_l2["n"]) == [IMAGES - 3, IMAGES - 3]
+    assert set(table["n"]) == {IMAGES - 3, IMAGES - 2}
+
+
+def test_paired_differences_figure_draws_bars_zero_line_and_n():
+    per_image = synthetic_per_image(synthetic_results())
+    fig = plotting.build_figures(consistent(synthetic_results(), per_image), per_image=per_image)[
+        "paired_differences"
+    ]
+    assert len(fig.axes) == len(schema.ATTACKS)
+    ax = fig.axes[1]
+    assert len([c for c in ax.containers if isinstance(c, ErrorbarContainer)]) == 2
+    assert any(list(line.get_ydata()) == [0.0, 0.0] for line in ax.get_lines())
+    annotations = [t.get_text() for t in ax.texts]
+    assert annotations.count(f"n={IMAGES - 2}") == 2 * len(SWEEP_TEMPERATURES)
+
+
+def test_equal_series_stay_visible():
+    df = synthetic_results().assign(l2_success_rate=1.0)
+    ax = matplotlib.figure.Figure().subplots()
+    plotting.plot_success_rate(ax, df, "mnist", "l2")
+    lines = ax.get_lines()
+    assert len({tuple(line.get_xdata()) for line in lines}) == 3  # shifted sideways
+    assert len({line.get_marker() for line in lines}) == 3
+    assert len({str(line.get_linestyle()) for line in lines}) == 3
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"per_image": pd.DataFrame({"image": [0]})}, "per-image data lack"),
+        ({"confidence": 1.5}, "confidence must be in"),
+    ],
+)
+def test_build_figures_rejects_bad_per_image_data_or_confidence(change, match):
+    with pytest.raises(ValueError, match=match):
+        plotting.build_figures(synthetic_results(), **change)
 
 
 def test_draw_all_skips_figures_without_data_and_reports_them(tmp_path, caplog):
@@ -75,6 +279,7 @@ def test_draw_all_skips_figures_without_data_and_reports_them(tmp_path, caplog):
     )
     skipped = plotting.skipped_figures(df)
     assert set(skipped) == {
+        "paired_differences",
         "fig4_sensitivity",
         "fig7_multistep_accuracy",
         "fig8_multistep_robustness",
@@ -102,9 +307,10 @@ def test_plot_functions_draw_the_data_they_are_given():
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert list(lines) == ["teacher", "assistant", "student"]
     assert lines["teacher"].get_linestyle() == "--"
+    assert lines["teacher"].get_xdata()[0] < 1.0 < lines["student"].get_xdata()[0]  # dodged
     student = df[(df["role"] == "student") & (df["stage"] == 3)].sort_values("temperature")
     np.testing.assert_allclose(lines["student"].get_ydata(), 100 * student["test_accuracy"])
-    np.testing.assert_allclose(lines["student"].get_xdata(), SWEEP_TEMPERATURES)
+    np.testing.assert_allclose(lines["student"].get_xdata(), SWEEP_TEMPERATURES, rtol=0.1)
     assert "accuracy" in ax.get_ylabel() and ax.get_xlabel().startswith("distillation temperature")
 
 
