@@ -661,8 +661,8 @@ def _carlini_claims(ctx: _Context) -> list[Claim]:
         logits = [_success(r, "l2", ctx) for _, r in high.iterrows()]
         softmax = [_success(r, schema.MASKED_L2_PREFIX, ctx) for _, r in high.iterrows()]
         differences = [
-            statistics.proportion_difference(s, lg, ctx.confidence)
-            for s, lg in zip(softmax, logits, strict=True)
+            _masking_difference(ctx, row) or statistics.proportion_difference(s, lg, ctx.confidence)
+            for (_, row), s, lg in zip(high.iterrows(), softmax, logits, strict=True)
         ]
         verdicts = [statistics.verdict(d, "negative") for d in differences]
         claims.append(
@@ -680,6 +680,26 @@ def _carlini_claims(ctx: _Context) -> list[Claim]:
             )
         )
     return claims
+
+
+def _masking_difference(ctx: _Context, row: pd.Series) -> Estimate | None:
+    """softmax(z/T) success - logits success of one model on the same images (McNemar), or
+    None without per-image rows of both attacks."""
+    softmax, logits = ctx.images(schema.MASKED_L2_PREFIX), ctx.images("l2")
+    if softmax is None or logits is None:
+        return None
+    success = {}
+    for name, table in (("softmax", softmax), ("logits", logits)):
+        chosen = table[
+            (table["temperature"] == row["temperature"]) & (table["stage"] == row["stage"])
+        ]
+        success[name] = chosen[chosen["correct"]].set_index("image")["success"]
+    pair = pd.DataFrame(success).dropna()
+    if pair.empty:
+        return None
+    return statistics.paired_rate_difference(
+        pair["softmax"].astype(bool), pair["logits"].astype(bool), ctx.confidence, ctx.seed
+    )
 
 
 def check_claims(

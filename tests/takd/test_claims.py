@@ -203,3 +203,17 @@ def test_compare_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path)
 def test_rho_is_spearman_with_ties(index, values, expected):
     curve = pd.Series(values, index=pd.Index(index, dtype=float))
     assert claims._rho(curve) == pytest.approx(expected)
+
+
+def test_gradient_masking_is_compared_image_by_image_when_both_attacks_have_rows():
+    table = paper_like()
+    per_image = per_image_like(table)
+    masked = per_image[per_image["attack"] == "l2"].assign(attack=schema.MASKED_L2_PREFIX)
+    fails = (masked["temperature"] == 40.0) & (masked["image"] % 2 == 0)
+    masked.loc[fails, ["success", "distance"]] = [False, np.nan]  # half the images at T = 40
+    claim = {
+        c.claim: c for c in claims.check_claims(table, "mnist", pd.concat([per_image, masked]))
+    }[claims.MASKING_CLAIM]
+    assert claim.verdict == "agrees"
+    assert claim.n == ", ".join([str(IMAGES)] * 3)  # paired: the same images, per stage
+    assert claim.interval.startswith("[-0.")
