@@ -26,7 +26,10 @@ from keras_takd.core.cli import run_main
 
 _DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "mnist"], "Dataset.")
 _DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Folder holding <dataset>.npz; otherwise tensorflow-datasets loads it."
+    "data_dir",
+    None,
+    "Folder holding <dataset>.npz (refused without it); if unset, tensorflow-datasets loads "
+    "(and the first time downloads) the dataset.",
 )
 _VALIDATION_SIZE = flags.DEFINE_integer(
     "validation_size", 0, "The first this many training images are held out.", lower_bound=0
@@ -168,14 +171,14 @@ def main(argv: list[str]) -> None:
     from keras_takd.core.data import load_dataset
     from keras_takd.core.files import check_writable
 
-    check_writable(_OUTPUT_DIR.value)
-    data = load_dataset(
+    data = load_dataset(  # before check_writable: a refused --data_dir writes nothing
         _DATASET.value,
         data_dir=_DATA_DIR.value,
         validation_size=_VALIDATION_SIZE.value,
         train_size=_TRAIN_SIZE.value,
         test_size=_TEST_SIZE.value,
     )
+    check_writable(_OUTPUT_DIR.value)
     if _EVAL_SIZE.value > len(data.x_test):
         raise ValueError(
             f"--eval_size={_EVAL_SIZE.value} is larger than the {len(data.x_test)} test images"

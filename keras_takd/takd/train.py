@@ -137,14 +137,14 @@ def main(argv: list[str]) -> None:
     from keras_takd.core.data import load_dataset
     from keras_takd.core.files import check_writable
 
-    check_writable(OUTPUT_DIR.value)
-    data = load_dataset(
+    data = load_dataset(  # before check_writable: a refused --data_dir writes nothing
         _DATASET.value,
         data_dir=DATA_DIR.value,
         validation_size=_VALIDATION_SIZE.value,
         train_size=_TRAIN_SIZE.value,
         test_size=_TEST_SIZE.value,
     )
+    check_writable(OUTPUT_DIR.value)
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
     from keras_takd.core.distillation import TrainConfig
     from keras_takd.core.seeding import set_seed

@@ -1,5 +1,8 @@
 """Data loading: the offline npz path, the validation hold-out, prefixes, and every bad input."""
 
+import socket
+import time
+
 import numpy as np
 import pytest
 
@@ -111,15 +114,83 @@ def test_several_candidate_files_are_ambiguous(tmp_path):
         load_dataset("cifar10", tmp_path)
 
 
-def test_tfds_failure_explains_data_dir(tmp_path, monkeypatch):
-    """No npz in data_dir: tensorflow-datasets is tried, and its failure says what to do."""
-    calls = []
-
-    def failing_tfds(name, data_dir):
-        calls.append((name, data_dir))
-        raise DataError(data_lib._tfds_help(name, "no network"))
-
-    monkeypatch.setattr(data_lib, "_load_tfds", failing_tfds)
-    with pytest.raises(DataError, match="pass --data_dir=DIR where DIR holds mnist.npz"):
+def test_data_dir_without_the_npz_is_refused_and_nothing_is_written(tmp_path):
+    """A --data_dir without <dataset>.npz fails at once, names the files it looked for, and
+    never falls back to tensorflow-datasets (which would download into it)."""
+    (tmp_path / "notes.txt").write_text("no data here")
+    with pytest.raises(DataError) as raised:
         load_dataset("mnist", tmp_path)
-    assert calls == [("mnist", tmp_path)]
+    message = str(raised.value)
+    assert f"holds no mnist.npz (looked for {tmp_path / 'mnist.npz'} and " in message
+    assert str(tmp_path / "mnist*.npz") in message and "\n" not in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_cli_data_dir_without_the_npz_writes_nothing(tmp_path, cli):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    started = time.perf_counter()
+    done = cli("keras_takd.main", "--stages=1", f"--data_dir={empty}", cwd=tmp_path, timeout=120)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"keras-takd: error: --data_dir {empty} holds no mnist.npz")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data"]  # no runs/, no downloads/
+    assert time.perf_counter() - started < 60
+
+
+def test_unreachable_download_host_fails_at_once():
+    started = time.perf_counter()
+    with pytest.raises(
+        DataError, match=r"keras-takd-probe\.invalid unreachable: .*pass --data_dir"
+    ):
+        data_lib.check_download_reachable("mnist", host="keras-takd-probe.invalid")
+    assert time.perf_counter() - started < 10
+
+
+def _internet() -> bool:
+    try:
+        socket.create_connection((data_lib.DOWNLOAD_HOSTS["mnist"], 443), timeout=3).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_offline_download_fails_within_seconds_with_one_line_last(tmp_path, cli):
+    """The real code path without --data_dir and without network: no minutes of retries."""
+    if _internet():
+        pytest.skip("this machine reaches the download host: the offline case cannot be measured")
+    started = time.perf_counter()
+    done = cli(
+        "keras_takd.main",
+        "--stages=1",
+        "--output_dir=out",
+        cwd=tmp_path,
+        env={"TFDS_DATA_DIR": str(tmp_path / "tfds")},
+        timeout=120,
+    )
+    seconds = time.perf_counter() - started
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("keras-takd: error: could not load 'mnist' with tensorflow-datasets (")
+    assert "unreachable" in last and last.endswith("in Keras' layout)")
+    assert seconds < 30, f"offline failure took {seconds:.1f} s"
+    assert not (tmp_path / "tfds").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "name, source, label",
+    [
+        ("mnist", "../shared/data/mnist.npz", "mnist"),
+        ("cifar10", "tensorflow-datasets", "cifar10"),
+        ("cifar10", "/data/cifar10.npz", "cifar10"),
+        ("cifar10", "../shared/data/cifar10_jpeg_subset.npz", "cifar10-jpeg-standin"),
+        ("cifar10", "/data/cifar10_small_subset.npz", "cifar10-small-subset"),
+    ],
+)
+def test_dataset_label_marks_stand_ins(name, source, label):
+    assert data_lib.dataset_label(name, source) == label
+
+
+def test_cifar10_stand_in_has_its_own_label_but_keeps_its_name(shared_data_dir):
+    data = load_dataset("cifar10", shared_data_dir, validation_size=10, train_size=20, test_size=5)
+    assert data.label == "cifar10-jpeg-standin" and data.name == "cifar10"
