@@ -152,15 +152,23 @@ def carlini_wagner_l2(
     )
     slices = common.batch_slices(len(x), batch_size)
     progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
-    x_adv, const = np.empty_like(x), np.empty(len(x))
+    x_adv, const, found = np.empty_like(x), np.empty(len(x)), np.empty(len(x), bool)
     for done, part in enumerate(slices, start=1):
-        x_adv[part], const[part] = _attack_batch(
+        x_adv[part], const[part], found[part] = _attack_batch(
             solver, x[part], labels[part], num_classes, **settings
         )
         if progbar is not None:
             progbar.update(done)
     return common.finalize_result(
-        model, x, x_adv, y, targeted=targeted, target=target, const=const, batch_size=batch_size
+        model,
+        x,
+        x_adv,
+        y,
+        targeted=targeted,
+        target=target,
+        const=const,
+        batch_size=batch_size,
+        found=found,
     )
 
 
@@ -208,8 +216,12 @@ def _attack_batch(
     compact: bool,
     initial_const: float,
     largest_const: float | None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """The binary search over c for one batch; returns the best images (x where none) and c."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The binary search over c for one batch.
+
+    Returns the best images (x where none), their c (the last c where none) and whether the
+    search met its success test at any iterate.
+    """
     x_padded, n_real = common.pad_to_batch(x, batch_size)
     onehot = np.eye(num_classes, dtype=np.float32)[common.pad_to_batch(labels, batch_size)[0]]
     real = np.arange(batch_size) < n_real
@@ -239,8 +251,9 @@ def _attack_batch(
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(ok, const, const * 10))
     if largest_const is not None:
         const = np.minimum(const, largest_const)
-    found_const = np.where(np.isnan(best.best_const), const, best.best_const)
-    return best.best_adv[:n_real], found_const[:n_real]
+    found = ~np.isnan(best.best_const)
+    found_const = np.where(found, best.best_const, const)
+    return best.best_adv[:n_real], found_const[:n_real], found[:n_real]
 
 
 def _search_step(

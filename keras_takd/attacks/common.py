@@ -51,6 +51,9 @@ class AttackResult:
         nonfinite: bool [N], the attack's image or the model's output at it held NaN or
             infinite values (e.g. after a non-finite gradient); such an example is a failure
             and keeps its original image. None when not recorded.
+        found: bool [N], the attack's own search met its success test at some iterate (None
+            when the attack does not record it). `found & ~success` is a silent success
+            (`indicators.silent_success`): an adversarial point was seen but not returned.
     """
 
     x_adv: np.ndarray
@@ -61,6 +64,7 @@ class AttackResult:
     const: np.ndarray
     target: np.ndarray
     nonfinite: np.ndarray | None = None
+    found: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -366,6 +370,7 @@ def finalize_result(
     const: np.ndarray | float,
     batch_size: int = DEFAULT_BATCH_SIZE,
     restore_failed: bool = True,
+    found: np.ndarray | None = None,
 ) -> AttackResult:
     """Verifies candidate adversarial images with the model and packs an `AttackResult`.
 
@@ -385,6 +390,8 @@ def finalize_result(
         batch_size: images per forward pass.
         restore_failed: give failed examples their original image back (the rule for every
             attack here; PGD may keep its perturbed images, e.g. for adversarial training).
+        found: bool [N], whether the attack's search met its own success test at some
+            iterate (kept in the result for `indicators.silent_success`), or None.
 
     Returns:
         The `AttackResult`.
@@ -417,6 +424,7 @@ def finalize_result(
         const=const,
         target=labels,
         nonfinite=nonfinite,
+        found=None if found is None else np.asarray(found, bool).copy(),
     )
 
 

@@ -90,7 +90,7 @@ def projected_gradient_descent(
     run = common.cached_compiled(model, key, lambda: _build_runner(model, *key[1:]))
     slices = common.batch_slices(len(x), batch_size)
     progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
-    x_adv = np.empty_like(x)
+    x_adv, found = np.empty_like(x), np.empty(len(x), bool)
     for done, part in enumerate(slices, start=1):
         padded = [common.pad_to_batch(a[part], batch_size)[0] for a in (x, x_init, labels)]
         out = run(
@@ -100,7 +100,8 @@ def projected_gradient_descent(
             tf.constant(steps, tf.int32),
             tf.constant(targeted),
         )
-        x_adv[part] = out.numpy()[: part.stop - part.start]
+        x_adv[part] = out[0].numpy()[: part.stop - part.start]
+        found[part] = out[1].numpy()[: part.stop - part.start]
         if progbar is not None:
             progbar.update(done)
     return common.finalize_result(
@@ -113,6 +114,7 @@ def projected_gradient_descent(
         const=np.nan,
         batch_size=batch_size,
         restore_failed=not keep_failed,
+        found=found,
     )
 
 
@@ -153,10 +155,35 @@ def pgd_perturb(
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    x = tf.convert_to_tensor(x, tf.float32)
-    direction = tf.where(tf.convert_to_tensor(targeted), -1.0, 1.0)
+    options = dict(norm=norm, targeted=targeted, clip_min=clip_min, clip_max=clip_max)
+    return _pgd_loop(model, x, labels, x_init, eps, step_size, steps, track=False, **options)[0]
 
-    def step(i: tf.Tensor, x_adv: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+
+def _pgd_loop(
+    model: Callable[..., Any],
+    x: tf.Tensor,
+    labels: tf.Tensor,
+    x_init: tf.Tensor,
+    eps: float | tf.Tensor,
+    step_size: float | tf.Tensor,
+    steps: int | tf.Tensor,
+    *,
+    track: bool,
+    norm: str,
+    targeted: bool | tf.Tensor,
+    clip_min: float,
+    clip_max: float,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """`pgd_perturb`'s loop, returning the images and bool [B] `found`.
+
+    With `track`, `found` says whether any iterate before the last was adversarial (read off
+    the logits each step computes anyway); without, it stays all False.
+    """
+    x = tf.convert_to_tensor(x, tf.float32)
+    targeted = tf.convert_to_tensor(targeted)
+    direction = tf.where(targeted, -1.0, 1.0)
+
+    def step(i, x_adv, found):
         with tf.GradientTape() as tape:
             tape.watch(x_adv)
             logits = common.call_model(model, x_adv)
@@ -164,15 +191,19 @@ def pgd_perturb(
                 tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
             )
         grad = direction * tape.gradient(loss, x_adv)
+        if track:
+            hit = tf.equal(tf.argmax(logits, axis=-1, output_type=labels.dtype), labels)
+            found = found | tf.where(targeted, hit, ~hit)
         if norm == "linf":
             x_adv = x_adv + step_size * tf.sign(grad)
         else:
             x_adv = x_adv + step_size * grad / (_l2_norm(grad) + _TINY)
-        return i + 1, _project(x_adv, x, eps, norm, clip_min, clip_max)
+        return i + 1, _project(x_adv, x, eps, norm, clip_min, clip_max), found
 
     x_start = _project(tf.convert_to_tensor(x_init, tf.float32), x, eps, norm, clip_min, clip_max)
-    _, x_adv = tf.while_loop(lambda i, _: i < steps, step, (tf.constant(0), x_start))
-    return x_adv
+    found = tf.zeros(tf.shape(x)[:1], tf.bool)
+    _, x_adv, found = tf.while_loop(lambda i, *_: i < steps, step, (tf.constant(0), x_start, found))
+    return x_adv, found
 
 
 def random_start_points(
@@ -246,7 +277,7 @@ def _build_runner(
 
     @tf.function(input_signature=signature)
     def run(x, x_init, labels, eps, step_size, steps, targeted):
-        return pgd_perturb(
+        return _pgd_loop(
             model,
             x,
             labels,
@@ -254,6 +285,7 @@ def _build_runner(
             eps,
             step_size,
             steps,
+            track=True,
             norm=norm,
             targeted=targeted,
             clip_min=clip_min,

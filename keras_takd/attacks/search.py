@@ -298,6 +298,7 @@ def run_search(
         target=target,
         const=search.best_const,
         batch_size=batch_size,
+        found=~np.isnan(search.best_const),
     )
 
 
