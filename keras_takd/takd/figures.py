@@ -998,7 +998,10 @@ def build_figures(
     figures = {}
     for name, stem, argument in _plan(df)[0]:
         fig = FIGURES[name][2](df, argument)
-        notes = [*FIGURES[name][4], ci_note if name in _WITH_INTERVALS else "", caption or ""]
+        notes = [*FIGURES[name][4], ci_note if name in _WITH_INTERVALS else ""]
+        if name == "fig8_multistep_robustness" and per_image is not None:
+            notes.append("The averages over T (right) carry no interval; see those per T (left).")
+        notes.append(caption or "")
         _footnote(fig, notes)
         figures[stem] = fig
     if _paired_skip_reason(per_image) is None:
