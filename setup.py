@@ -38,6 +38,7 @@ setup(
             "keras-takd-merge=keras_takd.takd.merge:run",
             "keras-takd-plot=keras_takd.takd.plot:run",
             "keras-takd-compare=keras_takd.takd.compare:run",
+            "keras-takd-summary=keras_takd.takd.summary:run",
             "keras-takd-smoothed=keras_takd.smoothed.run:run",
         ],
     },

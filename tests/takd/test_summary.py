@@ -1,0 +1,104 @@
+"""`python -m keras_takd.takd.summary` on a tiny run of the CIFAR-10 stand-in, before and
+after an evaluation (with the fake attacks of test_evaluation), through the real CLI."""
+
+import shutil
+
+import pytest
+
+from keras_takd.core.data import load_dataset
+from keras_takd.core.distillation import TrainConfig
+from keras_takd.takd import evaluation
+from keras_takd.takd.chains import run_chain
+from keras_takd.takd.summary import describe_evaluation
+from tests.takd.test_evaluation import FakeAttacks
+
+LABEL = "cifar10-jpeg-standin"
+
+
+@pytest.fixture(scope="module")
+def stand_in_run(tmp_path_factory, shared_data_dir):
+    """A 2-stage chain on 96 stand-in images, recorded as the CLI records it."""
+    data = load_dataset("cifar10", shared_data_dir, validation_size=0, train_size=96, test_size=16)
+    out = tmp_path_factory.mktemp("summary") / "run"
+    config = TrainConfig(epochs=1, batch_size=32, warm_start=False, seed=3)
+    info = {"flags": {"data_dir": str(shared_data_dir)}, "data_source": data.source}
+    run_chain(data, [2.0], 2, out, config, run_info=info, verbose=0, on_warning=lambda line: None)
+    return out
+
+
+def test_summary_before_evaluation_lists_models_and_says_what_to_run(stand_in_run, cli):
+    done = cli("keras_takd.takd.summary", f"--output_dir={stand_in_run}", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"run {stand_in_run}: {LABEL} (" in done.stdout
+    assert f"{LABEL} T=2 stage 1 teacher" in done.stdout
+    assert f"{LABEL} T=2 stage 2 student" in done.stdout
+    assert "not evaluated yet: python -m keras_takd.takd.evaluate" in done.stdout
+    assert not list(stand_in_run.glob("eval"))  # the summary writes nothing
+
+
+def test_summary_of_an_evaluated_stand_in_run(stand_in_run, tmp_path, monkeypatch, cli):
+    run_dir = tmp_path / "run"
+    shutil.copytree(stand_in_run, run_dir)
+    run = evaluation.read_run(run_dir)
+    assert run.dataset == "cifar10"  # the evaluation reloads the data by name ...
+    data = load_dataset(run.dataset, run.flags["data_dir"], validation_size=0, test_size=16)
+    FakeAttacks().install(monkeypatch)
+    config = evaluation.EvaluationConfig(
+        attacks=("l2", "linf"), num_images=12, attack_images={"linf": 8}
+    )
+    table = evaluation.evaluate_run(run_dir, data, config)
+    assert set(table["dataset"]) == {LABEL}  # ... and keeps the label of the rows
+    per_image = evaluation.read_per_image(run_dir)
+    assert set(per_image["dataset"]) == {LABEL}
+
+    done = cli("keras_takd.takd.summary", f"--output_dir={run_dir}", timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "test accuracy (95% Wilson interval, n test images):" in out
+    header = next(line for line in out.splitlines() if "mean distance [CI]" in line)
+    assert header.split() == [
+        "model", "attack", "attacked", "excluded", "fooled", "[CI]", "mean", "distance", "[CI]", "n"
+    ]  # fmt: skip
+    rows = [line for line in out.splitlines() if line.strip().startswith(LABEL)]
+    attacks = [line for line in rows if "C&W" in line]
+    assert len(attacks) == 2 * 3  # 2 models x (L2, L-inf, L2 on softmax(z/T))
+    teacher_l2 = per_image[
+        (per_image["stage"] == 1) & (per_image["attack"] == "l2") & per_image["correct"]
+    ]
+    fooled = teacher_l2[teacher_l2["success"]]
+    line = next(r for r in attacks if "stage 1 teacher" in r and "C&W L2 " in r + " ")
+    assert f" {len(teacher_l2)} " in line and line.rstrip().endswith(f" {len(fooled)}")
+    assert f"{fooled['distance'].mean():.4g} [" in line
+    config_id = table["eval_config"].iloc[0]
+    assert f"evaluation {config_id} ({run_dir}/eval/{config_id}/config.json):" in out
+    assert "attacks on the first 12 test images (L-inf: 8)" in out
+    assert "C&W L2: 9 binary-search steps of up to 10,000 Adam iterations" in out
+    assert "fixed-budget success (Papernot): L2 <= 1, L-inf <= 0.1" in out
+    assert "C&W L0" not in out  # only the attacks that ran
+
+
+def test_describe_evaluation_in_words():
+    config = {
+        "data": {"dataset": "mnist", "test_images": 10000},
+        "num_images": 200,
+        "metric_images": 10000,
+        "attack_options": {
+            "l0": {"max_iterations": 1000, "learning_rate": 0.01, "abort_early": False}
+        },
+        "budgets": {"l2": 1.0},
+    }
+    assert describe_evaluation(config) == [
+        "accuracy, sensitivity and confidence on the first 10,000 of 10,000 mnist test images",
+        "attacks on the first 200 test images; misclassified images are excluded, not attacked",
+        "C&W L0 (pixels): up to 1,000 Adam iterations, learning rate 0.01, early abort off",
+        "fixed-budget success (Papernot): L2 <= 1",
+    ]
+
+
+def test_not_a_run_is_one_line(tmp_path, cli):
+    done = cli("keras_takd.takd.summary", f"--output_dir={tmp_path / 'nope'}", timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"keras-takd-summary: error: output_dir {tmp_path / 'nope'} does not exist: train with "
+        "keras_takd.main first"
+    ]
