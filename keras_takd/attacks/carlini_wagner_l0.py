@@ -73,18 +73,22 @@ from keras_takd.attacks.common import (
     from_tanh_space,
     margin_loss,
 )
-from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
+from keras_takd.attacks.optimizers import expand_to
 from keras_takd.attacks.search import (
     FAILED,
-    IDLE,
     RUNNING,
+    adam_update,
     check_search_options,
     compile_search_loop,
     compiled_chunk,
     const_schedule,
+    load_example,
     may_end_solve,
+    new_solve_state,
     prepare_search,
+    restart_solve,
     run_search,
+    solve_state_spec,
 )
 
 # The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
@@ -230,43 +234,17 @@ class _L0Search:
         )
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
-        """Zeroed state for `n_slots` slots, all IDLE."""
-        image = np.zeros((n_slots, *self.x.shape[1:]), np.float32)
-        vector = np.zeros(n_slots, np.float32)
-        return {
-            "x0": image.copy(),
-            "start": image.copy(),
-            "mask": np.zeros((n_slots, *self.x.shape[1:3], 1), np.float32),
-            "labels": np.zeros((n_slots, self.onehot.shape[1]), np.float32),
-            "modifier": image.copy(),
-            "m": image.copy(),
-            "v": image.copy(),
-            "beta1_power": vector.copy(),
-            "beta2_power": vector.copy(),
-            "const": vector.copy(),
-            "step": np.zeros(n_slots, np.int32),
-            "status": np.full(n_slots, IDLE, np.int32),
-            "grad": image.copy(),
-            "x_sol": image.copy(),
-        }
+        """Zeroed state for `n_slots` slots, all IDLE, with the pixel mask and the gradient."""
+        state = new_solve_state(n_slots, self.x.shape[1:], self.onehot.shape[1])
+        state["mask"] = np.zeros((n_slots, *self.x.shape[1:3], 1), np.float32)
+        state["grad"] = np.zeros((n_slots, *self.x.shape[1:]), np.float32)
+        return state
 
     def load(self, state: dict[str, np.ndarray], slot: int, example: int) -> None:
         """Puts an example's first solve (all pixels allowed, c = initial_const) in a slot."""
-        state["x0"][slot] = self.x[example]
-        state["labels"][slot] = self.onehot[example]
+        load_example(state, slot, self.x[example], self.onehot[example], self.config.initial_const)
         state["mask"][slot] = 1.0
-        state["const"][slot] = self.config.initial_const
-        self._restart(state, slot, self.x[example])
-
-    def _restart(self, state: dict[str, np.ndarray], slot: int, start: np.ndarray) -> None:
-        """Starts a fresh solve from `start` (new variable and Adam state, c kept)."""
-        state["start"][slot] = start
-        for key in ("modifier", "m", "v"):
-            state[key][slot] = 0.0
-        state["beta1_power"][slot] = ADAM_BETA1
-        state["beta2_power"][slot] = ADAM_BETA2
-        state["step"][slot] = 0
-        state["status"][slot] = RUNNING
+        restart_solve(state, slot, self.x[example])
 
     def advance(self, state: dict[str, np.ndarray], slot: int, example: int) -> bool:
         """The outer step after a solve ended; returns True when the example is finished."""
@@ -287,7 +265,7 @@ class _L0Search:
         total_change = np.abs(delta.sum(axis=-1)) * np.abs(state["grad"][slot]).sum(axis=-1)
         frozen = pixels_to_freeze(total_change, allowed, n_changed)
         state["mask"][slot, ..., 0].flat[frozen] = 0.0
-        self._restart(state, slot, image)
+        restart_solve(state, slot, image)
         return False
 
 
@@ -320,18 +298,9 @@ def _build_l0_chunk(
     model: Callable[..., Any], config: _L0Config, image_shape: tuple[int, ...], num_classes: int
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """Compiles the L0 attack's inner Adam loop for one model and configuration."""
-    image = tf.TensorSpec([None, *image_shape], tf.float32)
-    vector = tf.TensorSpec([None], tf.float32)
-    state_spec = {
-        **{key: image for key in ("x0", "start", "modifier", "m", "v", "grad", "x_sol")},
-        "mask": tf.TensorSpec([None, *image_shape[:2], 1], tf.float32),
-        "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        "beta1_power": vector,
-        "beta2_power": vector,
-        "const": vector,
-        "step": tf.TensorSpec([None], tf.int32),
-        "status": tf.TensorSpec([None], tf.int32),
-    }
+    state_spec = solve_state_spec(image_shape, num_classes)
+    state_spec["mask"] = tf.TensorSpec([None, *image_shape[:2], 1], tf.float32)
+    state_spec["grad"] = tf.TensorSpec([None, *image_shape], tf.float32)
     low, high = config.clip_min, config.clip_max
 
     def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
@@ -350,10 +319,7 @@ def _build_l0_chunk(
         solved = running & (loss1 < SUCCESS_THRESHOLD) & may_end_solve(s["step"], config)
         new = dict(s)
         # A solved example keeps the iterate that succeeded (the original restores it).
-        adam_state = ("modifier", "m", "v", "beta1_power", "beta2_power")
-        adam_args = (s["m"], s["v"], s["beta1_power"], s["beta2_power"])
-        updated = adam_step(modifier, grad, *adam_args, config.learning_rate, running & ~solved)
-        new.update(zip(adam_state, updated, strict=True))
+        adam_update(new, s, grad, config.learning_rate, running & ~solved)
         new["const"], new["step"], new["status"] = const_schedule(s, running, solved, config)
         new["grad"] = tf.where(expand_to(solved, grad), grad, s["grad"])
         new["x_sol"] = tf.where(expand_to(solved, img), img, s["x_sol"])

@@ -63,18 +63,22 @@ from keras_takd.attacks.common import (
     from_tanh_space,
     margin_loss,
 )
-from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
+from keras_takd.attacks.optimizers import expand_to
 from keras_takd.attacks.search import (
-    IDLE,
     RUNNING,
     SOLVED,
+    adam_update,
     check_search_options,
     compile_search_loop,
     compiled_chunk,
     const_schedule,
+    load_example,
     may_end_solve,
+    new_solve_state,
     prepare_search,
+    restart_solve,
     run_search,
+    solve_state_spec,
 )
 
 # The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
@@ -263,32 +267,16 @@ class _LinfSearch:
         )
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
-        """Zeroed state for `n_slots` slots, all IDLE."""
-        image = np.zeros((n_slots, *self.x.shape[1:]), np.float32)
-        vector = np.zeros(n_slots, np.float32)
-        return {
-            "x0": image.copy(),
-            "start": image.copy(),
-            "labels": np.zeros((n_slots, self.onehot.shape[1]), np.float32),
-            "modifier": image.copy(),
-            "m": image.copy(),
-            "v": image.copy(),
-            "beta1_power": vector.copy(),
-            "beta2_power": vector.copy(),
-            "const": vector.copy(),
-            "tau": vector.copy(),
-            "lr": vector.copy(),
-            "step": np.zeros(n_slots, np.int32),
-            "status": np.full(n_slots, IDLE, np.int32),
-            "pending": np.zeros(n_slots, bool),
-            "x_sol": image.copy(),
-        }
+        """Zeroed state for `n_slots` slots, all IDLE, with tau, learning rate and pending."""
+        state = new_solve_state(n_slots, self.x.shape[1:], self.onehot.shape[1])
+        state["tau"] = np.zeros(n_slots, np.float32)
+        state["lr"] = np.zeros(n_slots, np.float32)
+        state["pending"] = np.zeros(n_slots, bool)
+        return state
 
     def load(self, state: dict[str, np.ndarray], slot: int, example: int) -> None:
         """Puts an example's first solve (tau = 1, c = initial_const) in a slot."""
-        state["x0"][slot] = self.x[example]
-        state["labels"][slot] = self.onehot[example]
-        state["const"][slot] = self.config.initial_const
+        load_example(state, slot, self.x[example], self.onehot[example], self.config.initial_const)
         state["lr"][slot] = self.config.learning_rate
         self._restart(state, slot, self.x[example], tau=1.0)
 
@@ -296,15 +284,9 @@ class _LinfSearch:
         self, state: dict[str, np.ndarray], slot: int, start: np.ndarray, tau: float
     ) -> None:
         """Starts a fresh solve at `tau` from `start` (new variable and Adam state)."""
-        state["start"][slot] = start
-        for key in ("modifier", "m", "v"):
-            state[key][slot] = 0.0
-        state["beta1_power"][slot] = ADAM_BETA1
-        state["beta2_power"][slot] = ADAM_BETA2
-        state["step"][slot] = 0
+        restart_solve(state, slot, start)
         state["pending"][slot] = False
         state["tau"][slot] = tau
-        state["status"][slot] = RUNNING
 
     def advance(self, state: dict[str, np.ndarray], slot: int, example: int) -> bool:
         """The outer step after a solve ended; returns True when the example is finished."""
@@ -359,16 +341,9 @@ def _build_linf_chunk(
     num_classes: int,
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """Compiles the L-inf attack's inner Adam loop for one model and configuration."""
-    image = tf.TensorSpec([None, *image_shape], tf.float32)
-    vector = tf.TensorSpec([None], tf.float32)
-    state_spec = {
-        **{key: image for key in ("x0", "start", "modifier", "m", "v", "x_sol")},
-        "labels": tf.TensorSpec([None, num_classes], tf.float32),
-        **{key: vector for key in ("beta1_power", "beta2_power", "const", "tau", "lr")},
-        "step": tf.TensorSpec([None], tf.int32),
-        "status": tf.TensorSpec([None], tf.int32),
-        "pending": tf.TensorSpec([None], tf.bool),
-    }
+    state_spec = solve_state_spec(image_shape, num_classes)
+    state_spec["tau"] = state_spec["lr"] = tf.TensorSpec([None], tf.float32)
+    state_spec["pending"] = tf.TensorSpec([None], tf.bool)
     low, high = config.clip_min, config.clip_max
 
     def step_fn(s: dict[str, tf.Tensor], w_start: tf.Tensor, x_ref: tf.Tensor):
@@ -394,10 +369,7 @@ def _build_linf_chunk(
         solved = pending & wanted & (loss1 <= 0.0)
         moving = running & ~solved & ~(pending & (s["step"] >= config.max_iterations))
         new = dict(s)
-        adam_state = ("modifier", "m", "v", "beta1_power", "beta2_power")
-        adam_args = (s["m"], s["v"], s["beta1_power"], s["beta2_power"])
-        updated = adam_step(modifier, grad, *adam_args, s["lr"], moving)
-        new.update(zip(adam_state, updated, strict=True))
+        adam_update(new, s, grad, s["lr"], moving)
         # Like the original: the loss before the step decides whether the image after it is
         # checked (at the next iteration) and returned.
         candidate = (

@@ -26,7 +26,7 @@ from keras_takd.attacks.common import (
     to_tanh_space,
     validate_attack_inputs,
 )
-from keras_takd.attacks.optimizers import cached_compiled
+from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, cached_compiled
 
 # Per-example status inside and between compiled chunks.
 RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
@@ -66,6 +66,70 @@ def check_search_options(
         raise ValueError(f"const_factor must be > 1, got {const_factor}")
     if not confidence >= 0:
         raise ValueError(f"confidence must be >= 0, got {confidence}")
+
+
+def new_solve_state(
+    n_slots: int, image_shape: tuple[int, ...], num_classes: int
+) -> dict[str, np.ndarray]:
+    """The per-slot state every search keeps, zeroed and IDLE.
+
+    Keys: "x0" (the original image), "start" (the solve's start image), "labels" (one-hot),
+    "modifier", "m", "v", "beta1_power", "beta2_power" (the variable and its Adam state),
+    "const", "step", "status" and "x_sol" (the image a successful solve ends with).
+    """
+    image = np.zeros((n_slots, *image_shape), np.float32)
+    vector = np.zeros(n_slots, np.float32)
+    state = {key: image.copy() for key in ("x0", "start", "modifier", "m", "v", "x_sol")}
+    state.update({key: vector.copy() for key in ("beta1_power", "beta2_power", "const")})
+    state["labels"] = np.zeros((n_slots, num_classes), np.float32)
+    state["step"] = np.zeros(n_slots, np.int32)
+    state["status"] = np.full(n_slots, IDLE, np.int32)
+    return state
+
+
+def solve_state_spec(image_shape: tuple[int, ...], num_classes: int) -> dict[str, tf.TensorSpec]:
+    """`tf.TensorSpec`s of `new_solve_state`'s entries, batch axis open."""
+    image = tf.TensorSpec([None, *image_shape], tf.float32)
+    vector = tf.TensorSpec([None], tf.float32)
+    spec = {key: image for key in ("x0", "start", "modifier", "m", "v", "x_sol")}
+    spec.update({key: vector for key in ("beta1_power", "beta2_power", "const")})
+    spec["labels"] = tf.TensorSpec([None, num_classes], tf.float32)
+    spec["step"] = tf.TensorSpec([None], tf.int32)
+    spec["status"] = tf.TensorSpec([None], tf.int32)
+    return spec
+
+
+def load_example(
+    state: dict[str, np.ndarray], slot: int, x: np.ndarray, labels: np.ndarray, const: float
+) -> None:
+    """Puts an image, its one-hot labels and its first c into a slot (no solve started)."""
+    state["x0"][slot] = x
+    state["labels"][slot] = labels
+    state["const"][slot] = const
+
+
+def restart_solve(state: dict[str, np.ndarray], slot: int, start: np.ndarray) -> None:
+    """Starts a fresh solve from `start`: w and Adam reset (as TF1 initialises them), c kept."""
+    state["start"][slot] = start
+    for key in ("modifier", "m", "v"):
+        state[key][slot] = 0.0
+    state["beta1_power"][slot] = ADAM_BETA1
+    state["beta2_power"][slot] = ADAM_BETA2
+    state["step"][slot] = 0
+    state["status"][slot] = RUNNING
+
+
+def adam_update(
+    new: dict[str, tf.Tensor],
+    s: dict[str, tf.Tensor],
+    grad: tf.Tensor,
+    learning_rate: float | tf.Tensor,
+    moving: tf.Tensor,
+) -> None:
+    """Writes one `optimizers.adam_step` of the state `s` into `new`, where `moving`."""
+    keys = ("modifier", "m", "v", "beta1_power", "beta2_power")
+    args = (s["m"], s["v"], s["beta1_power"], s["beta2_power"])
+    new.update(zip(keys, adam_step(s["modifier"], grad, *args, learning_rate, moving), strict=True))
 
 
 def run_slot_pool(

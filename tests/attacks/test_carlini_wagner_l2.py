@@ -251,7 +251,10 @@ def _reference_problem(linear_two_class_model, seed=3):
     [
         ("batch_rule", dict(abort_rule="batch")),
         ("per_example_rule", dict(abort_rule="per_example")),
-        ("repeat_step", dict(abort_rule="batch", binary_search_steps=10)),
+        # On the three images with the largest margins c reaches only 1e-2 in steps 1-9, so
+        # all reach the repeat with no success and succeed there at c = upper = 1e10 (a 10th
+        # step at c = 0.1 would leave two of them failed).
+        ("repeat_step", dict(abort_rule="batch", binary_search_steps=10, initial_const=1e-10)),
         ("kappa", dict(abort_rule="batch", confidence=0.5)),
         ("targeted", dict(abort_rule="batch", targeted=True)),
         ("no_abort", dict(abort_rule="batch", abort_early=False)),
@@ -259,9 +262,13 @@ def _reference_problem(linear_two_class_model, seed=3):
 )
 def test_matches_the_original_control_flow(linear_two_class_model, case, options):
     model, linear, x, y = _reference_problem(linear_two_class_model)
+    if case == "repeat_step":
+        # The two small margins flip at any c (Adam's first step is lr whatever c is), down to
+        # c ~ 1e-11, where float32 and float64 part ways.
+        x, y = x[2:], y[2:]
     # c tries 1e-4, 1e-3, 1e-2, 0.1: the last two images never succeed (but with the repeat).
     options = dict(learning_rate=0.05, max_iterations=50, binary_search_steps=4) | options
-    options["initial_const"] = 1e-4
+    options.setdefault("initial_const", 1e-4)
     target = 1 - y if options.get("targeted") else None
     result = carlini_wagner_l2(model, x, y, target=target, batch_size=len(x), **options)
     reference = dict(
