@@ -10,6 +10,7 @@
 #                                  then smoothed_kd_cpu (about 35 minutes more)
 #   ./reproduce.sh --quick         the same pipeline at toy size in minutes: smoke
 #                                                                         -> runs/smoke/figures/
+#                                  then smoothed_kd_quick (about a minute more)
 #   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to
 #                                  keras_takd.main; --data_dir and --output_dir (the flags the two
 #                                  share) go to keras_takd.takd.evaluate too
@@ -40,7 +41,7 @@ for arg in "$@"; do
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
     --parallel) parallel=1 ;;
-    -h | --help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -127,4 +128,8 @@ for arg in "${extra[@]+"${extra[@]}"}"; do
 done
 run "$PYTHON" -m keras_takd.smoothed.run --flagfile="flags/smoothed_kd_$mode.cfg" \
   "${smoothed_extra[@]+"${smoothed_extra[@]}"}"
-echo "reproduce.sh --$mode: done in $((SECONDS - start)) s; results ${results[*]}; figures $figures"
+if [[ "$dry_run" == 1 ]]; then
+  echo "reproduce.sh --$mode: dry run, nothing was run; results would be ${results[*]}; figures $figures"
+else
+  echo "reproduce.sh --$mode: done in $((SECONDS - start)) s; results ${results[*]}; figures $figures"
+fi

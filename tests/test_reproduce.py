@@ -70,6 +70,14 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd
     )
 
 
+def test_dry_run_reports_no_time():
+    done = _reproduce("--quick", "--dry_run")
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("reproduce.sh --quick: dry run, nothing was run; results would be ")
+    assert "done in" not in done.stdout
+
+
 def test_bad_arguments_are_refused():
     done = _reproduce("--quick", "stray")
     assert done.returncode == 2 and "unexpected argument 'stray'" in done.stderr
