@@ -56,7 +56,6 @@ Beyond the original:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -77,6 +76,8 @@ from keras_takd.attacks.optimizers import expand_to
 from keras_takd.attacks.search import (
     FAILED,
     RUNNING,
+    SearchBase,
+    SearchConfig,
     adam_update,
     check_search_options,
     compile_search_loop,
@@ -99,20 +100,6 @@ SUCCESS_THRESHOLD = 1e-4
 FREEZE_THRESHOLD = 0.01
 # At most this times sqrt(number of changed pixels) pixels are frozen per round.
 FREEZE_FRACTION = 0.3
-
-
-@dataclasses.dataclass(frozen=True)
-class _L0Config:
-    targeted: bool
-    confidence: float
-    learning_rate: float
-    max_iterations: int
-    abort_early: bool
-    initial_const: float
-    largest_const: float
-    const_factor: float
-    clip_min: float
-    clip_max: float
 
 
 def carlini_wagner_l0(
@@ -191,17 +178,17 @@ def carlini_wagner_l0(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    config = _L0Config(
-        targeted=bool(targeted),
-        confidence=float(confidence),
-        learning_rate=float(learning_rate),
-        max_iterations=int(max_iterations),
-        abort_early=bool(abort_early),
-        initial_const=float(initial_const),
-        largest_const=float(largest_const),
-        const_factor=float(const_factor),
-        clip_min=float(clip_min),
-        clip_max=float(clip_max),
+    config = SearchConfig.from_options(
+        targeted=targeted,
+        confidence=confidence,
+        learning_rate=learning_rate,
+        max_iterations=max_iterations,
+        abort_early=abort_early,
+        initial_const=initial_const,
+        largest_const=largest_const,
+        const_factor=const_factor,
+        clip_min=clip_min,
+        clip_max=clip_max,
     )
     search = _L0Search(model, config, x, onehot)
     return run_search(
@@ -217,18 +204,13 @@ def carlini_wagner_l0(
     )
 
 
-class _L0Search:
+class _L0Search(SearchBase):
     """The L0 attack's per-example state, compiled inner loop and outer (freezing) step."""
 
     def __init__(
-        self, model: Callable[..., Any], config: _L0Config, x: np.ndarray, onehot: np.ndarray
+        self, model: Callable[..., Any], config: SearchConfig, x: np.ndarray, onehot: np.ndarray
     ) -> None:
-        self.config = config
-        self.x = x
-        self.onehot = onehot
-        self.scale = config.clip_max - config.clip_min
-        self.best_image = x.copy()
-        self.best_const = np.full(len(x), np.nan)
+        super().__init__(config, x, onehot)
         self.run_chunk = compiled_chunk(
             _build_l0_chunk, model, config, x.shape[1:], onehot.shape[1]
         )
@@ -295,7 +277,7 @@ def pixels_to_freeze(total_change: np.ndarray, allowed: np.ndarray, n_changed: i
 
 
 def _build_l0_chunk(
-    model: Callable[..., Any], config: _L0Config, image_shape: tuple[int, ...], num_classes: int
+    model: Callable[..., Any], config: SearchConfig, image_shape: tuple[int, ...], num_classes: int
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """Compiles the L0 attack's inner Adam loop for one model and configuration."""
     state_spec = solve_state_spec(image_shape, num_classes)

@@ -67,6 +67,8 @@ from keras_takd.attacks.optimizers import expand_to
 from keras_takd.attacks.search import (
     RUNNING,
     SOLVED,
+    SearchBase,
+    SearchConfig,
     adam_update,
     check_search_options,
     compile_search_loop,
@@ -95,21 +97,11 @@ _DESCEND, _REFINE = 0, 1
 
 
 @dataclasses.dataclass(frozen=True)
-class _LinfConfig:
-    targeted: bool
-    confidence: float
-    learning_rate: float
-    max_iterations: int
-    abort_early: bool
-    initial_const: float
-    largest_const: float
-    const_factor: float
+class _LinfConfig(SearchConfig):
     decrease_factor: float
     refine: bool
     refine_tolerance: float
     refine_learning_rate: float
-    clip_min: float
-    clip_max: float
 
 
 def carlini_wagner_linf(
@@ -207,21 +199,21 @@ def carlini_wagner_linf(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    config = _LinfConfig(
-        targeted=bool(targeted),
-        confidence=float(confidence),
-        learning_rate=float(learning_rate),
-        max_iterations=int(max_iterations),
-        abort_early=bool(abort_early),
-        initial_const=float(initial_const),
-        largest_const=float(largest_const),
-        const_factor=float(const_factor),
-        decrease_factor=float(decrease_factor),
-        refine=bool(refine),
-        refine_tolerance=float(refine_tolerance),
-        refine_learning_rate=float(refine_learning_rate),
-        clip_min=float(clip_min),
-        clip_max=float(clip_max),
+    config = _LinfConfig.from_options(
+        targeted=targeted,
+        confidence=confidence,
+        learning_rate=learning_rate,
+        max_iterations=max_iterations,
+        abort_early=abort_early,
+        initial_const=initial_const,
+        largest_const=largest_const,
+        const_factor=const_factor,
+        decrease_factor=decrease_factor,
+        refine=refine,
+        refine_tolerance=refine_tolerance,
+        refine_learning_rate=refine_learning_rate,
+        clip_min=clip_min,
+        clip_max=clip_max,
     )
     search = _LinfSearch(model, config, x, onehot)
     return run_search(
@@ -237,19 +229,14 @@ def carlini_wagner_linf(
     )
 
 
-class _LinfSearch:
+class _LinfSearch(SearchBase):
     """The L-inf attack's per-example state, compiled inner loop and outer (tau) step."""
 
     def __init__(
         self, model: Callable[..., Any], config: _LinfConfig, x: np.ndarray, onehot: np.ndarray
     ) -> None:
-        self.config = config
-        self.x = x
-        self.onehot = onehot
-        self.scale = config.clip_max - config.clip_min
+        super().__init__(config, x, onehot)
         n = len(x)
-        self.best_image = x.copy()
-        self.best_const = np.full(n, np.nan)
         self.best_tau = np.full(n, np.inf)  # distortion of the best image, in box widths
         self.phase = np.full(n, _DESCEND)
         self.lower = np.zeros(n)  # largest tau known to fail (refinement)

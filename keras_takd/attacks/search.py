@@ -10,6 +10,7 @@ finished images with new ones. The per-attack step functions live in
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +37,42 @@ MAX_CHUNK_STEPS = 250
 
 # ... and returns earlier once this fraction of its running examples has ended a solve.
 EVENT_FRACTION = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """The settings of the inner Adam loop that the L0 and L-inf searches share (hashable: it
+    keys the compiled-function cache)."""
+
+    targeted: bool
+    confidence: float
+    learning_rate: float
+    max_iterations: int
+    abort_early: bool
+    initial_const: float
+    largest_const: float
+    const_factor: float
+    clip_min: float
+    clip_max: float
+
+    @classmethod
+    def from_options(cls, **options: Any) -> SearchConfig:
+        """Builds the config, casting each option to its field's type."""
+        casts = {"bool": bool, "int": int, "float": float}
+        return cls(**{f.name: casts[f.type](options[f.name]) for f in dataclasses.fields(cls)})
+
+
+class SearchBase:
+    """What every per-example search keeps: its config, the images and one-hot labels, and the
+    best image and c found so far per example (the images themselves until a success)."""
+
+    def __init__(self, config: SearchConfig, x: np.ndarray, onehot: np.ndarray) -> None:
+        self.config = config
+        self.x = x
+        self.onehot = onehot
+        self.scale = config.clip_max - config.clip_min
+        self.best_image = x.copy()
+        self.best_const = np.full(len(x), np.nan)
 
 
 def check_search_options(
