@@ -14,16 +14,26 @@ Layout of `output_dir`:
     <dataset>/T<temperature>/stage<k>/saved_model/    TF SavedModel (serve, probabilities)
     <dataset>/T<temperature>/stage<k>/metadata.json   written last: marks the stage complete
 
+`<dataset>` is the data's label (`keras_takd.core.data.Dataset.label`): the dataset's name, or
+e.g. `cifar10-jpeg-standin` for the lossy CIFAR-10 stand-in, so its results never pass for
+CIFAR-10's. The same label fills results.csv's `dataset` column; models are built by name.
+
 A stage whose metadata exists is never retrained; a stage killed mid-training resumes from its
 last finished epoch (keras BackupAndRestore under `stage<k>/backup`).
+
+A stage that did not learn (test accuracy at most twice chance, or a soft loss that stayed at
+its value for uniform outputs, ln(classes), through every epoch) is still saved, and a
+one-line warning says so (`learning_warning`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import time
+import warnings
 from collections.abc import Callable, Sequence
 
 import keras
@@ -32,7 +42,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_takd.core import export, files, metrics
-from keras_takd.core.data import Dataset
+from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.core.layers import check_temperature
 from keras_takd.core.models import build_model
@@ -41,6 +51,10 @@ from keras_takd.core.seeding import set_seed, unit_seed
 from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+# A stage "did not learn" at a test accuracy of at most this many times chance (1 / classes),
+# or when its soft loss stayed within this of ln(classes) (times T^2 if scaled) every epoch.
+CHANCE_FACTOR = 2.0
+FLAT_SOFT_LOSS_TOLERANCE = 1e-3
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -75,12 +89,15 @@ def role_name(stage: int, stages: int) -> str:
 
 
 def _data_fingerprint(data: Dataset) -> dict:
-    return {
+    fingerprint = {
         "dataset": data.name,
         "train_images": len(data.x_train),
         "validation_images": len(data.x_val),
         "test_images": len(data.x_test),
     }
+    if data.label != data.name:  # a stand-in; runs on the real data keep their fingerprint
+        fingerprint["label"] = data.label
+    return fingerprint
 
 
 def prepare_output_dir(
@@ -110,12 +127,13 @@ def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None
 
 
 def _warm_start_weights(
-    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose
+    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose, log
 ) -> list[np.ndarray]:
     """The shared initial weights: one epoch at T = 1 on hard labels (Carlini's `_init`)."""
-    init_dir = out / data.name / "init"
+    init_dir = out / data.label / "init"
     fingerprint = _stage_fingerprint(data, config, 1.0, 0)
     if _load_if_complete(init_dir, fingerprint) is None:
+        log(f"{data.label} warm start: 1 epoch at T = 1 on hard labels, shared by every stage")
         set_seed(unit_seed(config.seed, data.name, "init"), deterministic=False)
         model = build_model(data.name)
         train_on_labels(model, data.x_train, data.y_train, 1.0, config, epochs=1, verbose=verbose)
@@ -152,7 +170,43 @@ def _train_stage(
         history = distil(model, teacher, data.x_train, data.y_train, temperature, config, **kwargs)
     seconds = time.perf_counter() - start
     val_accuracy = history.history.get("val_accuracy", [float("nan")])[-1]
-    return model, seconds, float(val_accuracy)
+    return model, seconds, float(val_accuracy), history.history.get("soft_loss", [])
+
+
+def learning_warning(
+    row: dict,
+    soft_losses=(),
+    scale_soft_loss: bool = False,
+    num_classes: int = NUM_CLASSES,
+) -> str | None:
+    """One line saying a stage did not learn, or None if it did.
+
+    A stage did not learn when its test accuracy is at most `CHANCE_FACTOR` times chance, or
+    when its soft loss (the cross-entropy to the teacher's softmax(z / T)) stayed within
+    `FLAT_SOFT_LOSS_TOLERANCE` of ln(classes), its value for uniform outputs, every epoch.
+
+    Args:
+        row: the stage's results row (dataset, temperature, stage, role, test_accuracy).
+        soft_losses: the stage's soft loss per epoch (empty for a teacher).
+        scale_soft_loss: the soft loss was multiplied by T^2.
+        num_classes: number of classes; chance is 1 / num_classes.
+    """
+    temperature = float(row["temperature"])
+    uniform = math.log(num_classes) * (temperature**2 if scale_soft_loss else 1.0)
+    tolerance = FLAT_SOFT_LOSS_TOLERANCE * (temperature**2 if scale_soft_loss else 1.0)
+    flat = len(soft_losses) > 0 and all(abs(v - uniform) <= tolerance for v in soft_losses)
+    accuracy = float(row["test_accuracy"])
+    near_chance = accuracy <= CHANCE_FACTOR / num_classes
+    if not (flat or near_chance):
+        return None
+    what = [f"test accuracy {100 * accuracy:.1f}% (chance {100 / num_classes:.0f}%)"]
+    if flat:
+        what.append(f"soft loss never left ln({num_classes}) = {uniform:.4f}")
+    return (
+        f"{row['dataset']} T={temperature:g} stage {row['stage']} {row['role']} did not learn: "
+        f"{', '.join(what)}; saved anyway. Try more --epochs, --scale_soft_loss or a lower "
+        "--temperature"
+    )
 
 
 def run_chain(
@@ -166,6 +220,8 @@ def run_chain(
     verbose="auto",
     on_stage: Callable[[dict, bool], None] | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    log: Callable[[str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
 
@@ -182,6 +238,10 @@ def run_chain(
         on_stage: called as on_stage(row, already_complete) for each stage's results row.
         strategy: the tf.distribute strategy to build and train the models under (see
             `make_strategy`); None: the default strategy.
+        log: called with one line before each training (the warm start, each stage), so
+            Keras' progress lines below it are labelled; None: quiet.
+        on_warning: called with the one-line `learning_warning` of a stage that did not
+            learn; None: `warnings.warn(line, RuntimeWarning)`.
 
     Returns:
         The whole results table of output_dir (also written to results.csv).
@@ -197,21 +257,29 @@ def run_chain(
         raise ValueError("temperatures must list at least one temperature")
     temperatures = [check_temperature(t) for t in temperatures]
     config = config or TrainConfig()
+    log = log or (lambda line: None)
+    on_warning = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
     out = prepare_output_dir(output_dir, data, config, run_info)
+    scaled = config.scale_soft_loss
     with (strategy or tf.distribute.get_strategy()).scope():
         init_weights = (
-            _warm_start_weights(data, out, config, verbose) if config.warm_start else None
+            _warm_start_weights(data, out, config, verbose, log) if config.warm_start else None
         )
         table = None
         for temperature in temperatures:
             teacher = None
             for stage in range(1, stages + 1):
-                stage_dir = out / data.name / f"T{temperature:g}" / f"stage{stage}"
+                stage_dir = out / data.label / f"T{temperature:g}" / f"stage{stage}"
                 fingerprint = _stage_fingerprint(data, config, temperature, stage)
                 metadata = _load_if_complete(stage_dir, fingerprint)
                 complete = metadata is not None
                 if not complete:
-                    model, seconds, val_accuracy = _train_stage(
+                    log(
+                        f"{data.label} T={temperature:g} stage {stage} "
+                        f"{role_name(stage, stages)}: training, {config.epochs} "
+                        f"epoch{'s' if config.epochs != 1 else ''}"
+                    )
+                    model, seconds, val_accuracy, soft_losses = _train_stage(
                         data,
                         config,
                         temperature,
@@ -229,7 +297,7 @@ def run_chain(
                         stage_dir,
                         fingerprint,
                         {
-                            "dataset": data.name,
+                            "dataset": data.label,
                             "temperature": temperature,
                             "stage": stage,
                             "role": role_name(stage, stages),
@@ -249,6 +317,9 @@ def run_chain(
                 table = update_results(out / "results.csv", [row], KEY_COLUMNS, CHAIN_COLUMNS)
                 if on_stage is not None:
                     on_stage(row, complete)
+                warning = None if complete else learning_warning(row, soft_losses, scaled)
+                if warning is not None:
+                    on_warning(warning)
         return table
 
 

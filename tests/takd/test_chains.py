@@ -1,5 +1,6 @@
 """Distillation chains: files and rows produced, SavedModel serving, resume, safety, seeds."""
 
+import dataclasses
 import json
 
 import keras
@@ -12,7 +13,7 @@ from keras_takd.core.data import load_dataset
 from keras_takd.core.distillation import TrainConfig
 from keras_takd.core.results import ConfigMismatchError, update_results
 from keras_takd.core.seeding import set_seed
-from keras_takd.takd.chains import make_strategy, role_name, run_chain
+from keras_takd.takd.chains import learning_warning, make_strategy, role_name, run_chain
 from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
 
 CONFIG = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=3)
@@ -195,3 +196,72 @@ def test_make_strategy():
     assert make_strategy("default") is tf.distribute.get_strategy()
     with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
         make_strategy("tpu")
+
+
+def tiny_random_labels(tiny):
+    """`tiny` with random labels: nothing can be learnt, test accuracy is chance."""
+    rng = np.random.default_rng(0)
+    return dataclasses.replace(
+        tiny,
+        y_train=rng.integers(0, 10, len(tiny.y_train)),
+        y_val=rng.integers(0, 10, len(tiny.y_val)),
+        y_test=rng.integers(0, 10, len(tiny.y_test)),
+    )
+
+
+@pytest.mark.parametrize(
+    "accuracy, soft_losses, scaled, expected",
+    [
+        (0.95, [1.9, 1.2], False, None),
+        (0.11, [], False, "did not learn: test accuracy 11.0% (chance 10%); saved anyway"),
+        (0.33, [2.30259, 2.30255], False, "soft loss never left ln(10) = 2.3026"),
+        (0.95, [230.258, 230.26], True, "soft loss never left ln(10) = 230.2585"),
+        (0.95, [2.3026, 2.1], False, None),
+    ],
+)
+def test_learning_warning(accuracy, soft_losses, scaled, expected):
+    row = {"dataset": "mnist", "temperature": 10.0, "stage": 2, "role": "student"}
+    line = learning_warning(dict(row, test_accuracy=accuracy), soft_losses, scaled)
+    if expected is None:
+        assert line is None
+    else:
+        assert expected in line and "\n" not in line
+        assert line.startswith("mnist T=10 stage 2 student did not learn")
+        assert line.endswith("Try more --epochs, --scale_soft_loss or a lower --temperature")
+
+
+def test_a_stage_that_did_not_learn_warns_and_is_still_saved(tiny, tmp_path):
+    """Random labels at T = 100: chance accuracy, and the student's soft loss stays ln(10)."""
+    lines, warned = [], []
+    run_chain(
+        tiny_random_labels(tiny),
+        [100.0],
+        2,
+        tmp_path,
+        CONFIG,
+        verbose=0,
+        log=lines.append,
+        on_warning=warned.append,
+    )
+    assert lines == [
+        "mnist warm start: 1 epoch at T = 1 on hard labels, shared by every stage",
+        "mnist T=100 stage 1 teacher: training, 1 epoch",
+        "mnist T=100 stage 2 student: training, 1 epoch",
+    ]
+    assert len(warned) == 2 and "teacher did not learn" in warned[0]
+    assert "student did not learn" in warned[1] and "soft loss never left ln(10)" in warned[1]
+    assert (tmp_path / "mnist/T100/stage2/metadata.json").is_file()
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 2
+    with pytest.warns(RuntimeWarning, match="did not learn"):  # the library's default
+        run_chain(tiny_random_labels(tiny), [100.0], 3, tmp_path, CONFIG, verbose=0)
+
+
+def test_cifar10_stand_in_runs_under_its_own_label(shared_data_dir, tmp_path):
+    data = load_dataset("cifar10", shared_data_dir, validation_size=0, train_size=64, test_size=32)
+    config = TrainConfig(epochs=1, batch_size=32, warm_start=False, seed=3)
+    table = run_chain(data, [2.0], 1, tmp_path, config, verbose=0, on_warning=lambda line: None)
+    assert list(table["dataset"]) == ["cifar10-jpeg-standin"]
+    assert (tmp_path / "cifar10-jpeg-standin/T2/stage1/metadata.json").is_file()
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["configuration"]["data"]["dataset"] == "cifar10"  # data is reloaded by name
+    assert run["configuration"]["data"]["label"] == "cifar10-jpeg-standin"
