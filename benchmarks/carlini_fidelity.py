@@ -364,11 +364,13 @@ def write_report(output_dir: pathlib.Path, frame, record: dict[str, Any]) -> Non
         "match rule: "
         + ", ".join(
             f"{a} {s['ours_single_vs_batched_match']}/{s['images']}"
+            if s["ours_single_vs_batched_match"] is not None
+            else f"{a} not run"
             for a, s in record["summary"].items()
         )
         + ".",
         "",
-        f"Command: `{record['command']}`",
+        "Commands: " + "; ".join(f"`{c}`" for c in record["commands"]),
         "",
     ]
     (output_dir / "carlini_fidelity.md").write_text("\n".join(lines))
@@ -389,15 +391,17 @@ def run_fidelity(
     noise_floor: bool,
     reuse_original: bool = False,
 ):
-    """Runs both sides of every attack and writes the report; returns the per-image frame."""
-    import pandas as pd
+    """Runs both sides of every attack and writes the report; returns the per-image frame.
 
+    After each attack its rows go to `work_dir` and the report is rewritten from every
+    attack's rows there, so a run of one attack adds to earlier runs of the others.
+    """
     if not (pathlib.Path(original_repo) / "l2_attack.py").exists():
         raise FileNotFoundError(f"no l2_attack.py in --original_repo={original_repo}")
     model, x, y, info = prepare(work_dir, data_dir, train_epochs, n_images)
     from keras_takd import attacks  # noqa: F401  (loaded now: later edits to the tree can't leak in)
 
-    frames, seconds = [], {}
+    command = " ".join(["python", "benchmarks/carlini_fidelity.py", *sys.argv[1:]])
     for attack in attacks_to_run:
         options = settings(attack, l2_steps, iterations)
         saved = work_dir / f"original_{attack}.npz"
@@ -409,22 +413,43 @@ def run_fidelity(
         original = dict(np.load(saved))
         ours, our_seconds = run_ours(attack, model, x, y, options, len(x))
         single = run_ours(attack, model, x, y, options, 1)[0] if noise_floor else None
-        frames.append(compare(attack, x, y, ours, original, rtol, single))
-        seconds[attack] = {
-            "original_cpu_seconds": float(original["cpu_seconds"].sum()),
-            "ours_cpu_seconds": our_seconds,
+        frame = compare(attack, x, y, ours, original, rtol, single)
+        part = {
+            "command": command,
+            "keras_takd": _git_head(str(_REPO)),
+            "settings": options,
+            "seconds": {
+                "original_cpu_seconds": float(original["cpu_seconds"].sum()),
+                "ours_cpu_seconds": our_seconds,
+            },
         }
-        print(summarize(frames[-1], seconds)[attack], flush=True)
+        # Each attack's rows are kept in work_dir, so runs of different attacks add up.
+        frame.to_csv(work_dir / f"fidelity_{attack}.csv", index=False)
+        (work_dir / f"fidelity_{attack}.json").write_text(json.dumps(part, indent=2))
+        print(summarize(frame, {attack: part["seconds"]})[attack], flush=True)
+        frame = _report_all(work_dir, output_dir, original_repo, info, n_images, rtol)
+    return frame
+
+
+def _report_all(work_dir, output_dir, original_repo, info, n_images, rtol):
+    """Writes the report from every attack's saved rows in `work_dir`; returns them."""
+    import pandas as pd
+
+    frames, parts = [], {}
+    for attack in ATTACKS:
+        if (work_dir / f"fidelity_{attack}.json").exists():
+            frames.append(pd.read_csv(work_dir / f"fidelity_{attack}.csv"))
+            parts[attack] = json.loads((work_dir / f"fidelity_{attack}.json").read_text())
     frame = pd.concat(frames, ignore_index=True)
     record = {
-        "command": " ".join(["python", "benchmarks/carlini_fidelity.py", *sys.argv[1:]]),
+        "commands": sorted({part["command"] for part in parts.values()}),
         "original": "carlini/nn_robust_attacks " + _git_head(original_repo),
-        "keras_takd": _git_head(str(_REPO)),
+        "keras_takd": sorted({part["keras_takd"] for part in parts.values()}),
         "model": info,
         "images": n_images,
         "rtol": rtol,
-        "settings": {a: settings(a, l2_steps, iterations) for a in attacks_to_run},
-        "summary": summarize(frame, seconds),
+        "settings": {attack: part["settings"] for attack, part in parts.items()},
+        "summary": summarize(frame, {a: part["seconds"] for a, part in parts.items()}),
     }
     write_report(output_dir, frame, record)
     return frame
@@ -452,6 +477,8 @@ def _iteration_flags(l2_steps: int, iterations: dict[str, int]) -> dict[str, int
 
 
 def _git_head(repo: str) -> str:
+    if repo == str(_REPO) and os.environ.get("KERAS_TAKD_COMMIT"):
+        return os.environ["KERAS_TAKD_COMMIT"]  # a snapshot of the tree has no .git
     try:
         return subprocess.run(
             ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
