@@ -154,21 +154,18 @@ def _counts(df: pd.DataFrame, column: str) -> pd.Series:
     interval, the per-image count), success rates on the images attacked; a budget success
     rate on the images its attack attacked.
     """
-    nan = pd.Series(np.nan, index=df.index)
-    if f"{column}{_CI_N}" in df.columns:  # the images the interval rests on
-        return df[f"{column}{_CI_N}"].astype(float)
+    counts = pd.Series(np.nan, index=df.index)
     split = _prefix_and_statistic(column)
-    if split is None:
-        return nan
-    prefix, statistic = split
-    attacked = df.get(f"{prefix}_attacked")
-    if attacked is None:
-        return nan
-    if statistic in ("success_rate", "budget_success_rate"):
-        return attacked.astype(float)
-    if statistic in ("mean", "max") and f"{prefix}_success_rate" in df.columns:
-        return (attacked * df[f"{prefix}_success_rate"]).round()
-    return nan
+    attacked = df.get(f"{split[0]}_attacked") if split else None
+    if attacked is not None:
+        prefix, statistic = split
+        if statistic in ("success_rate", "budget_success_rate"):
+            counts = attacked.astype(float)
+        elif statistic in ("mean", "max") and f"{prefix}_success_rate" in df.columns:
+            counts = (attacked * df[f"{prefix}_success_rate"]).round()
+    if f"{column}{_CI_N}" in df.columns:  # the images the interval rests on, where known
+        counts = df[f"{column}{_CI_N}"].astype(float).fillna(counts)
+    return counts
 
 
 def _curves(df: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]:

@@ -210,6 +210,17 @@ def test_mean_perturbations_carry_intervals_from_per_image_data():
     assert not [c for c in no_bars.containers if isinstance(c, ErrorbarContainer)]
 
 
+def test_n_falls_back_to_the_results_where_per_image_data_lack_a_model(caplog):
+    per_image = synthetic_per_image(synthetic_results())
+    per_image = per_image[per_image["temperature"] == SWEEP_TEMPERATURES[0]]
+    df = synthetic_results().assign(l2_success_rate=0.5)  # 4 of the 8 attacked images
+    figure = plotting.build_figures(df, per_image=per_image)["fig5_robustness_mnist"]
+    labels = [t.get_text() for t in figure.axes[1].get_legend().get_texts()]
+    assert labels == [f"{role} (n = 4–{IMAGES - 2})" for role in plotting.ROLES]
+    bars = [c for c in figure.axes[1].containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3
+
+
 def test_paired_differences_pair_images_fooled_under_both_models():
     df = synthetic_results()
     per_image = synthetic_per_image(df, shift=0.1)
