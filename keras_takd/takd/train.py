@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
 
 from absl import flags, logging
 
-from keras_takd.core.cli import run_main
+from keras_takd.core.cli import import_tensorflow, run_main
 from keras_takd.takd import flags as shared_flags
 from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
 
@@ -145,6 +145,7 @@ def main(argv: list[str]) -> None:
         test_size=_TEST_SIZE.value,
     )
     check_writable(OUTPUT_DIR.value)
+    import_tensorflow()
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
     from keras_takd.core.distillation import TrainConfig
     from keras_takd.core.seeding import set_seed
@@ -174,8 +175,15 @@ def main(argv: list[str]) -> None:
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
         strategy=strategy,
+        log=lambda line: print(line, flush=True),
+        on_warning=_warn,
     )
     print(f"results: {OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
+
+
+def _warn(line: str) -> None:
+    sys.stdout.flush()
+    print(f"keras-takd: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _worker_output_dir(output_dir: str, strategy) -> str:

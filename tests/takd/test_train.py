@@ -68,8 +68,16 @@ def test_cli_writes_exactly_the_promised_files(finished_run):
         (10.0, 2, "student"),
     ]
     assert all(pathlib.Path(p).is_dir() for p in csv.saved_model)
-    summaries = [line for line in proc.stdout.splitlines() if " stage " in line]
-    assert len(summaries) == 4 and "test accuracy" in summaries[0]
+    summaries = [line for line in proc.stdout.splitlines() if " test accuracy " in line]
+    assert len(summaries) == 4 and summaries[0].startswith("mnist T=5 stage 1 teacher ")
+    lines = proc.stdout.splitlines()
+    # Every training is named before its Keras progress line, the warm start first.
+    warm = "mnist warm start: 1 epoch at T = 1 on hard labels, shared by every stage"
+    assert lines[0] == warm and not lines[1].startswith("mnist")
+    assert "mnist T=10 stage 2 student: training, 1 epoch" in lines
+    # TensorFlow's import notices are filtered out of stderr (keras_takd.core.cli).
+    assert "oneDNN custom operations" not in proc.stderr
+    assert "absl::InitializeLog()" not in proc.stderr
 
 
 def test_rerun_skips_everything(cli, finished_run, shared_data_dir):
