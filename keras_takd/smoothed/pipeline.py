@@ -41,16 +41,23 @@ half-trained model resumes from its last epoch through keras BackupAndRestore):
                                      clean and PGD accuracy on training and test images
     figures/student_epochs.png       with curve_size > 0: clean and PGD accuracy vs epoch on
                                      training and test images, per student (Figs. 1-3)
+
+results.csv's `dataset` column holds the data's label (`keras_takd.core.data.Dataset.label`),
+e.g. `cifar10-jpeg-standin` for the lossy CIFAR-10 stand-in. A model whose clean accuracy is
+at most twice chance, or a student whose soft loss stayed at its value for uniform outputs
+(ln(classes) T^2) every epoch, gets a one-line warning (`learning_warnings`); it is kept.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping
 
 import keras
 import numpy as np
@@ -75,6 +82,7 @@ from keras_takd.smoothed.smoothing import AGGREGATIONS, SmoothedClassifier
 
 ARCHITECTURES = ("wide_resnet", "carlini_cnn")
 RESULT_COLUMNS = (
+    "dataset",
     "model",
     "aggregation",
     "clean_accuracy",
@@ -91,6 +99,10 @@ CURVE_COLUMNS = (
     "test_clean_accuracy",
     "test_pgd_accuracy",
 )
+# A model "did not learn" at a clean accuracy of at most this many times chance, or when the
+# student's soft loss stayed within this (times T^2) of ln(classes) every epoch.
+CHANCE_FACTOR = 2.0
+FLAT_SOFT_LOSS_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +335,7 @@ def _train_student(
     return student
 
 
-def _white_box_results(x, y, config, teacher, smoothed, students) -> pd.DataFrame:
+def _white_box_results(x, y, config, teacher, smoothed, students, label) -> pd.DataFrame:
     """Clean and white-box PGD accuracy of each model (Tables 1-2)."""
     eps = config.eval_eps_255 / 255
     step_size = transfer.STEP_SIZE_FACTOR * eps / config.pgd_steps
@@ -346,13 +358,57 @@ def _white_box_results(x, y, config, teacher, smoothed, students) -> pd.DataFram
         rows.append(("smoothed_cni", aggregation, clean, adversarial))
     table = pd.DataFrame(
         [
-            (name, agg, np.mean(c == y), np.mean(a == y), config.eval_eps_255, config.pgd_steps)
+            (
+                label,
+                name,
+                agg,
+                np.mean(c == y),
+                np.mean(a == y),
+                config.eval_eps_255,
+                config.pgd_steps,
+            )
             for name, agg, c, a in rows
         ],
         columns=list(RESULT_COLUMNS[:-1]),
     )
     table["num_images"] = len(x)
     return table
+
+
+def learning_warnings(
+    results: pd.DataFrame,
+    soft_losses: Mapping[str, list[float]],
+    temperature: float,
+    num_classes: int = NUM_CLASSES,
+) -> list[str]:
+    """One line per model that did not learn (see the module docstring).
+
+    Args:
+        results: the white-box results table (dataset, model, aggregation, clean_accuracy,
+            num_images).
+        soft_losses: student folder -> its soft loss per epoch (scaled by T^2).
+        temperature: the distillation temperature T.
+        num_classes: number of classes; chance is 1 / num_classes.
+    """
+    advice = "saved anyway. Try more --teacher_epochs / --student_epochs or a lower --temperature"
+    lines = []
+    for row in results.itertuples():
+        if row.clean_accuracy <= CHANCE_FACTOR / num_classes:
+            aggregation = "" if row.aggregation == "none" else f" ({row.aggregation})"
+            lines.append(
+                f"{row.dataset} {row.model}{aggregation} did not learn: clean accuracy "
+                f"{100 * row.clean_accuracy:.1f}% on {row.num_images} test images (chance "
+                f"{100 / num_classes:.0f}%); {advice}"
+            )
+    uniform = math.log(num_classes) * temperature**2
+    tolerance = FLAT_SOFT_LOSS_TOLERANCE * temperature**2
+    for folder, losses in soft_losses.items():
+        if losses and all(abs(v - uniform) <= tolerance for v in losses):
+            lines.append(
+                f"{folder} did not learn from its teacher: its soft loss never left "
+                f"ln({num_classes}) T^2 = {uniform:.4f}; {advice}"
+            )
+    return lines
 
 
 def run_smoothed_kd(
@@ -362,6 +418,7 @@ def run_smoothed_kd(
     run_info: dict | None = None,
     verbose="auto",
     log: Callable[[str], None] = print,
+    on_warning: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Runs (or resumes) teacher, soft targets, student, evaluation and transfer matrix.
 
@@ -373,6 +430,8 @@ def run_smoothed_kd(
         run_info: recorded in run.json (e.g. the command-line flags).
         verbose: Keras verbosity while training.
         log: called with one line per finished step.
+        on_warning: called with each line of `learning_warnings` when the results are
+            computed; None: `warnings.warn(line, RuntimeWarning)`.
 
     Returns:
         The transfer matrix (also in transfer.csv).
@@ -398,7 +457,7 @@ def run_smoothed_kd(
     smoothed = SmoothedClassifier(teacher, config.num_samples, config.chunk_size)
     soft_targets = _soft_targets(data, config, out, smoothed)
     log(f"soft targets ready: {out / 'soft_targets.npz'}")
-    students, histories = {}, {}
+    students, histories, soft_losses = {}, {}, {}
     for aggregation, folder in student_directories(config).items():
         name = "kd_student" if folder == "student" else f"kd_{folder}"
         students[name] = _train_student(
@@ -406,6 +465,7 @@ def run_smoothed_kd(
         )
         metadata = json.loads((out / folder / "metadata.json").read_text())
         histories[aggregation] = metadata.get("curves", [])
+        soft_losses[folder] = metadata.get("history", {}).get("soft_loss", [])
         log(f"student distilled from {aggregation} ready: {out / folder}")
     student = students["kd_student"]
     if config.curve_size:
@@ -418,8 +478,11 @@ def run_smoothed_kd(
     x, y = data.x_test[: config.eval_size], data.y_test[: config.eval_size]
     if not (out / "results.csv").exists():
         set_seed(unit_seed(config.seed, "results"), deterministic=False)
-        results = _white_box_results(x, y, config, teacher, smoothed, students)
+        results = _white_box_results(x, y, config, teacher, smoothed, students, data.label)
         files.write_csv_atomic(out / "results.csv", results)
+        warn = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
+        for line in learning_warnings(results, soft_losses, config.temperature):
+            warn(line)
     log(f"results: {out / 'results.csv'}")
     if (out / "transfer.csv").exists():
         matrix = pd.read_csv(out / "transfer.csv")

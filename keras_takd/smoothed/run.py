@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
 
 from absl import flags, logging
 
-from keras_takd.core.cli import run_main
+from keras_takd.core.cli import import_tensorflow, run_main
 
 _DATASET = flags.DEFINE_enum("dataset", "cifar10", ["cifar10", "mnist"], "Dataset.")
 _DATA_DIR = flags.DEFINE_string(
@@ -188,6 +188,7 @@ def main(argv: list[str]) -> None:
             f"--curve_size={_CURVE_SIZE.value} is larger than the {len(data.x_train)} training"
             f" or the {len(data.x_test)} test images"
         )
+    import_tensorflow()
     logging.set_verbosity(logging.WARNING)
     from keras_takd.core.seeding import set_seed
     from keras_takd.smoothed.adversarial import AdversarialConfig
@@ -233,11 +234,21 @@ def main(argv: list[str]) -> None:
         data,
         _OUTPUT_DIR.value,
         config,
-        run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
+        run_info={
+            "flags": flags.FLAGS.flag_values_dict(),
+            "data_source": data.source,
+            "dataset_label": data.label,
+        },
         verbose=1 if sys.stdout.isatty() else 2,
         log=lambda line: print(line, flush=True),
+        on_warning=_warn,
     )
     print(describe_results(_OUTPUT_DIR.value), flush=True)
+
+
+def _warn(line: str) -> None:
+    sys.stdout.flush()
+    print(f"keras-takd-smoothed: warning: {line}", file=sys.stderr, flush=True)
 
 
 def run() -> None:

@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from keras_takd.smoothed import transfer
+from keras_takd.smoothed import pipeline, transfer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMAND = "keras_takd.smoothed.run"
 PIPELINE_RESULT_COLUMNS = [
+    "dataset",
     "model",
     "aggregation",
     "clean_accuracy",
@@ -75,6 +76,9 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
 
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == PIPELINE_RESULT_COLUMNS
+    assert set(results["dataset"]) == {"cifar10-jpeg-standin"}  # the lossy stand-in's label
+    warnings = [line for line in done.stderr.splitlines() if " warning: " in line]
+    assert all(line.startswith("keras-takd-smoothed: warning: ") for line in warnings)
     assert sorted(zip(results.model, results.aggregation, strict=True)) == [
         ("cni", "none"),
         ("kd_student", "none"),
@@ -90,6 +94,8 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
         assert targets["prediction"].shape == (96, 10)
     run = json.loads((out / "run.json").read_text())
     assert run["configuration"]["smoothed_kd"]["temperature"] == 2.0
+    assert run["configuration"]["data"]["dataset"] == "cifar10"
+    assert run["run_info"]["dataset_label"] == "cifar10-jpeg-standin"
     assert "transfer at eps" in done.stdout
 
     # The SavedModel serves the student's logits.
@@ -224,3 +230,28 @@ def test_per_epoch_curves_and_a_second_student(cli, tmp_path, shared_data_dir):
     a = keras.saving.load_model(out / "student" / "model.keras")
     b = keras.saving.load_model(out / "student_from_prediction" / "model.keras")
     assert not np.allclose(a.get_weights()[0], b.get_weights()[0])
+
+
+def test_learning_warnings_name_models_near_chance_and_a_flat_soft_loss():
+    results = pd.DataFrame(
+        {
+            "dataset": ["cifar10-jpeg-standin"] * 3,
+            "model": ["cni", "kd_student", "smoothed_cni"],
+            "aggregation": ["none", "none", "prediction"],
+            "clean_accuracy": [0.45, 0.09, 0.2],
+            "num_images": [500] * 3,
+        }
+    )
+    flat = [4 * np.log(10) + 1e-4, 4 * np.log(10) - 2e-3]  # T = 2: ln(10) T^2, tolerance 4e-3
+    lines = pipeline.learning_warnings(results, {"student": flat, "other": [9.0, 5.0]}, 2.0)
+    assert lines == [
+        "cifar10-jpeg-standin kd_student did not learn: clean accuracy 9.0% on 500 test images "
+        "(chance 10%); saved anyway. Try more --teacher_epochs / --student_epochs or a lower "
+        "--temperature",
+        "cifar10-jpeg-standin smoothed_cni (prediction) did not learn: clean accuracy 20.0% on "
+        "500 test images (chance 10%); saved anyway. Try more --teacher_epochs / "
+        "--student_epochs or a lower --temperature",
+        "student did not learn from its teacher: its soft loss never left ln(10) T^2 = 9.2103; "
+        "saved anyway. Try more --teacher_epochs / --student_epochs or a lower --temperature",
+    ]
+    assert pipeline.learning_warnings(results.iloc[:1], {"student": [9.0, 5.0]}, 2.0) == []
