@@ -44,11 +44,11 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
 
 from absl import flags
 
-from keras_takd.core.cli import run_main
+from keras_takd.core.cli import import_tensorflow, run_main
 from keras_takd.takd import flags as shared_flags
 from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
 
@@ -198,6 +198,7 @@ def main(argv: list[str]) -> None:
         validation_size=0,
         test_size=run.test_images,
     )
+    import_tensorflow()
     config = evaluation.EvaluationConfig(
         attacks=tuple(_ATTACKS.value),
         num_images=_NUM_IMAGES.value,

@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import re
 import shutil
 
 import pandas as pd
@@ -70,8 +71,19 @@ def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
     ]
     done = cli(COMMAND, *args, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    unit_lines = [line for line in done.stdout.splitlines() if line.startswith("mnist T=5")]
-    assert len(unit_lines) == 2 * 3  # metrics, l2, l2_softmax_T for both models
+    lines = done.stdout.splitlines()
+    assert "2 models x 3 units (metrics, l2, l2_softmax_T), 6 to compute, 0 cached" in lines[0]
+    started = [line for line in lines if re.match(r"\[\d/6\] mnist T=5 .*: started, ", line)]
+    finished = [line for line in lines if re.match(r"\[\d/6\] mnist T=5 .* s\); ", line)]
+    assert len(started) == len(finished) == 2 * 3  # metrics, l2, l2_softmax_T of both models
+    first = "stage 1 metrics on test images 0-16: started, first of its kind, no estimate yet"
+    assert started[0].endswith(first)
+    assert "stage 2 metrics on test images 0-16: started, about " in started[3]
+    assert started[3].endswith("(mean of 1 finished)")
+    about = r"about (\d+ s|under 1 s)"
+    assert re.search(f"; 5 units left, {about} plus the l2, l2_softmax_T units$", finished[0])
+    assert re.search(f"; 2 units left, {about}$", finished[3])
+    assert finished[-1].endswith("; evaluation complete")
     table = pd.read_csv(tmp_path / "run" / "results.csv")
     prefixes = (
         "l2_",
@@ -102,7 +114,8 @@ def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
 
     again = cli(COMMAND, *args, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert not [line for line in again.stdout.splitlines() if line.startswith("mnist T=5")]
+    assert "3 units (metrics, l2, l2_softmax_T), 0 to compute, 6 cached" in again.stdout
+    assert not [line for line in again.stdout.splitlines() if line.startswith("[")]
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "run" / "results.csv"), table)
 
     changed = cli(COMMAND, *args, "--l2_max_iterations=11", cwd=tmp_path)

@@ -152,7 +152,10 @@ def evaluate_run(
         results_path: the CSV to write (default: output_dir/results.csv, or
             output_dir/results_shard<i>of<N>.csv for a shard).
         verbose: show the attacks' progress bars.
-        log: called with one line per finished unit.
+        log: called with progress lines: the number of units to compute at the start, then
+            for each unit a line when it starts (with its expected time, from the finished
+            units of the same kind) and one when it ends (its results and the time left).
+            None: quiet.
         replace: if `results_path` holds the evaluation of another configuration, drop its
             evaluation columns (keeping the training columns) instead of refusing. Nothing is
             lost: its units stay cached under eval/<its config>/, and rerunning with its
@@ -192,24 +195,29 @@ def evaluate_run(
         return written
 
     result = table()
-    for model in models:
-        for unit in units:
-            if unit in done[id(model)]:
-                continue
-            began = time.perf_counter()
-            if unit == "metrics":
-                value = _metrics_unit(model, x[:metric_images], y[:metric_images])
-                unit_path = model.unit_dir / "metrics.json"
-            else:
-                start, stop = config.block(unit)
-                value = _attack_unit(unit, model, x[start:stop], y[start:stop], config, verbose)
-                value["images"] = [start, stop]
-                unit_path = model.unit_dir / config.shard_dir / f"{unit}.json"
-            value |= {"model_sha256": model.sha, "seconds": time.perf_counter() - began}
-            files.write_json_atomic(unit_path, value)
-            done[id(model)][unit] = value
-            result = table()
-            log(_unit_line(model.row, unit, value))
+    todo = [(m, u) for m in models for u in units if u not in done[id(m)]]
+    log(
+        f"evaluation {cid}: {len(models)} models x {len(units)} units ({', '.join(units)}), "
+        f"{len(todo)} to compute, {len(models) * len(units) - len(todo)} cached in {cache}"
+    )
+    for k, (model, unit) in enumerate(todo, 1):
+        step = f"[{k}/{len(todo)}]"
+        log(f"{step} {_start_line(model.row, unit, config, metric_images, models, done)}")
+        began = time.perf_counter()
+        if unit == "metrics":
+            value = _metrics_unit(model, x[:metric_images], y[:metric_images])
+            unit_path = model.unit_dir / "metrics.json"
+        else:
+            start, stop = config.block(unit)
+            value = _attack_unit(unit, model, x[start:stop], y[start:stop], config, verbose)
+            value["images"] = [start, stop]
+            unit_path = model.unit_dir / config.shard_dir / f"{unit}.json"
+        value |= {"model_sha256": model.sha, "seconds": time.perf_counter() - began}
+        files.write_json_atomic(unit_path, value)
+        done[id(model)][unit] = value
+        result = table()
+        left = _time_left([u for _, u in todo[k:]], models, done)
+        log(f"{step} {_unit_line(model.row, unit, value)}{left}")
     return result
 
 
@@ -280,6 +288,50 @@ def _per_image_rows(models: list[_Model], done: Mapping) -> list[dict]:
             if unit in done[id(model)]:
                 rows += unit_rows(model.row, unit, done[id(model)][unit])
     return rows
+
+
+def _seconds_by_unit(models: list[_Model], done: Mapping) -> dict[str, list[float]]:
+    """The measured seconds of every finished unit (cached or just computed), by kind."""
+    seconds = {}
+    for model in models:
+        for unit, value in done[id(model)].items():
+            if isinstance(value.get("seconds"), (int, float)):
+                seconds.setdefault(unit, []).append(float(value["seconds"]))
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 0.5:
+        return "under 1 s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _start_line(row, unit, config: EvaluationConfig, metric_images, models, done) -> str:
+    where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
+    start, stop = (0, metric_images) if unit == "metrics" else config.block(unit)
+    measured = _seconds_by_unit(models, done).get(unit, [])
+    expected = (
+        f"about {_duration(float(np.mean(measured)))} (mean of {len(measured)} finished)"
+        if measured
+        else "first of its kind, no estimate yet"
+    )
+    return f"{where} {unit} on test images {start}-{stop}: started, {expected}"
+
+
+def _time_left(remaining: list[str], models, done) -> str:
+    """ "; about 12 min left" from the mean time of each kind, or why there is no estimate."""
+    if not remaining:
+        return "; evaluation complete"
+    measured = _seconds_by_unit(models, done)
+    unknown = sorted({u for u in remaining if u not in measured})
+    left = sum(float(np.mean(measured[u])) for u in remaining if u in measured)
+    units = f"{len(remaining)} unit{'s' if len(remaining) > 1 else ''}"
+    text = f"; {units} left, about {_duration(left)}"
+    return text + (f" plus the {', '.join(unknown)} units" if unknown else "")
 
 
 def _unit_line(row: Mapping, unit: str, value: Mapping) -> str:
