@@ -25,6 +25,7 @@ COMMANDS = {
     "keras_takd.takd.merge",
     "keras_takd.takd.plot",
     "keras_takd.takd.compare",
+    "keras_takd.takd.summary",
     "keras_takd.smoothed.run",
 }
 

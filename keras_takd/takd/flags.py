@@ -17,7 +17,7 @@ OUTPUT_DIR = flags.DEFINE_string(
 DATA_DIR = flags.DEFINE_string(
     "data_dir",
     None,
-    "Folder holding <dataset>.npz (uint8 x_train, y_train, x_test, y_test); otherwise "
-    "tensorflow-datasets loads (and may download) the dataset. Evaluation defaults to the "
-    "training run's.",
+    "Folder holding <dataset>.npz (uint8 x_train, y_train, x_test, y_test); a folder without "
+    "it is refused. Unset: tensorflow-datasets loads (the first time downloads) the dataset. "
+    "Evaluation defaults to the training run's.",
 )
