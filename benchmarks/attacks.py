@@ -298,22 +298,23 @@ class _IterationCounter:
     def install(self) -> None:
         import importlib
 
+        # Where each attack looks the helpers up when it traces: L2 calls optimizers.adam_step
+        # by its own name; L0 and L-inf share search's Adam step and call const_schedule.
         targets = {
-            "keras_takd.attacks.carlini_wagner_l2": [("_adam_step", (self.rows, self.moved))],
-            "keras_takd.attacks.carlini_wagner_l0": [
-                ("adam_step", (self.moved,)),
-                ("const_schedule", (self.rows,)),
-            ],
-            "keras_takd.attacks.carlini_wagner_linf": [
-                ("adam_step", (self.moved,)),
-                ("const_schedule", (self.rows,)),
-            ],
+            "keras_takd.attacks.carlini_wagner_l2": [("adam_step", (self.rows, self.moved))],
+            "keras_takd.attacks.search": [("adam_step", (self.moved,))],
+            "keras_takd.attacks.carlini_wagner_l0": [("const_schedule", (self.rows,))],
+            "keras_takd.attacks.carlini_wagner_linf": [("const_schedule", (self.rows,))],
         }
         for module_name, wrapped in targets.items():
             module = importlib.import_module(module_name)
             for function_name, counters in wrapped:
                 original = getattr(module, function_name, None)
-                if original is None or getattr(original, "_counted", False):
+                if original is None:  # a renamed helper must not silently count nothing
+                    raise RuntimeError(
+                        f"{module_name}.{function_name} not found: update the counter"
+                    )
+                if getattr(original, "_counted", False):
                     continue
                 setattr(module, function_name, self._wrap(original, counters))
                 self.patched.append(f"{module_name}.{function_name}")
