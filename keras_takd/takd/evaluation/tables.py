@@ -119,7 +119,7 @@ def write_results(
 def tidy(table: pd.DataFrame, sharded: bool) -> pd.DataFrame:
     """Columns in `_column_order`; counts as integers (nullable), whatever rows had them."""
     table = table[_column_order(table.columns, sharded)].copy()
-    counts = ("stage", "stages", "epochs", *SHARD_COLUMNS)
+    counts = ("stage", "stages", "epochs", "metric_images", *SHARD_COLUMNS)
     for column in table.columns:
         if column in counts or column.endswith(("_attacked", "_excluded", "_successes", "_within")):
             values = pd.to_numeric(table[column], errors="coerce")
