@@ -389,3 +389,83 @@ def test_two_shards_merged_equal_one_unsharded_run(tiny_run):
     pd.testing.assert_frame_equal(
         pd.read_csv(run_dir / "merged.csv"), pd.read_csv(run_dir / "whole.csv"), rtol=1e-12
     )
+
+
+def _unit_files(run_dir):
+    return sorted((run_dir / "eval").rglob("l2.json"))
+
+
+@pytest.mark.parametrize(
+    "damage, why",
+    [
+        (lambda unit: unit["statistics"].update(l2_sum=123.0), "does not match its checksum"),
+        (lambda unit: unit.pop("per_image"), "does not match its checksum"),
+        (lambda unit: unit.update(schema=1), "unit schema 1"),
+        (lambda unit: unit.pop("schema"), "unit schema 1"),
+    ],
+    ids=["edited number", "missing key", "older schema", "no schema"],
+)
+def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(
+    tiny_run, monkeypatch, damage, why
+):
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    FakeAttacks().install(monkeypatch)
+    table = _evaluate(run_dir, data, **kwargs)
+    path = _unit_files(run_dir)[0]
+    unit = json.loads(path.read_text())
+    damage(unit)
+    path.write_text(json.dumps(unit))
+
+    fake, lines = FakeAttacks(), []
+    fake.install(monkeypatch)
+    again = _evaluate(run_dir, data, log=lines.append, **kwargs)
+    assert [c["attack"] for c in fake.calls] == ["l2"]  # that unit only, recomputed
+    notes = [line for line in lines if str(path) in line]
+    assert len(notes) == 1 and why in notes[0] and "recomputing" in notes[0]
+    pd.testing.assert_frame_equal(again, table, check_dtype=False)
+
+
+def test_a_unit_with_a_valid_checksum_but_a_missing_key_is_recomputed(tiny_run, monkeypatch):
+    from keras_takd.takd.evaluation.units import unit_checksum
+
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    FakeAttacks().install(monkeypatch)
+    _evaluate(run_dir, data, **kwargs)
+    path = _unit_files(run_dir)[0]
+    unit = json.loads(path.read_text())
+    del unit["per_image"]["distance"]
+    unit["checksum"] = unit_checksum(unit)
+    path.write_text(json.dumps(unit))
+    fake, lines = FakeAttacks(), []
+    fake.install(monkeypatch)
+    _evaluate(run_dir, data, log=lines.append, **kwargs)
+    assert len(fake.calls) == 1
+    assert any("lacks what a l2 unit holds" in line for line in lines)
+
+
+def test_units_follow_the_weights_not_the_model_file(tiny_run, monkeypatch):
+    """A model saved again with the same weights (a retrained run with op determinism) keeps
+    its units; a model with other weights loses them."""
+    import keras
+
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    FakeAttacks().install(monkeypatch)
+    _evaluate(run_dir, data, **kwargs)
+    paths = sorted(run_dir.rglob("model.keras"))
+    resaved = keras.saving.load_model(paths[0])
+    keras.saving.save_model(resaved, paths[0])  # new file bytes, same weights
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    _evaluate(run_dir, data, **kwargs)
+    assert fake.calls == []
+
+    changed = keras.saving.load_model(paths[1])
+    changed.set_weights([w + 1e-3 for w in changed.get_weights()])
+    keras.saving.save_model(changed, paths[1])
+    fake = FakeAttacks()
+    fake.install(monkeypatch)
+    _evaluate(run_dir, data, **kwargs)
+    assert [c["attack"] for c in fake.calls] == ["l2"]

@@ -17,7 +17,11 @@ finished unit is cached as JSON under
 
 and the results CSV is rewritten atomically after every unit, so a killed evaluation loses at
 most the unit it was running and a rerun with the same settings computes only what is missing.
-A cache whose model file changed since (its sha256 differs) is recomputed.
+A unit is tied to the model's weights (`units.weights_sha256`, a hash of the weights, not of
+the file): retrained to different weights, the model's units are recomputed; retrained to the
+same weights (the same run with op determinism, another day), they are reused. Each unit also
+carries its schema version and a checksum of its content; a unit that fails either, or lacks
+what its kind holds, is recomputed with a one-line note, never trusted and never a crash.
 
 Configuration. `config_id` is a hash of everything that decides the numbers: every option of
 every attack (resolved against the attack functions' defaults), `num_images`, `metric_images`,

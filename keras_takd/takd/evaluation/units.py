@@ -52,23 +52,94 @@ from keras_takd.takd.schema import (
 )
 
 
-def _sha256(path: pathlib.Path) -> str:
+# Version of the cached units' layout: a unit of another version is recomputed, never read.
+# 2: units are tied to the model's weights (not its file) and carry a checksum of their content.
+UNIT_SCHEMA = 2
+
+
+def weights_sha256(model) -> str:
+    """A sha256 of a model's weights: their order, dtypes, shapes and values.
+
+    Unlike the hash of the saved file (which holds the save date), it is the same for two
+    trainings that gave the same weights, e.g. the same run retrained with op determinism on
+    another day, so cached units stay valid for it. Layer names are left out: they depend on
+    how many layers the process built before.
+    """
+    import keras  # TensorFlow: only when a model is loaded
+
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for k, weight in enumerate(model.weights):
+        array = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{k}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.tobytes())
     return digest.hexdigest()
 
 
-def _load_unit(path: pathlib.Path, model_sha: str, images) -> dict | None:
-    """The cached unit if it was computed for this model and these images, else None."""
+def unit_checksum(unit: Mapping) -> str:
+    """The sha256 of a unit's content (every key but "checksum"), canonical JSON."""
+    body = {k: v for k, v in unit.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _valid_content(unit: Mapping, kind: str) -> bool:
+    """Whether a unit holds what its kind needs, with the right types and lengths."""
+    try:
+        start, stop = unit["images"]
+        if not (isinstance(start, int) and isinstance(stop, int) and 0 <= start <= stop):
+            return False
+        if not isinstance(unit.get("seconds"), (int, float)):
+            return False
+        if kind == "metrics":
+            return all(isinstance(v, (int, float)) for v in unit["metrics"].values())
+        stats, per = unit["statistics"], unit["per_image"]
+        if not isinstance(stats, dict) or not all(
+            isinstance(v, (int, float)) for v in stats.values()
+        ):
+            return False
+        if not per:  # no image classified correctly
+            return True
+        n = len(per["index"])
+        lists = [per[key] for key in ("success", "distance", "const")]
+        lists += [per["found"]] if "found" in per else []
+        return all(len(values) == n for values in lists) and all(
+            isinstance(i, int) and 0 <= i < stop - start for i in per["index"]
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return False
+
+
+def _load_unit(
+    path: pathlib.Path, weights_sha: str, images, kind: str, note: Callable[[str], None]
+) -> dict | None:
+    """The cached unit if it is intact and was computed for these weights and images.
+
+    A unit that is not intact (unreadable, of another schema version, not matching its
+    checksum, or lacking what its kind needs) is never trusted: `note` gets one line saying
+    why, and the unit is recomputed. A unit of another model or other images is silently
+    recomputed: that is what a cache is for.
+    """
     if not path.is_file():
         return None
     try:
         cached = json.loads(path.read_text())
-    except ValueError:
-        return None  # a truncated file cannot happen (atomic writes), but never trust one
-    if cached.get("model_sha256") != model_sha or cached.get("images") != list(images):
+    except (ValueError, UnicodeDecodeError):
+        cached = None
+    if not isinstance(cached, dict):
+        note(f"{path}: not a unit (unreadable JSON); recomputing it")
+        return None
+    if cached.get("schema") != UNIT_SCHEMA:
+        note(
+            f"{path}: unit schema {cached.get('schema', 1)!r}, this version reads "
+            f"{UNIT_SCHEMA}; recomputing it"
+        )
+        return None
+    if cached.get("checksum") != unit_checksum(cached):
+        note(f"{path}: its content does not match its checksum (edited or damaged); recomputing it")
+        return None
+    if not _valid_content(cached, kind):
+        note(f"{path}: lacks what a {kind} unit holds; recomputing it")
+        return None
+    if cached.get("weights_sha256") != weights_sha or cached["images"] != list(images):
         return None
     return cached
 
@@ -96,6 +167,8 @@ def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfi
         "distance": np.asarray(getattr(result, attack), np.float64).tolist(),
         "const": np.asarray(result.const, np.float64).tolist(),
     }
+    if result.found is not None:  # for indicators.silent_success, afterwards
+        per_image["found"] = np.asarray(result.found, bool).tolist()
     return stats, per_image
 
 
@@ -103,15 +176,16 @@ def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfi
 class _Model:
     row: dict
     path: pathlib.Path
-    sha: str
     unit_dir: pathlib.Path
     keras_model: Any = None
+    sha: str = ""  # weights_sha256, set by load()
 
     def load(self):
         if self.keras_model is None:
             import keras
 
             self.keras_model = keras.saving.load_model(self.path)
+            self.sha = weights_sha256(self.keras_model)
         return self.keras_model
 
 
@@ -128,7 +202,9 @@ def _models(run: Run, cache: pathlib.Path) -> list[_Model]:
         if not path.is_file():
             raise FileNotFoundError(f"model {path} of results.csv is missing: retrain the run")
         unit_dir = cache / str(row["dataset"]) / f"T{float(row['temperature']):g}"
-        models.append(_Model(base, path, _sha256(path), unit_dir / f"stage{int(row['stage'])}"))
+        model = _Model(base, path, unit_dir / f"stage{int(row['stage'])}")
+        model.load()  # the cache is keyed by the weights
+        models.append(model)
     return models
 
 
@@ -186,7 +262,7 @@ def evaluate_run(
     units = (["metrics"] if config.shard_index == 0 else []) + list(config.attacks)
     units += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
     models = _models(run, cache)
-    done = {id(m): _cached_units(m, config, metric_images) for m in models}
+    done = {id(m): _cached_units(m, config, metric_images, log) for m in models}
 
     def table():
         rows = [_row(m, done[id(m)], cid, config) for m in models]
@@ -212,7 +288,12 @@ def evaluate_run(
             value = _attack_unit(unit, model, x[start:stop], y[start:stop], config, verbose)
             value["images"] = [start, stop]
             unit_path = model.unit_dir / config.shard_dir / f"{unit}.json"
-        value |= {"model_sha256": model.sha, "seconds": time.perf_counter() - began}
+        value |= {
+            "schema": UNIT_SCHEMA,
+            "weights_sha256": model.sha,
+            "seconds": time.perf_counter() - began,
+        }
+        value["checksum"] = unit_checksum(value)
         files.write_json_atomic(unit_path, value)
         done[id(model)][unit] = value
         result = table()
@@ -240,14 +321,15 @@ def _check_data(run: Run, data) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
 
 
-def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int) -> dict:
+def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int, note) -> dict:
     done = {}
-    cached = _load_unit(model.unit_dir / "metrics.json", model.sha, [0, metric_images])
+    path = model.unit_dir / "metrics.json"
+    cached = _load_unit(path, model.sha, [0, metric_images], "metrics", note)
     if cached is not None:
         done["metrics"] = cached
     for unit in ATTACKS + (MASKED_L2_PREFIX,):
         path = model.unit_dir / config.shard_dir / f"{unit}.json"
-        cached = _load_unit(path, model.sha, config.block(unit))
+        cached = _load_unit(path, model.sha, config.block(unit), unit, note)
         if cached is not None:
             done[unit] = cached
     return done
