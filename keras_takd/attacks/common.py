@@ -314,6 +314,25 @@ def margin_loss(
     return tf.maximum(label_logit - other_logit + confidence, 0.0)
 
 
+def logit_margin(logits: tf.Tensor, labels_onehot: tf.Tensor) -> tf.Tensor:
+    """Z_label - max_{i != label} Z_i per example, unclamped (positive: the label wins).
+
+    The difference of logits that the minimal-norm attacks (FMN) and the DLR loss (APGD) are
+    built on. Unlike `margin_loss` it keeps its sign and its gradient once the label has lost.
+
+    Args:
+        logits: float32 [N, K].
+        labels_onehot: [N, K], one-hot labels.
+
+    Returns:
+        float32 [N].
+    """
+    is_label = tf.cast(labels_onehot, tf.bool)
+    label_logit = tf.reduce_sum(tf.where(is_label, logits, 0.0), axis=-1)
+    other_logit = tf.reduce_max(tf.where(is_label, logits.dtype.min, logits), axis=-1)
+    return label_logit - other_logit
+
+
 def perturbation_norms(
     x_adv: np.ndarray, x: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -7,10 +7,12 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import (
+    apgd,
     carlini_wagner_l0,
     carlini_wagner_l2,
     carlini_wagner_linf,
     fast_gradient_sign,
+    fast_minimum_norm,
     projected_gradient_descent,
 )
 
@@ -20,6 +22,9 @@ ATTACKS = {
     "linf": functools.partial(carlini_wagner_linf, max_iterations=20),
     "pgd": functools.partial(projected_gradient_descent, eps=0.3, step_size=0.1, steps=5),
     "fgsm": functools.partial(fast_gradient_sign, eps=0.3),
+    "fmn_l2": functools.partial(fast_minimum_norm, norm="l2", steps=20),
+    "fmn_l0": functools.partial(fast_minimum_norm, norm="l0", steps=20),
+    "apgd": functools.partial(apgd, eps=0.3, steps=5),
 }
 
 

@@ -1,0 +1,166 @@
+"""Tests of Auto-PGD and autoattack_lite (keras_takd.attacks.apgd)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_takd.attacks import apgd, autoattack_lite
+from keras_takd.attacks.apgd import checkpoints, dlr_loss, dlr_targeted_loss
+
+
+@pytest.fixture
+def linf_problem(linear_two_class_model):
+    """Six 8x8 images of class 1 with L-inf optimum |w.x + b| / ||w||_1 below 0.3."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 8, 1)).astype(np.float32)
+    x = rng.uniform(0.35, 0.65, size=(6, 8, 8, 1)).astype(np.float32)
+    scores = x.reshape(len(x), -1) @ w.ravel()
+    b = float(3.0 - scores.min())
+    optimum = (scores + b) / np.abs(w).sum()
+    return linear_two_class_model(w, b), x, np.ones(len(x), np.int64), optimum
+
+
+@pytest.mark.parametrize("factor, fooled", [(1.01, True), (0.99, False)])
+def test_reaches_the_closed_form_linf_boundary(linf_problem, factor, fooled):
+    model, x, y, optimum = linf_problem
+    for i in range(len(x)):
+        eps = float(optimum[i] * factor)
+        result = apgd(model, x[i : i + 1], y[i : i + 1], eps, steps=50)
+        assert result.success[0] == fooled
+        if fooled:  # at the vertex of the cube: the boundary needs all of eps
+            assert result.linf[0] == pytest.approx(eps, rel=1e-5)
+
+
+@pytest.mark.parametrize("norm, eps", [("linf", 0.1), ("l2", 1.0)])
+@pytest.mark.parametrize("loss", ["ce", "dlr"])
+def test_never_leaves_the_ball_or_the_box(mnist_attack_model, mnist_attack_batch, norm, eps, loss):
+    x, y = mnist_attack_batch[0][:20], mnist_attack_batch[1][:20]
+    result = apgd(mnist_attack_model, x, y, eps, norm=norm, loss=loss, steps=20)
+    distance = result.linf if norm == "linf" else result.l2
+    assert np.all(distance <= eps * (1 + 1e-5))
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(result.success, predicted != y)
+    assert 0 < result.success.mean() < 1  # eps chosen to fool some images, not all
+
+
+def test_dlr_is_invariant_to_the_logit_scale_and_ce_is_not(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:30], mnist_attack_batch[1][:30]
+    scaled = keras.Sequential([mnist_attack_model, keras.layers.Rescaling(100.0)])
+    options = dict(eps=0.15, steps=20)
+    dlr = apgd(mnist_attack_model, x, y, loss="dlr", **options)
+    dlr_scaled = apgd(scaled, x, y, loss="dlr", **options)
+    ce = apgd(mnist_attack_model, x, y, loss="ce", **options)
+    ce_scaled = apgd(scaled, x, y, loss="ce", **options)
+    assert dlr.success.mean() >= 0.3
+    np.testing.assert_array_equal(dlr.success, dlr_scaled.success)
+    # The cross-entropy of logits x 100 saturates: its input gradient is exactly zero.
+    images = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        ce_value = tf.nn.sparse_softmax_cross_entropy_with_logits(y, scaled(images))
+    grad = tape.gradient(ce_value, images).numpy().reshape(len(x), -1)
+    assert np.mean(np.all(grad == 0, axis=1)) >= 0.9
+    assert ce_scaled.success.mean() <= 0.1 < ce.success.mean()
+
+
+def test_dlr_losses_are_scale_invariant():
+    logits = tf.constant([[3.0, 1.0, -2.0, 0.5], [0.1, 0.4, 0.2, -1.0]])
+    true, goal = tf.one_hot([0, 1], 4), tf.one_hot([2, 3], 4)
+    np.testing.assert_allclose(dlr_loss(logits, true), dlr_loss(50 * logits, true), rtol=1e-5)
+    np.testing.assert_allclose(
+        dlr_targeted_loss(logits, true, goal), dlr_targeted_loss(50 * logits, true, goal), rtol=1e-5
+    )
+    # -(z_y - max other) / (z_pi1 - z_pi3): row 0: -(3 - 1) / (3 - 0.5).
+    assert float(dlr_loss(logits, true)[0]) == pytest.approx(-2.0 / 2.5)
+
+
+def test_targeted_reaches_targets(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:20], mnist_attack_batch[1][:20]
+    target = (y + 1) % 10
+    result = apgd(mnist_attack_model, x, y, 0.3, loss="dlr", steps=30, targeted=True, target=target)
+    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(result.success, predicted == target)
+    assert result.success.mean() >= 0.7
+
+
+def test_checkpoints_follow_the_paper():
+    # p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99 (steps of max(d - 0.03, 0.06)).
+    np.testing.assert_array_equal(
+        np.flatnonzero(checkpoints(100)), [22, 41, 57, 70, 80, 87, 93, 99]
+    )
+    assert checkpoints(1).shape == (2,)
+
+
+def test_batched_equals_one_at_a_time(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:4], mnist_attack_batch[1][:4]
+    together = apgd(mnist_attack_model, x, y, 0.15, loss="dlr", steps=10, batch_size=4)
+    alone = [
+        apgd(mnist_attack_model, x[i : i + 1], y[i : i + 1], 0.15, loss="dlr", steps=10)
+        for i in range(len(x))
+    ]
+    np.testing.assert_array_equal(together.success, [r.success[0] for r in alone])
+    # Each image gets the same random start either way (seeded per call, drawn per image).
+    np.testing.assert_allclose(together.x_adv, np.concatenate([r.x_adv for r in alone]), atol=1e-4)
+
+
+def test_eager_and_compiled_agree(linf_problem):
+    model, x, y, optimum = linf_problem
+    eps = float(optimum.mean())
+    compiled = apgd(model, x, y, eps, steps=10)
+    tf.config.run_functions_eagerly(True)
+    try:
+        eager = apgd(model, x, y, eps, steps=10)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    np.testing.assert_array_equal(compiled.success, eager.success)
+    np.testing.assert_allclose(compiled.x_adv, eager.x_adv, atol=1e-6)
+
+
+def test_restarts_only_add_successes(mnist_attack_model, mnist_attack_batch):
+    x, y = mnist_attack_batch[0][:20], mnist_attack_batch[1][:20]
+    one = apgd(mnist_attack_model, x, y, 0.1, steps=10, restarts=1)
+    three = apgd(mnist_attack_model, x, y, 0.1, steps=10, restarts=3)
+    assert np.all(three.success >= one.success)
+
+
+def test_autoattack_lite_reports_robust_accuracy(mnist_attack_model, mnist_small):
+    _, _, x_test, y_test = mnist_small
+    x, y = x_test[:30], y_test[:30]
+    result = autoattack_lite(mnist_attack_model, x, y, 0.1, steps=10, target_classes=3)
+    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
+    np.testing.assert_array_equal(result.robust, predicted == y)
+    assert set(result.fooled_by) <= {"", "misclassified", "apgd-ce", "apgd-t"}
+    np.testing.assert_array_equal(result.fooled_by == "misclassified", ~result.clean_correct)
+    ce_only = apgd(
+        mnist_attack_model, x[result.clean_correct], y[result.clean_correct], 0.1, steps=10
+    )
+    assert result.robust_accuracy <= result.clean_accuracy * (1 - ce_only.success.mean()) + 1e-9
+    assert np.all(np.abs(result.x_adv - x).max(axis=(1, 2, 3)) <= 0.1 + 1e-6)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (dict(eps=0.0), "eps must be > 0"),
+        (dict(norm="l1"), "norm must be one of"),
+        (dict(loss="hinge"), "loss must be one of"),
+        (dict(steps=0), "steps must be an integer >= 1"),
+        (dict(restarts=0), "restarts must be an integer >= 1"),
+        (dict(rho=1.0), "rho must be in"),
+        (dict(loss="dlr"), "DLR loss needs >= 3 classes"),
+        (dict(targeted=True), "needs target labels"),
+    ],
+)
+def test_bad_arguments_raise(linf_problem, options, message):
+    model, x, y, _ = linf_problem
+    kwargs = dict(eps=0.1) | options
+    with pytest.raises(ValueError, match=message):
+        apgd(model, x, y, **kwargs)
+
+
+def test_autoattack_lite_refuses_two_classes(linf_problem):
+    model, x, y, _ = linf_problem
+    with pytest.raises(ValueError, match="needs >= 4 classes"):
+        autoattack_lite(model, x, y, 0.1)
