@@ -77,6 +77,13 @@ _GRADIENT_MASKING = flags.DEFINE_boolean(
     True,
     "Also run the L2 attack against softmax(logits / T) at the training T (with --attacks l2).",
 )
+_INDICATORS = flags.DEFINE_boolean(
+    "indicators",
+    True,
+    "After each attack, check its images for the indicators of attack failure (Pintor et al. "
+    "2022): silent success, vanishing gradients, failure of an unbounded PGD. Costs a gradient "
+    "and 100 PGD steps per image; prints a warning line for each one that trips.",
+)
 _L2_BUDGET = flags.DEFINE_float(
     "l2_budget", 1.0, "L2 budget of l2_budget_success_rate (Papernot).", lower_bound=0.0
 )
@@ -209,6 +216,7 @@ def main(argv: list[str]) -> None:
         metric_images=_METRIC_IMAGES.value,
         shard_index=_SHARD_INDEX.value,
         num_shards=_NUM_SHARDS.value,
+        indicators=_INDICATORS.value,
     )
     table = evaluation.evaluate_run(
         run.output_dir,

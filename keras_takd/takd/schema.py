@@ -53,6 +53,24 @@ def _robustness_columns(prefix: str, attack: str) -> dict[str, str]:
     }
 
 
+INDICATORS: dict[str, str] = {
+    "silent_success": "the search met its success test at some iterate but returned no adversarial",
+    "vanishing_gradients": "the attack loss's input gradient at the clean image is (nearly) zero",
+    "unconstrained_failure": "L-inf PGD with a budget covering the whole [0, 1] box fails",
+}
+"""Indicators of attack failure (Pintor et al. 2022, `keras_takd.attacks.indicators`) checked
+on every attacked image: `<prefix>_<name>` counts the flagged images of an attack (NaN where not
+computed), and per_image.csv holds the per-image flags."""
+
+
+def indicator_columns(prefix: str) -> dict[str, str]:
+    """The indicator count columns of one attack, with their meanings."""
+    return {
+        f"{prefix}_{name}": f"indicator of attack failure, images where {meaning}"
+        for name, meaning in INDICATORS.items()
+    }
+
+
 METRIC_COLUMNS: dict[str, str] = {
     "metric_images": "test images that test_accuracy, the sensitivities and confidence rest on",
     "test_accuracy": "fraction of test images classified correctly at T = 1 (in [0, 1])",
@@ -74,6 +92,7 @@ METRIC_COLUMNS: dict[str, str] = {
         "fraction of attacked images that C&W L-inf fools within linf_budget"
     ),
     **_robustness_columns(MASKED_L2_PREFIX, "C&W L2 against softmax(logits / T)"),
+    **{c: m for p in (*ATTACKS, MASKED_L2_PREFIX) for c, m in indicator_columns(p).items()},
 }
 """The metric columns of the results CSV, each with its meaning (iterate for the names).
 
@@ -103,5 +122,6 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
     "success": "the attack fooled the model (False for images not attacked)",
     "distance": "the minimal perturbation found in the attack's norm (NaN unless success)",
     "const": "the attack's trade-off constant c at the returned image (NaN if none)",
+    **{name: f"indicator: {meaning} (empty: not checked)" for name, meaning in INDICATORS.items()},
 }
 """`per_image.csv`: one row per (model, attack, attacked-block image), beside results.csv."""

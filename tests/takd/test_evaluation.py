@@ -63,8 +63,8 @@ class FakeAttacks:
     """Stand-ins for the C&W attacks: success iff the image's mean pixel > 0.1, distances from
     that mean (L0 = 1000 m, L2 = 10 m, L-inf = m). Records every call; can fail on call k."""
 
-    def __init__(self, fail_on_call=None):
-        self.calls, self.fail_on_call = [], fail_on_call
+    def __init__(self, fail_on_call=None, silent=False):
+        self.calls, self.fail_on_call, self.silent = [], fail_on_call, silent
 
     def install(self, monkeypatch):
         for name, function in evaluation.ATTACK_FUNCTIONS.items():
@@ -79,7 +79,10 @@ class FakeAttacks:
             outputs = np.asarray(model(x))
             self.calls[-1]["outputs_sum_to_one"] = bool(np.allclose(outputs.sum(1), 1, atol=1e-4))
             m = _pixel_means(x)
-            return AttackResult(x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y)
+            found = (m > 0.1) | (self.silent and m > 0)  # silent: "found" all, returned some
+            return AttackResult(
+                x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y, found=found
+            )
 
         return attack
 
@@ -405,9 +408,7 @@ def _unit_files(run_dir):
     ],
     ids=["edited number", "missing key", "older schema", "no schema"],
 )
-def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(
-    tiny_run, monkeypatch, damage, why
-):
+def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(tiny_run, monkeypatch, damage, why):
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
     FakeAttacks().install(monkeypatch)
@@ -469,3 +470,49 @@ def test_units_follow_the_weights_not_the_model_file(tiny_run, monkeypatch):
     fake.install(monkeypatch)
     _evaluate(run_dir, data, **kwargs)
     assert [c["attack"] for c in fake.calls] == ["l2"]
+
+
+def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(tiny_run, monkeypatch):
+    """Silent successes of an attack show in results.csv, per_image.csv and a warning line;
+    an attack that returns what it found trips nothing of the kind."""
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    FakeAttacks(silent=True).install(monkeypatch)
+    lines = []
+    table = _evaluate(run_dir, data, log=lines.append, **kwargs)
+    per_image = evaluation.read_per_image(run_dir)
+    attacked = per_image[per_image.correct]
+    silent = attacked.silent_success.astype(bool)
+    assert silent.tolist() == (~attacked.success).tolist()  # the fake found every image
+    assert silent.any()
+    counts = attacked.groupby("stage").silent_success.sum()
+    assert table.set_index("stage").l2_silent_success.to_dict() == counts.to_dict()
+    warned = [line for line in lines if "'silent_success' tripped" in line]
+    assert len(warned) == (counts > 0).sum()
+    for name in schema.INDICATORS:  # every indicator was checked on every attacked image
+        assert attacked[name].notna().all() and per_image[~per_image.correct][name].isna().all()
+    # the margin loss of a working (if tiny) model neither vanishes nor resists an unbounded PGD
+    assert (table[["l2_vanishing_gradients", "l2_unconstrained_failure"]] == 0).all().all()
+
+
+def test_indicators_off_leave_their_columns_out_and_compute_nothing(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    FakeAttacks().install(monkeypatch)
+    calls = []
+    monkeypatch.setattr(
+        "keras_takd.attacks.indicators.vanishing_gradients", lambda *a, **k: calls.append(1)
+    )
+    table = _evaluate(run_dir, data, attacks=("l2",), num_images=NUM_IMAGES, indicators=False)
+    assert calls == [] and "l2_silent_success" not in table.columns
+
+
+def test_an_indicator_unit_is_recomputed_when_its_attack_unit_was(tiny_run, monkeypatch):
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    FakeAttacks(silent=True).install(monkeypatch)
+    _evaluate(run_dir, data, **kwargs)
+    for path in _unit_files(run_dir):
+        path.unlink()  # the attack units only: their indicator units stay
+    FakeAttacks().install(monkeypatch)
+    table = _evaluate(run_dir, data, **kwargs)
+    assert (table.l2_silent_success == 0).all()

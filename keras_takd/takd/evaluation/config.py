@@ -55,6 +55,10 @@ class EvaluationConfig:
         metric_images: the attack-free metrics on this test prefix (None: all test images).
         shard_index: which contiguous block of the attacked images this process takes.
         num_shards: into how many blocks they are split.
+        indicators: after each attack, check its attacked images for the indicators of attack
+            failure (`schema.INDICATORS`: a gradient and a 100-step PGD per image, next to
+            nothing beside a C&W attack). Not part of the identity: they change no attack's
+            numbers, and their units record their own settings.
 
     Raises:
         ValueError: an unknown attack or option, a count < 1, or a bad shard.
@@ -69,6 +73,7 @@ class EvaluationConfig:
     metric_images: int | None = None
     shard_index: int = 0
     num_shards: int = 1
+    indicators: bool = True
 
     def __post_init__(self):
         unknown = [a for a in self.attacks if a not in ATTACKS]

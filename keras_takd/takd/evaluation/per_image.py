@@ -17,7 +17,12 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from keras_takd.core import files
-from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS, PER_IMAGE_COLUMNS
+from keras_takd.takd.schema import (
+    CHAIN_LENGTH_COLUMN,
+    INDICATORS,
+    KEY_COLUMNS,
+    PER_IMAGE_COLUMNS,
+)
 
 _MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
 SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
@@ -35,7 +40,9 @@ def per_image_path(results_path: str | pathlib.Path) -> pathlib.Path:
     return path.with_name(f"{path.stem}_per_image.csv")
 
 
-def unit_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
+def unit_rows(
+    row: Mapping, attack: str, unit: Mapping, indicators: Mapping | None = None
+) -> list[dict]:
     """The per-image rows of one cached attack unit of the model whose results row is `row`.
 
     Args:
@@ -44,12 +51,20 @@ def unit_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
         unit: the cached unit: "images" [start, stop) and "per_image" with the block-relative
             "index" of the attacked (correctly classified) images and, per attacked image,
             "success", "distance" and (units written since per-image tables exist) "const".
+        indicators: the attack's indicator unit ("index" as above, "flags": indicator name ->
+            per attacked image bool, or None if not checked), if computed.
     """
     start, stop = unit["images"]
     per = unit.get("per_image") or {}
     attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
     constants = per.get("const")
     model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    flags = {}
+    if indicators is not None:
+        position = {int(i): k for k, i in enumerate(indicators["index"])}
+        for name, values in indicators["flags"].items():
+            if values is not None:
+                flags[name] = {i: bool(values[k]) for i, k in position.items()}
     rows = []
     for offset in range(stop - start):
         k = attacked.get(offset)
@@ -63,6 +78,7 @@ def unit_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
                 "success": success,
                 "distance": float(per["distance"][k]) if success else math.nan,
                 "const": float(constants[k]) if k is not None and constants else math.nan,
+                **{name: flag.get(offset) for name, flag in flags.items()},
             }
         )
     return rows
@@ -72,6 +88,7 @@ def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Rows in `PER_IMAGE_COLUMNS` order, sorted by model, attack and image."""
     table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
     table = table.astype({"correct": bool, "success": bool, "image": int})
+    table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
     return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
 
 
@@ -93,7 +110,8 @@ def read_per_image(path: str | pathlib.Path) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: no per-image table there.
-        ValueError: the file lacks some of the columns.
+        ValueError: the file lacks some of the columns (the indicator columns may be
+            absent, in tables written before them: they come back empty).
     """
     path = pathlib.Path(path)
     if path.is_dir():
@@ -103,7 +121,7 @@ def read_per_image(path: str | pathlib.Path) -> pd.DataFrame:
             f"{path} not found: evaluate the run with keras_takd.takd.evaluate first"
         )
     table = pd.read_csv(path)
-    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns]
+    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns and c not in INDICATORS]
     if missing:
         raise ValueError(f"{path} lacks the per-image columns {missing}: not a per-image table")
     return tidy(table)

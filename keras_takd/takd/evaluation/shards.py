@@ -22,6 +22,7 @@ from keras_takd.takd.schema import (
     KEY_COLUMNS,
     MASKED_L2_PREFIX,
     SHARD_COLUMNS,
+    indicator_columns,
 )
 
 
@@ -108,7 +109,17 @@ def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
                 f"T={first['temperature']:g} stage {first['stage']}: finish that shard first"
             )
         row |= final_columns(prefix, _merge_statistics(prefix, [s for _, s in parts]))
+        row |= _merge_indicators(prefix, [s for _, s in parts])
     return row
+
+
+def _merge_indicators(prefix: str, rows: list[pd.Series]) -> dict:
+    """Indicator counts added over shards; NaN unless every shard checked the indicator."""
+    merged = {}
+    for column in indicator_columns(prefix):
+        counts = [s.get(column, math.nan) for s in rows]
+        merged[column] = math.nan if any(pd.isna(c) for c in counts) else int(sum(counts))
+    return merged
 
 
 def _merge_statistics(prefix: str, rows: list[pd.Series]) -> dict:

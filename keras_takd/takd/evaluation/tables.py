@@ -21,6 +21,7 @@ from keras_takd.takd.schema import (
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
+    INDICATORS,
     KEY_COLUMNS,
     MASKED_L2_PREFIX,
     METRIC_COLUMNS,
@@ -121,7 +122,8 @@ def tidy(table: pd.DataFrame, sharded: bool) -> pd.DataFrame:
     table = table[_column_order(table.columns, sharded)].copy()
     counts = ("stage", "stages", "epochs", "metric_images", *SHARD_COLUMNS)
     for column in table.columns:
-        if column in counts or column.endswith(("_attacked", "_excluded", "_successes", "_within")):
+        suffixes = ("_attacked", "_excluded", "_successes", "_within", *INDICATORS)
+        if column in counts or column.endswith(suffixes):
             values = pd.to_numeric(table[column], errors="coerce")
             if values.notna().any() and (values.dropna() % 1 == 0).all():
                 table[column] = values.astype("Int64")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import pathlib
 import time
 from collections.abc import Callable, Mapping
@@ -46,11 +47,11 @@ from keras_takd.takd.schema import (
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
+    INDICATORS,
     KEY_COLUMNS,
     MASKED_L2_PREFIX,
     SHARD_COLUMNS,
 )
-
 
 # Version of the cached units' layout: a unit of another version is recomputed, never read.
 # 2: units are tied to the model's weights (not its file) and carry a checksum of their content.
@@ -91,6 +92,11 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
             return False
         if kind == "metrics":
             return all(isinstance(v, (int, float)) for v in unit["metrics"].values())
+        if kind.endswith(INDICATOR_SUFFIX):
+            n = len(unit["index"])
+            return unit["settings"] == INDICATOR_SETTINGS and all(
+                flags is None or len(flags) == n for flags in unit["flags"].values()
+            )
         stats, per = unit["statistics"], unit["per_image"]
         if not isinstance(stats, dict) or not all(
             isinstance(v, (int, float)) for v in stats.values()
@@ -259,8 +265,10 @@ def evaluate_run(
     cache = run.output_dir / "eval" / cid
     files.write_json_atomic(cache / "config.json", identity)
     metric_images = identity["metric_images"]
-    units = (["metrics"] if config.shard_index == 0 else []) + list(config.attacks)
-    units += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+    attacked = list(config.attacks)
+    attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+    units = (["metrics"] if config.shard_index == 0 else []) + attacked
+    units += [indicator_unit(a) for a in attacked] if config.indicators else []
     models = _models(run, cache)
     done = {id(m): _cached_units(m, config, metric_images, log) for m in models}
 
@@ -283,6 +291,12 @@ def evaluate_run(
         if unit == "metrics":
             value = _metrics_unit(model, x[:metric_images], y[:metric_images])
             unit_path = model.unit_dir / "metrics.json"
+        elif unit.endswith(INDICATOR_SUFFIX):
+            attack = unit[: -len(INDICATOR_SUFFIX)]
+            start, stop = config.block(attack)
+            value = _indicator_unit(attack, model, x[start:stop], y[start:stop], done[id(model)])
+            value["images"] = [start, stop]
+            unit_path = model.unit_dir / config.shard_dir / f"{unit}.json"
         else:
             start, stop = config.block(unit)
             value = _attack_unit(unit, model, x[start:stop], y[start:stop], config, verbose)
@@ -299,7 +313,102 @@ def evaluate_run(
         result = table()
         left = _time_left([u for _, u in todo[k:]], models, done)
         log(f"{step} {_unit_line(model.row, unit, value)}{left}")
+        for line in _indicator_warnings(model.row, unit, value):
+            log(line)
     return result
+
+
+INDICATOR_SUFFIX = "_indicators"
+# The settings of the indicator units; recorded in each, which is recomputed if they change.
+INDICATOR_SETTINGS = {"loss": "margin", "unconstrained_steps": 100, "threshold": 1e-10}
+
+
+def indicator_unit(attack: str) -> str:
+    """The name of the unit that checks `attack`'s images for the indicators of failure."""
+    return attack + INDICATOR_SUFFIX
+
+
+def _same_indicators(cached: Mapping, done: Mapping, attack: str) -> bool:
+    """An indicator unit counts only beside the attack unit it was computed from."""
+    return attack in done and done[attack].get("checksum") == cached.get("attack_checksum")
+
+
+def _indicator_unit(attack: str, model: _Model, x, y, done: Mapping) -> dict:
+    """The indicators of attack failure (`schema.INDICATORS`) on the images `attack` attacked.
+
+    Silent success comes from the attack unit's record of what its search found (None for
+    units written before it was recorded); the gradient check and the unbounded PGD attack
+    the same target as the attack (softmax(logits / T) for the gradient-masking one).
+    """
+    from keras_takd.attacks import indicators  # TensorFlow: only when computing
+
+    attack_unit = done[attack]
+    per = attack_unit["per_image"] or {}
+    index = np.asarray(per.get("index", []), np.int64)
+    flags: dict[str, list | None] = dict.fromkeys(INDICATORS)
+    if index.size:
+        target = _target(attack, model)
+        masked = attack == MASKED_L2_PREFIX
+        if per.get("found") is not None:
+            flags["silent_success"] = (
+                np.asarray(per["found"], bool) & ~np.asarray(per["success"], bool)
+            ).tolist()
+        flags["vanishing_gradients"] = indicators.vanishing_gradients(
+            target,
+            x[index],
+            y[index],
+            loss=INDICATOR_SETTINGS["loss"],
+            threshold=INDICATOR_SETTINGS["threshold"],
+        ).tolist()
+        flags["unconstrained_failure"] = indicators.unconstrained_attack_failure(
+            target,
+            x[index],
+            y[index],
+            steps=INDICATOR_SETTINGS["unconstrained_steps"],
+            allow_probabilities=masked,
+        ).tolist()
+    return {
+        "index": index.tolist(),
+        "flags": flags,
+        "settings": INDICATOR_SETTINGS,
+        "attack_checksum": attack_unit["checksum"],
+    }
+
+
+def _target(attack: str, model: _Model):
+    """What `attack` attacks: the model's logits, or softmax(logits / T) for the masked L2."""
+    keras_model = model.load()
+    if attack != MASKED_L2_PREFIX:
+        return keras_model
+    from keras_takd.core.models import with_temperature
+
+    return with_temperature(keras_model, float(model.row["temperature"]))
+
+
+def indicator_counts(attack: str, flags: Mapping[str, list | None]) -> dict[str, float]:
+    """`<attack>_<indicator>` columns: how many images tripped each (NaN if not checked)."""
+    return {
+        f"{attack}_{name}": math.nan if flags.get(name) is None else int(sum(flags[name]))
+        for name in INDICATORS
+    }
+
+
+def _indicator_warnings(row: Mapping, unit: str, value: Mapping) -> list[str]:
+    """One warning line per indicator that tripped on a just-computed indicator unit."""
+    if not unit.endswith(INDICATOR_SUFFIX):
+        return []
+    attack = unit[: -len(INDICATOR_SUFFIX)]
+    where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
+    lines = []
+    counts = indicator_counts(attack, value["flags"]).values()
+    for name, count in zip(INDICATORS, counts, strict=True):
+        if not pd.isna(count) and count > 0:
+            lines.append(
+                f"warning: {where} {attack}: indicator of attack failure '{name}' tripped on "
+                f"{count} of {len(value['index'])} attacked images ({INDICATORS[name]}); "
+                "its robustness numbers may overstate the model"
+            )
+    return lines
 
 
 def _drop_other_evaluation(path: pathlib.Path, config: str, run: Run, sharded: bool) -> None:
@@ -327,11 +436,12 @@ def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int, n
     cached = _load_unit(path, model.sha, [0, metric_images], "metrics", note)
     if cached is not None:
         done["metrics"] = cached
-    for unit in ATTACKS + (MASKED_L2_PREFIX,):
-        path = model.unit_dir / config.shard_dir / f"{unit}.json"
-        cached = _load_unit(path, model.sha, config.block(unit), unit, note)
-        if cached is not None:
-            done[unit] = cached
+    for attack in ATTACKS + (MASKED_L2_PREFIX,):
+        for unit in (attack, indicator_unit(attack)):
+            path = model.unit_dir / config.shard_dir / f"{unit}.json"
+            cached = _load_unit(path, model.sha, config.block(attack), unit, note)
+            if cached is not None and (unit == attack or _same_indicators(cached, done, attack)):
+                done[unit] = cached
     return done
 
 
@@ -359,6 +469,8 @@ def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> di
         if unit in done:
             stats = done[unit]["statistics"]
             row |= shard_columns(unit, stats) if config.sharded else final_columns(unit, stats)
+        if indicator_unit(unit) in done:
+            row |= indicator_counts(unit, done[indicator_unit(unit)]["flags"])
     row[CONFIG_COLUMN] = cid
     return row
 
@@ -368,7 +480,8 @@ def _per_image_rows(models: list[_Model], done: Mapping) -> list[dict]:
     for model in models:
         for unit in ATTACKS + (MASKED_L2_PREFIX,):
             if unit in done[id(model)]:
-                rows += unit_rows(model.row, unit, done[id(model)][unit])
+                flags = done[id(model)].get(indicator_unit(unit))
+                rows += unit_rows(model.row, unit, done[id(model)][unit], flags)
     return rows
 
 
@@ -421,6 +534,13 @@ def _unit_line(row: Mapping, unit: str, value: Mapping) -> str:
     if unit == "metrics":
         m = value["metrics"]
         what = f"accuracy {100 * m['test_accuracy']:.2f}%, confidence {m['confidence']:.3f}"
+    elif unit.endswith(INDICATOR_SUFFIX):
+        counts = indicator_counts(unit[: -len(INDICATOR_SUFFIX)], value["flags"])
+        what = ", ".join(
+            f"{name} {'-' if pd.isna(n) else int(n)}"
+            for name, n in zip(INDICATORS, counts.values(), strict=True)
+        )
+        what += f" of {len(value['index'])} attacked images"
     else:
         s = final_columns(unit, value["statistics"])
         what = (
