@@ -204,24 +204,22 @@ def summarize(output_dir: str | pathlib.Path, confidence: float = 0.95) -> str:
         f"test accuracy ({100 * confidence:g}% Wilson interval, n test images):",
         accuracy_table(results, run.test_images, confidence).to_string(index=False),
     ]
-    ids = (
-        sorted(set(results["eval_config"].dropna().astype(str))) if "eval_config" in results else []
-    )
-    per_image_file = run.output_dir / "per_image.csv"
-    if not ids or not per_image_file.is_file():
+    from keras_takd.takd.evaluation.per_image import read_per_image
+
+    tables, ids, note = _evaluated(run, results)
+    if not tables:
         parts += [
             "",
             "not evaluated yet: python -m keras_takd.takd.evaluate "
             f"--output_dir={run.output_dir} adds robustness",
         ]
         return "\n".join(parts)
-    from keras_takd.takd.evaluation.per_image import read_per_image
-
-    per_image = read_per_image(per_image_file)
+    per_image = pd.concat([read_per_image(p) for p in tables], ignore_index=True)
     parts += [
         "",
         f"robustness ({100 * confidence:g}% intervals; fooled: share of the attacked images, "
         "Wilson; mean distance: mean minimal perturbation over the n fooled images, bootstrap):",
+        *([note] if note else []),
         robustness_table(per_image, confidence).to_string(index=False),
     ]
     attacks = list(dict.fromkeys(per_image["attack"]))
@@ -234,6 +232,26 @@ def summarize(output_dir: str | pathlib.Path, confidence: float = 0.95) -> str:
         config = json.loads(path.read_text())
         parts += [f"  {line}" for line in describe_evaluation(config, attacks)]
     return "\n".join(parts)
+
+
+def _evaluated(run, results: pd.DataFrame) -> tuple[list[pathlib.Path], list[str], str]:
+    """The per-image tables of a run, its evaluation ids, and a note if they are shards'.
+
+    The merged per_image.csv when results.csv holds an evaluation; else the shard tables of an
+    evaluation still running or not merged yet (per_image_shard<i>of<N>.csv), with their ids.
+    """
+    merged = run.output_dir / "per_image.csv"
+    if "eval_config" in results and results["eval_config"].notna().any() and merged.is_file():
+        return [merged], sorted(set(results["eval_config"].dropna().astype(str))), ""
+    shards = sorted(run.output_dir.glob("per_image_shard*of*.csv"))
+    ids = set()
+    for path in sorted(run.output_dir.glob("results_shard*of*.csv")):
+        ids |= set(pd.read_csv(path, usecols=["eval_config"])["eval_config"].dropna().astype(str))
+    note = (
+        f"(from {len(shards)} shard tables, not merged yet: {', '.join(p.name for p in shards)}; "
+        "a shard still running counts only its finished units)"
+    )
+    return shards, sorted(ids), note if shards else ""
 
 
 def main(argv: list[str]) -> None:

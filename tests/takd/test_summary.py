@@ -77,6 +77,30 @@ def test_summary_of_an_evaluated_stand_in_run(stand_in_run, tmp_path, monkeypatc
     assert "C&W L0" not in out  # only the attacks that ran
 
 
+def test_summary_of_a_sharded_evaluation_not_merged_yet(stand_in_run, tmp_path, monkeypatch, cli):
+    run_dir = tmp_path / "run"
+    shutil.copytree(stand_in_run, run_dir)
+    data = load_dataset("cifar10", str(evaluation.read_run(run_dir).flags["data_dir"]),
+                        validation_size=0, test_size=16)  # fmt: skip
+    FakeAttacks().install(monkeypatch)
+    for shard in (0, 1):  # both finished, but no merge
+        config = evaluation.EvaluationConfig(
+            attacks=("l2",), num_images=12, gradient_masking=False, shard_index=shard, num_shards=2
+        )
+        evaluation.evaluate_run(run_dir, data, config)
+    assert not (run_dir / "per_image.csv").exists()
+
+    done = cli("keras_takd.takd.summary", f"--output_dir={run_dir}", timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "not evaluated yet" not in done.stdout
+    assert "(from 2 shard tables, not merged yet: per_image_shard0of2.csv, " in done.stdout
+    both = evaluation.merge_per_image(sorted(run_dir.glob("results_shard*.csv")))
+    attacked = both[(both.stage == 1) & both.correct]
+    line = next(r for r in done.stdout.splitlines() if "stage 1 teacher" in r and "C&W L2" in r)
+    assert f" {len(attacked)} " in line  # the images of both shards
+    assert "attacks on the first 12 test images" in done.stdout
+
+
 def test_describe_evaluation_in_words():
     config = {
         "data": {"dataset": "mnist", "test_images": 10000},
