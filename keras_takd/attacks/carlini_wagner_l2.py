@@ -30,6 +30,7 @@ Where this implementation deviates from the original:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -153,13 +154,14 @@ def carlini_wagner_l2(
     slices = common.batch_slices(len(x), batch_size)
     progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
     x_adv, const, found = np.empty_like(x), np.empty(len(x)), np.empty(len(x), bool)
+    iterations, incomplete = np.empty(len(x), np.int64), np.empty(len(x), bool)
     for done, part in enumerate(slices, start=1):
-        x_adv[part], const[part], found[part] = _attack_batch(
+        x_adv[part], const[part], found[part], iterations[part], incomplete[part] = _attack_batch(
             solver, x[part], labels[part], num_classes, **settings
         )
         if progbar is not None:
             progbar.update(done)
-    return common.finalize_result(
+    result = common.finalize_result(
         model,
         x,
         x_adv,
@@ -169,6 +171,11 @@ def carlini_wagner_l2(
         const=const,
         batch_size=batch_size,
         found=found,
+    )
+    # Per example only: the whole-batch rule stops examples whose own loss still falls.
+    flagged = abort_early and abort_rule == "per_example"
+    return dataclasses.replace(
+        result, iterations=iterations, incomplete=incomplete if flagged else None
     )
 
 
@@ -216,11 +223,13 @@ def _attack_batch(
     compact: bool,
     initial_const: float,
     largest_const: float | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, ...]:
     """The binary search over c for one batch.
 
-    Returns the best images (x where none), their c (the last c where none) and whether the
-    search met its success test at any iterate.
+    Returns the best images (x where none), their c (the last c where none), whether the
+    search met its success test at any iterate, the Adam steps taken per example over all
+    binary-search steps, and whether the last step ended at `max_iterations` with the example
+    still optimising (its loss fell by more than the abort tolerance at every check).
     """
     x_padded, n_real = common.pad_to_batch(x, batch_size)
     onehot = np.eye(num_classes, dtype=np.float32)[common.pad_to_batch(labels, batch_size)[0]]
@@ -229,6 +238,7 @@ def _attack_batch(
     upper = np.full(batch_size, _NO_UPPER_BOUND)
     const = np.full(batch_size, float(initial_const))
     best = _StepState.start(x_padded, real)
+    iterations = np.zeros(batch_size, np.int64)
     hyper = dict(
         targeted=tf.constant(targeted),
         confidence=tf.constant(confidence, tf.float32),
@@ -244,7 +254,8 @@ def _attack_batch(
             # Before the step runs: the repeat sets c = 1e10 where nothing succeeded yet.
             const = np.minimum(const, largest_const)
         inputs = (x_padded, onehot, const.astype(np.float32), real)
-        best = _search_step(solver, best, inputs, hyper, max_iterations, compact)
+        best, ran = _search_step(solver, best, inputs, hyper, max_iterations, compact)
+        iterations += ran
         ok = best.succeeded
         upper = np.where(ok, np.minimum(upper, const), upper)
         lower = np.where(ok, lower, np.maximum(lower, const))
@@ -253,7 +264,14 @@ def _attack_batch(
         const = np.minimum(const, largest_const)
     found = ~np.isnan(best.best_const)
     found_const = np.where(found, best.best_const, const)
-    return best.best_adv[:n_real], found_const[:n_real], found[:n_real]
+    unfinished = best.active & real  # still optimising when the last step ran out
+    return (
+        best.best_adv[:n_real],
+        found_const[:n_real],
+        found[:n_real],
+        iterations[:n_real],
+        unfinished[:n_real],
+    )
 
 
 def _search_step(
@@ -263,14 +281,17 @@ def _search_step(
     hyper: dict[str, tf.Tensor],
     max_iterations: int,
     compact: bool,
-) -> _StepState:
+) -> tuple[_StepState, np.ndarray]:
     """One binary-search step: w and Adam reset, then up to `max_iterations` Adam steps.
 
     The compiled solver runs the iterations up to and including each abort-early check; in
     between, examples that have stopped are dropped from the batch when `compact`, so that they
     cost nothing while the others go on (their results are final and are merely kept aside).
+    Returns the state and the Adam steps each example took (an example stops only at a check,
+    so at the end of a chunk).
     """
     state = previous.restart(inputs[0], inputs[3])
+    ran = np.zeros(len(inputs[0]), np.int64)
     check_every = int(hyper["check_every"])
     ends = list(range(1, max_iterations, check_every)) + [max_iterations]
     rows = np.arange(len(inputs[0]))
@@ -282,12 +303,13 @@ def _search_step(
             tf.constant(end, tf.int32),
             **hyper,
         )
+        ran[rows] = np.where(part.active, end, ran[rows])  # active at the chunk's start
         state = state.put(rows, _StepState(*(t.numpy() for t in out)))
         if not state.active[rows].any():
             break
         if compact:
             rows = rows[state.active[rows]]
-    return state
+    return state, ran
 
 
 class _StepState(NamedTuple):

@@ -54,6 +54,11 @@ class AttackResult:
         found: bool [N], the attack's own search met its success test at some iterate (None
             when the attack does not record it). `found & ~success` is a silent success
             (`indicators.silent_success`): an adversarial point was seen but not returned.
+        iterations: int [N], the optimiser steps the attack took on each example, over all its
+            searches (None when not recorded).
+        incomplete: bool [N], the attack's last solve stopped at its iteration limit while its
+            loss was still falling by more than the abort-early tolerance: an indicator of
+            incomplete optimisation (None when not recorded, e.g. without abort early).
     """
 
     x_adv: np.ndarray
@@ -65,6 +70,8 @@ class AttackResult:
     target: np.ndarray
     nonfinite: np.ndarray | None = None
     found: np.ndarray | None = None
+    iterations: np.ndarray | None = None
+    incomplete: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.success.shape[0])

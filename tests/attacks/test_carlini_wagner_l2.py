@@ -299,3 +299,24 @@ def test_matches_the_original_control_flow(linear_two_class_model, case, options
     np.testing.assert_allclose(
         result.x_adv, np.where(success[:, None, None, None], x_adv, x), atol=1e-4
     )
+
+
+def test_iterations_and_incomplete_optimisation_are_recorded(linear_two_class_model):
+    """Cut at 200 slow iterations, every solve is still improving when it stops (incomplete);
+    with room to converge, abort early ends the solves and nothing is flagged."""
+    model, x, y, _ = _linear_problem(linear_two_class_model)
+    options = dict(binary_search_steps=3, initial_const=1.0)
+    cut = carlini_wagner_l2(model, x, y, max_iterations=200, learning_rate=1e-4, **options)
+    assert cut.incomplete.all()
+    np.testing.assert_array_equal(cut.iterations, 3 * 200)  # no solve stopped early
+    options["learning_rate"] = 0.01
+
+    room = carlini_wagner_l2(model, x, y, max_iterations=10_000, **options)
+    assert room.success.all() and not room.incomplete.any()
+    assert (room.iterations < 3 * 10_000).all() and (room.iterations > 3 * 1_000).all()
+
+    full = carlini_wagner_l2(model, x, y, max_iterations=50, abort_early=False, **options)
+    np.testing.assert_array_equal(full.iterations, 3 * 50)
+    assert full.incomplete is None  # no loss check was made
+    batch = carlini_wagner_l2(model, x, y, max_iterations=50, abort_rule="batch", **options)
+    assert batch.incomplete is None and batch.iterations is not None
