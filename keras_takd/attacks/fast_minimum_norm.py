@@ -36,9 +36,9 @@ Where this implementation deviates from the paper:
   image points out of the box (background pixels at 0), the ball projection then shrinks the
   in-box part as well, and the iterate can stall short of the boundary for good: on the small
   test CNN, 14% of 50 images were never fooled in L2 (8% in L1) at 100 or 1,000 steps, while
-  all were without the box (clip range [-1, 2]) or with this rule, at a smaller mean L2. The distance estimate
-  |loss| / ||grad||_q then also measures the distance within the box face. `box_aware=False`
-  runs the paper's update unchanged.
+  all were without the box (clip range [-1, 2]) or with this rule, at a smaller mean L2. The
+  distance estimate |loss| / ||grad||_q then also measures the distance within the box face.
+  `box_aware=False` runs the paper's update unchanged.
 - Failed examples get their original image back with `success=False`.
 - The default step count is 1,000 (the paper's budget in Sect. 4); alpha_0 defaults to 1 for L0,
   L1 and L2 and to 10 for L-inf (see `DEFAULT_ALPHA_INIT`; the L-inf step is larger because the

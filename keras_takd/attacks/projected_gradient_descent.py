@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks import common
+from keras_takd.attacks import common, projections
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
@@ -247,11 +247,7 @@ def _project(
     x_adv: tf.Tensor, x: tf.Tensor, eps: Any, norm: str, clip_min: float, clip_max: float
 ) -> tf.Tensor:
     """Projects onto the eps-ball around x in `norm`, then clips to the box."""
-    delta = x_adv - x
-    if norm == "linf":
-        delta = tf.clip_by_value(delta, -eps, eps)
-    else:
-        delta = delta * tf.minimum(1.0, eps / (_l2_norm(delta) + _TINY))
+    delta = projections.project_ball(x_adv - x, eps, norm)
     return tf.clip_by_value(x + delta, clip_min, clip_max)
 
 

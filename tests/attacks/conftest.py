@@ -66,3 +66,19 @@ def linear_two_class_model() -> Callable[[np.ndarray, float], keras.Model]:
     (for points far enough inside the box).
     """
     return _linear_two_class
+
+
+@pytest.fixture
+def linf_linear_problem(linear_two_class_model):
+    """Six 8x8 images of class 1 under a random linear model, margins >= 3.
+
+    Returns `(model, x, y, optimum)`, `optimum` the smallest L-inf change that flips each image,
+    |w . x + b| / ||w||_1, below 0.3 so that no pixel of the optimum leaves the box.
+    """
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(8, 8, 1)).astype(np.float32)
+    x = rng.uniform(0.35, 0.65, size=(6, 8, 8, 1)).astype(np.float32)
+    scores = x.reshape(len(x), -1) @ w.ravel()
+    b = float(3.0 - scores.min())
+    optimum = (scores + b) / np.abs(w).sum()
+    return linear_two_class_model(w, b), x, np.ones(len(x), np.int64), optimum

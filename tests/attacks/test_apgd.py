@@ -9,21 +9,9 @@ from keras_takd.attacks import apgd, autoattack_lite
 from keras_takd.attacks.apgd import checkpoints, dlr_loss, dlr_targeted_loss
 
 
-@pytest.fixture
-def linf_problem(linear_two_class_model):
-    """Six 8x8 images of class 1 with L-inf optimum |w.x + b| / ||w||_1 below 0.3."""
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(8, 8, 1)).astype(np.float32)
-    x = rng.uniform(0.35, 0.65, size=(6, 8, 8, 1)).astype(np.float32)
-    scores = x.reshape(len(x), -1) @ w.ravel()
-    b = float(3.0 - scores.min())
-    optimum = (scores + b) / np.abs(w).sum()
-    return linear_two_class_model(w, b), x, np.ones(len(x), np.int64), optimum
-
-
 @pytest.mark.parametrize("factor, fooled", [(1.01, True), (0.99, False)])
-def test_reaches_the_closed_form_linf_boundary(linf_problem, factor, fooled):
-    model, x, y, optimum = linf_problem
+def test_reaches_the_closed_form_linf_boundary(linf_linear_problem, factor, fooled):
+    model, x, y, optimum = linf_linear_problem
     for i in range(len(x)):
         eps = float(optimum[i] * factor)
         result = apgd(model, x[i : i + 1], y[i : i + 1], eps, steps=50)
@@ -105,8 +93,8 @@ def test_batched_equals_one_at_a_time(mnist_attack_model, mnist_attack_batch):
     np.testing.assert_allclose(together.x_adv, np.concatenate([r.x_adv for r in alone]), atol=1e-4)
 
 
-def test_eager_and_compiled_agree(linf_problem):
-    model, x, y, optimum = linf_problem
+def test_eager_and_compiled_agree(linf_linear_problem):
+    model, x, y, optimum = linf_linear_problem
     eps = float(optimum.mean())
     compiled = apgd(model, x, y, eps, steps=10)
     tf.config.run_functions_eagerly(True)
@@ -153,14 +141,14 @@ def test_autoattack_lite_reports_robust_accuracy(mnist_attack_model, mnist_small
         (dict(targeted=True), "needs target labels"),
     ],
 )
-def test_bad_arguments_raise(linf_problem, options, message):
-    model, x, y, _ = linf_problem
+def test_bad_arguments_raise(linf_linear_problem, options, message):
+    model, x, y, _ = linf_linear_problem
     kwargs = dict(eps=0.1) | options
     with pytest.raises(ValueError, match=message):
         apgd(model, x, y, **kwargs)
 
 
-def test_autoattack_lite_refuses_two_classes(linf_problem):
-    model, x, y, _ = linf_problem
+def test_autoattack_lite_refuses_two_classes(linf_linear_problem):
+    model, x, y, _ = linf_linear_problem
     with pytest.raises(ValueError, match="needs >= 4 classes"):
         autoattack_lite(model, x, y, 0.1)

@@ -18,20 +18,8 @@ def test_l2_closed_form_optimum(linear_two_class_model):
     assert gap.max() < 0.02
 
 
-@pytest.fixture
-def linf_problem(linear_two_class_model):
-    """Six 8x8 images of class 1, margins >= 3, optimum |w.x + b| / ||w||_1 below 0.3."""
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(8, 8, 1)).astype(np.float32)
-    x = rng.uniform(0.35, 0.65, size=(6, 8, 8, 1)).astype(np.float32)
-    scores = x.reshape(len(x), -1) @ w.ravel()
-    b = float(3.0 - scores.min())
-    optimum = (scores + b) / np.abs(w).sum()
-    return linear_two_class_model(w, b), x, np.ones(len(x), np.int64), optimum
-
-
-def test_linf_closed_form_optimum(linf_problem):
-    model, x, y, optimum = linf_problem
+def test_linf_closed_form_optimum(linf_linear_problem):
+    model, x, y, optimum = linf_linear_problem
     assert optimum.max() < 0.3  # the optimum never needs a pixel to leave [0, 1]
     result = fast_minimum_norm(model, x, y, norm="linf", steps=1000)
     assert result.success.all()
