@@ -1,4 +1,4 @@
-"""Saving models atomically: `.keras` files and TF SavedModels for serving.
+"""Saving models atomically (`.keras` files and TF SavedModels for serving), and loading them.
 
 SavedModels get two endpoints for TF Serving: `serve` (float32 images [None, H, W, C] in
 [0, 1] -> logits) and `probabilities` (softmax at T = 1). Both writers go through a temporary
@@ -14,7 +14,17 @@ import shutil
 import keras
 import tensorflow as tf
 
-from keras_takd.core.files import temporary_sibling, write_atomic
+from keras_takd.core.files import check_keras_file, temporary_sibling, write_atomic
+
+
+def load_model(path: str | os.PathLike) -> keras.Model:
+    """Loads a `.keras` file, naming it if it is missing or corrupt.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        ValueError: the file is corrupt (see `keras_takd.core.files.check_keras_file`).
+    """
+    return keras.saving.load_model(check_keras_file(path))
 
 
 def save_model_atomic(model: keras.Model, path: str | os.PathLike) -> None:

@@ -11,6 +11,7 @@ import json
 import os
 import pathlib
 import tempfile
+import zipfile
 from collections.abc import Callable
 
 import pandas as pd
@@ -93,3 +94,28 @@ def check_writable(directory: str | os.PathLike) -> pathlib.Path:
     except OSError as e:
         raise OSError(f"cannot write to output_dir {directory}: {e.strerror or e}") from None
     return directory
+
+
+def check_keras_file(path: str | os.PathLike) -> pathlib.Path:
+    """Checks that `path` is a complete `.keras` file (a zip archive whose CRCs all match).
+
+    Keras reports a truncated or damaged `.keras` file as "File not found"; this names it.
+
+    Raises:
+        FileNotFoundError: there is no file at `path`.
+        ValueError: the file is corrupt (truncated, damaged, or not a zip archive).
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} is missing: retrain it")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        damaged = str(e) or type(e).__name__
+    if damaged is not None:
+        raise ValueError(
+            f"model file {path} is corrupt (not a complete .keras archive: {damaged}): delete "
+            "it, and its metadata.json, to retrain it"
+        )
+    return path

@@ -18,9 +18,14 @@ student from the smoothed colored-noise-injection (CNI) teacher of Nemcovsky et 
 
 Layout of `output_dir` (each step's last file marks it complete; every file is written
 through a temporary name and a rename, so a killed run resumes where it stopped, and a
-half-trained model resumes from its last epoch through keras BackupAndRestore):
+half-trained model resumes from its last epoch through keras BackupAndRestore; a backup left
+incomplete is discarded and that model trained from its first epoch,
+`keras_takd.core.training`). A model whose loss or weights become NaN or infinite ends the run
+with `NonFiniteError` before it is saved. The run holds `run.lock` for its whole life
+(`keras_takd.core.locking`), so a second process on the same folder is refused at once:
 
     run.json                         configuration, flags, library versions
+    run.lock                         the lock file; names the running process's PID
     teacher/model.keras              the CNI teacher
     teacher/metadata.json            teacher training history and time (marks it complete)
     soft_targets.npz                 prediction / soft_prediction smoothing on the training set
@@ -64,11 +69,12 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.attacks.projected_gradient_descent import projected_gradient_descent
-from keras_takd.core import export, files
+from keras_takd.core import export, files, locking
 from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.models import carlini_cnn, wide_resnet
 from keras_takd.core.results import prepare_run_dir
 from keras_takd.core.seeding import set_seed, unit_seed
+from keras_takd.core.training import guarded_fit
 from keras_takd.smoothed import figures as plotting_transfer
 from keras_takd.smoothed import transfer
 from keras_takd.smoothed.adversarial import (
@@ -237,22 +243,28 @@ def _history(history: keras.callbacks.History) -> dict:
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
-def _train_teacher(data: Dataset, config: SmoothedKDConfig, out: pathlib.Path, verbose):
+def _train_teacher(data: Dataset, config: SmoothedKDConfig, out: pathlib.Path, verbose, log):
     directory = out / "teacher"
     if (directory / "metadata.json").exists():
-        return keras.saving.load_model(directory / "model.keras")
+        return export.load_model(directory / "model.keras")
     set_seed(unit_seed(config.seed, "teacher"), deterministic=False)
     teacher, _ = build_networks(config, data.input_shape)
     start = time.perf_counter()
-    history = adversarial_train(
+    history = guarded_fit(
+        lambda guards: adversarial_train(
+            teacher,
+            data.x_train,
+            data.y_train,
+            config.teacher,
+            adversarial_weight=config.adversarial_weight,
+            validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
+            callbacks=guards,
+            verbose=verbose,
+        ),
         teacher,
-        data.x_train,
-        data.y_train,
-        config.teacher,
-        adversarial_weight=config.adversarial_weight,
-        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
-        callbacks=[keras.callbacks.BackupAndRestore(str(directory / "backup"))],
-        verbose=verbose,
+        f"{data.label} CNI teacher",
+        directory / "backup",
+        log,
     )
     export.save_model_atomic(teacher, directory / "model.keras")
     metadata = {"history": _history(history), "train_seconds": time.perf_counter() - start}
@@ -299,28 +311,34 @@ def _curve_callback(data, config, directory, student) -> list[EpochAccuracyCurve
 
 
 def _train_student(
-    data, config, out, soft_targets, verbose, aggregation: str, folder: str
+    data, config, out, soft_targets, verbose, aggregation: str, folder: str, log
 ) -> keras.Model:
     """Distils the student of one aggregation into `out/folder` (or loads it, when done)."""
     directory = out / folder
     if (directory / "metadata.json").exists():
-        return keras.saving.load_model(directory / "model.keras")
+        return export.load_model(directory / "model.keras")
     unit = "student" if folder == "student" else f"student/{aggregation}"
     set_seed(unit_seed(config.seed, unit), deterministic=False)
     _, student = build_networks(config, data.input_shape)
     curves = _curve_callback(data, config, directory, student)
     start = time.perf_counter()
-    history = adversarial_distil(
+    history = guarded_fit(
+        lambda guards: adversarial_distil(
+            student,
+            data.x_train,
+            data.y_train,
+            soft_targets[aggregation],
+            config.student,
+            temperature=config.temperature,
+            distil_weight=config.distil_weight,
+            perturb_distil_weight=config.perturb_distil_weight,
+            callbacks=[*curves, *guards],
+            verbose=verbose,
+        ),
         student,
-        data.x_train,
-        data.y_train,
-        soft_targets[aggregation],
-        config.student,
-        temperature=config.temperature,
-        distil_weight=config.distil_weight,
-        perturb_distil_weight=config.perturb_distil_weight,
-        callbacks=[*curves, keras.callbacks.BackupAndRestore(str(directory / "backup"))],
-        verbose=verbose,
+        f"{data.label} {folder} (from {aggregation}, T={config.temperature:g})",
+        directory / "backup",
+        log,
     )
     export.save_model_atomic(student, directory / "model.keras")
     if folder == "student":
@@ -437,8 +455,11 @@ def run_smoothed_kd(
         The transfer matrix (also in transfer.csv).
 
     Raises:
-        ValueError: eval_size larger than the test set, or curve_size than either set.
+        ValueError: eval_size larger than the test set, or curve_size than either set; a
+            finished model's file is corrupt.
+        NonFiniteError: a model's loss or weights became NaN or infinite (a ValueError).
         ConfigMismatchError: output_dir holds a run with other settings.
+        FolderInUseError: another process holds output_dir (an OSError).
         OSError: output_dir cannot be written.
     """
     config = config or SmoothedKDConfig()
@@ -451,8 +472,15 @@ def run_smoothed_kd(
             f"curve_size={config.curve_size} is larger than the {len(data.x_train)} training"
             f" or the {len(data.x_test)} test images"
         )
-    out = prepare_run_dir(output_dir, run_configuration(data, config), run_info)
-    teacher = _train_teacher(data, config, out, verbose)
+    out = files.check_writable(output_dir)
+    with locking.lock_run_folder(out):
+        prepare_run_dir(out, run_configuration(data, config), run_info)
+        return _run_steps(data, out, config, verbose, log, on_warning)
+
+
+def _run_steps(data, out, config, verbose, log, on_warning) -> pd.DataFrame:
+    """`run_smoothed_kd`'s four steps, in a checked and locked output_dir."""
+    teacher = _train_teacher(data, config, out, verbose, log)
     log(f"teacher ready: {out / 'teacher' / 'model.keras'}")
     smoothed = SmoothedClassifier(teacher, config.num_samples, config.chunk_size)
     soft_targets = _soft_targets(data, config, out, smoothed)
@@ -461,7 +489,7 @@ def run_smoothed_kd(
     for aggregation, folder in student_directories(config).items():
         name = "kd_student" if folder == "student" else f"kd_{folder}"
         students[name] = _train_student(
-            data, config, out, soft_targets, verbose, aggregation, folder
+            data, config, out, soft_targets, verbose, aggregation, folder, log
         )
         metadata = json.loads((out / folder / "metadata.json").read_text())
         histories[aggregation] = metadata.get("curves", [])
@@ -480,7 +508,7 @@ def run_smoothed_kd(
         set_seed(unit_seed(config.seed, "results"), deterministic=False)
         results = _white_box_results(x, y, config, teacher, smoothed, students, data.label)
         files.write_csv_atomic(out / "results.csv", results)
-        warn = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
+        warn = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=4))
         for line in learning_warnings(results, soft_losses, config.temperature):
             warn(line)
     log(f"results: {out / 'results.csv'}")

@@ -19,7 +19,11 @@ e.g. `cifar10-jpeg-standin` for the lossy CIFAR-10 stand-in, so its results neve
 CIFAR-10's. The same label fills results.csv's `dataset` column; models are built by name.
 
 A stage whose metadata exists is never retrained; a stage killed mid-training resumes from its
-last finished epoch (keras BackupAndRestore under `stage<k>/backup`).
+last finished epoch (keras BackupAndRestore under `stage<k>/backup`; an incomplete backup is
+discarded and the stage starts over, `keras_takd.core.training`). A stage whose loss or weights
+become NaN or infinite ends the run with `NonFiniteError` before it is saved; the stages
+finished before it keep their files and rows. The run holds `run.lock` in output_dir for its
+whole life (`keras_takd.core.locking`), so a second process on the same folder is refused.
 
 A stage that did not learn (test accuracy at most twice chance, or a soft loss that stayed at
 its value for uniform outputs, ln(classes), through every epoch) is still saved, and a
@@ -41,13 +45,14 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_takd.core import export, files, metrics
+from keras_takd.core import export, files, locking, metrics
 from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.core.layers import check_temperature
 from keras_takd.core.models import build_model
 from keras_takd.core.results import check_same_config, prepare_run_dir, update_results
 from keras_takd.core.seeding import set_seed, unit_seed
+from keras_takd.core.training import guarded_fit
 from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -136,10 +141,17 @@ def _warm_start_weights(
         log(f"{data.label} warm start: 1 epoch at T = 1 on hard labels, shared by every stage")
         set_seed(unit_seed(config.seed, data.name, "init"), deterministic=False)
         model = build_model(data.name)
-        train_on_labels(model, data.x_train, data.y_train, 1.0, config, epochs=1, verbose=verbose)
+
+        def fit(guards):
+            x, y = data.x_train, data.y_train
+            return train_on_labels(
+                model, x, y, 1.0, config, epochs=1, callbacks=guards, verbose=verbose
+            )
+
+        guarded_fit(fit, model, f"{data.label} warm start (T=1)")
         export.save_model_atomic(model, init_dir / "model.keras")
         files.write_json_atomic(init_dir / "metadata.json", {"fingerprint": fingerprint})
-    return keras.saving.load_model(init_dir / "model.keras").get_weights()
+    return export.load_model(init_dir / "model.keras").get_weights()
 
 
 def _train_stage(
@@ -152,22 +164,28 @@ def _train_stage(
     stage_dir: pathlib.Path,
     callbacks,
     verbose,
-) -> tuple[keras.Model, float, float]:
+    what: str,
+    note: Callable[[str], None],
+) -> tuple[keras.Model, float, float, list]:
+    """Trains one stage; raises `NonFiniteError` naming `what` and the epoch if it diverges."""
     set_seed(unit_seed(config.seed, data.name, temperature, stage), deterministic=False)
     model = build_model(data.name)
     if init_weights is not None:
         model.set_weights(init_weights)
-    backup = keras.callbacks.BackupAndRestore(str(stage_dir / "backup"))
-    kwargs = dict(
-        validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
-        callbacks=[backup, *callbacks],
-        verbose=verbose,
-    )
+
+    def fit(guards):
+        kwargs = dict(
+            validation_data=(data.x_val, data.y_val) if len(data.x_val) else None,
+            callbacks=[*guards, *callbacks],
+            verbose=verbose,
+        )
+        x, y = data.x_train, data.y_train
+        if teacher is None:
+            return train_on_labels(model, x, y, temperature, config, **kwargs)
+        return distil(model, teacher, x, y, temperature, config, **kwargs)
+
     start = time.perf_counter()
-    if teacher is None:
-        history = train_on_labels(model, data.x_train, data.y_train, temperature, config, **kwargs)
-    else:
-        history = distil(model, teacher, data.x_train, data.y_train, temperature, config, **kwargs)
+    history = guarded_fit(fit, model, what, stage_dir / "backup", note)
     seconds = time.perf_counter() - start
     val_accuracy = history.history.get("val_accuracy", [float("nan")])[-1]
     return model, seconds, float(val_accuracy), history.history.get("soft_loss", [])
@@ -247,8 +265,11 @@ def run_chain(
         The whole results table of output_dir (also written to results.csv).
 
     Raises:
-        ValueError: stages < 1 or a temperature that is not > 0.
+        ValueError: stages < 1 or a temperature that is not > 0; a finished stage's model
+            file is corrupt.
+        NonFiniteError: a stage's loss or weights became NaN or infinite (a ValueError).
         ConfigMismatchError: output_dir holds results of another configuration.
+        FolderInUseError: another process holds output_dir (an OSError).
         OSError: output_dir cannot be written.
     """
     if stages < 1:
@@ -259,9 +280,10 @@ def run_chain(
     config = config or TrainConfig()
     log = log or (lambda line: None)
     on_warning = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
-    out = prepare_output_dir(output_dir, data, config, run_info)
     scaled = config.scale_soft_loss
-    with (strategy or tf.distribute.get_strategy()).scope():
+    out = files.check_writable(output_dir)
+    with locking.lock_run_folder(out), (strategy or tf.distribute.get_strategy()).scope():
+        out = prepare_output_dir(out, data, config, run_info)
         init_weights = (
             _warm_start_weights(data, out, config, verbose, log) if config.warm_start else None
         )
@@ -274,11 +296,10 @@ def run_chain(
                 metadata = _load_if_complete(stage_dir, fingerprint)
                 complete = metadata is not None
                 if not complete:
-                    log(
-                        f"{data.label} T={temperature:g} stage {stage} "
-                        f"{role_name(stage, stages)}: training, {config.epochs} "
-                        f"epoch{'s' if config.epochs != 1 else ''}"
-                    )
+                    role = role_name(stage, stages)
+                    what = f"{data.label} T={temperature:g} stage {stage} {role}"
+                    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+                    log(f"{what}: training, {epochs}")
                     model, seconds, val_accuracy, soft_losses = _train_stage(
                         data,
                         config,
@@ -289,6 +310,8 @@ def run_chain(
                         stage_dir,
                         callbacks,
                         verbose,
+                        what,
+                        on_warning,
                     )
                     accuracy = metrics.accuracy(model, data.x_test, data.y_test, 1024)
                     metadata = _save_stage(
@@ -311,7 +334,7 @@ def run_chain(
                     )
                     teacher = model
                 else:
-                    teacher = keras.saving.load_model(stage_dir / "model.keras")
+                    teacher = export.load_model(stage_dir / "model.keras")
                 # A stage's model does not depend on the chain's length; its role and row do.
                 row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
                 table = update_results(out / "results.csv", [row], KEY_COLUMNS, CHAIN_COLUMNS)

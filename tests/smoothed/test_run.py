@@ -23,6 +23,7 @@ PIPELINE_RESULT_COLUMNS = [
 ]
 EXPECTED_FILES = {
     "run.json",
+    "run.lock",
     "results.csv",
     "transfer.csv",
     "soft_targets.npz",
@@ -115,7 +116,7 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Epoch" not in again.stdout
     for name, stamp in stamps.items():
-        if name != "run.json":
+        if name not in ("run.json", "run.lock"):
             assert (out / name).stat().st_mtime_ns == stamp, name
 
     # A run killed after the teacher and soft targets redoes only the later steps.
@@ -137,6 +138,18 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     last = other.stderr.strip().splitlines()[-1]
     assert last.startswith("keras-takd-smoothed: error:") and "distil_weight=0.75" in last, last
     assert (out / "run.json").read_text() == before
+
+
+def test_a_diverging_teacher_fails_with_one_line_and_is_not_saved(cli, tmp_path, shared_data_dir):
+    out = tmp_path / "run"
+    done = cli(COMMAND, *_toy_flags(shared_data_dir, out), "--learning_rate=1e30")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        "keras-takd-smoothed: error: cifar10-jpeg-standin CNI teacher: the training loss became "
+    ), last
+    assert "in epoch 1 of 1; not saved" in last
+    assert _files(out) == {"run.json", "run.lock"}
 
 
 @pytest.mark.parametrize(

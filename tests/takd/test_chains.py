@@ -11,8 +11,10 @@ import tensorflow as tf
 
 from keras_takd.core.data import load_dataset
 from keras_takd.core.distillation import TrainConfig
+from keras_takd.core.locking import FolderInUseError, lock_run_folder
 from keras_takd.core.results import ConfigMismatchError, update_results
 from keras_takd.core.seeding import set_seed
+from keras_takd.core.training import NonFiniteError
 from keras_takd.takd.chains import learning_warning, make_strategy, role_name, run_chain
 from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
 
@@ -48,7 +50,13 @@ def test_roles():
 def test_three_stage_chain_writes_models_rows_and_servable_savedmodels(tiny, tmp_path):
     table = run_chain(tiny, [5.0], 3, tmp_path, CONFIG, verbose=0)
     assert _files(tmp_path) == sorted(
-        ["run.json", "results.csv", "mnist/init/model.keras", "mnist/init/metadata.json"]
+        [
+            "run.json",
+            "run.lock",
+            "results.csv",
+            "mnist/init/model.keras",
+            "mnist/init/metadata.json",
+        ]
         + [f"mnist/T5/stage{k}/{f}" for k in (1, 2, 3) for f in ("model.keras", "metadata.json")]
     )
     csv = pd.read_csv(tmp_path / "results.csv")
@@ -108,6 +116,63 @@ def test_resume_after_interrupted_stage_trains_only_what_is_missing(tiny, tmp_pa
     assert second.epochs_run == [(1, 1), (2, 0), (2, 1)]
     assert len(pd.read_csv(tmp_path / "results.csv")) == 3
     assert not (tmp_path / "mnist/T5/stage2/backup").exists()
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda backup: _truncate(backup / "latest.weights.h5"),  # disk full while saving
+        lambda backup: _truncate(backup / "training_metadata.json"),
+        lambda backup: (backup / "training_metadata.json").unlink(),
+        lambda backup: (backup / "training_metadata.json").write_text('{"epoch": "two"}'),
+    ],
+    ids=["weights-truncated", "metadata-truncated", "metadata-missing", "epoch-not-a-number"],
+)
+def test_a_damaged_backup_is_discarded_and_its_stage_starts_over(tiny, tmp_path, damage):
+    set_seed(3, deterministic=True)
+    config = TrainConfig(epochs=2, batch_size=64, learning_rate=0.05, seed=3, warm_start=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_chain(tiny, [5.0], 1, tmp_path, config, callbacks=[_Interrupt(1)], verbose=0)
+    backup = tmp_path / "mnist/T5/stage1/backup"
+    damage(backup)
+
+    notes, second = [], _Interrupt(fail_on_stage=0)
+    table = run_chain(
+        tiny, [5.0], 1, tmp_path, config, callbacks=[second], verbose=0, on_warning=notes.append
+    )
+    assert second.epochs_run == [(1, 0), (1, 1)]  # from its first epoch, not resumed
+    assert len(table) == 1 and not backup.exists()
+    assert notes[0].startswith(f"{backup}: incomplete or damaged backup")
+
+
+def test_a_diverging_stage_ends_the_run_and_keeps_the_finished_stages(tiny, tmp_path):
+    set_seed(3, deterministic=True)
+    with pytest.raises(NonFiniteError, match=r"^mnist T=1e-06 stage 1 teacher: .* in epoch 1 of 1"):
+        run_chain(tiny, [5.0, 1e-6], 2, tmp_path, CONFIG, verbose=0)
+    table = pd.read_csv(tmp_path / "results.csv")
+    assert list(zip(table["temperature"], table["stage"], strict=True)) == [(5.0, 1), (5.0, 2)]
+    for stage in (1, 2):
+        assert (tmp_path / f"mnist/T5/stage{stage}/metadata.json").is_file()
+    assert not [p for p in (tmp_path / "mnist/T1e-06").rglob("*") if p.is_file()]
+
+
+def test_a_locked_output_dir_is_refused_before_anything_is_written(tiny, tmp_path):
+    with lock_run_folder(tmp_path):  # as another process training into it would
+        with pytest.raises(FolderInUseError, match="is in use by process"):
+            run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock"]
+
+
+def test_a_corrupt_model_file_is_named_as_corrupt(tiny, tmp_path):
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    model = tmp_path / "mnist/T2/stage1/model.keras"
+    _truncate(model)
+    with pytest.raises(ValueError, match=f"model file {model} is corrupt"):
+        run_chain(tiny, [2.0], 2, tmp_path, CONFIG, verbose=0)
 
 
 def test_other_settings_are_refused_and_nothing_is_touched(tiny, tmp_path):

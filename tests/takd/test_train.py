@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from keras_takd.takd.schema import CHAIN_COLUMNS
+from tests.core.test_locking import held_by_another_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMAND = "keras_takd.main"
@@ -54,7 +55,14 @@ def test_cli_writes_exactly_the_promised_files(finished_run):
         for f in ("metadata.json", "model.keras")
     ]
     assert files == sorted(
-        ["results.csv", "run.json", "mnist/init/metadata.json", "mnist/init/model.keras", *stages]
+        [
+            "results.csv",
+            "run.json",
+            "run.lock",
+            "mnist/init/metadata.json",
+            "mnist/init/model.keras",
+            *stages,
+        ]
     )
     for t in (5, 10):
         for k in (1, 2):
@@ -185,3 +193,35 @@ def test_help_lists_the_flags(cli):
     assert proc.returncode == 1  # absl's convention: help exits before main with status 1
     for flag in ("--stages", "--temperature", "--data_dir", "--output_dir", "--seed"):
         assert flag in proc.stdout
+
+
+def _error_line(proc) -> str:
+    """The one error line of a failed run (TensorFlow may log lines before it)."""
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("keras-takd: error:")]
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr[-2000:]
+    return errors[0]
+
+
+def test_a_diverging_stage_fails_with_one_line_and_is_not_saved(cli, shared_data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = [f"--data_dir={shared_data_dir}", f"--output_dir={out}", "--stages=2"]
+    proc = cli(COMMAND, *TOY, *args, "--temperature=1e-6")
+    line = _error_line(proc)
+    assert line.startswith("keras-takd: error: mnist T=1e-06 stage 1 teacher: "), line
+    assert "in epoch 1 of 1; not saved" in line
+    assert not (out / "results.csv").exists()
+    assert not list(out.rglob("T1e-06/**/metadata.json"))
+
+
+def test_a_second_process_on_the_output_dir_is_refused(cli, shared_data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    args = [f"--data_dir={shared_data_dir}", f"--output_dir={out}", "--stages=1"]
+    with held_by_another_process(out) as pid:
+        proc = cli(COMMAND, *TOY, *args, "--temperature=5")
+    assert _error_line(proc) == (
+        f"keras-takd: error: {out} is in use by process {pid} (run.lock is locked): wait for it "
+        "to finish, or use another output_dir"
+    )
+    assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
