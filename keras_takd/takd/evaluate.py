@@ -193,42 +193,47 @@ def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
     from keras_takd.core.data import load_dataset
     from keras_takd.takd import evaluation  # no TensorFlow yet: bad input fails fast
+    from keras_takd.takd.evaluation.runs import lock_evaluation
 
     run = evaluation.read_run(OUTPUT_DIR.value)
-    results_path = _RESULTS_PATH.value or evaluation.shard_results_path(
-        run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
-    )
-    evaluation.check_results_file(results_path, None, run, sharded=_NUM_SHARDS.value > 1)
-    data = load_dataset(
-        run.dataset,
-        data_dir=DATA_DIR.value or run.flags.get("data_dir"),
-        validation_size=0,
-        test_size=run.test_images,
-    )
-    import_tensorflow()
-    config = evaluation.EvaluationConfig(
-        attacks=tuple(_ATTACKS.value),
-        num_images=_NUM_IMAGES.value,
-        attack_options=_attack_options(),
-        budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
-        gradient_masking=_GRADIENT_MASKING.value,
-        attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
-        metric_images=_METRIC_IMAGES.value,
-        shard_index=_SHARD_INDEX.value,
-        num_shards=_NUM_SHARDS.value,
-        indicators=_INDICATORS.value,
-    )
-    table = evaluation.evaluate_run(
-        run.output_dir,
-        data,
-        config,
-        results_path=results_path,
-        verbose=_ATTACK_VERBOSE.value,
-        log=lambda line: print(line, flush=True),
-        replace=_REPLACE.value,
-    )
-    print(f"results: {results_path} ({len(table)} rows, evaluation {table['eval_config'].iloc[0]})")
-    sys.stdout.flush()
+    # Held until the evaluation ends: a training of the folder, or another process on
+    # the same shard, is refused at once with the holder's PID.
+    with lock_evaluation(run, _SHARD_INDEX.value, _NUM_SHARDS.value):
+        results_path = _RESULTS_PATH.value or evaluation.shard_results_path(
+            run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
+        )
+        evaluation.check_results_file(results_path, None, run, sharded=_NUM_SHARDS.value > 1)
+        data = load_dataset(
+            run.dataset,
+            data_dir=DATA_DIR.value or run.flags.get("data_dir"),
+            validation_size=0,
+            test_size=run.test_images,
+        )
+        import_tensorflow()
+        config = evaluation.EvaluationConfig(
+            attacks=tuple(_ATTACKS.value),
+            num_images=_NUM_IMAGES.value,
+            attack_options=_attack_options(),
+            budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
+            gradient_masking=_GRADIENT_MASKING.value,
+            attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
+            metric_images=_METRIC_IMAGES.value,
+            shard_index=_SHARD_INDEX.value,
+            num_shards=_NUM_SHARDS.value,
+            indicators=_INDICATORS.value,
+        )
+        table = evaluation.evaluate_run(
+            run.output_dir,
+            data,
+            config,
+            results_path=results_path,
+            verbose=_ATTACK_VERBOSE.value,
+            log=lambda line: print(line, flush=True),
+            replace=_REPLACE.value,
+        )
+        evaluation_id = table["eval_config"].iloc[0]
+        print(f"results: {results_path} ({len(table)} rows, evaluation {evaluation_id})")
+        sys.stdout.flush()
 
 
 def run() -> None:

@@ -1,17 +1,29 @@
 """A trained chain run as evaluation sees it, and the checks a results CSV must pass.
 
+A run's results.csv is checked before any path is built from it: only columns a keras_takd
+results file has; in every row the run's own dataset label (run.json), a finite temperature
+> 0 and an integer stage >= 1. Every path built from a row (the model, the unit cache folder)
+must resolve inside the run folder, so a forged results.csv cannot make an evaluation read or
+write elsewhere. An evaluation holds its own lock file (one per shard) and a shared lock on
+the run folder (`lock_evaluation`), so trainings and the same shard never run beside it.
+
 TensorFlow-free, so `keras_takd.takd.evaluate` refuses a bad run folder or results file before
 the slow TensorFlow import.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
 import pathlib
+from collections.abc import Iterator
 
 import pandas as pd
 
+from keras_takd.core import locking
+from keras_takd.core.files import check_keras_file
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.schema import (
     ATTACKS,
@@ -50,17 +62,55 @@ class Run:
         return int(self.run_json["configuration"]["data"]["test_images"])
 
     @property
+    def label(self) -> str:
+        """The dataset label of the run's rows and folders (e.g. cifar10-jpeg-standin)."""
+        data = self.run_json["configuration"]["data"]
+        return str(data.get("label", data["dataset"]))
+
+    @property
     def flags(self) -> dict:
         return self.run_json.get("run_info", {}).get("flags", {}) or {}
 
     def model_path(self, row) -> pathlib.Path:
-        return (
-            self.output_dir
-            / str(row["dataset"])
-            / f"T{float(row['temperature']):g}"
-            / f"stage{int(row['stage'])}"
-            / "model.keras"
-        )
+        """The row's `.keras` file, checked to be inside the run folder.
+
+        Raises:
+            ValueError: the path resolves outside the run folder.
+        """
+        return self.inside(self.output_dir / _model_folder(row) / "model.keras")
+
+    def model_file(self, row) -> pathlib.Path:
+        """`model_path`, checked to be a complete `.keras` file.
+
+        Raises:
+            FileNotFoundError: the model is missing.
+            ValueError: it is corrupt, or outside the run folder.
+        """
+        return check_keras_file(self.model_path(row))
+
+    def unit_dir(self, cache: pathlib.Path, row) -> pathlib.Path:
+        """The row's folder in the unit cache `cache`, checked to be inside the run folder."""
+        return self.inside(pathlib.Path(cache) / _model_folder(row))
+
+    def inside(self, path: pathlib.Path) -> pathlib.Path:
+        """`path` if it resolves (symbolic links followed) inside the run folder.
+
+        Raises:
+            ValueError: it resolves elsewhere.
+        """
+        if not path.resolve().is_relative_to(self.output_dir.resolve()):
+            raise ValueError(
+                f"{path} resolves to {path.resolve()}, outside the run folder "
+                f"{self.output_dir.resolve()}: every file of a run must lie inside it"
+            )
+        return path
+
+
+def _model_folder(row) -> pathlib.Path:
+    """`<dataset>/T<temperature>/stage<k>` of a checked row."""
+    return pathlib.Path(
+        str(row["dataset"]), f"T{float(row['temperature']):g}", f"stage{int(row['stage'])}"
+    )
 
 
 def read_run(output_dir: str | pathlib.Path) -> Run:
@@ -68,7 +118,9 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
 
     Raises:
         FileNotFoundError: output_dir, its run.json or its results.csv is missing.
-        ValueError: they are not what `keras_takd.main` writes, or the run has no models.
+        ValueError: they are not what `keras_takd.main` writes (a column no keras_takd results
+            file has; a row of another dataset, a temperature that is not a finite number
+            > 0, a stage that is not an integer >= 1), or the run has no models.
     """
     out = pathlib.Path(output_dir)
     if not out.is_dir():
@@ -90,7 +142,61 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
     missing = [c for c in KEY_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
         raise ValueError(f"{out}/results.csv is not a keras_takd results file (or has no rows)")
-    return Run(out, run_json, rows)
+    run = Run(out, run_json, rows)
+    problem = _foreign_columns(rows.columns, known_columns(None, sharded=True))
+    if problem:
+        raise ValueError(f"{out}/results.csv {problem}: not a keras_takd results file")
+    _check_keys(out / "results.csv", rows, run.label)
+    run.inside(out / "eval")  # the unit cache, written before any model is loaded
+    return run
+
+
+def _check_keys(path: pathlib.Path, rows: pd.DataFrame, label: str) -> None:
+    """Raises ValueError naming the first row whose key is not one a run of `label` writes."""
+    if pathlib.PurePath(label).name != label or label in ("", ".", ".."):
+        raise ValueError(f"{path.parent}/run.json names the dataset {label!r}: not a folder name")
+    for number, row in enumerate(rows.itertuples(index=False), start=1):
+        temperature = pd.to_numeric(row.temperature, errors="coerce")
+        stage = pd.to_numeric(row.stage, errors="coerce")
+        if str(row.dataset) != label:
+            problem = f"dataset {row.dataset!r}, expected this run's {label!r} (run.json)"
+        elif not (math.isfinite(temperature) and temperature > 0):
+            problem = f"temperature {row.temperature!r}, expected a finite number > 0"
+        elif not (math.isfinite(stage) and stage >= 1 and stage == int(stage)):
+            problem = f"stage {row.stage!r}, expected an integer >= 1"
+        else:
+            continue
+        raise ValueError(f"{path} row {number} has {problem}")
+
+
+def _foreign_columns(columns, known: set[str]) -> str | None:
+    """What is wrong with a results CSV's columns ("lacks ...", "has foreign ..."), or None."""
+    missing = [c for c in KEY_COLUMNS if c not in columns]
+    foreign = sorted(set(columns) - known)
+    if missing:
+        return f"lacks the key columns {missing}"
+    return f"has foreign columns {foreign}" if foreign else None
+
+
+@contextlib.contextmanager
+def lock_evaluation(run: Run, shard_index: int = 0, num_shards: int = 1) -> Iterator[Run]:
+    """Holds the locks of an evaluation process for the `with` block.
+
+    Two locks in the run folder: `run.lock` shared (a training holds it exclusively), so no
+    training runs on the folder meanwhile but the shards of an evaluation run side by side;
+    and `evaluate.lock` (`evaluate_shard<i>of<N>.lock` for a shard) exclusively, so no other
+    process evaluates the same shard.
+
+    Raises:
+        FolderInUseError: a training or the same shard's evaluation holds the folder; the
+            message names its PID.
+    """
+    name = "evaluate" if num_shards == 1 else f"evaluate_shard{shard_index}of{num_shards}"
+    with (
+        locking.hold_lock(run.output_dir / locking.RUN_LOCK, shared=True),
+        locking.hold_lock(run.output_dir / f"{name}.lock"),
+    ):
+        yield run
 
 
 def read_csv(path: pathlib.Path) -> pd.DataFrame:
@@ -127,12 +233,8 @@ def check_results_file(
     if not path.exists():
         return
     table = read_csv(path)
-    missing = [c for c in KEY_COLUMNS if c not in table.columns]
-    foreign = sorted(set(table.columns) - known_columns(run, sharded))
-    if missing or foreign:
-        problem = (
-            f"lacks the key columns {missing}" if missing else f"has foreign columns {foreign}"
-        )
+    problem = _foreign_columns(table.columns, known_columns(run, sharded))
+    if problem:
         raise ValueError(
             f"{path} {problem}: not a keras_takd results file; choose another results path"
         )

@@ -204,11 +204,8 @@ def _models(run: Run, cache: pathlib.Path) -> list[_Model]:
         base = {c: row[c] for c in row.index if c not in produced}
         if pd.isna(base.get(CHAIN_LENGTH_COLUMN)):  # runs from before the column
             base[CHAIN_LENGTH_COLUMN] = int(stages)
-        path = run.model_path(row)
-        if not path.is_file():
-            raise FileNotFoundError(f"model {path} of results.csv is missing: retrain the run")
-        unit_dir = cache / str(row["dataset"]) / f"T{float(row['temperature']):g}"
-        model = _Model(base, path, unit_dir / f"stage{int(row['stage'])}")
+        # Both paths checked inside the run folder; the model file complete (else named).
+        model = _Model(base, run.model_file(row), run.unit_dir(cache, row))
         model.load()  # the cache is keyed by the weights
         models.append(model)
     return models
