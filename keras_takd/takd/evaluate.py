@@ -51,11 +51,16 @@ from absl import flags
 from keras_takd.core.cli import import_tensorflow, run_main
 from keras_takd.takd import flags as shared_flags
 from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS
 
 _ATTACK_NAMES = ("l0", "l2", "linf")
 
 _ATTACKS = flags.DEFINE_list(
-    "attacks", list(_ATTACK_NAMES), "C&W attacks to run, a subset of l0,l2,linf (may be empty)."
+    "attacks",
+    list(_ATTACK_NAMES),
+    "Attacks to run (may be empty): C&W l0,l2,linf; Fast Minimum-Norm fmn_l2,fmn_linf,fmn_l0 "
+    "(arXiv:2102.12827, columns like C&W's); APGD apgd_ce,apgd_dlr (arXiv:2003.01690, robust "
+    "accuracy at --apgd_eps in L-inf).",
 )
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
@@ -134,11 +139,23 @@ _ATTACK_OPTIONS = {
 _ATTACK_OPTIONS["l2", "binary_search_steps"] = flags.DEFINE_integer(
     "l2_binary_search_steps", None, "C&W l2: values of c tried per image.", lower_bound=1
 )
+_FMN_STEPS = flags.DEFINE_integer(
+    "fmn_steps", None, "FMN steps per image (default: the attack's 1,000).", lower_bound=1
+)
+_APGD_EPS = flags.DEFINE_float(
+    "apgd_eps", None, "APGD's L-inf radius (default 0.3, MNIST's standard eps).", lower_bound=0
+)
+_APGD_STEPS = flags.DEFINE_integer(
+    "apgd_steps", None, "APGD iterations per run (default: the attack's 100).", lower_bound=1
+)
+_APGD_RESTARTS = flags.DEFINE_integer(
+    "apgd_restarts", None, "APGD random restarts (default 1).", lower_bound=1
+)
 
 flags.register_validator(
     "attacks",
-    lambda names: set(names) <= set(_ATTACK_NAMES),
-    message=f"--attacks must be a comma-separated subset of {','.join(_ATTACK_NAMES)}",
+    lambda names: set(names) <= set(ALL_ATTACKS),
+    message=f"--attacks must be a comma-separated subset of {','.join(ALL_ATTACKS)}",
 )
 
 
@@ -147,7 +164,7 @@ def _parse_attack_images(items: list[str]) -> dict[str, int]:
     parsed = {}
     for item in items:
         name, _, count = item.partition("=")
-        if name not in _ATTACK_NAMES or not count.isdigit() or int(count) < 1 or name in parsed:
+        if name not in ALL_ATTACKS or not count.isdigit() or int(count) < 1 or name in parsed:
             raise ValueError(item)
         parsed[name] = int(count)
     return parsed
@@ -165,7 +182,7 @@ flags.register_validator(
     "attack_images",
     _valid_attack_images,
     message="--attack_images must be a comma-separated list of attack=count, each attack one of "
-    f"{','.join(_ATTACK_NAMES)} at most once and count >= 1, e.g. l0=20",
+    f"{','.join(ALL_ATTACKS)} at most once and count >= 1, e.g. l0=20",
 )
 flags.register_multi_flags_validator(
     ["shard_index", "num_shards"],
@@ -175,12 +192,22 @@ flags.register_multi_flags_validator(
 
 
 def _attack_options() -> dict[str, dict]:
-    options = {attack: {} for attack in _ATTACK_NAMES}
+    options = {attack: {} for attack in ALL_ATTACKS}
     for (attack, option), holder in _ATTACK_OPTIONS.items():
         if holder.value is not None:
             options[attack][option] = holder.value
-    for attack in _ATTACK_NAMES:
-        options[attack]["abort_early"] = _ABORT_EARLY.value
+    for attacks, option, holder in (
+        (FMN_ATTACKS, "steps", _FMN_STEPS),
+        (APGD_ATTACKS, "eps", _APGD_EPS),
+        (APGD_ATTACKS, "steps", _APGD_STEPS),
+        (APGD_ATTACKS, "restarts", _APGD_RESTARTS),
+    ):
+        if holder.value is not None:
+            for attack in attacks:
+                options[attack][option] = holder.value
+    for attack in ALL_ATTACKS:
+        if attack in _ATTACK_NAMES:
+            options[attack]["abort_early"] = _ABORT_EARLY.value
         if _ATTACK_BATCH_SIZE.value is not None:
             options[attack]["batch_size"] = _ATTACK_BATCH_SIZE.value
     return options

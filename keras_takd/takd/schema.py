@@ -37,6 +37,26 @@ CHAIN_COLUMNS: tuple[str, ...] = KEY_COLUMNS + (
 ATTACKS: tuple[str, ...] = ("l0", "l2", "linf")
 # Prefix of the L2 attack run against softmax(logits / T) instead of the logits.
 MASKED_L2_PREFIX = "l2_softmax_T"
+FMN_ATTACKS: tuple[str, ...] = ("fmn_l2", "fmn_linf", "fmn_l0")
+"""Fast Minimum-Norm attacks (arXiv:2102.12827), `fmn_<norm>`: minimal perturbations, like C&W's
+columns. Run only when asked for (`--attacks`)."""
+APGD_ATTACKS: tuple[str, ...] = ("apgd_ce", "apgd_dlr")
+"""Auto-PGD with the CE and DLR losses (arXiv:2003.01690) at a fixed L-inf eps: robust accuracy.
+Run only when asked for."""
+ALL_ATTACKS: tuple[str, ...] = ATTACKS + FMN_ATTACKS + APGD_ATTACKS
+ATTACK_PREFIXES: tuple[str, ...] = ATTACKS + (MASKED_L2_PREFIX,) + FMN_ATTACKS + APGD_ATTACKS
+"""Every attack unit of an evaluation, by column prefix."""
+
+
+def attack_norm(prefix: str) -> str:
+    """The norm ("l0", "l2" or "linf") in which an attack's perturbations are measured."""
+    if prefix in FMN_ATTACKS:
+        return prefix.split("_", 1)[1]
+    if prefix in APGD_ATTACKS:
+        return "linf"
+    return prefix.split("_")[0]
+
+
 CONFIG_COLUMN = "eval_config"
 """The evaluation configuration's id: `eval/<id>/config.json` in the run folder holds it."""
 SHARD_COLUMNS: tuple[str, ...] = ("shard_index", "num_shards")
@@ -47,6 +67,20 @@ def _robustness_columns(prefix: str, attack: str) -> dict[str, str]:
     return {
         f"{prefix}_mean": f"{attack}: mean minimal perturbation over successfully attacked images",
         f"{prefix}_max": f"{attack}: max minimal perturbation over successfully attacked images",
+        f"{prefix}_success_rate": f"{attack}: successes / attacked images (fraction in [0, 1])",
+        f"{prefix}_attacked": f"{attack}: images attacked (correctly classified before attack)",
+        f"{prefix}_excluded": f"{attack}: images excluded as misclassified before the attack",
+    }
+
+
+def _robust_accuracy_columns(prefix: str) -> dict[str, str]:
+    attack = f"APGD-{prefix.split('_')[1].upper()} (L-inf)"
+    return {
+        f"{prefix}_eps": f"{attack}: the L-inf radius eps of the attack",
+        f"{prefix}_robust_accuracy": (
+            f"{attack}: images still classified correctly after the attack / all images of the "
+            "block (misclassified ones count as not robust)"
+        ),
         f"{prefix}_success_rate": f"{attack}: successes / attacked images (fraction in [0, 1])",
         f"{prefix}_attacked": f"{attack}: images attacked (correctly classified before attack)",
         f"{prefix}_excluded": f"{attack}: images excluded as misclassified before the attack",
@@ -104,8 +138,20 @@ the L2 columns for the attack run on softmax(logits / T) at the training tempera
 masking that made distillation look robust (Carlini & Wagner 2017).
 """
 
-RESULT_COLUMNS: tuple[str, ...] = KEY_COLUMNS + (ROLE_COLUMN,) + tuple(METRIC_COLUMNS)
-"""Key, role, then metric columns (the pipeline may add more after)."""
+OPTIONAL_ATTACK_COLUMNS: dict[str, str] = {
+    **{c: m for p in FMN_ATTACKS for c, m in _robustness_columns(p, f"FMN {p[4:]}").items()},
+    **{c: m for p in APGD_ATTACKS for c, m in _robust_accuracy_columns(p).items()},
+    **{c: m for p in FMN_ATTACKS + APGD_ATTACKS for c, m in indicator_columns(p).items()},
+}
+"""The columns of the attacks an evaluation runs only when asked (`FMN_ATTACKS`,
+`APGD_ATTACKS`), after `METRIC_COLUMNS`. FMN's mirror C&W's (the minimal perturbation found, mean
+and max over successes, success rate, counts); APGD's give the robust accuracy at the eps it ran
+at, over every image of the attacked block (those misclassified before the attack included)."""
+
+RESULT_COLUMNS: tuple[str, ...] = (
+    KEY_COLUMNS + (ROLE_COLUMN,) + tuple(METRIC_COLUMNS) + tuple(OPTIONAL_ATTACK_COLUMNS)
+)
+"""Key, role, metric columns, then those of the optional attacks (the pipeline may add more)."""
 
 BUDGET_NORMS: tuple[str, ...] = ("l2", "linf")
 """The norms with a fixed-budget success rate (`<norm>_budget`, `<norm>_budget_success_rate`)."""
@@ -116,11 +162,17 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
     "stage": "the model's stage in its chain (1 = the teacher)",
     "role": "teacher, assistant, student or step-k",
     CHAIN_LENGTH_COLUMN: "the number of models in the chain",
-    "attack": "l0, l2, linf or l2_softmax_T (L2 against softmax(logits / T))",
+    "attack": (
+        "l0, l2, linf or l2_softmax_T (L2 against softmax(logits / T)); fmn_l2, fmn_linf, "
+        "fmn_l0 or apgd_ce, apgd_dlr when run"
+    ),
     "image": "the test image's index in the test set (0-based)",
     "correct": "the model classified the image correctly before the attack (else not attacked)",
     "success": "the attack fooled the model (False for images not attacked)",
-    "distance": "the minimal perturbation found in the attack's norm (NaN unless success)",
+    "distance": (
+        "the minimal perturbation found in the attack's norm (APGD: the L-inf perturbation; "
+        "NaN unless success)"
+    ),
     "const": "the attack's trade-off constant c at the returned image (NaN if none)",
     **{name: f"indicator: {meaning} (empty: not checked)" for name, meaning in INDICATORS.items()},
 }

@@ -21,13 +21,25 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keras_takd.takd.schema import ATTACKS
+from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, ATTACKS, FMN_ATTACKS
 
 ATTACK_FUNCTIONS = {
     "l0": "carlini_wagner_l0",
     "l2": "carlini_wagner_l2",
     "linf": "carlini_wagner_linf",
+    **dict.fromkeys(FMN_ATTACKS, "fast_minimum_norm"),
+    **dict.fromkeys(APGD_ATTACKS, "apgd"),
 }
+# The arguments that make one function several attacks: not options, and not in the identity.
+FIXED_ARGUMENTS = {
+    "fmn_l2": {"norm": "l2"},
+    "fmn_linf": {"norm": "linf"},
+    "fmn_l0": {"norm": "l0"},
+    "apgd_ce": {"norm": "linf", "loss": "ce"},
+    "apgd_dlr": {"norm": "linf", "loss": "dlr"},
+}
+# APGD's radius when not set: MNIST's standard L-inf eps (Madry et al.; Croce & Hein, Table 2).
+DEFAULT_APGD_EPS = 0.3
 # Budgets of Papernot et al.'s headline measure, by norm (MNIST values of arXiv:1511.04508).
 DEFAULT_BUDGETS = {"l2": 1.0, "linf": 0.1}
 # Keyword arguments of the attack functions that are not options of an evaluation.
@@ -39,13 +51,15 @@ class EvaluationConfig:
     """What an evaluation of a chain run computes (see `keras_takd.takd.evaluation`).
 
     Attributes:
-        attacks: which of "l0", "l2", "linf" to run (any order; may be empty); kept in the
-            canonical order l0, l2, linf.
+        attacks: which of "l0", "l2", "linf" (C&W, the default) and of the optional attacks
+            "fmn_l2", "fmn_linf", "fmn_l0", "apgd_ce", "apgd_dlr" to run (any order; may be
+            empty); kept in the canonical order of `schema.ALL_ATTACKS`.
         num_images: attack the first this many test images (C&W: 1,000); misclassified ones
             are skipped and counted.
         attack_options: {attack: {option: value}} over the attack functions' defaults (e.g.
-            the paper's IV-C settings). Resolved on creation to every option of every attack;
-            the gradient-masking attack uses the L2 options.
+            the paper's IV-C settings; APGD's "eps" defaults to `DEFAULT_APGD_EPS`). Resolved
+            on creation to every option of every attack; the gradient-masking attack uses the
+            L2 options.
         budgets: {"l2": ..., "linf": ...} for the fixed-budget success rates, over
             `DEFAULT_BUDGETS`.
         gradient_masking: also run L2 against softmax(logits / T) (`l2_softmax_T_*`).
@@ -76,16 +90,16 @@ class EvaluationConfig:
     indicators: bool = True
 
     def __post_init__(self):
-        unknown = [a for a in self.attacks if a not in ATTACKS]
+        unknown = [a for a in self.attacks if a not in ALL_ATTACKS]
         if unknown:
-            raise ValueError(f"unknown attack(s) {unknown}: expected some of {list(ATTACKS)}")
+            raise ValueError(f"unknown attack(s) {unknown}: expected some of {list(ALL_ATTACKS)}")
         for name in ("num_images", "metric_images"):
             value = getattr(self, name)
             if value is not None and int(value) < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         shard_range(self.num_images, self.shard_index, self.num_shards)
         resolved = {
-            "attacks": tuple(a for a in ATTACKS if a in self.attacks),
+            "attacks": tuple(a for a in ALL_ATTACKS if a in self.attacks),
             "attack_options": resolve_attack_options(self.attack_options),
             "budgets": {
                 **DEFAULT_BUDGETS,
@@ -107,7 +121,7 @@ class EvaluationConfig:
 
     def images_of(self, unit: str) -> int:
         """How many test images attack `unit` (an attack or the gradient-masking one) takes."""
-        attack = "l2" if unit not in ATTACKS else unit
+        attack = "l2" if unit not in ALL_ATTACKS else unit
         return self.attack_images.get(attack, self.num_images)
 
     def block(self, unit: str) -> tuple[int, int]:
@@ -126,45 +140,58 @@ class EvaluationConfig:
         """The settings that decide the numbers, as hashed by `config_id`.
 
         `attack_images` is recorded only when it is not empty, so configurations without it
-        keep the ids they always had.
+        keep the ids they always had. Likewise the optional attacks (FMN, APGD) enter only
+        through the options set to other values than their functions' defaults
+        (`optional_attack_options`), so that adding them to a run keeps its id and its cached
+        C&W units; their defaults are thus part of the code's version, like the attacks' code.
         """
         metric_images = test_images if self.metric_images is None else self.metric_images
         config = {
             "data": {"dataset": dataset, "test_images": int(test_images)},
             "num_images": int(self.num_images),
             "metric_images": int(metric_images),
-            "attack_options": {k: dict(v) for k, v in self.attack_options.items()},
+            "attack_options": {k: dict(self.attack_options[k]) for k in ATTACKS},
             "budgets": {k: float(v) for k, v in sorted(self.budgets.items())},
         }
         if self.attack_images:
             config["attack_images"] = {k: int(v) for k, v in sorted(self.attack_images.items())}
+        defaults = resolve_attack_options()
+        changed = {
+            attack: {
+                k: v for k, v in self.attack_options[attack].items() if v != defaults[attack][k]
+            }
+            for attack in ALL_ATTACKS
+            if attack not in ATTACKS
+        }
+        changed = {attack: options for attack, options in changed.items() if options}
+        if changed:
+            config["optional_attack_options"] = changed
         return config
 
 
 def resolve_attack_options(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict:
-    """Every option of every C&W attack: the attack function's default unless overridden.
+    """Every option of every attack: the attack function's default unless overridden.
+
+    The options of a C&W attack are its function's keyword-only arguments; those of an
+    optional attack also its positional ones with a default (e.g. FMN's `steps`, APGD's
+    `eps` with default `DEFAULT_APGD_EPS`), less `FIXED_ARGUMENTS`.
 
     Args:
         overrides: {attack: {option: value}}, e.g. {"l2": {"max_iterations": 1000}}.
 
     Returns:
-        {attack: {option: value}} for all of `ATTACKS`, sorted by option name.
+        {attack: {option: value}} for all of `ALL_ATTACKS`, sorted by option name.
 
     Raises:
         ValueError: for an unknown attack or an option its function does not take.
     """
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(ATTACKS))
+    unknown = sorted(set(overrides) - set(ALL_ATTACKS))
     if unknown:
-        raise ValueError(f"unknown attack(s) {unknown}: expected some of {list(ATTACKS)}")
+        raise ValueError(f"unknown attack(s) {unknown}: expected some of {list(ALL_ATTACKS)}")
     resolved = {}
-    for name in ATTACKS:
-        parameters = inspect.signature(attack_function(name)).parameters.values()
-        defaults = {
-            p.name: p.default
-            for p in parameters
-            if p.kind is inspect.Parameter.KEYWORD_ONLY and p.name not in _NOT_OPTIONS
-        }
+    for name in ALL_ATTACKS:
+        defaults = _option_defaults(name)
         bad = sorted(set(overrides.get(name, {})) - set(defaults))
         if bad:
             raise ValueError(
@@ -173,6 +200,22 @@ def resolve_attack_options(overrides: Mapping[str, Mapping[str, Any]] | None = N
         options = {**defaults, **{k: v for k, v in overrides.get(name, {}).items()}}
         resolved[name] = dict(sorted(options.items()))
     return resolved
+
+
+def _option_defaults(name: str) -> dict[str, Any]:
+    parameters = inspect.signature(attack_function(name)).parameters.values()
+    kinds = [inspect.Parameter.KEYWORD_ONLY]
+    if name not in ATTACKS:
+        kinds.append(inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    excluded = _NOT_OPTIONS | set(FIXED_ARGUMENTS.get(name, {}))
+    defaults = {
+        p.name: p.default
+        for p in parameters
+        if p.kind in kinds and p.name not in excluded and p.default is not inspect.Parameter.empty
+    }
+    if name in APGD_ATTACKS:
+        defaults["eps"] = DEFAULT_APGD_EPS
+    return defaults
 
 
 def attack_function(name: str) -> Callable:
@@ -184,10 +227,10 @@ def attack_function(name: str) -> Callable:
 def _check_attack_images(num_images: int, attack_images: Mapping[str, int] | None) -> dict:
     """The per-attack image counts that differ from `num_images`, checked (ValueError)."""
     overrides = dict(attack_images or {})
-    unknown = sorted(set(overrides) - set(ATTACKS))
+    unknown = sorted(set(overrides) - set(ALL_ATTACKS))
     if unknown:
         raise ValueError(
-            f"attack_images names unknown attack(s) {unknown}: expected some of {list(ATTACKS)}"
+            f"attack_images names unknown attack(s) {unknown}: expected some of {list(ALL_ATTACKS)}"
         )
     for name, count in overrides.items():
         if int(count) < 1:

@@ -26,13 +26,13 @@ from keras_takd.core import locking
 from keras_takd.core.files import check_keras_file
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.schema import (
-    ATTACKS,
+    APGD_ATTACKS,
+    ATTACK_PREFIXES,
     BUDGET_NORMS,
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
     KEY_COLUMNS,
-    MASKED_L2_PREFIX,
     RESULT_COLUMNS,
     SHARD_COLUMNS,
     STAT_SUFFIXES,
@@ -42,6 +42,7 @@ from keras_takd.takd.schema import (
 def stat_columns(prefixes) -> list[str]:
     """The sufficient-statistic columns of a shard CSV for attacks of these prefixes."""
     columns = [f"{p}_{s}" for p in prefixes for s in STAT_SUFFIXES]
+    columns += [f"{p}_eps" for p in prefixes if p in APGD_ATTACKS]
     return columns + [f"{n}_budget{s}" for n in BUDGET_NORMS for s in ("", "_within")]
 
 
@@ -212,7 +213,7 @@ def known_columns(run: Run | None = None, sharded: bool = False) -> set[str]:
     own = set(run.rows.columns) if run is not None else set()
     known = from_metrics | set(CHAIN_COLUMNS) | own
     if sharded:
-        known |= set(SHARD_COLUMNS) | set(stat_columns(ATTACKS + (MASKED_L2_PREFIX,)))
+        known |= set(SHARD_COLUMNS) | set(stat_columns(ATTACK_PREFIXES))
     return known
 
 

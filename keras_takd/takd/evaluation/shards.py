@@ -17,10 +17,9 @@ from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.evaluation.runs import check_results_file, read_csv, stat_columns
 from keras_takd.takd.evaluation.tables import final_columns, tidy
 from keras_takd.takd.schema import (
-    ATTACKS,
+    ATTACK_PREFIXES,
     CONFIG_COLUMN,
     KEY_COLUMNS,
-    MASKED_L2_PREFIX,
     SHARD_COLUMNS,
     indicator_columns,
 )
@@ -92,10 +91,10 @@ def _check_shard_set(paths, shards: list[pd.DataFrame]) -> None:
 def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
     """One model's merged row from its row in every shard, in shard order."""
     first = parts[0][1]
-    row = {c: first[c] for c in first.index if c not in stat_columns(ATTACKS + (MASKED_L2_PREFIX,))}
+    row = {c: first[c] for c in first.index if c not in stat_columns(ATTACK_PREFIXES)}
     for column in SHARD_COLUMNS:
         row.pop(column)
-    for prefix in ATTACKS + (MASKED_L2_PREFIX,):
+    for prefix in ATTACK_PREFIXES:
         present = [
             f"{prefix}_attacked" in s.index and not pd.isna(s[f"{prefix}_attacked"])
             for _, s in parts
@@ -131,6 +130,8 @@ def _merge_statistics(prefix: str, rows: list[pd.Series]) -> dict:
     stats["sum"] = math.fsum(float(s[f"{prefix}_sum"]) for s in rows)
     maxima = [float(s[f"{prefix}_max"]) for s in rows if s[f"{prefix}_successes"]]
     stats["max"] = max(maxima, default=math.nan)
+    if f"{prefix}_eps" in rows[0].index:  # APGD's radius, the same in every shard
+        stats["eps"] = float(rows[0][f"{prefix}_eps"])
     if f"{prefix}_budget_within" in rows[0].index and not pd.isna(rows[0][f"{prefix}_budget"]):
         stats["budget"] = float(rows[0][f"{prefix}_budget"])
         stats["within"] = sum(int(s[f"{prefix}_budget_within"]) for s in rows)

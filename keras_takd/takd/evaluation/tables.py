@@ -17,16 +17,18 @@ from keras_takd.core import files, metrics
 from keras_takd.core.results import update_results
 from keras_takd.takd.evaluation.runs import Run, check_results_file, stat_columns
 from keras_takd.takd.schema import (
-    ATTACKS,
+    APGD_ATTACKS,
+    ATTACK_PREFIXES,
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
     INDICATORS,
     KEY_COLUMNS,
-    MASKED_L2_PREFIX,
     METRIC_COLUMNS,
+    OPTIONAL_ATTACK_COLUMNS,
     SHARD_COLUMNS,
     STAT_SUFFIXES,
+    attack_norm,
 )
 
 
@@ -37,16 +39,16 @@ def attack_statistics(
 
     Args:
         result: the `AttackResult` over the correctly classified images, in order.
-        prefix: the column prefix ("l0", "l2", "linf", "l2_softmax_T").
+        prefix: the column prefix ("l0", "l2", "linf", "l2_softmax_T", or an optional attack's).
         correct: the mask [n] of correctly classified images of the block.
         budget: if given, also count successes within it (in the prefix's norm).
 
     Returns:
         {attacked, excluded, successes, sum, max} and, with a budget, {budget, within}.
     """
-    summary = metrics.robustness_summary(result, prefix, correct)
+    norm = attack_norm(prefix)
+    summary = metrics.robustness_summary(result, prefix, correct, norm)
     attacked = summary[f"{prefix}_attacked"]
-    norm = prefix.split("_")[0]
     distances = np.asarray(getattr(result, norm), np.float64)[np.asarray(result.success, bool)]
     stats = {
         "attacked": attacked,
@@ -68,8 +70,17 @@ def empty_statistics(excluded: int, budget: float | None) -> dict:
 
 
 def final_columns(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
-    """The METRIC_COLUMNS of one attack from its (merged) statistics."""
+    """The METRIC_COLUMNS (or OPTIONAL_ATTACK_COLUMNS) of one attack from its statistics."""
     attacked, successes = int(stats["attacked"]), int(stats["successes"])
+    if prefix in APGD_ATTACKS:  # a fixed-budget attack: robust accuracy at its eps
+        images = attacked + int(stats["excluded"])
+        return {
+            f"{prefix}_eps": float(stats["eps"]),
+            f"{prefix}_robust_accuracy": (attacked - successes) / images if images else math.nan,
+            f"{prefix}_success_rate": successes / attacked if attacked else math.nan,
+            f"{prefix}_attacked": attacked,
+            f"{prefix}_excluded": int(stats["excluded"]),
+        }
     row = {
         f"{prefix}_mean": stats["sum"] / successes if successes else math.nan,
         f"{prefix}_max": float(stats["max"]) if successes else math.nan,
@@ -87,6 +98,8 @@ def final_columns(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
 
 def shard_columns(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
     row = {f"{prefix}_{s}": stats[s] for s in STAT_SUFFIXES}
+    if "eps" in stats:
+        row[f"{prefix}_eps"] = stats["eps"]
     if "budget" in stats:
         row[f"{prefix}_budget"] = stats["budget"]
         row[f"{prefix}_budget_within"] = stats["within"]
@@ -97,7 +110,7 @@ def _column_order(columns, sharded: bool) -> list[str]:
     """Training columns, stages, [shard columns], metric columns, [stats], then the rest."""
     chain = [*CHAIN_COLUMNS, CHAIN_LENGTH_COLUMN]
     order = chain + (list(SHARD_COLUMNS) if sharded else []) + list(METRIC_COLUMNS)
-    order += stat_columns(ATTACKS + (MASKED_L2_PREFIX,)) + [CONFIG_COLUMN]
+    order += list(OPTIONAL_ATTACK_COLUMNS) + stat_columns(ATTACK_PREFIXES) + [CONFIG_COLUMN]
     order = list(dict.fromkeys(order))
     columns = list(columns)
     return [c for c in order if c in columns] + [c for c in columns if c not in order]

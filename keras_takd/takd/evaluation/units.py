@@ -22,6 +22,7 @@ import pandas as pd
 from keras_takd.core import files, metrics
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.evaluation.config import (
+    FIXED_ARGUMENTS,
     EvaluationConfig,
     attack_function,
     config_id,
@@ -43,6 +44,8 @@ from keras_takd.takd.evaluation.tables import (
     write_results,
 )
 from keras_takd.takd.schema import (
+    APGD_ATTACKS,
+    ATTACK_PREFIXES,
     ATTACKS,
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
@@ -51,6 +54,7 @@ from keras_takd.takd.schema import (
     KEY_COLUMNS,
     MASKED_L2_PREFIX,
     SHARD_COLUMNS,
+    attack_norm,
 )
 
 # Version of the cached units' layout: a unit of another version is recomputed, never read.
@@ -155,22 +159,24 @@ def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfi
     prefix = name
     attack = "l2" if name == MASKED_L2_PREFIX else name
     budget = config.budgets.get(name) if name in ATTACKS else None
+    # APGD's statistics carry its radius: robust accuracy means nothing without it.
+    eps = {"eps": float(config.attack_options[name]["eps"])} if name in APGD_ATTACKS else {}
     if not correct.any():
-        return empty_statistics(int((~correct).sum()), budget), {}
+        return empty_statistics(int((~correct).sum()), budget) | eps, {}
     target = model
     if name == MASKED_L2_PREFIX:  # softmax(logits / T): what a gradient-masked attacker sees
         from keras_takd.core.models import with_temperature  # TensorFlow: only when attacking
 
         target = with_temperature(model, temperature)
-    kwargs = dict(config.attack_options[attack], verbose=verbose)
+    kwargs = dict(config.attack_options[attack], verbose=verbose) | FIXED_ARGUMENTS.get(attack, {})
     if name == MASKED_L2_PREFIX:
         kwargs["allow_probabilities"] = True
     result = attack_function(attack)(target, x[correct], y[correct], **kwargs)
-    stats = attack_statistics(result, prefix, correct, budget)
+    stats = attack_statistics(result, prefix, correct, budget) | eps
     per_image = {
         "index": np.flatnonzero(correct).tolist(),
         "success": np.asarray(result.success, bool).tolist(),
-        "distance": np.asarray(getattr(result, attack), np.float64).tolist(),
+        "distance": np.asarray(getattr(result, attack_norm(attack)), np.float64).tolist(),
         "const": np.asarray(result.const, np.float64).tolist(),
     }
     if result.found is not None:  # for indicators.silent_success, afterwards
@@ -433,7 +439,7 @@ def _cached_units(model: _Model, config: EvaluationConfig, metric_images: int, n
     cached = _load_unit(path, model.sha, [0, metric_images], "metrics", note)
     if cached is not None:
         done["metrics"] = cached
-    for attack in ATTACKS + (MASKED_L2_PREFIX,):
+    for attack in ATTACK_PREFIXES:
         for unit in (attack, indicator_unit(attack)):
             path = model.unit_dir / config.shard_dir / f"{unit}.json"
             cached = _load_unit(path, model.sha, config.block(attack), unit, note)
@@ -462,7 +468,7 @@ def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> di
     if "metrics" in done and config.shard_index == 0:
         start, stop = done["metrics"]["images"]
         row |= {"metric_images": stop - start, **done["metrics"]["metrics"]}
-    for unit in ATTACKS + (MASKED_L2_PREFIX,):
+    for unit in ATTACK_PREFIXES:
         if unit in done:
             stats = done[unit]["statistics"]
             row |= shard_columns(unit, stats) if config.sharded else final_columns(unit, stats)
@@ -475,7 +481,7 @@ def _row(model: _Model, done: Mapping, cid: str, config: EvaluationConfig) -> di
 def _per_image_rows(models: list[_Model], done: Mapping) -> list[dict]:
     rows = []
     for model in models:
-        for unit in ATTACKS + (MASKED_L2_PREFIX,):
+        for unit in ATTACK_PREFIXES:
             if unit in done[id(model)]:
                 flags = done[id(model)].get(indicator_unit(unit))
                 rows += unit_rows(model.row, unit, done[id(model)][unit], flags)
@@ -538,6 +544,12 @@ def _unit_line(row: Mapping, unit: str, value: Mapping) -> str:
             for name, n in zip(INDICATORS, counts.values(), strict=True)
         )
         what += f" of {len(value['index'])} attacked images"
+    elif unit in APGD_ATTACKS:
+        s = final_columns(unit, value["statistics"])
+        what = (
+            f"robust accuracy {s[f'{unit}_robust_accuracy']:.2f} at eps {s[f'{unit}_eps']:g}, "
+            f"success {s[f'{unit}_success_rate']:.2f} of {s[f'{unit}_attacked']}"
+        )
     else:
         s = final_columns(unit, value["statistics"])
         what = (

@@ -1,0 +1,98 @@
+"""The optional attacks of an evaluation (FMN, APGD): ids, columns, per-image rows, shards."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_takd.takd import evaluation, schema
+from keras_takd.takd.evaluation.config import config_id
+from tests.takd.test_evaluation import _evaluate, tiny_run  # noqa: F401  (the fixture)
+
+OPTIONAL = ("fmn_l2", "fmn_l0", "apgd_ce", "apgd_dlr")
+TINY = {
+    "fmn_l2": {"steps": 20},
+    "fmn_l0": {"steps": 20},
+    "apgd_ce": {"steps": 5},
+    "apgd_dlr": {"steps": 5, "eps": 0.2},
+}
+
+
+def test_ids_of_c_and_w_configurations_do_not_change():
+    # Computed before the optional attacks existed: caches of earlier runs stay valid.
+    default = evaluation.EvaluationConfig()
+    assert config_id(default.identity("mnist", 10000)) == "545e3db6f3e1"
+    custom = dict(
+        attacks=("l2",),
+        num_images=20,
+        attack_options={"l2": {"max_iterations": 100}},
+        budgets={"linf": 0.3},
+        attack_images={"l0": 5},
+    )
+    assert config_id(evaluation.EvaluationConfig(**custom).identity("mnist", 10000)) == (
+        "463a74fddbc0"
+    )
+    # Adding optional attacks at their defaults keeps the id (and the cached C&W units)...
+    both = evaluation.EvaluationConfig(attacks=("l2", "fmn_l2", "apgd_dlr"))
+    assert config_id(both.identity("mnist", 10000)) == "545e3db6f3e1"
+    # ... while their non-default options enter it.
+    changed = evaluation.EvaluationConfig(attack_options={"apgd_dlr": {"eps": 0.2}})
+    identity = changed.identity("mnist", 10000)
+    assert identity["optional_attack_options"] == {"apgd_dlr": {"eps": 0.2}}
+    assert config_id(identity) != "545e3db6f3e1"
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"attacks": ("fmn_l1",)}, "unknown attack"),
+        ({"attack_options": {"fmn_l2": {"norm": "l0"}}}, "has no option"),
+        ({"attack_options": {"apgd_ce": {"loss": "dlr"}}}, "has no option"),
+    ],
+)
+def test_fixed_arguments_are_not_options(settings, message):
+    with pytest.raises(ValueError, match=message):
+        evaluation.EvaluationConfig(**settings)
+
+
+def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noqa: F811
+    run_dir, data = tiny_run
+    kwargs = dict(
+        attacks=OPTIONAL,
+        num_images=8,
+        metric_images=16,
+        attack_options=TINY,
+        gradient_masking=False,
+        indicators=False,
+    )
+    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    expected = [
+        c
+        for c in schema.OPTIONAL_ATTACK_COLUMNS
+        if c.startswith(tuple(f"{a}_" for a in OPTIONAL))
+        and not c.endswith(tuple(schema.INDICATORS))
+    ]
+    assert [c for c in whole.columns if c in schema.OPTIONAL_ATTACK_COLUMNS] == expected
+    assert not any(c.startswith(("l0_", "l2_", "linf_")) for c in whole.columns)
+    assert list(whole["apgd_ce_eps"]) == [0.3, 0.3] and list(whole["apgd_dlr_eps"]) == [0.2, 0.2]
+    for prefix in ("apgd_ce", "apgd_dlr"):
+        attacked, excluded = whole[f"{prefix}_attacked"], whole[f"{prefix}_excluded"]
+        robust = attacked * (1 - whole[f"{prefix}_success_rate"]) / (attacked + excluded)
+        np.testing.assert_allclose(whole[f"{prefix}_robust_accuracy"], robust)
+    assert (whole["fmn_l2_success_rate"] > 0).all() and (whole["fmn_l2_mean"] > 0).all()
+    assert (whole["fmn_l0_max"] % 1 == 0).all()  # a count of pixels
+    per_image = pd.read_csv(run_dir / "whole_per_image.csv")
+    assert set(per_image["attack"]) == set(OPTIONAL)
+    fooled = per_image[(per_image["attack"] == "apgd_ce") & per_image["success"]]
+    assert (fooled["distance"] <= 0.3 + 1e-6).all()
+
+    for i in (0, 1):
+        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
+    merged = evaluation.merge_shards([run_dir / f"results_shard{i}of2.csv" for i in (0, 1)])
+    evaluation.write_results(
+        run_dir / "merged.csv", merged.to_dict("records"), whole.eval_config[0]
+    )
+    merged, whole = pd.read_csv(run_dir / "merged.csv"), pd.read_csv(run_dir / "whole.csv")
+    extra = [c for c in merged.columns if c not in whole.columns]
+    assert all(c.endswith(tuple(schema.INDICATORS)) for c in extra)  # merging adds them, empty
+    assert merged[extra].isna().all().all()
+    pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-12)
