@@ -53,6 +53,7 @@ from absl import app, flags
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 _RESULTS_DIR = _REPO / "benchmarks" / "results"
 sys.path.insert(0, str(_REPO / "benchmarks"))
+from _bench_util import prepare_model  # noqa: E402  (the benchmark MNIST model, shared)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 100, "Correctly classified test images to attack.", lower_bound=1)
@@ -151,43 +152,6 @@ def settings_from_flags() -> dict[str, dict[str, Any]]:
 
 class _BudgetExceeded(Exception):
     """Raised inside a reference implementation when its time budget runs out."""
-
-
-def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int = 0):
-    """Loads the cached MNIST model or trains it (T = 1, hard labels) and caches it.
-
-    Returns:
-        `(model, dataset, info)`; `info` holds the cache path, test accuracy and training time.
-    """
-    import keras
-
-    from keras_takd.core.data import load_dataset
-    from keras_takd.core.distillation import TrainConfig, train_on_labels
-    from keras_takd.core.models import build_model
-
-    data = load_dataset("mnist", data_dir, validation_size=0)
-    path = cache_dir / f"mnist_cnn_T1_epochs{epochs}_seed{seed}.keras"
-    train_seconds = None
-    if path.exists():
-        model = keras.models.load_model(path)
-    else:
-        keras.utils.set_random_seed(seed)
-        model = build_model("mnist")
-        start = time.perf_counter()
-        config = TrainConfig(epochs=epochs, seed=seed)
-        train_on_labels(model, data.x_train, data.y_train, 1.0, config, verbose=2)
-        train_seconds = time.perf_counter() - start
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-    predicted = np.argmax(model.predict(data.x_test, batch_size=500, verbose=0), axis=-1)
-    info = {
-        "builder": 'keras_takd.core.models.build_model("mnist")',
-        "training": f"train_on_labels, T=1, TrainConfig(epochs={epochs}, seed={seed}) defaults",
-        "cache": str(path),
-        "train_seconds": train_seconds,
-        "test_accuracy": float(np.mean(predicted == data.y_test)),
-    }
-    return model, data, (predicted == data.y_test), info
 
 
 def _build_floor(model: Callable[..., Any], batch_size: int, image_shape: tuple[int, ...]):
