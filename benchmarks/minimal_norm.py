@@ -5,8 +5,8 @@ epochs at T = 1) and on a defensively distilled one (teacher and student at T = 
 each), on the first N test images that BOTH models classify correctly, per norm (L2, L-inf,
 L0) it runs on the same images
 
-* `keras_takd.attacks.fast_minimum_norm` at the paper's settings (1,000 steps, alpha_0 = 1,
-  or 10 for L-inf, gamma_0 = 0.05; arXiv:2102.12827 Sect. 4), and
+* `keras_takd.attacks.fast_minimum_norm` (arXiv:2102.12827) with 1,000 steps and its defaults
+  (alpha_0 = 1, or 10 for L-inf, annealed to alpha_0 / 100; gamma_0 = 0.05 to 0.001), and
 * the C&W attack of that norm at its paper's settings (the functions' defaults: L2 9 binary
   steps x up to 10,000 iterations; L0 and L-inf up to 1,000 iterations per c),
 

@@ -221,7 +221,7 @@ def autoattack_lite(
 ) -> AutoAttackLiteResult:
     """APGD-CE, then APGD-T on the survivors: AutoAttack without FAB and Square.
 
-    As in AutoAttack's standard version (Croce & Hein 2020, Sect. 5): APGD-CE with one run of
+    As in AutoAttack's standard version (Croce & Hein 2020): APGD-CE with one run of
     `steps` iterations, then APGD-T with the targeted DLR loss, one run of `steps` iterations per
     target class, the `target_classes` classes with the highest clean logits after the true one,
     each run only on the images no earlier run fooled. FAB-T and Square are not run, so the

@@ -3,25 +3,24 @@
 FMN looks for the smallest L0, L1, L2 or L-inf perturbation that changes the model's decision
 (or reaches a target class) with a fixed number of steps K and no trade-off constant to search.
 It keeps a perturbation delta and a radius epsilon per example and, at every step k
-(Algorithm 1 of the paper, Sect. 3):
+(the paper's Algorithm 1):
 
 1. computes the logit difference (the true label's logit minus the best other one, or the best
    other one minus the target's) and its gradient at x + delta: one forward and one backward
    pass;
 2. records delta if x + delta is adversarial and smaller than the best so far;
-3. updates epsilon (Sect. 3.1): shrink it to min(eps (1 - gamma_k), best norm) when x + delta is
+3. updates epsilon: shrink it to min(eps (1 - gamma_k), best norm) when x + delta is
    adversarial; grow it to eps (1 + gamma_k) when not, once some adversarial point was seen;
    before that, set it to ||delta||_p + |loss| / ||grad||_q, the first-order distance to the
    boundary (q the dual norm of p). For L0 the radius is an integer that moves by at least 1.
    Epsilon never exceeds the norm of the largest perturbation the box allows;
-4. takes a step of size alpha_k along the L2-normalised gradient of the logit difference
-   (Sect. 3.2), projects delta onto the epsilon ball of the norm (L0: keep the epsilon largest
-   entries; L1: Duchi et al.'s projection; L2: rescale; L-inf: clip) and clips x + delta to
-   the box.
+4. takes a step of size alpha_k along the L2-normalised gradient of the logit difference,
+   projects delta onto the epsilon ball of the norm (L0: keep the epsilon largest entries; L1:
+   Duchi et al.'s projection; L2: rescale; L-inf: clip) and clips x + delta to the box.
 
 Both alpha_k and gamma_k follow cosine annealing from alpha_0 to alpha_K = alpha_0 / 100 and from
-gamma_0 = 0.05 to gamma_K = 0.001 (Sect. 3.2, 4). The returned image is x + the best delta, and
-success is re-verified by classifying it.
+gamma_0 = 0.05 to gamma_K = 0.001. The returned image is x + the best delta, and success is
+re-verified by classifying it.
 
 Where this implementation deviates from the paper:
 - No warm start: delta starts at zero (the paper's optional initialisation from an adversarial
@@ -40,9 +39,10 @@ Where this implementation deviates from the paper:
   distance estimate |loss| / ||grad||_q then also measures the distance within the box face.
   `box_aware=False` runs the paper's update unchanged.
 - Failed examples get their original image back with `success=False`.
-- The default step count is 1,000 (the paper's budget in Sect. 4); alpha_0 defaults to 1 for L0,
-  L1 and L2 and to 10 for L-inf (see `DEFAULT_ALPHA_INIT`; the L-inf step is larger because the
-  step is an L2 length spread over every pixel).
+- The default step count is 1,000, the top of the budgets the paper reports. alpha_0 defaults
+  to 1 for L0, L1 and L2 (adversarial-library's and foolbox's default) and to 10 for L-inf, our
+  choice (`DEFAULT_ALPHA_INIT`): the step is an L2 length spread over every pixel, so with
+  alpha_0 = 1 an L-inf step moves each pixel of a 28 x 28 image by about 1/28.
 
 The K steps of a batch run in one compiled `tf.while_loop` with a fixed input signature (the
 last batch is padded), one trace per model, norm and setting.
@@ -219,7 +219,7 @@ def _update_eps(
     distance: tf.Tensor,
     gamma: tf.Tensor,
 ) -> tf.Tensor:
-    """Sect. 3.1: shrink epsilon on an adversarial iterate, grow it otherwise."""
+    """Algorithm 1's epsilon step: shrink epsilon on an adversarial iterate, grow it otherwise."""
     eps = state.eps
     if norm == "l0":
         shrunk = tf.minimum(tf.minimum(eps - 1.0, tf.floor(eps * (1.0 - gamma))), best_norm)

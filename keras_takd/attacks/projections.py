@@ -4,7 +4,7 @@ The shared geometry of the norm-bounded attacks (`apgd`) and the minimal-norm on
 (`fast_minimum_norm`): every function treats axis 0 as the batch and all other axes as one
 flat vector per example. The L1 projection is the sort-based Euclidean projection onto the
 L1 ball of Duchi, Shalev-Shwartz, Singer & Chandra (ICML 2008); the L0 "projection" keeps the
-k entries of largest magnitude, as Pintor et al. (arXiv:2102.12827, Sect. 3) use it.
+k entries of largest magnitude, as Pintor et al. (arXiv:2102.12827, Algorithm 1) use it.
 """
 
 from __future__ import annotations
