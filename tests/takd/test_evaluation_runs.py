@@ -96,6 +96,20 @@ def test_a_unit_cache_linked_outside_the_run_is_refused(tiny_run):
     assert not list(elsewhere.rglob("*"))
 
 
+def test_an_evaluation_folder_linked_outside_the_run_is_refused(tiny_run):
+    """eval/ itself in the run, but eval/<id> a link out of it: its config.json is not written."""
+    run_dir, data = tiny_run
+    elsewhere = run_dir.parent / "elsewhere"
+    elsewhere.mkdir()
+    _metrics_only(run_dir, data)
+    (cache,) = (run_dir / "eval").iterdir()
+    shutil.rmtree(cache)
+    cache.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=f"resolves to {elsewhere}, outside the run folder"):
+        _metrics_only(run_dir, data)
+    assert not list(elsewhere.rglob("*"))
+
+
 def test_a_corrupt_model_file_is_named_as_corrupt(tiny_run):
     run_dir, data = tiny_run
     model = run_dir / "mnist/T5/stage2/model.keras"

@@ -265,7 +265,7 @@ def evaluate_run(
     if replace:
         _drop_other_evaluation(path, cid, run, config.sharded)
     check_results_file(path, cid, run, config.sharded)
-    cache = run.output_dir / "eval" / cid
+    cache = run.inside(run.output_dir / "eval" / cid)  # a link out of the run is refused
     files.write_json_atomic(cache / "config.json", identity)
     metric_images = identity["metric_images"]
     attacked = list(config.attacks)
