@@ -265,10 +265,11 @@ def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
     assert fake.calls == []
 
 
-def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeypatch):
+@pytest.mark.parametrize("indicators", [True, False])
+def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeypatch, indicators):
     run_dir, data = tiny_run
     FakeAttacks().install(monkeypatch)
-    kwargs = dict(num_images=NUM_IMAGES, metric_images=16)
+    kwargs = dict(num_images=NUM_IMAGES, metric_images=16, indicators=indicators)
     whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
     paths = []
     for i in (2, 0, 1):  # any order
@@ -279,6 +280,7 @@ def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeyp
     assert "confidence" not in shard  # only shard 0 computes the attack-free metrics
     merged = evaluation.merge_shards(paths)
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+    assert ("l2_silent_success" in merged) == indicators  # no empty columns without them
     # the shards' per-image tables concatenate to the unsharded one
     per_image = evaluation.merge_per_image(paths)
     pd.testing.assert_frame_equal(
@@ -362,6 +364,7 @@ def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_
     assert sum(l0_sizes) == whole["l0_attacked"].sum()  # both models, once each image
     merged = evaluation.merge_shards(paths)
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
+    assert ("l2_silent_success" in merged) == indicators  # no empty columns without them
 
 
 def test_two_shards_merged_equal_one_unsharded_run(tiny_run):

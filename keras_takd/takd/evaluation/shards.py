@@ -113,10 +113,13 @@ def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
 
 
 def _merge_indicators(prefix: str, rows: list[pd.Series]) -> dict:
-    """Indicator counts added over shards; NaN unless every shard checked the indicator."""
+    """Indicator counts added over shards; NaN unless every shard checked the indicator, and
+    no column at all if none did (an evaluation run with --noindicators)."""
     merged = {}
     for column in indicator_columns(prefix):
         counts = [s.get(column, math.nan) for s in rows]
+        if not any(column in s.index for s in rows):
+            continue
         merged[column] = math.nan if any(pd.isna(c) for c in counts) else int(sum(counts))
     return merged
 
