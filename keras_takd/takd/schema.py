@@ -89,6 +89,9 @@ def _robust_accuracy_columns(prefix: str) -> dict[str, str]:
 
 INDICATORS: dict[str, str] = {
     "silent_success": "the search met its success test at some iterate but returned no adversarial",
+    "incomplete_optimization": (
+        "the attack's last solve hit its iteration limit with the loss still falling (C&W L2)"
+    ),
     "vanishing_gradients": "the attack loss's input gradient at the clean image is (nearly) zero",
     "unconstrained_failure": "L-inf PGD with a budget covering the whole [0, 1] box fails",
 }
@@ -174,6 +177,7 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
         "NaN unless success)"
     ),
     "const": "the attack's trade-off constant c at the returned image (NaN if none)",
+    "iterations": "the attack's optimiser steps on the image, over all its searches (if recorded)",
     **{name: f"indicator: {meaning} (empty: not checked)" for name, meaning in INDICATORS.items()},
 }
 """`per_image.csv`: one row per (model, attack, attacked-block image), beside results.csv."""

@@ -81,8 +81,9 @@ class FakeAttacks:
             m = _pixel_means(x)
             found = (m > 0.1) | (self.silent and m > 0)  # silent: "found" all, returned some
             return AttackResult(
-                x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y, found=found
-            )
+                x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y, found=found,
+                iterations=np.full(len(x), 7), incomplete=m > 0.3,  # "still falling" if bright
+            )  # fmt: skip
 
         return attack
 
@@ -493,6 +494,11 @@ def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(tiny_run
     assert len(warned) == (counts > 0).sum()
     for name in schema.INDICATORS:  # every indicator was checked on every attacked image
         assert attacked[name].notna().all() and per_image[~per_image.correct][name].isna().all()
+    bright = _pixel_means(data.x_test[:NUM_IMAGES])[attacked.image] > 0.3
+    assert attacked.incomplete_optimization.astype(bool).tolist() == bright.tolist()
+    assert (attacked.iterations == 7).all() and per_image[
+        ~per_image.correct
+    ].iterations.isna().all()
     # the margin loss of a working (if tiny) model neither vanishes nor resists an unbounded PGD
     assert (table[["l2_vanishing_gradients", "l2_unconstrained_failure"]] == 0).all().all()
 

@@ -58,6 +58,7 @@ def unit_rows(
     per = unit.get("per_image") or {}
     attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
     constants = per.get("const")
+    steps = per.get("iterations")
     model = {c: row.get(c) for c in _MODEL_COLUMNS}
     flags = {}
     if indicators is not None:
@@ -78,6 +79,7 @@ def unit_rows(
                 "success": success,
                 "distance": float(per["distance"][k]) if success else math.nan,
                 "const": float(constants[k]) if k is not None and constants else math.nan,
+                "iterations": steps[k] if k is not None and steps else None,
                 **{name: flag.get(offset) for name, flag in flags.items()},
             }
         )
@@ -89,6 +91,7 @@ def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
     table = table.astype({"correct": bool, "success": bool, "image": int})
     table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
+    table = table.astype({"iterations": "Int64"})
     return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
 
 
@@ -121,7 +124,8 @@ def read_per_image(path: str | pathlib.Path) -> pd.DataFrame:
             f"{path} not found: evaluate the run with keras_takd.takd.evaluate first"
         )
     table = pd.read_csv(path)
-    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns and c not in INDICATORS]
+    optional = {*INDICATORS, "iterations"}  # absent from tables written before them
+    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns and c not in optional]
     if missing:
         raise ValueError(f"{path} lacks the per-image columns {missing}: not a per-image table")
     return tidy(table)

@@ -110,7 +110,7 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
             return True
         n = len(per["index"])
         lists = [per[key] for key in ("success", "distance", "const")]
-        lists += [per["found"]] if "found" in per else []
+        lists += [per[key] for key in ("found", "iterations", "incomplete") if key in per]
         return all(len(values) == n for values in lists) and all(
             isinstance(i, int) and 0 <= i < stop - start for i in per["index"]
         )
@@ -181,6 +181,10 @@ def _run_attack(name, model, x, y, correct, temperature, config: EvaluationConfi
     }
     if result.found is not None:  # for indicators.silent_success, afterwards
         per_image["found"] = np.asarray(result.found, bool).tolist()
+    if result.iterations is not None:
+        per_image["iterations"] = np.asarray(result.iterations, np.int64).tolist()
+    if result.incomplete is not None:  # for the incomplete-optimisation indicator
+        per_image["incomplete"] = np.asarray(result.incomplete, bool).tolist()
     return stats, per_image
 
 
@@ -356,6 +360,8 @@ def _indicator_unit(attack: str, model: _Model, x, y, done: Mapping) -> dict:
             flags["silent_success"] = (
                 np.asarray(per["found"], bool) & ~np.asarray(per["success"], bool)
             ).tolist()
+        if per.get("incomplete") is not None:
+            flags["incomplete_optimization"] = list(per["incomplete"])
         flags["vanishing_gradients"] = indicators.vanishing_gradients(
             target,
             x[index],
