@@ -86,8 +86,8 @@ _INDICATORS = flags.DEFINE_boolean(
     "indicators",
     True,
     "After each attack, check its images for the indicators of attack failure (Pintor et al. "
-    "2022): silent success, vanishing gradients, failure of an unbounded PGD. Costs a gradient "
-    "and 100 PGD steps per image; prints a warning line for each one that trips.",
+    "2022): silent success, incomplete optimisation, vanishing gradients, unconstrained "
+    "failure. Costs about a gradient per image; prints a warning line for each one that trips.",
 )
 _L2_BUDGET = flags.DEFINE_float(
     "l2_budget", 1.0, "L2 budget of l2_budget_success_rate (Papernot).", lower_bound=0.0

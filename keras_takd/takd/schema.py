@@ -93,7 +93,10 @@ INDICATORS: dict[str, str] = {
         "the attack's last solve hit its iteration limit with the loss still falling (C&W L2)"
     ),
     "vanishing_gradients": "the attack loss's input gradient at the clean image is (nearly) zero",
-    "unconstrained_failure": "L-inf PGD with a budget covering the whole [0, 1] box fails",
+    "unconstrained_failure": (
+        "the attack with an unbounded budget fails: a minimal-norm attack (C&W, FMN) itself, "
+        "an L-inf PGD over the whole [0, 1] box for APGD"
+    ),
 }
 """Indicators of attack failure (Pintor et al. 2022, `keras_takd.attacks.indicators`) checked
 on every attacked image: `<prefix>_<name>` counts the flagged images of an attack (NaN where not

@@ -96,3 +96,31 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noq
     assert all(c.endswith(tuple(schema.INDICATORS)) for c in extra)  # merging adds them, empty
     assert merged[extra].isna().all().all()
     pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-12)
+
+
+def test_unconstrained_failure_is_a_minimal_norm_attacks_own_failure(tiny_run, monkeypatch):  # noqa: F811
+    """FMN's budget is unbounded already, so its failures are the indicator; only the
+    fixed-budget APGD gets an unbounded PGD run for it."""
+    from keras_takd.attacks import indicators
+
+    run_dir, data = tiny_run
+    pgd_calls = []
+    real = indicators.unconstrained_attack_failure
+
+    def recording(model, x, y, **kwargs):
+        pgd_calls.append(len(x))
+        return real(model, x, y, **kwargs)
+
+    monkeypatch.setattr(indicators, "unconstrained_attack_failure", recording)
+    attacks = ("fmn_l2", "apgd_ce")
+    options = {"fmn_l2": {"steps": 3}, "apgd_ce": {"steps": 5}}
+    _evaluate(
+        run_dir, data, attacks=attacks, num_images=8, metric_images=16, attack_options=options,
+        gradient_masking=False,
+    )  # fmt: skip
+    per_image = evaluation.read_per_image(run_dir)
+    fmn = per_image[(per_image.attack == "fmn_l2") & per_image.correct]
+    apgd = per_image[(per_image.attack == "apgd_ce") & per_image.correct]
+    assert fmn.unconstrained_failure.astype(bool).tolist() == (~fmn.success).tolist()
+    assert apgd.unconstrained_failure.notna().all()
+    assert sorted(pgd_calls) == sorted(apgd.groupby("stage").size().tolist())  # APGD only

@@ -70,7 +70,7 @@ class EvaluationConfig:
         shard_index: which contiguous block of the attacked images this process takes.
         num_shards: into how many blocks they are split.
         indicators: after each attack, check its attacked images for the indicators of attack
-            failure (`schema.INDICATORS`: a gradient and a 100-step PGD per image, next to
+            failure (`schema.INDICATORS`: about a gradient per image, next to
             nothing beside a C&W attack). Not part of the identity: they change no attack's
             numbers, and their units record their own settings.
 
