@@ -594,6 +594,8 @@ def _papernot_claims(ctx: _Context) -> list[Claim]:
     if base.empty or last.empty:
         return [_no_data(source, PAPERNOT_CLAIM, "", test, "no data")]
     base, last = base.iloc[0], last.iloc[0]
+    if last["temperature"] <= max(base["temperature"], 1.0):  # no distillation at a high T
+        return [_no_data(source, PAPERNOT_CLAIM, "", test, "no T above 1")]
     budget = float(base.get("l2_budget", math.nan))
     images = ctx.images("l2")
     if images is not None:

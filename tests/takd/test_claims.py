@@ -217,3 +217,13 @@ def test_gradient_masking_is_compared_image_by_image_when_both_attacks_have_rows
     assert claim.verdict == "agrees"
     assert claim.n == ", ".join([str(IMAGES)] * 3)  # paired: the same images, per stage
     assert claim.interval.startswith("[-0.")
+
+
+def test_a_run_at_t_1_only_has_no_data_for_distillation_at_high_t():
+    """Papernot's claim compares the T = 1 teacher with distillation at a high T: with T = 1
+    alone (the decisive run's first chain) there is nothing to compare, not a disagreement."""
+    table = paper_like()
+    table = table[(table["temperature"] == 1.0) & (table["stages"] == 3)]
+    verdicts = _verdicts(table, per_image_like(table))
+    assert verdicts[claims.PAPERNOT_CLAIM] == "no data"
+    assert _verdicts(paper_like())[claims.PAPERNOT_CLAIM] == "agrees"
