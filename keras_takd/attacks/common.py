@@ -19,6 +19,7 @@ import tensorflow as tf
 
 # Importable from here too: keras_takd.smoothed.transfer compiles its PGD loop through it.
 from keras_takd.attacks.optimizers import cached_compiled  # noqa: F401
+from keras_takd.core.metrics import predict_logits  # noqa: F401  (one batched forward pass)
 
 # A pixel counts as changed (for L0) when any of its channels moved by more than this.
 L0_THRESHOLD = 1e-4
@@ -98,34 +99,6 @@ def call_model(model: Callable[..., Any], x: tf.Tensor) -> tf.Tensor:
     else:
         outputs = model(x)
     return tf.cast(outputs, tf.float32)
-
-
-def predict_logits(
-    model: Callable[..., Any], x: np.ndarray, batch_size: int = DEFAULT_BATCH_SIZE
-) -> np.ndarray:
-    """Computes the model's outputs for `x` batch by batch.
-
-    Args:
-        model: a Keras model or callable mapping float32 images to logits.
-        x: images [N, H, W, C].
-        batch_size: images per forward pass.
-
-    Returns:
-        float32 numpy array [N, num_classes].
-
-    Raises:
-        ValueError: if `batch_size` < 1.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    x = np.asarray(x, dtype=np.float32)
-    chunks = [
-        call_model(model, tf.constant(x[start : start + batch_size])).numpy()
-        for start in range(0, len(x), batch_size)
-    ]
-    if not chunks:
-        raise ValueError("x holds no images")
-    return np.concatenate(chunks, axis=0)
 
 
 def _looks_like_probabilities(outputs: np.ndarray) -> bool:

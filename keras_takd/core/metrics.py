@@ -48,21 +48,32 @@ def _check_data(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
 
 
 def predict_logits(model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Runs `model` in inference mode over `x` in batches.
+    """Runs `model` over `x` in batches: the one batched forward pass of metrics and attacks.
 
     Args:
-        model: a Keras model (or callable) mapping images to logits.
+        model: a Keras model or layer (called with training=False), or any callable mapping
+            float32 images to logits (called as it is).
         x: images [N, H, W, C].
         batch_size: images per forward pass.
 
     Returns:
         The logits as a float32 array [N, num_classes].
+
+    Raises:
+        ValueError: if `x` holds no images or `batch_size` < 1.
     """
     _check_data(x, None, batch_size)
-    outputs = [
-        np.asarray(model(np.asarray(x[i : i + batch_size], np.float32), training=False))
-        for i in range(0, len(x), batch_size)
-    ]
+    import keras
+
+    tf = _tf()
+    outputs = []
+    for start in range(0, len(x), batch_size):
+        batch = tf.constant(np.asarray(x[start : start + batch_size], np.float32))
+        if isinstance(model, keras.layers.Layer):
+            out = model(batch, training=False)
+        else:
+            out = model(batch)
+        outputs.append(np.asarray(tf.cast(out, tf.float32)))
     return np.concatenate(outputs, axis=0)
 
 
