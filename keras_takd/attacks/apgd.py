@@ -72,6 +72,7 @@ def apgd(
     *,
     targeted: bool = False,
     target: np.ndarray | None = None,
+    random_start: bool = True,
     rho: float = RHO,
     momentum: float = MOMENTUM,
     seed: int | None = 0,
@@ -96,6 +97,10 @@ def apgd(
             images not yet fooled.
         targeted: aim for `target` (APGD-T with the targeted DLR, or CE towards the target).
         target: target labels [N], required when `targeted`.
+        random_start: start each run at a uniformly random point of the eps-ball, as the
+            paper does; False starts at `x` itself (every restart alike, so use one), which an
+            unbounded check of the attack needs: at eps covering the whole box a random start
+            wins by chance and would hide a stalled attack.
         rho: the fraction of loss-raising steps below which the step size is halved.
         momentum: alpha, the weight of the new step against the previous one.
         seed: seed of the random starts (None: fresh ones); an image's start depends only on
@@ -149,7 +154,11 @@ def apgd(
         rows = np.flatnonzero(~found)
         if rows.size == 0:
             break
-        x_init = _random_starts(x[rows], eps, norm, clip_min, clip_max, seed, restart)
+        x_init = (
+            _random_starts(x[rows], eps, norm, clip_min, clip_max, seed, restart)
+            if random_start
+            else x[rows]
+        )
         for part in common.batch_slices(rows.size, batch_size):
             chosen = rows[part]
             inputs = (x[chosen], x_init[part], eye[y[chosen]], eye[labels[chosen]])

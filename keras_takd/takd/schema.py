@@ -95,7 +95,7 @@ INDICATORS: dict[str, str] = {
     "vanishing_gradients": "the attack loss's input gradient at the clean image is (nearly) zero",
     "unconstrained_failure": (
         "the attack with an unbounded budget fails: a minimal-norm attack (C&W, FMN) itself, "
-        "an L-inf PGD over the whole [0, 1] box for APGD"
+        "APGD with its own loss at eps = 1 over the [0, 1] box, from the clean image"
     ),
 }
 """Indicators of attack failure (Pintor et al. 2022, `keras_takd.attacks.indicators`) checked

@@ -53,6 +53,32 @@ def test_dlr_is_invariant_to_the_logit_scale_and_ce_is_not(mnist_attack_model, m
     assert ce_scaled.success.mean() <= 0.1 < ce.success.mean()
 
 
+def test_without_a_random_start_every_seed_runs_the_same_attack_from_the_image(
+    mnist_attack_model, mnist_attack_batch
+):
+    x, y = mnist_attack_batch[0][:10], mnist_attack_batch[1][:10]
+    options = dict(eps=0.1, steps=5)
+    fixed = [apgd(mnist_attack_model, x, y, seed=s, random_start=False, **options) for s in (0, 1)]
+    np.testing.assert_array_equal(fixed[0].x_adv, fixed[1].x_adv)
+    drawn = [apgd(mnist_attack_model, x, y, seed=s, **options) for s in (0, 1)]
+    assert np.abs(drawn[0].x_adv - drawn[1].x_adv).max() > 0.01
+
+
+def test_unbounded_apgd_dlr_wins_where_an_unbounded_ce_pgd_stalls(
+    mnist_attack_model, mnist_attack_batch
+):
+    """Why the evaluation's unconstrained-failure indicator reruns APGD with its own loss: on
+    logits x 100 (a model trained at high T) cross-entropy PGD over the whole box stalls, which
+    would flag images that APGD-DLR fools."""
+    from keras_takd.attacks import indicators
+
+    x, y = mnist_attack_batch[0][:20], mnist_attack_batch[1][:20]
+    scaled = keras.Sequential([mnist_attack_model, keras.layers.Rescaling(100.0)])
+    assert indicators.unconstrained_attack_failure(scaled, x, y, steps=20).mean() >= 0.5
+    unbounded = apgd(scaled, x, y, 1.0, loss="dlr", steps=20, random_start=False)
+    assert unbounded.success.all()
+
+
 def test_dlr_losses_are_scale_invariant():
     logits = tf.constant([[3.0, 1.0, -2.0, 0.5], [0.1, 0.4, 0.2, -1.0]])
     true, goal = tf.one_hot([0, 1], 4), tf.one_hot([2, 3], 4)

@@ -1,5 +1,7 @@
 """The optional attacks of an evaluation (FMN, APGD): ids, columns, per-image rows, shards."""
 
+import functools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,29 +100,34 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noq
     pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-12)
 
 
-def test_unconstrained_failure_is_a_minimal_norm_attacks_own_failure(tiny_run, monkeypatch):  # noqa: F811
-    """FMN's budget is unbounded already, so its failures are the indicator; only the
-    fixed-budget APGD gets an unbounded PGD run for it."""
-    from keras_takd.attacks import indicators
+def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(tiny_run, monkeypatch):  # noqa: F811
+    """FMN's budget is unbounded already, so its failures are the indicator; a fixed-budget
+    APGD is rerun with its own loss at eps = the box width, from the clean image."""
+    from keras_takd import attacks as attack_functions
 
     run_dir, data = tiny_run
-    pgd_calls = []
-    real = indicators.unconstrained_attack_failure
+    unbounded = []
+    real = attack_functions.apgd
 
-    def recording(model, x, y, **kwargs):
-        pgd_calls.append(len(x))
-        return real(model, x, y, **kwargs)
+    @functools.wraps(real)  # the evaluation reads the options from the signature
+    def recording(model, x, y, eps, **kwargs):
+        if eps == 1.0:
+            unbounded.append((kwargs["loss"], kwargs.get("random_start", True), len(x)))
+        return real(model, x, y, eps, **kwargs)
 
-    monkeypatch.setattr(indicators, "unconstrained_attack_failure", recording)
-    attacks = ("fmn_l2", "apgd_ce")
-    options = {"fmn_l2": {"steps": 3}, "apgd_ce": {"steps": 5}}
+    monkeypatch.setattr(attack_functions, "apgd", recording)
+    attacks = ("fmn_l2", "apgd_ce", "apgd_dlr")
+    options = {"fmn_l2": {"steps": 3}, "apgd_ce": {"steps": 5}, "apgd_dlr": {"steps": 5}}
     _evaluate(
         run_dir, data, attacks=attacks, num_images=8, metric_images=16, attack_options=options,
         gradient_masking=False,
     )  # fmt: skip
     per_image = evaluation.read_per_image(run_dir)
     fmn = per_image[(per_image.attack == "fmn_l2") & per_image.correct]
-    apgd = per_image[(per_image.attack == "apgd_ce") & per_image.correct]
     assert fmn.unconstrained_failure.astype(bool).tolist() == (~fmn.success).tolist()
-    assert apgd.unconstrained_failure.notna().all()
-    assert sorted(pgd_calls) == sorted(apgd.groupby("stage").size().tolist())  # APGD only
+    expected = []
+    for loss in ("ce", "dlr"):
+        apgd = per_image[(per_image.attack == f"apgd_{loss}") & per_image.correct]
+        assert apgd.unconstrained_failure.notna().all()
+        expected += [(loss, False, n) for n in apgd.groupby("stage").size()]
+    assert sorted(unbounded) == sorted(expected)  # one unbounded run per APGD unit, own loss

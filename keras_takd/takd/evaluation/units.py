@@ -98,7 +98,8 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
             return all(isinstance(v, (int, float)) for v in unit["metrics"].values())
         if kind.endswith(INDICATOR_SUFFIX):
             n = len(unit["index"])
-            return unit["settings"] == INDICATOR_SETTINGS and all(
+            attack = kind.removesuffix(INDICATOR_SUFFIX)
+            return unit["settings"] == indicator_settings(attack) and all(
                 flags is None or len(flags) == n for flags in unit["flags"].values()
             )
         stats, per = unit["statistics"], unit["per_image"]
@@ -330,9 +331,18 @@ INDICATOR_SUFFIX = "_indicators"
 INDICATOR_SETTINGS = {
     "loss": "margin",
     "threshold": 1e-10,
-    "unconstrained": "own failures of a minimal-norm attack; PGD for APGD",
+    "unconstrained": "the attack's own failures (a minimal-norm attack's budget is unbounded)",
+}
+# APGD's: the attack itself, with its own loss, at an eps covering the whole box.
+APGD_INDICATOR_SETTINGS = INDICATOR_SETTINGS | {
+    "unconstrained": "APGD with its own loss at eps = the box width, from the clean image",
     "unconstrained_steps": 100,
 }
+
+
+def indicator_settings(attack: str) -> dict:
+    """The settings of `attack`'s indicator unit (recorded in it; a change recomputes it)."""
+    return APGD_INDICATOR_SETTINGS if attack in APGD_ATTACKS else INDICATOR_SETTINGS
 
 
 def indicator_unit(attack: str) -> str:
@@ -353,11 +363,13 @@ def _indicator_unit(attack: str, model: _Model, x, y, done: Mapping) -> dict:
     solve. The gradient check uses the attack's target (softmax(logits / T) for the
     gradient-masking one). Unconstrained failure (Pintor et al.: the attack itself, with an
     unbounded budget, fails) is the attack's own failures for the minimal-norm attacks (C&W,
-    FMN), whose budget is unbounded already; for the fixed-budget APGD it is an unbounded
-    L-inf PGD. (A PGD stand-in for a minimal-norm attack would test PGD's cross-entropy, which
-    saturates on the logits of a model trained at high T, not the attack.)
+    FMN), whose budget is unbounded already; for the fixed-budget APGD it is the same APGD (its
+    own loss, CE or DLR) at eps = the box width, started at the clean image. (A cross-entropy
+    PGD stand-in would test PGD's cross-entropy, which saturates on the logits of a model
+    trained at high T, not the attack: it flagged APGD-DLR on images APGD-DLR had fooled.)
     """
-    from keras_takd.attacks import indicators  # TensorFlow: only when computing
+    from keras_takd import attacks  # TensorFlow: only when computing
+    from keras_takd.attacks import indicators
 
     attack_unit = done[attack]
     per = attack_unit["per_image"] or {}
@@ -365,7 +377,6 @@ def _indicator_unit(attack: str, model: _Model, x, y, done: Mapping) -> dict:
     flags: dict[str, list | None] = dict.fromkeys(INDICATORS)
     if index.size:
         target = _target(attack, model)
-        masked = attack == MASKED_L2_PREFIX
         if per.get("found") is not None:
             flags["silent_success"] = (
                 np.asarray(per["found"], bool) & ~np.asarray(per["success"], bool)
@@ -380,19 +391,22 @@ def _indicator_unit(attack: str, model: _Model, x, y, done: Mapping) -> dict:
             threshold=INDICATOR_SETTINGS["threshold"],
         ).tolist()
         if attack in APGD_ATTACKS:
-            flags["unconstrained_failure"] = indicators.unconstrained_attack_failure(
+            unbounded = attacks.apgd(
                 target,
                 x[index],
                 y[index],
-                steps=INDICATOR_SETTINGS["unconstrained_steps"],
-                allow_probabilities=masked,
-            ).tolist()
+                eps=1.0,  # the [0, 1] box's width: every image in the box is allowed
+                loss=FIXED_ARGUMENTS[attack]["loss"],
+                steps=APGD_INDICATOR_SETTINGS["unconstrained_steps"],
+                random_start=False,
+            )
+            flags["unconstrained_failure"] = (~unbounded.success).tolist()
         else:
             flags["unconstrained_failure"] = (~np.asarray(per["success"], bool)).tolist()
     return {
         "index": index.tolist(),
         "flags": flags,
-        "settings": INDICATOR_SETTINGS,
+        "settings": indicator_settings(attack),
         "attack_checksum": attack_unit["checksum"],
     }
 
