@@ -44,6 +44,10 @@ The claims (Mandal & Guo sections V-VI unless noted), per dataset:
 11. Carlini & Wagner (arXiv:1608.04644): distillation does not stop their attacks: the L2 attack
     on the logits succeeds on >= 95% of images of every model; and the same attack against
     softmax(logits / T) (the gradient-masking check) succeeds less often at the highest T.
+12. Croce & Hein (arXiv:2003.01690), when the evaluation ran APGD-CE and APGD-DLR at the same
+    eps: cross-entropy attacks underrate a distilled model and the logit-scale-invariant DLR
+    loss does not, so at the highest T APGD-DLR fools more images than APGD-CE, every stage,
+    on the same images (McNemar).
 
 The command line is `python -m keras_takd.takd.compare` (it prints these tables as Markdown).
 """
@@ -54,6 +58,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from keras_takd.core import statistics
@@ -71,6 +76,7 @@ CONFIDENCE_CLAIM = "confidence has no concrete trend over T (Fig. 6)"
 PAPERNOT_CLAIM = "distillation at high T cuts the adversarial success rate"
 CARLINI_CLAIM = "distillation does not stop the L2 attack on the logits"
 MASKING_CLAIM = "attacking softmax(z / T) instead of the logits masks the gradient"
+APGD_CLAIM = "cross-entropy attacks underrate a distilled model; APGD-DLR does not"
 # Fig. 4 of Mandal & Guo: the fraction of test images whose mean |input gradient| < 1e-10, of
 # the sum of the logits (the authors' code) and of the T = 1 softmax (Papernot's gradient).
 SENSITIVITIES = {
@@ -663,7 +669,8 @@ def _carlini_claims(ctx: _Context) -> list[Claim]:
         logits = [_success(r, "l2", ctx) for _, r in high.iterrows()]
         softmax = [_success(r, schema.MASKED_L2_PREFIX, ctx) for _, r in high.iterrows()]
         differences = [
-            _masking_difference(ctx, row) or statistics.proportion_difference(s, lg, ctx.confidence)
+            _paired_success(ctx, row, schema.MASKED_L2_PREFIX, "l2")
+            or statistics.proportion_difference(s, lg, ctx.confidence)
             for (_, row), s, lg in zip(high.iterrows(), softmax, logits, strict=True)
         ]
         verdicts = [statistics.verdict(d, "negative") for d in differences]
@@ -684,14 +691,50 @@ def _carlini_claims(ctx: _Context) -> list[Claim]:
     return claims
 
 
-def _masking_difference(ctx: _Context, row: pd.Series) -> Estimate | None:
-    """softmax(z/T) success - logits success of one model on the same images (McNemar), or
-    None without per-image rows of both attacks."""
-    softmax, logits = ctx.images(schema.MASKED_L2_PREFIX), ctx.images("l2")
-    if softmax is None or logits is None:
+def _croce_hein_claims(ctx: _Context) -> list[Claim]:
+    """Claim 12, only when both APGD attacks ran (at one eps) on the highest T's models."""
+    columns = [f"{a}_{c}" for a in schema.APGD_ATTACKS for c in ("success_rate", "eps")]
+    if not all(c in ctx.sweep and ctx.sweep[c].notna().any() for c in columns):
+        return []
+    rows = ctx.sweep.dropna(subset=columns)
+    high = rows[rows["temperature"] == rows["temperature"].max()]
+    source, test = (
+        "Croce & Hein",
+        "APGD-DLR success - APGD-CE success > 0 at the highest T, every stage",
+    )
+    if not np.allclose(high["apgd_ce_eps"], high["apgd_dlr_eps"]):
+        return [_no_data(source, APGD_CLAIM, "", test, "APGD-CE and APGD-DLR ran at other eps")]
+    dlr = [_success(r, "apgd_dlr", ctx) for _, r in high.iterrows()]
+    ce = [_success(r, "apgd_ce", ctx) for _, r in high.iterrows()]
+    differences = [
+        _paired_success(ctx, row, "apgd_dlr", "apgd_ce")
+        or statistics.proportion_difference(d, c, ctx.confidence)
+        for (_, row), d, c in zip(high.iterrows(), dlr, ce, strict=True)
+    ]
+    return [
+        Claim(
+            source,
+            APGD_CLAIM,
+            "CE-based attacks look weaker on distilled models",
+            f"T = {high['temperature'].iloc[0]:g}, eps = {high['apgd_ce_eps'].iloc[0]:g}: "
+            f"APGD-DLR fools {', '.join(_pct(d.estimate) for d in dlr)} vs APGD-CE "
+            f"{', '.join(_pct(c.estimate) for c in ce)} (per stage)",
+            ", ".join(_interval(d, 2) for d in differences),
+            ", ".join(str(d.n) for d in differences),
+            test,
+            statistics.combine([statistics.verdict(d, "positive") for d in differences]),
+        )
+    ]
+
+
+def _paired_success(ctx: _Context, row: pd.Series, first: str, second: str) -> Estimate | None:
+    """Success of attack `first` - success of attack `second` on one model, on the same
+    images (McNemar), or None without per-image rows of both attacks."""
+    tables = {"first": ctx.images(first), "second": ctx.images(second)}
+    if any(table is None for table in tables.values()):
         return None
     success = {}
-    for name, table in (("softmax", softmax), ("logits", logits)):
+    for name, table in tables.items():
         chosen = table[
             (table["temperature"] == row["temperature"]) & (table["stage"] == row["stage"])
         ]
@@ -700,7 +743,7 @@ def _masking_difference(ctx: _Context, row: pd.Series) -> Estimate | None:
     if pair.empty:
         return None
     return statistics.paired_rate_difference(
-        pair["softmax"].astype(bool), pair["logits"].astype(bool), ctx.confidence, ctx.seed
+        pair["first"].astype(bool), pair["second"].astype(bool), ctx.confidence, ctx.seed
     )
 
 
@@ -738,6 +781,7 @@ def check_claims(
         *_multistep_claims(ctx),
         *_papernot_claims(ctx),
         *_carlini_claims(ctx),
+        *_croce_hein_claims(ctx),
     ]
 
 

@@ -227,3 +227,46 @@ def test_a_run_at_t_1_only_has_no_data_for_distillation_at_high_t():
     verdicts = _verdicts(table, per_image_like(table))
     assert verdicts[claims.PAPERNOT_CLAIM] == "no data"
     assert _verdicts(paper_like())[claims.PAPERNOT_CLAIM] == "agrees"
+
+
+def _with_apgd(ce_fools, dlr_fools, dlr_eps=0.3):
+    """paper_like() with APGD-CE and APGD-DLR rows: `*_fools(temperature, image)` -> success."""
+    attacks = {"apgd_ce": (ce_fools, 0.3), "apgd_dlr": (dlr_fools, dlr_eps)}
+    table = paper_like(
+        **{f"{a}_eps": (lambda t, s, e=eps: e) for a, (_, eps) in attacks.items()},
+        **{
+            f"{a}_success_rate": (lambda t, s, f=fools: np.mean([f(t, i) for i in range(IMAGES)]))
+            for a, (fools, _) in attacks.items()
+        },
+    )
+    table = table.assign(apgd_ce_attacked=IMAGES, apgd_dlr_attacked=IMAGES)
+    per_image = per_image_like(table)
+    l2 = per_image[per_image["attack"] == "l2"]
+    extra = []
+    for attack, (fools, _) in attacks.items():
+        rows = l2.assign(attack=attack)
+        pairs = zip(rows["temperature"], rows["image"], strict=True)
+        rows["success"] = [bool(fools(t, i)) for t, i in pairs]
+        extra.append(rows)
+    return table, pd.concat([per_image, *extra])
+
+
+def _apgd_claim(table, per_image):
+    return {c.claim: c for c in claims.check_claims(table, "mnist", per_image)}[claims.APGD_CLAIM]
+
+
+def test_apgd_dlr_fooling_more_images_than_apgd_ce_at_high_t_agrees_image_by_image():
+    """Croce & Hein's gradient masking: CE fools 1 in 10 images at T = 40, DLR every one."""
+    table, per_image = _with_apgd(lambda t, i: t < 40 or i % 10 == 0, lambda t, i: True)
+    claim = _apgd_claim(table, per_image)
+    assert claim.verdict == "agrees"
+    assert claim.n == ", ".join([str(IMAGES)] * 3)  # paired: the same images, per stage
+    assert claim.interval.startswith("[+0.")  # DLR - CE = +0.9, bootstrap interval
+
+
+def test_apgd_ce_fooling_more_images_disagrees_and_other_eps_give_no_data():
+    table, per_image = _with_apgd(lambda t, i: True, lambda t, i: i % 2 == 0)
+    assert _apgd_claim(table, per_image).verdict == "disagrees"
+    table, per_image = _with_apgd(lambda t, i: False, lambda t, i: True, dlr_eps=0.2)
+    assert _apgd_claim(table, per_image).verdict == "no data"
+    assert claims.APGD_CLAIM not in _verdicts(paper_like())  # only when APGD ran
