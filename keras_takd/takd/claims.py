@@ -666,13 +666,9 @@ def _carlini_claims(ctx: _Context) -> list[Claim]:
     if masked in ctx.sweep and ctx.sweep[masked].notna().any():
         rows = ctx.sweep.dropna(subset=[masked])
         high = rows[rows["temperature"] == rows["temperature"].max()]
-        logits = [_success(r, "l2", ctx) for _, r in high.iterrows()]
-        softmax = [_success(r, schema.MASKED_L2_PREFIX, ctx) for _, r in high.iterrows()]
-        differences = [
-            _paired_success(ctx, row, schema.MASKED_L2_PREFIX, "l2")
-            or statistics.proportion_difference(s, lg, ctx.confidence)
-            for (_, row), s, lg in zip(high.iterrows(), softmax, logits, strict=True)
-        ]
+        softmax, logits, differences = _success_differences(
+            ctx, high, schema.MASKED_L2_PREFIX, "l2"
+        )
         verdicts = [statistics.verdict(d, "negative") for d in differences]
         claims.append(
             Claim(
@@ -704,13 +700,7 @@ def _croce_hein_claims(ctx: _Context) -> list[Claim]:
     )
     if not np.allclose(high["apgd_ce_eps"], high["apgd_dlr_eps"]):
         return [_no_data(source, APGD_CLAIM, "", test, "APGD-CE and APGD-DLR ran at other eps")]
-    dlr = [_success(r, "apgd_dlr", ctx) for _, r in high.iterrows()]
-    ce = [_success(r, "apgd_ce", ctx) for _, r in high.iterrows()]
-    differences = [
-        _paired_success(ctx, row, "apgd_dlr", "apgd_ce")
-        or statistics.proportion_difference(d, c, ctx.confidence)
-        for (_, row), d, c in zip(high.iterrows(), dlr, ce, strict=True)
-    ]
+    dlr, ce, differences = _success_differences(ctx, high, "apgd_dlr", "apgd_ce")
     return [
         Claim(
             source,
@@ -725,6 +715,19 @@ def _croce_hein_claims(ctx: _Context) -> list[Claim]:
             statistics.combine([statistics.verdict(d, "positive") for d in differences]),
         )
     ]
+
+
+def _success_differences(ctx: _Context, rows: pd.DataFrame, first: str, second: str):
+    """Per model row: success of `first`, of `second`, and first - second (paired on the same
+    images where per-image rows exist, else unpaired)."""
+    a = [_success(r, first, ctx) for _, r in rows.iterrows()]
+    b = [_success(r, second, ctx) for _, r in rows.iterrows()]
+    differences = [
+        _paired_success(ctx, row, first, second)
+        or statistics.proportion_difference(x, y, ctx.confidence)
+        for (_, row), x, y in zip(rows.iterrows(), a, b, strict=True)
+    ]
+    return a, b, differences
 
 
 def _paired_success(ctx: _Context, row: pd.Series, first: str, second: str) -> Estimate | None:
