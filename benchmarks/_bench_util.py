@@ -238,3 +238,56 @@ def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int
         "test_accuracy": float(np.mean(predicted == data.y_test)),
     }
     return model, data, (predicted == data.y_test), info
+
+
+def build_floor(model: Callable[..., Any], batch_size: int, image_shape: tuple[int, ...]):
+    """A compiled while-loop of forward + backward passes with respect to the images."""
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([batch_size, *image_shape], tf.float32),
+            tf.TensorSpec([], tf.int32),
+        ],
+        autograph=False,
+    )
+    def loop(x, iterations):
+        def body(i, images):
+            with tf.GradientTape() as tape:
+                tape.watch(images)
+                logits = tf.cast(model(images, training=False), tf.float32)
+                loss = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
+            grad = tape.gradient(loss, images)
+            return i + 1, images - 1e-6 * grad  # the cheapest update that keeps the dependency
+
+        _, images = tf.while_loop(lambda i, _: i < iterations, body, (tf.constant(0), x))
+        return images
+
+    return loop
+
+
+def measure_floor(model, x: np.ndarray, batch_size: int, iterations: int, repeats: int):
+    """Image-iterations per second of the bare forward + backward loop (median of repeats).
+
+    The floor every attack's per-iteration cost is measured against: one forward and one
+    backward pass per image and iteration, compiled, with nothing else in the loop.
+    """
+    batch = np.resize(x, (batch_size, *x.shape[1:])).astype(np.float32)
+    loop = build_floor(model, batch_size, x.shape[1:])
+    loop(tf.constant(batch), tf.constant(2)).numpy()  # trace
+    runs = []
+    for _ in range(repeats):
+        with timed() as t:
+            loop(tf.constant(batch), tf.constant(iterations)).numpy()
+        runs.append(t.as_dict() | {"rate": batch_size * iterations / t.wall_s})
+    rates = [r["rate"] for r in runs]
+    cpu_rates = [batch_size * iterations / max(r["cpu_s"], 1e-9) for r in runs]
+    return {
+        "image_iterations_per_cpu_s_median": float(np.median(cpu_rates)),
+        "batch_size": batch_size,
+        "iterations_per_repeat": iterations,
+        "image_iterations_per_s_median": float(np.median(rates)),
+        "image_iterations_per_s_max": float(np.max(rates)),
+        "image_iterations_per_s_min": float(np.min(rates)),
+        "seconds_per_iteration_median": float(batch_size / np.median(rates)),
+        "repeats": runs,
+    }

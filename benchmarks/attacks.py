@@ -44,7 +44,6 @@ import pathlib
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -154,59 +153,6 @@ class _BudgetExceeded(Exception):
     """Raised inside a reference implementation when its time budget runs out."""
 
 
-def _build_floor(model: Callable[..., Any], batch_size: int, image_shape: tuple[int, ...]):
-    """A compiled while-loop of forward + backward passes with respect to the images."""
-    import tensorflow as tf
-
-    @tf.function(
-        input_signature=[
-            tf.TensorSpec([batch_size, *image_shape], tf.float32),
-            tf.TensorSpec([], tf.int32),
-        ],
-        autograph=False,
-    )
-    def loop(x, iterations):
-        def body(i, images):
-            with tf.GradientTape() as tape:
-                tape.watch(images)
-                logits = tf.cast(model(images, training=False), tf.float32)
-                loss = tf.reduce_sum(tf.reduce_max(logits, axis=-1))
-            grad = tape.gradient(loss, images)
-            return i + 1, images - 1e-6 * grad  # the cheapest update that keeps the dependency
-
-        _, images = tf.while_loop(lambda i, _: i < iterations, body, (tf.constant(0), x))
-        return images
-
-    return loop
-
-
-def measure_floor(model, x: np.ndarray, batch_size: int, iterations: int, repeats: int):
-    """Image-iterations per second of the bare forward + backward loop (median of repeats)."""
-    import _bench_util as util
-    import tensorflow as tf
-
-    batch = np.resize(x, (batch_size, *x.shape[1:])).astype(np.float32)
-    loop = _build_floor(model, batch_size, x.shape[1:])
-    loop(tf.constant(batch), tf.constant(2)).numpy()  # trace
-    runs = []
-    for _ in range(repeats):
-        with util.timed() as t:
-            loop(tf.constant(batch), tf.constant(iterations)).numpy()
-        runs.append(t.as_dict() | {"rate": batch_size * iterations / t.wall_s})
-    rates = [r["rate"] for r in runs]
-    cpu_rates = [batch_size * iterations / max(r["cpu_s"], 1e-9) for r in runs]
-    return {
-        "image_iterations_per_cpu_s_median": float(np.median(cpu_rates)),
-        "batch_size": batch_size,
-        "iterations_per_repeat": iterations,
-        "image_iterations_per_s_median": float(np.median(rates)),
-        "image_iterations_per_s_max": float(np.max(rates)),
-        "image_iterations_per_s_min": float(np.min(rates)),
-        "seconds_per_iteration_median": float(batch_size / np.median(rates)),
-        "repeats": runs,
-    }
-
-
 def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int, rounds: int):
     """The floor at `batch_size` against the floor at batch 1, interleaved round by round.
 
@@ -214,10 +160,12 @@ def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int
     so it bounds how much faster a batched attack can be than the same attack run one image at
     a time (when both run the same iterations per image).
     """
+    import _bench_util as util
+
     pairs = []
     for _ in range(rounds):
-        batched = measure_floor(model, x, batch_size, iterations, 1)
-        single = measure_floor(model, x, 1, iterations * 5, 1)
+        batched = util.measure_floor(model, x, batch_size, iterations, 1)
+        single = util.measure_floor(model, x, 1, iterations * 5, 1)
         pairs.append(
             {
                 "batch": batched["image_iterations_per_s_median"],
@@ -433,7 +381,7 @@ def measure_overhead(kind, model, counting, x, y, settings, batch_size, iteratio
     attack(counting, x, y, batch_size=batch_size, **options)  # trace with the same settings
     ratios, runs = [], []
     for _ in range(rounds):
-        floor = measure_floor(counting, x, batch_size, iterations, 1)
+        floor = util.measure_floor(counting, x, batch_size, iterations, 1)
         counting.reset()
         with util.timed() as t:
             attack(counting, x, y, batch_size=batch_size, **options)
@@ -821,13 +769,13 @@ def run_benchmark(
         )
 
     if "floor" not in skip:
-        results["floor"]["batch"] = measure_floor(
+        results["floor"]["batch"] = util.measure_floor(
             model, x, batch_size, floor_iterations, floor_repeats
         )
-        results["floor"]["batch_counted"] = measure_floor(
+        results["floor"]["batch_counted"] = util.measure_floor(
             counting, x, batch_size, floor_iterations, max(1, floor_repeats // 2)
         )
-        results["floor"]["batch_1"] = measure_floor(
+        results["floor"]["batch_1"] = util.measure_floor(
             model, x, 1, floor_iterations, max(1, floor_repeats // 2)
         )
         results["floor"]["batching_gain"] = measure_batching_gain(
