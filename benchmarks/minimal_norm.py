@@ -19,9 +19,17 @@ included). foolbox 3.3.4's FMN (TF eager through eagerpy, installed outside the 
 It also reports robust accuracy at L-inf eps = 0.3 of PGD-CE (100 steps of 0.01, random
 start), APGD-CE and APGD-DLR (100 steps each) on both models: the gradient-masking check.
 
+With --distilled_run the distilled model is instead a well-trained one from a keras_takd.main
+run (stage --distilled_stage at --temperature), and --cw_l2_per_image reuses that run's
+evaluation of C&W L2 at the paper's settings (its per_image.csv) instead of re-running it.
+
+The floor part measures the per-iteration cost of FMN and APGD against the bare compiled
+forward + backward loop through the same pass counter, as benchmarks/attacks.py does for C&W.
+
 Everything is cached per chunk of images in --output_dir (outside the repository), so a run
 that is stopped resumes where it was, and a larger --images extends the comparison. The report
-is rewritten after every chunk.
+is rewritten after every chunk. --models computes only the named models, so that one process
+per model can share the cores.
 
 Run (two busy cores: at the lowest priority):
     nice -n 19 python benchmarks/minimal_norm.py --images=20
@@ -31,6 +39,7 @@ Writes benchmarks/results/minimal_norm.json and minimal_norm.md.
 
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import sys
@@ -56,7 +65,40 @@ flags.DEFINE_float("robust_eps", 0.3, "L-inf eps of the robust-accuracy check.",
 flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (and of the T = 40 teacher).")
 flags.DEFINE_float("temperature", 40.0, "Temperature of the distilled model.", lower_bound=1)
 flags.DEFINE_list("norms", ["l2", "linf", "l0"], "Norms to compare, in order.")
-flags.DEFINE_list("skip", [], "Parts to skip: any of cw, foolbox, robust.")
+flags.DEFINE_list("skip", [], "Parts to skip: any of cw, foolbox, robust, floor.")
+flags.DEFINE_list(
+    "models",
+    [],
+    "Compute only these models (names as in the report: T1, T40_distilled, T40_run_stage2); "
+    "the others' results are read from the cache. One process per model spreads the run over "
+    "cores. Empty: all.",
+)
+flags.DEFINE_string(
+    "distilled_run",
+    None,
+    "A keras_takd.main run folder (e.g. the decisive run's): attack its model of stage "
+    "--distilled_stage at --temperature instead of training the small distilled model.",
+)
+flags.DEFINE_integer(
+    "distilled_stage",
+    2,
+    "Stage of --distilled_run to attack; 2 is Papernot et al.'s distilled network (a teacher "
+    "trained at T, then a student distilled from it at T).",
+    lower_bound=1,
+)
+flags.DEFINE_string(
+    "cw_l2_per_image",
+    None,
+    "per_image.csv of a keras_takd evaluation of --distilled_run with C&W L2 at the paper's "
+    "settings (e.g. figures/decisive/per_image.csv): where its rows cover the images, they are "
+    "the distilled model's C&W L2 results (not re-run, so not timed or counted here).",
+)
+flags.DEFINE_integer("floor_iterations", 200, "Iterations per floor round.", lower_bound=1)
+flags.DEFINE_integer("floor_rounds", 3, "Interleaved floor / attack rounds.", lower_bound=1)
+flags.DEFINE_integer("floor_batch", 100, "Batch size of the floor comparison.", lower_bound=1)
+flags.DEFINE_float(
+    "floor_apgd_eps", 0.01, "APGD's eps in the floor comparison: small, so no row is fooled."
+)
 flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache.")
 flags.DEFINE_string("data_dir", "/work/shared/data", "Folder holding mnist.npz.")
 flags.DEFINE_string("output_dir", "/work/tmp/minimal_norm", "Per-chunk cache, outside git.")
@@ -72,7 +114,9 @@ flags.register_validator(
     "norms", lambda v: set(v) <= {"l2", "linf", "l0"}, "norms: any of l2, linf, l0"
 )
 flags.register_validator(
-    "skip", lambda v: set(v) <= {"cw", "foolbox", "robust"}, "skip: any of cw, foolbox, robust"
+    "skip",
+    lambda v: set(v) <= {"cw", "foolbox", "robust", "floor"},
+    "skip: any of cw, foolbox, robust, floor",
 )
 
 CW_FUNCTIONS = {"l2": "carlini_wagner_l2", "linf": "carlini_wagner_linf", "l0": "carlini_wagner_l0"}
@@ -99,6 +143,105 @@ def prepare_distilled(cache_dir: pathlib.Path, data, epochs: int, temperature: f
     cache_dir.mkdir(parents=True, exist_ok=True)
     student.save(path)
     return student, {"cache": str(path), "train_seconds": time.perf_counter() - start}
+
+
+def load_run_model(run_dir: str, temperature: float, stage: int):
+    """The model of stage `stage` at `temperature` of a keras_takd.main run, and its record."""
+    from keras_takd.core.export import load_model
+    from keras_takd.takd.evaluation.runs import read_run
+
+    run = read_run(run_dir)
+    rows = run.rows[
+        np.isclose(run.rows["temperature"].astype(float), temperature)
+        & (run.rows["stage"].astype(int) == stage)
+    ]
+    if rows.empty:
+        have = sorted(zip(run.rows["temperature"], run.rows["stage"], strict=True))
+        raise ValueError(
+            f"--distilled_run: {run_dir} has no model of stage {stage} at T = {temperature:g}; "
+            f"expected one of (T, stage) {have}"
+        )
+    row = rows.iloc[0]
+    path = run.model_file(row)
+    info = {"run": str(run_dir), "temperature": temperature, "stage": stage, "role": row["role"]}
+    return load_model(path), info | {"file": str(path), "train_seconds": None}
+
+
+def cw_from_per_image(path: str, temperature: float, stage: int, images: np.ndarray):
+    """C&W L2 results of `images` from a keras_takd per_image.csv, or None if it lacks one.
+
+    Raises:
+        ValueError: the table says the model misclassifies one of the images (another model
+            or another run than the one attacked here).
+    """
+    from keras_takd.takd.figures import read_per_image
+
+    table = read_per_image(path)
+    rows = table[
+        (table["attack"] == "l2")
+        & np.isclose(table["temperature"].astype(float), temperature)
+        & (table["stage"].astype(int) == stage)
+    ].set_index("image")
+    if not set(images.tolist()) <= set(rows.index):
+        return None
+    rows = rows.loc[images]
+    if not rows["correct"].astype(bool).all():
+        raise ValueError(
+            f"--cw_l2_per_image: {path} has images the T = {temperature:g} stage {stage} model "
+            "misclassifies but the attacked model classifies correctly: another model's table"
+        )
+    return {
+        "success": rows["success"].astype(bool).tolist(),
+        "distance": rows["distance"].astype(float).tolist(),
+        "timing": None,
+        "passes": None,
+        "source": str(path),
+    }
+
+
+def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: float):
+    """Per-iteration cost of FMN (each norm) and APGD (CE, DLR) against the bare floor.
+
+    As `benchmarks/attacks.py` does for C&W: each round runs the compiled forward + backward
+    floor (`_bench_util.measure_floor`) and then the attack, both through the same pass
+    counter, on the same batch; the ratio of the attack's backward rows per second to the
+    floor's is the share of the floor's speed left after the attack's own work. FMN always runs
+    all its steps on every row; APGD runs at an eps small enough that no row is fooled.
+    """
+    from keras_takd import attacks
+
+    counting = util.CountingModel(model, count_eager=False)
+    n = len(x)
+    runs = {
+        f"fmn_{norm}": lambda norm=norm: attacks.fast_minimum_norm(
+            counting, x, y, norm=norm, steps=iterations, batch_size=n
+        )
+        for norm in ("l2", "linf", "l0")
+    } | {
+        f"apgd_{loss}": lambda loss=loss: attacks.apgd(
+            counting, x, y, apgd_eps, loss=loss, steps=iterations, batch_size=n
+        )
+        for loss in ("ce", "dlr")
+    }
+    out = {}
+    for name, run in runs.items():
+        run()  # trace with the same settings
+        ratios = []
+        for _ in range(rounds):
+            floor = util.measure_floor(counting, x, n, iterations, 1)
+            counting.reset()
+            with util.timed() as timing:
+                run()
+            rate = counting.snapshot()["backward_rows"] / timing.wall_s
+            ratios.append(rate / floor["image_iterations_per_s_median"])
+        out[name] = {
+            "ratio_to_floor_median": float(np.median(ratios)),
+            "ratios": ratios,
+            "iterations": iterations,
+            "batch_size": n,
+        }
+        print(f"floor: {name} {np.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})")
+    return out
 
 
 def distortion(result, norm: str) -> np.ndarray:
@@ -172,14 +315,15 @@ def run_robust(model, x, y, eps: float) -> dict[str, Any]:
 _CACHED_ONLY = [False]
 
 
-def _cached(path: pathlib.Path, function, *args) -> dict[str, Any] | None:
+def _cached(path: pathlib.Path, function, *args, compute: bool = True) -> dict[str, Any] | None:
     """`function(*args)`, or its result cached at `path` by an earlier run (errors too).
 
-    None when it is not cached and the run computes nothing (--cached_only).
+    None when it is not cached and this run computes nothing for it (--cached_only, or
+    `compute` False: a model another process computes).
     """
     if path.exists():
         return json.loads(path.read_text())
-    if _CACHED_ONLY[0]:
+    if _CACHED_ONLY[0] or not compute:
         return None
     try:
         value = function(*args)
@@ -191,35 +335,64 @@ def _cached(path: pathlib.Path, function, *args) -> dict[str, Any] | None:
 
 
 def _ratio_stats(fmn: dict, cw: dict) -> dict[str, Any]:
+    """Per-image ratios FMN / C&W on the images both fooled, and the ratio of their means.
+
+    The ratio of means carries a 95% BCa bootstrap interval (`scipy.stats.bootstrap`, images
+    resampled in pairs, seed 0): FMN's mean is within 2% of C&W's when the interval lies
+    inside [0.98, 1.02], below it when the interval's top is under 1.
+    """
+    from scipy import stats
+
     both = np.array(fmn["success"]) & np.array(cw["success"])
-    ratio = np.array(fmn["distance"])[both] / np.maximum(np.array(cw["distance"])[both], 1e-12)
+    f, c = np.array(fmn["distance"])[both], np.array(cw["distance"])[both]
+    ratio = f / np.maximum(c, 1e-12)
     if ratio.size == 0:
         return {"images_both": 0}
-    return {
+    out = {
         "images_both": int(both.sum()),
         "ratio_median": float(np.median(ratio)),
         "ratio_p90": float(np.percentile(ratio, 90)),
         "fmn_below_or_equal": int(np.sum(ratio <= 1.0)),
+        "ratio_of_means": float(f.mean() / c.mean()),
     }
+    if ratio.size >= 2 and np.ptp(f - c) > 0:
+        interval = stats.bootstrap(
+            (f, c),
+            lambda a, b, axis: a.mean(axis) / b.mean(axis),
+            paired=True,
+            vectorized=True,
+            method="BCa",
+            random_state=0,
+        ).confidence_interval
+        out |= {"ratio_of_means_low": interval.low, "ratio_of_means_high": interval.high}
+    return out
 
 
 def _merge(chunks: list[dict]) -> dict[str, Any]:
-    """Concatenates the per-image lists of chunks and sums their seconds and passes."""
-    chunks = [c for c in chunks if c is not None]
+    """Concatenates the per-image lists of chunks and sums their seconds and passes.
+
+    Only the leading chunks that exist count, so the images stay the first ones in order.
+    """
+    chunks = list(itertools.takewhile(lambda c: c is not None, chunks))
     good = [c for c in chunks if "error" not in c]
     if not good:
         return {"error": chunks[0]["error"]} if chunks else {}
     success = np.concatenate([c["success"] for c in good]).astype(bool)
     distance = np.concatenate([c["distance"] for c in good])
-    passes = sum(c["passes"]["forward_rows"] + c["passes"]["backward_rows"] for c in good)
-    wall = sum(c["timing"]["wall_s"] for c in good)
-    cpu = sum(c["timing"]["cpu_s"] for c in good)
-    return {
+    merged = {
         "images": int(success.size),
         "success": success.tolist(),
         "distance": distance.tolist(),
         "success_rate": float(success.mean()),
         **{f"distortion_{k}": v for k, v in util.distortion_stats(distance, success).items()},
+    }
+    sources = sorted({c["source"] for c in good if c.get("source")})
+    if sources:  # results read from an evaluation's table: not timed or counted here
+        return merged | {"source": ", ".join(sources)}
+    passes = sum(c["passes"]["forward_rows"] + c["passes"]["backward_rows"] for c in good)
+    wall = sum(c["timing"]["wall_s"] for c in good)
+    cpu = sum(c["timing"]["cpu_s"] for c in good)
+    return merged | {
         "wall_s": wall,
         "wall_s_per_image": wall / success.size,
         "passes_per_image": passes / success.size,
@@ -239,10 +412,23 @@ def run_benchmark(flag_values) -> dict[str, Any]:
     cache = pathlib.Path(flag_values.cache_dir)
     data = load_dataset("mnist", flag_values.data_dir, validation_size=0)
     t1, _, _, t1_info = util.prepare_model(cache, flag_values.data_dir, flag_values.train_epochs)
-    t40, t40_info = prepare_distilled(
-        cache, data, flag_values.train_epochs, flag_values.temperature
-    )
-    models = {"T1": t1, f"T{flag_values.temperature:g}_distilled": t40}
+    temperature = flag_values.temperature
+    if flag_values.distilled_run:
+        t40, t40_info = load_run_model(
+            flag_values.distilled_run, temperature, flag_values.distilled_stage
+        )
+        distilled = f"T{temperature:g}_run_stage{flag_values.distilled_stage}"
+    else:
+        t40, t40_info = prepare_distilled(cache, data, flag_values.train_epochs, temperature)
+        distilled = f"T{temperature:g}_distilled"
+    models = {"T1": t1, distilled: t40}
+    unknown = set(flag_values.models) - set(models)
+    if unknown:
+        raise ValueError(f"--models: unknown {sorted(unknown)}; expected some of {list(models)}")
+
+    def computes(name: str) -> bool:
+        return not flag_values.models or name in flag_values.models
+
     correct = np.ones(len(data.y_test), bool)
     accuracy = {}
     for name, model in models.items():
@@ -256,7 +442,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         "machine": util.machine_info(),
         "versions": util.versions(["tensorflow", "keras", "numpy"]),
         "keras_takd_commit": util.git_commit(str(_REPO)),
-        "models": {"T1": t1_info, "distilled": t40_info},
+        "models": {"T1": t1_info, distilled: t40_info},
         "test_accuracy": accuracy,
         "images_requested": flag_values.images,
         "image_indices": chosen[: flag_values.images].tolist(),
@@ -272,10 +458,36 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         )
         for name, model in models.items():
             path = out / name / f"robust_eps{flag_values.robust_eps:g}_n{len(x_r)}.json"
-            robust = _cached(path, run_robust, model, x_r, y_r, flag_values.robust_eps)
+            robust = _cached(
+                path, run_robust, model, x_r, y_r, flag_values.robust_eps, compute=computes(name)
+            )
             if robust is not None:
                 results["robust"][name] = robust
         save()
+    if "floor" not in flag_values.skip:
+        n = flag_values.floor_batch
+        path = out / "T1" / f"floor_it{flag_values.floor_iterations}_batch{n}.json"
+        floor = _cached(
+            path,
+            measure_attack_floor,
+            t1,
+            data.x_test[chosen[:n]],
+            data.y_test[chosen[:n]],
+            flag_values.floor_iterations,
+            flag_values.floor_rounds,
+            flag_values.floor_apgd_eps,
+            compute=computes("T1"),
+        )
+        if floor is not None:
+            results["floor"] = floor
+        save()
+
+    def reused_cw(rows: np.ndarray) -> dict[str, Any] | None:
+        if not (flag_values.cw_l2_per_image and flag_values.distilled_run):
+            return None
+        return cw_from_per_image(
+            flag_values.cw_l2_per_image, temperature, flag_values.distilled_stage, rows
+        )
 
     def compare(kind: str) -> None:
         for name, model in models.items():
@@ -286,8 +498,11 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                     rows = chosen[start : min(start + flag_values.chunk, flag_values.images)]
                     tag = f"{kind}_steps{flag_values.fmn_steps}" if kind == "fmn" else kind
                     path = out / name / norm / f"{tag}_{start}_{start + len(rows)}.json"
-                    chunks.append(
-                        _cached(
+                    chunk = None
+                    if kind == "cw" and norm == "l2" and name == distilled:
+                        chunk = reused_cw(rows)
+                    if chunk is None:
+                        chunk = _cached(
                             path,
                             run_chunk,
                             kind,
@@ -296,8 +511,9 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                             data.x_test[rows],
                             data.y_test[rows],
                             flag_values.fmn_steps,
+                            compute=computes(name),
                         )
-                    )
+                    chunks.append(chunk)
                     entry = results["comparisons"].setdefault(name, {}).setdefault(norm, {})
                     entry[kind] = _merge(chunks)
                     save()
@@ -319,6 +535,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                     data.y_test[rows],
                     flag_values.fmn_steps,
                     flag_values.foolbox_path,
+                    compute=computes(name),
                 )
                 entry = results["comparisons"][name][norm]
                 if value is not None:
@@ -365,14 +582,25 @@ def markdown_report(results: dict[str, Any]) -> str:
         + f"; images: the first {results['images_requested']} test images both classify "
         "correctly.",
         "",
-        "Distortion: mean / median over each attack's successes; ratio FMN / C&W per image on "
-        "the images both fooled. Passes: forward + backward rows per image (padding included), "
-        "counted inside the compiled loops; passes / CPU s compares the cost of a pass.",
+        "Distortion: mean / median over each attack's successes. On the FMN row, over the first "
+        "n images both attacks ran and both fooled: the per-image ratio FMN / C&W (median, 90th "
+        "percentile) and the ratio of the two means with its 95% BCa bootstrap interval (images "
+        "resampled in pairs). Passes: forward + backward rows per image (padding included), "
+        "counted inside the compiled loops; passes / CPU s compares the cost of a pass. "
+        "Rows marked *reused* are read from a keras_takd evaluation's per_image.csv (not timed "
+        "or counted here).",
         "",
-        "| model | norm | attack | images | success | mean | median | ratio median | "
-        "ratio p90 | s / image | passes / image | passes / CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| model | norm | attack | images | success | mean | median | paired n | ratio median "
+        "| ratio p90 | ratio of means [95% CI] | s / image | passes / image | passes / CPU s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    for name, info in results.get("models", {}).items():
+        if info.get("run"):
+            lines.insert(
+                7,
+                f"Model {name!r}: stage {info['stage']} ({info['role']}) at T = "
+                f"{info['temperature']:g} of the run {info['run']}.",
+            )
     for name, entries in results["comparisons"].items():
         for norm, entry in entries.items():
             paired = entry.get("paired", {})
@@ -384,14 +612,40 @@ def markdown_report(results: dict[str, Any]) -> str:
                     lines.append(f"| {name} | {norm} | {kind} | - | error: {r['error'][:80]} |")
                     continue
                 ratio = kind == "fmn" and paired.get("images_both")
+                means = ""
+                if ratio:
+                    means = f"{paired['ratio_of_means']:.4f}"
+                    if "ratio_of_means_low" in paired:
+                        means += (
+                            f" [{paired['ratio_of_means_low']:.4f}, "
+                            f"{paired['ratio_of_means_high']:.4f}]"
+                        )
+                cost = (
+                    "*reused* | | "
+                    if r.get("source")
+                    else f"{r['wall_s_per_image']:.3g} | {r['passes_per_image']:.0f} | "
+                    f"{r.get('passes_per_cpu_s', float('nan')):.0f}"
+                )
                 lines.append(
                     f"| {name} | {norm} | {kind} | {r['images']} | {r['success_rate']:.2f} | "
                     f"{_fmt(r['distortion_mean'], 4)} | {_fmt(r['distortion_median'], 4)} | "
+                    f"{paired.get('images_both', '') if ratio else ''} | "
                     f"{_fmt(paired.get('ratio_median'), 4) if ratio else ''} | "
-                    f"{_fmt(paired.get('ratio_p90'), 4) if ratio else ''} | "
-                    f"{r['wall_s_per_image']:.3g} | {r['passes_per_image']:.0f} | "
-                    f"{r.get('passes_per_cpu_s', float('nan')):.0f} |"
+                    f"{_fmt(paired.get('ratio_p90'), 4) if ratio else ''} | {means} | {cost} |"
                 )
+    if results.get("floor"):
+        first = next(iter(results["floor"].values()))
+        lines += [
+            "",
+            "Per-iteration cost against the compiled forward + backward floor (model T1, batch "
+            f"{first['batch_size']}, {first['iterations']} iterations a round; each round the "
+            "floor, then the attack, both through the pass counter; attack backward rows per "
+            "second / floor's; APGD at an eps that fools no row):",
+            "",
+        ]
+        for name, f in results["floor"].items():
+            rounds = ", ".join(f"{r:.2f}" for r in f["ratios"])
+            lines.append(f"- {name}: {f['ratio_to_floor_median']:.2f}x (rounds {rounds})")
     if results["robust"]:
         lines += [
             "",
