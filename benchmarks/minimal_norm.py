@@ -103,6 +103,9 @@ flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model ca
 flags.DEFINE_string("data_dir", "/work/shared/data", "Folder holding mnist.npz.")
 flags.DEFINE_string("output_dir", "/work/tmp/minimal_norm", "Per-chunk cache, outside git.")
 flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
+flags.DEFINE_string(
+    "results_name", "minimal_norm", "Report files: <results_dir>/<results_name>.{json,md}."
+)
 flags.DEFINE_string("foolbox_path", "/work/tmp/foolbox_env", "pip --target folder of foolbox.")
 flags.DEFINE_bool(
     "cached_only",
@@ -450,7 +453,9 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         "robust": {},
         "comparisons": {},
     }
-    save = lambda: _write(results, pathlib.Path(flag_values.results_dir))  # noqa: E731
+    save = lambda: _write(  # noqa: E731
+        results, pathlib.Path(flag_values.results_dir), flag_values.results_name
+    )
     if "robust" not in flag_values.skip:
         x_r, y_r = (
             data.x_test[chosen[: flag_values.robust_images]],
@@ -549,7 +554,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
     return results
 
 
-def _write(results: dict[str, Any], results_dir: pathlib.Path) -> None:
+def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> None:
     for entries in results["comparisons"].values():
         for entry in entries.values():
             if "fmn" in entry and "cw" in entry and "error" not in entry["cw"] and entry["cw"]:
@@ -559,8 +564,8 @@ def _write(results: dict[str, Any], results_dir: pathlib.Path) -> None:
                     {k: entry["cw"][k][:n] for k in ("success", "distance")},
                 ) | {"images": n}
     results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "minimal_norm.json").write_text(json.dumps(results, indent=1) + "\n")
-    (results_dir / "minimal_norm.md").write_text(markdown_report(results))
+    (results_dir / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (results_dir / f"{name}.md").write_text(markdown_report(results))
 
 
 def _fmt(value, digits=3) -> str:
