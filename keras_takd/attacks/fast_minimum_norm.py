@@ -37,7 +37,19 @@ Where this implementation deviates from the paper:
   test CNN, 14% of 50 images were never fooled in L2 (8% in L1) at 100 or 1,000 steps, while
   all were without the box (clip range [-1, 2]) or with this rule, at a smaller mean L2. The
   distance estimate |loss| / ||grad||_q then also measures the distance within the box face.
-  `box_aware=False` runs the paper's update unchanged.
+  `box_aware=False` drops this rule; with `boundary_overshoot=False` as well, the paper's
+  update runs unchanged.
+- Overshoot before the first adversarial point (`boundary_overshoot=True`, the default): until
+  an iterate is adversarial, epsilon is the first-order distance to the boundary times
+  (1 + gamma_k), not exactly that distance. With the paper's rule the radius ends exactly on
+  the linearised boundary, and whenever the step is not aligned with the gradient (after box
+  clipping, or with the box-aware gradient) the projection onto that sphere lands just short
+  of it, step after step: on the decisive run's T = 40 distilled network (logits about 40x
+  larger) one of 100 MNIST test images was never fooled in L2 at 1,000 steps (its margin
+  shrank from 290 to 0.08 and stayed positive) while C&W fooled it at L2 0.919; with the
+  overshoot FMN fools it at the third step and ends at 0.919. The overshoot only sets where
+  the search first crosses; afterwards epsilon shrinks as in the paper. L0 keeps its integer
+  rule. `boundary_overshoot=False` runs the paper's rule.
 - Failed examples get their original image back with `success=False`.
 - The default step count is 1,000, the top of the budgets the paper reports. alpha_0 defaults
   to 1 for L0, L1 and L2 (adversarial-library's and foolbox's default) and to 10 for L-inf, our
@@ -80,6 +92,7 @@ def fast_minimum_norm(
     gamma_init: float = GAMMA_INIT,
     gamma_final: float = GAMMA_FINAL,
     box_aware: bool = True,
+    boundary_overshoot: bool = True,
     batch_size: int = 128,
     clip_min: float = 0.0,
     clip_max: float = 1.0,
@@ -102,8 +115,11 @@ def fast_minimum_norm(
         gamma_init: the first epsilon factor gamma_0, in (0, 1).
         gamma_final: the last epsilon factor gamma_K, in (0, gamma_init].
         box_aware: drop the gradient entries of pixels on the box edge that the step would
-            push out of the box (not in the paper; see the module docstring). False runs the
-            paper's update unchanged.
+            push out of the box (not in the paper; see the module docstring). False, with
+            `boundary_overshoot=False`, runs the paper's update unchanged.
+        boundary_overshoot: until the first adversarial iterate, set epsilon to the
+            first-order distance to the boundary times (1 + gamma_k) (not in the paper; see the
+            module docstring). False runs the paper's rule.
         batch_size: images optimised together.
         clip_min: the lower edge of the box.
         clip_max: the upper edge of the box.
@@ -141,6 +157,7 @@ def fast_minimum_norm(
     hyper = [
         tf.constant(targeted),
         tf.constant(box_aware),
+        tf.constant(boundary_overshoot),
         tf.constant(steps, tf.int32),
         *(tf.constant(v, tf.float32) for v in (alpha_init, alpha_final, gamma_init, gamma_final)),
     ]
@@ -218,15 +235,21 @@ def _update_eps(
     delta_norm: tf.Tensor,
     distance: tf.Tensor,
     gamma: tf.Tensor,
+    overshoot: tf.Tensor | bool = False,
 ) -> tf.Tensor:
-    """Algorithm 1's epsilon step: shrink epsilon on an adversarial iterate, grow it otherwise."""
+    """Algorithm 1's epsilon step: shrink epsilon on an adversarial iterate, grow it otherwise.
+
+    Before any adversarial iterate epsilon is the first-order distance to the boundary,
+    ||delta|| + distance, times (1 + gamma) when `overshoot` (not in the paper).
+    """
     eps = state.eps
     if norm == "l0":
         shrunk = tf.minimum(tf.minimum(eps - 1.0, tf.floor(eps * (1.0 - gamma))), best_norm)
         grown = tf.maximum(eps + 1.0, tf.floor(eps * (1.0 + gamma)))
         return tf.maximum(tf.where(is_adv, shrunk, grown), 1.0)
     shrunk = tf.minimum(eps * (1.0 - gamma), best_norm)
-    grown = tf.where(found, eps * (1.0 + gamma), delta_norm + distance)
+    first_order = (delta_norm + distance) * tf.where(overshoot, 1.0 + gamma, 1.0)
+    grown = tf.where(found, eps * (1.0 + gamma), first_order)
     return tf.where(is_adv, shrunk, grown)
 
 
@@ -248,6 +271,7 @@ def _build_runner(
         tf.TensorSpec([batch_size, num_classes], tf.float32),
         tf.TensorSpec([], tf.bool),
         tf.TensorSpec([], tf.bool),
+        tf.TensorSpec([], tf.bool),
         tf.TensorSpec([], tf.int32),
         scalar,
         scalar,
@@ -257,7 +281,16 @@ def _build_runner(
 
     @tf.function(input_signature=signature, jit_compile=jit_compile, reduce_retracing=False)
     def run(
-        x, onehot, targeted, box_aware, steps, alpha_init, alpha_final, gamma_init, gamma_final
+        x,
+        onehot,
+        targeted,
+        box_aware,
+        overshoot,
+        steps,
+        alpha_init,
+        alpha_final,
+        gamma_init,
+        gamma_final,
     ):
         sign = tf.where(targeted, -1.0, 1.0)  # > 0 while x + delta is not adversarial
         worst = tf.maximum(x - clip_min, clip_max - x)
@@ -287,7 +320,9 @@ def _build_runner(
                 projections.TINY,
             )
             gamma = cosine_annealing(s.step, steps, gamma_init, gamma_final)
-            eps = _update_eps(norm, s, is_adv, found, best_norm, delta_norm, distance, gamma)
+            eps = _update_eps(
+                norm, s, is_adv, found, best_norm, delta_norm, distance, gamma, overshoot
+            )
             eps = tf.minimum(eps, worst_norm)
             alpha = cosine_annealing(s.step, steps, alpha_init, alpha_final)
             delta = s.delta - alpha * projections.normalize_l2(grad)

@@ -114,11 +114,39 @@ def test_box_aware_gradient_reaches_images_the_plain_update_stalls_on(
     mnist_attack_model, mnist_attack_batch
 ):
     # The paper's project-then-clip update stalls short of the boundary on some MNIST images
-    # (most of a step points out of the box at background pixels); the box-aware rule does not.
+    # (most of a step points out of the box at background pixels); the box-aware rule does not,
+    # and neither does the overshoot before the first success, each on its own.
     x, y = mnist_attack_batch
-    aware = fast_minimum_norm(mnist_attack_model, x, y, norm="l2", steps=100)
-    plain = fast_minimum_norm(mnist_attack_model, x, y, norm="l2", steps=100, box_aware=False)
+    paper = dict(box_aware=False, boundary_overshoot=False)
+    aware = fast_minimum_norm(
+        mnist_attack_model, x, y, norm="l2", steps=100, **paper | {"box_aware": True}
+    )
+    overshoot = fast_minimum_norm(
+        mnist_attack_model, x, y, norm="l2", steps=100, **paper | {"boundary_overshoot": True}
+    )
+    plain = fast_minimum_norm(mnist_attack_model, x, y, norm="l2", steps=100, **paper)
     assert aware.success.all()
+    assert overshoot.success.all()
     assert plain.success.mean() < 1.0
-    both = aware.success & plain.success
-    assert aware.l2[both].mean() <= plain.l2[both].mean() * 1.01
+    for ours in (aware, overshoot):
+        both = ours.success & plain.success
+        assert ours.l2[both].mean() <= plain.l2[both].mean() * 1.01
+
+
+@pytest.mark.parametrize("overshoot", [False, True])
+def test_epsilon_rule_overshoots_the_first_order_boundary_only_before_the_first_success(
+    overshoot,
+):
+    from keras_takd.attacks.fast_minimum_norm import _State, _update_eps
+
+    gamma = tf.constant(0.04)
+    eps = tf.constant([2.0, 2.0, 2.0])
+    state = _State(0, tf.zeros([3, 1]), eps, eps, tf.zeros([3, 1]), tf.zeros([3], tf.bool))
+    # Rows: not adversarial and nothing found yet; not adversarial after a success; adversarial.
+    is_adv = tf.constant([False, False, True])
+    found = tf.constant([False, True, True])
+    best_norm = tf.constant([np.inf, 1.9, 1.5], tf.float32)
+    delta_norm, distance = tf.constant([0.5, 0.5, 0.5]), tf.constant([0.25, 0.25, 0.25])
+    new = _update_eps("l2", state, is_adv, found, best_norm, delta_norm, distance, gamma, overshoot)
+    first_order = 0.75 * 1.04 if overshoot else 0.75  # the paper: ||delta|| + |loss| / ||grad||
+    np.testing.assert_allclose(new.numpy(), [first_order, 2.0 * 1.04, 1.5], rtol=1e-6)
