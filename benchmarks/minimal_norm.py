@@ -39,6 +39,7 @@ Writes benchmarks/results/minimal_norm.json and minimal_norm.md.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import pathlib
@@ -170,6 +171,14 @@ def load_run_model(run_dir: str, temperature: float, stage: int):
     return load_model(path), info | {"file": str(path), "train_seconds": None}
 
 
+@functools.cache
+def _read_per_image(path: str):
+    """The per-image table at `path`, read once for all the chunks that reuse it."""
+    from keras_takd.takd.figures import read_per_image
+
+    return read_per_image(path)
+
+
 def cw_from_per_image(path: str, temperature: float, stage: int, images: np.ndarray):
     """C&W L2 results of `images` from a keras_takd per_image.csv, or None if it lacks one.
 
@@ -177,9 +186,7 @@ def cw_from_per_image(path: str, temperature: float, stage: int, images: np.ndar
         ValueError: the table says the model misclassifies one of the images (another model
             or another run than the one attacked here).
     """
-    from keras_takd.takd.figures import read_per_image
-
-    table = read_per_image(path)
+    table = _read_per_image(path)
     rows = table[
         (table["attack"] == "l2")
         & np.isclose(table["temperature"].astype(float), temperature)
