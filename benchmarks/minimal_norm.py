@@ -28,8 +28,10 @@ forward + backward loop through the same pass counter, as benchmarks/attacks.py 
 
 Everything is cached per chunk of images in --output_dir (outside the repository), so a run
 that is stopped resumes where it was, and a larger --images extends the comparison. The report
-is rewritten after every chunk. --models computes only the named models, so that one process
-per model can share the cores.
+is rewritten after every chunk. --models computes only the named models, and --num_shards /
+--shard_index only every num_shards-th chunk, so that several processes can share the cores.
+A larger --images after reading a verdict is another look at it: --looks widens the intervals
+to Pocock's nominal level for that many looks.
 
 Run (two busy cores: at the lowest priority):
     nice -n 19 python benchmarks/minimal_norm.py --images=20
@@ -95,6 +97,26 @@ flags.DEFINE_string(
     "the distilled model's C&W L2 results (not re-run, so not timed or counted here).",
 )
 flags.DEFINE_integer("floor_iterations", 200, "Iterations per floor round.", lower_bound=1)
+flags.DEFINE_integer(
+    "looks",
+    1,
+    "How many times the FMN / C&W verdicts have been read, counting this one (each extension of "
+    "--images after reading a verdict adds one). Above 1 the ratio intervals are widened to "
+    "Pocock's nominal level for that many looks, so that the chance of a false verdict over all "
+    "looks stays 5%.",
+    lower_bound=1,
+    upper_bound=5,
+)
+flags.DEFINE_integer(
+    "num_shards", 1, "Split the chunks of each comparison over this many processes.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "shard_index",
+    0,
+    "The chunks this process computes: those whose index modulo --num_shards is this one "
+    "(the others are read from the cache when another process has written them).",
+    lower_bound=0,
+)
 flags.DEFINE_integer("floor_rounds", 3, "Interleaved floor / attack rounds.", lower_bound=1)
 flags.DEFINE_integer("floor_batch", 100, "Batch size of the floor comparison.", lower_bound=1)
 flags.DEFINE_float(
@@ -213,8 +235,8 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
     """Per-iteration cost of FMN (each norm) and APGD (CE, DLR) against the bare floor.
 
     As `benchmarks/attacks.py` does for C&W: each round runs the compiled forward + backward
-    floor (`_bench_util.measure_floor`) and then the attack, both through the same pass
-    counter, on the same batch; the ratio of the attack's backward rows per second to the
+    floor (`_bench_util.measure_floor`) and the attack (in alternating order), both through the
+    same pass counter, on the same batch; the ratio of the attack's backward rows per second to the
     floor's is the share of the floor's speed left after the attack's own work. FMN always runs
     all its steps on every row; APGD runs at an eps small enough that no row is fooled.
     """
@@ -237,12 +259,13 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
     for name, run in runs.items():
         run()  # trace with the same settings
         ratios = []
-        for _ in range(rounds):
-            floor = util.measure_floor(counting, x, n, iterations, 1)
-            counting.reset()
-            with util.timed() as timing:
-                run()
-            rate = counting.snapshot()["backward_rows"] / timing.wall_s
+        for round_index in range(rounds):
+            if round_index % 2:  # alternate the order, so that neither always runs first
+                rate = _attack_rate(counting, run)
+                floor = util.measure_floor(counting, x, n, iterations, 1)
+            else:
+                floor = util.measure_floor(counting, x, n, iterations, 1)
+                rate = _attack_rate(counting, run)
             ratios.append(rate / floor["image_iterations_per_s_median"])
         out[name] = {
             "ratio_to_floor_median": float(np.median(ratios)),
@@ -252,6 +275,14 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
         }
         print(f"floor: {name} {np.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})")
     return out
+
+
+def _attack_rate(counting, run) -> float:
+    """Backward rows per second of one `run()`, through the pass counter."""
+    counting.reset()
+    with util.timed() as timing:
+        run()
+    return counting.snapshot()["backward_rows"] / timing.wall_s
 
 
 def distortion(result, norm: str) -> np.ndarray:
@@ -344,11 +375,24 @@ def _cached(path: pathlib.Path, function, *args, compute: bool = True) -> dict[s
     return value
 
 
-def _ratio_stats(fmn: dict, cw: dict) -> dict[str, Any]:
+# Pocock's constant C_P(K, alpha = 0.05): the two-sided critical value of each of K equally
+# spaced looks that keeps the overall error at 5% (Jennison & Turnbull, "Group Sequential
+# Methods", 2000, Table 2.1).
+_POCOCK_CRITICAL = {1: 1.960, 2: 2.178, 3: 2.289, 4: 2.361, 5: 2.413}
+
+
+def confidence_level(looks: int) -> float:
+    """The nominal two-sided confidence level of each of `looks` looks (0.95 for one look)."""
+    from scipy import stats
+
+    return 1.0 - 2.0 * float(stats.norm.sf(_POCOCK_CRITICAL[looks]))
+
+
+def _ratio_stats(fmn: dict, cw: dict, level: float = 0.95) -> dict[str, Any]:
     """Per-image ratios FMN / C&W on the images both fooled, and the ratio of their means.
 
-    The ratio of means carries a 95% BCa bootstrap interval (`scipy.stats.bootstrap`, images
-    resampled in pairs, seed 0): FMN's mean is within 2% of C&W's when the interval lies
+    The ratio of means carries a BCa bootstrap interval at `level` (`scipy.stats.bootstrap`,
+    images resampled in pairs, seed 0): FMN's mean is within 2% of C&W's when the interval lies
     inside [0.98, 1.02], below it when the interval's top is under 1.
     """
     from scipy import stats
@@ -372,6 +416,7 @@ def _ratio_stats(fmn: dict, cw: dict) -> dict[str, Any]:
             paired=True,
             vectorized=True,
             method="BCa",
+            confidence_level=level,
             random_state=0,
         ).confidence_interval
         out |= {"ratio_of_means_low": interval.low, "ratio_of_means_high": interval.high}
@@ -432,6 +477,11 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         t40, t40_info = prepare_distilled(cache, data, flag_values.train_epochs, temperature)
         distilled = f"T{temperature:g}_distilled"
     models = {"T1": t1, distilled: t40}
+    if flag_values.shard_index >= flag_values.num_shards:
+        raise ValueError(
+            f"--shard_index={flag_values.shard_index}: expected below "
+            f"--num_shards={flag_values.num_shards}"
+        )
     unknown = set(flag_values.models) - set(models)
     if unknown:
         raise ValueError(f"--models: unknown {sorted(unknown)}; expected some of {list(models)}")
@@ -457,6 +507,8 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         "images_requested": flag_values.images,
         "image_indices": chosen[: flag_values.images].tolist(),
         "fmn_steps": flag_values.fmn_steps,
+        "looks": flag_values.looks,
+        "confidence_level": confidence_level(flag_values.looks),
         "robust": {},
         "comparisons": {},
     }
@@ -478,7 +530,8 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         save()
     if "floor" not in flag_values.skip:
         n = flag_values.floor_batch
-        path = out / "T1" / f"floor_it{flag_values.floor_iterations}_batch{n}.json"
+        iterations, rounds = flag_values.floor_iterations, flag_values.floor_rounds
+        path = out / "T1" / f"floor_it{iterations}_batch{n}_rounds{rounds}.json"
         floor = _cached(
             path,
             measure_attack_floor,
@@ -513,6 +566,8 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                     chunk = None
                     if kind == "cw" and norm == "l2" and name == distilled:
                         chunk = reused_cw(rows)
+                    mine = start // flag_values.chunk % flag_values.num_shards
+                    mine = mine == flag_values.shard_index
                     if chunk is None:
                         chunk = _cached(
                             path,
@@ -523,7 +578,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                             data.x_test[rows],
                             data.y_test[rows],
                             flag_values.fmn_steps,
-                            compute=computes(name),
+                            compute=computes(name) and mine,
                         )
                     chunks.append(chunk)
                     entry = results["comparisons"].setdefault(name, {}).setdefault(norm, {})
@@ -569,6 +624,7 @@ def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> Non
                 entry["paired"] = _ratio_stats(
                     {k: entry["fmn"][k][:n] for k in ("success", "distance")},
                     {k: entry["cw"][k][:n] for k in ("success", "distance")},
+                    results.get("confidence_level", 0.95),
                 ) | {"images": n}
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -582,6 +638,7 @@ def _fmt(value, digits=3) -> str:
 
 
 def markdown_report(results: dict[str, Any]) -> str:
+    looks, level = results.get("looks", 1), results.get("confidence_level", 0.95)
     lines = [
         "# FMN against C&W at the paper's settings; APGD against PGD",
         "",
@@ -593,26 +650,32 @@ def markdown_report(results: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.4f}" for k, v in results.get("test_accuracy", {}).items())
         + f"; images: the first {results['images_requested']} test images both classify "
         "correctly.",
+        *(
+            f"Model {name!r}: stage {info['stage']} ({info['role']}) at T = "
+            f"{info['temperature']:g} of the run {info['run']}."
+            for name, info in results.get("models", {}).items()
+            if info.get("run")
+        ),
         "",
         "Distortion: mean / median over each attack's successes. On the FMN row, over the first "
         "n images both attacks ran and both fooled: the per-image ratio FMN / C&W (median, 90th "
-        "percentile) and the ratio of the two means with its 95% BCa bootstrap interval (images "
-        "resampled in pairs). Passes: forward + backward rows per image (padding included), "
+        "percentile) and the ratio of the two means with its BCa bootstrap interval (images "
+        f"resampled in pairs) at {100 * level:.2f}%"
+        + (
+            f", Pocock's nominal level for {looks} looks at the comparisons (overall 95%)"
+            if looks > 1
+            else ""
+        )
+        + ". Passes: forward + backward rows per image (padding included), "
         "counted inside the compiled loops; passes / CPU s compares the cost of a pass. "
         "Rows marked *reused* are read from a keras_takd evaluation's per_image.csv (not timed "
         "or counted here).",
         "",
         "| model | norm | attack | images | success | mean | median | paired n | ratio median "
-        "| ratio p90 | ratio of means [95% CI] | s / image | passes / image | passes / CPU s |",
+        f"| ratio p90 | ratio of means [{100 * level:.4g}% CI] | s / image | passes / image "
+        "| passes / CPU s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, info in results.get("models", {}).items():
-        if info.get("run"):
-            lines.insert(
-                7,
-                f"Model {name!r}: stage {info['stage']} ({info['role']}) at T = "
-                f"{info['temperature']:g} of the run {info['run']}.",
-            )
     for name, entries in results["comparisons"].items():
         for norm, entry in entries.items():
             paired = entry.get("paired", {})
@@ -651,8 +714,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             "",
             "Per-iteration cost against the compiled forward + backward floor (model T1, batch "
             f"{first['batch_size']}, {first['iterations']} iterations a round; each round the "
-            "floor, then the attack, both through the pass counter; attack backward rows per "
-            "second / floor's; APGD at an eps that fools no row):",
+            "floor and the attack, in alternating order, both through the pass counter; attack "
+            "backward rows per second / floor's; APGD at an eps that fools no row):",
             "",
         ]
         for name, f in results["floor"].items():
