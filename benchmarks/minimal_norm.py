@@ -713,9 +713,10 @@ def markdown_report(results: dict[str, Any]) -> str:
         lines += [
             "",
             "Per-iteration cost against the compiled forward + backward floor (model T1, batch "
-            f"{first['batch_size']}, {first['iterations']} iterations a round; each round the "
-            "floor and the attack, in alternating order, both through the pass counter; attack "
-            "backward rows per second / floor's; APGD at an eps that fools no row):",
+            f"{first['batch_size']}, {first['iterations']} iterations a round, "
+            f"{len(first['ratios'])} rounds of the floor and the attack in alternating order, "
+            "both through the pass counter; attack backward rows per second / floor's; APGD at "
+            "an eps that fools no row):",
             "",
         ]
         for name, f in results["floor"].items():
