@@ -564,7 +564,10 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                     tag = f"{kind}_steps{flag_values.fmn_steps}" if kind == "fmn" else kind
                     path = out / name / norm / f"{tag}_{start}_{start + len(rows)}.json"
                     chunk = None
+                    entry = results["comparisons"].setdefault(name, {}).setdefault(norm, {})
                     if kind == "cw" and norm == "l2" and name == distilled:
+                        if start >= entry.get("fmn", {}).get("images", 0):
+                            break  # reused rows go only as far as FMN's, which they pair with
                         chunk = reused_cw(rows)
                     mine = start // flag_values.chunk % flag_values.num_shards
                     mine = mine == flag_values.shard_index
@@ -581,7 +584,6 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                             compute=computes(name) and mine,
                         )
                     chunks.append(chunk)
-                    entry = results["comparisons"].setdefault(name, {}).setdefault(norm, {})
                     entry[kind] = _merge(chunks)
                     save()
 
