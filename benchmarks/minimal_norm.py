@@ -129,6 +129,9 @@ flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Repor
 flags.DEFINE_string(
     "results_name", "minimal_norm", "Report files: <results_dir>/<results_name>.{json,md}."
 )
+flags.DEFINE_integer(
+    "foolbox_images", 10, "Images foolbox's FMN attacks (the first ones).", lower_bound=1
+)
 flags.DEFINE_string("foolbox_path", "/work/tmp/foolbox_env", "pip --target folder of foolbox.")
 flags.DEFINE_bool(
     "cached_only",
@@ -441,6 +444,9 @@ def _merge(chunks: list[dict]) -> dict[str, Any]:
         "success_rate": float(success.mean()),
         **{f"distortion_{k}": v for k, v in util.distortion_stats(distance, success).items()},
     }
+    versions = sorted({c["version"] for c in good if c.get("version")})
+    if versions:  # foolbox's
+        merged["version"] = ", ".join(versions)
     sources = sorted({c["source"] for c in good if c.get("source")})
     if sources:  # results read from an evaluation's table: not timed or counted here
         return merged | {"source": ", ".join(sources)}
@@ -554,14 +560,14 @@ def run_benchmark(flag_values) -> dict[str, Any]:
             flag_values.cw_l2_per_image, temperature, flag_values.distilled_stage, rows
         )
 
-    def compare(kind: str) -> None:
+    def compare(kind: str, images: int) -> None:
         for name, model in models.items():
             counting = util.CountingModel(model, count_eager=False)
             for norm in flag_values.norms:
                 chunks = []
-                for start in range(0, flag_values.images, flag_values.chunk):
-                    rows = chosen[start : min(start + flag_values.chunk, flag_values.images)]
-                    tag = f"{kind}_steps{flag_values.fmn_steps}" if kind == "fmn" else kind
+                for start in range(0, images, flag_values.chunk):
+                    rows = chosen[start : min(start + flag_values.chunk, images)]
+                    tag = kind if kind == "cw" else f"{kind}_steps{flag_values.fmn_steps}"
                     path = out / name / norm / f"{tag}_{start}_{start + len(rows)}.json"
                     chunk = None
                     entry = results["comparisons"].setdefault(name, {}).setdefault(norm, {})
@@ -571,61 +577,45 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                         chunk = reused_cw(rows)
                     mine = start // flag_values.chunk % flag_values.num_shards
                     mine = mine == flag_values.shard_index
-                    if chunk is None:
-                        chunk = _cached(
-                            path,
-                            run_chunk,
-                            kind,
-                            norm,
-                            counting,
-                            data.x_test[rows],
-                            data.y_test[rows],
-                            flag_values.fmn_steps,
-                            compute=computes(name) and mine,
-                        )
+                    x, y = data.x_test[rows], data.y_test[rows]
+                    steps = flag_values.fmn_steps
+                    if chunk is None and kind == "foolbox":
+                        args = (norm, model, x, y, steps, flag_values.foolbox_path)
+                        chunk = _cached(path, run_foolbox, *args, compute=computes(name) and mine)
+                    elif chunk is None:
+                        args = (kind, norm, counting, x, y, steps)
+                        chunk = _cached(path, run_chunk, *args, compute=computes(name) and mine)
                     chunks.append(chunk)
                     entry[kind] = _merge(chunks)
                     save()
 
-    compare("fmn")
+    compare("fmn", flag_values.images)
     if "foolbox" not in flag_values.skip:
-        for name, model in models.items():
-            for norm in flag_values.norms:
-                rows = chosen[: min(flag_values.chunk, flag_values.images)]
-                path = (
-                    out / name / norm / f"foolbox_steps{flag_values.fmn_steps}_0_{len(rows)}.json"
-                )
-                value = _cached(
-                    path,
-                    run_foolbox,
-                    norm,
-                    model,
-                    data.x_test[rows],
-                    data.y_test[rows],
-                    flag_values.fmn_steps,
-                    flag_values.foolbox_path,
-                    compute=computes(name),
-                )
-                entry = results["comparisons"][name][norm]
-                if value is not None:
-                    entry["foolbox"] = _merge([value]) | {"version": value.get("version")}
-                save()
+        compare("foolbox", min(flag_values.foolbox_images, flag_values.images))
     if "cw" not in flag_values.skip:
-        compare("cw")  # the long part, last
+        compare("cw", flag_values.images)  # the long part, last
     keras.backend.clear_session()
     results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     save()
     return results
 
 
+_PAIRED = {"fmn": "paired", "foolbox": "paired_foolbox"}  # each against C&W
+
+
 def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> None:
     for entries in results["comparisons"].values():
         for entry in entries.values():
-            if "fmn" in entry and "cw" in entry and "error" not in entry["cw"] and entry["cw"]:
-                n = min(entry["fmn"].get("images", 0), entry["cw"].get("images", 0))
-                entry["paired"] = _ratio_stats(
-                    {k: entry["fmn"][k][:n] for k in ("success", "distance")},
-                    {k: entry["cw"][k][:n] for k in ("success", "distance")},
+            cw = entry.get("cw")
+            if not cw or "error" in cw:
+                continue
+            for kind in ("fmn", "foolbox"):
+                if kind not in entry or "error" in entry[kind]:
+                    continue
+                n = min(entry[kind].get("images", 0), cw.get("images", 0))
+                entry[_PAIRED[kind]] = _ratio_stats(
+                    {k: entry[kind][k][:n] for k in ("success", "distance")},
+                    {k: cw[k][:n] for k in ("success", "distance")},
                     results.get("confidence_level", 0.95),
                 ) | {"images": n}
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -659,10 +649,10 @@ def markdown_report(results: dict[str, Any]) -> str:
             if info.get("run")
         ),
         "",
-        "Distortion: mean / median over each attack's successes. On the FMN row, over the first "
-        "n images both attacks ran and both fooled: the per-image ratio FMN / C&W (median, 90th "
-        "percentile) and the ratio of the two means with its BCa bootstrap interval (images "
-        f"resampled in pairs) at {100 * level:.2f}%"
+        "Distortion: mean / median over each attack's successes. On the FMN and foolbox rows, "
+        "over the first n images that attack and C&W both ran and both fooled: the per-image "
+        "ratio to C&W (median, 90th percentile) and the ratio of the two means with its BCa "
+        f"bootstrap interval (images resampled in pairs) at {100 * level:.2f}%"
         + (
             f", Pocock's nominal level for {looks} looks at the comparisons (overall 95%)"
             if looks > 1
@@ -680,15 +670,15 @@ def markdown_report(results: dict[str, Any]) -> str:
     ]
     for name, entries in results["comparisons"].items():
         for norm, entry in entries.items():
-            paired = entry.get("paired", {})
             for kind in ("fmn", "cw", "foolbox"):
+                paired = entry.get(_PAIRED.get(kind, ""), {})
                 r = entry.get(kind)
                 if not r:
                     continue
                 if "error" in r:
                     lines.append(f"| {name} | {norm} | {kind} | - | error: {r['error'][:80]} |")
                     continue
-                ratio = kind == "fmn" and paired.get("images_both")
+                ratio = paired.get("images_both")
                 means = ""
                 if ratio:
                     means = f"{paired['ratio_of_means']:.4f}"
