@@ -600,22 +600,26 @@ def run_benchmark(flag_values) -> dict[str, Any]:
     return results
 
 
-_PAIRED = {"fmn": "paired", "foolbox": "paired_foolbox"}  # each against C&W
+# Paired ratios of means: key -> (attack, reference). The first two go in the table's rows.
+_PAIRS = {
+    "paired": ("fmn", "cw"),
+    "paired_foolbox": ("foolbox", "cw"),
+    "paired_fmn_foolbox": ("fmn", "foolbox"),
+}
+_PAIRED = {"fmn": "paired", "foolbox": "paired_foolbox"}
 
 
 def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> None:
     for entries in results["comparisons"].values():
         for entry in entries.values():
-            cw = entry.get("cw")
-            if not cw or "error" in cw:
-                continue
-            for kind in ("fmn", "foolbox"):
-                if kind not in entry or "error" in entry[kind]:
+            for key, (kind, reference) in _PAIRS.items():
+                a, b = entry.get(kind), entry.get(reference)
+                if not a or not b or "error" in a or "error" in b:
                     continue
-                n = min(entry[kind].get("images", 0), cw.get("images", 0))
-                entry[_PAIRED[kind]] = _ratio_stats(
-                    {k: entry[kind][k][:n] for k in ("success", "distance")},
-                    {k: cw[k][:n] for k in ("success", "distance")},
+                n = min(a.get("images", 0), b.get("images", 0))
+                entry[key] = _ratio_stats(
+                    {k: a[k][:n] for k in ("success", "distance")},
+                    {k: b[k][:n] for k in ("success", "distance")},
                     results.get("confidence_level", 0.95),
                 ) | {"images": n}
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -700,6 +704,29 @@ def markdown_report(results: dict[str, Any]) -> str:
                     f"{_fmt(paired.get('ratio_median'), 4) if ratio else ''} | "
                     f"{_fmt(paired.get('ratio_p90'), 4) if ratio else ''} | {means} | {cost} |"
                 )
+    peer = [
+        (name, norm, entry["paired_fmn_foolbox"])
+        for name, entries in results["comparisons"].items()
+        for norm, entry in entries.items()
+        if entry.get("paired_fmn_foolbox", {}).get("images_both")
+    ]
+    if peer:
+        lines += [
+            "",
+            "Ours against foolbox's FMN on the same images (ratio of means ours / foolbox, same "
+            "interval; images where ours is at or below foolbox's):",
+            "",
+        ]
+        for name, norm, r in peer:
+            interval = (
+                f" [{r['ratio_of_means_low']:.4f}, {r['ratio_of_means_high']:.4f}]"
+                if "ratio_of_means_low" in r
+                else ""
+            )
+            lines.append(
+                f"- {name} {norm}: {r['ratio_of_means']:.4f}{interval}, n {r['images_both']}, "
+                f"{r['fmn_below_or_equal']} at or below"
+            )
     if results.get("floor"):
         first = next(iter(results["floor"].values()))
         lines += [
