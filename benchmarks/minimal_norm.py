@@ -147,6 +147,11 @@ flags.register_validator(
     lambda v: set(v) <= {"cw", "foolbox", "robust", "floor"},
     "skip: any of cw, foolbox, robust, floor",
 )
+flags.register_multi_flags_validator(
+    ["num_shards", "shard_index"],
+    lambda v: v["shard_index"] < v["num_shards"],
+    "--shard_index must be below --num_shards",
+)
 
 CW_FUNCTIONS = {"l2": "carlini_wagner_l2", "linf": "carlini_wagner_linf", "l0": "carlini_wagner_l0"}
 FOOLBOX_CLASSES = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack", "l0": "L0FMNAttack"}
@@ -483,11 +488,6 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         t40, t40_info = prepare_distilled(cache, data, flag_values.train_epochs, temperature)
         distilled = f"T{temperature:g}_distilled"
     models = {"T1": t1, distilled: t40}
-    if flag_values.shard_index >= flag_values.num_shards:
-        raise ValueError(
-            f"--shard_index={flag_values.shard_index}: expected below "
-            f"--num_shards={flag_values.num_shards}"
-        )
     unknown = set(flag_values.models) - set(models)
     if unknown:
         raise ValueError(f"--models: unknown {sorted(unknown)}; expected some of {list(models)}")
