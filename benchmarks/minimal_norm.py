@@ -575,16 +575,16 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                         if start >= entry.get("fmn", {}).get("images", 0):
                             break  # reused rows go only as far as FMN's, which they pair with
                         chunk = reused_cw(rows)
-                    mine = start // flag_values.chunk % flag_values.num_shards
-                    mine = mine == flag_values.shard_index
-                    x, y = data.x_test[rows], data.y_test[rows]
-                    steps = flag_values.fmn_steps
-                    if chunk is None and kind == "foolbox":
-                        args = (norm, model, x, y, steps, flag_values.foolbox_path)
-                        chunk = _cached(path, run_foolbox, *args, compute=computes(name) and mine)
-                    elif chunk is None:
-                        args = (kind, norm, counting, x, y, steps)
-                        chunk = _cached(path, run_chunk, *args, compute=computes(name) and mine)
+                    if chunk is None:
+                        shard = start // flag_values.chunk % flag_values.num_shards
+                        x, y, steps = data.x_test[rows], data.y_test[rows], flag_values.fmn_steps
+                        function, *args = (
+                            (run_foolbox, norm, model, x, y, steps, flag_values.foolbox_path)
+                            if kind == "foolbox"
+                            else (run_chunk, kind, norm, counting, x, y, steps)
+                        )
+                        compute = computes(name) and shard == flag_values.shard_index
+                        chunk = _cached(path, function, *args, compute=compute)
                     chunks.append(chunk)
                     entry[kind] = _merge(chunks)
                     save()
@@ -606,7 +606,7 @@ _PAIRS = {
     "paired_foolbox": ("foolbox", "cw"),
     "paired_fmn_foolbox": ("fmn", "foolbox"),
 }
-_PAIRED = {"fmn": "paired", "foolbox": "paired_foolbox"}
+_PAIRED = {kind: key for key, (kind, reference) in _PAIRS.items() if reference == "cw"}
 
 
 def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> None:
@@ -631,6 +631,14 @@ def _fmt(value, digits=3) -> str:
     if value is None or (isinstance(value, float) and not np.isfinite(value)):
         return "-"
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
+def _ratio(paired: dict[str, Any]) -> str:
+    """The ratio of means of a `_ratio_stats` result, with its interval when it has one."""
+    text = f"{paired['ratio_of_means']:.4f}"
+    if "ratio_of_means_low" in paired:
+        text += f" [{paired['ratio_of_means_low']:.4f}, {paired['ratio_of_means_high']:.4f}]"
+    return text
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -683,14 +691,7 @@ def markdown_report(results: dict[str, Any]) -> str:
                     lines.append(f"| {name} | {norm} | {kind} | - | error: {r['error'][:80]} |")
                     continue
                 ratio = paired.get("images_both")
-                means = ""
-                if ratio:
-                    means = f"{paired['ratio_of_means']:.4f}"
-                    if "ratio_of_means_low" in paired:
-                        means += (
-                            f" [{paired['ratio_of_means_low']:.4f}, "
-                            f"{paired['ratio_of_means_high']:.4f}]"
-                        )
+                means = _ratio(paired) if ratio else ""
                 cost = (
                     "*reused* | | "
                     if r.get("source")
@@ -718,13 +719,8 @@ def markdown_report(results: dict[str, Any]) -> str:
             "",
         ]
         for name, norm, r in peer:
-            interval = (
-                f" [{r['ratio_of_means_low']:.4f}, {r['ratio_of_means_high']:.4f}]"
-                if "ratio_of_means_low" in r
-                else ""
-            )
             lines.append(
-                f"- {name} {norm}: {r['ratio_of_means']:.4f}{interval}, n {r['images_both']}, "
+                f"- {name} {norm}: {_ratio(r)}, n {r['images_both']}, "
                 f"{r['fmn_below_or_equal']} at or below"
             )
     if results.get("floor"):
