@@ -26,10 +26,12 @@ evaluation of C&W L2 at the paper's settings (its per_image.csv) instead of re-r
 The floor part measures the per-iteration cost of FMN and APGD against the bare compiled
 forward + backward loop through the same pass counter, as benchmarks/attacks.py does for C&W.
 
-Everything is cached per chunk of images in --output_dir (outside the repository), so a run
-that is stopped resumes where it was, and a larger --images extends the comparison. The report
-is rewritten after every chunk. --models computes only the named models, and --num_shards /
---shard_index only every num_shards-th chunk, so that several processes can share the cores.
+Everything is cached per chunk of images in --output_dir (outside the repository), in a folder
+named by a hash of both models' weights and the chosen images, so a run that is stopped
+resumes where it was, a larger --images extends the comparison, and another model never reads
+them. The report is rewritten after every chunk. --models computes only the named models,
+and --num_shards / --shard_index only every num_shards-th chunk, so that several processes can
+share the cores.
 A larger --images after reading a verdict is another look at it: --looks widens the intervals
 to Pocock's nominal level for that many looks.
 
@@ -42,6 +44,7 @@ Writes benchmarks/results/minimal_norm.json and minimal_norm.md.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import json
 import pathlib
@@ -51,7 +54,7 @@ import traceback
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_REPO / "benchmarks"))
@@ -364,6 +367,37 @@ def run_robust(model, x, y, eps: float) -> dict[str, Any]:
 _CACHED_ONLY = [False]
 
 
+def chunk_folder(output_dir: pathlib.Path, models: dict, chosen: np.ndarray) -> pathlib.Path:
+    """The folder of this comparison's cached chunks, named by its models and its images.
+
+    Its name is a hash of every model's weights (`weights_sha256`, as the evaluation's units
+    are keyed) and of the chosen test images, which `key.json` in it spells out. A chunk is
+    therefore read only for the models and images it was computed on, and another model's
+    chunks are neither read nor overwritten: they stay in their own folder.
+    """
+    from keras_takd.takd.evaluation.units import weights_sha256
+
+    key = {
+        "weights_sha256": {name: weights_sha256(model) for name, model in models.items()},
+        "image_indices": chosen.tolist(),
+    }
+    text = json.dumps(key, sort_keys=True)
+    folder = output_dir / hashlib.sha256(text.encode()).hexdigest()[:12]
+    if not folder.exists():
+        others = len(list(output_dir.glob("*/key.json")))
+        logging.info(
+            "No cached chunks of these models and images in %s (%d other comparisons there); "
+            "new folder %s",
+            output_dir,
+            others,
+            folder.name,
+        )
+        if not _CACHED_ONLY[0]:
+            folder.mkdir(parents=True, exist_ok=True)  # another shard may have made it
+            (folder / "key.json").write_text(text + "\n")
+    return folder
+
+
 def _cached(path: pathlib.Path, function, *args, compute: bool = True) -> dict[str, Any] | None:
     """`function(*args)`, or its result cached at `path` by an earlier run (errors too).
 
@@ -502,6 +536,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         accuracy[name] = float(right.mean())
         correct &= right
     chosen = np.flatnonzero(correct)
+    out = chunk_folder(out, models, chosen)
     results: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -512,6 +547,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         "test_accuracy": accuracy,
         "images_requested": flag_values.images,
         "image_indices": chosen[: flag_values.images].tolist(),
+        "chunk_cache": str(out),
         "fmn_steps": flag_values.fmn_steps,
         "looks": flag_values.looks,
         "confidence_level": confidence_level(flag_values.looks),
