@@ -241,6 +241,36 @@ def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int
     return model, data, (predicted == data.y_test), info
 
 
+def prepare_distilled(cache_dir: pathlib.Path, data, epochs: int, temperature: float, seed=0):
+    """Papernot et al.'s defensive distillation: a teacher and a student both at T, cached.
+
+    The paper's MNIST network, `epochs` epochs each: the teacher on hard labels at T, the
+    student distilled from it at T (`keras_takd.core.distillation`). With 3 epochs it is
+    undertrained (78% test accuracy) but its logits have the scale of a distilled network.
+
+    Returns:
+        `(student, info)`; `info` holds the cache path and the training time.
+    """
+    import keras
+
+    from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
+    from keras_takd.core.models import build_model
+
+    path = cache_dir / f"mnist_cnn_T{temperature:g}_distilled_epochs{epochs}_seed{seed}.keras"
+    if path.exists():
+        return keras.models.load_model(path), {"cache": str(path), "train_seconds": None}
+    config = TrainConfig(epochs=epochs, seed=seed)
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    teacher = build_model("mnist")
+    train_on_labels(teacher, data.x_train, data.y_train, temperature, config, verbose=2)
+    student = build_model("mnist")
+    distil(student, teacher, data.x_train, data.y_train, temperature, config, verbose=2)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    student.save(path)
+    return student, {"cache": str(path), "train_seconds": time.perf_counter() - start}
+
+
 @functools.cache
 def build_floor(model: Callable[..., Any], batch_size: int, image_shape: tuple[int, ...]):
     """A compiled while-loop of forward + backward passes with respect to the images.

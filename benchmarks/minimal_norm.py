@@ -160,28 +160,6 @@ CW_FUNCTIONS = {"l2": "carlini_wagner_l2", "linf": "carlini_wagner_linf", "l0": 
 FOOLBOX_CLASSES = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack", "l0": "L0FMNAttack"}
 
 
-def prepare_distilled(cache_dir: pathlib.Path, data, epochs: int, temperature: float, seed=0):
-    """Papernot et al.'s defensive distillation: a teacher and a student both at T."""
-    import keras
-
-    from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
-    from keras_takd.core.models import build_model
-
-    path = cache_dir / f"mnist_cnn_T{temperature:g}_distilled_epochs{epochs}_seed{seed}.keras"
-    if path.exists():
-        return keras.models.load_model(path), {"cache": str(path), "train_seconds": None}
-    config = TrainConfig(epochs=epochs, seed=seed)
-    start = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    teacher = build_model("mnist")
-    train_on_labels(teacher, data.x_train, data.y_train, temperature, config, verbose=2)
-    student = build_model("mnist")
-    distil(student, teacher, data.x_train, data.y_train, temperature, config, verbose=2)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    student.save(path)
-    return student, {"cache": str(path), "train_seconds": time.perf_counter() - start}
-
-
 def load_run_model(run_dir: str, temperature: float, stage: int):
     """The model of stage `stage` at `temperature` of a keras_takd.main run, and its record."""
     from keras_takd.core.export import load_model
@@ -519,7 +497,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         )
         distilled = f"T{temperature:g}_run_stage{flag_values.distilled_stage}"
     else:
-        t40, t40_info = prepare_distilled(cache, data, flag_values.train_epochs, temperature)
+        t40, t40_info = util.prepare_distilled(cache, data, flag_values.train_epochs, temperature)
         distilled = f"T{temperature:g}_distilled"
     models = {"T1": t1, distilled: t40}
     unknown = set(flag_values.models) - set(models)

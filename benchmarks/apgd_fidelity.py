@@ -1,0 +1,395 @@
+"""APGD and autoattack_lite against the authors' own code (fra31/auto-attack), side by side.
+
+`keras_takd.attacks.apgd` re-implements Croce & Hein's Auto-PGD (arXiv:2003.01690) in
+TensorFlow. This benchmark checks it against the authors' PyTorch code, run on the same
+network with the same weights: the MNIST network's Keras weights are copied into an
+equivalent PyTorch module (`torch_copy`; the largest logit difference is reported), and on the
+first --images test images that both models below classify correctly, for every radius of
+--linf_eps and --l2_eps it runs
+
+* APGD-CE and APGD-DLR (100 steps, one restart, seed 0): ours (`apgd`) and theirs
+  (`autoattack.autopgd_base.APGDAttack`);
+* APGD-CE then APGD-T on the survivors: ours (`autoattack_lite`, 9 target classes) and theirs
+  (`autoattack.AutoAttack(version="custom", attacks_to_run=["apgd-ce", "apgd-t"])`).
+
+Both sides' images are checked the same way: inside the eps-ball (up to 1e-5) and the box,
+and classified by the Keras model. Per attack it reports both robust accuracies (Wilson 95%
+intervals) and the paired difference of the fooled rates, ours - theirs, on the same images:
+bootstrap 95% interval and McNemar's exact p (`keras_takd.core.statistics`); when no image
+differs the bootstrap interval collapses to 0, so the interval is then +- the Wilson 95% upper
+bound of the rate of differing images (0 of n), which bounds the difference. The verdict is
+"same within 2 points" when the interval lies inside [-0.02, 0.02], "ours stronger" or
+"theirs stronger" when it excludes 0, and "inconclusive" otherwise.
+
+The two random starts differ by design (documented in `keras_takd.attacks.apgd`), so single
+images may differ; the rates should not.
+
+Models: the benchmark MNIST network (`_bench_util.prepare_model`, T = 1) and Papernot et al.'s
+defensively distilled one at T = 40 (`_bench_util.prepare_distilled`), whose logits are about
+40 times larger: the case where cross-entropy saturates and DLR should not.
+
+The authors' code and PyTorch are not dependencies. Fetch the code outside the repository and
+install PyTorch (the CPU build) into a folder of its own:
+    git clone https://github.com/fra31/auto-attack /work/tmp/autoattack
+    pip install --no-deps --target /work/tmp/torch_env torch==2.13.0 filelock sympy mpmath \\
+        networkx jinja2 markupsafe fsspec typing_extensions
+    python benchmarks/apgd_fidelity.py --autoattack_path=/work/tmp/autoattack \\
+        --torch_path=/work/tmp/torch_env
+Writes benchmarks/results/apgd_fidelity.json and apgd_fidelity.md.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from absl import app, flags
+
+_REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(_REPO / "benchmarks"))
+import _bench_util as util  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("images", 500, "Test images both models classify correctly.", lower_bound=1)
+flags.DEFINE_list("linf_eps", ["0.1", "0.2", "0.3"], "L-inf radii.")
+flags.DEFINE_list("l2_eps", ["1.5"], "L2 radii.")
+flags.DEFINE_integer("steps", 100, "Iterations of every APGD run.", lower_bound=1)
+flags.DEFINE_list(
+    "attacks", ["apgd_ce", "apgd_dlr", "autoattack_lite"], "Attacks to compare, in order."
+)
+flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (as minimal_norm.py).")
+flags.DEFINE_float("temperature", 40.0, "Temperature of the distilled model.", lower_bound=1)
+flags.DEFINE_string("autoattack_path", "/work/tmp/autoattack", "Clone of fra31/auto-attack.")
+flags.DEFINE_string("torch_path", "/work/tmp/torch_env", "pip --target folder of PyTorch.")
+flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache.")
+flags.DEFINE_string("data_dir", str(_REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
+flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
+flags.register_validator(
+    "attacks",
+    lambda v: bool(v) and set(v) <= {"apgd_ce", "apgd_dlr", "autoattack_lite"},
+    "--attacks: some of apgd_ce, apgd_dlr, autoattack_lite",
+)
+
+TOLERANCE = 1e-5  # of the eps-ball and box checks (float32 arithmetic)
+MARGIN = 0.02  # "same within 2 points"
+
+
+def import_autoattack(autoattack_path: str, torch_path: str):
+    """The authors' `autoattack` package and torch, from folders outside the environment.
+
+    Appended to sys.path, so that they never shadow a package the environment already has.
+
+    Raises:
+        ValueError: a folder does not hold what it should.
+    """
+    if not (pathlib.Path(autoattack_path) / "autoattack" / "autopgd_base.py").is_file():
+        raise ValueError(
+            f"--autoattack_path: {autoattack_path} has no autoattack/autopgd_base.py; expected "
+            "a clone of github.com/fra31/auto-attack"
+        )
+    sys.path.extend([autoattack_path, torch_path])
+    try:
+        import autoattack
+        import torch
+    except ImportError as error:
+        raise ValueError(
+            f"--torch_path: cannot import torch from {torch_path} ({error}); expected a "
+            "`pip install --target` folder of torch"
+        ) from error
+    return autoattack, torch
+
+
+def torch_copy(model, torch):
+    """A PyTorch module computing the same logits as the Keras `model`, for NHWC inputs.
+
+    It walks the layers of a sequential functional model (`carlini_cnn`): Conv2D and Dense
+    (with their ReLU), MaxPooling2D, Flatten (in Keras' height-width-channel order), Dropout
+    (inactive at inference).
+
+    Raises:
+        ValueError: a layer it does not know.
+    """
+    import keras
+
+    modules = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
+            continue
+        if isinstance(layer, keras.layers.Conv2D):
+            kernel, bias = layer.get_weights()
+            conv = torch.nn.Conv2d(kernel.shape[2], kernel.shape[3], kernel.shape[:2])
+            conv.weight.data = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+            conv.bias.data = torch.from_numpy(bias.copy())
+            modules.append(conv)
+        elif isinstance(layer, keras.layers.MaxPooling2D):
+            modules.append(torch.nn.MaxPool2d(layer.pool_size))
+        elif isinstance(layer, keras.layers.Flatten):
+            modules.append(_Flatten(torch))
+        elif isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            dense = torch.nn.Linear(*kernel.shape)
+            dense.weight.data = torch.from_numpy(kernel.T.copy())
+            dense.bias.data = torch.from_numpy(bias.copy())
+            modules.append(dense)
+        else:
+            raise ValueError(f"torch_copy: layer {layer.name} ({type(layer).__name__}) unknown")
+        activation = getattr(layer, "activation", None)
+        if activation is not None and activation.__name__ == "relu":
+            modules.append(torch.nn.ReLU())
+    body = torch.nn.Sequential(*modules).eval()
+
+    class Nhwc(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x.permute(0, 3, 1, 2))
+
+    return Nhwc().eval()
+
+
+def _Flatten(torch):  # noqa: N802  (a module factory: torch is imported late)
+    class Flatten(torch.nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1).flatten(1)  # NCHW back to Keras' NHWC order
+
+    return Flatten()
+
+
+def theirs(autoattack, torch, net, attack: str, x, y, eps: float, norm: str, steps: int):
+    """The authors' attack on `net`; returns the adversarial images as numpy (NHWC)."""
+    from autoattack.autopgd_base import APGDAttack
+
+    norm_name = {"linf": "Linf", "l2": "L2"}[norm]
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    if attack == "autoattack_lite":
+        adversary = autoattack.AutoAttack(
+            net,
+            norm=norm_name,
+            eps=eps,
+            version="custom",
+            attacks_to_run=["apgd-ce", "apgd-t"],
+            seed=0,
+            verbose=False,
+            device="cpu",
+        )
+        # The standard version's settings for L-inf and L2 (AutoAttack.set_version).
+        adversary.apgd.n_restarts = adversary.apgd_targeted.n_restarts = 1
+        adversary.apgd_targeted.n_target_classes = 9
+        adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = steps
+        x_adv = adversary.run_standard_evaluation(xt, yt, bs=len(x))
+    else:
+        loss = attack.removeprefix("apgd_")
+        adversary = APGDAttack(
+            net, n_iter=steps, norm=norm_name, n_restarts=1, eps=eps, seed=0, loss=loss,
+            device="cpu",
+        )  # fmt: skip
+        x_adv = adversary.perturb(xt, yt)
+    return x_adv.detach().numpy().astype(np.float32)
+
+
+def ours(model, attack: str, x, y, eps: float, norm: str, steps: int) -> np.ndarray:
+    """Our attack on `model`; returns the adversarial images."""
+    from keras_takd import attacks
+
+    if attack == "autoattack_lite":
+        return attacks.autoattack_lite(model, x, y, eps, norm, steps=steps, seed=0).x_adv
+    loss = attack.removeprefix("apgd_")
+    return attacks.apgd(model, x, y, eps, norm, loss=loss, steps=steps, seed=0).x_adv
+
+
+def fooled(model, x, x_adv, y, eps: float, norm: str) -> np.ndarray:
+    """Per image, whether `x_adv` is inside the ball and the box and misclassified.
+
+    Raises:
+        ValueError: an image leaves the ball or the box (the attack is broken).
+    """
+    from keras_takd.core.metrics import correctly_classified
+
+    delta = (x_adv - x).reshape(len(x), -1)
+    size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    if size.max() > eps * (1 + TOLERANCE) + TOLERANCE or x_adv.min() < -TOLERANCE:
+        raise ValueError(f"an image leaves the {norm} ball of {eps} or the box: {size.max()}")
+    if x_adv.max() > 1 + TOLERANCE:
+        raise ValueError(f"an image leaves the box: max {x_adv.max()}")
+    return ~correctly_classified(model, np.clip(x_adv, 0, 1), y)
+
+
+def compare(ours_fooled: np.ndarray, theirs_fooled: np.ndarray) -> dict[str, Any]:
+    """Both robust accuracies and the paired difference of fooled rates, with a verdict."""
+    from keras_takd.core import statistics
+
+    def estimate(e) -> dict[str, float]:
+        return {"estimate": e.estimate, "low": e.low, "high": e.high, "n": e.n}
+
+    n = len(ours_fooled)
+    differing = int((ours_fooled != theirs_fooled).sum())
+    paired = statistics.paired_rate_difference(ours_fooled, theirs_fooled)
+    difference, mcnemar_p = estimate(paired), paired.p_value
+    if differing == 0:
+        # The bootstrap interval collapses to [0, 0] when no image differs. |difference| is
+        # at most the rate of differing images, whose Wilson upper bound is the honest width.
+        bound = statistics.proportion(0, n).high
+        difference |= {"low": -bound, "high": bound}
+    if -MARGIN <= difference["low"] and difference["high"] <= MARGIN:
+        verdict = f"same within {MARGIN:.0%}"
+    elif difference["low"] > 0:
+        verdict = "ours stronger"
+    elif difference["high"] < 0:
+        verdict = "theirs stronger"
+    else:
+        verdict = "inconclusive"
+    return {
+        "robust_ours": estimate(statistics.proportion(int((~ours_fooled).sum()), n)),
+        "robust_theirs": estimate(statistics.proportion(int((~theirs_fooled).sum()), n)),
+        "fooled_ours_minus_theirs": difference | {"mcnemar_p": mcnemar_p},
+        "images_differing": differing,
+        "verdict": verdict,
+    }
+
+
+def run_benchmark() -> dict[str, Any]:
+    autoattack, torch = import_autoattack(FLAGS.autoattack_path, FLAGS.torch_path)
+    from keras_takd.core.metrics import correctly_classified
+
+    cache = pathlib.Path(FLAGS.cache_dir)
+    t1, data, _, t1_info = util.prepare_model(cache, FLAGS.data_dir, FLAGS.train_epochs)
+    distilled, distilled_info = util.prepare_distilled(
+        cache, data, FLAGS.train_epochs, FLAGS.temperature
+    )
+    models = {"T1": t1, f"T{FLAGS.temperature:g}_distilled": distilled}
+    right = {name: correctly_classified(m, data.x_test, data.y_test) for name, m in models.items()}
+    correct = np.all(list(right.values()), axis=0)
+    index = np.flatnonzero(correct)[: FLAGS.images]
+    x, y = data.x_test[index], data.y_test[index]
+    commit = subprocess.run(
+        ["git", "-C", FLAGS.autoattack_path, "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    results: dict[str, Any] = {
+        "command": "python benchmarks/apgd_fidelity.py " + " ".join(sys.argv[1:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": util.git_commit(str(_REPO)),
+        "autoattack_commit": commit or _read_commit_file(FLAGS.autoattack_path),
+        "machine": util.machine_info(),
+        "versions": util.versions(["tensorflow", "keras", "scipy"]) | {"torch": torch.__version__},
+        "models": {"T1": t1_info, f"T{FLAGS.temperature:g}_distilled": distilled_info},
+        "test_accuracy": {name: float(r.mean()) for name, r in right.items()},
+        "images": int(len(index)),
+        "last_image_index": int(index[-1]),
+        "steps": FLAGS.steps,
+        "copies": {},
+        "cells": [],
+    }
+    torch.manual_seed(0)
+    grid = [("linf", float(e)) for e in FLAGS.linf_eps] + [("l2", float(e)) for e in FLAGS.l2_eps]
+    for name, model in models.items():
+        net = torch_copy(model, torch)
+        keras_logits = np.asarray(model.predict(x, batch_size=500, verbose=0))
+        with torch.no_grad():
+            torch_logits = net(torch.from_numpy(x)).numpy()
+        gap = float(np.abs(keras_logits - torch_logits).max())
+        results["copies"][name] = {
+            "max_abs_logit_difference": gap,
+            "max_abs_logit": float(np.abs(keras_logits).max()),
+            "same_prediction": bool(np.all(keras_logits.argmax(1) == torch_logits.argmax(1))),
+        }
+        for norm, eps in grid:
+            for attack in FLAGS.attacks:
+                cell: dict[str, Any] = {"model": name, "norm": norm, "eps": eps, "attack": attack}
+                with util.timed() as ours_time:
+                    ours_fooled = fooled(
+                        model, x, ours(model, attack, x, y, eps, norm, FLAGS.steps), y, eps, norm
+                    )
+                with util.timed() as theirs_time:
+                    x_theirs = theirs(autoattack, torch, net, attack, x, y, eps, norm, FLAGS.steps)
+                theirs_fooled = fooled(model, x, x_theirs, y, eps, norm)
+                cell |= compare(ours_fooled, theirs_fooled)
+                cell["seconds"] = {"ours": ours_time.as_dict(), "theirs": theirs_time.as_dict()}
+                results["cells"].append(cell)
+                print(
+                    f"{name} {norm} {eps:g} {attack}: robust ours "
+                    f"{cell['robust_ours']['estimate']:.3f}, theirs "
+                    f"{cell['robust_theirs']['estimate']:.3f}: {cell['verdict']}",
+                    flush=True,
+                )
+                _write(results)
+    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _write(results)
+    return results
+
+
+def _read_commit_file(path: str) -> str:
+    commit = pathlib.Path(path) / "COMMIT"
+    return commit.read_text().strip() if commit.is_file() else "unknown"
+
+
+def _write(results: dict[str, Any]) -> None:
+    folder = pathlib.Path(FLAGS.results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "apgd_fidelity.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / "apgd_fidelity.md").write_text(markdown_report(results))
+
+
+def _rate(e: dict[str, float]) -> str:
+    return f"{e['estimate']:.1%} [{e['low']:.1%}, {e['high']:.1%}]"
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    lines = [
+        "# APGD and autoattack_lite against the authors' code (fra31/auto-attack)",
+        "",
+        f"Command: `{results['command']}` (started {results['started']}, finished "
+        f"{results.get('finished', 'not yet: partial')}). keras_takd {results['commit']}, "
+        f"auto-attack {results['autoattack_commit']}, torch {results['versions']['torch']}; "
+        f"{results['machine']['cpu']}, {results['machine']['cores_usable']} cores.",
+        "",
+        "Test accuracy: "
+        + ", ".join(f"{k} {v:.2%}" for k, v in results["test_accuracy"].items())
+        + f". {results['images']} test images both models classify correctly (the first ones, up "
+        f"to index {results['last_image_index']}); {results['steps']} steps per APGD run, one "
+        "restart, seed 0. Robust accuracy with Wilson 95% intervals; fooled rate ours - "
+        "theirs paired on the same images, bootstrap 95% interval (when no image differs: "
+        "+- the Wilson upper bound of the rate of differing images) and McNemar's exact p.",
+        "",
+        "PyTorch copies of the Keras models: "
+        + "; ".join(
+            f"{name}: largest logit difference {c['max_abs_logit_difference']:.2g} "
+            f"(largest logit {c['max_abs_logit']:.3g}), "
+            f"{'same' if c['same_prediction'] else 'NOT the same'} predictions"
+            for name, c in results["copies"].items()
+        )
+        + ".",
+        "",
+        "| model | norm | eps | attack | robust, ours | robust, theirs | fooled ours - theirs "
+        "| McNemar p | images differing | verdict | s ours / theirs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in results["cells"]:
+        d = c["fooled_ours_minus_theirs"]
+        lines.append(
+            f"| {c['model']} | {c['norm']} | {c['eps']:g} | {c['attack']} | "
+            f"{_rate(c['robust_ours'])} | {_rate(c['robust_theirs'])} | "
+            f"{d['estimate']:+.1%} [{d['low']:+.1%}, {d['high']:+.1%}] | {d['mcnemar_p']:.2g} | "
+            f"{c['images_differing']} | {c['verdict']} | "
+            f"{c['seconds']['ours']['wall_s']:.1f} / "
+            f"{c['seconds']['theirs']['wall_s']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    try:
+        run_benchmark()
+    except ValueError as error:
+        sys.exit(f"apgd_fidelity: {error}")
+
+
+if __name__ == "__main__":
+    app.run(main)
