@@ -69,6 +69,16 @@ flags.DEFINE_string("torch_path", "/work/tmp/torch_env", "pip --target folder of
 flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache.")
 flags.DEFINE_string("data_dir", str(_REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
 flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
+flags.DEFINE_string(
+    "results_name", "apgd_fidelity", "Report files: <results_dir>/<results_name>.{json,md}."
+)
+flags.DEFINE_list("models", [], "Models to attack (default both): T1, T<temperature>_distilled.")
+flags.DEFINE_bool(
+    "torch_flush_denormal",
+    False,
+    "Run theirs with torch.set_flush_denormal(True): float32 results below 1.2e-38 become 0, "
+    "as in TensorFlow on the CPU (a diagnosis of where the two differ).",
+)
 flags.register_validator(
     "attacks",
     lambda v: bool(v) and set(v) <= {"apgd_ce", "apgd_dlr", "autoattack_lite"},
@@ -264,6 +274,9 @@ def run_benchmark() -> dict[str, Any]:
         cache, data, FLAGS.train_epochs, FLAGS.temperature
     )
     models = {"T1": t1, f"T{FLAGS.temperature:g}_distilled": distilled}
+    unknown = set(FLAGS.models) - set(models)
+    if unknown:
+        raise ValueError(f"--models: unknown {sorted(unknown)}; expected some of {list(models)}")
     right = {name: correctly_classified(m, data.x_test, data.y_test) for name, m in models.items()}
     correct = np.all(list(right.values()), axis=0)
     index = np.flatnonzero(correct)[: FLAGS.images]
@@ -283,12 +296,17 @@ def run_benchmark() -> dict[str, Any]:
         "images": int(len(index)),
         "last_image_index": int(index[-1]),
         "steps": FLAGS.steps,
+        "torch_flush_denormal": FLAGS.torch_flush_denormal,
         "copies": {},
         "cells": [],
     }
     torch.manual_seed(0)
+    if FLAGS.torch_flush_denormal and not torch.set_flush_denormal(True):
+        raise ValueError("--torch_flush_denormal: this CPU cannot flush denormals in PyTorch")
     grid = [("linf", float(e)) for e in FLAGS.linf_eps] + [("l2", float(e)) for e in FLAGS.l2_eps]
     for name, model in models.items():
+        if FLAGS.models and name not in FLAGS.models:
+            continue
         net = torch_copy(model, torch)
         keras_logits = np.asarray(model.predict(x, batch_size=500, verbose=0))
         with torch.no_grad():
@@ -332,8 +350,8 @@ def _read_commit_file(path: str) -> str:
 def _write(results: dict[str, Any]) -> None:
     folder = pathlib.Path(FLAGS.results_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "apgd_fidelity.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / "apgd_fidelity.md").write_text(markdown_report(results))
+    (folder / f"{FLAGS.results_name}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (folder / f"{FLAGS.results_name}.md").write_text(markdown_report(results))
 
 
 def _rate(e: dict[str, float]) -> str:
@@ -353,7 +371,13 @@ def markdown_report(results: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.2%}" for k, v in results["test_accuracy"].items())
         + f". {results['images']} test images both models classify correctly (the first ones, up "
         f"to index {results['last_image_index']}); {results['steps']} steps per APGD run, one "
-        "restart, seed 0. Robust accuracy with Wilson 95% intervals; fooled rate ours - "
+        "restart, seed 0"
+        + (
+            "; theirs with denormals flushed to zero (`torch.set_flush_denormal(True)`)"
+            if results.get("torch_flush_denormal")
+            else ""
+        )
+        + ". Robust accuracy with Wilson 95% intervals; fooled rate ours - "
         "theirs paired on the same images, bootstrap 95% interval (when no image differs: "
         "+- the Wilson upper bound of the rate of differing images) and McNemar's exact p.",
         "",
