@@ -201,6 +201,16 @@ def distortion_stats(values: np.ndarray, success: np.ndarray) -> dict[str, float
     return {"mean": float(np.mean(chosen)), "median": float(np.median(chosen))}
 
 
+def estimate_dict(estimate) -> dict[str, float]:
+    """A `keras_takd.core.statistics.Estimate` as the reports store it: value, interval, n."""
+    return {
+        "estimate": estimate.estimate,
+        "low": estimate.low,
+        "high": estimate.high,
+        "n": estimate.n,
+    }
+
+
 def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int = 0):
     """Loads the benchmark MNIST model or trains it (T = 1, hard labels) and caches it.
 

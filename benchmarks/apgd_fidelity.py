@@ -40,9 +40,9 @@ Writes benchmarks/results/apgd_fidelity.json and apgd_fidelity.md.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
-import subprocess
 import sys
 import time
 from typing import Any
@@ -126,7 +126,15 @@ def torch_copy(model, torch):
     """
     import keras
 
-    modules = []
+    class Permute(torch.nn.Module):
+        def __init__(self, *dims):
+            super().__init__()
+            self.dims = dims
+
+        def forward(self, x):
+            return x.permute(*self.dims)
+
+    modules = [Permute(0, 3, 1, 2)]  # NHWC in, NCHW inside
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
             continue
@@ -139,7 +147,7 @@ def torch_copy(model, torch):
         elif isinstance(layer, keras.layers.MaxPooling2D):
             modules.append(torch.nn.MaxPool2d(layer.pool_size))
         elif isinstance(layer, keras.layers.Flatten):
-            modules.append(_Flatten(torch))
+            modules += [Permute(0, 2, 3, 1), torch.nn.Flatten()]  # in Keras' NHWC order
         elif isinstance(layer, keras.layers.Dense):
             kernel, bias = layer.get_weights()
             dense = torch.nn.Linear(*kernel.shape)
@@ -151,25 +159,7 @@ def torch_copy(model, torch):
         activation = getattr(layer, "activation", None)
         if activation is not None and activation.__name__ == "relu":
             modules.append(torch.nn.ReLU())
-    body = torch.nn.Sequential(*modules).eval()
-
-    class Nhwc(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.body = body
-
-        def forward(self, x):
-            return self.body(x.permute(0, 3, 1, 2))
-
-    return Nhwc().eval()
-
-
-def _Flatten(torch):  # noqa: N802  (a module factory: torch is imported late)
-    class Flatten(torch.nn.Module):
-        def forward(self, x):
-            return x.permute(0, 2, 3, 1).flatten(1)  # NCHW back to Keras' NHWC order
-
-    return Flatten()
+    return torch.nn.Sequential(*modules).eval()
 
 
 def theirs(autoattack, torch, net, attack: str, x, y, eps: float, norm: str, steps: int):
@@ -224,10 +214,10 @@ def fooled(model, x, x_adv, y, eps: float, norm: str) -> np.ndarray:
 
     delta = (x_adv - x).reshape(len(x), -1)
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
-    if size.max() > eps * (1 + TOLERANCE) + TOLERANCE or x_adv.min() < -TOLERANCE:
-        raise ValueError(f"an image leaves the {norm} ball of {eps} or the box: {size.max()}")
-    if x_adv.max() > 1 + TOLERANCE:
-        raise ValueError(f"an image leaves the box: max {x_adv.max()}")
+    if size.max() > eps * (1 + TOLERANCE) + TOLERANCE:
+        raise ValueError(f"an image leaves the {norm} ball of {eps}: {size.max()}")
+    if x_adv.min() < -TOLERANCE or x_adv.max() > 1 + TOLERANCE:
+        raise ValueError(f"an image leaves the box [0, 1]: [{x_adv.min()}, {x_adv.max()}]")
     return ~correctly_classified(model, np.clip(x_adv, 0, 1), y)
 
 
@@ -235,30 +225,25 @@ def compare(ours_fooled: np.ndarray, theirs_fooled: np.ndarray) -> dict[str, Any
     """Both robust accuracies and the paired difference of fooled rates, with a verdict."""
     from keras_takd.core import statistics
 
-    def estimate(e) -> dict[str, float]:
-        return {"estimate": e.estimate, "low": e.low, "high": e.high, "n": e.n}
-
     n = len(ours_fooled)
     differing = int((ours_fooled != theirs_fooled).sum())
-    paired = statistics.paired_rate_difference(ours_fooled, theirs_fooled)
-    difference, mcnemar_p = estimate(paired), paired.p_value
+    difference = statistics.paired_rate_difference(ours_fooled, theirs_fooled)
     if differing == 0:
         # The bootstrap interval collapses to [0, 0] when no image differs. |difference| is
         # at most the rate of differing images, whose Wilson upper bound is the honest width.
         bound = statistics.proportion(0, n).high
-        difference |= {"low": -bound, "high": bound}
-    if -MARGIN <= difference["low"] and difference["high"] <= MARGIN:
+        difference = dataclasses.replace(difference, low=-bound, high=bound)
+    if statistics.within(difference, -MARGIN, MARGIN) == statistics.AGREES:
         verdict = f"same within {MARGIN:.0%}"
-    elif difference["low"] > 0:
-        verdict = "ours stronger"
-    elif difference["high"] < 0:
-        verdict = "theirs stronger"
+    elif statistics.within(difference, 0.0, 0.0) == statistics.DISAGREES:  # excludes 0
+        verdict = "ours stronger" if difference.estimate > 0 else "theirs stronger"
     else:
         verdict = "inconclusive"
     return {
-        "robust_ours": estimate(statistics.proportion(int((~ours_fooled).sum()), n)),
-        "robust_theirs": estimate(statistics.proportion(int((~theirs_fooled).sum()), n)),
-        "fooled_ours_minus_theirs": difference | {"mcnemar_p": mcnemar_p},
+        "robust_ours": util.estimate_dict(statistics.proportion(int((~ours_fooled).sum()), n)),
+        "robust_theirs": util.estimate_dict(statistics.proportion(int((~theirs_fooled).sum()), n)),
+        "fooled_ours_minus_theirs": util.estimate_dict(difference)
+        | {"mcnemar_p": difference.p_value},
         "images_differing": differing,
         "verdict": verdict,
     }
@@ -281,14 +266,11 @@ def run_benchmark() -> dict[str, Any]:
     correct = np.all(list(right.values()), axis=0)
     index = np.flatnonzero(correct)[: FLAGS.images]
     x, y = data.x_test[index], data.y_test[index]
-    commit = subprocess.run(
-        ["git", "-C", FLAGS.autoattack_path, "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
     results: dict[str, Any] = {
         "command": "python benchmarks/apgd_fidelity.py " + " ".join(sys.argv[1:]),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "commit": util.git_commit(str(_REPO)),
-        "autoattack_commit": commit or _read_commit_file(FLAGS.autoattack_path),
+        "autoattack_commit": util.git_commit(FLAGS.autoattack_path),
         "machine": util.machine_info(),
         "versions": util.versions(["tensorflow", "keras", "scipy"]) | {"torch": torch.__version__},
         "models": {"T1": t1_info, f"T{FLAGS.temperature:g}_distilled": distilled_info},
@@ -304,9 +286,8 @@ def run_benchmark() -> dict[str, Any]:
     if FLAGS.torch_flush_denormal and not torch.set_flush_denormal(True):
         raise ValueError("--torch_flush_denormal: this CPU cannot flush denormals in PyTorch")
     grid = [("linf", float(e)) for e in FLAGS.linf_eps] + [("l2", float(e)) for e in FLAGS.l2_eps]
-    for name, model in models.items():
-        if FLAGS.models and name not in FLAGS.models:
-            continue
+    attacked = {n: m for n, m in models.items() if not FLAGS.models or n in FLAGS.models}
+    for name, model in attacked.items():
         net = torch_copy(model, torch)
         keras_logits = np.asarray(model.predict(x, batch_size=500, verbose=0))
         with torch.no_grad():
@@ -340,11 +321,6 @@ def run_benchmark() -> dict[str, Any]:
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     _write(results)
     return results
-
-
-def _read_commit_file(path: str) -> str:
-    commit = pathlib.Path(path) / "COMMIT"
-    return commit.read_text().strip() if commit.is_file() else "unknown"
 
 
 def _write(results: dict[str, Any]) -> None:

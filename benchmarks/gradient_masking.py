@@ -74,9 +74,7 @@ def model_report(fooled: dict[str, np.ndarray]) -> dict[str, Any]:
     """Robust accuracies with Wilson intervals, the worst case, and CE - DLR paired."""
     from keras_takd.core import statistics
 
-    def estimate(e) -> dict[str, float]:
-        return {"estimate": e.estimate, "low": e.low, "high": e.high, "n": e.n}
-
+    estimate = util.estimate_dict
     n = len(next(iter(fooled.values())))
     out = {
         name: estimate(statistics.proportion(int((~hit).sum()), n)) for name, hit in fooled.items()
