@@ -48,11 +48,13 @@ import time
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_REPO / "benchmarks"))
 import _bench_util as util  # noqa: E402
+
+from keras_takd.core import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 500, "Test images both models classify correctly.", lower_bound=1)
@@ -385,11 +387,8 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
-    try:
-        run_benchmark()
-    except ValueError as error:
-        sys.exit(f"apgd_fidelity: {error}")
+    run_benchmark()
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, "apgd_fidelity")  # bad input: one line and exit 1, not a traceback

@@ -34,11 +34,13 @@ import time
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_REPO / "benchmarks"))
 import _bench_util as util  # noqa: E402
+
+from keras_takd.core import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Folder of a keras_takd.main run (run.json, results.csv).")
@@ -195,4 +197,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, "gradient_masking")  # bad input: one line and exit 1, not a traceback

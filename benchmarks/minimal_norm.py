@@ -54,11 +54,13 @@ import traceback
 from typing import Any
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 _REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_REPO / "benchmarks"))
 import _bench_util as util  # noqa: E402
+
+from keras_takd.core import cli  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer(
@@ -776,4 +778,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, "minimal_norm")  # bad input: one line and exit 1, not a traceback
