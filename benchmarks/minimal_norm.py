@@ -187,7 +187,7 @@ def load_run_model(run_dir: str, temperature: float, stage: int):
 @functools.cache
 def _read_per_image(path: str):
     """The per-image table at `path`, read once for all the chunks that reuse it."""
-    from keras_takd.takd.figures import read_per_image
+    from keras_takd.takd.analysis.tables import read_per_image
 
     return read_per_image(path)
 

@@ -1,8 +1,8 @@
 """Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant": the chain study.
 
 Teacher -> assistant -> student chains at temperature T (`chains`), their evaluation with
-Carlini & Wagner's attacks (`evaluation`), the papers' claims (`claims`) and figures
-(`figures`); command modules `train` (also `python -m keras_takd.main`), `evaluate`, `merge`,
-`plot` and `compare`. Imports `keras_takd.core` and `keras_takd.attacks`, never
-`keras_takd.smoothed`.
+Carlini & Wagner's attacks (`evaluation`) and their analysis (`analysis`: tables, statistics,
+figures, the papers' claims, the summary's tables); command modules `train` (also
+`python -m keras_takd.main`), `evaluate`, `merge`, `figures`, `claims` and `summary`. Imports
+`keras_takd.core` and `keras_takd.attacks`, never `keras_takd.smoothed`.
 """

@@ -17,27 +17,10 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from keras_takd.core import files
-from keras_takd.takd.schema import (
-    CHAIN_LENGTH_COLUMN,
-    INDICATORS,
-    KEY_COLUMNS,
-    PER_IMAGE_COLUMNS,
-)
+from keras_takd.takd.analysis.tables import per_image_path, read_per_image, tidy
+from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS
 
 _MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
-SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
-
-
-def per_image_path(results_path: str | pathlib.Path) -> pathlib.Path:
-    """Where the per-image table of a results CSV goes.
-
-    results.csv -> per_image.csv, results_shard<i>of<N>.csv -> per_image_shard<i>of<N>.csv,
-    any other <name>.csv -> <name>_per_image.csv (all in the same folder).
-    """
-    path = pathlib.Path(results_path)
-    if path.stem == "results" or path.stem.startswith("results_shard"):
-        return path.with_name("per_image" + path.stem[len("results") :] + ".csv")
-    return path.with_name(f"{path.stem}_per_image.csv")
 
 
 def unit_rows(
@@ -86,49 +69,11 @@ def unit_rows(
     return rows
 
 
-def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
-    """Rows in `PER_IMAGE_COLUMNS` order, sorted by model, attack and image."""
-    table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-    table = table.astype({"correct": bool, "success": bool, "image": int})
-    table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
-    table = table.astype({"iterations": "Int64"})
-    return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
-
-
 def write_per_image(results_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.DataFrame:
     """Writes the per-image table of a results CSV beside it, atomically."""
     table = tidy(rows)
     files.write_csv_atomic(per_image_path(results_path), table)
     return table
-
-
-def read_per_image(path: str | pathlib.Path) -> pd.DataFrame:
-    """The per-image table of a run folder (its per_image.csv) or of a per-image CSV.
-
-    Args:
-        path: a run folder evaluated by `keras_takd.takd.evaluate`, or a per-image CSV.
-
-    Returns:
-        The table, columns `schema.PER_IMAGE_COLUMNS`.
-
-    Raises:
-        FileNotFoundError: no per-image table there.
-        ValueError: the file lacks some of the columns (the indicator columns may be
-            absent, in tables written before them: they come back empty).
-    """
-    path = pathlib.Path(path)
-    if path.is_dir():
-        path = path / "per_image.csv"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: evaluate the run with keras_takd.takd.evaluate first"
-        )
-    table = pd.read_csv(path)
-    optional = {*INDICATORS, "iterations"}  # absent from tables written before them
-    missing = [c for c in PER_IMAGE_COLUMNS if c not in table.columns and c not in optional]
-    if missing:
-        raise ValueError(f"{path} lacks the per-image columns {missing}: not a per-image table")
-    return tidy(table)
 
 
 def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame | None:

@@ -1,0 +1,158 @@
+"""What every paper's claims share: the `Claim` row, the `Context` of one dataset, and how
+numbers are written (percentages, intervals, n) and proportions and success rates estimated.
+
+The verdicts follow `keras_takd.core.statistics`: "agrees" when the interval lies wholly on the
+side the paper claims, "disagrees" when wholly on the other (or beyond a bound the paper
+states), "inconclusive" otherwise, "no data" when the columns or rows a claim needs are missing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pandas as pd
+
+from keras_takd.core import statistics
+from keras_takd.core.statistics import NO_DATA, Estimate
+from keras_takd.takd import schema
+from keras_takd.takd.analysis.statistics import attacked
+from keras_takd.takd.analysis.tables import ROLES, chain_length
+
+NO_PER_IMAGE = "no interval: no per-image data"
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One claim: who says it, what they report, what we measured, its interval and verdict."""
+
+    source: str
+    claim: str
+    paper: str
+    ours: str
+    interval: str
+    n: str
+    test: str
+    verdict: str  # "agrees", "disagrees", "inconclusive" or "no data"
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What every claim of one dataset reads: its rows, per-image rows, the intervals' level
+    and the bootstraps' seed."""
+
+    rows: pd.DataFrame
+    per_image: pd.DataFrame | None
+    dataset: str
+    ci_level: float
+    seed: int
+
+    @property
+    def sweep(self) -> pd.DataFrame:
+        """Rows of three-model chains (teacher, assistant, student)."""
+        return self.rows[chain_length(self.rows) <= 3]
+
+    @property
+    def chains(self) -> pd.DataFrame:
+        """Rows of the multi-step chains (more than three models)."""
+        return self.rows[chain_length(self.rows) > 3]
+
+    def images(self, attack: str, multistep: bool = False) -> pd.DataFrame | None:
+        """Per-image rows of one attack on the sweep's (or the long chains') models."""
+        if self.per_image is None:
+            return None
+        table = self.per_image[
+            (self.per_image["dataset"] == self.dataset) & (self.per_image["attack"] == attack)
+        ]
+        long = table[schema.CHAIN_LENGTH_COLUMN] > 3
+        table = table[long] if multistep else table[~long]
+        return table if not table.empty else None
+
+
+def no_data(source: str, claim: str, paper: str, test: str, why: str) -> Claim:
+    """A claim that cannot be checked: `why` in place of our number."""
+    return Claim(source, claim, paper, why, "", "", test, NO_DATA)
+
+
+def pct(value: float) -> str:
+    """0.9938 -> "99.38%"."""
+    return f"{100 * value:.2f}%"
+
+
+def interval_text(estimate: Estimate, digits: int = 3, scale: float = 1.0) -> str:
+    """ "[+low, +high]" of an estimate (times `scale`), or "no interval"."""
+    if math.isnan(estimate.low):
+        return "no interval"
+    return f"[{scale * estimate.low:+.{digits}f}, {scale * estimate.high:+.{digits}f}]"
+
+
+def by_role(df: pd.DataFrame, column: str) -> dict[str, pd.Series]:
+    """{role: column by temperature} for the roles with data."""
+    out = {}
+    for role in ROLES:
+        rows = df[(df["role"] == role)].dropna(subset=[column]) if column in df else df.iloc[:0]
+        if not rows.empty:
+            out[role] = rows.groupby("temperature")[column].mean().sort_index()
+    return out
+
+
+def proportion_of(row: pd.Series, column: str, ctx: Context) -> Estimate:
+    """An accuracy-type column of one model as a proportion of its metric images."""
+    n = row.get("metric_images")
+    value = float(row[column])
+    if n is None or pd.isna(n):
+        return Estimate(value, math.nan, math.nan, 0, ctx.ci_level)
+    return statistics.proportion(round(value * int(n)), int(n), ctx.ci_level)
+
+
+def n_label(estimate: Estimate) -> str:
+    """The n of an estimate, or why it is unknown."""
+    return str(estimate.n) if estimate.n else "unknown: no metric_images column"
+
+
+def attack_name(attack: str) -> str:
+    """ "C&W L2" for "l2"; other attacks by their prefix."""
+    return {"l0": "C&W L0", "l2": "C&W L2", "linf": "C&W L-inf"}.get(attack, attack)
+
+
+def success_of(row: pd.Series, prefix: str, ctx: Context, within: bool = False) -> Estimate:
+    """An attack's success rate on one model (within its budget if `within`), as a proportion
+    of the images it attacked."""
+    attacked = row.get(f"{prefix}_attacked")
+    rate = row[f"{prefix}_budget_success_rate" if within else f"{prefix}_success_rate"]
+    if attacked is None or pd.isna(attacked) or pd.isna(rate):
+        return Estimate(float(rate), math.nan, math.nan, 0, ctx.ci_level)
+    return statistics.proportion(round(float(rate) * int(attacked)), int(attacked), ctx.ci_level)
+
+
+def success_differences(ctx: Context, rows: pd.DataFrame, first: str, second: str):
+    """Per model row: success of `first`, of `second`, and first - second (paired on the same
+    images where per-image rows exist, else unpaired)."""
+    a = [success_of(r, first, ctx) for _, r in rows.iterrows()]
+    b = [success_of(r, second, ctx) for _, r in rows.iterrows()]
+    differences = [
+        _paired_success(ctx, row, first, second)
+        or statistics.proportion_difference(x, y, ctx.ci_level)
+        for (_, row), x, y in zip(rows.iterrows(), a, b, strict=True)
+    ]
+    return a, b, differences
+
+
+def _paired_success(ctx: Context, row: pd.Series, first: str, second: str) -> Estimate | None:
+    """Success of attack `first` - success of attack `second` on one model, on the same
+    images (McNemar), or None without per-image rows of both attacks."""
+    tables = {"first": ctx.images(first), "second": ctx.images(second)}
+    if any(table is None for table in tables.values()):
+        return None
+    success = {}
+    for name, table in tables.items():
+        chosen = table[
+            (table["temperature"] == row["temperature"]) & (table["stage"] == row["stage"])
+        ]
+        success[name] = attacked(chosen).set_index("image")["success"]
+    pair = pd.DataFrame(success).dropna()
+    if pair.empty:
+        return None
+    return statistics.paired_rate_difference(
+        pair["first"].astype(bool), pair["second"].astype(bool), ctx.ci_level, ctx.seed
+    )

@@ -1,0 +1,135 @@
+"""Every claim of `keras_takd.takd.analysis.claims` for each dataset of some results, as Markdown:
+per dataset a table of the claims (claim, the paper's figure, ours, its interval and n, the
+test applied, the verdict) and one of the numbers behind them (a row per chain length, T and
+stage). Imports no plotting library.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+import pandas as pd
+
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE
+from keras_takd.takd.analysis.claims.carlini_wagner import carlini_wagner_claims
+from keras_takd.takd.analysis.claims.common import Claim, Context
+from keras_takd.takd.analysis.claims.croce_hein import croce_hein_claims
+from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
+from keras_takd.takd.analysis.claims.papernot import papernot_claims
+from keras_takd.takd.analysis.tables import chain_length, dataset_label, read_tables
+
+
+def check_claims(
+    df: pd.DataFrame,
+    dataset: str,
+    per_image: pd.DataFrame | None = None,
+    ci_level: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> list[Claim]:
+    """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
+
+    Args:
+        df: the results table (results.csv of one or more runs).
+        dataset: which dataset's rows to check.
+        per_image: the per-image table of the same runs (`tables.read_per_image`), or
+            None: the robustness claims are then inconclusive, without interval.
+        ci_level: the level of every interval.
+        seed: the bootstraps' seed.
+
+    Raises:
+        ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
+    """
+    rows = df[df["dataset"] == dataset]
+    if rows.empty:
+        raise ValueError(f"no rows of dataset {dataset!r} in the results")
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
+    ctx = Context(rows, per_image, dataset, ci_level, seed)
+    return [
+        *mandal_guo_claims(ctx),
+        *papernot_claims(ctx),
+        *carlini_wagner_claims(ctx),
+        *croce_hein_claims(ctx),
+    ]
+
+
+def to_markdown(claims: Sequence[Claim], dataset: str, ci_level: float = 0.95) -> str:
+    """A Markdown table of the claims, headed by the dataset's name."""
+    lines = [
+        f"### {dataset_label(dataset)}",
+        "",
+        f"| source | claim | paper | ours | {ci_level:.0%} CI | n | test | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in claims:
+        cells = (c.source, c.claim, c.paper, c.ours, c.interval, c.n, c.test, f"**{c.verdict}**")
+        lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+NUMBERS_COLUMNS = {
+    "test_accuracy": ("accuracy", lambda v: f"{100 * v:.2f}%"),
+    "sensitivity_logits_zero_fraction": ("logits grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
+    "sensitivity_softmax_zero_fraction": ("softmax grad < 1e-10", lambda v: f"{100 * v:.1f}%"),
+    "confidence": ("confidence", lambda v: f"{v:.3f}"),
+    "l0_mean": ("L0 mean (px)", lambda v: f"{v:.1f}"),
+    "l2_mean": ("L2 mean", lambda v: f"{v:.3f}"),
+    "linf_mean": ("L-inf mean", lambda v: f"{v:.3f}"),
+    "l2_budget_success_rate": ("L2 <= budget", lambda v: f"{100 * v:.0f}%"),
+    "l2_softmax_T_success_rate": ("L2 on softmax(z/T)", lambda v: f"{100 * v:.0f}%"),
+}
+
+
+def numbers_markdown(df: pd.DataFrame, dataset: str) -> str:
+    """The numbers behind the claims, as a Markdown table: one row per (chain length, T, stage)
+    of `dataset`, the columns of `NUMBERS_COLUMNS` that hold data."""
+    rows = df[df["dataset"] == dataset].assign(_chain=lambda d: chain_length(d).astype(int))
+    rows = rows.sort_values(["_chain", "temperature", "stage"], kind="stable")
+    columns = [c for c in NUMBERS_COLUMNS if c in rows and rows[c].notna().any()]
+    header = ["chain", "T", "stage", "role"] + [NUMBERS_COLUMNS[c][0] for c in columns]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    for _, row in rows.iterrows():
+        cells = [str(row["_chain"]), f"{row['temperature']:g}", str(int(row["stage"])), row["role"]]
+        cells += ["" if pd.isna(row[c]) else NUMBERS_COLUMNS[c][1](row[c]) for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def render(
+    results: Sequence[str | pathlib.Path],
+    per_image: Sequence[str | pathlib.Path] | None = None,
+    caption: str | None = None,
+    ci_level: float = DEFAULT_CONFIDENCE,
+) -> str:
+    """The Markdown of every dataset in some results CSVs.
+
+    Args:
+        results: results CSVs (`tables.read_results`).
+        per_image: per-image CSVs of the same runs; default: those beside the results CSVs
+            (`tables.per_image_path`), where they exist. None found: robustness claims are
+            inconclusive.
+        caption: a line printed above the tables.
+        ci_level: the level of every interval.
+
+    Raises:
+        FileNotFoundError, ValueError: see `tables.read_tables`.
+    """
+    table, images, paths = read_tables(results, per_image)
+    parts = ["# Our results beside the papers' claims", ""]
+    if caption:
+        parts += [caption, ""]
+    sources = ", ".join(str(p) for p in paths) or "none (verdicts without intervals)"
+    parts += [
+        f"Intervals: {ci_level:.0%}, paired over images where per-image data exist "
+        f"(keras_takd.core.statistics; bootstrap seed 0). Per-image data: {sources}.",
+        "",
+    ]
+    for dataset in sorted(table["dataset"].unique()):
+        checked = check_claims(table, dataset, images, ci_level)
+        parts.append(to_markdown(checked, dataset, ci_level))
+        parts.append(numbers_markdown(table, dataset))
+    return "\n".join(parts)

@@ -1,0 +1,472 @@
+"""Mandal & Guo's figures as pages: which figures the data allow, built and written to disk.
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant", Figs. 3-8, the
+gradient-masking check (Carlini & Wagner, arXiv:1608.04644), Papernot et al.'s fixed-budget
+success (arXiv:1511.04508) and, from per-image data, `paired_differences`. Each figure is one
+`FigureSpec` (`FIGURES`): the rows it draws, the columns that must hold data, how it is laid
+out and the notes under it. With per-image data the mean perturbations carry the intervals of
+`analysis.statistics.perturbation_intervals`, and `paired_differences` draws
+`analysis.statistics.paired_differences`; nothing is computed here.
+
+`build_figures` returns the figures (constrained layout: nothing clipped) and `draw_all` writes
+them as PNG and PDF. Both use bare `matplotlib.figure.Figure` objects (rendered by Agg), never
+pyplot, so they change no global matplotlib state and need no display.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import textwrap
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from keras_takd.core import files
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE
+from keras_takd.takd.analysis.figures.panels import (
+    CI_HIGH,
+    CI_LOW,
+    CI_N,
+    SENSITIVITY_NAMES,
+    has_data,
+    multistep,
+    plot_accuracy,
+    plot_budget_success,
+    plot_confidence,
+    plot_gradient_masking,
+    plot_mean_sensitivity,
+    plot_multistep_accuracy,
+    plot_multistep_average,
+    plot_multistep_robustness,
+    plot_near_zero_gradients,
+    plot_paired_differences,
+    plot_perturbation,
+    plot_success_rate,
+    three_stage,
+)
+from keras_takd.takd.analysis.statistics import (
+    has_pairs,
+    paired_differences,
+    perturbation_intervals,
+)
+from keras_takd.takd.analysis.tables import chain_length, check_results, dataset_label, read_tables
+from keras_takd.takd.schema import ATTACKS, CHAIN_LENGTH_COLUMN, MASKED_L2_PREFIX
+
+_LOG = logging.getLogger(__name__)
+
+FORMATS = ("png", "pdf")
+_TEST_SET_NOTE = (
+    "Each point: one model on the evaluation's test images (all of them unless evaluate "
+    "--metric_images cut them; the count is not in results.csv)."
+)
+_ATTACK_NOTE = (
+    "n in the legends: images per point (mean and max: images the attack fooled; success "
+    "rate: images attacked, i.e. classified correctly)."
+)
+_DODGE_NOTE = "Series are shifted sideways a little so that equal values stay visible."
+_ATTACK_NOTES = (_ATTACK_NOTE, _DODGE_NOTE)
+_TEST_SET_NOTES = (_TEST_SET_NOTE, _DODGE_NOTE)
+_BUDGET_NOTES = ("n in the legends: images attacked per point.", _DODGE_NOTE)
+
+
+def _with_intervals(results: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
+    """`results` plus `<attack>_mean_ci_low`, `_ci_high`, `_ci_n` from `perturbation_intervals`."""
+    keys = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "stage"]
+    left = pd.DataFrame(
+        {
+            "dataset": results["dataset"].astype(str).to_numpy(),
+            CHAIN_LENGTH_COLUMN: chain_length(results).astype(float).to_numpy(),
+            "temperature": results["temperature"].astype(float).to_numpy(),
+            "stage": results["stage"].astype(float).to_numpy(),
+        }
+    )
+    right = intervals.astype({"dataset": str, CHAIN_LENGTH_COLUMN: float, "stage": float})
+    right = right.astype({"temperature": float})
+    out = results.copy()
+    for attack, group in right.groupby("attack"):
+        column = f"{attack}_mean"
+        merged = left.merge(group.drop(columns="attack"), how="left", on=keys)
+        out[f"{column}{CI_LOW}"] = merged["low"].to_numpy()
+        out[f"{column}{CI_HIGH}"] = merged["high"].to_numpy()
+        out[f"{column}{CI_N}"] = merged["n"].to_numpy()
+        if column in out.columns:
+            _warn_if_means_differ(column, out[column].to_numpy(), merged["estimate"].to_numpy())
+    return out
+
+
+def _warn_if_means_differ(column: str, reported, recomputed) -> None:
+    both = np.isfinite(reported.astype(float)) & np.isfinite(recomputed)
+    gap = np.abs(reported[both] - recomputed[both])
+    if np.any(gap > 1e-6 * (1 + np.abs(reported[both]))):
+        _LOG.warning(
+            "%s: the per-image mean differs from results.csv for %d models (by up to %.3g): "
+            "are the per-image data from the same evaluation?",
+            column,
+            int(np.sum(gap > 1e-6 * (1 + np.abs(reported[both])))),
+            float(gap.max()),
+        )
+
+
+def _wrap(text: str, fig: Figure, points: float) -> str:
+    """`text` broken into lines that fit the figure's width at a font of `points`."""
+    width = max(20, int(fig.get_figwidth() * 72 / (0.6 * points)))
+    return "\n".join(textwrap.fill(line, width) for line in text.split("\n"))
+
+
+def _grid(rows: int, cols: int, title: str, width: float = 4.6, height: float = 3.8):
+    # A bare Figure (no pyplot): no global state, no GUI backend, rendered by Agg on save.
+    # Constrained layout keeps titles, labels, legends and the footnote inside the figure.
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    fig.suptitle(_wrap(title, fig, 12), fontsize=12)
+    return fig, axes
+
+
+def _footnote(fig: Figure, lines: Sequence[str]) -> None:
+    """Notes under the figure (what a point rests on, the caption), laid out with the axes."""
+    text = "\n".join(line for line in lines if line)
+    if text:
+        fig.supxlabel(_wrap(text, fig, 8), fontsize=8)
+
+
+def _fig_accuracy(df, datasets):
+    fig, axes = _grid(1, len(datasets), "Fig. 3: influence of distillation on accuracy")
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        plot_accuracy(ax, df, dataset)
+    return fig
+
+
+def _fig_sensitivity(df, datasets):
+    title = "Fig. 4: influence of temperature on sensitivity (teacher, assistant, student)"
+    fig, axes = _grid(2, 2 * len(datasets), title)
+    for i, dataset in enumerate(datasets):
+        for j, of in enumerate(("logits", "softmax")):
+            plot_near_zero_gradients(axes[0, 2 * i + j], df, dataset, of)
+            plot_mean_sensitivity(axes[1, 2 * i + j], df, dataset, of)
+    return fig
+
+
+def _fig_robustness(df, dataset):
+    title = (
+        f"Fig. 5 ({dataset_label(dataset)}): minimal perturbation over successful attacks; "
+        "teacher dashed"
+    )
+    fig, axes = _grid(3, len(ATTACKS), title)
+    for j, attack in enumerate(ATTACKS):
+        plot_perturbation(axes[0, j], df, dataset, attack, "mean")
+        plot_perturbation(axes[1, j], df, dataset, attack, "max")
+        plot_success_rate(axes[2, j], df, dataset, attack)
+    return fig
+
+
+def _fig_confidence(df, datasets):
+    fig, axes = _grid(1, len(datasets), "Fig. 6: influence of distillation on confidence")
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        plot_confidence(ax, df, dataset)
+    return fig
+
+
+def _fig_multistep_accuracy(df, datasets):
+    fig, axes = _grid(
+        1, len(datasets), "Fig. 7: model accuracy for multi-step distillation", width=6.4
+    )
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        plot_multistep_accuracy(ax, df, dataset)
+    return fig
+
+
+def _fig_multistep_robustness(df, dataset):
+    title = f"Fig. 8 ({dataset_label(dataset)}): robustness for multi-step distillation"
+    fig, axes = _grid(len(ATTACKS), 2, title, width=5.6, height=4.0)
+    for i, attack in enumerate(ATTACKS):
+        plot_multistep_robustness(axes[i, 0], df, dataset, attack)
+        plot_multistep_average(axes[i, 1], df, dataset, attack)
+    return fig
+
+
+def _fig_gradient_masking(df, datasets):
+    title = (
+        "Gradient masking check: C&W $L_2$ against the logits (solid) and against "
+        "softmax(logits / T) at the training temperature (dotted)"
+    )
+    fig, axes = _grid(2, len(datasets), title, width=5.6, height=4.4)
+    for j, dataset in enumerate(datasets):
+        plot_gradient_masking(axes[0, j], df, dataset, "mean")
+        plot_gradient_masking(axes[1, j], df, dataset, "success_rate")
+    return fig
+
+
+def _fig_budget_success(df, datasets):
+    title = "Adversarial success rate at a fixed budget (Papernot et al. 2016)"
+    fig, axes = _grid(2, len(datasets), title, width=5.2)
+    for j, dataset in enumerate(datasets):
+        plot_budget_success(axes[0, j], df, dataset, "l2")
+        plot_budget_success(axes[1, j], df, dataset, "linf")
+    return fig
+
+
+def _fig_paired_differences(differences: pd.DataFrame) -> Figure:
+    datasets = _datasets(differences)
+    attacks = [a for a in ATTACKS if a in set(differences["attack"])]
+    title = (
+        "Paired differences in minimal perturbation: same T, same images (correct under both "
+        "models, fooled by both attacks); above 0, the later model is the more robust"
+    )
+    fig, axes = _grid(len(datasets), len(attacks), title, width=5.0, height=4.0)
+    for i, dataset in enumerate(datasets):
+        for j, attack in enumerate(attacks):
+            plot_paired_differences(axes[i, j], differences, dataset, attack)
+    return fig
+
+
+def _robustness_columns(prefixes: Sequence[str]) -> tuple[str, ...]:
+    return tuple(f"{p}_{s}" for p in prefixes for s in ("mean", "max", "success_rate"))
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the results table.
+
+    Attributes:
+        name: the file stem (`<name>_<dataset>` for a figure per dataset).
+        rows: selects the rows it draws (`panels.three_stage` or `panels.multistep`).
+        columns: the columns any of which must hold data for it to be drawn.
+        layout: draws it, given the table and the dataset (per dataset) or datasets.
+        per_dataset: one figure per dataset rather than one for all.
+        notes: the lines under it.
+        intervals: whether its means carry intervals when per-image data are given.
+    """
+
+    name: str
+    rows: Callable[[pd.DataFrame], pd.DataFrame]
+    columns: tuple[str, ...]
+    layout: Callable[[pd.DataFrame, object], Figure]
+    per_dataset: bool = False
+    notes: tuple[str, ...] = _TEST_SET_NOTES
+    intervals: bool = False
+
+
+FIGURES = (
+    FigureSpec("fig3_accuracy", three_stage, ("test_accuracy",), _fig_accuracy),
+    FigureSpec(
+        "fig4_sensitivity",
+        three_stage,
+        tuple(
+            f"sensitivity_{of}_{s}" for of in SENSITIVITY_NAMES for s in ("zero_fraction", "mean")
+        ),
+        _fig_sensitivity,
+    ),
+    FigureSpec(
+        "fig5_robustness",
+        three_stage,
+        _robustness_columns(ATTACKS),
+        _fig_robustness,
+        per_dataset=True,
+        notes=_ATTACK_NOTES,
+        intervals=True,
+    ),
+    FigureSpec("fig6_confidence", three_stage, ("confidence",), _fig_confidence),
+    FigureSpec("fig7_multistep_accuracy", multistep, ("test_accuracy",), _fig_multistep_accuracy),
+    FigureSpec(
+        "fig8_multistep_robustness",
+        multistep,
+        tuple(f"{a}_mean" for a in ATTACKS),
+        _fig_multistep_robustness,
+        per_dataset=True,
+        notes=_ATTACK_NOTES,
+        intervals=True,
+    ),
+    FigureSpec(
+        "gradient_masking",
+        three_stage,
+        _robustness_columns([MASKED_L2_PREFIX]),
+        _fig_gradient_masking,
+        notes=_ATTACK_NOTES,
+        intervals=True,
+    ),
+    FigureSpec(
+        "budget_success",
+        three_stage,
+        ("l2_budget_success_rate", "linf_budget_success_rate"),
+        _fig_budget_success,
+        notes=_BUDGET_NOTES,
+    ),
+)
+"""Every figure of the results table, in the order they are written."""
+
+PAIRED_FIGURE = "paired_differences"
+"""The figure drawn from per-image data alone (`statistics.paired_differences`)."""
+
+
+def _datasets(df: pd.DataFrame) -> list[str]:
+    known = [d for d in ("mnist", "cifar10") if d in set(df["dataset"])]
+    return known + sorted(set(map(str, df["dataset"])) - set(known))
+
+
+def _plan(df: pd.DataFrame) -> tuple[list[tuple[FigureSpec, str, object]], dict[str, str]]:
+    """The figures the data allow, as (spec, file stem, argument), and why others are not."""
+    planned, skipped = [], {}
+    for spec in FIGURES:
+        groups = [(d, df[df["dataset"] == d]) for d in _datasets(df)]
+        usable = [
+            d for d, rows in groups if any(has_data(spec.rows(rows), c) for c in spec.columns)
+        ]
+        if not usable:
+            skipped[spec.name] = f"no data in columns {', '.join(spec.columns)}"
+        elif spec.per_dataset:
+            planned += [(spec, f"{spec.name}_{d}", d) for d in usable]
+        else:
+            planned.append((spec, spec.name, usable))
+    return planned, skipped
+
+
+def _paired_skip_reason(per_image: pd.DataFrame | None) -> str | None:
+    if per_image is None:
+        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+    if not has_pairs(per_image):
+        return (
+            "the per-image data hold no image that neighbouring models of a three-model chain "
+            "both classify correctly and the attack fools under both"
+        )
+    return None
+
+
+def skipped_figures(
+    results_df: pd.DataFrame, per_image: pd.DataFrame | None = None
+) -> dict[str, str]:
+    """The figures `draw_all` would skip for these data, each with the reason.
+
+    Raises:
+        ValueError: if `results_df` lacks a key column or has no rows.
+    """
+    check_results(results_df)
+    skipped = _plan(results_df)[1]
+    reason = _paired_skip_reason(per_image)
+    return skipped | ({PAIRED_FIGURE: reason} if reason else {})
+
+
+def _level_text(ci_level: float) -> str:
+    return f"{100 * ci_level:g}%"
+
+
+def build_figures(
+    results_df: pd.DataFrame,
+    caption: str | None = None,
+    per_image: pd.DataFrame | None = None,
+    ci_level: float = DEFAULT_CONFIDENCE,
+) -> dict[str, Figure]:
+    """Every figure the data allow, by file stem (see `draw_all`), not yet saved.
+
+    Raises:
+        ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a
+            column of `tables.PER_IMAGE_REQUIRED`, or `ci_level` is not in (0, 1).
+    """
+    check_results(results_df)
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
+    df = results_df
+    if per_image is not None:
+        df = _with_intervals(results_df, perturbation_intervals(per_image, ci_level))
+    level = _level_text(ci_level)
+    ci_note = (
+        f"Error bars on the means: {level} BCa bootstrap intervals over the images fooled."
+        if per_image is not None
+        else "Means drawn without intervals (no per-image data)."
+    )
+    figures = {}
+    for spec, stem, argument in _plan(df)[0]:
+        fig = spec.layout(df, argument)
+        notes = [*spec.notes, ci_note if spec.intervals else ""]
+        if spec.name == "fig8_multistep_robustness" and per_image is not None:
+            notes.append("The averages over T (right) carry no interval; see those per T (left).")
+        notes.append(caption or "")
+        _footnote(fig, notes)
+        figures[stem] = fig
+    if _paired_skip_reason(per_image) is None:
+        fig = _fig_paired_differences(paired_differences(per_image, ci_level))
+        note = (
+            f"Error bars: {level} BCa bootstrap intervals of the mean paired difference; "
+            "n = image pairs per point."
+        )
+        _footnote(fig, [note, _DODGE_NOTE, caption or ""])
+        figures[PAIRED_FIGURE] = fig
+    return figures
+
+
+def draw_all(
+    results_df: pd.DataFrame,
+    output_dir: str | pathlib.Path,
+    caption: str | None = None,
+    per_image: pd.DataFrame | None = None,
+    ci_level: float = DEFAULT_CONFIDENCE,
+) -> list[pathlib.Path]:
+    """Writes every figure the data allow into `output_dir`, as PNG and PDF.
+
+    Figures whose columns are absent or empty are skipped and logged (see `skipped_figures`);
+    so is `paired_differences` without per-image data.
+
+    Args:
+        results_df: the results table (KEY_COLUMNS plus any of `schema.METRIC_COLUMNS`).
+        output_dir: the folder to write to (created if needed).
+        caption: optional note printed under every figure, e.g. the settings of the run.
+        per_image: optional per-image table (`schema.PER_IMAGE_COLUMNS`) of the same models:
+            the mean perturbations get their intervals, and `paired_differences` is drawn.
+        ci_level: the intervals' level.
+
+    Returns:
+        The paths written, in `FIGURES` order then `paired_differences`, PNG before PDF.
+
+    Raises:
+        ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a
+            column, or `ci_level` is not in (0, 1).
+    """
+    figures = build_figures(results_df, caption, per_image, ci_level)
+    for name, reason in skipped_figures(results_df, per_image).items():
+        _LOG.warning("skipping figure %s: %s", name, reason)
+    output_dir = pathlib.Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for stem, fig in figures.items():
+        for fmt in FORMATS:
+            written.append(files.save_figure_atomic(fig, output_dir / f"{stem}.{fmt}", dpi=150))
+    return written
+
+
+def write_figures(
+    results: Sequence[str | pathlib.Path],
+    output_dir: str | pathlib.Path,
+    per_image: Sequence[str | pathlib.Path] | None = None,
+    caption: str | None = None,
+    ci_level: float = DEFAULT_CONFIDENCE,
+) -> str:
+    """Reads results CSVs and their per-image tables, writes their figures, says what it did.
+
+    Args:
+        results: results CSVs (`tables.read_results`).
+        output_dir: the folder for the PNG and PDF files (created).
+        per_image: per-image CSVs of the same models; default: those beside the results CSVs
+            (`tables.per_image_path`), where they exist.
+        caption: a note printed under every figure.
+        ci_level: the intervals' level.
+
+    Returns:
+        One line: the files written, the per-image files read and the figures skipped.
+
+    Raises:
+        FileNotFoundError, ValueError: see `tables.read_tables` and `draw_all`.
+    """
+    table, images, paths = read_tables(results, per_image)
+    written = draw_all(table, output_dir, caption, per_image=images, ci_level=ci_level)
+    skipped = skipped_figures(table, images)
+    if paths:
+        uncertainty = f"{_level_text(ci_level)} intervals from {len(paths)} "
+        uncertainty += f"per-image file(s): {', '.join(map(str, paths))}"
+    else:
+        uncertainty = "no per-image data: no intervals"
+    return f"wrote {len(written)} files to {output_dir}; {uncertainty}" + (
+        f"; skipped {', '.join(skipped)} (no data)" if skipped else ""
+    )

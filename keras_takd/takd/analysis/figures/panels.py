@@ -1,0 +1,445 @@
+"""The panels of Mandal & Guo's figures: one `plot_*` function per panel, drawing on an `ax`.
+
+Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant", Figs. 3-8: accuracy,
+near-zero gradients, mean and max minimal perturbation, confidence and the multi-step chain,
+each against the distillation temperature T; plus two checks the paper lacks: the C&W L2
+attack against the logits beside the same attack against softmax(logits / T) (the gradient
+masking of Carlini & Wagner, arXiv:1608.04644) and Papernot et al.'s success rate at a fixed
+budget (arXiv:1511.04508), and the paired differences of `analysis.statistics`.
+
+Rows are split by the length of their chain (`tables.chain_length`). Chains of at most three
+models (teacher, assistant, student) are drawn one line per `role` (`three_stage`); longer
+chains (section VI, Figs. 7-8) one line per `stage` (`multistep`). Repeated rows of one model
+(e.g. several seeds) are averaged. Every series has its own marker and line style and is
+shifted sideways by a few percent of T, so that equal values do not hide each other; legends
+say how many images a point rests on. Columns `<column>_ci_low` / `_ci_high` / `_ci_n` (added
+by `figures.catalog` from per-image data) are drawn as error bars. Drawing only: every number
+comes from the results table or `keras_takd.takd.analysis.statistics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from keras_takd.takd.analysis.statistics import PAIRS
+from keras_takd.takd.analysis.tables import chain_length, dataset_label
+from keras_takd.takd.schema import ATTACKS, MASKED_L2_PREFIX
+
+# The paper's Fig. 5: teacher red dashed, assistant orange, student blue; markers and line
+# styles differ as well, so that lines on top of each other stay apart.
+ROLE_STYLES = {
+    "teacher": {"color": "tab:red", "linestyle": "--", "marker": "o"},
+    "assistant": {"color": "tab:orange", "linestyle": "-.", "marker": "s"},
+    "student": {"color": "tab:blue", "linestyle": "-", "marker": "^"},
+}
+# Later stages of a long chain (the teacher keeps its red dashed circles).
+_LINESTYLES = ("-.", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), ":")
+_MARKERS = ("s", "^", "D", "v", "P", "X", "*", "h")
+_DODGE_DECADES = 0.03  # sideways shift between neighbouring series, in decades of T
+ATTACK_NAMES = {"l0": "C&W $L_0$", "l2": "C&W $L_2$", "linf": r"C&W $L_\infty$"}
+PERTURBATION_UNITS = {
+    "l0": "pixels changed",
+    "l2": "$L_2$ distance",
+    "linf": r"$L_\infty$ distance",
+}
+SENSITIVITY_NAMES = {
+    "logits": "gradient of the sum of logits",
+    "softmax": "gradient of P(predicted class), T = 1",
+}
+_PAIR_STYLES = (
+    {"color": "tab:blue", "linestyle": "-", "marker": "^"},
+    {"color": "tab:orange", "linestyle": "-.", "marker": "s"},
+)
+_PERCENT_LIMITS = (-3.0, 103.0)
+CI_LOW, CI_HIGH, CI_N = "_ci_low", "_ci_high", "_ci_n"
+"""Suffixes of the interval columns `figures.catalog` adds beside `<attack>_mean`."""
+
+
+def has_data(df: pd.DataFrame, column: str) -> bool:
+    return column in df.columns and bool(df[column].notna().any())
+
+
+def three_stage(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of chains of at most three models (teacher, assistant, student), lines by role."""
+    rows = df[chain_length(df) <= 3]
+    return rows.assign(_line=rows["role"].astype(str))
+
+
+def _stage_label(stage: int, role: str) -> str:
+    return f"stage {stage}" if role.startswith("step-") else f"{role} (stage {stage})"
+
+
+def multistep(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of chains of more than three models (paper section VI), lines by stage."""
+    rows = df[chain_length(df) > 3]
+    labels = [
+        _stage_label(int(st), str(r)) for st, r in zip(rows["stage"], rows["role"], strict=True)
+    ]
+    return rows.assign(_line=labels)
+
+
+def _prefix_and_statistic(column: str) -> tuple[str, str] | None:
+    """("l2_softmax_T", "mean") for "l2_softmax_T_mean"; None for a column of no attack."""
+    for prefix in (MASKED_L2_PREFIX, *ATTACKS):  # the masked prefix first: it starts with l2
+        if column.startswith(f"{prefix}_"):
+            return prefix, column.removeprefix(f"{prefix}_")
+    return None
+
+
+def _counts(df: pd.DataFrame, column: str) -> pd.Series:
+    """Images each row's `column` rests on, from the `<attack>_attacked` counts (else NaN).
+
+    Means and maxima rest on the images fooled (attacked x success rate; for a mean with an
+    interval, the per-image count), success rates on the images attacked; a budget success
+    rate on the images its attack attacked.
+    """
+    counts = pd.Series(np.nan, index=df.index)
+    split = _prefix_and_statistic(column)
+    attacked = df.get(f"{split[0]}_attacked") if split else None
+    if attacked is not None:
+        prefix, statistic = split
+        if statistic in ("success_rate", "budget_success_rate"):
+            counts = attacked.astype(float)
+        elif statistic in ("mean", "max") and f"{prefix}_success_rate" in df.columns:
+            counts = (attacked * df[f"{prefix}_success_rate"]).round()
+    if f"{column}{CI_N}" in df.columns:  # the images the interval rests on, where known
+        counts = df[f"{column}{CI_N}"].astype(float).fillna(counts)
+    return counts
+
+
+def _curves(df: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]:
+    """Per line, ordered by stage and skipping empty ones: (label, table by temperature).
+
+    The table holds `value` (the column's mean over the line's rows at that temperature), `n`
+    (images it rests on, NaN if unknown) and, when `figures.catalog` added intervals, `low` and
+    `high`. `df` comes from `three_stage` or `multistep`, which name the lines.
+    """
+    if column not in df.columns or df.empty:
+        return []
+    data = df[["_line", "stage", "temperature", column]].rename(columns={column: "value"})
+    data = data.assign(n=_counts(df, column))
+    for suffix, name in ((CI_LOW, "low"), (CI_HIGH, "high")):
+        if f"{column}{suffix}" in df.columns:
+            data[name] = df[f"{column}{suffix}"]
+    data = data.dropna(subset=["value"])
+    order = data.groupby("_line")["stage"].min().sort_values(kind="stable").index
+    values = [c for c in ("value", "n", "low", "high") if c in data.columns]
+    return [
+        (line, data[data["_line"] == line].groupby("temperature")[values].mean().sort_index())
+        for line in order
+    ]
+
+
+def _style(label: str, index: int, count: int) -> dict:
+    """The paper's role styles; otherwise the teacher red dashed, the student solid and every
+    stage its own viridis colour, marker and (between them) line style."""
+    if label in ROLE_STYLES:
+        return dict(ROLE_STYLES[label])
+    if label.startswith("teacher"):
+        return dict(ROLE_STYLES["teacher"])
+    color = matplotlib.colormaps["viridis"](0.9 * index / max(count - 1, 1))  # not pale yellow
+    linestyle = "-" if label.startswith("student") else _LINESTYLES[(index - 1) % len(_LINESTYLES)]
+    return {"color": color, "linestyle": linestyle, "marker": _MARKERS[index % len(_MARKERS)]}
+
+
+def _dodge(
+    temperatures: Sequence[float], count: int, spacing: float = _DODGE_DECADES
+) -> list[float]:
+    """Factors that shift `count` series sideways on a log-T axis, centred on the true T.
+
+    Neighbouring series sit `spacing` decades apart, less when the temperatures are so close
+    that the shifted points of one T would reach the next.
+    """
+    logs = np.log10(sorted(set(temperatures)))
+    if len(logs) > 1 and count > 1:
+        spacing = min(spacing, float(np.diff(logs).min()) / (2 * count))
+    return [10 ** (spacing * (i - (count - 1) / 2)) for i in range(count)]
+
+
+def _n_text(n: pd.Series) -> str:
+    """ "n = 25" or "n = 20-25" for the counts of one series; "" when unknown."""
+    n = n.dropna()
+    if n.empty:
+        return ""
+    low, high = int(n.min()), int(n.max())
+    return f"n = {low}" if low == high else f"n = {low}–{high}"
+
+
+def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> None:
+    """Draws each (label, table) of `_curves`, dodged, with error bars where it has intervals.
+
+    `factors` shift the series sideways (default: `_dodge` over these curves); `override`
+    replaces style entries, e.g. the line style.
+    """
+    if factors is None:
+        factors = _dodge([t for _, curve in curves for t in curve.index], len(curves))
+    for index, ((label, curve), factor) in enumerate(zip(curves, factors, strict=True)):
+        # Earlier series drawn wider, so that a later one on top of it leaves its edges.
+        width = 1.3 + 1.3 * (len(curves) - 1 - index) / max(len(curves) - 1, 1)
+        style = {**_style(label, index, len(curves)), "linewidth": width, **override}
+        n = _n_text(curve["n"]) if "n" in curve else ""
+        style.setdefault("label", f"{label} ({n})" if n else label)
+        x, y = curve.index.to_numpy() * factor, curve["value"].to_numpy() * scale
+        if "low" in curve and curve["low"].notna().any():
+            low, high = curve["low"].to_numpy() * scale, curve["high"].to_numpy() * scale
+            yerr = np.nan_to_num(np.clip([y - low, high - y], 0, None))
+            ax.errorbar(x, y, yerr=yerr, capsize=2, elinewidth=1, **style)
+        else:
+            ax.plot(x, y, **style)
+
+
+def _temperature_axis(ax, temperatures: Sequence[float]) -> None:
+    ax.set_xscale("log")
+    ax.set_xticks(list(temperatures))
+    ax.set_xticklabels([f"{t:g}" for t in temperatures])
+    ax.minorticks_off()
+    ax.set_xlabel("distillation temperature T (log scale)")
+
+
+def _no_data(ax, title: str) -> None:
+    ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend(ax, count: int, **kwargs) -> None:
+    if count <= 4:
+        ax.legend(fontsize="x-small", **kwargs)
+    else:  # a long chain: keep the legend clear of the lines
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
+
+
+def plot_vs_temperature(
+    ax,
+    df: pd.DataFrame,
+    column: str,
+    ylabel: str,
+    title: str,
+    scale: float = 1.0,
+    logy: bool = False,
+    ylim: tuple[float, float] | None = None,
+) -> None:
+    """Draws `column` against the temperature, one line per role (ordered by stage).
+
+    Legends give the images each point rests on when the `<attack>_attacked` counts are there;
+    columns `<column>_ci_low` / `_ci_high` (added by `figures.catalog` from per-image data) are
+    drawn as error bars.
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        df: results rows of one dataset (KEY_COLUMNS and `column`).
+        column: the metric to draw.
+        ylabel: the y-axis label.
+        title: the panel title.
+        scale: factor applied to the values (100 for percentages).
+        logy: draw the y axis on a log scale.
+        ylim: fixed y-axis limits, e.g. for percentages.
+    """
+    curves = _curves(df, column)
+    if not curves:
+        _no_data(ax, title)
+        return
+    _draw_series(ax, curves, scale)
+    _temperature_axis(ax, sorted({t for _, curve in curves for t in curve.index}))
+    if logy:
+        ax.set_yscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    _legend(ax, len(curves))
+
+
+def plot_accuracy(ax, df: pd.DataFrame, dataset: str) -> None:
+    """Fig. 3: test accuracy (T = 1) against the distillation temperature, per role."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}: test accuracy"
+    plot_vs_temperature(ax, rows, "test_accuracy", "test accuracy at T = 1 (%)", title, 100.0)
+
+
+def plot_near_zero_gradients(ax, df: pd.DataFrame, dataset: str, of: str = "logits") -> None:
+    """Fig. 4: fraction of test images whose mean |input gradient| is below 1e-10."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}: near-zero gradients\n({SENSITIVITY_NAMES[of]})"
+    ylabel = "images with mean |gradient| < 1e-10 (%)"
+    column = f"sensitivity_{of}_zero_fraction"
+    plot_vs_temperature(ax, rows, column, ylabel, title, 100.0, ylim=_PERCENT_LIMITS)
+
+
+def plot_mean_sensitivity(ax, df: pd.DataFrame, dataset: str, of: str = "logits") -> None:
+    """The mean over test images of the mean |input gradient| (paper V-B), log scale."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}: mean gradient magnitude\n({SENSITIVITY_NAMES[of]})"
+    plot_vs_temperature(
+        ax, rows, f"sensitivity_{of}_mean", "mean |gradient| over inputs", title, logy=True
+    )
+
+
+def plot_perturbation(
+    ax, df: pd.DataFrame, dataset: str, attack: str, statistic: str = "mean"
+) -> None:
+    """Fig. 5: mean or max minimal perturbation of an attack over successfully attacked images
+    (the mean with its interval when `df` holds `<attack>_mean_ci_low` / `_ci_high`)."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    word = "mean (robustness)" if statistic == "mean" else "max"
+    title = f"{ATTACK_NAMES[attack]}: {word} perturbation"
+    ylabel = f"{statistic} {PERTURBATION_UNITS[attack]}"
+    plot_vs_temperature(ax, rows, f"{attack}_{statistic}", ylabel, title)
+
+
+def plot_success_rate(ax, df: pd.DataFrame, dataset: str, attack: str) -> None:
+    """The attack's success rate over the correctly classified images it attacked."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    title = f"{ATTACK_NAMES[attack]}: success rate"
+    ylabel = "attacked images fooled (%)"
+    column = f"{attack}_success_rate"
+    plot_vs_temperature(ax, rows, column, ylabel, title, 100.0, ylim=_PERCENT_LIMITS)
+
+
+def plot_confidence(ax, df: pd.DataFrame, dataset: str) -> None:
+    """Fig. 6: confidence of eq. 14 (max T = 1 probability if correct, else 0)."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}: confidence (eq. 14)"
+    plot_vs_temperature(ax, rows, "confidence", "mean confidence", title)
+
+
+def plot_multistep_accuracy(ax, df: pd.DataFrame, dataset: str) -> None:
+    """Fig. 7: test accuracy against temperature, one line per distillation step."""
+    rows = multistep(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}: multi-step test accuracy"
+    plot_vs_temperature(ax, rows, "test_accuracy", "test accuracy at T = 1 (%)", title, 100.0)
+
+
+def plot_multistep_robustness(ax, df: pd.DataFrame, dataset: str, attack: str) -> None:
+    """Fig. 8 (left): mean minimal perturbation against temperature, per distillation step."""
+    rows = multistep(df[df["dataset"] == dataset])
+    title = f"{dataset_label(dataset)}, {ATTACK_NAMES[attack]}: robustness per step"
+    plot_vs_temperature(ax, rows, f"{attack}_mean", f"mean {PERTURBATION_UNITS[attack]}", title)
+
+
+def plot_multistep_average(ax, df: pd.DataFrame, dataset: str, attack: str) -> None:
+    """Fig. 8 (right): mean minimal perturbation averaged over temperatures, per step (the
+    mean of the left panel's points; their n is in its legend)."""
+    title = f"{dataset_label(dataset)}, {ATTACK_NAMES[attack]}: averaged over T"
+    curves = _curves(multistep(df[df["dataset"] == dataset]), f"{attack}_mean")
+    if not curves:
+        _no_data(ax, title)
+        return
+    labels = [role for role, _ in curves]
+    heights = [curve["value"].mean() for _, curve in curves]
+    colors = [_style(role, i, len(curves))["color"] for i, role in enumerate(labels)]
+    ax.bar(range(len(labels)), heights, color=colors)
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, rotation=30, ha="right")
+    ax.set_xlabel("model in the chain")
+    ax.set_ylabel(f"mean {PERTURBATION_UNITS[attack]}, averaged over T")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_gradient_masking(ax, df: pd.DataFrame, dataset: str, statistic: str = "mean") -> None:
+    """C&W L2 against the logits (solid) and against softmax(logits / T) (dotted), per role.
+
+    A model that looks robust only against the softmax attack masks its gradients: the attack
+    on the logits is the real measurement (Carlini & Wagner 2017). Means carry their interval
+    when `df` holds the `_ci_low` / `_ci_high` columns.
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        df: results rows (KEY_COLUMNS, l2_* and l2_softmax_T_* columns).
+        dataset: the dataset to draw.
+        statistic: "mean", "max" or "success_rate".
+    """
+    rows = three_stage(df[df["dataset"] == dataset])
+    percent = statistic == "success_rate"
+    what = "attacked images fooled" if percent else f"{statistic} $L_2$ perturbation"
+    title = f"{dataset_label(dataset)}: C&W $L_2$, {what}"
+    targets = {"logits": ("l2", "-"), "softmax(logits / T)": (MASKED_L2_PREFIX, ":")}
+    curves = {name: _curves(rows, f"{prefix}_{statistic}") for name, (prefix, _) in targets.items()}
+    if not any(curves.values()):
+        _no_data(ax, title)
+        return
+    handles, count = [], sum(len(c) for c in curves.values())
+    temperatures = [t for c in curves.values() for _, v in c for t in v.index]
+    factors = _dodge(temperatures, count)  # one shift per series of both attacks
+    for name, target_curves in curves.items():
+        shifts, factors = factors[: len(target_curves)], factors[len(target_curves) :]
+        scale = 100.0 if percent else 1.0
+        _draw_series(ax, target_curves, scale, shifts, linestyle=targets[name][1])
+        for index, (role, curve) in enumerate(target_curves):
+            style = {**_style(role, index, len(target_curves)), "linestyle": targets[name][1]}
+            n = _n_text(curve["n"])
+            label = f"{role}, {name}" + (f" ({n})" if n else "")
+            handles.append(Line2D([], [], label=label, **style))
+    _temperature_axis(ax, sorted(set(temperatures)))
+    ax.legend(handles=handles, fontsize="x-small")
+    ax.set_ylabel(f"{what} (%)" if percent else what)
+    if percent:
+        ax.set_ylim(*_PERCENT_LIMITS)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def plot_budget_success(ax, df: pd.DataFrame, dataset: str, norm: str = "l2") -> None:
+    """Papernot et al.'s measure: attacks that succeed within a fixed perturbation budget."""
+    rows = three_stage(df[df["dataset"] == dataset])
+    budgets = rows[f"{norm}_budget"].dropna().unique() if f"{norm}_budget" in rows else []
+    bound = f"{budgets[0]:g}" if len(budgets) == 1 else "budget"
+    symbol = PERTURBATION_UNITS[norm].split()[0]
+    title = f"{dataset_label(dataset)}: {ATTACK_NAMES[norm]}, fooled within {symbol} ≤ {bound}"
+    ylabel = "attacked images fooled within budget (%)"
+    column = f"{norm}_budget_success_rate"
+    plot_vs_temperature(ax, rows, column, ylabel, title, 100.0, ylim=_PERCENT_LIMITS)
+
+
+def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack: str) -> None:
+    """Draws the paired differences of one attack against T, with intervals, zero line and n.
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        differences: the table of `paired_differences`.
+        dataset: the dataset to draw.
+        attack: the attack to draw (a value of its `attack` column).
+    """
+    rows = differences[(differences["dataset"] == dataset) & (differences["attack"] == attack)]
+    title = f"{dataset_label(dataset)}, {ATTACK_NAMES.get(attack, attack)}: paired differences"
+    rows = rows[rows["n"] > 0]
+    if rows.empty:
+        _no_data(ax, title)
+        return
+    factors = _dodge(rows["temperature"], len(PAIRS), 2 * _DODGE_DECADES)  # wide error bars
+    for (later, earlier), style, factor in zip(PAIRS, _PAIR_STYLES, factors, strict=True):
+        pair = rows[rows["comparison"] == f"{later} - {earlier}"].sort_values("temperature")
+        if pair.empty:
+            continue
+        x, y = pair["temperature"].to_numpy() * factor, pair["estimate"].to_numpy()
+        yerr = np.nan_to_num(np.clip([y - pair["low"], pair["high"] - y], 0, None))
+        ax.errorbar(x, y, yerr=yerr, capsize=3, label=f"{later} − {earlier}", **style)
+        above = later == PAIRS[0][0]  # the first pair's n above its bars, the second's below
+        bound = pair["high" if above else "low"].to_numpy()
+        ends = np.where(np.isnan(bound), y, bound)
+        for xi, yi, n in zip(x, ends, pair["n"], strict=True):
+            ax.annotate(
+                f"n={int(n)}",
+                (xi, yi),
+                xytext=(0, 3 if above else -3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom" if above else "top",
+                fontsize=6,
+                color=style["color"],
+            )
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    _temperature_axis(ax, sorted(set(rows["temperature"])))
+    ax.margins(y=0.15)
+    ax.set_ylabel(f"paired difference in {PERTURBATION_UNITS.get(attack, 'distance')}")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")

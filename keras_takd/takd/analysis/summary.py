@@ -1,0 +1,257 @@
+"""The tables of the terminal summary (`python -m keras_takd.takd.summary`): a run at a glance.
+
+What a user wants after a run of `keras_takd.main` (and `keras_takd.takd.evaluate`), before
+the figures: per model, the test accuracy with its interval; per model and attack (Carlini &
+Wagner, arXiv:1608.04644; the gradient-masking check of Mandal & Guo), the share of attacked
+images fooled and the mean minimal perturbation, each with its interval and the number of
+images it rests on (`analysis.statistics.model_robustness`); and the evaluation's settings in
+words (from `<run>/eval/<id>/config.json`, the id of the results' `eval_config` column).
+
+Intervals: accuracy and success rates are Wilson score intervals
+(`keras_takd.core.statistics.proportion`); mean perturbations are BCa bootstrap intervals over
+the fooled images of the per-image table (`keras_takd.core.statistics.mean_interval`, seed 0).
+Reads only; writes nothing; imports no plotting library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+
+import pandas as pd
+
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
+from keras_takd.takd.analysis.statistics import model_robustness
+from keras_takd.takd.analysis.tables import per_image_path, read_per_image
+
+ATTACK_NAMES = {
+    "l0": "C&W L0 (pixels)",
+    "l2": "C&W L2",
+    "linf": "C&W L-inf",
+    "l2_softmax_T": "C&W L2 on softmax(z/T)",
+}
+_NORMS = {"l0": "L0", "l2": "L2", "linf": "L-inf"}
+
+
+def _percent(estimate: Estimate) -> str:
+    if math.isnan(estimate.estimate):
+        return "-"
+    if math.isnan(estimate.low):
+        return f"{100 * estimate.estimate:.1f}%"
+    return f"{100 * estimate.estimate:.1f}% [{100 * estimate.low:.1f}, {100 * estimate.high:.1f}]"
+
+
+def _value(estimate: Estimate) -> str:
+    if math.isnan(estimate.estimate):
+        return "-"
+    if math.isnan(estimate.low):
+        return f"{estimate.estimate:.4g}"
+    return f"{estimate.estimate:.4g} [{estimate.low:.4g}, {estimate.high:.4g}]"
+
+
+def _model_name(row) -> str:
+    return (
+        f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])} {row['role']}"
+    )
+
+
+def accuracy_table(results: pd.DataFrame, test_images: int, ci_level: float) -> pd.DataFrame:
+    """One row per model: its test accuracy with a Wilson interval, and n.
+
+    Args:
+        results: the run's results.csv.
+        test_images: the run's test images (n where results lack `metric_images`).
+        ci_level: the intervals' level.
+    """
+    rows = []
+    for _, row in results.iterrows():
+        n = row.get("metric_images", test_images)
+        n = int(test_images if pd.isna(n) else n)
+        estimate = proportion(round(float(row["test_accuracy"]) * n), n, ci_level)
+        rows.append({"model": _model_name(row), "test accuracy [CI]": _percent(estimate), "n": n})
+    return pd.DataFrame(rows)
+
+
+def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
+    """One row per model and attack, from the per-image table (`statistics.model_robustness`).
+
+    Columns: model, attack, attacked (correctly classified images it was run on), excluded
+    (misclassified, not attacked), fooled (success rate and interval over the attacked
+    images), mean distance (the mean minimal perturbation over the fooled images, with its
+    bootstrap interval) and n (the fooled images it rests on).
+    """
+    order = {a: k for k, a in enumerate(ATTACK_NAMES)}
+    models = model_robustness(per_image, ci_level).to_dict("records")
+    models.sort(
+        key=lambda m: (m["dataset"], m["temperature"], m["stage"], order.get(m["attack"], 99))
+    )
+    rows = [
+        {
+            "model": _model_name(model),
+            "attack": ATTACK_NAMES.get(model["attack"], model["attack"]),
+            "attacked": model["attacked"],
+            "excluded": model["images"] - model["attacked"],
+            "fooled [CI]": _percent(model["success"]),
+            "mean distance [CI]": _value(model["distance"]),
+            "n": model["fooled"],
+        }
+        for model in models
+    ]
+    return pd.DataFrame(rows)
+
+
+def _attack_words(name: str, options: dict) -> str:
+    options = dict(options)
+    steps = options.pop("binary_search_steps", None)
+    iterations = options.pop("max_iterations", None)
+    words = [f"{steps} binary-search steps of" if steps else "up to"]
+    words.append(f"{iterations:,} Adam iterations" if iterations else "the default iterations")
+    if steps:
+        words.insert(1, "up to")
+    parts = [" ".join(words)]
+    known = (
+        ("learning_rate", "learning rate {}"),
+        ("initial_const", "c from {}"),
+        ("largest_const", "c at most {}"),
+        ("confidence", "margin kappa {}"),
+    )
+    for option, text in known:
+        if option in options:
+            value = options.pop(option)
+            if value is not None:
+                parts.append(text.format(value))
+    abort = options.pop("abort_early", None)
+    if abort is not None:
+        parts.append("early abort " + ("on" if abort else "off"))
+    rest = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+    return f"{ATTACK_NAMES.get(name, name)}: {', '.join(parts)}" + (f" ({rest})" if rest else "")
+
+
+def describe_evaluation(config: dict, attacks=None) -> list[str]:
+    """The settings of an evaluation (its config.json) as sentences, one per line.
+
+    Args:
+        config: the evaluation configuration (`EvaluationConfig.identity`).
+        attacks: the attacks that ran (default: every attack of the configuration).
+    """
+    data = config["data"]
+    counts = config.get("attack_images", {})
+    overrides = ", ".join(f"{_NORMS.get(a, a)}: {n}" for a, n in sorted(counts.items()))
+    lines = [
+        f"accuracy, sensitivity and confidence on the first {config['metric_images']:,} of "
+        f"{data['test_images']:,} {data['dataset']} test images",
+        f"attacks on the first {config['num_images']:,} test images"
+        + (f" ({overrides})" if overrides else "")
+        + "; misclassified images are excluded, not attacked",
+    ]
+    options = config.get("attack_options", {})
+    for name in attacks if attacks is not None else list(options):
+        if name in options:
+            lines.append(_attack_words(name, options[name]))
+    budgets = config.get("budgets", {})
+    if budgets:
+        lines.append(
+            "fixed-budget success (Papernot): "
+            + ", ".join(f"{_NORMS.get(k, k)} <= {v:g}" for k, v in sorted(budgets.items()))
+        )
+    return lines
+
+
+def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE) -> str:
+    """The summary of a run, as text.
+
+    Args:
+        results: the results.csv of a `keras_takd.main` run, evaluated or not.
+        ci_level: the intervals' level.
+
+    Returns:
+        The text `python -m keras_takd.takd.summary` prints.
+
+    Raises:
+        FileNotFoundError, ValueError: not a keras_takd run's results.csv (see
+            `keras_takd.takd.evaluation.read_run`).
+    """
+    from keras_takd.takd.evaluation.runs import read_run  # keeps this module TensorFlow-free
+
+    results = pathlib.Path(results)
+    if results.name != "results.csv":
+        raise ValueError(f"results must be a run's results.csv, got {str(results)!r}")
+    if not results.is_file():
+        raise FileNotFoundError(
+            f"results file {str(results)!r} not found: train with keras_takd.main first"
+        )
+    run = read_run(results.parent)
+    rows = run.rows
+    parts = [
+        _run_line(run),
+        "",
+        f"test accuracy ({100 * ci_level:g}% Wilson interval, n test images):",
+        accuracy_table(rows, run.test_images, ci_level).to_string(index=False),
+    ]
+    tables, ids, note = _evaluated(run.output_dir / "results.csv", rows)
+    if not tables:
+        parts += [
+            "",
+            "not evaluated yet: python -m keras_takd.takd.evaluate "
+            f"--output_dir={run.output_dir} adds robustness",
+        ]
+        return "\n".join(parts)
+    per_image = read_per_image(tables)
+    parts += [
+        "",
+        f"robustness ({100 * ci_level:g}% intervals; fooled: share of the attacked images, "
+        "Wilson; mean distance: mean minimal perturbation over the n fooled images, bootstrap):",
+        *([note] if note else []),
+        robustness_table(per_image, ci_level).to_string(index=False),
+    ]
+    attacks = list(dict.fromkeys(per_image["attack"]))
+    return "\n".join(parts + _settings(run.output_dir, ids, attacks))
+
+
+def _run_line(run) -> str:
+    source = run.run_json.get("run_info", {}).get("data_source", "unknown")
+    train = run.run_json["configuration"].get("train", {})
+    labels = ", ".join(sorted(set(run.rows["dataset"].astype(str))))
+    return (
+        f"run {run.output_dir}: {labels} ({source}), {len(run.rows)} models, "
+        f"{train.get('epochs', '?')} epoch(s) each"
+    )
+
+
+def _settings(output_dir: pathlib.Path, ids: list[str], attacks: list[str]) -> list[str]:
+    """The lines that state each evaluation's settings (its config.json) in words."""
+    parts = []
+    for config_id in ids:
+        path = output_dir / "eval" / config_id / "config.json"
+        parts += ["", f"evaluation {config_id} ({path}):"]
+        if not path.is_file():
+            parts.append(f"  {path} is missing: the settings cannot be shown")
+            continue
+        config = json.loads(path.read_text())
+        parts += [f"  {line}" for line in describe_evaluation(config, attacks)]
+    return parts
+
+
+def _evaluated(
+    results_path: pathlib.Path, results: pd.DataFrame
+) -> tuple[list[pathlib.Path], list[str], str]:
+    """The per-image tables of a run, its evaluation ids, and a note if they are shards'.
+
+    The merged table beside results.csv when it holds an evaluation; else the tables beside
+    the shard CSVs of an evaluation still running or not merged yet (`tables.per_image_path`
+    of each results_shard<i>of<N>.csv), with their ids.
+    """
+    merged = per_image_path(results_path)
+    if "eval_config" in results and results["eval_config"].notna().any() and merged.is_file():
+        return [merged], sorted(set(results["eval_config"].dropna().astype(str))), ""
+    shard_results = sorted(results_path.parent.glob("results_shard*of*.csv"))
+    shards = [p for p in map(per_image_path, shard_results) if p.is_file()]
+    ids = set()
+    for path in shard_results:
+        ids |= set(pd.read_csv(path, usecols=["eval_config"])["eval_config"].dropna().astype(str))
+    note = (
+        f"(from {len(shards)} shard tables, not merged yet: {', '.join(p.name for p in shards)}; "
+        "a shard still running counts only its finished units)"
+    )
+    return shards, sorted(ids), note if shards else ""
