@@ -23,8 +23,9 @@
 # Per experiment <exp>:
 #   python -m keras_takd.main          --flagfile=flags/<exp>.cfg      [extra arguments]
 #   python -m keras_takd.takd.evaluate --flagfile=flags/<exp>_eval.cfg [--data_dir, --output_dir]
-# then once: python -m keras_takd.takd.plot --results=<each run's results.csv> --out=<figures>,
-# python -m keras_takd.takd.compare (our numbers beside the papers' claims: <figures>/claims.md),
+# then once: python -m keras_takd.takd.figures --results=<each run's results.csv>
+# --output_dir=<figures>, python -m keras_takd.takd.claims (our numbers beside the papers'
+# claims: --output=<figures>/claims.md),
 # and Katz & Reches' study: python -m keras_takd.smoothed.run --flagfile=flags/smoothed_kd_<mode>.cfg
 # Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
 set -euo pipefail
@@ -41,7 +42,7 @@ for arg in "$@"; do
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
     --parallel) parallel=1 ;;
-    -h | --help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -117,9 +118,10 @@ else
 fi
 joined=$(IFS=,; echo "${results[*]}")
 caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
-run "$PYTHON" -m keras_takd.takd.plot --results="$joined" --out="$figures" --caption="$caption"
-run "$PYTHON" -m keras_takd.takd.compare --results="$joined" --out="$figures/claims.md" \
-  --note="$caption"
+run "$PYTHON" -m keras_takd.takd.figures --results="$joined" --output_dir="$figures" \
+  --caption="$caption"
+run "$PYTHON" -m keras_takd.takd.claims --results="$joined" --output="$figures/claims.md" \
+  --caption="$caption"
 # Katz & Reches' smoothed-teacher study (issue 5) has its own entry point, one flagfile per
 # mode; of the extra arguments it takes only --data_dir.
 smoothed_extra=()

@@ -33,11 +33,11 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "keras-takd=keras_takd.takd.train:run",
+            "keras-takd-train=keras_takd.takd.train:run",
             "keras-takd-evaluate=keras_takd.takd.evaluate:run",
             "keras-takd-merge=keras_takd.takd.merge:run",
-            "keras-takd-plot=keras_takd.takd.plot:run",
-            "keras-takd-compare=keras_takd.takd.compare:run",
+            "keras-takd-figures=keras_takd.takd.figures:run",
+            "keras-takd-claims=keras_takd.takd.claims:run",
             "keras-takd-summary=keras_takd.takd.summary:run",
             "keras-takd-smoothed=keras_takd.smoothed.run:run",
         ],

@@ -23,8 +23,8 @@ COMMANDS = {
     "keras_takd.takd.train",
     "keras_takd.takd.evaluate",
     "keras_takd.takd.merge",
-    "keras_takd.takd.plot",
-    "keras_takd.takd.compare",
+    "keras_takd.takd.figures",
+    "keras_takd.takd.claims",
     "keras_takd.takd.summary",
     "keras_takd.smoothed.run",
 }

@@ -57,10 +57,12 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd
     results = ",".join(
         f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
     )
-    assert commands[-3].startswith(f"python -m keras_takd.takd.plot --results={results} --out=")
-    figures = re.search(r"--out=(\S+)", commands[-3]).group(1)
+    assert commands[-3].startswith(
+        f"python -m keras_takd.takd.figures --results={results} --output_dir="
+    )
+    figures = re.search(r"--output_dir=(\S+)", commands[-3]).group(1)
     assert commands[-2].startswith(
-        f"python -m keras_takd.takd.compare --results={results} --out={figures}/claims.md"
+        f"python -m keras_takd.takd.claims --results={results} --output={figures}/claims.md"
     )
     smoothed = f"smoothed_kd_{mode.lstrip('-') or 'paper'}"
     assert (REPO / f"flags/{smoothed}.cfg").is_file()
@@ -145,8 +147,8 @@ def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
         )
         assert train < evaluate < len(calls) - 3  # each experiment in order, before the plot
     assert [c.split()[1] for c in calls[-3:]] == [
-        "keras_takd.takd.plot",
-        "keras_takd.takd.compare",
+        "keras_takd.takd.figures",
+        "keras_takd.takd.claims",
         "keras_takd.smoothed.run",
     ]
 
@@ -158,4 +160,4 @@ def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
     assert "experiment mnist_multistep_cpu failed" in done.stderr
     calls = log.read_text()
     assert "flags/mnist_cpu_eval.cfg" in calls  # the other experiment ran to its end
-    assert "keras_takd.takd.plot" not in calls
+    assert "keras_takd.takd.figures" not in calls
