@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.smoothed import figures
-from tests.takd.test_figures import clipped
+from tests.takd.analysis.test_figures import clipped
 
 CONFIG = types.SimpleNamespace(
     pgd_steps=2,

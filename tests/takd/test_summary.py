@@ -8,8 +8,8 @@ import pytest
 from keras_takd.core.data import load_dataset
 from keras_takd.core.distillation import TrainConfig
 from keras_takd.takd import evaluation
+from keras_takd.takd.analysis.summary import describe_evaluation
 from keras_takd.takd.chains import run_chain
-from keras_takd.takd.summary import describe_evaluation
 from tests.takd.test_evaluation import FakeAttacks
 
 LABEL = "cifar10-jpeg-standin"
@@ -27,7 +27,7 @@ def stand_in_run(tmp_path_factory, shared_data_dir):
 
 
 def test_summary_before_evaluation_lists_models_and_says_what_to_run(stand_in_run, cli):
-    done = cli("keras_takd.takd.summary", f"--output_dir={stand_in_run}", timeout=300)
+    done = cli("keras_takd.takd.summary", f"--results={stand_in_run / 'results.csv'}", timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"run {stand_in_run}: {LABEL} (" in done.stdout
     assert f"{LABEL} T=2 stage 1 teacher" in done.stdout
@@ -51,7 +51,7 @@ def test_summary_of_an_evaluated_stand_in_run(stand_in_run, tmp_path, monkeypatc
     per_image = evaluation.read_per_image(run_dir)
     assert set(per_image["dataset"]) == {LABEL}
 
-    done = cli("keras_takd.takd.summary", f"--output_dir={run_dir}", timeout=300)
+    done = cli("keras_takd.takd.summary", f"--results={run_dir / 'results.csv'}", timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "test accuracy (95% Wilson interval, n test images):" in out
@@ -90,7 +90,7 @@ def test_summary_of_a_sharded_evaluation_not_merged_yet(stand_in_run, tmp_path, 
         evaluation.evaluate_run(run_dir, data, config)
     assert not (run_dir / "per_image.csv").exists()
 
-    done = cli("keras_takd.takd.summary", f"--output_dir={run_dir}", timeout=300)
+    done = cli("keras_takd.takd.summary", f"--results={run_dir / 'results.csv'}", timeout=300)
     assert done.returncode == 0, done.stderr
     assert "not evaluated yet" not in done.stdout
     assert "(from 2 shard tables, not merged yet: per_image_shard0of2.csv, " in done.stdout
@@ -120,9 +120,13 @@ def test_describe_evaluation_in_words():
 
 
 def test_not_a_run_is_one_line(tmp_path, cli):
-    done = cli("keras_takd.takd.summary", f"--output_dir={tmp_path / 'nope'}", timeout=120)
+    missing = tmp_path / "nope" / "results.csv"
+    done = cli("keras_takd.takd.summary", f"--results={missing}", timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"keras-takd-summary: error: output_dir {tmp_path / 'nope'} does not exist: train with "
+        f"keras-takd-summary: error: results file '{missing}' not found: train with "
         "keras_takd.main first"
     ]
+    other = cli("keras_takd.takd.summary", f"--results={tmp_path / 'table.csv'}", timeout=120)
+    assert other.returncode == 1
+    assert "results must be a run's results.csv" in other.stderr

@@ -1,0 +1,248 @@
+"""keras_takd.takd.analysis.claims on hand-built tables with known verdicts."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from keras_takd.takd import schema
+from keras_takd.takd.analysis import statistics
+from keras_takd.takd.analysis.claims import report
+from keras_takd.takd.analysis.claims.carlini_wagner import CARLINI_CLAIM, MASKING_CLAIM
+from keras_takd.takd.analysis.claims.croce_hein import APGD_CLAIM
+from keras_takd.takd.analysis.claims.mandal_guo import (
+    BASELINE_CLAIM,
+    CONFIDENCE_CLAIM,
+    VARIATION_CLAIM,
+)
+from keras_takd.takd.analysis.claims.papernot import PAPERNOT_CLAIM
+
+TEMPERATURES = (1.0, 10.0, 40.0)
+ROLES = ("teacher", "assistant", "student")
+# So large that every proportion's interval is a few 1e-4 wide: the verdicts are the rules'.
+HUGE = 10_000_000
+IMAGES = 60
+RULES = {
+    # teacher 99.38% at T = 1, falling 0.01 point per T step; distilled 0.05 points above
+    "test_accuracy": lambda t, s: 0.9938 - 0.0001 * TEMPERATURES.index(t) + 0.0005 * (s > 1),
+    "sensitivity_logits_zero_fraction": lambda t, s: t / 100,
+    "sensitivity_softmax_zero_fraction": lambda t, s: t / 50,
+    "confidence": lambda t, s: 0.9 + 0.01 * (TEMPERATURES.index(t) == 1),
+    "l0_mean": lambda t, s: 10 + t + s,
+    "l2_mean": lambda t, s: 1 + t / 10 + s / 10,
+    "linf_mean": lambda t, s: 0.1 + t / 100 + s / 100,
+    "l2_success_rate": lambda t, s: 1.0,
+    "l2_budget": lambda t, s: 1.0,
+    "l2_budget_success_rate": lambda t, s: 0.9 if t == 1 else 0.1,
+    "l2_softmax_T_success_rate": lambda t, s: 1.0 if t == 1 else 0.2,
+}
+
+
+def paper_like(**overrides) -> pd.DataFrame:
+    """A 3-stage sweep that follows every claim, and a 4-step chain at T = 5 and 20.
+
+    `overrides` maps a column to a function (temperature, stage) -> value replacing its rule.
+    """
+    rules = RULES | overrides
+    counts = {"metric_images": HUGE, "l2_attacked": HUGE, "l2_softmax_T_attacked": HUGE}
+    rows = []
+    for t in TEMPERATURES:
+        for stage, role in enumerate(ROLES, 1):
+            row = {"dataset": "mnist", "temperature": t, "stage": stage, "role": role}
+            rows.append(row | {"stages": 3} | counts | {c: f(t, stage) for c, f in rules.items()})
+    for t in (5.0, 20.0):
+        for stage in range(1, 5):
+            role = {1: "teacher", 4: "student"}.get(stage, f"step-{stage}")
+            row = {"dataset": "mnist", "temperature": t, "stage": stage, "role": role, "stages": 4}
+            rows.append(row | counts | {"test_accuracy": 0.99, "l2_mean": 1.0 + stage / 10})
+    return pd.DataFrame(rows)
+
+
+def per_image_like(table: pd.DataFrame, shift=None, noise: float = 0.01) -> pd.DataFrame:
+    """Per-image rows whose distances are the table's means plus a per-image offset shared by
+    every model (so paired differences are the rules') and a little noise of each model's.
+
+    `shift` (attack, temperature, stage) -> value is added to every image of that model.
+    """
+    rng = np.random.default_rng(0)
+    offsets = rng.normal(0, 0.3, IMAGES)
+    rows = []
+    for _, model in table.iterrows():
+        for attack in schema.ATTACKS:
+            mean = model.get(f"{attack}_mean")
+            if mean is None or pd.isna(mean):
+                continue
+            extra = shift(attack, model["temperature"], model["stage"]) if shift else 0.0
+            distances = mean + extra + offsets + rng.normal(0, noise, IMAGES)
+            for image, distance in enumerate(distances):
+                rows.append(
+                    {c: model[c] for c in (*schema.KEY_COLUMNS, "role", "stages")}
+                    | {"attack": attack, "image": image, "correct": True, "success": True}
+                    | {"distance": max(distance, 0.01), "const": np.nan}
+                )
+    return pd.DataFrame(rows, columns=list(schema.PER_IMAGE_COLUMNS))
+
+
+def _verdicts(table, per_image=None):
+    return {c.claim: c.verdict for c in report.check_claims(table, "mnist", per_image)}
+
+
+def test_a_table_that_follows_the_papers_agrees_with_every_claim_it_can_decide():
+    table = paper_like()
+    verdicts = _verdicts(table, per_image_like(table))
+    undecided = {claim for claim, verdict in verdicts.items() if verdict != "agrees"}
+    assert undecided == {CONFIDENCE_CLAIM}, verdicts  # no per-image confidences
+    assert len(verdicts) == 51  # 4 accuracy, 2 sensitivity, 3 x 13 robustness (trend, 3
+    # comparisons pooled and at 3 T), confidence, 2 multi-step, Papernot, 2 C&W
+    by_name = {c.claim: c for c in report.check_claims(table, "mnist", per_image_like(table))}
+    central = by_name["C&W L2: the student is more robust than the assistant at T = 40"]
+    assert float(central.ours.split()[0]) == pytest.approx(0.1, abs=0.01)
+    assert central.n == str(IMAGES) and central.interval.startswith("[+0.09")
+    assert by_name[BASELINE_CLAIM].ours == "99.38%"
+
+
+def test_without_per_image_data_robustness_is_inconclusive_not_agreement():
+    verdicts = _verdicts(paper_like())
+    for attack in ("L0", "L2", "L-inf"):
+        assert verdicts[f"C&W {attack}: robustness increases with T"] == "inconclusive"
+        assert verdicts[f"C&W {attack}: the student is the most robust on average"] == (
+            "inconclusive"
+        )
+    assert verdicts[BASELINE_CLAIM] == "agrees"  # proportions keep their intervals
+
+
+def test_a_less_robust_student_disagrees_and_pure_noise_is_inconclusive():
+    table = paper_like()
+    weaker = per_image_like(table, shift=lambda a, t, s: -0.2 * (a == "l2") * (s == 3))
+    verdicts = _verdicts(table, weaker)
+    assert verdicts["C&W L2: the student is more robust than the assistant (pooled over T)"] == (
+        "disagrees"
+    )
+    assert verdicts["C&W L2: the assistant is more robust than the teacher (pooled over T)"] == (
+        "agrees"
+    )
+    flat = paper_like(l2_mean=lambda t, s: 1.5)
+    noisy = _verdicts(flat, per_image_like(flat, noise=0.2))
+    for t in TEMPERATURES:
+        claim = f"C&W L2: the student is more robust than the assistant at T = {t:g}"
+        assert noisy[claim] == "inconclusive", claim
+
+
+@pytest.mark.parametrize(
+    "column, rule, claim",
+    [
+        ("test_accuracy", lambda t, s: 0.985, BASELINE_CLAIM),
+        ("test_accuracy", lambda t, s: 0.99 - 0.002 * (s == 3), VARIATION_CLAIM),
+        ("test_accuracy", lambda t, s: 0.99 + t / 1e4, "accuracy decreases with T"),
+        ("l2_mean", lambda t, s: 5 - t / 10, "C&W L2: robustness increases with T"),
+        ("l2_success_rate", lambda t, s: 0.5, CARLINI_CLAIM),
+        # softmax(z / T) attacked more successfully than the logits at the highest T
+        ("l2_success_rate", lambda t, s: 1.0 if t < 40 else 0.1, MASKING_CLAIM),
+    ],
+)
+def test_breaking_one_rule_turns_its_claim_to_disagrees(column, rule, claim):
+    table = paper_like(**{column: rule})
+    verdicts = _verdicts(table, per_image_like(table))
+    assert verdicts[claim] == "disagrees"
+    assert verdicts["C&W L-inf: robustness increases with T"] == "agrees"
+
+
+def test_multistep_robustness_trend_is_read_from_the_longer_chain():
+    table = paper_like()
+    chain = table["stages"] == 4
+    table.loc[chain, "l2_mean"] = 2.0 - table.loc[chain, "stage"] / 10
+    verdicts = _verdicts(table, per_image_like(table))
+    assert verdicts["multi-step: C&W L2 robustness rises with the step (Fig. 8)"] == "disagrees"
+    assert verdicts["C&W L2: robustness increases with T"] == "agrees"  # the sweep is untouched
+
+
+def test_missing_columns_and_too_few_temperatures_give_no_data():
+    table = paper_like()[lambda df: (df["temperature"] != 40.0) & (df["stages"] == 3)]
+    verdicts = _verdicts(table.drop(columns=["confidence"]))
+    assert verdicts["accuracy decreases with T"] == "no data"  # two temperatures
+    assert verdicts[CONFIDENCE_CLAIM] == "no data"
+    assert verdicts["multi-step distillation (section VI)"] == "no data"
+    with pytest.raises(ValueError, match="no rows of dataset 'cifar10'"):
+        report.check_claims(table, "cifar10")
+    with pytest.raises(ValueError, match="ci_level"):
+        report.check_claims(table, "mnist", ci_level=1.0)
+
+
+@pytest.mark.parametrize(
+    "index, values, expected",
+    [
+        # Spearman's rho by hand: Pearson's r of the ranks, ties sharing their mean rank
+        ((1, 2, 5, 10), (3, 1, 2, 2), -1 / 10**0.5),  # value ranks 4, 1, 2.5, 2.5
+        ((1, 2, 3, 4), (1, 1, 2, 3), 3 / 10**0.5),  # value ranks 1.5, 1.5, 3, 4
+        ((1, 2, 3), (3, 2, 1), -1.0),
+    ],
+)
+def test_rho_is_spearman_with_ties(index, values, expected):
+    curve = pd.Series(values, index=pd.Index(index, dtype=float))
+    assert statistics.curve_rho(curve) == pytest.approx(expected)
+
+
+def test_gradient_masking_is_compared_image_by_image_when_both_attacks_have_rows():
+    table = paper_like()
+    per_image = per_image_like(table)
+    masked = per_image[per_image["attack"] == "l2"].assign(attack=schema.MASKED_L2_PREFIX)
+    fails = (masked["temperature"] == 40.0) & (masked["image"] % 2 == 0)
+    masked.loc[fails, ["success", "distance"]] = [False, np.nan]  # half the images at T = 40
+    claim = {
+        c.claim: c for c in report.check_claims(table, "mnist", pd.concat([per_image, masked]))
+    }[MASKING_CLAIM]
+    assert claim.verdict == "agrees"
+    assert claim.n == ", ".join([str(IMAGES)] * 3)  # paired: the same images, per stage
+    assert claim.interval.startswith("[-0.")
+
+
+def test_a_run_at_t_1_only_has_no_data_for_distillation_at_high_t():
+    """Papernot's claim compares the T = 1 teacher with distillation at a high T: with T = 1
+    alone (the decisive run's first chain) there is nothing to compare, not a disagreement."""
+    table = paper_like()
+    table = table[(table["temperature"] == 1.0) & (table["stages"] == 3)]
+    verdicts = _verdicts(table, per_image_like(table))
+    assert verdicts[PAPERNOT_CLAIM] == "no data"
+    assert _verdicts(paper_like())[PAPERNOT_CLAIM] == "agrees"
+
+
+def _with_apgd(ce_fools, dlr_fools, dlr_eps=0.3):
+    """paper_like() with APGD-CE and APGD-DLR rows: `*_fools(temperature, image)` -> success."""
+    attacks = {"apgd_ce": (ce_fools, 0.3), "apgd_dlr": (dlr_fools, dlr_eps)}
+    table = paper_like(
+        **{f"{a}_eps": (lambda t, s, e=eps: e) for a, (_, eps) in attacks.items()},
+        **{
+            f"{a}_success_rate": (lambda t, s, f=fools: np.mean([f(t, i) for i in range(IMAGES)]))
+            for a, (fools, _) in attacks.items()
+        },
+    )
+    table = table.assign(apgd_ce_attacked=IMAGES, apgd_dlr_attacked=IMAGES)
+    per_image = per_image_like(table)
+    l2 = per_image[per_image["attack"] == "l2"]
+    extra = []
+    for attack, (fools, _) in attacks.items():
+        rows = l2.assign(attack=attack)
+        pairs = zip(rows["temperature"], rows["image"], strict=True)
+        rows["success"] = [bool(fools(t, i)) for t, i in pairs]
+        extra.append(rows)
+    return table, pd.concat([per_image, *extra])
+
+
+def _apgd_claim(table, per_image):
+    return {c.claim: c for c in report.check_claims(table, "mnist", per_image)}[APGD_CLAIM]
+
+
+def test_apgd_dlr_fooling_more_images_than_apgd_ce_at_high_t_agrees_image_by_image():
+    """Croce & Hein's gradient masking: CE fools 1 in 10 images at T = 40, DLR every one."""
+    table, per_image = _with_apgd(lambda t, i: t < 40 or i % 10 == 0, lambda t, i: True)
+    claim = _apgd_claim(table, per_image)
+    assert claim.verdict == "agrees"
+    assert claim.n == ", ".join([str(IMAGES)] * 3)  # paired: the same images, per stage
+    assert claim.interval.startswith("[+0.")  # DLR - CE = +0.9, bootstrap interval
+
+
+def test_apgd_ce_fooling_more_images_disagrees_and_other_eps_give_no_data():
+    table, per_image = _with_apgd(lambda t, i: True, lambda t, i: i % 2 == 0)
+    assert _apgd_claim(table, per_image).verdict == "disagrees"
+    table, per_image = _with_apgd(lambda t, i: False, lambda t, i: True, dlr_eps=0.2)
+    assert _apgd_claim(table, per_image).verdict == "no data"
+    assert APGD_CLAIM not in _verdicts(paper_like())  # only when APGD ran

@@ -1,0 +1,57 @@
+"""Figures, claims and the summary report the same n and the same mean for the same comparison:
+every number comes from one selection of images (`analysis.statistics`)."""
+
+import re
+
+import pytest
+
+from keras_takd.takd.analysis import statistics, summary
+from keras_takd.takd.analysis.claims import report
+
+# The teacher at T = 1 misclassifies image 0; the student's attack at T = 1 fails on image 1;
+# the assistant at T = 20 misclassifies image 2 and its attack fails on image 3.
+MISCLASSIFIED = {(1.0, 1, 0), (20.0, 2, 2)}
+UNFOOLED = {(1.0, 3, 1), (20.0, 2, 3)}
+
+
+@pytest.fixture
+def tables(chain_tables):
+    return chain_tables(images=8, misclassified=MISCLASSIFIED, unfooled=UNFOOLED)
+
+
+def test_model_means_and_n_agree_between_figures_and_summary(tables):
+    _, per_image = tables
+    intervals = statistics.perturbation_intervals(per_image)  # fig5's error bars
+    table = summary.robustness_table(per_image, 0.95)
+    assert len(intervals) == len(table) == 6
+    for (_, model), (_, line) in zip(intervals.iterrows(), table.iterrows(), strict=True):
+        assert line["model"].startswith(f"mnist T={model['temperature']:g} stage {model['stage']}")
+        assert line["n"] == model["n"]
+        assert line["mean distance [CI]"].startswith(f"{model['estimate']:.4g} [")
+    counts = dict(zip(table["model"], table["n"], strict=True))
+    assert counts["mnist T=1 stage 1 teacher"] == 7  # image 0 misclassified
+    assert counts["mnist T=1 stage 3 student"] == 7  # image 1 not fooled
+    assert counts["mnist T=20 stage 2 assistant"] == 6  # both
+
+
+@pytest.mark.parametrize("temperature", [1.0, 20.0])
+def test_paired_differences_agree_between_figures_and_claims(tables, temperature):
+    results, per_image = tables
+    figure = statistics.paired_differences(per_image)  # the paired_differences figure's data
+    claims = {c.claim: c for c in report.check_claims(results, "mnist", per_image)}
+    for later, earlier in statistics.PAIRS:
+        point = figure[
+            (figure["temperature"] == temperature)
+            & (figure["comparison"] == f"{later} - {earlier}")
+        ].iloc[0]
+        claim = claims[
+            f"C&W L2: the {later} is more robust than the {earlier} at T = {temperature:g}"
+        ]
+        assert claim.n == str(point["n"])
+        assert float(claim.ours.split()[0]) == pytest.approx(point["estimate"], abs=5e-5)
+        low, high = map(float, re.findall(r"[-+]\d+\.\d+", claim.interval))
+        assert low == pytest.approx(point["low"], abs=5e-5)
+        assert high == pytest.approx(point["high"], abs=5e-5)
+    # image pairs: both models classify the image correctly and both attacks fool it
+    t1 = figure[figure["temperature"] == 1.0].set_index("comparison")["n"]
+    assert t1["student - assistant"] == 7 and t1["assistant - teacher"] == 7
