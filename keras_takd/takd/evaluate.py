@@ -8,7 +8,7 @@ of `keras_takd.takd.schema.METRIC_COLUMNS` into the run's results.csv (see
   python -m keras_takd.takd.evaluate --flagfile=flags/mnist_takd_eval.cfg
   python -m keras_takd.takd.evaluate --output_dir=runs/smoke --num_images=20 --l2_max_iterations=100
 
---output_dir and --data_dir are shared with training (`keras_takd.takd.flags`).
+--output_dir and --data_dir are shared with training (`keras_takd.takd.run_flags`).
 
 Resuming: rerun the same command; finished units (a model's metrics, one attack on one model)
 are read from <output_dir>/eval/<config>/ and only the missing ones are computed.
@@ -49,8 +49,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.im
 from absl import flags
 
 from keras_takd.core.cli import import_tensorflow, run_main
-from keras_takd.takd import flags as shared_flags
-from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+from keras_takd.takd import run_flags
+from keras_takd.takd.run_flags import DATA_DIR, OUTPUT_DIR
 from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS
 
 _ATTACK_NAMES = ("l0", "l2", "linf")
@@ -213,7 +213,7 @@ def _attack_options() -> dict[str, dict]:
     return options
 
 
-flags.adopt_module_key_flags(shared_flags)  # --helpshort lists --output_dir, --data_dir
+flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
 def main(argv: list[str]) -> None:

@@ -25,8 +25,8 @@ import pandas as pd
 from absl import flags
 
 from keras_takd.core.cli import run_main
-from keras_takd.takd import flags as shared_flags
-from keras_takd.takd.flags import OUTPUT_DIR
+from keras_takd.takd import run_flags as shared_flags
+from keras_takd.takd.run_flags import OUTPUT_DIR
 
 _CONFIDENCE = flags.DEFINE_float(
     "confidence", 0.95, "Level of the confidence intervals, in (0, 1)."
