@@ -16,7 +16,7 @@ finished unit is cached as JSON under
     <output_dir>/eval/<config_id>/<dataset>/T<T>/stage<k>/shard<i>of<n>/<attack>.json
 
 and the results CSV is rewritten atomically after every unit, so a killed evaluation loses at
-most the unit it was running and a rerun with the same settings computes only what is missing.
+most the units it was running and a rerun with the same settings computes only what is missing.
 A unit is tied to the model's weights (`units.weights_sha256`, a hash of the weights, not of
 the file): retrained to different weights, the model's units are recomputed; retrained to the
 same weights (the same run with op determinism, another day), they are reused. Each unit also

@@ -129,7 +129,9 @@ def evaluate_run(
     files.write_json_atomic(unit_cache / "config.json", identity)
     metric_images = identity["metric_images"]
     models = _models(run, unit_cache, config, metric_images, log)
-    evaluation = _Evaluation(path, cid, config, models, (x, y), metric_images, verbose, log)
+    evaluation = _Evaluation(
+        path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
+    )
     log(evaluation.header(unit_cache))
     executor = executor or SerialExecutor()
     for wave in (evaluation.attack_wave, evaluation.indicator_wave):
@@ -175,12 +177,23 @@ def _models(
 class _Evaluation:
     """The state of one evaluation in the calling process: its plan, its units, its tables."""
 
-    def __init__(self, path, cid, config, models, test_set, metric_images, verbose, log):
+    def __init__(
+        self,
+        path: pathlib.Path,
+        cid: str,
+        config: EvaluationConfig,
+        models: list[_Model],
+        test_set: tuple[np.ndarray, np.ndarray],
+        metric_images: int,
+        verbose: bool,
+        log: Callable[[str], None],
+    ) -> None:
         self.path, self.cid, self.config, self.models = path, cid, config, models
         self.x, self.y = test_set
         self.metric_images, self.verbose, self.log = metric_images, verbose, log
         attacked = list(config.attacks)
         attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+        # The first wave's kinds, then the second's (each indicator unit needs its attack unit).
         self.first_kinds = (["metrics"] if config.shard_index == 0 else []) + attacked
         self.later_kinds = [indicator_unit(a) for a in attacked] if config.indicators else []
         todo = self._todo(self.first_kinds) + self._todo(self.later_kinds)
@@ -190,6 +203,7 @@ class _Evaluation:
         self.table = self.write_tables()
 
     def header(self, unit_cache: pathlib.Path) -> str:
+        """The first line: how many units, of which kinds, how many to compute."""
         kinds = self.first_kinds + self.later_kinds
         total, todo = len(self.models) * len(kinds), len(self.remaining)
         return (
