@@ -8,7 +8,7 @@ of `keras_takd.takd.schema.METRIC_COLUMNS` into the run's results.csv (see
   python -m keras_takd.takd.evaluate --flagfile=flags/mnist_takd_eval.cfg
   python -m keras_takd.takd.evaluate --output_dir=runs/smoke --num_images=20 --l2_max_iterations=100
 
---output_dir and --data_dir are shared with training (`keras_takd.takd.flags`).
+--output_dir and --data_dir are shared with training (`keras_takd.takd.run_flags`).
 
 Resuming: rerun the same command; finished units (a model's metrics, one attack on one model)
 are read from <output_dir>/eval/<config>/ and only the missing ones are computed.
@@ -19,7 +19,7 @@ Sharding the attacked images over processes or machines:
     python -m keras_takd.takd.evaluate --flagfile=flags/mnist_takd_eval.cfg \
         --shard_index=$i --num_shards=4 &
   done; wait
-  python -m keras_takd.takd.merge --inputs=runs/mnist_takd/results_shard0of4.csv,\
+  python -m keras_takd.takd.merge --results=runs/mnist_takd/results_shard0of4.csv,\
   runs/mnist_takd/results_shard1of4.csv,runs/mnist_takd/results_shard2of4.csv,\
   runs/mnist_takd/results_shard3of4.csv --output=runs/mnist_takd/results.csv
 
@@ -49,8 +49,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.im
 from absl import flags
 
 from keras_takd.core.cli import import_tensorflow, run_main
-from keras_takd.takd import flags as shared_flags
-from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+from keras_takd.takd import run_flags
+from keras_takd.takd.run_flags import DATA_DIR, OUTPUT_DIR
 from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS
 
 _ATTACK_NAMES = ("l0", "l2", "linf")
@@ -101,10 +101,11 @@ _SHARD_INDEX = flags.DEFINE_integer(
 _NUM_SHARDS = flags.DEFINE_integer(
     "num_shards", 1, "Into how many contiguous blocks the attacked images are split.", lower_bound=1
 )
-_RESULTS_PATH = flags.DEFINE_string(
-    "results_path",
+_OUTPUT = flags.DEFINE_string(
+    "output",
     None,
-    "CSV to write (default: <output_dir>/results.csv, or results_shard<i>of<N>.csv).",
+    "The results CSV to write (default: <output_dir>/results.csv, or "
+    "results_shard<i>of<N>.csv); its per-image table goes beside it.",
 )
 _ATTACK_BATCH_SIZE = flags.DEFINE_integer(
     "attack_batch_size", None, "Images attacked together (default: the attack's).", lower_bound=1
@@ -213,7 +214,7 @@ def _attack_options() -> dict[str, dict]:
     return options
 
 
-flags.adopt_module_key_flags(shared_flags)  # --helpshort lists --output_dir, --data_dir
+flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
 def main(argv: list[str]) -> None:
@@ -226,10 +227,10 @@ def main(argv: list[str]) -> None:
     # Held until the evaluation ends: a training of the folder, or another process on
     # the same shard, is refused at once with the holder's PID.
     with lock_evaluation(run, _SHARD_INDEX.value, _NUM_SHARDS.value):
-        results_path = _RESULTS_PATH.value or evaluation.shard_results_path(
+        output = _OUTPUT.value or evaluation.shard_results_path(
             run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
         )
-        evaluation.check_results_file(results_path, None, run, sharded=_NUM_SHARDS.value > 1)
+        evaluation.check_results_file(output, None, run, sharded=_NUM_SHARDS.value > 1)
         data = load_dataset(
             run.dataset,
             data_dir=DATA_DIR.value or run.flags.get("data_dir"),
@@ -253,13 +254,13 @@ def main(argv: list[str]) -> None:
             run.output_dir,
             data,
             config,
-            results_path=results_path,
+            output=output,
             verbose=_ATTACK_VERBOSE.value,
             log=lambda line: print(line, flush=True),
             replace=_REPLACE.value,
         )
         evaluation_id = table["eval_config"].iloc[0]
-        print(f"results: {results_path} ({len(table)} rows, evaluation {evaluation_id})")
+        print(f"results: {output} ({len(table)} rows, evaluation {evaluation_id})")
         sys.stdout.flush()
 
 

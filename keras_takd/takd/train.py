@@ -19,8 +19,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.im
 from absl import flags, logging
 
 from keras_takd.core.cli import import_tensorflow, run_main
-from keras_takd.takd import flags as shared_flags
-from keras_takd.takd.flags import DATA_DIR, OUTPUT_DIR
+from keras_takd.takd import run_flags
+from keras_takd.takd.run_flags import DATA_DIR, OUTPUT_DIR
 
 _DATASETS = ("cifar10", "mnist")
 
@@ -128,7 +128,7 @@ flags.register_validator(
 flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_rate must be > 0")
 
 
-flags.adopt_module_key_flags(shared_flags)  # --helpshort lists --output_dir, --data_dir
+flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
 def main(argv: list[str]) -> None:

@@ -1,9 +1,102 @@
-"""Fixtures of the chain study's tests: a small results table with its per-image table."""
+"""Fixtures of the chain study's tests: a tiny trained chain, fake attacks, `evaluate_run`,
+and a small results table with its per-image table."""
 
+import functools
+import shutil
+
+import numpy as np
 import pandas as pd
 import pytest
 
-from keras_takd.takd import schema
+from keras_takd import attacks
+from keras_takd.attacks import AttackResult
+from keras_takd.core.data import load_dataset
+from keras_takd.core.distillation import TrainConfig
+from keras_takd.takd import evaluation, schema
+from keras_takd.takd.chains import run_chain
+
+TINY_TEMPERATURE = 5.0
+
+
+def pixel_means(x) -> np.ndarray:
+    """The mean pixel of each image, which decides the fake attacks' results."""
+    return np.asarray(x, np.float64).reshape(len(x), -1).mean(axis=1)
+
+
+class FakeAttacks:
+    """Stand-ins for the attacks: success iff the image's mean pixel m > 0.1, distances from
+    that mean (L0 = 1000 m, L2 = 10 m, L-inf = m). Records every call; can fail on call k.
+
+    `install(monkeypatch)` puts them in place of every attack function of an evaluation.
+    """
+
+    pixel_means = staticmethod(pixel_means)
+
+    def __init__(self, fail_on_call=None, silent=False):
+        self.calls, self.fail_on_call, self.silent = [], fail_on_call, silent
+
+    def install(self, monkeypatch):
+        for name, function in evaluation.ATTACK_FUNCTIONS.items():
+            monkeypatch.setattr(attacks, function, self._fake(name, getattr(attacks, function)))
+
+    def _fake(self, name, real):
+        @functools.wraps(real)  # keeps the real signature, which the options are checked against
+        def attack(model, x, y, *, allow_probabilities=False, verbose=False, **options):
+            self.calls.append({"attack": name, "n": len(x), "probabilities": allow_probabilities})
+            if self.fail_on_call == len(self.calls):
+                raise KeyboardInterrupt("killed")
+            outputs = np.asarray(model(x))
+            self.calls[-1]["outputs_sum_to_one"] = bool(np.allclose(outputs.sum(1), 1, atol=1e-4))
+            m = pixel_means(x)
+            found = (m > 0.1) | (self.silent and m > 0)  # silent: "found" all, returned some
+            return AttackResult(
+                x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y, found=found,
+                iterations=np.full(len(x), 7), incomplete=m > 0.3,  # "still falling" if bright
+            )  # fmt: skip
+
+        return attack
+
+
+@pytest.fixture(scope="session")
+def fake_attacks():
+    """The `FakeAttacks` class: `fake = fake_attacks(); fake.install(monkeypatch)`."""
+    return FakeAttacks
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tmp_path_factory, shared_data_dir):
+    """A 2-stage chain at T = 5 (1 epoch on 1,024 images, about 80% accurate), trained once
+    per session; (run folder, dataset). Copy it before evaluating it: see `tiny_run`."""
+    data = load_dataset("mnist", shared_data_dir, validation_size=64, train_size=1024, test_size=64)
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    out = tmp_path_factory.getbasetemp() / "tiny_chain"
+    run_chain(data, [TINY_TEMPERATURE], 2, out, config, verbose=0)
+    return out, data
+
+
+@pytest.fixture
+def tiny_run(tiny_chain, tmp_path):
+    """A private copy of the tiny chain, so evaluations of different tests never meet."""
+    source, data = tiny_chain
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run", data
+
+
+def _evaluate(run_dir, data, output=None, verbose=False, log=None, replace=False, **settings):
+    """`evaluate_run` with the settings of an `EvaluationConfig` given as keywords (and
+    `executor=`)."""
+    executor = settings.pop("executor", None)
+    config = evaluation.EvaluationConfig(**settings)
+    return evaluation.evaluate_run(
+        run_dir, data, config, output, verbose, log, replace, executor=executor
+    )
+
+
+@pytest.fixture(scope="session")
+def evaluate():
+    """`evaluate(run_dir, data, output=None, log=None, replace=False, **settings)`: an
+    evaluation with the `EvaluationConfig` settings given as keywords."""
+    return _evaluate
 
 
 def _chain_tables(

@@ -3,14 +3,12 @@
 import json
 import pathlib
 import re
-import shutil
 
 import pandas as pd
 import pytest
 
 from keras_takd.takd import schema
 from keras_takd.takd.schema import CHAIN_COLUMNS
-from tests.takd.test_evaluation import make_tiny_run
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMAND = "keras_takd.takd.evaluate"
@@ -40,7 +38,7 @@ def fake_run(tmp_path):
         (["--attack_images=l0=5,l0=6"], "--attack_images must be"),
         (["--output_dir=nowhere"], "does not exist"),
         (["--output_dir=."], "is not a keras_takd run: no run.json"),
-        (["--results_path=run/foreign.csv"], "foreign columns ['loss']"),
+        (["--output=run/foreign.csv"], "foreign columns ['loss']"),
         (["--l2_steps=3"], "Unknown command line flag"),
         (["--epochs=7"], "Unknown command line flag 'epochs'"),  # training's, not evaluation's
         (["--flagfile=flags/none.cfg"], "none.cfg"),
@@ -55,11 +53,8 @@ def test_bad_flags_fail_with_one_line_before_any_work(cli, fake_run, args, messa
     assert not (fake_run / "eval").exists()
 
 
-def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(
-    cli, tmp_path_factory, tmp_path, shared_data_dir
-):
-    source, _ = make_tiny_run(tmp_path_factory.getbasetemp(), shared_data_dir)
-    shutil.copytree(source, tmp_path / "run")
+def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(cli, tiny_run, shared_data_dir):
+    tmp_path = tiny_run[0].parent
     args = [
         "--output_dir=run",
         f"--data_dir={shared_data_dir}",

@@ -5,93 +5,24 @@ image alone, so the aggregation can be checked against a hand computation and th
 attack calls counted; `test_two_shards_merged_equal_one_unsharded_run` uses the real L2 attack.
 """
 
-import functools
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from keras_takd import attacks
-from keras_takd.attacks import AttackResult
 from keras_takd.core import metrics
-from keras_takd.core.data import load_dataset
-from keras_takd.core.distillation import TrainConfig
 from keras_takd.takd import evaluation, schema
-from keras_takd.takd.chains import run_chain
 from keras_takd.takd.schema import CHAIN_COLUMNS
 
-TEMPERATURE = 5.0
 NUM_IMAGES = 12
 FEW = {"l2": {"max_iterations": 20, "binary_search_steps": 2}}
 
 
-def _evaluate(run_dir, data, results_path=None, verbose=False, log=None, replace=False, **settings):
-    """`evaluate_run` with the settings of an `EvaluationConfig` given as keywords."""
-    config = evaluation.EvaluationConfig(**settings)
-    return evaluation.evaluate_run(run_dir, data, config, results_path, verbose, log, replace)
-
-
-def make_tiny_run(base_temp, data_dir):
-    """A 2-stage chain at T = 5 (1 epoch on 1,024 images, about 80% accurate) under the
-    session's base temp.
-
-    `run_chain` resumes, so every test module calling this trains it only once per session.
-    Returns (run folder, dataset).
-    """
-    data = load_dataset("mnist", data_dir, validation_size=64, train_size=1024, test_size=64)
-    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
-    out = base_temp / "tiny_chain"
-    run_chain(data, [TEMPERATURE], 2, out, config, verbose=0)
-    return out, data
-
-
-@pytest.fixture
-def tiny_run(tmp_path_factory, tmp_path, shared_data_dir):
-    """A private copy of the tiny chain, so evaluations of different tests never meet."""
-    source, data = make_tiny_run(tmp_path_factory.getbasetemp(), shared_data_dir)
-    shutil.copytree(source, tmp_path / "run")
-    return tmp_path / "run", data
-
-
-def _pixel_means(x):
-    return np.asarray(x, np.float64).reshape(len(x), -1).mean(axis=1)
-
-
-class FakeAttacks:
-    """Stand-ins for the C&W attacks: success iff the image's mean pixel > 0.1, distances from
-    that mean (L0 = 1000 m, L2 = 10 m, L-inf = m). Records every call; can fail on call k."""
-
-    def __init__(self, fail_on_call=None, silent=False):
-        self.calls, self.fail_on_call, self.silent = [], fail_on_call, silent
-
-    def install(self, monkeypatch):
-        for name, function in evaluation.ATTACK_FUNCTIONS.items():
-            monkeypatch.setattr(attacks, function, self._fake(name, getattr(attacks, function)))
-
-    def _fake(self, name, real):
-        @functools.wraps(real)  # keeps the real signature, which the options are checked against
-        def attack(model, x, y, *, allow_probabilities=False, verbose=False, **options):
-            self.calls.append({"attack": name, "n": len(x), "probabilities": allow_probabilities})
-            if self.fail_on_call == len(self.calls):
-                raise KeyboardInterrupt("killed")
-            outputs = np.asarray(model(x))
-            self.calls[-1]["outputs_sum_to_one"] = bool(np.allclose(outputs.sum(1), 1, atol=1e-4))
-            m = _pixel_means(x)
-            found = (m > 0.1) | (self.silent and m > 0)  # silent: "found" all, returned some
-            return AttackResult(
-                x, m > 0.1, 1000 * m, 10 * m, m, np.full(len(x), np.nan), y, found=found,
-                iterations=np.full(len(x), 7), incomplete=m > 0.3,  # "still falling" if bright
-            )  # fmt: skip
-
-        return attack
-
-
-def _expected_attack_columns(model, x, y, prefix, budget=None):
+def _expected_attack_columns(model, x, y, prefix, means, budget=None):
     """The robustness columns of the fake attack, computed by hand."""
     correct = metrics.correctly_classified(model, x, y)
-    m = _pixel_means(x)[correct]
+    m = means[correct]
     scale = {"l0": 1000.0, "l2": 10.0, "linf": 1.0}[prefix.split("_")[0]]
     success = m > 0.1
     distances = scale * m[success]
@@ -121,13 +52,15 @@ def test_shards_are_contiguous_blocks_covering_every_image_once(num_images, shar
         evaluation.shard_range(num_images, shards, shards)
 
 
-def test_rows_columns_and_values_against_a_hand_computation(tiny_run, monkeypatch):
+def test_rows_columns_and_values_against_a_hand_computation(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     import keras
 
     run_dir, data = tiny_run
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
-    table = _evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=40, budgets={"l2": 1.2})
+    table = evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=40, budgets={"l2": 1.2})
     written = pd.read_csv(run_dir / "results.csv")
     pd.testing.assert_frame_equal(written, table, check_dtype=False)
     expected = dict.fromkeys([*CHAIN_COLUMNS, *schema.METRIC_COLUMNS, "eval_config"])
@@ -141,13 +74,14 @@ def test_rows_columns_and_values_against_a_hand_computation(tiny_run, monkeypatc
     assert [c["outputs_sum_to_one"] for c in fake.calls[3::4]] == [True, True]
 
     x, y = data.x_test[:NUM_IMAGES], data.y_test[:NUM_IMAGES]
+    means = fake_attacks.pixel_means(x)
     for row in table.itertuples():
         model = keras.saving.load_model(run_dir / f"mnist/T5/stage{row.stage}/model.keras")
         expected = metrics.model_metrics(model, data.x_test[:40], data.y_test[:40])
-        expected |= _expected_attack_columns(model, x, y, "l0")
-        expected |= _expected_attack_columns(model, x, y, "l2", budget=1.2)
-        expected |= _expected_attack_columns(model, x, y, "linf", budget=0.1)
-        expected |= _expected_attack_columns(model, x, y, "l2_softmax_T")
+        expected |= _expected_attack_columns(model, x, y, "l0", means)
+        expected |= _expected_attack_columns(model, x, y, "l2", means, budget=1.2)
+        expected |= _expected_attack_columns(model, x, y, "linf", means, budget=0.1)
+        expected |= _expected_attack_columns(model, x, y, "l2_softmax_T", means)
         for column, value in expected.items():
             assert getattr(row, column) == pytest.approx(value, rel=1e-9), column
         assert row.l2_budget == 1.2 and row.linf_budget == 0.1
@@ -157,7 +91,9 @@ def test_rows_columns_and_values_against_a_hand_computation(tiny_run, monkeypatc
     assert config["attack_options"]["l2"]["max_iterations"] == 10_000  # the attack's default
 
 
-def test_resume_after_a_kill_recomputes_only_the_missing_units(tiny_run, monkeypatch):
+def test_resume_after_a_kill_recomputes_only_the_missing_units(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
     metric_calls = []
     real_model_metrics = metrics.model_metrics
@@ -166,11 +102,11 @@ def test_resume_after_a_kill_recomputes_only_the_missing_units(tiny_run, monkeyp
         "model_metrics",
         lambda *a, **k: metric_calls.append(1) or real_model_metrics(*a, **k),
     )
-    killed = FakeAttacks(fail_on_call=5)  # dies in the 2nd attack of the 2nd model
+    killed = fake_attacks(fail_on_call=5)  # dies in the 2nd attack of the 2nd model
     killed.install(monkeypatch)
     kwargs = dict(attacks=("l2", "linf"), num_images=NUM_IMAGES, gradient_masking=True)
     with pytest.raises(KeyboardInterrupt):
-        _evaluate(run_dir, data, **kwargs)
+        evaluate(run_dir, data, **kwargs)
     partial = pd.read_csv(run_dir / "results.csv")
     # model 1 finished (metrics, l2, linf, l2_softmax_T), model 2 has metrics and l2
     assert partial["l2_softmax_T_attacked"].notna().tolist() == [True, False]
@@ -178,33 +114,35 @@ def test_resume_after_a_kill_recomputes_only_the_missing_units(tiny_run, monkeyp
     assert partial["linf_attacked"].notna().tolist() == [True, False]
     assert len(metric_calls) == 2
 
-    resumed = FakeAttacks()
+    resumed = fake_attacks()
     resumed.install(monkeypatch)
-    table = _evaluate(run_dir, data, **kwargs)
+    table = evaluate(run_dir, data, **kwargs)
     assert [c["attack"] for c in resumed.calls] == ["linf", "l2"]  # linf, then l2 on softmax
     assert resumed.calls[1]["probabilities"] and len(metric_calls) == 2
     assert table.notna().all().all()
 
-    again = FakeAttacks()
+    again = fake_attacks()
     again.install(monkeypatch)
-    rerun = _evaluate(run_dir, data, **kwargs)
+    rerun = evaluate(run_dir, data, **kwargs)
     pd.testing.assert_frame_equal(rerun, table, check_dtype=False)
     assert again.calls == [] and len(metric_calls) == 2
 
     # a later run adds an attack without redoing the others, into the same results
-    more = FakeAttacks()
+    more = fake_attacks()
     more.install(monkeypatch)
-    table = _evaluate(run_dir, data, **(kwargs | {"attacks": ("l0", "l2")}))
+    table = evaluate(run_dir, data, **(kwargs | {"attacks": ("l0", "l2")}))
     assert [c["attack"] for c in more.calls] == ["l0", "l0"]
     assert table[["l0_mean", "linf_mean", "l2_mean"]].notna().all().all()
 
 
-def test_results_of_another_configuration_are_never_mixed_in(tiny_run, monkeypatch):
+def test_results_of_another_configuration_are_never_mixed_in(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    _evaluate(run_dir, data, **kwargs)
+    evaluate(run_dir, data, **kwargs)
     before = (run_dir / "results.csv").read_text()
     calls = len(fake.calls)
     for change in (
@@ -214,24 +152,26 @@ def test_results_of_another_configuration_are_never_mixed_in(tiny_run, monkeypat
         {"metric_images": 10},
     ):
         with pytest.raises(evaluation.ConfigMismatchError, match="configuration"):
-            _evaluate(run_dir, data, **(kwargs | change))
+            evaluate(run_dir, data, **(kwargs | change))
         assert (run_dir / "results.csv").read_text() == before and len(fake.calls) == calls
     # the same change into its own results file is fine and leaves the first one alone
     other = run_dir / "other.csv"
-    _evaluate(run_dir, data, **(kwargs | {"num_images": 4, "results_path": other}))
+    evaluate(run_dir, data, **(kwargs | {"num_images": 4, "output": other}))
     assert pd.read_csv(other)["l2_attacked"].sum() + pd.read_csv(other)["l2_excluded"].sum() == 8
     assert (run_dir / "results.csv").read_text() == before
 
 
-def test_replace_swaps_an_evaluation_and_going_back_recomputes_nothing(tiny_run, monkeypatch):
+def test_replace_swaps_an_evaluation_and_going_back_recomputes_nothing(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    first = _evaluate(run_dir, data, **kwargs)
+    first = evaluate(run_dir, data, **kwargs)
     calls = len(fake.calls)
     fewer = kwargs | {"num_images": 4}
-    second = _evaluate(run_dir, data, **fewer, replace=True)
+    second = evaluate(run_dir, data, **fewer, replace=True)
     assert len(fake.calls) == calls + 2  # one l2 call per model
     assert second["eval_config"].nunique() == 1
     assert second["eval_config"][0] != first["eval_config"][0]
@@ -239,14 +179,14 @@ def test_replace_swaps_an_evaluation_and_going_back_recomputes_nothing(tiny_run,
     written = pd.read_csv(run_dir / "results.csv")
     assert list(written["test_accuracy"]) == list(first["test_accuracy"])  # training kept
     # back to the first settings: the first evaluation's units come from its cache
-    again = _evaluate(run_dir, data, **kwargs, replace=True)
+    again = evaluate(run_dir, data, **kwargs, replace=True)
     assert len(fake.calls) == calls + 2
     pd.testing.assert_frame_equal(again, first, check_dtype=False)
 
 
-def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
+def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch, evaluate, fake_attacks):
     run_dir, data = tiny_run
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
     foreign = run_dir / "foreign.csv"
     foreign.write_text("dataset,temperature,stage,loss\nmnist,5,1,0.3\n")
@@ -257,24 +197,26 @@ def test_bad_arguments_fail_before_any_attack(tiny_run, monkeypatch):
         ({"num_images": 65}, "num_images"),
         ({"attack_images": {"l3": 2}}, "attack_images names unknown"),
         ({"attack_images": {"l0": 65}}, "attack_images l0=65"),
-        ({"results_path": foreign}, "foreign columns"),
+        ({"output": foreign}, "foreign columns"),
     ):
         with pytest.raises(ValueError, match=error):
-            _evaluate(run_dir, data, **({"num_images": NUM_IMAGES} | kwargs))
+            evaluate(run_dir, data, **({"num_images": NUM_IMAGES} | kwargs))
     with pytest.raises(FileNotFoundError, match="not a keras_takd run"):
-        _evaluate(run_dir / "mnist", data)
+        evaluate(run_dir / "mnist", data)
     assert fake.calls == []
 
 
 @pytest.mark.parametrize("indicators", [True, False])
-def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeypatch, indicators):
+def test_shards_with_fake_attacks_merge_to_the_unsharded_table(
+    tiny_run, monkeypatch, indicators, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
-    FakeAttacks().install(monkeypatch)
+    fake_attacks().install(monkeypatch)
     kwargs = dict(num_images=NUM_IMAGES, metric_images=16, indicators=indicators)
-    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    whole = evaluate(run_dir, data, **kwargs, output=run_dir / "whole.csv")
     paths = []
     for i in (2, 0, 1):  # any order
-        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
+        evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
         paths.append(run_dir / f"results_shard{i}of3.csv")
     shard = pd.read_csv(paths[0])
     assert "l2_sum" in shard and "l2_mean" not in shard and "test_accuracy" in shard
@@ -291,18 +233,20 @@ def test_shards_with_fake_attacks_merge_to_the_unsharded_table(tiny_run, monkeyp
     assert evaluation.merge_per_image(paths) is None
 
 
-def test_per_image_table_holds_every_attacked_image_of_every_model(tiny_run, monkeypatch):
+def test_per_image_table_holds_every_attacked_image_of_every_model(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     import keras
 
     run_dir, data = tiny_run
-    FakeAttacks().install(monkeypatch)
-    _evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=16, attacks=("l2", "linf"))
+    fake_attacks().install(monkeypatch)
+    evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=16, attacks=("l2", "linf"))
     table = evaluation.read_per_image(run_dir)
     assert list(table.columns) == list(schema.PER_IMAGE_COLUMNS)
     units = ("l2", "l2_softmax_T", "linf")
     assert len(table) == 2 * len(units) * NUM_IMAGES  # 2 models
     x, y = data.x_test[:NUM_IMAGES], data.y_test[:NUM_IMAGES]
-    m = _pixel_means(x)
+    m = fake_attacks.pixel_means(x)
     for stage in (1, 2):
         model = keras.saving.load_model(run_dir / f"mnist/T5/stage{stage}/model.keras")
         correct = metrics.correctly_classified(model, x, y)
@@ -322,14 +266,16 @@ def test_per_image_table_holds_every_attacked_image_of_every_model(tiny_run, mon
         assert rows["distance"].mean() == pytest.approx(mean)
 
 
-def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_run, monkeypatch):
+def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     import keras
 
     run_dir, data = tiny_run
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
     kwargs = dict(num_images=NUM_IMAGES, metric_images=16, attack_images={"l0": 5, "l2": 8})
-    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    whole = evaluate(run_dir, data, **kwargs, output=run_dir / "whole.csv")
     # l0 on 5 images, l2 and its softmax(logits / T) twin on 8, linf on NUM_IMAGES
     teacher = keras.saving.load_model(run_dir / "mnist/T5/stage1/model.keras")
     correct = metrics.correctly_classified(teacher, data.x_test, data.y_test)
@@ -342,13 +288,13 @@ def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_
     assert config["attack_images"] == {"l0": 5, "l2": 8}
 
     # an override equal to num_images is no override: the configuration keeps its old id
-    plain = _evaluate(
+    plain = evaluate(
         run_dir,
         data,
         num_images=NUM_IMAGES,
         metric_images=16,
         attack_images={"linf": NUM_IMAGES},
-        results_path=run_dir / "plain.csv",
+        output=run_dir / "plain.csv",
     )
     assert plain["eval_config"][0] != row["eval_config"]
     assert "attack_images" not in json.loads(
@@ -359,7 +305,7 @@ def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_
     calls = len(fake.calls)
     paths = []
     for i in range(3):
-        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
+        evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=3)
         paths.append(run_dir / f"results_shard{i}of3.csv")
     l0_sizes = [c["n"] for c in fake.calls[calls:] if c["attack"] == "l0"]
     assert sum(l0_sizes) == whole["l0_attacked"].sum()  # both models, once each image
@@ -367,7 +313,7 @@ def test_attack_images_give_each_attack_its_own_prefix_and_shards_split_it(tiny_
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False, rtol=1e-12)
 
 
-def test_two_shards_merged_equal_one_unsharded_run(tiny_run):
+def test_two_shards_merged_equal_one_unsharded_run(tiny_run, evaluate):
     """The real C&W L2 attack (and its softmax(logits / T) twin), one image per batch."""
     run_dir, data = tiny_run
     kwargs = dict(
@@ -384,10 +330,10 @@ def test_two_shards_merged_equal_one_unsharded_run(tiny_run):
             }
         },
     )
-    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    whole = evaluate(run_dir, data, **kwargs, output=run_dir / "whole.csv")
     assert (whole["l2_attacked"] > 0).all() and (whole["l2_success_rate"] > 0).all()
     for i in (0, 1):
-        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
+        evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
     merged = evaluation.merge_shards([run_dir / f"results_shard{i}of2.csv" for i in (0, 1)])
     evaluation.write_results(
         run_dir / "merged.csv", merged.to_dict("records"), whole.eval_config[0]
@@ -411,78 +357,84 @@ def _unit_files(run_dir):
     ],
     ids=["edited number", "missing key", "older schema", "no schema"],
 )
-def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(tiny_run, monkeypatch, damage, why):
+def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(
+    tiny_run, monkeypatch, damage, why, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    FakeAttacks().install(monkeypatch)
-    table = _evaluate(run_dir, data, **kwargs)
+    fake_attacks().install(monkeypatch)
+    table = evaluate(run_dir, data, **kwargs)
     path = _unit_files(run_dir)[0]
     unit = json.loads(path.read_text())
     damage(unit)
     path.write_text(json.dumps(unit))
 
-    fake, lines = FakeAttacks(), []
+    fake, lines = fake_attacks(), []
     fake.install(monkeypatch)
-    again = _evaluate(run_dir, data, log=lines.append, **kwargs)
+    again = evaluate(run_dir, data, log=lines.append, **kwargs)
     assert [c["attack"] for c in fake.calls] == ["l2"]  # that unit only, recomputed
     notes = [line for line in lines if str(path) in line]
     assert len(notes) == 1 and why in notes[0] and "recomputing" in notes[0]
     pd.testing.assert_frame_equal(again, table, check_dtype=False)
 
 
-def test_a_unit_with_a_valid_checksum_but_a_missing_key_is_recomputed(tiny_run, monkeypatch):
-    from keras_takd.takd.evaluation.units import unit_checksum
+def test_a_unit_with_a_valid_checksum_but_a_missing_key_is_recomputed(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
+    from keras_takd.takd.evaluation.cache import unit_checksum
 
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    FakeAttacks().install(monkeypatch)
-    _evaluate(run_dir, data, **kwargs)
+    fake_attacks().install(monkeypatch)
+    evaluate(run_dir, data, **kwargs)
     path = _unit_files(run_dir)[0]
     unit = json.loads(path.read_text())
     del unit["per_image"]["distance"]
     unit["checksum"] = unit_checksum(unit)
     path.write_text(json.dumps(unit))
-    fake, lines = FakeAttacks(), []
+    fake, lines = fake_attacks(), []
     fake.install(monkeypatch)
-    _evaluate(run_dir, data, log=lines.append, **kwargs)
+    evaluate(run_dir, data, log=lines.append, **kwargs)
     assert len(fake.calls) == 1
     assert any("lacks what a l2 unit holds" in line for line in lines)
 
 
-def test_units_follow_the_weights_not_the_model_file(tiny_run, monkeypatch):
+def test_units_follow_the_weights_not_the_model_file(tiny_run, monkeypatch, evaluate, fake_attacks):
     """A model saved again with the same weights (a retrained run with op determinism) keeps
     its units; a model with other weights loses them."""
     import keras
 
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    FakeAttacks().install(monkeypatch)
-    _evaluate(run_dir, data, **kwargs)
+    fake_attacks().install(monkeypatch)
+    evaluate(run_dir, data, **kwargs)
     paths = sorted(run_dir.rglob("model.keras"))
     resaved = keras.saving.load_model(paths[0])
     keras.saving.save_model(resaved, paths[0])  # new file bytes, same weights
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
-    _evaluate(run_dir, data, **kwargs)
+    evaluate(run_dir, data, **kwargs)
     assert fake.calls == []
 
     changed = keras.saving.load_model(paths[1])
     changed.set_weights([w + 1e-3 for w in changed.get_weights()])
     keras.saving.save_model(changed, paths[1])
-    fake = FakeAttacks()
+    fake = fake_attacks()
     fake.install(monkeypatch)
-    _evaluate(run_dir, data, **kwargs)
+    evaluate(run_dir, data, **kwargs)
     assert [c["attack"] for c in fake.calls] == ["l2"]
 
 
-def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(tiny_run, monkeypatch):
+def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     """Silent successes of an attack show in results.csv, per_image.csv and a warning line;
     an attack that returns what it found trips nothing of the kind."""
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    FakeAttacks(silent=True).install(monkeypatch)
+    fake_attacks(silent=True).install(monkeypatch)
     lines = []
-    table = _evaluate(run_dir, data, log=lines.append, **kwargs)
+    table = evaluate(run_dir, data, log=lines.append, **kwargs)
     per_image = evaluation.read_per_image(run_dir)
     attacked = per_image[per_image.correct]
     silent = attacked.silent_success.astype(bool)
@@ -494,7 +446,7 @@ def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(tiny_run
     assert len(warned) == (counts > 0).sum()
     for name in schema.INDICATORS:  # every indicator was checked on every attacked image
         assert attacked[name].notna().all() and per_image[~per_image.correct][name].isna().all()
-    bright = _pixel_means(data.x_test[:NUM_IMAGES])[attacked.image] > 0.3
+    bright = fake_attacks.pixel_means(data.x_test[:NUM_IMAGES])[attacked.image] > 0.3
     assert attacked.incomplete_optimization.astype(bool).tolist() == bright.tolist()
     assert (attacked.iterations == 7).all() and per_image[
         ~per_image.correct
@@ -507,24 +459,28 @@ def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(tiny_run
     assert (table.l2_vanishing_gradients == 0).all()
 
 
-def test_indicators_off_leave_their_columns_out_and_compute_nothing(tiny_run, monkeypatch):
+def test_indicators_off_leave_their_columns_out_and_compute_nothing(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
-    FakeAttacks().install(monkeypatch)
+    fake_attacks().install(monkeypatch)
     calls = []
     monkeypatch.setattr(
         "keras_takd.attacks.indicators.vanishing_gradients", lambda *a, **k: calls.append(1)
     )
-    table = _evaluate(run_dir, data, attacks=("l2",), num_images=NUM_IMAGES, indicators=False)
+    table = evaluate(run_dir, data, attacks=("l2",), num_images=NUM_IMAGES, indicators=False)
     assert calls == [] and "l2_silent_success" not in table.columns
 
 
-def test_an_indicator_unit_is_recomputed_when_its_attack_unit_was(tiny_run, monkeypatch):
+def test_an_indicator_unit_is_recomputed_when_its_attack_unit_was(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
-    FakeAttacks(silent=True).install(monkeypatch)
-    _evaluate(run_dir, data, **kwargs)
+    fake_attacks(silent=True).install(monkeypatch)
+    evaluate(run_dir, data, **kwargs)
     for path in _unit_files(run_dir):
         path.unlink()  # the attack units only: their indicator units stay
-    FakeAttacks().install(monkeypatch)
-    table = _evaluate(run_dir, data, **kwargs)
+    fake_attacks().install(monkeypatch)
+    table = evaluate(run_dir, data, **kwargs)
     assert (table.l2_silent_success == 0).all()

@@ -8,7 +8,6 @@ import pytest
 
 from keras_takd.takd import evaluation, schema
 from keras_takd.takd.evaluation.config import config_id
-from tests.takd.test_evaluation import _evaluate, tiny_run  # noqa: F401  (the fixture)
 
 OPTIONAL = ("fmn_l2", "fmn_l0", "apgd_ce", "apgd_dlr")
 TINY = {
@@ -56,7 +55,7 @@ def test_fixed_arguments_are_not_options(settings, message):
         evaluation.EvaluationConfig(**settings)
 
 
-def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noqa: F811
+def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run, evaluate):
     run_dir, data = tiny_run
     kwargs = dict(
         attacks=OPTIONAL,
@@ -66,7 +65,7 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noq
         gradient_masking=False,
         indicators=False,
     )
-    whole = _evaluate(run_dir, data, **kwargs, results_path=run_dir / "whole.csv")
+    whole = evaluate(run_dir, data, **kwargs, output=run_dir / "whole.csv")
     expected = [
         c
         for c in schema.OPTIONAL_ATTACK_COLUMNS
@@ -88,7 +87,7 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noq
     assert (fooled["distance"] <= 0.3 + 1e-6).all()
 
     for i in (0, 1):
-        _evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
+        evaluate(run_dir, data, **kwargs, shard_index=i, num_shards=2)
     merged = evaluation.merge_shards([run_dir / f"results_shard{i}of2.csv" for i in (0, 1)])
     evaluation.write_results(
         run_dir / "merged.csv", merged.to_dict("records"), whole.eval_config[0]
@@ -100,7 +99,9 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run):  # noq
     pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-12)
 
 
-def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(tiny_run, monkeypatch):  # noqa: F811
+def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(
+    tiny_run, monkeypatch, evaluate
+):
     """FMN's budget is unbounded already, so its failures are the indicator; a fixed-budget
     APGD is rerun with its own loss at eps = the box width, from the clean image."""
     from keras_takd import attacks as attack_functions
@@ -118,7 +119,7 @@ def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(tin
     monkeypatch.setattr(attack_functions, "apgd", recording)
     attacks = ("fmn_l2", "apgd_ce", "apgd_dlr")
     options = {"fmn_l2": {"steps": 3}, "apgd_ce": {"steps": 5}, "apgd_dlr": {"steps": 5}}
-    _evaluate(
+    evaluate(
         run_dir, data, attacks=attacks, num_images=8, metric_images=16, attack_options=options,
         gradient_masking=False,
     )  # fmt: skip

@@ -10,9 +10,6 @@ import pytest
 from keras_takd.core.locking import FolderInUseError, lock_run_folder
 from keras_takd.takd import evaluation
 from tests.core.test_locking import held_by_another_process
-from tests.takd import test_evaluation
-
-tiny_run = test_evaluation.tiny_run  # the fixture: a private copy of a tiny trained chain
 
 
 def _fake_run(root, rows: str):

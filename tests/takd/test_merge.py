@@ -109,10 +109,10 @@ def test_cli_writes_the_merged_csv_and_fails_with_one_line(cli, tmp_path):
         _shard(1, 2, [(2, 0, 1, 0.25, 0.25)] * 2),
     ]
     paths = _write(tmp_path, frames)
-    done = cli(COMMAND, "--inputs=shard0.csv", "--output=merged.csv", cwd=tmp_path)
+    done = cli(COMMAND, "--results=shard0.csv", "--output=merged.csv", cwd=tmp_path)
     assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "0..1" in done.stderr and not (tmp_path / "merged.csv").exists()
-    done = cli(COMMAND, f"--inputs={paths[1]},{paths[0]}", "--output=merged.csv", cwd=tmp_path)
+    done = cli(COMMAND, f"--results={paths[1]},{paths[0]}", "--output=merged.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "merged.csv"), evaluation.merge_shards(paths), check_dtype=False
@@ -121,6 +121,6 @@ def test_cli_writes_the_merged_csv_and_fails_with_one_line(cli, tmp_path):
     pd.read_csv(tmp_path / "merged.csv").assign(eval_config="def456def456").to_csv(
         tmp_path / "other.csv", index=False
     )
-    done = cli(COMMAND, "--inputs=shard0.csv,shard1.csv", "--output=other.csv", cwd=tmp_path)
+    done = cli(COMMAND, "--results=shard0.csv,shard1.csv", "--output=other.csv", cwd=tmp_path)
     assert done.returncode == 1 and "configuration" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1

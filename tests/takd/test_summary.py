@@ -1,5 +1,5 @@
 """`python -m keras_takd.takd.summary` on a tiny run of the CIFAR-10 stand-in, before and
-after an evaluation (with the fake attacks of test_evaluation), through the real CLI."""
+after an evaluation (with the `fake_attacks` fixture), through the real CLI."""
 
 import shutil
 
@@ -10,7 +10,6 @@ from keras_takd.core.distillation import TrainConfig
 from keras_takd.takd import evaluation
 from keras_takd.takd.analysis.summary import describe_evaluation
 from keras_takd.takd.chains import run_chain
-from tests.takd.test_evaluation import FakeAttacks
 
 LABEL = "cifar10-jpeg-standin"
 
@@ -36,13 +35,15 @@ def test_summary_before_evaluation_lists_models_and_says_what_to_run(stand_in_ru
     assert not list(stand_in_run.glob("eval"))  # the summary writes nothing
 
 
-def test_summary_of_an_evaluated_stand_in_run(stand_in_run, tmp_path, monkeypatch, cli):
+def test_summary_of_an_evaluated_stand_in_run(
+    stand_in_run, tmp_path, monkeypatch, cli, fake_attacks
+):
     run_dir = tmp_path / "run"
     shutil.copytree(stand_in_run, run_dir)
     run = evaluation.read_run(run_dir)
     assert run.dataset == "cifar10"  # the evaluation reloads the data by name ...
     data = load_dataset(run.dataset, run.flags["data_dir"], validation_size=0, test_size=16)
-    FakeAttacks().install(monkeypatch)
+    fake_attacks().install(monkeypatch)
     config = evaluation.EvaluationConfig(
         attacks=("l2", "linf"), num_images=12, attack_images={"linf": 8}
     )
@@ -77,12 +78,14 @@ def test_summary_of_an_evaluated_stand_in_run(stand_in_run, tmp_path, monkeypatc
     assert "C&W L0" not in out  # only the attacks that ran
 
 
-def test_summary_of_a_sharded_evaluation_not_merged_yet(stand_in_run, tmp_path, monkeypatch, cli):
+def test_summary_of_a_sharded_evaluation_not_merged_yet(
+    stand_in_run, tmp_path, monkeypatch, cli, fake_attacks
+):
     run_dir = tmp_path / "run"
     shutil.copytree(stand_in_run, run_dir)
     data = load_dataset("cifar10", str(evaluation.read_run(run_dir).flags["data_dir"]),
                         validation_size=0, test_size=16)  # fmt: skip
-    FakeAttacks().install(monkeypatch)
+    fake_attacks().install(monkeypatch)
     for shard in (0, 1):  # both finished, but no merge
         config = evaluation.EvaluationConfig(
             attacks=("l2",), num_images=12, gradient_masking=False, shard_index=shard, num_shards=2

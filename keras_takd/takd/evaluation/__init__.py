@@ -16,7 +16,7 @@ finished unit is cached as JSON under
     <output_dir>/eval/<config_id>/<dataset>/T<T>/stage<k>/shard<i>of<n>/<attack>.json
 
 and the results CSV is rewritten atomically after every unit, so a killed evaluation loses at
-most the unit it was running and a rerun with the same settings computes only what is missing.
+most the units it was running and a rerun with the same settings computes only what is missing.
 A unit is tied to the model's weights (`units.weights_sha256`, a hash of the weights, not of
 the file): retrained to different weights, the model's units are recomputed; retrained to the
 same weights (the same run with op determinism, another day), they are reused. Each unit also
@@ -44,9 +44,17 @@ Columns of the unsharded results CSV: the training columns (`schema.CHAIN_COLUMN
 (the chain length: the largest stage at the row's dataset and temperature), the
 `schema.METRIC_COLUMNS` of every evaluated unit, and `eval_config`.
 
+Where units run. `evaluate_run` hands the units it needs (`units.Unit`: which model, which
+attack or metrics, which images, the settings) to an executor (`executors.Executor`, one method
+`map(fn, units)` yielding (unit, result) as each finishes; `SerialExecutor`, in order in this
+process, by default). A unit's compute function loads what it needs and returns its result;
+the calling process alone stores each unit in the cache and writes the tables.
+
 Modules: `config` (EvaluationConfig and its id), `runs` (the trained run, results-file checks),
-`tables` (statistics and the CSV), `per_image` (the per-image table), `units` (the cache and
-`evaluate_run`), `shards` (merging).
+`units` (a unit and its compute function), `indicator_units` (the indicators of attack
+failure), `cache` (the unit cache), `executors` (where units run), `progress` (the progress
+lines), `loop` (`evaluate_run`), `tables` (statistics and the CSV), `per_image` (the per-image
+table), `shards` (merging).
 """
 
 from keras_takd.core.results import ConfigMismatchError
@@ -59,6 +67,7 @@ from keras_takd.takd.evaluation.config import (
     shard_range,
     shard_results_path,
 )
+from keras_takd.takd.evaluation.loop import evaluate_run
 from keras_takd.takd.evaluation.per_image import (
     merge_per_image,
     per_image_path,
@@ -68,7 +77,6 @@ from keras_takd.takd.evaluation.per_image import (
 from keras_takd.takd.evaluation.runs import Run, check_results_file, known_columns, read_run
 from keras_takd.takd.evaluation.shards import merge_shards
 from keras_takd.takd.evaluation.tables import attack_statistics, final_columns, write_results
-from keras_takd.takd.evaluation.units import evaluate_run
 
 __all__ = [
     "ATTACK_FUNCTIONS",

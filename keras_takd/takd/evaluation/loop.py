@@ -1,0 +1,320 @@
+"""The evaluation loop: the units a run still needs, run by an executor, stored and tabulated here.
+
+`evaluate_run` reads a trained run, finds every model's finished units in the cache
+(`cache.cached_units`), and hands the missing ones (`units.Unit`) to an executor
+(`executors`), in two waves: the metrics and attack units, then the indicator units, which
+need their attack unit's result. As each result comes back, this process, the only writer,
+stores the unit (`cache.store_unit`) and rewrites the results CSV and the per-image table, so
+a killed evaluation loses at most the units it was running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from keras_takd.core import files
+from keras_takd.core.results import ConfigMismatchError
+from keras_takd.takd.evaluation import cache, progress
+from keras_takd.takd.evaluation.config import EvaluationConfig, config_id, shard_results_path
+from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
+from keras_takd.takd.evaluation.indicator_units import (
+    indicated_attack,
+    indicator_counts,
+    indicator_unit,
+    indicator_warnings,
+)
+from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
+from keras_takd.takd.evaluation.runs import (
+    Run,
+    check_results_file,
+    known_columns,
+    read_csv,
+    read_run,
+)
+from keras_takd.takd.evaluation.tables import final_columns, shard_columns, write_results
+from keras_takd.takd.evaluation.units import Unit, compute_unit, load_model
+from keras_takd.takd.schema import (
+    ATTACK_PREFIXES,
+    CHAIN_COLUMNS,
+    CHAIN_LENGTH_COLUMN,
+    CONFIG_COLUMN,
+    KEY_COLUMNS,
+    MASKED_L2_PREFIX,
+    SHARD_COLUMNS,
+)
+
+
+def run_units(
+    units: Iterable[Unit],
+    executor: Executor,
+    store: Callable[[Unit, dict], None],
+    announce: Callable[[Unit], None] | None = None,
+) -> None:
+    """Runs `units` on `executor`, calling `store(unit, result)` here as each finishes.
+
+    Args:
+        units: the units to compute (none of them cached).
+        executor: where they run.
+        store: called in this process with each unit and what `compute_unit` returned.
+        announce: called with each unit as the executor takes it.
+    """
+
+    def taken() -> Iterator[Unit]:
+        for unit in units:
+            if announce is not None:
+                announce(unit)
+            yield unit
+
+    for unit, result in executor.map(compute_unit, taken()):
+        store(unit, result)
+
+
+def evaluate_run(
+    output_dir: str | pathlib.Path,
+    data,
+    config: EvaluationConfig | None = None,
+    output: str | pathlib.Path | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+    replace: bool = False,
+    executor: Executor | None = None,
+) -> pd.DataFrame:
+    """Evaluates every model of a training run; resumable, shardable (package docstring).
+
+    Args:
+        output_dir: a `keras_takd.main` run (run.json, results.csv, the models).
+        data: the run's `keras_takd.core.data.Dataset` (only the test set is used; it must have
+            as many test images as the run's).
+        config: what to compute (default: `EvaluationConfig()`, the paper's C&W evaluation
+            of 1,000 images with the attacks' default options).
+        output: the results CSV to write (default: output_dir/results.csv, or
+            output_dir/results_shard<i>of<N>.csv for a shard).
+        verbose: show the attacks' progress bars.
+        log: called with progress lines: the number of units to compute at the start, then
+            for each unit a line when the executor takes it (with its expected time, from the
+            finished units of the same kind) and one when it ends (its results and the time
+            left). None: quiet.
+        replace: if `output` holds the evaluation of another configuration, drop its
+            evaluation columns (keeping the training columns) instead of refusing. Nothing is
+            lost: its units stay cached under eval/<its config>/, and rerunning with its
+            settings writes them back without recomputing.
+        executor: where the units run (default: `SerialExecutor()`, in order, in this
+            process).
+
+    Returns:
+        The results table written to `output`.
+
+    Raises:
+        FileNotFoundError, ValueError: not a run, or image counts the test set cannot hold.
+        ConfigMismatchError: `output` holds results of another configuration.
+    """
+    config = config or EvaluationConfig()
+    run = read_run(output_dir)
+    log = log or (lambda line: None)
+    x, y = _check_data(run, data)
+    config.check_test_images(len(x))
+    identity = config.identity(run.dataset, len(x))
+    cid = config_id(identity)
+    default = shard_results_path(run.output_dir, config.shard_index, config.num_shards)
+    path = pathlib.Path(output or default)
+    if replace:
+        _drop_other_evaluation(path, cid, run, config.sharded)
+    check_results_file(path, cid, run, config.sharded)
+    unit_cache = run.inside(run.output_dir / "eval" / cid)  # a link out of the run is refused
+    files.write_json_atomic(unit_cache / "config.json", identity)
+    metric_images = identity["metric_images"]
+    models = _models(run, unit_cache, config, metric_images, log)
+    evaluation = _Evaluation(
+        path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
+    )
+    log(evaluation.header(unit_cache))
+    executor = executor or SerialExecutor()
+    for wave in (evaluation.attack_wave, evaluation.indicator_wave):
+        run_units(wave(), executor, evaluation.store, evaluation.announce)
+    return evaluation.table
+
+
+@dataclasses.dataclass
+class _Model:
+    """A model of the run: its results row, files, weights and finished units {kind: unit}."""
+
+    row: dict
+    path: pathlib.Path
+    unit_dir: pathlib.Path
+    sha: str
+    done: dict[str, dict]
+
+
+def _models(
+    run: Run,
+    unit_cache: pathlib.Path,
+    config: EvaluationConfig,
+    metric_images: int,
+    log: Callable[[str], None],
+) -> list[_Model]:
+    """The run's models in key order, each loaded once to key the cache by its weights."""
+    produced = known_columns(None, sharded=True) - set(CHAIN_COLUMNS)
+    rows = run.rows.sort_values(list(KEY_COLUMNS), kind="stable")
+    chain_length = rows.groupby(["dataset", "temperature"])["stage"].transform("max")
+    models = []
+    for (_, row), stages in zip(rows.iterrows(), chain_length, strict=True):
+        base = {c: row[c] for c in row.index if c not in produced}
+        if pd.isna(base.get(CHAIN_LENGTH_COLUMN)):  # runs from before the column
+            base[CHAIN_LENGTH_COLUMN] = int(stages)
+        # Both paths checked inside the run folder; the model file complete (else named).
+        path, unit_dir = run.model_file(row), run.unit_dir(unit_cache, row)
+        _, sha = load_model(path)
+        done = cache.cached_units(unit_dir, sha, config, metric_images, log)
+        models.append(_Model(base, path, unit_dir, sha, done))
+    return models
+
+
+class _Evaluation:
+    """The state of one evaluation in the calling process: its plan, its units, its tables."""
+
+    def __init__(
+        self,
+        path: pathlib.Path,
+        cid: str,
+        config: EvaluationConfig,
+        models: list[_Model],
+        test_set: tuple[np.ndarray, np.ndarray],
+        metric_images: int,
+        verbose: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.path, self.cid, self.config, self.models = path, cid, config, models
+        self.x, self.y = test_set
+        self.metric_images, self.verbose, self.log = metric_images, verbose, log
+        attacked = list(config.attacks)
+        attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+        # The first wave's kinds, then the second's (each indicator unit needs its attack unit).
+        self.first_kinds = (["metrics"] if config.shard_index == 0 else []) + attacked
+        self.later_kinds = [indicator_unit(a) for a in attacked] if config.indicators else []
+        todo = self._todo(self.first_kinds) + self._todo(self.later_kinds)
+        self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
+        self.remaining = [(m.path, k) for m, k in todo]
+        self.by_path = {m.path: m for m in models}
+        self.table = self.write_tables()
+
+    def header(self, unit_cache: pathlib.Path) -> str:
+        """The first line: how many units, of which kinds, how many to compute."""
+        kinds = self.first_kinds + self.later_kinds
+        total, todo = len(self.models) * len(kinds), len(self.remaining)
+        return (
+            f"evaluation {self.cid}: {len(self.models)} models x {len(kinds)} units "
+            f"({', '.join(kinds)}), {todo} to compute, {total - todo} cached in {unit_cache}"
+        )
+
+    def _todo(self, kinds: list[str]) -> list[tuple[_Model, str]]:
+        return [(m, kind) for m in self.models for kind in kinds if kind not in m.done]
+
+    def attack_wave(self) -> list[Unit]:
+        """The metrics and attack units to compute."""
+        return [self._unit(m, kind) for m, kind in self._todo(self.first_kinds)]
+
+    def indicator_wave(self) -> list[Unit]:
+        """The indicator units to compute (after the attack units they check)."""
+        return [self._unit(m, kind) for m, kind in self._todo(self.later_kinds)]
+
+    def _unit(self, model: _Model, kind: str) -> Unit:
+        attack = indicated_attack(kind)
+        if kind == "metrics":
+            images = (0, self.metric_images)
+        else:
+            images = self.config.block(attack or kind)
+        start, stop = images
+        return Unit(
+            kind=kind,
+            model_path=model.path,
+            weights_sha256=model.sha,
+            temperature=float(model.row["temperature"]),
+            images=images,
+            x=self.x[start:stop],
+            y=self.y[start:stop],
+            config=self.config,
+            verbose=self.verbose,
+            attack_unit=model.done[attack] if attack else None,
+        )
+
+    def _step(self, unit: Unit) -> str:
+        return f"[{self.steps[unit.model_path, unit.kind]}/{len(self.steps)}]"
+
+    def announce(self, unit: Unit) -> None:
+        """Logs the start line of a unit the executor takes."""
+        row = self.by_path[unit.model_path].row
+        measured = progress.seconds_by_kind(m.done for m in self.models)
+        self.log(f"{self._step(unit)} {progress.start_line(row, unit.kind, unit.images, measured)}")
+
+    def store(self, unit: Unit, result: dict) -> None:
+        """Stores a computed unit in the cache, rewrites the tables, logs its end line."""
+        model = self.by_path[unit.model_path]
+        path = cache.unit_path(model.unit_dir, unit.kind, self.config)
+        value = cache.store_unit(path, result, unit.weights_sha256)
+        model.done[unit.kind] = value
+        self.table = self.write_tables()
+        self.remaining.remove((unit.model_path, unit.kind))
+        measured = progress.seconds_by_kind(m.done for m in self.models)
+        left = progress.time_left([kind for _, kind in self.remaining], measured)
+        self.log(f"{self._step(unit)} {progress.unit_line(model.row, unit.kind, value)}{left}")
+        for line in indicator_warnings(model.row, unit.kind, value):
+            self.log(line)
+
+    def write_tables(self) -> pd.DataFrame:
+        """Rewrites the results CSV and the per-image table from the finished units."""
+        rows = [_row(m, self.cid, self.config) for m in self.models]
+        written = write_results(self.path, rows, self.cid, self.config.sharded)
+        write_per_image(self.path, _per_image_rows(self.models))
+        return written
+
+
+def _row(model: _Model, cid: str, config: EvaluationConfig) -> dict:
+    """The model's results row: its training columns and those of its finished units."""
+    row, done = dict(model.row), model.done
+    if config.sharded:
+        row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
+    if "metrics" in done and config.shard_index == 0:
+        start, stop = done["metrics"]["images"]
+        row |= {"metric_images": stop - start, **done["metrics"]["metrics"]}
+    for unit in ATTACK_PREFIXES:
+        if unit in done:
+            stats = done[unit]["statistics"]
+            row |= shard_columns(unit, stats) if config.sharded else final_columns(unit, stats)
+        if indicator_unit(unit) in done:
+            row |= indicator_counts(unit, done[indicator_unit(unit)]["flags"])
+    row[CONFIG_COLUMN] = cid
+    return row
+
+
+def _per_image_rows(models: list[_Model]) -> list[dict]:
+    rows = []
+    for model in models:
+        for unit in ATTACK_PREFIXES:
+            if unit in model.done:
+                flags = model.done.get(indicator_unit(unit))
+                rows += unit_rows(model.row, unit, model.done[unit], flags)
+    return rows
+
+
+def _drop_other_evaluation(path: pathlib.Path, config: str, run: Run, sharded: bool) -> None:
+    """Rewrites `path` with only its training columns if it holds another configuration."""
+    try:
+        check_results_file(path, config, run, sharded)
+    except ConfigMismatchError:
+        table = read_csv(path)
+        kept = [c for c in table.columns if c in CHAIN_COLUMNS or c in SHARD_COLUMNS]
+        files.write_csv_atomic(path, table[kept])
+
+
+def _check_data(run: Run, data) -> tuple[np.ndarray, np.ndarray]:
+    if data.name != run.dataset or len(data.x_test) != run.test_images:
+        raise ValueError(
+            f"{run.output_dir} was trained on {run.test_images} {run.dataset} test images, the "
+            f"data given has {len(data.x_test)} {data.name} test images: load the run's data"
+        )
+    return np.asarray(data.x_test, np.float32), np.asarray(data.y_test)
