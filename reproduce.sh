@@ -83,7 +83,7 @@ output_dir_of() {
   echo "$dir"
 }
 
-shared_extra=()  # the extra arguments evaluation shares with training (keras_takd.takd.flags)
+shared_extra=()  # the extra arguments evaluation shares with training (keras_takd.takd.run_flags)
 for arg in "${extra[@]+"${extra[@]}"}"; do
   case "$arg" in --data_dir=* | --output_dir=*) shared_extra+=("$arg") ;; esac
 done
