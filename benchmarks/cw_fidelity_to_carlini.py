@@ -48,27 +48,27 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import time
-import types
 import warnings
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+from common import cache, models
+from common.environment import REPO, RESULTS_DIR, git_commit
+from references import carlini_original
+from references.carlini_original import ATTACKS, PATCHES, SHIFT
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-_RESULTS_DIR = _REPO / "benchmarks" / "results"
-ATTACKS = ("l2", "l0", "linf")
+from keras_takd.core import cli, files
+from keras_takd.takd.evaluation.units import weights_sha256
+
+NAME = "cw_fidelity_to_carlini"
 SIDES = ("original", "ours", "ours_single")
-PATCHES = ("tf_atanh", "stable_argsort")
-# The originals' box; the adapter adds this to reach the Keras model's [0, 1] box.
-_SHIFT = 0.5
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 20, "Correctly classified test images to attack.", lower_bound=1)
@@ -104,12 +104,17 @@ flags.DEFINE_string(
 flags.DEFINE_string("work_dir", "/work/runs/fidelity", "Model, caches and scratch, outside git.")
 flags.DEFINE_string("data_dir", "/work/shared/data", "Folder holding mnist.npz.")
 flags.DEFINE_integer("train_epochs", 3, "Epochs of the MNIST model.", lower_bound=1)
-flags.DEFINE_string("output_dir", str(_RESULTS_DIR), "Where the csv, json and md go.")
+flags.DEFINE_string("output_dir", str(RESULTS_DIR), "Where the csv, json and md go.")
 flags.DEFINE_float("rtol", 1e-3, "Relative tolerance of an L2 or L-inf distortion match.")
 flags.DEFINE_bool(
     "reuse_original",
     True,
     "Reuse the originals' cached per-image results (same settings, model, image and code).",
+)
+flags.DEFINE_bool(
+    "report_only",
+    False,
+    "Compute nothing: redraw <output_dir>/cw_fidelity_to_carlini.md from its csv and json.",
 )
 flags.DEFINE_enum(
     "run_original", None, list(ATTACKS), "Internal: run one original in this (sub)process."
@@ -153,44 +158,21 @@ def settings(attack: str, l2_steps: int, iterations: dict[str, int]) -> dict[str
 def prepare(work_dir: pathlib.Path, data_dir: str, epochs: int, n_images: int, seed: int = 0):
     """Loads or trains the benchmark model; saves its weights and the images for the originals.
 
+    The model is `common.models.prepare_model`'s, cached in `work_dir`.
+
     Returns:
         `(model, x, y, info)`: the Keras model, the first `n_images` correctly classified
-        test images in [0, 1] and their labels, and a record of the model (with the SHA-1 of
+        test images in [0, 1] and their labels, and a record of the model (with the sha256 of
         its weights, which every cache key includes).
     """
-    import keras
-
-    from keras_takd.core.data import load_dataset
-    from keras_takd.core.distillation import TrainConfig, train_on_labels
-    from keras_takd.core.models import build_model
-
-    data = load_dataset("mnist", data_dir, validation_size=0)
-    path = work_dir / f"mnist_cnn_T1_epochs{epochs}_seed{seed}.keras"
-    if path.exists():
-        model = keras.models.load_model(path)
-    else:
-        keras.utils.set_random_seed(seed)
-        model = build_model("mnist")
-        train_on_labels(
-            model, data.x_train, data.y_train, 1.0, TrainConfig(epochs=epochs, seed=seed)
-        )
-        work_dir.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-    predicted = np.argmax(model.predict(data.x_test, batch_size=500, verbose=0), axis=-1)
-    correct = np.flatnonzero(predicted == data.y_test)[:n_images]
+    model, data, right, info = models.prepare_model(work_dir, data_dir, epochs, seed)
+    correct = np.flatnonzero(right)[:n_images]
     x, y = data.x_test[correct].astype(np.float32), data.y_test[correct].astype(np.int64)
-    weights = model.get_weights()
-    _save_npz(work_dir / "weights.npz", *weights)
-    _save_npz(work_dir / "images.npz", x=x, y=y, index=correct)
-    info = {
-        "builder": 'keras_takd.core.models.build_model("mnist")',
-        "training": f"train_on_labels, T=1, TrainConfig(epochs={epochs}, seed={seed})",
-        "cache": str(path),
-        "test_accuracy": float(np.mean(predicted == data.y_test)),
-        "test_indices": correct.tolist(),
-        "weights_sha1": weights_digest(weights),
-    }
-    _write_text(work_dir / "model.json", json.dumps(info, indent=2) + "\n")
+    weights = {f"arr_{i}": w for i, w in enumerate(model.get_weights())}
+    files.save_npz_atomic(work_dir / "weights.npz", **weights)
+    files.save_npz_atomic(work_dir / "images.npz", x=x, y=y, index=correct)
+    info |= {"test_indices": correct.tolist(), "weights_sha256": weights_sha256(model)}
+    files.write_text_atomic(work_dir / "model.json", json.dumps(info, indent=2) + "\n")
     return model, x, y, info
 
 
@@ -202,46 +184,20 @@ def load_prepared(work_dir: pathlib.Path):
     """
     if not (work_dir / "model.json").exists():
         return None
+    info = json.loads((work_dir / "model.json").read_text())
+    if "weights_sha256" not in info:
+        return None  # written before the caches were keyed by weights_sha256: prepare again
     data = np.load(work_dir / "images.npz")
-    return data["x"], data["y"], json.loads((work_dir / "model.json").read_text())
+    return data["x"], data["y"], info
 
 
-def weights_digest(weights: list[np.ndarray]) -> str:
-    """SHA-1 of the model's weights, in order."""
-    digest = hashlib.sha1()
-    for w in weights:
-        digest.update(np.ascontiguousarray(w, np.float32).tobytes())
-    return digest.hexdigest()
-
-
-def cache_folder(work_dir: pathlib.Path, attack: str, side: str, **key: Any) -> pathlib.Path:
-    """`work_dir/cache/<attack>/<side>-<12 hex digits of the key>/`; the key is written there."""
-    text = json.dumps(key, sort_keys=True)
-    folder = work_dir / "cache" / attack / f"{side}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
-    folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / "key.json").exists():
-        (folder / "key.json").write_text(json.dumps(key, indent=2, sort_keys=True) + "\n")
-    return folder
-
-
-def _original_cache(work_dir, attack, options, weights_sha1, repo, patches=()):
-    return cache_folder(
-        work_dir,
-        attack,
-        "original" + "".join(f"+{p}" for p in sorted(patches)),
-        settings=options,
-        weights_sha1=weights_sha1,
-        original=_git_head(repo),
-    )
-
-
-def _ours_cache(work_dir, attack, side, options, weights_sha1):
-    return cache_folder(
+def _ours_cache(work_dir, attack, side, options, model_sha256):
+    return cache.cache_folder(
         work_dir,
         attack,
         side,
         settings=options,
-        weights_sha1=weights_sha1,
+        weights_sha256=model_sha256,
         attacks_sha1=_attacks_digest(),
     )
 
@@ -254,184 +210,6 @@ def _attacks_digest() -> str:
     for path in sorted(pathlib.Path(keras_takd.attacks.__file__).parent.glob("*.py")):
         digest.update(path.name.encode() + path.read_bytes())
     return digest.hexdigest()
-
-
-def _image_file(folder: pathlib.Path, test_index: int) -> pathlib.Path:
-    return folder / f"image{int(test_index):05d}.npz"
-
-
-@contextlib.contextmanager
-def _claim(path: pathlib.Path):
-    """Yields True when this process should compute `path`: not done, not held elsewhere.
-
-    A lock file next to `path` holds the pid of the process computing it, so several workers
-    can share one cache; a lock whose process is gone is taken over.
-    """
-    lock = path.with_name(path.name + ".lock")
-    if path.exists():
-        yield False
-        return
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            os.kill(int(lock.read_text()), 0)
-            yield False  # its process is alive (an empty lock is being written)
-            return
-        except ValueError:
-            yield False
-            return
-        except (ProcessLookupError, FileNotFoundError):
-            lock.unlink(missing_ok=True)
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    try:
-        yield not path.exists()
-    finally:
-        lock.unlink(missing_ok=True)
-
-
-def _save_npz(path: pathlib.Path, *args, **kwargs) -> None:
-    """np.savez through a temporary file, so a killed run never leaves half a file."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, *args, **kwargs)
-    os.replace(tmp, path)
-
-
-# --- the originals (subprocess, graph mode) ---
-
-
-class _OriginalModel:
-    """The benchmark network in plain TF1 ops, with the interface the originals expect.
-
-    `predict(x)` maps images in [-0.5, 0.5] to logits by adding 0.5 and applying the Keras
-    model's weights (four 3x3 valid convolutions with ReLU, max-pooling after each pair, two
-    ReLU dense layers and the logits layer; dropout is off at inference).
-    """
-
-    image_size, num_channels, num_labels = 28, 1, 10
-
-    def __init__(self, tf1: Any, weights: list[np.ndarray]):
-        self.tf = tf1
-        self.weights = [tf1.constant(w) for w in weights]
-
-    def predict(self, x):
-        tf, w = self.tf, self.weights
-        h = x + _SHIFT
-        for block in range(2):
-            for conv in range(2):
-                kernel, bias = w[4 * block + 2 * conv], w[4 * block + 2 * conv + 1]
-                h = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(h, kernel, 1, "VALID"), bias))
-            h = tf.nn.max_pool2d(h, 2, 2, "VALID")
-        h = tf.reshape(h, [-1, int(np.prod(h.shape[1:]))])
-        h = tf.nn.relu(tf.matmul(h, w[8]) + w[9])
-        h = tf.nn.relu(tf.matmul(h, w[10]) + w[11])
-        return tf.matmul(h, w[12]) + w[13]
-
-
-def _import_original(repo: str, module_name: str, tf1: Any):
-    """Imports an original module with `tensorflow` bound to `tensorflow.compat.v1`."""
-    import importlib
-
-    real = sys.modules["tensorflow"]
-    sys.path.insert(0, repo)
-    sys.modules["tensorflow"] = tf1
-    try:
-        return importlib.import_module(module_name)
-    finally:
-        sys.modules["tensorflow"] = real
-        sys.path.remove(repo)
-
-
-def _patched_numpy(patches: list[str], tf1: Any, sess: Any) -> types.SimpleNamespace:
-    """numpy, as the original module sees it, with diagnostic swaps (see the docstring)."""
-    namespace = types.SimpleNamespace(**{name: getattr(np, name) for name in dir(np)})
-    if "tf_atanh" in patches:
-        value = tf1.placeholder(tf1.float32)
-        atanh = tf1.atanh(value)
-        namespace.arctanh = lambda a: sess.run(atanh, {value: np.asarray(a, np.float32)})
-    if "stable_argsort" in patches:
-        namespace.argsort = lambda a, *args, **kw: np.argsort(a, *args, kind="stable", **kw)
-    return namespace
-
-
-def run_original(
-    attack: str,
-    repo: str,
-    work_dir: pathlib.Path,
-    options: dict[str, Any],
-    patches: list[str],
-) -> None:
-    """Runs one original attack image by image, caching each image's result as it ends.
-
-    Each image's file holds its adversarial image in the original's box (`x_adv_box`), the
-    adapter's logits there, whether the original returned a solution, its CPU seconds and
-    what the original printed.
-    """
-    import tensorflow.compat.v1 as tf1
-
-    tf1.disable_v2_behavior()
-    weights = np.load(work_dir / "weights.npz")
-    weights = [weights[f"arr_{i}"] for i in range(len(weights.files))]
-    folder = _original_cache(work_dir, attack, options, weights_digest(weights), repo, patches)
-    data = np.load(work_dir / "images.npz")
-    x, y, indices = data["x"] - np.float32(_SHIFT), data["y"], data["index"]
-    todo = [i for i in range(len(x)) if not _image_file(folder, indices[i]).exists()]
-    if not todo:
-        return
-    onehot = np.eye(10, dtype=np.float32)[y]
-    sess = tf1.Session()
-    model = _OriginalModel(tf1, weights)
-    module = _import_original(
-        repo, {"l2": "l2_attack", "l0": "l0_attack", "linf": "li_attack"}[attack], tf1
-    )
-    if patches:
-        module.np = _patched_numpy(patches, tf1, sess)
-    with contextlib.redirect_stdout(io.StringIO()):
-        if attack == "l2":
-            attacker = module.CarliniL2(
-                sess, model, batch_size=1, targeted=False, boxmin=-0.5, boxmax=0.5, **options
-            )
-        elif attack == "l0":
-            attacker = module.CarliniL0(sess, model, targeted=False, **options)
-        else:
-            attacker = module.CarliniLi(sess, model, targeted=False, **options)
-    for i in todo:
-        with _claim(_image_file(folder, indices[i])) as mine:
-            if mine:
-                _run_original_image(
-                    attack, attacker, sess, model, x[i], onehot[i], folder, indices[i], patches
-                )
-
-
-def _run_original_image(attack, attacker, sess, model, x, onehot, folder, index, patches):
-    """Runs the original on one image (in its box) and caches the result."""
-    import tensorflow.compat.v1 as tf1
-
-    log = io.StringIO()
-    start = time.process_time()
-    with contextlib.redirect_stdout(log):
-        if attack == "l2":
-            out = attacker.attack_batch(x[None], onehot[None])[0]
-            found = bool(np.any(out != 0))  # the original's failure is an all-zero image
-        else:
-            out = attacker.attack_single(x, onehot)
-            found = out is not None  # L0 returns None when its first solve fails
-            out = x if out is None else out
-    seconds = time.process_time() - start
-    adv = np.reshape(out, x.shape).astype(np.float32)
-    image = tf1.placeholder(tf1.float32, [None, *x.shape])
-    _save_npz(
-        _image_file(folder, index),
-        x_adv_box=adv,
-        logits=sess.run(model.predict(image), {image: adv[None]})[0],
-        found=found,
-        cpu_seconds=seconds,
-        log=log.getvalue(),
-    )
-    name = "+".join(["original", *patches])
-    print(f"[{attack} {name}] test image {index}: {seconds:.0f} CPU s", file=sys.stderr, flush=True)
 
 
 def _start_original(attack, original_repo, work_dir, l2_steps, iterations, patches=()):
@@ -463,7 +241,7 @@ def run_ours(attack: str, model, x, y, indices, options, folder: pathlib.Path) -
     start = time.process_time()
     result = _attack_function(attack)(model, x, y, batch_size=len(x), **options)
     seconds = time.process_time() - start
-    _save_npz(
+    files.save_npz_atomic(
         path,
         index=np.asarray(indices),
         x_adv=result.x_adv,
@@ -477,7 +255,7 @@ def run_ours(attack: str, model, x, y, indices, options, folder: pathlib.Path) -
 def run_ours_single(attack: str, model, x, y, indices, options, folder: pathlib.Path) -> None:
     """keras_takd one image at a time, caching each image (and its solves) as it ends."""
     for i, index in enumerate(indices):
-        with _claim(_image_file(folder, index)) as mine:
+        with cache.claim(cache.image_file(folder, index)) as mine:
             if mine:
                 _run_ours_image(attack, model, x[i : i + 1], y[i : i + 1], index, options, folder)
 
@@ -489,8 +267,8 @@ def _run_ours_image(attack, model, x, y, index, options, folder) -> None:
     with _trace_solves(attack, solves):
         result = _attack_function(attack)(model, x, y, batch_size=1, **options)
     seconds = time.process_time() - start
-    _save_npz(
-        _image_file(folder, index),
+    files.save_npz_atomic(
+        cache.image_file(folder, index),
         x_adv=result.x_adv[0],
         success=result.success[0],
         const=result.const[0],
@@ -558,7 +336,7 @@ PAIRS = (
 )
 
 
-def load_sides(attack, work_dir, x, indices, options, weights_sha1, original_repo):
+def load_sides(attack, work_dir, x, indices, options, model_sha256, original_repo):
     """The cached results of every side for the images whose original result is cached.
 
     Returns:
@@ -566,22 +344,22 @@ def load_sides(attack, work_dir, x, indices, options, weights_sha1, original_rep
         holds "x_adv" (in [0, 1]), "success" and, where recorded, "const", "cpu_seconds",
         "log" (original) or "solves" (ours_single).
     """
-    folder = _original_cache(work_dir, attack, options, weights_sha1, original_repo)
-    done = [i for i, index in enumerate(indices) if _image_file(folder, index).exists()]
+    folder = carlini_original.original_cache(work_dir, attack, options, model_sha256, original_repo)
+    done = [i for i, index in enumerate(indices) if cache.image_file(folder, index).exists()]
     sides: dict[str, Any] = {"done": np.asarray(done, np.int64), "original": []}
     for i in done:
-        sides["original"].append(dict(np.load(_image_file(folder, indices[i]))))
-    batch = _ours_cache(work_dir, attack, "ours", options, weights_sha1)
+        sides["original"].append(dict(np.load(cache.image_file(folder, indices[i]))))
+    batch = _ours_cache(work_dir, attack, "ours", options, model_sha256)
     batch = batch / f"batch-{_indices_digest(indices)}.npz"
     batched = dict(np.load(batch)) if batch.exists() else None
     sides["ours"] = [
         None if batched is None else {key: batched[key][i] for key in ("x_adv", "success", "const")}
         for i in done
     ]
-    single = _ours_cache(work_dir, attack, "ours_single", options, weights_sha1)
+    single = _ours_cache(work_dir, attack, "ours_single", options, model_sha256)
     sides["ours_single"] = [
-        dict(np.load(_image_file(single, indices[i])))
-        if _image_file(single, indices[i]).exists()
+        dict(np.load(cache.image_file(single, indices[i])))
+        if cache.image_file(single, indices[i]).exists()
         else None
         for i in done
     ]
@@ -612,7 +390,7 @@ def compare(attack, x, y, sides, rtol: float):
         if side == "original":
             logits = np.stack([r["logits"] for r in rows])
             success = np.array([bool(r["found"]) for r in rows]) & (logits.argmax(-1) != y)
-            base = x - np.float32(_SHIFT)
+            base = x - np.float32(SHIFT)
             adv = np.stack([r["x_adv_box"] for r in rows])
         else:
             success = np.array([bool(r["success"]) if r is not None else False for r in rows])
@@ -635,7 +413,7 @@ def compare(attack, x, y, sides, rtol: float):
         np.nan if r is None else float(r["cpu_seconds"]) for r in sides["ours_single"]
     ]
     frame["single_max_pixel_difference"] = [
-        np.nan if r is None else float(np.max(np.abs(r["x_adv"] - _SHIFT - o["x_adv_box"])))
+        np.nan if r is None else float(np.max(np.abs(r["x_adv"] - SHIFT - o["x_adv_box"])))
         for r, o in zip(sides["ours_single"], sides["original"], strict=True)
     ]
     frame["single_diverges_at"] = [
@@ -786,10 +564,28 @@ _PAIR_NAMES = {
 
 def write_report(output_dir: pathlib.Path, frame, record: dict[str, Any]) -> None:
     """The csv, json and a markdown summary with per-image tables (hand notes kept)."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    _write_text(output_dir / "carlini_fidelity.csv", frame.to_csv(index=False))
-    _write_text(output_dir / "carlini_fidelity.json", json.dumps(record, indent=2) + "\n")
-    md = output_dir / "carlini_fidelity.md"
+    files.write_text_atomic(output_dir / f"{NAME}.csv", frame.to_csv(index=False))
+    files.write_text_atomic(output_dir / f"{NAME}.json", json.dumps(record, indent=2) + "\n")
+    write_markdown(output_dir, frame, record)
+
+
+def rewrite_markdown(output_dir: pathlib.Path) -> None:
+    """Redraws the markdown report from the csv and json in `output_dir`, running nothing.
+
+    Raises:
+        FileNotFoundError: the csv or the json is missing.
+    """
+    frame, record = _previous_report(output_dir)
+    if frame is None:
+        raise FileNotFoundError(
+            f"--report_only: no {NAME}.csv and {NAME}.json in {output_dir}; expected a run's"
+        )
+    write_markdown(output_dir, frame, record)
+
+
+def write_markdown(output_dir: pathlib.Path, frame, record: dict[str, Any]) -> None:
+    """The markdown summary with per-image tables; the hand notes below the marker are kept."""
+    md = output_dir / f"{NAME}.md"
     notes = ""
     if md.exists() and NOTES_MARKER in md.read_text():
         notes = md.read_text().split(NOTES_MARKER, 1)[1]
@@ -826,7 +622,7 @@ def write_report(output_dir: pathlib.Path, frame, record: dict[str, Any]) -> Non
     for attack, run in record["runs"].items():
         lines += [f"- {_NAMES[attack]}: " + "; ".join(f"`{c}`" for c in run["commands"])]
     lines += ["", NOTES_MARKER + notes.rstrip("\n"), ""]
-    _write_text(md, "\n".join(lines))
+    files.write_text_atomic(md, "\n".join(lines))
 
 
 def _summary_row(attack: str, name: str, s: dict[str, Any]) -> str:
@@ -899,12 +695,6 @@ def _number(value, fmt) -> str:
     return "-" if value is None or pd.isna(value) else fmt(float(value))
 
 
-def _write_text(path: pathlib.Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def run_fidelity(
     *,
     attacks_to_run: list[str],
@@ -926,8 +716,7 @@ def run_fidelity(
     Every result is cached in `work_dir` (see the module docstring), so runs of different
     sides or attacks, in turn or side by side, add up to one report.
     """
-    if not (pathlib.Path(original_repo) / "l2_attack.py").exists():
-        raise FileNotFoundError(f"no l2_attack.py in --original_repo={original_repo}")
+    carlini_original.require(original_repo)
     prepared = load_prepared(work_dir)
     needs_model = attacks_to_run and {"ours", "ours_single"} & set(sides)
     if prepared is None or len(prepared[0]) != n_images:
@@ -938,17 +727,19 @@ def run_fidelity(
             import keras
 
             model = keras.models.load_model(info["cache"])
-            if weights_digest(model.get_weights()) != info["weights_sha1"]:
+            if weights_sha256(model) != info["weights_sha256"]:
                 raise ValueError(f"{info['cache']} is not the model of {work_dir}/model.json")
     from keras_takd import attacks  # noqa: F401  (loaded now: later edits to the tree can't leak in)
 
-    indices, digest = info["test_indices"], info["weights_sha1"]
-    command = " ".join(["python", "benchmarks/carlini_fidelity.py", *sys.argv[1:]])
+    indices, digest = info["test_indices"], info["weights_sha256"]
+    command = " ".join(["python", f"benchmarks/{NAME}.py", *sys.argv[1:]])
     for attack in attacks_to_run:
         options = settings(attack, l2_steps, iterations)
         _record_command(work_dir, attack, command)
         if "original" in sides:
-            folder = _original_cache(work_dir, attack, options, digest, original_repo)
+            folder = carlini_original.original_cache(
+                work_dir, attack, options, digest, original_repo
+            )
             if not reuse_original:
                 for path in folder.glob("image*.npz"):
                     path.unlink()
@@ -985,7 +776,7 @@ def report(work_dir, output_dir, original_repo, x, y, info, l2_steps, iterations
             x,
             info["test_indices"],
             options,
-            info["weights_sha1"],
+            info["weights_sha256"],
             original_repo,
         )
         ours = [r for r in sides["ours"] + sides["ours_single"] if r is not None]
@@ -995,8 +786,8 @@ def report(work_dir, output_dir, original_repo, x, y, info, l2_steps, iterations
             single = [r for r in sides["ours_single"] if r is not None]
             runs[attack] = {
                 "commands": _recorded_commands(work_dir, attack),
-                "keras_takd": _git_head(str(_REPO)),
-                "model": {key: info[key] for key in ("cache", "weights_sha1")},
+                "keras_takd": git_commit(REPO, short=False),
+                "model": {key: info[key] for key in ("cache", "weights_sha256")},
                 "settings": options,
                 "seconds": {
                     "original_cpu_seconds": sum(float(r["cpu_seconds"]) for r in sides["original"]),
@@ -1013,7 +804,7 @@ def report(work_dir, output_dir, original_repo, x, y, info, l2_steps, iterations
             runs[attack] = previous["runs"][attack]
     frame = pd.concat(frames, ignore_index=True)
     record = {
-        "original": "carlini/nn_robust_attacks " + _git_head(original_repo),
+        "original": "carlini/nn_robust_attacks " + git_commit(original_repo, short=False),
         "model": info,
         "images": len(info["test_indices"]),
         "rtol": rtol,
@@ -1026,7 +817,7 @@ def report(work_dir, output_dir, original_repo, x, y, info, l2_steps, iterations
 
 
 def _batch_seconds(work_dir, attack, options, info) -> float:
-    folder = _ours_cache(work_dir, attack, "ours", options, info["weights_sha1"])
+    folder = _ours_cache(work_dir, attack, "ours", options, info["weights_sha256"])
     saved = np.load(folder / f"batch-{_indices_digest(info['test_indices'])}.npz")
     return float(saved["cpu_seconds"])
 
@@ -1035,7 +826,7 @@ def _previous_report(output_dir: pathlib.Path):
     """The rows and record of the report in `output_dir` ({} if none), in today's layout."""
     import pandas as pd
 
-    csv, js = output_dir / "carlini_fidelity.csv", output_dir / "carlini_fidelity.json"
+    csv, js = output_dir / f"{NAME}.csv", output_dir / f"{NAME}.json"
     if not (csv.exists() and js.exists()):
         return None, {}
     record = json.loads(js.read_text())
@@ -1061,7 +852,7 @@ def _record_command(work_dir: pathlib.Path, attack: str, command: str) -> None:
     path = work_dir / f"commands_{attack}.json"
     commands = json.loads(path.read_text()) if path.exists() else []
     if command not in commands:
-        _write_text(path, json.dumps(commands + [command], indent=2))
+        files.write_text_atomic(path, json.dumps(commands + [command], indent=2))
 
 
 def _recorded_commands(work_dir: pathlib.Path, attack: str) -> list[str]:
@@ -1078,17 +869,6 @@ def _iteration_flags(l2_steps: int, iterations: dict[str, int]) -> dict[str, int
     }
 
 
-def _git_head(repo: str) -> str:
-    if repo == str(_REPO) and os.environ.get("KERAS_TAKD_COMMIT"):
-        return os.environ["KERAS_TAKD_COMMIT"]  # a snapshot of the tree has no .git
-    try:
-        return subprocess.run(
-            ["git", "-C", repo, "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "(commit unknown)"
-
-
 def main(argv: list[str]) -> None:
     del argv
     iterations = {
@@ -1097,9 +877,12 @@ def main(argv: list[str]) -> None:
         "linf": FLAGS.linf_iterations,
     }
     work_dir = pathlib.Path(FLAGS.work_dir)
+    if FLAGS.report_only:
+        rewrite_markdown(pathlib.Path(FLAGS.output_dir))
+        return
     if FLAGS.run_original:
         options = settings(FLAGS.run_original, FLAGS.l2_binary_steps, iterations)
-        run_original(
+        carlini_original.run_original(
             FLAGS.run_original, FLAGS.original_repo, work_dir, options, FLAGS.original_patches
         )
         return
@@ -1121,4 +904,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

@@ -1,6 +1,6 @@
 """Benchmark of keras_takd's Carlini-Wagner attacks against ART, cleverhans and a bare floor.
 
-Issue 3, "Benchmark": on the paper's MNIST network (`keras_takd.core.models.build_model("mnist")`,
+On the paper's MNIST network (`keras_takd.core.models.build_model("mnist")`,
 trained a few epochs at T = 1 with `keras_takd.core.distillation.train_on_labels`) and the first N
 correctly classified MNIST test images, with the same hyperparameters for every library, it
 reports per attack the seconds, image-iterations per second, success rate and mean / median
@@ -16,12 +16,13 @@ distortion of
   the images, as an attack takes it) at the same batch size, the most any attack iteration can
   cost less than.
 
-Counting: the model is wrapped in `_bench_util.CountingModel`, whose tf.Variable counters count
+Counting: the model is wrapped in `common.counting.CountingModel`, whose tf.Variable counters count
 every forward and backward pass (rows = images) inside compiled loops too. "Optimiser
 image-iterations" count the iterations of the original algorithm, one per image per step of
 its loop: for keras_takd, the rows whose step count the attacks advance (Adam steps, plus L0's
-succeeding iteration, whose step the original takes and discards; `_IterationCounter` wraps the
-attacks' helpers in this process only, no attack file is changed); for ART, the rows passed to
+succeeding iteration, whose step the original takes and discards;
+`common.counting.IterationCounter` wraps the attacks' helpers in this process only, no attack
+file is changed); for ART, the rows passed to
 each `_loss_gradient` call, which all three ART attacks make once per optimiser step. Rows
 computed for anything else (padding, examples idle after their solve ended, L-inf's success
 check) are the attack's waste.
@@ -30,11 +31,15 @@ Settings: C&W's defaults with fewer iterations so that everything runs in about 
 two busy CPU cores: L2 5 binary steps x 200 iterations; L0 and L-inf 50 iterations per c, L0's
 largest c 1e2 instead of 2e6 (see settings_from_flags).
 
+ART and cleverhans are not dependencies (`references/art.py`, `references/cleverhans.py` say
+how to install them); without them, skip them.
+
 Run:
-    python benchmarks/attacks.py
-    python benchmarks/attacks.py --images=8 --batch_size=8 --skip=art,cleverhans \\
+    python benchmarks/cw_speed_vs_references.py
+    python benchmarks/cw_speed_vs_references.py --images=8 --batch_size=8 --skip=art,cleverhans \\
         --output_dir=/tmp/bench  # quick check of the harness
-Writes benchmarks/results/attacks.json and benchmarks/results/attacks.md.
+    python benchmarks/cw_speed_vs_references.py --report_only  # redraw the .md from the .json
+Writes benchmarks/results/cw_speed_vs_references.json and cw_speed_vs_references.md.
 """
 
 from __future__ import annotations
@@ -43,16 +48,19 @@ import json
 import pathlib
 import sys
 import time
-import traceback
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
+from common import environment, models, reports
+from common.counting import CountingModel, IterationCounter, measure_batching_gain, measure_floor
+from common.reports import fmt
+from common.timing import timed, utc_now
+from references import art, cleverhans
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-_RESULTS_DIR = _REPO / "benchmarks" / "results"
-sys.path.insert(0, str(_REPO / "benchmarks"))
-from _bench_util import prepare_model  # noqa: E402  (the benchmark MNIST model, shared)
+from keras_takd.core import cli, files
+
+NAME = "cw_speed_vs_references"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 100, "Correctly classified test images to attack.", lower_bound=1)
@@ -88,11 +96,14 @@ flags.DEFINE_integer("overhead_rounds", 5, "Interleaved overhead rounds.", lower
 flags.DEFINE_integer("train_epochs", 3, "Epochs of the MNIST model.", lower_bound=1)
 flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache, outside git.")
 flags.DEFINE_string("data_dir", "/work/shared/data", "Folder holding mnist.npz.")
-flags.DEFINE_string(
-    "output_dir", str(_RESULTS_DIR), "Results folder (the default also updates README.md)."
+flags.DEFINE_string("output_dir", str(environment.RESULTS_DIR), "Results folder.")
+flags.DEFINE_bool(
+    "rewrite_report",
+    False,
+    "Only recompute the targets, and rewrite the json and the report.",
 )
 flags.DEFINE_bool(
-    "rewrite_report", False, "Only recompute targets and rewrite the report from attacks.json."
+    "report_only", False, "Compute nothing: redraw the report from <output_dir>'s json."
 )
 flags.DEFINE_list("attacks", ["l2", "linf", "l0"], "Attacks to run, in order: l2, l0, linf.")
 flags.DEFINE_list(
@@ -149,115 +160,6 @@ def settings_from_flags() -> dict[str, dict[str, Any]]:
 # --- the benchmark (library-style functions; only main() reads FLAGS) ---
 
 
-class _BudgetExceeded(Exception):
-    """Raised inside a reference implementation when its time budget runs out."""
-
-
-def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int, rounds: int):
-    """The floor at `batch_size` against the floor at batch 1, interleaved round by round.
-
-    Their ratio is the most that batching can make one image-iteration cheaper on this machine,
-    so it bounds how much faster a batched attack can be than the same attack run one image at
-    a time (when both run the same iterations per image).
-    """
-    import _bench_util as util
-
-    pairs = []
-    for _ in range(rounds):
-        batched = util.measure_floor(model, x, batch_size, iterations, 1)
-        single = util.measure_floor(model, x, 1, iterations * 5, 1)
-        pairs.append(
-            {
-                "batch": batched["image_iterations_per_s_median"],
-                "batch_per_cpu_s": batched["image_iterations_per_cpu_s_median"],
-                "one": single["image_iterations_per_s_median"],
-                "one_per_cpu_s": single["image_iterations_per_cpu_s_median"],
-            }
-        )
-    return {
-        "batch_size": batch_size,
-        "ratio_median": float(np.median([p["batch"] / p["one"] for p in pairs])),
-        "ratio_per_cpu_s_median": float(
-            np.median([p["batch_per_cpu_s"] / p["one_per_cpu_s"] for p in pairs])
-        ),
-        "rounds": pairs,
-    }
-
-
-class _IterationCounter:
-    """Counts keras_takd's per-image algorithm iterations (wraps the attacks' step helpers).
-
-    `rows`: iterations of the original algorithm, one per image per step of its loop. For L2
-    every such iteration is an Adam step. For L0 and L-inf they are the rows whose step count
-    `const_schedule` advances: Adam steps, plus L0's succeeding iteration, whose step the
-    original takes and then discards (it restores the succeeding iterate), which keras_takd
-    skips. Not counted: padding rows, rows idle in a chunk after their solve ended, and
-    L-inf's check of a qualifying step (the original's extra forward pass).
-    `moved`: rows on which an Adam step was applied.
-    """
-
-    def __init__(self):
-        import tensorflow as tf
-
-        self.rows = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.moved = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.patched: list[str] = []
-
-    def reset(self) -> None:
-        self.rows.assign(0)
-        self.moved.assign(0)
-
-    def install(self) -> None:
-        import importlib
-
-        # Where each attack looks the helpers up when it traces: L2 calls optimizers.adam_step
-        # by its own name; L0 and L-inf share search's Adam step and call const_schedule.
-        targets = {
-            "keras_takd.attacks.carlini_wagner_l2": [("adam_step", (self.rows, self.moved))],
-            "keras_takd.attacks.search": [("adam_step", (self.moved,))],
-            "keras_takd.attacks.carlini_wagner_l0": [("const_schedule", (self.rows,))],
-            "keras_takd.attacks.carlini_wagner_linf": [("const_schedule", (self.rows,))],
-        }
-        for module_name, wrapped in targets.items():
-            module = importlib.import_module(module_name)
-            for function_name, counters in wrapped:
-                original = getattr(module, function_name, None)
-                if original is None:  # a renamed helper must not silently count nothing
-                    raise RuntimeError(
-                        f"{module_name}.{function_name} not found: update the counter"
-                    )
-                if getattr(original, "_counted", False):
-                    continue
-                setattr(module, function_name, self._wrap(original, counters))
-                self.patched.append(f"{module_name}.{function_name}")
-
-    @staticmethod
-    def _mask(original, args, kwargs):
-        """The per-example rows a helper call counts: Adam's moving mask, or the iterations
-        `const_schedule` counts (its `stepped`, default `running`)."""
-        import inspect
-
-        names = list(inspect.signature(original).parameters)
-        bound = dict(zip(names, args, strict=False)) | kwargs
-        if original.__name__ == "const_schedule":
-            stepped = bound.get("stepped")
-            return bound["running"] if stepped is None else stepped
-        return bound["active" if "active" in bound else "moving"]
-
-    def _wrap(self, original, counters):
-        import tensorflow as tf
-
-        def counted(*args, **kwargs):
-            added = tf.reduce_sum(tf.cast(self._mask(original, args, kwargs), tf.int64))
-            updates = [counter.assign_add(added) for counter in counters]
-            with tf.control_dependencies(updates):
-                return tuple(tf.identity(t) for t in original(*args, **kwargs))
-
-        counted = tf.autograph.experimental.do_not_convert(counted)
-        counted._counted = True
-        return counted
-
-
 def _attack_fn(kind: str):
     from keras_takd import attacks
 
@@ -275,42 +177,15 @@ def _takd_options(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-def _summary(kind, x, y, x_adv, success, timing, extra) -> dict[str, Any]:
-    """Success, distortion and timing of one run, with per-image values for comparisons."""
-    import _bench_util as util
-
-    from keras_takd.attacks.common import perturbation_norms
-
-    l0, l2, linf = perturbation_norms(x_adv, x)
-    distortion = {"l0": l0, "l2": l2, "linf": linf}[kind]
-    stats = util.distortion_stats(distortion, success)
-    return {
-        "images": int(len(x)),
-        "seconds": timing.wall_s,
-        "seconds_per_image": timing.wall_s / len(x),
-        "cpu_seconds_per_image": timing.cpu_s / len(x),
-        "timing": timing.as_dict(),
-        "success_rate": float(np.mean(success)),
-        "distortion_metric": kind,
-        "mean_distortion": stats["mean"],
-        "median_distortion": stats["median"],
-        "per_image_success": [bool(v) for v in success],
-        "per_image_distortion": [float(v) for v in distortion],
-        **extra,
-    }
-
-
-def run_takd(kind, model, x, y, settings, batch_size, adam: _IterationCounter, one_at_a_time=False):
+def run_takd(kind, model, x, y, settings, batch_size, adam: IterationCounter, one_at_a_time=False):
     """Times keras_takd's attack on `x` in batches of `batch_size`, or one call per image."""
-    import _bench_util as util
-
     attack = _attack_fn(kind)
     options = _takd_options(kind, settings)
     model.reset()
     adam.reset()
     calls = [slice(i, i + 1) for i in range(len(x))] if one_at_a_time else [slice(None)]
     parts = []
-    with util.timed() as t:
+    with timed() as t:
         for part in calls:
             size = 1 if one_at_a_time else batch_size
             parts.append(attack(model, x[part], y[part], batch_size=size, **options))
@@ -330,13 +205,11 @@ def run_takd(kind, model, x, y, settings, batch_size, adam: _IterationCounter, o
         "model_backward_rows_per_s": counts["backward_rows"] / t.wall_s,
         "padding_or_idle_row_fraction": 1 - optimiser / max(counts["backward_rows"], 1),
     }
-    return _summary(kind, x, y, x_adv, success, t, extra)
+    return reports.attack_summary(kind, x, x_adv, success, t, extra)
 
 
 def fixed_call_cost(kind, model, x, y, settings, batch_size) -> dict[str, float]:
     """Seconds of a call doing one iteration (first and second call): tracing and checks."""
-    import _bench_util as util
-
     attack = _attack_fn(kind)
     options = _takd_options(kind, settings) | {"max_iterations": 1}
     if kind == "l2":
@@ -345,7 +218,7 @@ def fixed_call_cost(kind, model, x, y, settings, batch_size) -> dict[str, float]
         options["largest_const"] = options["initial_const"] * 2.0
     out = {}
     for label in ("first_call_s", "second_call_s"):
-        with util.timed() as t:
+        with timed() as t:
             attack(model, x[:batch_size], y[:batch_size], batch_size=batch_size, **options)
         out[label] = t.wall_s
     return out
@@ -365,8 +238,6 @@ def measure_overhead(kind, model, counting, x, y, settings, batch_size, iteratio
     default) that per-call costs (input checks, the final classification) are amortised as
     in a real attack, and `fixed_call_cost` reports them separately.
     """
-    import _bench_util as util
-
     attack = _attack_fn(kind)
     options = _takd_options(kind, settings) | {
         "max_iterations": iterations,
@@ -381,9 +252,9 @@ def measure_overhead(kind, model, counting, x, y, settings, batch_size, iteratio
     attack(counting, x, y, batch_size=batch_size, **options)  # trace with the same settings
     ratios, runs = [], []
     for _ in range(rounds):
-        floor = util.measure_floor(counting, x, batch_size, iterations, 1)
+        floor = measure_floor(counting, x, batch_size, iterations, 1)
         counting.reset()
-        with util.timed() as t:
+        with timed() as t:
             attack(counting, x, y, batch_size=batch_size, **options)
         rate = counting.snapshot()["backward_rows"] / t.wall_s
         ratios.append(rate / floor["image_iterations_per_s_median"])
@@ -395,194 +266,6 @@ def measure_overhead(kind, model, counting, x, y, settings, batch_size, iteratio
         "ratios": ratios,
         "rounds": runs,
     }
-
-
-def _art_attack(kind, classifier, settings, n):
-    from art.attacks import evasion
-
-    common = dict(targeted=False, verbose=False)
-    if kind == "l2":
-        return evasion.CarliniL2Method(
-            classifier,
-            confidence=settings["confidence"],
-            learning_rate=settings["learning_rate"],
-            binary_search_steps=settings["binary_search_steps"],
-            max_iter=settings["max_iterations"],
-            initial_const=settings["initial_const"],
-            batch_size=n,
-            **common,
-        )
-    if kind == "l0":
-        return evasion.CarliniL0Method(
-            classifier,
-            confidence=settings["confidence"],
-            learning_rate=settings["learning_rate"],
-            binary_search_steps=ART_L0_BINARY_STEPS,
-            max_iter=settings["max_iterations"],
-            initial_const=settings["initial_const"],
-            warm_start=True,
-            batch_size=n,
-            **common,
-        )
-    return evasion.CarliniLInfMethod(
-        classifier,
-        confidence=settings["confidence"],
-        learning_rate=settings["learning_rate"],
-        max_iter=settings["max_iterations"],
-        decrease_factor=settings["decrease_factor"],
-        initial_const=settings["initial_const"],
-        largest_const=settings["largest_const"],
-        const_factor=2.0,
-        batch_size=1,
-        **common,
-    )
-
-
-# ART's L0 runs a full binary search over c in each pixel-freezing round; the original has none.
-ART_L0_BINARY_STEPS = 5
-
-
-def run_art(kind, model, x, y, settings, budget_s: float) -> dict[str, Any]:
-    """Runs ART's attack on `x` (L2/L0 in one batch, L-inf one image at a time, as ART does).
-
-    ART's `_loss_gradient` is wrapped to count optimiser rows and to stop the run once
-    `budget_s` has passed; a stopped run is reported with `finished: False`.
-    """
-    import _bench_util as util
-    import keras
-    from art.attacks.evasion import carlini
-    from art.estimators.classification import TensorFlowV2Classifier
-
-    classifier = TensorFlowV2Classifier(
-        model=model,
-        nb_classes=10,
-        input_shape=x.shape[1:],
-        clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    counter = {"rows": 0, "deadline": float("inf")}
-    originals = {}
-    for cls in (carlini.CarliniL2Method, carlini.CarliniLInfMethod):
-        originals[cls] = cls.__dict__["_loss_gradient"]
-
-        def counted(self, z_logits, *args, _original=originals[cls], **kwargs):
-            if time.perf_counter() > counter["deadline"]:
-                raise _BudgetExceeded
-            counter["rows"] += int(np.shape(z_logits)[0])
-            return _original(self, z_logits, *args, **kwargs)
-
-        cls._loss_gradient = counted
-    model.reset()
-    model.count_eager = True  # ART computes its gradients eagerly
-    x_adv, finished, done = x.copy(), True, 0
-    try:
-        per_image = kind == "linf"
-        attack = _art_attack(kind, classifier, settings, 1 if per_image else len(x))
-        counter["deadline"] = time.perf_counter() + budget_s
-        with util.timed() as t:
-            try:
-                if per_image:
-                    for i in range(len(x)):
-                        x_adv[i : i + 1] = attack.generate(x[i : i + 1], y=y[i : i + 1])
-                        done += 1
-                else:
-                    x_adv = attack.generate(x, y=y)
-                    done = len(x)
-            except _BudgetExceeded:
-                finished = False
-    finally:
-        model.count_eager = False
-        for cls, original in originals.items():
-            cls._loss_gradient = original
-    counts = model.snapshot()
-    extra = {
-        "art_class": _ART_CLASSES[kind],
-        "art_batch_size": 1 if kind == "linf" else len(x),
-        "finished": finished,
-        "images_finished": done,
-        "budget_s": budget_s,
-        "model_passes": counts,
-        "optimizer_image_iterations": counter["rows"],
-        "optimizer_image_iterations_per_s": counter["rows"] / t.wall_s,
-        "model_backward_rows_per_s": counts["backward_rows"] / t.wall_s,
-    }
-    if kind == "l0":
-        extra["art_binary_search_steps"] = ART_L0_BINARY_STEPS
-    if not finished:
-        # Unfinished images keep their original; only finished ones count for quality.
-        x_adv[done:] = x[done:]
-    logits = model.model.predict(x_adv, batch_size=500, verbose=0)
-    success = np.argmax(logits, axis=-1) != y
-    if not finished:
-        success[done:] = False
-    return _summary(kind, x, y, x_adv, success, t, extra)
-
-
-class _DeadlineModel:
-    """Raises `_BudgetExceeded` when called (eagerly) after a deadline."""
-
-    def __init__(self, model, budget_s: float):
-        self.model = model
-        self.deadline = time.perf_counter() + budget_s
-
-    def __call__(self, x, **kwargs):
-        if time.perf_counter() > self.deadline:
-            raise _BudgetExceeded
-        return self.model(x, **kwargs)
-
-
-def run_cleverhans(model, x, y, settings, budget_s: float) -> dict[str, Any]:
-    """cleverhans 4's tf2 carlini_wagner_l2 with the shared L2 settings, or the error it raises."""
-    import _bench_util as util
-
-    record: dict[str, Any] = {"library": "cleverhans"}
-    model.reset()
-    model.count_eager = True
-    try:
-        from cleverhans.tf2.attacks.carlini_wagner_l2 import carlini_wagner_l2 as cw_l2
-
-        wrapped = _DeadlineModel(model, budget_s)
-        with util.timed() as t:
-            x_adv = cw_l2(
-                wrapped,
-                x,
-                y=y,
-                targeted=False,
-                batch_size=len(x),
-                clip_min=0.0,
-                clip_max=1.0,
-                binary_search_steps=settings["binary_search_steps"],
-                max_iterations=settings["max_iterations"],
-                abort_early=settings["abort_early"],
-                confidence=settings["confidence"],
-                initial_const=settings["initial_const"],
-                learning_rate=settings["learning_rate"],
-            )
-    except _BudgetExceeded:
-        return record | {"runs": False, "error": f"stopped after the {budget_s} s budget"}
-    except Exception as error:  # noqa: BLE001 - the exact error is the result here
-        lines = traceback.format_exception(error)
-        return record | {
-            "runs": False,
-            "error": f"{type(error).__name__}: {error}",
-            "traceback_tail": "".join(lines[-6:]),
-        }
-    finally:
-        model.count_eager = False
-    x_adv = np.asarray(x_adv, np.float32)
-    counts = model.snapshot()
-    logits = model.model.predict(x_adv, batch_size=500, verbose=0)
-    success = np.argmax(logits, axis=-1) != y
-    x_adv = np.where(success[:, None, None, None], x_adv, x)
-    extra = {
-        "runs": True,
-        "batch_size": len(x),
-        "model_passes": counts,
-        "optimizer_image_iterations": counts["backward_rows"],
-        "optimizer_image_iterations_per_s": counts["backward_rows"] / t.wall_s,
-        "model_backward_rows_per_s": counts["backward_rows"] / t.wall_s,
-    }
-    return record | _summary("l2", x, y, x_adv, success, t, extra)
 
 
 def _subset_mean(record: dict[str, Any], n: int, both: np.ndarray | None = None) -> float:
@@ -609,7 +292,7 @@ def _art_l2_projection(art: dict[str, Any], settings: dict[str, Any]) -> float |
 
 
 def evaluate_targets(results: dict[str, Any], images: int) -> list[dict[str, Any]]:
-    """The issue's three targets, each with the numbers it was decided on."""
+    """The three targets, each with the numbers it was decided on."""
     targets = []
     floor = results.get("floor", {}).get("batch", {})
     floor_rate = floor.get("image_iterations_per_s_median")
@@ -726,21 +409,19 @@ def run_benchmark(
     skip: set[str],
     command: str,
 ) -> dict[str, Any]:
-    """Runs every part of the benchmark and writes attacks.json and attacks.md."""
-    import _bench_util as util
-
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    model, data, correct, model_info = prepare_model(cache_dir, data_dir, train_epochs)
+    """Runs every part of the benchmark and writes <output_dir>/cw_speed_vs_references.{json,md}."""
+    started = utc_now()
+    model, data, correct, model_info = models.prepare_model(cache_dir, data_dir, train_epochs)
     chosen = np.flatnonzero(correct)[:images]
     x, y = data.x_test[chosen], data.y_test[chosen]
-    counting = util.CountingModel(model, count_eager=False)
-    adam = _IterationCounter()
+    counting = CountingModel(model, count_eager=False)
+    adam = IterationCounter()
     adam.install()
     results: dict[str, Any] = {
         "command": command,
         "started_utc": started,
-        "machine": util.machine_info(),
-        "versions": util.versions(
+        "machine": environment.machine_info(),
+        "versions": environment.versions(
             [
                 "tensorflow",
                 "tensorflow-cpu",
@@ -751,7 +432,7 @@ def run_benchmark(
                 "keras_takd",
             ]
         ),
-        "keras_takd_commit": util.git_commit(str(_REPO)),
+        "keras_takd_commit": environment.git_commit(environment.REPO),
         "model": model_info,
         "images": {"count": len(x), "test_indices": [int(i) for i in chosen]},
         "settings": settings,
@@ -764,18 +445,18 @@ def run_benchmark(
     def log(text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
         # Partial results survive an interrupted run.
-        (output_dir / "attacks.json.tmp").write_text(
-            json.dumps(results, indent=1, default=float) + "\n"
+        files.write_text_atomic(
+            output_dir / f"{NAME}.json.tmp", json.dumps(results, indent=1, default=float) + "\n"
         )
 
     if "floor" not in skip:
-        results["floor"]["batch"] = util.measure_floor(
+        results["floor"]["batch"] = measure_floor(
             model, x, batch_size, floor_iterations, floor_repeats
         )
-        results["floor"]["batch_counted"] = util.measure_floor(
+        results["floor"]["batch_counted"] = measure_floor(
             counting, x, batch_size, floor_iterations, max(1, floor_repeats // 2)
         )
-        results["floor"]["batch_1"] = util.measure_floor(
+        results["floor"]["batch_1"] = measure_floor(
             model, x, 1, floor_iterations, max(1, floor_repeats // 2)
         )
         results["floor"]["batching_gain"] = measure_batching_gain(
@@ -814,50 +495,21 @@ def run_benchmark(
             log(f"{kind} one at a time {runs['keras_takd_one_at_a_time']['seconds']:.1f} s")
         if "art" not in skip:
             k = min(art_images, len(x))
-            runs["art"] = run_art(kind, counting, x[:k], y[:k], settings[kind], art_budget_s[kind])
+            runs["art"] = art.run_art(
+                kind, counting, x[:k], y[:k], settings[kind], art_budget_s[kind]
+            )
             log(f"{kind} ART {runs['art']['seconds']:.1f} s")
     if "cleverhans" not in skip and "l2" in attacks:
         k = min(cleverhans_images, len(x))
-        results["attacks"]["l2"]["cleverhans"] = run_cleverhans(
+        results["attacks"]["l2"]["cleverhans"] = cleverhans.run_cleverhans(
             counting, x[:k], y[:k], settings["l2"], art_budget_s["l2"]
         )
         log(f"cleverhans: runs={results['attacks']['l2']['cleverhans']['runs']}")
     results["targets"] = evaluate_targets(results, len(x))
-    results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    (output_dir / "attacks.json.tmp").unlink(missing_ok=True)
-    (output_dir / "attacks.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    _write_report(results, output_dir)
+    results["finished_utc"] = utc_now()
+    (output_dir / f"{NAME}.json.tmp").unlink(missing_ok=True)
+    reports.write_results(output_dir, NAME, results, markdown_report)
     return results
-
-
-def _write_report(results: dict[str, Any], output_dir: pathlib.Path) -> None:
-    report = markdown_report(results)
-    (output_dir / "attacks.md").write_text(report)
-    if output_dir.resolve() == _RESULTS_DIR.resolve():
-        _update_readme(_REPO / "benchmarks" / "README.md", report)
-
-
-def rewrite_report(output_dir: pathlib.Path) -> None:
-    """Recomputes the targets of a finished run and rewrites attacks.json, attacks.md, README."""
-    path = output_dir / "attacks.json"
-    results = json.loads(path.read_text())
-    results["targets"] = evaluate_targets(results, results["images"]["count"])
-    path.write_text(json.dumps(results, indent=1, default=float) + "\n")
-    _write_report(results, output_dir)
-
-
-_README_START, _README_END = "<!-- attacks results: start -->", "<!-- attacks results: end -->"
-
-
-def _update_readme(readme: pathlib.Path, report: str) -> None:
-    """Replaces the results section of the benchmarks README with the new report."""
-    text = readme.read_text()
-    if _README_START not in text or _README_END not in text:
-        return
-    head, rest = text.split(_README_START, 1)
-    tail = rest.split(_README_END, 1)[1]
-    body = report.split("\n", 2)[2]  # drop the report's own title
-    readme.write_text(f"{head}{_README_START}\n{body}{_README_END}{tail}")
 
 
 _ROW_NAMES = {
@@ -868,21 +520,15 @@ _ROW_NAMES = {
 }
 
 
-def _fmt(value, digits=3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}g}"
-
-
 def markdown_report(results: dict[str, Any]) -> str:
     """The results table, the floor, the settings and the targets as markdown."""
     n = results["images"]["count"]
     lines = [
-        "# C&W attack benchmark (benchmarks/attacks.py)",
+        f"# C&W attacks: speed against ART, cleverhans and the floor (benchmarks/{NAME}.py)",
         "",
         f"Generated by `{results['command']}` from {results['started_utc']} to"
         f" {results['finished_utc']}; every number below is measured in that run"
-        " (see attacks.json for per-image values, load and pass counts).",
+        f" (see {NAME}.json for per-image values, load and pass counts).",
         "",
         f"Machine: {results['machine']['cpu']}, {results['machine']['cores_usable']} usable"
         f" cores, no GPU. Versions: "
@@ -912,21 +558,21 @@ def markdown_report(results: dict[str, Any]) -> str:
             if key == "art" and not run["finished"]:
                 note = f" (stopped at {run['budget_s']:.0f} s, {run['images_finished']} done)"
             estimate = run["seconds_per_image"] * n
-            estimate_text = _fmt(estimate) if run["images"] != n else _fmt(run["seconds"])
+            estimate_text = fmt(estimate) if run["images"] != n else fmt(run["seconds"])
             if key == "art" and not run["finished"]:
-                estimate_text = f"> {_fmt(estimate)}"
+                estimate_text = f"> {fmt(estimate)}"
             timing = run["timing"]
             success_text = f"{run['success_rate']:.2f}"
             if key == "art" and not run["finished"]:
                 done = run["images_finished"]
                 rate = np.mean(run["per_image_success"][:done]) if done else float("nan")
-                success_text = f"{_fmt(rate)} of {done} done"
+                success_text = f"{fmt(rate)} of {done} done"
             lines.append(
-                f"| {kind} | {_ROW_NAMES[key]}{note} | {run['images']} | {_fmt(run['seconds'])}"
-                f" | {_fmt(run['seconds_per_image'])} | {estimate_text}"
-                f" | {_fmt(run['optimizer_image_iterations_per_s'])}"
-                f" | {_fmt(run['model_backward_rows_per_s'])} | {success_text}"
-                f" | {_fmt(run['mean_distortion'])} | {_fmt(run['median_distortion'])}"
+                f"| {kind} | {_ROW_NAMES[key]}{note} | {run['images']} | {fmt(run['seconds'])}"
+                f" | {fmt(run['seconds_per_image'])} | {estimate_text}"
+                f" | {fmt(run['optimizer_image_iterations_per_s'])}"
+                f" | {fmt(run['model_backward_rows_per_s'])} | {success_text}"
+                f" | {fmt(run['mean_distortion'])} | {fmt(run['median_distortion'])}"
                 f" | {timing['cpu_share']:.2f} | {timing['load1_before']:.1f}-"
                 f"{timing['load1_after']:.1f} |"
             )
@@ -973,7 +619,7 @@ def markdown_report(results: dict[str, Any]) -> str:
     lines += ["", "Settings (shared by every library):", ""]
     for kind, options in results["settings"].items():
         lines.append(f"- {kind}: " + ", ".join(f"{k}={v}" for k, v in options.items()))
-    lines += ["", "Targets (issue 3):", "", "| target | value | pass | detail |"]
+    lines += ["", "Targets:", "", "| target | value | pass | detail |"]
     lines.append("|---|---|---|---|")
     for t in results["targets"]:
         verdict = {True: "PASS", False: "FAIL", None: "not evaluable"}[t["pass"]]
@@ -981,16 +627,32 @@ def markdown_report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_KINDS = {"l2": "l2", "l0": "l0", "linf": "linf"}  # attack -> the distortion it minimises
-_ART_CLASSES = {"l2": "CarliniL2Method", "l0": "CarliniL0Method", "linf": "CarliniLInfMethod"}
+def rewrite_report(output_dir: pathlib.Path) -> None:
+    """Recomputes the targets of a finished run and rewrites its json and report.
+
+    Raises:
+        FileNotFoundError: `output_dir` holds no finished run.
+    """
+    path = output_dir / f"{NAME}.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--rewrite_report: no {path}; expected a finished run's json")
+    results = json.loads(path.read_text())
+    results["targets"] = evaluate_targets(results, results["images"]["count"])
+    reports.write_results(output_dir, NAME, results, markdown_report)
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    del argv
+    if FLAGS.report_only:
+        reports.rewrite_report(FLAGS.output_dir, NAME, markdown_report)
+        return
     if FLAGS.rewrite_report:
         rewrite_report(pathlib.Path(FLAGS.output_dir))
         return
+    if "art" not in FLAGS.skip:
+        art.require()
+    if "cleverhans" not in FLAGS.skip and "l2" in FLAGS.attacks:
+        cleverhans.require()
     run_benchmark(
         images=FLAGS.images,
         batch_size=FLAGS.batch_size,
@@ -1017,4 +679,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

@@ -1,6 +1,6 @@
 """Benchmark of FMN against Carlini & Wagner at the paper's settings, and of APGD against PGD.
 
-Issue 12: on the benchmark MNIST model (`_bench_util.prepare_model`: the paper's network, 3
+On the benchmark MNIST model (`common.models.prepare_model`: the paper's network, 3
 epochs at T = 1) and on a defensively distilled one (teacher and student at T = 40, 3 epochs
 each), on the first N test images that BOTH models classify correctly, per norm (L2, L-inf,
 L0) it runs on the same images
@@ -12,7 +12,7 @@ L0) it runs on the same images
 
 and reports mean and median distortion over each attack's successes, the per-image ratio
 FMN / C&W on the images both fooled (median, 90th percentile), success, wall seconds and the
-forward + backward passes counted by `_bench_util.CountingModel` (rows = images, padding
+forward + backward passes counted by `common.counting.CountingModel` (rows = images, padding
 included). foolbox 3.3.4's FMN (TF eager through eagerpy, installed outside the package with
 `pip install --target`) runs as the peer on the same images and step count where it runs.
 
@@ -36,9 +36,10 @@ A larger --images after reading a verdict is another look at it: --looks widens 
 to Pocock's nominal level for that many looks.
 
 Run (two busy cores: at the lowest priority):
-    nice -n 19 python benchmarks/minimal_norm.py --images=20
-    nice -n 19 python benchmarks/minimal_norm.py --images=100   # extends the same cache
-Writes benchmarks/results/minimal_norm.json and minimal_norm.md.
+    nice -n 19 python benchmarks/fmn_vs_cw.py --images=20
+    nice -n 19 python benchmarks/fmn_vs_cw.py --images=100   # extends the same cache
+Writes benchmarks/results/fmn_vs_cw.json and fmn_vs_cw.md; `--report_only` redraws the .md
+from the .json.
 """
 
 from __future__ import annotations
@@ -49,18 +50,20 @@ import itertools
 import json
 import pathlib
 import sys
-import time
-import traceback
 from typing import Any
 
 import numpy as np
 from absl import flags, logging
+from common import cache, environment, reports, robustness
+from common.counting import CountingModel, measure_floor
+from common.models import load_run_model, prepare_distilled, prepare_model
+from common.reports import fmt
+from common.timing import timed, utc_now
+from references import foolbox
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_REPO / "benchmarks"))
-import _bench_util as util  # noqa: E402
+from keras_takd.core import cli
 
-from keras_takd.core import cli  # noqa: E402
+NAME = "fmn_vs_cw"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer(
@@ -130,10 +133,8 @@ flags.DEFINE_float(
 flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache.")
 flags.DEFINE_string("data_dir", "/work/shared/data", "Folder holding mnist.npz.")
 flags.DEFINE_string("output_dir", "/work/tmp/minimal_norm", "Per-chunk cache, outside git.")
-flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
-flags.DEFINE_string(
-    "results_name", "minimal_norm", "Report files: <results_dir>/<results_name>.{json,md}."
-)
+flags.DEFINE_string("results_dir", str(environment.RESULTS_DIR), "Report folder.")
+flags.DEFINE_string("results_name", NAME, "Report files: <results_dir>/<results_name>.{json,md}.")
 flags.DEFINE_integer(
     "foolbox_images", 10, "Images foolbox's FMN attacks (the first ones).", lower_bound=1
 )
@@ -143,6 +144,11 @@ flags.DEFINE_bool(
     False,
     "Compute nothing: rewrite the report from the cached chunks (e.g. while "
     "another process is still filling the cache).",
+)
+flags.DEFINE_bool(
+    "report_only",
+    False,
+    "Compute nothing, read no cache: redraw <results_dir>/<results_name>.md from its json.",
 )
 flags.register_validator(
     "norms", lambda v: set(v) <= {"l2", "linf", "l0"}, "norms: any of l2, linf, l0"
@@ -159,29 +165,6 @@ flags.register_multi_flags_validator(
 )
 
 CW_FUNCTIONS = {"l2": "carlini_wagner_l2", "linf": "carlini_wagner_linf", "l0": "carlini_wagner_l0"}
-FOOLBOX_CLASSES = {"l2": "L2FMNAttack", "linf": "LInfFMNAttack", "l0": "L0FMNAttack"}
-
-
-def load_run_model(run_dir: str, temperature: float, stage: int):
-    """The model of stage `stage` at `temperature` of a keras_takd.main run, and its record."""
-    from keras_takd.core.export import load_model
-    from keras_takd.takd.evaluation.runs import read_run
-
-    run = read_run(run_dir)
-    rows = run.rows[
-        np.isclose(run.rows["temperature"].astype(float), temperature)
-        & (run.rows["stage"].astype(int) == stage)
-    ]
-    if rows.empty:
-        have = sorted(zip(run.rows["temperature"], run.rows["stage"], strict=True))
-        raise ValueError(
-            f"--distilled_run: {run_dir} has no model of stage {stage} at T = {temperature:g}; "
-            f"expected one of (T, stage) {have}"
-        )
-    row = rows.iloc[0]
-    path = run.model_file(row)
-    info = {"run": str(run_dir), "temperature": temperature, "stage": stage, "role": row["role"]}
-    return load_model(path), info | {"file": str(path), "train_seconds": None}
 
 
 @functools.cache
@@ -226,14 +209,14 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
     """Per-iteration cost of FMN (each norm) and APGD (CE, DLR) against the bare floor.
 
     As `benchmarks/attacks.py` does for C&W: each round runs the compiled forward + backward
-    floor (`_bench_util.measure_floor`) and the attack (in alternating order), both through the
+    floor (`common.counting.measure_floor`) and the attack (in alternating order), both through the
     same pass counter, on the same batch; the ratio of the attack's backward rows per second to the
     floor's is the share of the floor's speed left after the attack's own work. FMN always runs
     all its steps on every row; APGD runs at an eps small enough that no row is fooled.
     """
     from keras_takd import attacks
 
-    counting = util.CountingModel(model, count_eager=False)
+    counting = CountingModel(model, count_eager=False)
     n = len(x)
     runs = {
         f"fmn_{norm}": lambda norm=norm: attacks.fast_minimum_norm(
@@ -253,9 +236,9 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
         for round_index in range(rounds):
             if round_index % 2:  # alternate the order, so that neither always runs first
                 rate = _attack_rate(counting, run)
-                floor = util.measure_floor(counting, x, n, iterations, 1)
+                floor = measure_floor(counting, x, n, iterations, 1)
             else:
-                floor = util.measure_floor(counting, x, n, iterations, 1)
+                floor = measure_floor(counting, x, n, iterations, 1)
                 rate = _attack_rate(counting, run)
             ratios.append(rate / floor["image_iterations_per_s_median"])
         out[name] = {
@@ -271,7 +254,7 @@ def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: fl
 def _attack_rate(counting, run) -> float:
     """Backward rows per second of one `run()`, through the pass counter."""
     counting.reset()
-    with util.timed() as timing:
+    with timed() as timing:
         run()
     return counting.snapshot()["backward_rows"] / timing.wall_s
 
@@ -285,7 +268,7 @@ def run_chunk(kind: str, norm: str, counting, x, y, fmn_steps: int) -> dict[str,
     from keras_takd import attacks
 
     counting.reset()
-    with util.timed() as timing:
+    with timed() as timing:
         if kind == "fmn":
             result = attacks.fast_minimum_norm(counting, x, y, norm=norm, steps=fmn_steps)
         else:
@@ -298,56 +281,18 @@ def run_chunk(kind: str, norm: str, counting, x, y, fmn_steps: int) -> dict[str,
     }
 
 
-def run_foolbox(norm: str, model, x, y, steps: int, foolbox_path: str) -> dict[str, Any]:
-    """foolbox's FMN on a Keras 3 model through its TensorFlowModel (eager)."""
-    sys.path.insert(0, foolbox_path)
-    import foolbox
-    import tensorflow as tf
-
-    counting = util.CountingModel(model)
-    fmodel = foolbox.TensorFlowModel(counting, bounds=(0.0, 1.0))
-    attack = getattr(foolbox.attacks, FOOLBOX_CLASSES[norm])(steps=steps)
-    with util.timed() as timing:
-        _, advs, _ = attack(fmodel, tf.constant(x), tf.constant(y), epsilons=None)
-    x_adv = np.asarray(advs.numpy() if hasattr(advs, "numpy") else advs, np.float32)
-    from keras_takd.attacks import common
-
-    # Verified like ours: classified by the model, distances of the returned images.
-    result = common.finalize_result(model, x, x_adv, y, targeted=False, target=None, const=np.nan)
-    return {
-        "success": result.success.tolist(),
-        "distance": distortion(result, norm).tolist(),
-        "timing": timing.as_dict(),
-        "passes": counting.snapshot(),
-        "version": foolbox.__version__,
-    }
-
-
 def run_robust(model, x, y, eps: float) -> dict[str, Any]:
-    """Robust accuracy at L-inf eps of PGD-CE, APGD-CE and APGD-DLR (same images)."""
-    from keras_takd import attacks
-
-    runs = {
-        "pgd_ce": lambda: attacks.projected_gradient_descent(model, x, y, eps, 0.01, 100),
-        "apgd_ce": lambda: attacks.apgd(model, x, y, eps, loss="ce", steps=100),
-        "apgd_dlr": lambda: attacks.apgd(model, x, y, eps, loss="dlr", steps=100),
+    """Robust accuracy at L-inf eps of PGD-CE, APGD-CE and APGD-DLR (same images, 100 steps)."""
+    fooled, seconds = robustness.attack_all(model, x, y, eps, steps=100)
+    return {
+        name: {"robust_accuracy": float(1 - hit.mean()), "images": len(x), "timing": seconds[name]}
+        for name, hit in fooled.items()
     }
-    out = {}
-    for name, run in runs.items():
-        with util.timed() as timing:
-            result = run()
-        out[name] = {
-            "robust_accuracy": float(1 - result.success.mean()),
-            "images": len(x),
-            "timing": timing.as_dict(),
-        }
-    return out
 
 
-_CACHED_ONLY = [False]
-
-
-def chunk_folder(output_dir: pathlib.Path, models: dict, chosen: np.ndarray) -> pathlib.Path:
+def chunk_folder(
+    output_dir: pathlib.Path, models: dict, chosen: np.ndarray, create: bool = True
+) -> pathlib.Path:
     """The folder of this comparison's cached chunks, named by its models and its images.
 
     Its name is a hash of every model's weights (`weights_sha256`, as the evaluation's units
@@ -372,29 +317,10 @@ def chunk_folder(output_dir: pathlib.Path, models: dict, chosen: np.ndarray) -> 
             others,
             folder.name,
         )
-        if not _CACHED_ONLY[0]:
+        if create:
             folder.mkdir(parents=True, exist_ok=True)  # another shard may have made it
             (folder / "key.json").write_text(text + "\n")
     return folder
-
-
-def _cached(path: pathlib.Path, function, *args, compute: bool = True) -> dict[str, Any] | None:
-    """`function(*args)`, or its result cached at `path` by an earlier run (errors too).
-
-    None when it is not cached and this run computes nothing for it (--cached_only, or
-    `compute` False: a model another process computes).
-    """
-    if path.exists():
-        return json.loads(path.read_text())
-    if _CACHED_ONLY[0] or not compute:
-        return None
-    try:
-        value = function(*args)
-    except Exception as error:  # noqa: BLE001  (a peer's failure is a result, not a crash)
-        value = {"error": f"{type(error).__name__}: {error}", "trace": traceback.format_exc()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value))
-    return value
 
 
 # Pocock's constant C_P(K, alpha = 0.05): the two-sided critical value of each of K equally
@@ -461,7 +387,7 @@ def _merge(chunks: list[dict]) -> dict[str, Any]:
         "success": success.tolist(),
         "distance": distance.tolist(),
         "success_rate": float(success.mean()),
-        **{f"distortion_{k}": v for k, v in util.distortion_stats(distance, success).items()},
+        **{f"distortion_{k}": v for k, v in reports.distortion_stats(distance, success).items()},
     }
     versions = sorted({c["version"] for c in good if c.get("version")})
     if versions:  # foolbox's
@@ -487,11 +413,10 @@ def run_benchmark(flag_values) -> dict[str, Any]:
 
     from keras_takd.core.data import load_dataset
 
-    _CACHED_ONLY[0] = flag_values.cached_only
     out = pathlib.Path(flag_values.output_dir)
-    cache = pathlib.Path(flag_values.cache_dir)
+    cache_dir = pathlib.Path(flag_values.cache_dir)
     data = load_dataset("mnist", flag_values.data_dir, validation_size=0)
-    t1, _, _, t1_info = util.prepare_model(cache, flag_values.data_dir, flag_values.train_epochs)
+    t1, _, _, t1_info = prepare_model(cache_dir, flag_values.data_dir, flag_values.train_epochs)
     temperature = flag_values.temperature
     if flag_values.distilled_run:
         t40, t40_info = load_run_model(
@@ -499,7 +424,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         )
         distilled = f"T{temperature:g}_run_stage{flag_values.distilled_stage}"
     else:
-        t40, t40_info = util.prepare_distilled(cache, data, flag_values.train_epochs, temperature)
+        t40, t40_info = prepare_distilled(cache_dir, data, flag_values.train_epochs, temperature)
         distilled = f"T{temperature:g}_distilled"
     models = {"T1": t1, distilled: t40}
     unknown = set(flag_values.models) - set(models)
@@ -507,7 +432,9 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         raise ValueError(f"--models: unknown {sorted(unknown)}; expected some of {list(models)}")
 
     def computes(name: str) -> bool:
-        return not flag_values.models or name in flag_values.models
+        return not flag_values.cached_only and (
+            not flag_values.models or name in flag_values.models
+        )
 
     correct = np.ones(len(data.y_test), bool)
     accuracy = {}
@@ -516,13 +443,13 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         accuracy[name] = float(right.mean())
         correct &= right
     chosen = np.flatnonzero(correct)
-    out = chunk_folder(out, models, chosen)
+    out = chunk_folder(out, models, chosen, create=not flag_values.cached_only)
     results: dict[str, Any] = {
         "command": " ".join(["python", *sys.argv]),
-        "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": util.machine_info(),
-        "versions": util.versions(["tensorflow", "keras", "numpy"]),
-        "keras_takd_commit": util.git_commit(str(_REPO)),
+        "started_utc": utc_now(),
+        "machine": environment.machine_info(),
+        "versions": environment.versions(["tensorflow", "keras", "numpy"]),
+        "keras_takd_commit": environment.git_commit(environment.REPO),
         "models": {"T1": t1_info, distilled: t40_info},
         "test_accuracy": accuracy,
         "images_requested": flag_values.images,
@@ -544,7 +471,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         )
         for name, model in models.items():
             path = out / name / f"robust_eps{flag_values.robust_eps:g}_n{len(x_r)}.json"
-            robust = _cached(
+            robust = cache.cached(
                 path, run_robust, model, x_r, y_r, flag_values.robust_eps, compute=computes(name)
             )
             if robust is not None:
@@ -554,7 +481,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
         n = flag_values.floor_batch
         iterations, rounds = flag_values.floor_iterations, flag_values.floor_rounds
         path = out / "T1" / f"floor_it{iterations}_batch{n}_rounds{rounds}.json"
-        floor = _cached(
+        floor = cache.cached(
             path,
             measure_attack_floor,
             t1,
@@ -578,7 +505,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
 
     def compare(kind: str, images: int) -> None:
         for name, model in models.items():
-            counting = util.CountingModel(model, count_eager=False)
+            counting = CountingModel(model, count_eager=False)
             for norm in flag_values.norms:
                 chunks = []
                 for start in range(0, images, flag_values.chunk):
@@ -595,12 +522,20 @@ def run_benchmark(flag_values) -> dict[str, Any]:
                         shard = start // flag_values.chunk % flag_values.num_shards
                         x, y, steps = data.x_test[rows], data.y_test[rows], flag_values.fmn_steps
                         function, *args = (
-                            (run_foolbox, norm, model, x, y, steps, flag_values.foolbox_path)
+                            (
+                                foolbox.run_foolbox,
+                                norm,
+                                model,
+                                x,
+                                y,
+                                steps,
+                                flag_values.foolbox_path,
+                            )
                             if kind == "foolbox"
                             else (run_chunk, kind, norm, counting, x, y, steps)
                         )
                         compute = computes(name) and shard == flag_values.shard_index
-                        chunk = _cached(path, function, *args, compute=compute)
+                        chunk = cache.cached(path, function, *args, compute=compute)
                     chunks.append(chunk)
                     entry[kind] = _merge(chunks)
                     save()
@@ -611,7 +546,7 @@ def run_benchmark(flag_values) -> dict[str, Any]:
     if "cw" not in flag_values.skip:
         compare("cw", flag_values.images)  # the long part, last
     keras.backend.clear_session()
-    results["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["finished_utc"] = utc_now()
     save()
     return results
 
@@ -638,15 +573,7 @@ def _write(results: dict[str, Any], results_dir: pathlib.Path, name: str) -> Non
                     {k: b[k][:n] for k in ("success", "distance")},
                     results.get("confidence_level", 0.95),
                 ) | {"images": n}
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / f"{name}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (results_dir / f"{name}.md").write_text(markdown_report(results))
-
-
-def _fmt(value, digits=3) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+    reports.write_results(results_dir, name, results, markdown_report)
 
 
 def _ratio(paired: dict[str, Any]) -> str:
@@ -716,10 +643,10 @@ def markdown_report(results: dict[str, Any]) -> str:
                 )
                 lines.append(
                     f"| {name} | {norm} | {kind} | {r['images']} | {r['success_rate']:.2f} | "
-                    f"{_fmt(r['distortion_mean'], 4)} | {_fmt(r['distortion_median'], 4)} | "
+                    f"{fmt(r['distortion_mean'], 4)} | {fmt(r['distortion_median'], 4)} | "
                     f"{paired.get('images_both', '') if ratio else ''} | "
-                    f"{_fmt(paired.get('ratio_median'), 4) if ratio else ''} | "
-                    f"{_fmt(paired.get('ratio_p90'), 4) if ratio else ''} | {means} | {cost} |"
+                    f"{fmt(paired.get('ratio_median'), 4) if ratio else ''} | "
+                    f"{fmt(paired.get('ratio_p90'), 4) if ratio else ''} | {means} | {cost} |"
                 )
     peer = [
         (name, norm, entry["paired_fmn_foolbox"])
@@ -774,8 +701,13 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.report_only:
+        reports.rewrite_report(FLAGS.results_dir, FLAGS.results_name, markdown_report)
+        return
+    if "foolbox" not in FLAGS.skip and not FLAGS.cached_only:
+        foolbox.require(FLAGS.foolbox_path)
     run_benchmark(FLAGS)
 
 
 if __name__ == "__main__":
-    cli.run_main(main, "minimal_norm")  # bad input: one line and exit 1, not a traceback
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

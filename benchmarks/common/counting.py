@@ -1,140 +1,22 @@
-"""Helpers shared by the benchmarks: machine and load records, pass counting, timing, stats.
+"""Counting model passes and optimiser iterations, and the floor every attack is measured against.
 
-Time on a shared machine is noisy, so every timed section records, besides wall seconds, the
-process's CPU seconds (user + system), the 1-minute load average before and after, and the
-number of runnable tasks sampled every second while it ran (from /proc). A section whose
-CPU seconds / (wall seconds * cores) is far below 1 was starved by other work.
+`CountingModel` counts the forward and backward passes run through a model, inside compiled
+loops too; `IterationCounter` counts keras_takd's per-image C&W iterations; the floor is a
+compiled loop of bare forward + backward passes, the most image-iterations per second an
+attack can reach on this machine.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import functools
-import os
-import pathlib
-import platform
-import subprocess
-import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, core count, memory and OS of this machine."""
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    mem_gb = float("nan")
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as f:
-            mem_gb = int(f.readline().split()[1]) / 2**20
-    return {
-        "cpu": cpu,
-        "cores_visible": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gb": round(mem_gb, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-    }
-
-
-def versions(packages: list[str]) -> dict[str, str]:
-    """Installed versions of `packages` ("not installed" where missing)."""
-    from importlib import metadata
-
-    out = {}
-    for name in packages:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
-def git_commit(path: str) -> str:
-    """The commit and dirty state of the repository at `path`."""
-    try:
-        commit = subprocess.run(
-            ["git", "-C", path, "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", path, "status", "--porcelain", "--", "keras_takd"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return commit + (" (keras_takd/ has uncommitted changes)" if dirty else "")
-
-
-def _loadavg() -> float:
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
-def _runnable_tasks() -> int:
-    with open("/proc/loadavg") as f:
-        return int(f.read().split()[3].split("/")[0])
-
-
-@dataclasses.dataclass
-class Timing:
-    """Wall and CPU seconds of a timed section and the load around it."""
-
-    wall_s: float = 0.0
-    cpu_s: float = 0.0
-    load1_before: float = 0.0
-    load1_after: float = 0.0
-    runnable_mean: float = 0.0
-    runnable_max: int = 0
-
-    def as_dict(self) -> dict[str, float]:
-        cores = len(os.sched_getaffinity(0))
-        out = {k: round(v, 3) for k, v in dataclasses.asdict(self).items()}
-        out["cpu_share"] = round(self.cpu_s / max(self.wall_s * cores, 1e-9), 3)
-        return out
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[Timing]:
-    """Times the enclosed block; samples runnable tasks once a second in a thread."""
-    timing = Timing(load1_before=_loadavg())
-    samples: list[int] = []
-    stop = threading.Event()
-
-    def sample():
-        while not stop.wait(1.0):
-            samples.append(_runnable_tasks())
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    cpu0, wall0 = os.times(), time.perf_counter()
-    try:
-        yield timing
-    finally:
-        wall1, cpu1 = time.perf_counter(), os.times()
-        stop.set()
-        thread.join()
-        timing.wall_s = wall1 - wall0
-        timing.cpu_s = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-        timing.load1_after = _loadavg()
-        # The sampler and this process count themselves among the runnable tasks.
-        timing.runnable_mean = float(np.mean(samples)) if samples else float("nan")
-        timing.runnable_max = int(max(samples)) if samples else 0
+from common.environment import carlini_wagner_module
+from common.timing import timed
 
 
 class CountingModel:
@@ -193,94 +75,6 @@ class CountingModel:
         }
 
 
-def distortion_stats(values: np.ndarray, success: np.ndarray) -> dict[str, float]:
-    """Mean and median of `values` over the successful examples (NaN if none)."""
-    chosen = np.asarray(values, np.float64)[np.asarray(success, bool)]
-    if chosen.size == 0:
-        return {"mean": float("nan"), "median": float("nan")}
-    return {"mean": float(np.mean(chosen)), "median": float(np.median(chosen))}
-
-
-def estimate_dict(estimate) -> dict[str, float]:
-    """A `keras_takd.core.statistics.Estimate` as the reports store it: value, interval, n."""
-    return {
-        "estimate": estimate.estimate,
-        "low": estimate.low,
-        "high": estimate.high,
-        "n": estimate.n,
-    }
-
-
-def prepare_model(cache_dir: pathlib.Path, data_dir: str, epochs: int, seed: int = 0):
-    """Loads the benchmark MNIST model or trains it (T = 1, hard labels) and caches it.
-
-    The paper's MNIST network (`keras_takd.core.models.build_model("mnist")`) trained `epochs`
-    epochs on hard labels; the benchmarks attack it.
-
-    Returns:
-        `(model, dataset, info)`; `info` holds the cache path, test accuracy and training time.
-    """
-    import keras
-
-    from keras_takd.core.data import load_dataset
-    from keras_takd.core.distillation import TrainConfig, train_on_labels
-    from keras_takd.core.models import build_model
-
-    data = load_dataset("mnist", data_dir, validation_size=0)
-    path = cache_dir / f"mnist_cnn_T1_epochs{epochs}_seed{seed}.keras"
-    train_seconds = None
-    if path.exists():
-        model = keras.models.load_model(path)
-    else:
-        keras.utils.set_random_seed(seed)
-        model = build_model("mnist")
-        start = time.perf_counter()
-        config = TrainConfig(epochs=epochs, seed=seed)
-        train_on_labels(model, data.x_train, data.y_train, 1.0, config, verbose=2)
-        train_seconds = time.perf_counter() - start
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        model.save(path)
-    predicted = np.argmax(model.predict(data.x_test, batch_size=500, verbose=0), axis=-1)
-    info = {
-        "builder": 'keras_takd.core.models.build_model("mnist")',
-        "training": f"train_on_labels, T=1, TrainConfig(epochs={epochs}, seed={seed}) defaults",
-        "cache": str(path),
-        "train_seconds": train_seconds,
-        "test_accuracy": float(np.mean(predicted == data.y_test)),
-    }
-    return model, data, (predicted == data.y_test), info
-
-
-def prepare_distilled(cache_dir: pathlib.Path, data, epochs: int, temperature: float, seed=0):
-    """Papernot et al.'s defensive distillation: a teacher and a student both at T, cached.
-
-    The paper's MNIST network, `epochs` epochs each: the teacher on hard labels at T, the
-    student distilled from it at T (`keras_takd.core.distillation`). With 3 epochs it is
-    undertrained (78% test accuracy) but its logits have the scale of a distilled network.
-
-    Returns:
-        `(student, info)`; `info` holds the cache path and the training time.
-    """
-    import keras
-
-    from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
-    from keras_takd.core.models import build_model
-
-    path = cache_dir / f"mnist_cnn_T{temperature:g}_distilled_epochs{epochs}_seed{seed}.keras"
-    if path.exists():
-        return keras.models.load_model(path), {"cache": str(path), "train_seconds": None}
-    config = TrainConfig(epochs=epochs, seed=seed)
-    start = time.perf_counter()
-    keras.utils.set_random_seed(seed)
-    teacher = build_model("mnist")
-    train_on_labels(teacher, data.x_train, data.y_train, temperature, config, verbose=2)
-    student = build_model("mnist")
-    distil(student, teacher, data.x_train, data.y_train, temperature, config, verbose=2)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    student.save(path)
-    return student, {"cache": str(path), "train_seconds": time.perf_counter() - start}
-
-
 @functools.cache
 def build_floor(model: Callable[..., Any], batch_size: int, image_shape: tuple[int, ...]):
     """A compiled while-loop of forward + backward passes with respect to the images.
@@ -337,3 +131,105 @@ def measure_floor(model, x: np.ndarray, batch_size: int, iterations: int, repeat
         "seconds_per_iteration_median": float(batch_size / np.median(rates)),
         "repeats": runs,
     }
+
+
+def measure_batching_gain(model, x: np.ndarray, batch_size: int, iterations: int, rounds: int):
+    """The floor at `batch_size` against the floor at batch 1, interleaved round by round.
+
+    Their ratio is the most that batching can make one image-iteration cheaper on this machine,
+    so it bounds how much faster a batched attack can be than the same attack run one image at
+    a time (when both run the same iterations per image).
+    """
+    pairs = []
+    for _ in range(rounds):
+        batched = measure_floor(model, x, batch_size, iterations, 1)
+        single = measure_floor(model, x, 1, iterations * 5, 1)
+        pairs.append(
+            {
+                "batch": batched["image_iterations_per_s_median"],
+                "batch_per_cpu_s": batched["image_iterations_per_cpu_s_median"],
+                "one": single["image_iterations_per_s_median"],
+                "one_per_cpu_s": single["image_iterations_per_cpu_s_median"],
+            }
+        )
+    return {
+        "batch_size": batch_size,
+        "ratio_median": float(np.median([p["batch"] / p["one"] for p in pairs])),
+        "ratio_per_cpu_s_median": float(
+            np.median([p["batch_per_cpu_s"] / p["one_per_cpu_s"] for p in pairs])
+        ),
+        "rounds": pairs,
+    }
+
+
+class IterationCounter:
+    """Counts keras_takd's per-image algorithm iterations (wraps the attacks' step helpers).
+
+    `rows`: iterations of the original algorithm, one per image per step of its loop. For L2
+    every such iteration is an Adam step. For L0 and L-inf they are the rows whose step count
+    `const_schedule` advances: Adam steps, plus L0's succeeding iteration, whose step the
+    original takes and then discards (it restores the succeeding iterate), which keras_takd
+    skips. Not counted: padding rows, rows idle in a chunk after their solve ended, and
+    L-inf's check of a qualifying step (the original's extra forward pass).
+    `moved`: rows on which an Adam step was applied.
+    """
+
+    def __init__(self):
+        self.rows = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.moved = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.patched: list[str] = []
+
+    def reset(self) -> None:
+        self.rows.assign(0)
+        self.moved.assign(0)
+
+    def install(self) -> None:
+        """Wraps the attacks' step helpers (once per process) so that they count rows.
+
+        Raises:
+            RuntimeError: a helper is gone (renamed), which must not silently count nothing.
+        """
+        # Where each attack looks the helpers up when it traces: L2 calls optimizers.adam_step
+        # by its own name; L0 and L-inf share search's Adam step and call const_schedule.
+        targets = {
+            "l2": [("adam_step", (self.rows, self.moved))],
+            "search": [("adam_step", (self.moved,))],
+            "l0": [("const_schedule", (self.rows,))],
+            "linf": [("const_schedule", (self.rows,))],
+        }
+        for part, wrapped in targets.items():
+            module = carlini_wagner_module(part)
+            for function_name, counters in wrapped:
+                original = getattr(module, function_name, None)
+                if original is None:
+                    raise RuntimeError(
+                        f"{module.__name__}.{function_name} not found: update the counter"
+                    )
+                if getattr(original, "_counted", False):
+                    continue
+                setattr(module, function_name, self._wrap(original, counters))
+                self.patched.append(f"{module.__name__}.{function_name}")
+
+    @staticmethod
+    def _mask(original, args, kwargs):
+        """The per-example rows a helper call counts: Adam's moving mask, or the iterations
+        `const_schedule` counts (its `stepped`, default `running`)."""
+        import inspect
+
+        names = list(inspect.signature(original).parameters)
+        bound = dict(zip(names, args, strict=False)) | kwargs
+        if original.__name__ == "const_schedule":
+            stepped = bound.get("stepped")
+            return bound["running"] if stepped is None else stepped
+        return bound["active" if "active" in bound else "moving"]
+
+    def _wrap(self, original, counters):
+        def counted(*args, **kwargs):
+            added = tf.reduce_sum(tf.cast(self._mask(original, args, kwargs), tf.int64))
+            updates = [counter.assign_add(added) for counter in counters]
+            with tf.control_dependencies(updates):
+                return tuple(tf.identity(t) for t in original(*args, **kwargs))
+
+        counted = tf.autograph.experimental.do_not_convert(counted)
+        counted._counted = True
+        return counted
