@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 from absl import flags
 from common import cache, models
-from common.environment import REPO, RESULTS_DIR, git_commit
+from common.environment import REPO, RESULTS_DIR, carlini_wagner_attack, git_commit
 from references import carlini_original
 from references.carlini_original import ATTACKS, PATCHES, SHIFT
 
@@ -223,23 +223,13 @@ def _start_original(attack, original_repo, work_dir, l2_steps, iterations, patch
 # --- keras_takd (main process) ---
 
 
-def _attack_function(attack: str):
-    from keras_takd import attacks
-
-    return {
-        "l2": attacks.carlini_wagner_l2,
-        "l0": attacks.carlini_wagner_l0,
-        "linf": attacks.carlini_wagner_linf,
-    }[attack]
-
-
 def run_ours(attack: str, model, x, y, indices, options, folder: pathlib.Path) -> None:
     """keras_takd with every image in one batch; cached as one file for these images."""
     path = folder / f"batch-{_indices_digest(indices)}.npz"
     if path.exists():
         return
     start = time.process_time()
-    result = _attack_function(attack)(model, x, y, batch_size=len(x), **options)
+    result = carlini_wagner_attack(attack)(model, x, y, batch_size=len(x), **options)
     seconds = time.process_time() - start
     files.save_npz_atomic(
         path,
@@ -265,7 +255,7 @@ def _run_ours_image(attack, model, x, y, index, options, folder) -> None:
     solves: list[dict[str, Any]] = []
     start = time.process_time()
     with _trace_solves(attack, solves):
-        result = _attack_function(attack)(model, x, y, batch_size=1, **options)
+        result = carlini_wagner_attack(attack)(model, x, y, batch_size=1, **options)
     seconds = time.process_time() - start
     files.save_npz_atomic(
         cache.image_file(folder, index),

@@ -54,6 +54,7 @@ import numpy as np
 from absl import flags
 from common import environment, models, reports
 from common.counting import CountingModel, IterationCounter, measure_batching_gain, measure_floor
+from common.environment import carlini_wagner_attack
 from common.reports import fmt
 from common.timing import timed, utc_now
 from references import art, cleverhans
@@ -160,16 +161,6 @@ def settings_from_flags() -> dict[str, dict[str, Any]]:
 # --- the benchmark (library-style functions; only main() reads FLAGS) ---
 
 
-def _attack_fn(kind: str):
-    from keras_takd import attacks
-
-    return {
-        "l2": attacks.carlini_wagner_l2,
-        "l0": attacks.carlini_wagner_l0,
-        "linf": attacks.carlini_wagner_linf,
-    }[kind]
-
-
 def _takd_options(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
     options = dict(settings)
     if kind == "linf":
@@ -179,7 +170,7 @@ def _takd_options(kind: str, settings: dict[str, Any]) -> dict[str, Any]:
 
 def run_takd(kind, model, x, y, settings, batch_size, adam: IterationCounter, one_at_a_time=False):
     """Times keras_takd's attack on `x` in batches of `batch_size`, or one call per image."""
-    attack = _attack_fn(kind)
+    attack = carlini_wagner_attack(kind)
     options = _takd_options(kind, settings)
     model.reset()
     adam.reset()
@@ -210,7 +201,7 @@ def run_takd(kind, model, x, y, settings, batch_size, adam: IterationCounter, on
 
 def fixed_call_cost(kind, model, x, y, settings, batch_size) -> dict[str, float]:
     """Seconds of a call doing one iteration (first and second call): tracing and checks."""
-    attack = _attack_fn(kind)
+    attack = carlini_wagner_attack(kind)
     options = _takd_options(kind, settings) | {"max_iterations": 1}
     if kind == "l2":
         options["binary_search_steps"] = 1
@@ -238,7 +229,7 @@ def measure_overhead(kind, model, counting, x, y, settings, batch_size, iteratio
     default) that per-call costs (input checks, the final classification) are amortised as
     in a real attack, and `fixed_call_cost` reports them separately.
     """
-    attack = _attack_fn(kind)
+    attack = carlini_wagner_attack(kind)
     options = _takd_options(kind, settings) | {
         "max_iterations": iterations,
         "abort_early": False,

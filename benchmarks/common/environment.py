@@ -104,3 +104,33 @@ def carlini_wagner_module(part: str):
             if not name.startswith(str(error.name)):
                 raise  # the module exists but imports something missing
     raise ModuleNotFoundError(f"keras_takd's C&W {part} module: none of {names} exists")
+
+
+def carlini_wagner_attack(norm: str):
+    """keras_takd's public C&W attack of `norm` (l2, l0 or linf)."""
+    from keras_takd import attacks
+
+    return {
+        "l2": attacks.carlini_wagner_l2,
+        "l0": attacks.carlini_wagner_l0,
+        "linf": attacks.carlini_wagner_linf,
+    }[norm]
+
+
+def require_package(module: str, install: str, skip: str) -> None:
+    """Checks that a third-party reference library imports.
+
+    Args:
+        module: its import name, e.g. "art".
+        install: the command that installs it.
+        skip: the flag that leaves it out, e.g. "--skip=art".
+
+    Raises:
+        ValueError: it does not import; the message says how to install or skip it.
+    """
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ImportError as error:
+        raise ValueError(f"{module} is not installed ({error}): {install}, or {skip}") from None

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
+from common.environment import require_package
 from common.reports import attack_summary
 from common.timing import BudgetExceeded, timed
 
@@ -21,18 +22,10 @@ ART_CLASSES = {"l2": "CarliniL2Method", "l0": "CarliniL0Method", "linf": "Carlin
 
 
 def require() -> None:
-    """Checks that ART can be imported.
-
-    Raises:
-        ValueError: it cannot, with the command that installs it.
-    """
-    try:
-        import art  # noqa: F401
-    except ImportError as error:
-        raise ValueError(
-            f"ART is not installed ({error}): pip install adversarial-robustness-toolbox==1.20.1,"
-            " or leave it out with --skip=art"
-        ) from None
+    """Checks that art imports; ValueError with how to install it if not."""
+    require_package(
+        "art", "pip install adversarial-robustness-toolbox==1.20.1", "leave it out with --skip=art"
+    )
 
 
 def _art_attack(kind, classifier, settings, n):

@@ -12,23 +12,16 @@ import traceback
 from typing import Any
 
 import numpy as np
+from common.environment import require_package
 from common.reports import attack_summary
 from common.timing import BudgetExceeded, timed
 
 
 def require() -> None:
-    """Checks that cleverhans can be imported.
-
-    Raises:
-        ValueError: it cannot, with the command that installs it.
-    """
-    try:
-        import cleverhans  # noqa: F401
-    except ImportError as error:
-        raise ValueError(
-            f"cleverhans is not installed ({error}): pip install cleverhans==4.0.0, or leave it"
-            " out with --skip=cleverhans"
-        ) from None
+    """Checks that cleverhans imports; ValueError with how to install it if not."""
+    require_package(
+        "cleverhans", "pip install cleverhans==4.0.0", "leave it out with --skip=cleverhans"
+    )
 
 
 class _DeadlineModel:
