@@ -792,6 +792,11 @@ def report(work_dir, output_dir, original_repo, x, y, info, l2_steps, iterations
             add_pair_columns(part, attack, rtol)
             frames.append(part)
             runs[attack] = previous["runs"][attack]
+    if not frames:
+        raise ValueError(
+            f"nothing to report: no attack has both the original's and our results cached in "
+            f"{work_dir}, nor a report in {output_dir}; expected a run with --sides=original too"
+        )
     frame = pd.concat(frames, ignore_index=True)
     record = {
         "original": "carlini/nn_robust_attacks " + git_commit(original_repo, short=False),
