@@ -60,7 +60,13 @@ from typing import Any
 import numpy as np
 from absl import flags
 from common import cache, models
-from common.environment import REPO, RESULTS_DIR, carlini_wagner_attack, git_commit
+from common.environment import (
+    REPO,
+    RESULTS_DIR,
+    carlini_wagner_attack,
+    carlini_wagner_module,
+    git_commit,
+)
 from references import carlini_original
 from references.carlini_original import ATTACKS, PATCHES, SHIFT
 
@@ -281,11 +287,8 @@ def _trace_solves(attack: str, solves: list[dict[str, Any]]):
     before the solve and pixels changed by its image. L-inf: c, success, tau and the
     distortion reached. Nothing is recorded for L2 or when the class is not found.
     """
-    import importlib
-
-    from keras_takd.attacks import search
-
-    module = importlib.import_module(f"keras_takd.attacks.carlini_wagner_{attack}")
+    search = carlini_wagner_module("search")
+    module = carlini_wagner_module(attack)
     cls = getattr(module, {"l0": "_L0Search", "linf": "_LinfSearch"}.get(attack, ""), None)
     if cls is None or not hasattr(cls, "advance"):
         yield
