@@ -67,7 +67,7 @@ flags.DEFINE_integer("steps", 100, "Iterations of every APGD run.", lower_bound=
 flags.DEFINE_list(
     "attacks", ["apgd_ce", "apgd_dlr", "autoattack_lite"], "Attacks to compare, in order."
 )
-flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (as minimal_norm.py).")
+flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (as fmn_vs_cw.py).")
 flags.DEFINE_float("temperature", 40.0, "Temperature of the distilled model.", lower_bound=1)
 flags.DEFINE_string("autoattack_path", "/work/tmp/autoattack", "Clone of fra31/auto-attack.")
 flags.DEFINE_string("torch_path", "/work/tmp/torch_env", "pip --target folder of PyTorch.")

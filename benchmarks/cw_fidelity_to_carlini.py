@@ -1,4 +1,4 @@
-"""Per-image fidelity of keras_takd's C&W attacks to Carlini's original code (issue 11).
+"""Per-image fidelity of keras_takd's C&W attacks to Carlini's original code.
 
 Runs Carlini's ORIGINAL `l2_attack.py`, `l0_attack.py` and `li_attack.py` (github.com/carlini/
 nn_robust_attacks, fetched outside this repository; pass its folder as `--original_repo`) under
@@ -6,18 +6,19 @@ nn_robust_attacks, fetched outside this repository; pass its folder as `--origin
 `keras_takd.attacks.carlini_wagner_l2`, `carlini_wagner_l0` and `carlini_wagner_linf`, on the
 same trained MNIST model (the paper's network, `keras_takd.core.models.build_model("mnist")`,
 trained 3 epochs at T = 1 with `keras_takd.core.distillation.train_on_labels`, as
-`benchmarks/attacks.py` trains it) and the same first N correctly classified test images,
-untargeted, with the originals' defaults (L2: 9 binary steps x `--l2_iterations`; L0 and
+`benchmarks/cw_speed_vs_references.py` trains it) and the same first N correctly classified test
+images, untargeted, with the originals' defaults (L2: 9 binary steps x `--l2_iterations`; L0 and
 L-inf: `--l0_iterations` / `--linf_iterations` per c).
 
 The originals work on the box [-0.5, 0.5] and call `model.predict` on a graph tensor; the
-adapter `_OriginalModel` rebuilds the same Keras weights from plain TF1 ops (conv, ReLU,
-max-pool, dense) and adds 0.5, so both sides attack one function. The original L2 runs with
-batch_size=1 (its abort rule is whole-batch); keras_takd runs all images in one batch with
-its default per-example rule, which equals batch_size=1. The original L2 returns an all-zero
-image where it failed; that is read as a failure. Success of the original's images is decided
-by the adapter's logits (the original's own model), of keras_takd's by the Keras model. The
-original's distortions are measured in its own box, against the image it was given.
+adapter `references.carlini_original.OriginalModel` rebuilds the same Keras weights from plain
+TF1 ops (conv, ReLU, max-pool, dense) and adds 0.5, so both sides attack one function. The
+original L2 runs with batch_size=1 (its abort rule is whole-batch); keras_takd runs all images
+in one batch with its default per-example rule, which equals batch_size=1. The original L2
+returns an all-zero image where it failed; that is read as a failure. Success of the original's
+images is decided by the adapter's logits (the original's own model), of keras_takd's by the
+Keras model. The original's distortions are measured in its own box, against the image it was
+given.
 
 Three sides per attack (`--sides`): the original, keras_takd with all images in one batch
 ("ours", the comparison), and keras_takd one image at a time ("ours_single": the same batch
@@ -29,18 +30,19 @@ The original's printed log is kept with each image. `--original_patches` runs th
 with one numpy function swapped for a diagnosis (its code is not changed): `tf_atanh` uses
 TensorFlow's float32 atanh for `np.arctanh`, `stable_argsort` a stable sort for `np.argsort`.
 
-Writes `benchmarks/results/carlini_fidelity.csv` (one row per attack and image),
-`carlini_fidelity.json` (settings, model, timings, agreement) and `carlini_fidelity.md`, from
-every image whose original and batched results are cached. An attack with nothing cached
-keeps its rows and summary from the report already in `--output_dir`.
+Writes `benchmarks/results/cw_fidelity_to_carlini.csv` (one row per attack and image),
+`cw_fidelity_to_carlini.json` (settings, model, timings, agreement) and
+`cw_fidelity_to_carlini.md`, from every image whose original and batched results are cached. An
+attack with nothing cached keeps its rows and summary from the report already in `--output_dir`.
+`--report_only` redraws the .md from the csv and json, computing nothing.
 
 Autograph re-reads the attacks' source files when it traces, so run it from a copy of the tree
 that nobody edits meanwhile (`git archive HEAD | tar -x -C DIR`, then `PYTHONPATH=DIR`).
 
 Run (hours on two busy cores; the originals take most of it; see benchmarks/README.md):
-    nice -n 19 python benchmarks/carlini_fidelity.py --attacks=linf,l0 \\
+    nice -n 19 python benchmarks/cw_fidelity_to_carlini.py --attacks=linf,l0 \\
         --original_repo=/work/ext/nn_robust_attacks --work_dir=/work/tmp/fidelity
-    nice -n 19 python benchmarks/carlini_fidelity.py --images=3 --l2_iterations=100 \\
+    nice -n 19 python benchmarks/cw_fidelity_to_carlini.py --images=3 --l2_iterations=100 \\
         --l2_binary_steps=3 --l0_iterations=100 --linf_iterations=100 --output_dir=/tmp/fid
 """
 

@@ -24,7 +24,8 @@ run (stage --distilled_stage at --temperature), and --cw_l2_per_image reuses tha
 evaluation of C&W L2 at the paper's settings (its per_image.csv) instead of re-running it.
 
 The floor part measures the per-iteration cost of FMN and APGD against the bare compiled
-forward + backward loop through the same pass counter, as benchmarks/attacks.py does for C&W.
+forward + backward loop through the same pass counter, as benchmarks/cw_speed_vs_references.py
+does for C&W.
 
 Everything is cached per chunk of images in --output_dir (outside the repository), in a folder
 named by a hash of both models' weights and the chosen images, so a run that is stopped
@@ -205,11 +206,12 @@ def cw_from_per_image(path: str, temperature: float, stage: int, images: np.ndar
 def measure_attack_floor(model, x, y, iterations: int, rounds: int, apgd_eps: float):
     """Per-iteration cost of FMN (each norm) and APGD (CE, DLR) against the bare floor.
 
-    As `benchmarks/attacks.py` does for C&W: each round runs the compiled forward + backward
-    floor (`common.counting.measure_floor`) and the attack (in alternating order), both through the
-    same pass counter, on the same batch; the ratio of the attack's backward rows per second to the
-    floor's is the share of the floor's speed left after the attack's own work. FMN always runs
-    all its steps on every row; APGD runs at an eps small enough that no row is fooled.
+    As `benchmarks/cw_speed_vs_references.py` does for C&W: each round runs the compiled forward
+    + backward floor (`common.counting.measure_floor`) and the attack (in alternating order),
+    both through the same pass counter, on the same batch; the ratio of the attack's backward
+    rows per second to the floor's is the share of the floor's speed left after the attack's own
+    work. FMN always runs all its steps on every row; APGD runs at an eps small enough that no
+    row is fooled.
     """
     from keras_takd import attacks
 
