@@ -24,8 +24,8 @@ bound of the rate of differing images (0 of n), which bounds the difference. The
 The two random starts differ by design (documented in `keras_takd.attacks.apgd`), so single
 images may differ; the rates should not.
 
-Models: the benchmark MNIST network (`_bench_util.prepare_model`, T = 1) and Papernot et al.'s
-defensively distilled one at T = 40 (`_bench_util.prepare_distilled`), whose logits are about
+Models: the benchmark MNIST network (`common.models.prepare_model`, T = 1) and Papernot et al.'s
+defensively distilled one at T = 40 (`common.models.prepare_distilled`), whose logits are about
 40 times larger: the case where cross-entropy saturates and DLR should not.
 
 The authors' code and PyTorch are not dependencies. Fetch the code outside the repository and
@@ -35,26 +35,29 @@ install PyTorch (the CPU build) into a folder of its own:
         networkx jinja2 markupsafe fsspec typing_extensions
     python benchmarks/apgd_fidelity.py --autoattack_path=/work/tmp/autoattack \\
         --torch_path=/work/tmp/torch_env
-Writes benchmarks/results/apgd_fidelity.json and apgd_fidelity.md.
+Writes benchmarks/results/apgd_fidelity.json and apgd_fidelity.md; `--report_only` redraws the
+.md from the .json.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 import sys
-import time
 from typing import Any
 
 import numpy as np
 from absl import flags
+from common import reports
+from common.environment import REPO, RESULTS_DIR, git_commit, machine_info, versions
+from common.models import prepare_distilled, prepare_model
+from common.reports import estimate_dict
+from common.timing import timed, utc_now
+from references import autoattack as reference
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_REPO / "benchmarks"))
-import _bench_util as util  # noqa: E402
+from keras_takd.core import cli
 
-from keras_takd.core import cli  # noqa: E402
+NAME = "apgd_fidelity"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("images", 500, "Test images both models classify correctly.", lower_bound=1)
@@ -64,22 +67,23 @@ flags.DEFINE_integer("steps", 100, "Iterations of every APGD run.", lower_bound=
 flags.DEFINE_list(
     "attacks", ["apgd_ce", "apgd_dlr", "autoattack_lite"], "Attacks to compare, in order."
 )
-flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (as minimal_norm.py).")
+flags.DEFINE_integer("train_epochs", 3, "Epochs of each model (as fmn_vs_cw.py).")
 flags.DEFINE_float("temperature", 40.0, "Temperature of the distilled model.", lower_bound=1)
 flags.DEFINE_string("autoattack_path", "/work/tmp/autoattack", "Clone of fra31/auto-attack.")
 flags.DEFINE_string("torch_path", "/work/tmp/torch_env", "pip --target folder of PyTorch.")
 flags.DEFINE_string("cache_dir", "/tmp/keras_takd_benchmarks", "Trained-model cache.")
-flags.DEFINE_string("data_dir", str(_REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
-flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
-flags.DEFINE_string(
-    "results_name", "apgd_fidelity", "Report files: <results_dir>/<results_name>.{json,md}."
-)
+flags.DEFINE_string("data_dir", str(REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
+flags.DEFINE_string("results_dir", str(RESULTS_DIR), "Report folder.")
+flags.DEFINE_string("results_name", NAME, "Report files: <results_dir>/<results_name>.{json,md}.")
 flags.DEFINE_list("models", [], "Models to attack (default both): T1, T<temperature>_distilled.")
 flags.DEFINE_bool(
     "torch_flush_denormal",
     False,
     "Run theirs with torch.set_flush_denormal(True): float32 results below 1.2e-38 become 0, "
     "as in TensorFlow on the CPU (a diagnosis of where the two differ).",
+)
+flags.DEFINE_bool(
+    "report_only", False, "Compute nothing: redraw <results_dir>/<results_name>.md from its json."
 )
 flags.register_validator(
     "attacks",
@@ -89,111 +93,6 @@ flags.register_validator(
 
 TOLERANCE = 1e-5  # of the eps-ball and box checks (float32 arithmetic)
 MARGIN = 0.02  # "same within 2 points"
-
-
-def import_autoattack(autoattack_path: str, torch_path: str):
-    """The authors' `autoattack` package and torch, from folders outside the environment.
-
-    Appended to sys.path, so that they never shadow a package the environment already has.
-
-    Raises:
-        ValueError: a folder does not hold what it should.
-    """
-    if not (pathlib.Path(autoattack_path) / "autoattack" / "autopgd_base.py").is_file():
-        raise ValueError(
-            f"--autoattack_path: {autoattack_path} has no autoattack/autopgd_base.py; expected "
-            "a clone of github.com/fra31/auto-attack"
-        )
-    sys.path.extend([autoattack_path, torch_path])
-    try:
-        import autoattack
-        import torch
-    except ImportError as error:
-        raise ValueError(
-            f"--torch_path: cannot import torch from {torch_path} ({error}); expected a "
-            "`pip install --target` folder of torch"
-        ) from error
-    return autoattack, torch
-
-
-def torch_copy(model, torch):
-    """A PyTorch module computing the same logits as the Keras `model`, for NHWC inputs.
-
-    It walks the layers of a sequential functional model (`carlini_cnn`): Conv2D and Dense
-    (with their ReLU), MaxPooling2D, Flatten (in Keras' height-width-channel order), Dropout
-    (inactive at inference).
-
-    Raises:
-        ValueError: a layer it does not know.
-    """
-    import keras
-
-    class Permute(torch.nn.Module):
-        def __init__(self, *dims):
-            super().__init__()
-            self.dims = dims
-
-        def forward(self, x):
-            return x.permute(*self.dims)
-
-    modules = [Permute(0, 3, 1, 2)]  # NHWC in, NCHW inside
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer | keras.layers.Dropout):
-            continue
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel, bias = layer.get_weights()
-            conv = torch.nn.Conv2d(kernel.shape[2], kernel.shape[3], kernel.shape[:2])
-            conv.weight.data = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
-            conv.bias.data = torch.from_numpy(bias.copy())
-            modules.append(conv)
-        elif isinstance(layer, keras.layers.MaxPooling2D):
-            modules.append(torch.nn.MaxPool2d(layer.pool_size))
-        elif isinstance(layer, keras.layers.Flatten):
-            modules += [Permute(0, 2, 3, 1), torch.nn.Flatten()]  # in Keras' NHWC order
-        elif isinstance(layer, keras.layers.Dense):
-            kernel, bias = layer.get_weights()
-            dense = torch.nn.Linear(*kernel.shape)
-            dense.weight.data = torch.from_numpy(kernel.T.copy())
-            dense.bias.data = torch.from_numpy(bias.copy())
-            modules.append(dense)
-        else:
-            raise ValueError(f"torch_copy: layer {layer.name} ({type(layer).__name__}) unknown")
-        activation = getattr(layer, "activation", None)
-        if activation is not None and activation.__name__ == "relu":
-            modules.append(torch.nn.ReLU())
-    return torch.nn.Sequential(*modules).eval()
-
-
-def theirs(autoattack, torch, net, attack: str, x, y, eps: float, norm: str, steps: int):
-    """The authors' attack on `net`; returns the adversarial images as numpy (NHWC)."""
-    from autoattack.autopgd_base import APGDAttack
-
-    norm_name = {"linf": "Linf", "l2": "L2"}[norm]
-    xt, yt = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
-    if attack == "autoattack_lite":
-        adversary = autoattack.AutoAttack(
-            net,
-            norm=norm_name,
-            eps=eps,
-            version="custom",
-            attacks_to_run=["apgd-ce", "apgd-t"],
-            seed=0,
-            verbose=False,
-            device="cpu",
-        )
-        # The standard version's settings for L-inf and L2 (AutoAttack.set_version).
-        adversary.apgd.n_restarts = adversary.apgd_targeted.n_restarts = 1
-        adversary.apgd_targeted.n_target_classes = 9
-        adversary.apgd.n_iter = adversary.apgd_targeted.n_iter = steps
-        x_adv = adversary.run_standard_evaluation(xt, yt, bs=len(x))
-    else:
-        loss = attack.removeprefix("apgd_")
-        adversary = APGDAttack(
-            net, n_iter=steps, norm=norm_name, n_restarts=1, eps=eps, seed=0, loss=loss,
-            device="cpu",
-        )  # fmt: skip
-        x_adv = adversary.perturb(xt, yt)
-    return x_adv.detach().numpy().astype(np.float32)
 
 
 def ours(model, attack: str, x, y, eps: float, norm: str, steps: int) -> np.ndarray:
@@ -242,22 +141,21 @@ def compare(ours_fooled: np.ndarray, theirs_fooled: np.ndarray) -> dict[str, Any
     else:
         verdict = "inconclusive"
     return {
-        "robust_ours": util.estimate_dict(statistics.proportion(int((~ours_fooled).sum()), n)),
-        "robust_theirs": util.estimate_dict(statistics.proportion(int((~theirs_fooled).sum()), n)),
-        "fooled_ours_minus_theirs": util.estimate_dict(difference)
-        | {"mcnemar_p": difference.p_value},
+        "robust_ours": estimate_dict(statistics.proportion(int((~ours_fooled).sum()), n)),
+        "robust_theirs": estimate_dict(statistics.proportion(int((~theirs_fooled).sum()), n)),
+        "fooled_ours_minus_theirs": estimate_dict(difference) | {"mcnemar_p": difference.p_value},
         "images_differing": differing,
         "verdict": verdict,
     }
 
 
 def run_benchmark() -> dict[str, Any]:
-    autoattack, torch = import_autoattack(FLAGS.autoattack_path, FLAGS.torch_path)
+    autoattack, torch = reference.import_autoattack(FLAGS.autoattack_path, FLAGS.torch_path)
     from keras_takd.core.metrics import correctly_classified
 
     cache = pathlib.Path(FLAGS.cache_dir)
-    t1, data, _, t1_info = util.prepare_model(cache, FLAGS.data_dir, FLAGS.train_epochs)
-    distilled, distilled_info = util.prepare_distilled(
+    t1, data, _, t1_info = prepare_model(cache, FLAGS.data_dir, FLAGS.train_epochs)
+    distilled, distilled_info = prepare_distilled(
         cache, data, FLAGS.train_epochs, FLAGS.temperature
     )
     models = {"T1": t1, f"T{FLAGS.temperature:g}_distilled": distilled}
@@ -270,11 +168,11 @@ def run_benchmark() -> dict[str, Any]:
     x, y = data.x_test[index], data.y_test[index]
     results: dict[str, Any] = {
         "command": "python benchmarks/apgd_fidelity.py " + " ".join(sys.argv[1:]),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": util.git_commit(str(_REPO)),
-        "autoattack_commit": util.git_commit(FLAGS.autoattack_path),
-        "machine": util.machine_info(),
-        "versions": util.versions(["tensorflow", "keras", "scipy"]) | {"torch": torch.__version__},
+        "started": utc_now(),
+        "commit": git_commit(REPO),
+        "autoattack_commit": git_commit(FLAGS.autoattack_path),
+        "machine": machine_info(),
+        "versions": versions(["tensorflow", "keras", "scipy"]) | {"torch": torch.__version__},
         "models": {"T1": t1_info, f"T{FLAGS.temperature:g}_distilled": distilled_info},
         "test_accuracy": {name: float(r.mean()) for name, r in right.items()},
         "images": int(len(index)),
@@ -290,7 +188,7 @@ def run_benchmark() -> dict[str, Any]:
     grid = [("linf", float(e)) for e in FLAGS.linf_eps] + [("l2", float(e)) for e in FLAGS.l2_eps]
     attacked = {n: m for n, m in models.items() if not FLAGS.models or n in FLAGS.models}
     for name, model in attacked.items():
-        net = torch_copy(model, torch)
+        net = reference.torch_copy(model, torch)
         keras_logits = np.asarray(model.predict(x, batch_size=500, verbose=0))
         with torch.no_grad():
             torch_logits = net(torch.from_numpy(x)).numpy()
@@ -303,12 +201,14 @@ def run_benchmark() -> dict[str, Any]:
         for norm, eps in grid:
             for attack in FLAGS.attacks:
                 cell: dict[str, Any] = {"model": name, "norm": norm, "eps": eps, "attack": attack}
-                with util.timed() as ours_time:
+                with timed() as ours_time:
                     ours_fooled = fooled(
                         model, x, ours(model, attack, x, y, eps, norm, FLAGS.steps), y, eps, norm
                     )
-                with util.timed() as theirs_time:
-                    x_theirs = theirs(autoattack, torch, net, attack, x, y, eps, norm, FLAGS.steps)
+                with timed() as theirs_time:
+                    x_theirs = reference.run(
+                        autoattack, torch, net, attack, x, y, eps, norm, FLAGS.steps
+                    )
                 theirs_fooled = fooled(model, x, x_theirs, y, eps, norm)
                 cell |= compare(ours_fooled, theirs_fooled)
                 cell["seconds"] = {"ours": ours_time.as_dict(), "theirs": theirs_time.as_dict()}
@@ -320,16 +220,13 @@ def run_benchmark() -> dict[str, Any]:
                     flush=True,
                 )
                 _write(results)
-    results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    results["finished"] = utc_now()
     _write(results)
     return results
 
 
 def _write(results: dict[str, Any]) -> None:
-    folder = pathlib.Path(FLAGS.results_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{FLAGS.results_name}.json").write_text(json.dumps(results, indent=1) + "\n")
-    (folder / f"{FLAGS.results_name}.md").write_text(markdown_report(results))
+    reports.write_results(FLAGS.results_dir, FLAGS.results_name, results, markdown_report)
 
 
 def _rate(e: dict[str, float]) -> str:
@@ -387,8 +284,11 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS.report_only:
+        reports.rewrite_report(FLAGS.results_dir, FLAGS.results_name, markdown_report)
+        return
     run_benchmark()
 
 
 if __name__ == "__main__":
-    cli.run_main(main, "apgd_fidelity")  # bad input: one line and exit 1, not a traceback
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

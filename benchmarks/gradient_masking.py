@@ -1,6 +1,6 @@
 """Gradient masking of a trained distillation chain, shown by APGD: robust accuracy at L-inf eps.
 
-Issue 12, item 5, on the models of a real run instead of the benchmark's small distilled one:
+On the models of a real run instead of the benchmark's small distilled one (`fmn_vs_cw.py`):
 for every model of the chain at each --temperatures value of a `keras_takd.main` run (e.g.
 the decisive run, `flags/mnist_decisive.cfg`), on the first --images test images that EVERY
 model of the chain classifies correctly, it runs at L-inf eps (MNIST: 0.3)
@@ -22,25 +22,26 @@ Run (about a minute of CPU per model for 500 images):
     python -m keras_takd.main --flagfile=flags/mnist_decisive.cfg --data_dir=../shared/data \\
         --temperature=40 --output_dir=/work/runs/mnist_decisive
     python benchmarks/gradient_masking.py --run=/work/runs/mnist_decisive --temperatures=40
-Writes benchmarks/results/gradient_masking.json and gradient_masking.md.
+Writes benchmarks/results/gradient_masking.json and gradient_masking.md; `--report_only` redraws
+the .md from the .json.
 """
 
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
-import time
 from typing import Any
 
 import numpy as np
 from absl import flags
+from common import reports, robustness
+from common.environment import REPO, RESULTS_DIR, git_commit, machine_info, versions
+from common.models import run_chain
+from common.reports import estimate_dict
+from common.timing import utc_now
 
-_REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(_REPO / "benchmarks"))
-import _bench_util as util  # noqa: E402
+from keras_takd.core import cli
 
-from keras_takd.core import cli  # noqa: E402
+NAME = "gradient_masking"
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run", None, "Folder of a keras_takd.main run (run.json, results.csv).")
@@ -48,35 +49,18 @@ flags.DEFINE_list("temperatures", ["40"], "Temperatures of the run whose chains 
 flags.DEFINE_integer("images", 500, "Test images every model classifies correctly.", lower_bound=1)
 flags.DEFINE_float("eps", 0.3, "L-inf radius (MNIST's standard 0.3).", lower_bound=0)
 flags.DEFINE_integer("steps", 100, "Steps of every attack.", lower_bound=1)
-flags.DEFINE_string("data_dir", str(_REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
-flags.DEFINE_string("results_dir", str(_REPO / "benchmarks" / "results"), "Report folder.")
-flags.mark_flag_as_required("run")
-
-ATTACKS = ("pgd_ce", "apgd_ce", "apgd_dlr")
-
-
-def attack_all(model, x, y, eps: float, steps: int) -> dict[str, np.ndarray]:
-    """Per image, whether each attack fooled `model` within eps (same images, same order)."""
-    from keras_takd import attacks
-
-    runs = {
-        "pgd_ce": lambda: attacks.projected_gradient_descent(model, x, y, eps, 0.01, steps),
-        "apgd_ce": lambda: attacks.apgd(model, x, y, eps, loss="ce", steps=steps),
-        "apgd_dlr": lambda: attacks.apgd(model, x, y, eps, loss="dlr", steps=steps),
-    }
-    fooled, seconds = {}, {}
-    for name, run in runs.items():
-        with util.timed() as timing:
-            fooled[name] = np.asarray(run().success, bool)
-        seconds[name] = timing.as_dict()
-    return fooled, seconds
+flags.DEFINE_string("data_dir", str(REPO.parent / "shared" / "data"), "Folder of mnist.npz.")
+flags.DEFINE_string("results_dir", str(RESULTS_DIR), "Report folder.")
+flags.DEFINE_bool(
+    "report_only", False, "Compute nothing: redraw <results_dir>/gradient_masking.md from its json."
+)
 
 
 def model_report(fooled: dict[str, np.ndarray]) -> dict[str, Any]:
     """Robust accuracies with Wilson intervals, the worst case, and CE - DLR paired."""
     from keras_takd.core import statistics
 
-    estimate = util.estimate_dict
+    estimate = estimate_dict
     n = len(next(iter(fooled.values())))
     out = {
         name: estimate(statistics.proportion(int((~hit).sum()), n)) for name, hit in fooled.items()
@@ -90,27 +74,15 @@ def model_report(fooled: dict[str, np.ndarray]) -> dict[str, Any]:
 
 def run_benchmark() -> dict[str, Any]:
     from keras_takd.core.data import load_dataset
-    from keras_takd.core.export import load_model
     from keras_takd.core.metrics import correctly_classified
-    from keras_takd.takd.evaluation.runs import read_run
 
-    run = read_run(FLAGS.run)
-    data = load_dataset(run.dataset, data_dir=FLAGS.data_dir)
-    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    chains = {}
+    started = utc_now()
+    chains, data = {}, None
     for text in FLAGS.temperatures:
         temperature = float(text)
-        rows = run.rows[np.isclose(run.rows["temperature"].astype(float), temperature)]
-        if rows.empty:
-            raise ValueError(
-                f"--temperatures: the run {FLAGS.run} has no models at T = {text}: "
-                f"expected some of {sorted(set(run.rows['temperature']))}"
-            )
-        rows = rows.sort_values("stage")
-        models = {
-            f"stage{int(row['stage'])} {row['role']}": load_model(run.model_file(row))
-            for _, row in rows.iterrows()
-        }
+        run, models = run_chain(FLAGS.run, temperature)
+        if data is None:
+            data = load_dataset(run.dataset, data_dir=FLAGS.data_dir)
         correct = np.all(
             [correctly_classified(m, data.x_test, data.y_test) for m in models.values()], axis=0
         )
@@ -120,7 +92,7 @@ def run_benchmark() -> dict[str, Any]:
         x, y = data.x_test[index], data.y_test[index]
         chain = {"images": int(len(index)), "last_image_index": int(index[-1]), "models": {}}
         for name, model in models.items():
-            fooled, seconds = attack_all(model, x, y, FLAGS.eps, FLAGS.steps)
+            fooled, seconds = robustness.attack_all(model, x, y, FLAGS.eps, FLAGS.steps)
             report = model_report(fooled)
             chain["models"][name] = {"robust_accuracy": report, "timing": seconds}
             print(name, {k: round(v["estimate"], 3) for k, v in report.items()}, flush=True)
@@ -128,10 +100,10 @@ def run_benchmark() -> dict[str, Any]:
     return {
         "command": "python benchmarks/gradient_masking.py " + " ".join(sys.argv[1:]),
         "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "commit": util.git_commit(str(_REPO)),
-        "machine": util.machine_info(),
-        "versions": util.versions(["tensorflow", "keras", "scipy"]),
+        "finished": utc_now(),
+        "commit": git_commit(REPO),
+        "machine": machine_info(),
+        "versions": versions(["tensorflow", "keras", "scipy"]),
         "settings": {
             "eps": FLAGS.eps,
             "steps": FLAGS.steps,
@@ -187,14 +159,16 @@ def main(argv: list[str]) -> None:
     del argv
     from keras_takd.core import seeding
 
+    if FLAGS.report_only:
+        reports.rewrite_report(FLAGS.results_dir, NAME, markdown_report)
+        return
+    if not FLAGS.run:
+        raise ValueError("--run: missing; expected the folder of a keras_takd.main run")
     seeding.set_seed(0)
     results = run_benchmark()
-    out = pathlib.Path(FLAGS.results_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gradient_masking.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    (out / "gradient_masking.md").write_text(markdown_report(results))
+    reports.write_results(FLAGS.results_dir, NAME, results, markdown_report)
     print(markdown_report(results))
 
 
 if __name__ == "__main__":
-    cli.run_main(main, "gradient_masking")  # bad input: one line and exit 1, not a traceback
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

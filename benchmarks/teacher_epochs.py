@@ -1,4 +1,4 @@
-"""Measurement: test accuracy of a chain's teacher after every epoch, to size a run's epochs.
+"""How many epochs does a chain's teacher need? Its test accuracy after every epoch.
 
 The decisive run (flags/mnist_decisive.cfg) must train long enough that its T = 1 teacher is
 within 0.3 points of its 50-epoch accuracy (99.39% on MNIST with the paper's settings; README,
@@ -8,18 +8,26 @@ of `--max_epochs` epochs with the test accuracy recorded after each epoch gives 
 every shorter run.
 
   python benchmarks/teacher_epochs.py --data_dir=../shared/data --max_epochs=12
+  python benchmarks/teacher_epochs.py --report_only  # redraw the .md from the .json
 
-Writes benchmarks/results/teacher_epochs.csv (epoch, test_accuracy) and a JSON summary.
+Writes benchmarks/results/teacher_epochs.json (the summary and every epoch's accuracy),
+teacher_epochs.md and teacher_epochs.csv (epoch, test_accuracy).
 """
 
-import json
 import os
 import pathlib
 import tempfile
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
+from common import reports  # noqa: E402
+from common.environment import RESULTS_DIR  # noqa: E402
+
+from keras_takd.core import cli, files  # noqa: E402
+
+NAME = "teacher_epochs"
 
 _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data", "Folder with mnist.npz.")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Temperature of the teacher.")
@@ -28,22 +36,26 @@ _REFERENCE = flags.DEFINE_float(
     "reference", 0.9939, "Test accuracy after 50 epochs (measured, README).", lower_bound=0
 )
 _TOLERANCE = flags.DEFINE_float("tolerance", 0.003, "Allowed shortfall from the reference.")
-_OUT = flags.DEFINE_string(
-    "out", str(pathlib.Path(__file__).parent / "results" / "teacher_epochs"), "Result stem."
+_OUT = flags.DEFINE_string("out", str(RESULTS_DIR / NAME), "Result stem.")
+_REPORT_ONLY = flags.DEFINE_bool(
+    "report_only", False, "Compute nothing: redraw <out>.md from <out>.json."
 )
 
 
-def main(argv):
-    del argv
+def accuracy_by_epoch(data_dir: str, temperature: float, max_epochs: int) -> list[dict]:
+    """Trains one teacher `max_epochs` epochs at `temperature`; its test accuracy per epoch.
+
+    Returns:
+        `[{"epoch": 1, "test_accuracy": ...}, ...]`.
+    """
     import keras
     import numpy as np
-    import pandas as pd
 
     from keras_takd.core.data import load_dataset
     from keras_takd.core.distillation import TrainConfig
     from keras_takd.takd.chains import run_chain
 
-    data = load_dataset("mnist", _DATA_DIR.value)
+    data = load_dataset("mnist", data_dir)
     records = []
 
     class TestAccuracy(keras.callbacks.Callback):
@@ -54,15 +66,42 @@ def main(argv):
             print(f"epoch {epoch + 1}: test accuracy {100 * accuracy:.2f}%", flush=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        run_chain(
-            data,
-            [_TEMPERATURE.value],
-            1,
-            tmp,
-            config=TrainConfig(epochs=_MAX_EPOCHS.value),
-            callbacks=[TestAccuracy()],
-            verbose=0,
-        )
+        config = TrainConfig(epochs=max_epochs)
+        run_chain(data, [temperature], 1, tmp, config=config, callbacks=[TestAccuracy()], verbose=0)
+    return records
+
+
+def markdown_report(summary: dict[str, Any]) -> str:
+    """The report: each epoch's test accuracy and the first within the tolerance."""
+    bound = summary["reference_50_epochs"] - summary["tolerance"]
+    first = summary["first_epoch_within_tolerance"]
+    lines = [
+        "# Teacher epochs: test accuracy of a chain's teacher after every epoch",
+        "",
+        f"Command: `{summary['command']}`.",
+        "",
+        f"Teacher at T = {summary['temperature']:g}. Reference: "
+        f"{summary['reference_50_epochs']:.2%} after 50 epochs; within "
+        f"{100 * summary['tolerance']:.1f} points of it means at least {bound:.2%}. "
+        + (f"First epoch within: {first}." if first else "No epoch is within."),
+        "",
+        "| epoch | test accuracy |",
+        "|---|---|",
+    ]
+    for row in summary["test_accuracy_by_epoch"]:
+        lines.append(f"| {row['epoch']} | {row['test_accuracy']:.2%} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    out = pathlib.Path(_OUT.value)
+    if _REPORT_ONLY.value:
+        reports.rewrite_report(out.parent, out.name, markdown_report)
+        return
+    import pandas as pd
+
+    records = accuracy_by_epoch(_DATA_DIR.value, _TEMPERATURE.value, _MAX_EPOCHS.value)
     table = pd.DataFrame(records)
     reached = table[table.test_accuracy >= _REFERENCE.value - _TOLERANCE.value]
     summary = {
@@ -75,13 +114,12 @@ def main(argv):
             f"--{name}={flags.FLAGS[name].value}"
             for name in ("data_dir", "temperature", "max_epochs")
         ),
+        "test_accuracy_by_epoch": records,
     }
-    out = pathlib.Path(_OUT.value)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out.with_suffix(".csv"), index=False)
-    out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps(summary, indent=2))
+    files.write_csv_atomic(out.with_suffix(".csv"), table)
+    reports.write_results(out.parent, out.name, summary, markdown_report, indent=2)
+    print(markdown_report(summary))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_main(main, NAME)  # bad input: one line and exit 1, not a traceback

@@ -1,0 +1,1 @@
+"""Runners of the third-party reference implementations the benchmarks compare against."""
