@@ -1,7 +1,8 @@
 """Saving models atomically (`.keras` files and TF SavedModels for serving), and loading them.
 
-SavedModels get two endpoints for TF Serving: `serve` (float32 images [None, H, W, C] in
-[0, 1] -> logits) and `probabilities` (softmax at T = 1). Both writers go through a temporary
+SavedModels get three signatures for TF Serving: `serve` and `serving_default` (float32
+`images` [None, H, W, C] in [0, 1] -> logits) and `probabilities` (softmax at T = 1), each
+returning its tensor under the key `output_0`. Both writers go through a temporary
 name and a rename (see `keras_takd.core.files`), so a kill never leaves a half-written model.
 """
 
@@ -36,8 +37,10 @@ def export_saved_model(model: keras.Model, path: str | os.PathLike) -> pathlib.P
     """Exports a logits model as a TF SavedModel for serving, atomically.
 
     Endpoints: `serve(images) -> logits` and `probabilities(images) -> softmax(logits)`,
-    with `images` float32 [None, H, W, C] in [0, 1]. An existing folder at `path` (left by an
-    interrupted run of the same stage) is replaced only once the new export is complete.
+    with `images` float32 [None, H, W, C] in [0, 1]; Keras also signs the first endpoint as
+    `serving_default`, so the SavedModel has three signatures, each returning `output_0`.
+    An existing folder at `path` (left by an interrupted run of the same stage) is replaced
+    only once the new export is complete.
 
     Args:
         model: a Keras model mapping images to logits.

@@ -30,7 +30,7 @@ with `NonFiniteError` before it is saved. The run holds `run.lock` for its whole
     teacher/metadata.json            teacher training history and time (marks it complete)
     soft_targets.npz                 prediction / soft_prediction smoothing on the training set
     student/model.keras              the deterministic student
-    student/saved_model/             its TF SavedModel (serve -> logits, probabilities)
+    student/saved_model/             its SavedModel (serve, serving_default, probabilities)
     student/curves.json              per-epoch clean / PGD accuracy (with curve_size > 0)
     student/metadata.json            student training history, curves and time (marks it
                                      complete)

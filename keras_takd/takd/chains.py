@@ -11,7 +11,7 @@ Layout of `output_dir`:
     results.csv                               one row per (dataset, temperature, stage)
     <dataset>/init/model.keras                the shared warm-start weights (1 epoch, T = 1)
     <dataset>/T<temperature>/stage<k>/model.keras
-    <dataset>/T<temperature>/stage<k>/saved_model/    TF SavedModel (serve, probabilities)
+    <dataset>/T<temperature>/stage<k>/saved_model/    its SavedModel: 3 signatures (docs/usage.md)
     <dataset>/T<temperature>/stage<k>/metadata.json   written last: marks the stage complete
 
 `<dataset>` is the data's label (`keras_takd.core.data.Dataset.label`): the dataset's name, or
