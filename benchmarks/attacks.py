@@ -213,10 +213,10 @@ class _IterationCounter:
         # Where each attack looks the helpers up when it traces: L2 calls optimizers.adam_step
         # by its own name; L0 and L-inf share search's Adam step and call const_schedule.
         targets = {
-            "keras_takd.attacks.carlini_wagner_l2": [("adam_step", (self.rows, self.moved))],
-            "keras_takd.attacks.search": [("adam_step", (self.moved,))],
-            "keras_takd.attacks.carlini_wagner_l0": [("const_schedule", (self.rows,))],
-            "keras_takd.attacks.carlini_wagner_linf": [("const_schedule", (self.rows,))],
+            "keras_takd.attacks.carlini_wagner.l2": [("adam_step", (self.rows, self.moved))],
+            "keras_takd.attacks.carlini_wagner.search": [("adam_step", (self.moved,))],
+            "keras_takd.attacks.carlini_wagner.l0": [("const_schedule", (self.rows,))],
+            "keras_takd.attacks.carlini_wagner.linf": [("const_schedule", (self.rows,))],
         }
         for module_name, wrapped in targets.items():
             module = importlib.import_module(module_name)

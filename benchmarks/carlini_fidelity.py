@@ -515,9 +515,9 @@ def _trace_solves(attack: str, solves: list[dict[str, Any]]):
     """
     import importlib
 
-    from keras_takd.attacks import search
+    from keras_takd.attacks.carlini_wagner import search
 
-    module = importlib.import_module(f"keras_takd.attacks.carlini_wagner_{attack}")
+    module = importlib.import_module(f"keras_takd.attacks.carlini_wagner.{attack}")
     cls = getattr(module, {"l0": "_L0Search", "linf": "_LinfSearch"}.get(attack, ""), None)
     if cls is None or not hasattr(cls, "advance"):
         yield

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_l0
-from keras_takd.attacks.carlini_wagner_l0 import pixels_to_freeze
+from keras_takd.attacks.carlini_wagner.l0 import pixels_to_freeze
 from keras_takd.attacks.optimizers import _COMPILED_CACHE
 from tests.attacks import _reference
 

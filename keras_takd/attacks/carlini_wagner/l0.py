@@ -63,17 +63,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks.common import (
-    DEFAULT_BATCH_SIZE,
-    L0_LINF_TANH_SCALE,
-    L0_THRESHOLD,
-    AttackResult,
-    call_model,
-    from_tanh_space,
-    margin_loss,
-)
-from keras_takd.attacks.optimizers import expand_to
-from keras_takd.attacks.search import (
+from keras_takd.attacks.carlini_wagner.search import (
     FAILED,
     RUNNING,
     SearchBase,
@@ -91,6 +81,16 @@ from keras_takd.attacks.search import (
     run_search,
     solve_state_spec,
 )
+from keras_takd.attacks.common import (
+    DEFAULT_BATCH_SIZE,
+    L0_LINF_TANH_SCALE,
+    L0_THRESHOLD,
+    AttackResult,
+    call_model,
+    from_tanh_space,
+    margin_loss,
+)
+from keras_takd.attacks.optimizers import expand_to
 
 # The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
 TANH_SCALE = L0_LINF_TANH_SCALE

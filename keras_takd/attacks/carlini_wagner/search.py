@@ -5,7 +5,7 @@ doubling constant c and a warm start. Here every example of a batch carries its 
 optimiser state and status, a compiled `tf.while_loop` runs chunks of iterations, and between
 chunks Python applies each attack's outer step (`run_slot_pool`), refilling the slots of
 finished images with new ones. The per-attack step functions live in
-`carlini_wagner_l0` and `carlini_wagner_linf`.
+`carlini_wagner.l0` and `carlini_wagner.linf`.
 """
 
 from __future__ import annotations
