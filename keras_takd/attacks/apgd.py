@@ -58,6 +58,7 @@ import tensorflow as tf
 
 from keras_takd.attacks import common, projections
 from keras_takd.attacks.optimizers import expand_to
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 from keras_takd.attacks.projected_gradient_descent import random_start_points
 
 NORMS = ("linf", "l2")
@@ -126,7 +127,7 @@ def apgd(
         ValueError: on invalid options or inputs.
     """
     check_options(eps, norm, loss, steps, restarts, rho, momentum)
-    x, y, target = common.validate_attack_inputs(
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -137,22 +138,19 @@ def apgd(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    num_classes = common.predict_logits(model, x[:1], 1).shape[1]
     needed = 4 if targeted else 3
-    if loss == "dlr" and num_classes < needed:
+    if loss == "dlr" and inputs.num_classes < needed:
         raise ValueError(
             f"the {'targeted ' if targeted else ''}DLR loss needs >= {needed} classes, "
-            f"the model has {num_classes}"
+            f"the model has {inputs.num_classes}"
         )
-    labels = target if targeted else y
-    # The fewest batches of at most batch_size, filled evenly: padding the last of them to a
-    # full batch_size would waste up to half the work (130 images: 256 rows, now 130), and
-    # autoattack_lite calls this on ever fewer survivors.
-    batches = -(-len(x) // batch_size)
-    batch_size = -(-len(x) // batches)
-    key = ("apgd", x.shape[1:], batch_size, num_classes, norm, loss, targeted, clip_min, clip_max)
-    run = common.cached_compiled(model, key, lambda: _build_runner(model, *key[1:]))
-    eye = np.eye(num_classes, dtype=np.float32)
+    plan = inputs.batches(fill_evenly=True)  # autoattack_lite runs it on ever fewer survivors
+    run = inputs.compiled(
+        model,
+        "apgd",
+        (plan.size, norm, loss, targeted),
+        lambda: _build_runner(model, inputs, plan.size, norm, loss, targeted),
+    )
     hyper = [
         tf.constant(eps, tf.float32),
         tf.constant(steps, tf.int32),
@@ -160,6 +158,7 @@ def apgd(
         tf.constant(rho, tf.float32),
         tf.constant(momentum, tf.float32),
     ]
+    x, labels = inputs.x, (inputs.one_hot(inputs.y), inputs.onehot)
     x_adv, found = x.copy(), np.zeros(len(x), bool)
     progbar = keras.utils.Progbar(restarts, unit_name="restart") if verbose else None
     for restart in range(restarts):
@@ -171,26 +170,15 @@ def apgd(
             if random_start
             else x[rows]
         )
-        for part in common.batch_slices(rows.size, batch_size):
+        for part in plan.slices(rows.size):
             chosen = rows[part]
-            inputs = (x[chosen], x_init[part], eye[y[chosen]], eye[labels[chosen]])
-            padded = [common.pad_to_batch(a, batch_size)[0] for a in inputs]
-            adv, hit = (t.numpy()[: chosen.size] for t in run(*map(tf.constant, padded), *hyper))
+            padded = plan.pad(x[chosen], x_init[part], *(a[chosen] for a in labels))
+            adv, hit = plan.trim(part, *run(*map(tf.constant, padded), *hyper))
             x_adv[chosen] = np.where(hit[:, None, None, None], adv, x[chosen])
             found[chosen] = hit
         if progbar is not None:
             progbar.update(restart + 1)
-    return common.finalize_result(
-        model,
-        x,
-        x_adv,
-        y,
-        targeted=targeted,
-        target=target,
-        const=np.nan,
-        batch_size=batch_size,
-        found=found,
-    )
+    return inputs.result(model, x_adv, const=np.nan, batch_size=plan.size, found=found)
 
 
 def _random_starts(
@@ -302,15 +290,14 @@ class _State(NamedTuple):
 
 def _build_runner(
     model: Callable[..., Any],
-    image_shape: tuple[int, ...],
+    inputs: AttackInputs,
     batch_size: int,
-    num_classes: int,
     norm: str,
     loss_name: str,
     targeted: bool,
-    clip_min: float,
-    clip_max: float,
 ) -> Callable[..., Any]:
+    image_shape, num_classes = inputs.x.shape[1:], inputs.num_classes
+    clip_min, clip_max = inputs.clip_min, inputs.clip_max
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
     labels = tf.TensorSpec([batch_size, num_classes], tf.float32)
     scalar = tf.TensorSpec([], tf.float32)

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from keras_takd.attacks import common
 from keras_takd.attacks.apgd import MOMENTUM, RHO, apgd, check_options
+from keras_takd.attacks.preparation import prepare_inputs
 
 
 @dataclasses.dataclass
@@ -97,10 +97,10 @@ def autoattack_lite(
     check_options(eps, norm, "dlr", steps, 1, RHO, MOMENTUM)
     if int(target_classes) != target_classes or target_classes < 1:
         raise ValueError(f"target_classes must be an integer >= 1, got {target_classes}")
-    x, y, _ = common.validate_attack_inputs(
+    inputs = prepare_inputs(
         model, x, y, clip_min=clip_min, clip_max=clip_max, batch_size=batch_size
     )
-    logits = common.predict_logits(model, x, batch_size)
+    x, y, logits = inputs.x, inputs.y, inputs.logits
     if logits.shape[1] < 4:
         raise ValueError(f"autoattack_lite needs >= 4 classes, the model has {logits.shape[1]}")
     correct = logits.argmax(axis=1) == y
