@@ -86,24 +86,11 @@ def carlini_wagner_module(part: str):
     """keras_takd's C&W module `part` (l2, l0, linf or search), for the counters that wrap it.
 
     The benchmarks count iterations by wrapping private helpers of these modules, so they
-    need the modules themselves, not the public API. They live in the subpackage
-    `keras_takd.attacks.carlini_wagner`, or, before it, as
-    `keras_takd.attacks.carlini_wagner_<part>` and `keras_takd.attacks.search`.
-
-    Raises:
-        ModuleNotFoundError: neither layout has the module.
+    need the modules of `keras_takd.attacks.carlini_wagner` themselves, not the public API.
     """
     import importlib
 
-    flat = "search" if part == "search" else f"carlini_wagner_{part}"
-    names = [f"keras_takd.attacks.carlini_wagner.{part}", f"keras_takd.attacks.{flat}"]
-    for name in names:
-        try:
-            return importlib.import_module(name)
-        except ModuleNotFoundError as error:
-            if not name.startswith(str(error.name)):
-                raise  # the module exists but imports something missing
-    raise ModuleNotFoundError(f"keras_takd's C&W {part} module: none of {names} exists")
+    return importlib.import_module(f"keras_takd.attacks.carlini_wagner.{part}")
 
 
 def carlini_wagner_attack(norm: str):

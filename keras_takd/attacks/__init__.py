@@ -9,10 +9,11 @@ case; `autoattack_lite` runs APGD-CE then APGD-T (AutoAttack without FAB and Squ
 """
 
 from keras_takd.attacks.all_targets import AllTargetsResult, all_targets
-from keras_takd.attacks.apgd import AutoAttackLiteResult, apgd, autoattack_lite
-from keras_takd.attacks.carlini_wagner_l0 import carlini_wagner_l0
-from keras_takd.attacks.carlini_wagner_l2 import carlini_wagner_l2
-from keras_takd.attacks.carlini_wagner_linf import carlini_wagner_linf
+from keras_takd.attacks.apgd import apgd
+from keras_takd.attacks.autoattack_lite import AutoAttackLiteResult, autoattack_lite
+from keras_takd.attacks.carlini_wagner.l0 import carlini_wagner_l0
+from keras_takd.attacks.carlini_wagner.l2 import carlini_wagner_l2
+from keras_takd.attacks.carlini_wagner.linf import carlini_wagner_linf
 from keras_takd.attacks.common import AttackResult
 from keras_takd.attacks.fast_gradient_sign import fast_gradient_sign
 from keras_takd.attacks.fast_minimum_norm import fast_minimum_norm

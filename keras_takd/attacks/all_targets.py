@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.attacks import common
+from keras_takd.core.metrics import predict_logits
 
 CASES = ("best", "average", "worst")
 DISTANCES = ("l0", "l2", "linf")
@@ -155,7 +156,7 @@ def all_targets(
     if x.ndim != 4 or y.ndim != 1 or len(x) != len(y):
         raise ValueError(f"expected x [N, H, W, C] and y [N], got shapes {x.shape} and {y.shape}")
     if num_classes is None:
-        num_classes = common.predict_logits(model, x[:1], 1).shape[1]
+        num_classes = predict_logits(model, x[:1], 1).shape[1]
     if num_classes < 2:
         raise ValueError(f"all_targets needs at least 2 classes, got num_classes={num_classes}")
     y = y.astype(np.int64)

@@ -1,4 +1,4 @@
-"""Auto-PGD (APGD; Croce & Hein, ICML 2020, arXiv:2003.01690) and a reduced AutoAttack.
+"""Auto-PGD (APGD; Croce & Hein, ICML 2020, arXiv:2003.01690).
 
 APGD is projected gradient ascent inside the eps-ball (L-inf or L2) whose only free parameter
 is the number of steps N (Sect. 3 of the paper, Algorithm 1):
@@ -19,9 +19,7 @@ order, and in its targeted form -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2). DL
 change when the logits are multiplied by a constant, so it keeps its gradient where the
 cross-entropy of a large-logit model (a defensively distilled one) saturates.
 
-`autoattack_lite` runs APGD-CE, then APGD-T (targeted DLR, one run per target class, the
-top-9 other classes) on the images APGD-CE did not fool, and reports robust accuracy. It is
-not the full AutoAttack: FAB and Square are NOT included.
+`autoattack_lite` (its own module) runs APGD-CE, then APGD-T, as a reduced AutoAttack.
 
 Where this implementation deviates from the paper and from the authors' code
 (github.com/fra31/auto-attack):
@@ -49,7 +47,6 @@ The N steps of a batch run in one compiled `tf.while_loop` with a fixed input si
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import zlib
 from collections.abc import Callable
@@ -61,6 +58,7 @@ import tensorflow as tf
 
 from keras_takd.attacks import common, projections
 from keras_takd.attacks.optimizers import expand_to
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 from keras_takd.attacks.projected_gradient_descent import random_start_points
 
 NORMS = ("linf", "l2")
@@ -128,8 +126,8 @@ def apgd(
     Raises:
         ValueError: on invalid options or inputs.
     """
-    _check_options(eps, norm, loss, steps, restarts, rho, momentum)
-    x, y, target = common.validate_attack_inputs(
+    check_options(eps, norm, loss, steps, restarts, rho, momentum)
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -140,22 +138,19 @@ def apgd(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    num_classes = common.predict_logits(model, x[:1], 1).shape[1]
     needed = 4 if targeted else 3
-    if loss == "dlr" and num_classes < needed:
+    if loss == "dlr" and inputs.num_classes < needed:
         raise ValueError(
             f"the {'targeted ' if targeted else ''}DLR loss needs >= {needed} classes, "
-            f"the model has {num_classes}"
+            f"the model has {inputs.num_classes}"
         )
-    labels = target if targeted else y
-    # The fewest batches of at most batch_size, filled evenly: padding the last of them to a
-    # full batch_size would waste up to half the work (130 images: 256 rows, now 130), and
-    # autoattack_lite calls this on ever fewer survivors.
-    batches = -(-len(x) // batch_size)
-    batch_size = -(-len(x) // batches)
-    key = ("apgd", x.shape[1:], batch_size, num_classes, norm, loss, targeted, clip_min, clip_max)
-    run = common.cached_compiled(model, key, lambda: _build_runner(model, *key[1:]))
-    eye = np.eye(num_classes, dtype=np.float32)
+    plan = inputs.batches(fill_evenly=True)  # autoattack_lite runs it on ever fewer survivors
+    run = inputs.compiled(
+        model,
+        "apgd",
+        (plan.size, norm, loss, targeted),
+        lambda: _build_runner(model, inputs, plan.size, norm, loss, targeted),
+    )
     hyper = [
         tf.constant(eps, tf.float32),
         tf.constant(steps, tf.int32),
@@ -163,6 +158,7 @@ def apgd(
         tf.constant(rho, tf.float32),
         tf.constant(momentum, tf.float32),
     ]
+    x, labels = inputs.x, (inputs.one_hot(inputs.y), inputs.onehot)
     x_adv, found = x.copy(), np.zeros(len(x), bool)
     progbar = keras.utils.Progbar(restarts, unit_name="restart") if verbose else None
     for restart in range(restarts):
@@ -174,156 +170,15 @@ def apgd(
             if random_start
             else x[rows]
         )
-        for part in common.batch_slices(rows.size, batch_size):
+        for part in plan.slices(rows.size):
             chosen = rows[part]
-            inputs = (x[chosen], x_init[part], eye[y[chosen]], eye[labels[chosen]])
-            padded = [common.pad_to_batch(a, batch_size)[0] for a in inputs]
-            adv, hit = (t.numpy()[: chosen.size] for t in run(*map(tf.constant, padded), *hyper))
+            padded = plan.pad(x[chosen], x_init[part], *(a[chosen] for a in labels))
+            adv, hit = plan.trim(part, *run(*map(tf.constant, padded), *hyper))
             x_adv[chosen] = np.where(hit[:, None, None, None], adv, x[chosen])
             found[chosen] = hit
         if progbar is not None:
             progbar.update(restart + 1)
-    return common.finalize_result(
-        model,
-        x,
-        x_adv,
-        y,
-        targeted=targeted,
-        target=target,
-        const=np.nan,
-        batch_size=batch_size,
-        found=found,
-    )
-
-
-@dataclasses.dataclass
-class AutoAttackLiteResult:
-    """The outcome of `autoattack_lite` on N images.
-
-    Attributes:
-        x_adv: float32 [N, H, W, C]: the image that fooled the model, else the original.
-        clean_correct: bool [N], the model classified the original image correctly.
-        robust: bool [N], correct on the original and fooled by neither APGD-CE nor APGD-T.
-        fooled_by: str [N]: "misclassified" (wrong before any attack), "apgd-ce", "apgd-t",
-            or "" for robust images.
-        eps: the radius of the ball.
-        norm: its norm.
-    """
-
-    x_adv: np.ndarray
-    clean_correct: np.ndarray
-    robust: np.ndarray
-    fooled_by: np.ndarray
-    eps: float
-    norm: str
-
-    @property
-    def robust_accuracy(self) -> float:
-        """The fraction of all N images that stay correctly classified (NaN for none)."""
-        return float(np.mean(self.robust)) if len(self.robust) else float("nan")
-
-    @property
-    def clean_accuracy(self) -> float:
-        """The fraction of the N original images classified correctly."""
-        return float(np.mean(self.clean_correct)) if len(self.clean_correct) else float("nan")
-
-
-def autoattack_lite(
-    model: Callable[..., Any],
-    x: np.ndarray,
-    y: np.ndarray,
-    eps: float,
-    norm: str = "linf",
-    *,
-    steps: int = 100,
-    target_classes: int = 9,
-    seed: int | None = 0,
-    batch_size: int = 128,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    verbose: bool = False,
-) -> AutoAttackLiteResult:
-    """APGD-CE, then APGD-T on the survivors: AutoAttack without FAB and Square.
-
-    As in AutoAttack's standard version (Croce & Hein 2020): APGD-CE with one run of
-    `steps` iterations, then APGD-T with the targeted DLR loss, one run of `steps` iterations per
-    target class, the `target_classes` classes with the highest clean logits after the true one,
-    each run only on the images no earlier run fooled. FAB-T and Square are not run, so the
-    robust accuracy is an upper bound that full AutoAttack may lower further.
-
-    Args:
-        model: a Keras model (or callable) mapping float32 images in the box to logits.
-        x: images [N, H, W, C] inside [clip_min, clip_max].
-        y: true labels [N].
-        eps: radius of the ball, > 0.
-        norm: "linf" or "l2".
-        steps: iterations of each APGD run.
-        target_classes: how many target classes APGD-T tries (at most num_classes - 1).
-        seed: seed of the random starts.
-        batch_size: images per compiled run.
-        clip_min: the lower edge of the box.
-        clip_max: the upper edge of the box.
-        verbose: print one line per stage.
-
-    Returns:
-        An `AutoAttackLiteResult`.
-
-    Raises:
-        ValueError: on invalid options or inputs, or a model with fewer than 4 classes (the
-            targeted DLR loss needs 4).
-    """
-    _check_options(eps, norm, "dlr", steps, 1, RHO, MOMENTUM)
-    if int(target_classes) != target_classes or target_classes < 1:
-        raise ValueError(f"target_classes must be an integer >= 1, got {target_classes}")
-    x, y, _ = common.validate_attack_inputs(
-        model, x, y, clip_min=clip_min, clip_max=clip_max, batch_size=batch_size
-    )
-    logits = common.predict_logits(model, x, batch_size)
-    if logits.shape[1] < 4:
-        raise ValueError(f"autoattack_lite needs >= 4 classes, the model has {logits.shape[1]}")
-    correct = logits.argmax(axis=1) == y
-    fooled_by = np.where(correct, "", "misclassified").astype(object)
-    x_adv = x.copy()
-    options = dict(
-        eps=eps,
-        norm=norm,
-        steps=steps,
-        seed=seed,
-        batch_size=batch_size,
-        clip_min=clip_min,
-        clip_max=clip_max,
-    )
-    ranked = np.argsort(-logits, axis=1, kind="stable")
-    stages = [("apgd-ce", None)] + [
-        ("apgd-t", rank) for rank in range(1, min(target_classes, logits.shape[1] - 1) + 1)
-    ]
-    for stage, rank in stages:
-        rows = np.flatnonzero(fooled_by == "")
-        if rows.size == 0:
-            break
-        if rank is None:
-            result = apgd(model, x[rows], y[rows], loss="ce", **options)
-        else:
-            target = ranked[rows, rank]
-            result = apgd(
-                model, x[rows], y[rows], loss="dlr", targeted=True, target=target, **options
-            )
-        hit = rows[result.success]
-        x_adv[hit] = result.x_adv[result.success]
-        fooled_by[hit] = stage
-        if verbose:
-            print(
-                f"{stage}{'' if rank is None else f' (target rank {rank})'}: fooled "
-                f"{hit.size} of {rows.size}; robust accuracy {np.mean(fooled_by == ''):.2%}"
-            )
-    return AutoAttackLiteResult(
-        x_adv=x_adv,
-        clean_correct=correct,
-        robust=fooled_by == "",
-        fooled_by=fooled_by.astype(str),
-        eps=float(eps),
-        norm=norm,
-    )
+    return inputs.result(model, x_adv, const=np.nan, batch_size=plan.size, found=found)
 
 
 def _random_starts(
@@ -392,7 +247,14 @@ def dlr_targeted_loss(
     return -(true_logit - target_logit) / scale
 
 
-def _check_options(eps, norm, loss, steps, restarts, rho, momentum) -> None:
+def check_options(
+    eps: float, norm: str, loss: str, steps: int, restarts: int, rho: float, momentum: float
+) -> None:
+    """Checks APGD's options before any work starts.
+
+    Raises:
+        ValueError: naming the first option APGD cannot run with.
+    """
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps}")
     if norm not in NORMS:
@@ -428,15 +290,14 @@ class _State(NamedTuple):
 
 def _build_runner(
     model: Callable[..., Any],
-    image_shape: tuple[int, ...],
+    inputs: AttackInputs,
     batch_size: int,
-    num_classes: int,
     norm: str,
     loss_name: str,
     targeted: bool,
-    clip_min: float,
-    clip_max: float,
 ) -> Callable[..., Any]:
+    image_shape, num_classes = inputs.x.shape[1:], inputs.num_classes
+    clip_min, clip_max = inputs.clip_min, inputs.clip_max
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
     labels = tf.TensorSpec([batch_size, num_classes], tf.float32)
     scalar = tf.TensorSpec([], tf.float32)

@@ -2,24 +2,23 @@
 
 The pieces of Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks"
 (arXiv:1608.04644) that all three of their attacks use: the tanh change of variables that keeps
-an image inside the box, the margin loss on logits, the distortion metrics, and the checks the
-original code makes before it starts (most notably that the model returns logits, not
-probabilities). Also the result type and the batching helpers the attacks share.
+an image inside the box, the margin loss on logits and the distortion metrics. Also the result
+type, its verification (`finalize_result`) and the one batching rule of the attacks that run a
+compiled function batch by batch (`batch_plan`). The checks every attack makes of its inputs
+live in `preparation`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-# Importable from here too: keras_takd.smoothed.transfer compiles its PGD loop through it.
-from keras_takd.attacks.optimizers import cached_compiled  # noqa: F401
-from keras_takd.core.metrics import predict_logits  # noqa: F401  (one batched forward pass)
+from keras_takd.core.metrics import predict_logits
 
 # A pixel counts as changed (for L0) when any of its channels moved by more than this.
 L0_THRESHOLD = 1e-4
@@ -29,8 +28,6 @@ L0_THRESHOLD = 1e-4
 # half-range is 0.5, i.e. a factor of 0.9999995. Each attack passes its original's factor.
 L2_TANH_SCALE = 0.999999
 L0_LINF_TANH_SCALE = 0.9999995
-# Rows in [0, 1] summing to 1 within this tolerance look like probabilities, not logits.
-PROBABILITY_TOLERANCE = 1e-3
 DEFAULT_BATCH_SIZE = 128
 
 
@@ -99,131 +96,6 @@ def call_model(model: Callable[..., Any], x: tf.Tensor) -> tf.Tensor:
     else:
         outputs = model(x)
     return tf.cast(outputs, tf.float32)
-
-
-def _looks_like_probabilities(outputs: np.ndarray) -> bool:
-    in_unit_interval = np.all(outputs >= -PROBABILITY_TOLERANCE) and np.all(
-        outputs <= 1.0 + PROBABILITY_TOLERANCE
-    )
-    sums_to_one = np.all(np.abs(outputs.sum(axis=-1) - 1.0) <= PROBABILITY_TOLERANCE)
-    return bool(in_unit_interval and sums_to_one)
-
-
-def _check_labels(name: str, labels: Any, n: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"{name} must be integer labels of shape [{n}], got shape {labels.shape}")
-    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
-        raise ValueError(f"{name} must hold integer class labels, got {labels[:5]!r}...")
-    return labels.astype(np.int64)
-
-
-def validate_attack_inputs(
-    model: Callable[..., Any],
-    x: Any,
-    y: Any,
-    *,
-    targeted: bool = False,
-    target: Any = None,
-    clip_min: float = 0.0,
-    clip_max: float = 1.0,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-    allow_probabilities: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Checks an attack's inputs the way the original code would, but with clear errors.
-
-    Runs the model once on `x` to learn the number of classes, to refuse a model whose output is
-    NaN or infinite on any clean image (an attack would otherwise read NaN margins as success),
-    and to make the original's pre-softmax check on the first batch: an output whose rows all
-    lie in [0, 1] and sum to 1 (within 1e-3) is taken for probabilities, on which the margin
-    loss is meaningless.
-
-    Args:
-        model: a Keras model or callable mapping float32 images to logits.
-        x: images [N, H, W, C] inside [clip_min, clip_max].
-        y: true labels [N].
-        targeted: whether the attack is targeted.
-        target: target labels [N]; required when `targeted`, each different from `y`.
-        clip_min: the lower edge of the box.
-        clip_max: the upper edge of the box.
-        batch_size: images per batch, >= 1.
-        allow_probabilities: attack a model that outputs probabilities on purpose (e.g.
-            softmax(logits / T), to show the gradient masking of defensive distillation).
-
-    Returns:
-        `(x, y, target)` as float32, int64 and int64 (or None) numpy arrays.
-
-    Raises:
-        ValueError: on a wrong shape, an empty or non-finite `x`, `x` outside the box,
-            `clip_min >= clip_max`, `batch_size < 1`, a missing, superfluous or equal-to-`y`
-            target, labels out of range, a model whose output on `x` is not finite, or one
-            whose outputs look like probabilities.
-    """
-    if not clip_min < clip_max:
-        raise ValueError(
-            f"clip_min must be < clip_max, got clip_min={clip_min}, clip_max={clip_max}"
-        )
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size}")
-    x = np.asarray(x, dtype=np.float32)
-    if x.ndim != 4:
-        raise ValueError(f"x must be images of shape [N, H, W, C], got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError("x holds no images")
-    check_finite_images(x)
-    if x.min() < clip_min or x.max() > clip_max:
-        raise ValueError(
-            f"x must lie inside [clip_min, clip_max] = [{clip_min}, {clip_max}], "
-            f"got values in [{x.min()}, {x.max()}]"
-        )
-    y = _check_labels("y", y, x.shape[0])
-    if targeted:
-        if target is None:
-            raise ValueError("targeted=True needs target labels [N], got target=None")
-        target = _check_labels("target", target, x.shape[0])
-        if np.any(target == y):
-            raise ValueError(
-                f"target equals the true label y for examples {np.flatnonzero(target == y)[:10]}"
-            )
-    elif target is not None:
-        raise ValueError("target labels were given but targeted=False")
-    outputs = predict_logits(model, x, batch_size)
-    if outputs.ndim != 2:
-        raise ValueError(f"the model must return [N, num_classes] logits, got {outputs.shape}")
-    bad = ~np.all(np.isfinite(outputs), axis=1)
-    if bad.any():
-        raise ValueError(
-            f"the model's output holds NaN or infinite values on {bad.sum()} of {len(x)} clean "
-            f"images (first: image {np.flatnonzero(bad)[0]}); expected finite logits"
-        )
-    outputs = outputs[:batch_size]
-    num_classes = outputs.shape[1]
-    for name, labels in (("y", y), ("target", target)):
-        if labels is not None and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"{name} must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]"
-            )
-    if not allow_probabilities and _looks_like_probabilities(outputs):
-        raise ValueError(
-            "the model's outputs look like probabilities (rows in [0, 1] summing to 1): "
-            "attacks need logits; pass allow_probabilities=True to attack them on purpose"
-        )
-    return x, y, target
-
-
-def check_finite_images(x: np.ndarray) -> None:
-    """Refuses images holding NaN or infinite values.
-
-    Raises:
-        ValueError: naming how many values and which image first.
-    """
-    finite = np.isfinite(x)
-    if not finite.all():
-        first = int(np.flatnonzero(~finite.reshape(len(x), -1).all(axis=1))[0])
-        raise ValueError(
-            f"x holds {int((~finite).sum())} NaN or infinite values (first in image {first}); "
-            "expected finite pixel values"
-        )
 
 
 def to_tanh_space(x: tf.Tensor, clip_min: float, clip_max: float, scale: float) -> tf.Tensor:
@@ -464,3 +336,68 @@ def batch_slices(n: int, batch_size: int) -> list[slice]:
         A list of `slice` objects covering range(n) in order.
     """
     return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchPlan:
+    """How an attack feeds its images to a compiled function with a fixed batch axis.
+
+    Consecutive batches of `size` images; the last, short one is padded to `size` rows by
+    repeating its last row (`pad`), so one trace serves every batch. Build it with
+    `batch_plan`.
+
+    Attributes:
+        size: the rows of every compiled call.
+    """
+
+    size: int
+
+    def slices(self, n: int) -> list[slice]:
+        """The consecutive batches of `n` images (`batch_slices`)."""
+        return batch_slices(n, self.size)
+
+    def each(self, n: int, verbose: bool = False) -> Iterator[slice]:
+        """Yields `slices(n)`, with a `keras.utils.Progbar` over batches when `verbose`."""
+        slices = self.slices(n)
+        progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
+        for done, part in enumerate(slices, start=1):
+            yield part
+            if progbar is not None:
+                progbar.update(done)
+
+    def pad(self, *arrays: np.ndarray) -> list[np.ndarray]:
+        """Each array of one batch padded to `size` rows (`pad_to_batch`)."""
+        return [pad_to_batch(array, self.size)[0] for array in arrays]
+
+    @staticmethod
+    def trim(part: slice, *outputs: tf.Tensor) -> list[np.ndarray]:
+        """The real rows of a padded batch's outputs, as numpy arrays."""
+        return [np.asarray(output)[: part.stop - part.start] for output in outputs]
+
+
+def batch_plan(n: int, batch_size: int, *, fill_evenly: bool = False) -> BatchPlan:
+    """The batching rule of every attack that runs a compiled function batch by batch.
+
+    The images go in the fewest batches of at most `batch_size`, each compiled call at one
+    fixed size, never larger than `n` (no padding beyond the data). By default that size is
+    `min(batch_size, n)` and only the last batch is padded: the rule of C&W L2, FMN and PGD.
+    `fill_evenly` shrinks the size to `ceil(n / batches)`, so that the batches are filled
+    evenly and padding the last one wastes less than a batch's worth of rows: APGD's rule,
+    because `autoattack_lite` runs it on ever fewer survivors (130 images at batch_size 128:
+    130 rows instead of 256). The two cannot merge without changing results: CPU kernels
+    round differently for different batch sizes, and the size is part of each compiled
+    signature. C&W L0 and L-inf do not batch this way at all: their images enter and leave a
+    pool of slots one by one (`carlini_wagner.search.run_slot_pool`).
+
+    Args:
+        n: the number of images, >= 1.
+        batch_size: the largest batch, >= 1.
+        fill_evenly: APGD's even filling.
+
+    Returns:
+        The `BatchPlan`.
+    """
+    size = min(batch_size, n)
+    if fill_evenly:
+        size = -(-n // -(-n // batch_size))
+    return BatchPlan(size=int(size))

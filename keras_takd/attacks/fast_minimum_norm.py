@@ -66,12 +66,12 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import common, projections
 from keras_takd.attacks.optimizers import expand_to
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 
 NORMS = projections.NORMS
 DEFAULT_ALPHA_INIT = {"l0": 1.0, "l1": 1.0, "l2": 1.0, "linf": 10.0}
@@ -131,12 +131,12 @@ def fast_minimum_norm(
         An `AttackResult` (`const` is NaN: FMN has no trade-off constant).
 
     Raises:
-        ValueError: on invalid options or inputs (see `common.validate_attack_inputs`).
+        ValueError: on invalid options or inputs (see `preparation.prepare_inputs`).
     """
     alpha_init = DEFAULT_ALPHA_INIT.get(norm, 1.0) if alpha_init is None else alpha_init
     alpha_final = alpha_init / 100 if alpha_final is None else alpha_final
     _check_options(norm, steps, alpha_init, alpha_final, gamma_init, gamma_final)
-    x, y, target = common.validate_attack_inputs(
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -147,12 +147,12 @@ def fast_minimum_norm(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    labels = target if targeted else y
-    batch_size = min(batch_size, len(x))
-    num_classes = common.predict_logits(model, x[:1], 1).shape[1]
-    key = ("fast_minimum_norm", x.shape[1:], batch_size, num_classes, norm, clip_min, clip_max)
-    run = common.cached_compiled(
-        model, key, lambda: _build_runner(model, *key[1:], jit_compile=jit_compile)
+    plan = inputs.batches()
+    run = inputs.compiled(
+        model,
+        "fast_minimum_norm",
+        (plan.size, norm, jit_compile),
+        lambda: _build_runner(model, inputs, plan.size, norm, jit_compile=jit_compile),
     )
     hyper = [
         tf.constant(targeted),
@@ -161,32 +161,15 @@ def fast_minimum_norm(
         tf.constant(steps, tf.int32),
         *(tf.constant(v, tf.float32) for v in (alpha_init, alpha_final, gamma_init, gamma_final)),
     ]
-    slices = common.batch_slices(len(x), batch_size)
-    progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
-    x_adv, found = np.empty_like(x), np.empty(len(x), bool)
-    for done, part in enumerate(slices, start=1):
-        n = part.stop - part.start
-        images = common.pad_to_batch(x[part], batch_size)[0]
-        onehot = np.eye(num_classes, dtype=np.float32)[
-            common.pad_to_batch(labels[part], batch_size)[0]
-        ]
-        best_delta, adv_found = run(tf.constant(images), tf.constant(onehot), *hyper)
-        x_adv[part] = images[:n] + best_delta.numpy()[:n]
-        found[part] = adv_found.numpy()[:n]
-        if progbar is not None:
-            progbar.update(done)
+    x_adv, found = np.empty_like(inputs.x), np.empty(len(inputs.x), bool)
+    for part in plan.each(len(inputs.x), verbose):
+        images, onehot = plan.pad(inputs.x[part], inputs.onehot[part])
+        best_delta, found[part] = plan.trim(
+            part, *run(tf.constant(images), tf.constant(onehot), *hyper)
+        )
+        x_adv[part] = inputs.x[part] + best_delta
     x_adv = np.clip(x_adv, clip_min, clip_max)
-    return common.finalize_result(
-        model,
-        x,
-        x_adv,
-        y,
-        targeted=targeted,
-        target=target,
-        const=np.nan,
-        batch_size=batch_size,
-        found=found,
-    )
+    return inputs.result(model, x_adv, const=np.nan, batch_size=plan.size, found=found)
 
 
 def _check_options(
@@ -255,15 +238,14 @@ def _update_eps(
 
 def _build_runner(
     model: Callable[..., Any],
-    image_shape: tuple[int, ...],
+    inputs: AttackInputs,
     batch_size: int,
-    num_classes: int,
     norm: str,
-    clip_min: float,
-    clip_max: float,
     *,
     jit_compile: bool,
 ) -> Callable[..., Any]:
+    image_shape, num_classes = inputs.x.shape[1:], inputs.num_classes
+    clip_min, clip_max = inputs.clip_min, inputs.clip_max
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
     scalar = tf.TensorSpec([], tf.float32)
     signature = [

@@ -34,6 +34,7 @@ from keras_takd.attacks.projected_gradient_descent import (
     projected_gradient_descent,
     random_start_points,
 )
+from keras_takd.core.metrics import predict_logits
 
 LOSSES = ("margin", "cross_entropy")
 # Gradients whose L1 norm per image is below this count as vanished. Float32 logits of a
@@ -224,7 +225,7 @@ def vanishing_gradients(
     norm = np.abs(flat).sum(axis=1)
     vanished = ~np.isfinite(norm) | (norm < threshold)
     if loss == "margin":
-        outputs = common.predict_logits(model, x, batch_size)
+        outputs = predict_logits(model, x, batch_size)
         onehot = np.eye(outputs.shape[1], dtype=np.float32)[np.asarray(labels, np.int64)]
         met = common.margin_loss(tf.constant(outputs), onehot, 0.0, targeted).numpy() <= 0
         vanished &= ~met

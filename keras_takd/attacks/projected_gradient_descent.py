@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import common, projections
+from keras_takd.attacks.preparation import prepare_inputs
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
@@ -72,7 +72,7 @@ def projected_gradient_descent(
         ValueError: on invalid options or inputs.
     """
     _check_options(eps, step_size, steps, norm)
-    x, y, target = common.validate_attack_inputs(
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -83,38 +83,28 @@ def projected_gradient_descent(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    labels = target if targeted else y
-    batch_size = min(batch_size, len(x))  # no padding beyond the data
+    x = inputs.x
     x_init = random_start_points(x, eps, norm, clip_min, clip_max, seed) if random_start else x
-    key = ("projected_gradient_descent", x.shape[1:], batch_size, norm, clip_min, clip_max)
-    run = common.cached_compiled(model, key, lambda: _build_runner(model, *key[1:]))
-    slices = common.batch_slices(len(x), batch_size)
-    progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
-    x_adv, found = np.empty_like(x), np.empty(len(x), bool)
-    for done, part in enumerate(slices, start=1):
-        padded = [common.pad_to_batch(a[part], batch_size)[0] for a in (x, x_init, labels)]
-        out = run(
-            *(tf.constant(a) for a in padded),
-            tf.constant(eps, tf.float32),
-            tf.constant(step_size, tf.float32),
-            tf.constant(steps, tf.int32),
-            tf.constant(targeted),
-        )
-        x_adv[part] = out[0].numpy()[: part.stop - part.start]
-        found[part] = out[1].numpy()[: part.stop - part.start]
-        if progbar is not None:
-            progbar.update(done)
-    return common.finalize_result(
+    plan = inputs.batches()
+    run = inputs.compiled(
         model,
-        x,
+        "projected_gradient_descent",
+        (plan.size, norm),
+        lambda: _build_runner(model, x.shape[1:], plan.size, norm, clip_min, clip_max),
+    )
+    options = [tf.constant(eps, tf.float32), tf.constant(step_size, tf.float32)]
+    options += [tf.constant(steps, tf.int32), tf.constant(targeted)]
+    x_adv, found = np.empty_like(x), np.empty(len(x), bool)
+    for part in plan.each(len(x), verbose):
+        padded = plan.pad(x[part], x_init[part], inputs.labels[part])
+        x_adv[part], found[part] = plan.trim(part, *run(*map(tf.constant, padded), *options))
+    return inputs.result(
+        model,
         x_adv,
-        y,
-        targeted=targeted,
-        target=target,
         const=np.nan,
-        batch_size=batch_size,
-        restore_failed=not keep_failed,
+        batch_size=plan.size,
         found=found,
+        restore_failed=not keep_failed,
     )
 
 

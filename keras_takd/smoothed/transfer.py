@@ -35,7 +35,9 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_takd.attacks import common, pgd_perturb
+from keras_takd.attacks.optimizers import cached_compiled
 from keras_takd.attacks.projected_gradient_descent import random_start_points
+from keras_takd.core.metrics import predict_logits
 from keras_takd.smoothed.smoothing import SOFT_PREDICTION, SmoothedClassifier
 
 COLUMNS = (
@@ -71,7 +73,7 @@ def keras_transfer_model(name: str, model, batch_size: int = 256) -> TransferMod
     """A Keras logits model (deterministic, or noisy with fresh noise per call) as source/target."""
 
     def predict(x: np.ndarray) -> np.ndarray:
-        return np.argmax(common.predict_logits(model, x, batch_size), axis=-1)
+        return np.argmax(predict_logits(model, x, batch_size), axis=-1)
 
     return TransferModel(name, model, predict)
 
@@ -148,7 +150,7 @@ def pgd_iterates(
     step_size = STEP_SIZE_FACTOR * eps / steps if step_size is None else step_size
     batch_size = min(batch_size, len(x))
     key = ("transfer_pgd_step", tuple(x.shape[1:]), batch_size)
-    step = common.cached_compiled(
+    step = cached_compiled(
         model, key, lambda: _compiled_step(model, tuple(x.shape[1:]), batch_size)
     )
     current = random_start_points(x, eps, "linf", 0.0, 1.0, seed)

@@ -69,6 +69,30 @@ def linear_two_class_model() -> Callable[[np.ndarray, float], keras.Model]:
 
 
 @pytest.fixture
+def l2_linear_problem(linear_two_class_model):
+    """A factory: `l2_linear_problem(n=10, shape=(8, 8, 1), seed=0)` -> `(model, x, y, optimum)`.
+
+    `n` images well inside the box with margins |w.x + b| in [2, 4] on both sides of a random
+    linear model; `optimum` is the smallest L2 change that flips each, |w.x + b| / ||w||_2.
+    """
+
+    def make(n: int = 10, shape: tuple[int, ...] = (8, 8, 1), seed: int = 0):
+        rng = np.random.default_rng(seed)
+        w = rng.normal(size=shape)
+        b = -0.5 * w.sum()
+        model = linear_two_class_model(w, b)
+        x = 0.5 + rng.uniform(-0.1, 0.1, size=(n, *shape))
+        margin = (x * w).reshape(n, -1).sum(axis=1) + b
+        wanted = rng.choice([-1.0, 1.0], size=n) * rng.uniform(2.0, 4.0, size=n)
+        x += ((wanted - margin) / np.sum(w**2))[:, None, None, None] * w
+        y = (wanted > 0).astype(np.int64)
+        optimum = np.abs(wanted) / np.sqrt(np.sum(w**2))
+        return model, x.astype(np.float32), y, optimum
+
+    return make
+
+
+@pytest.fixture
 def linf_linear_problem(linear_two_class_model):
     """Six 8x8 images of class 1 under a random linear model, margins >= 3.
 

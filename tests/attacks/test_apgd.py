@@ -1,11 +1,11 @@
-"""Tests of Auto-PGD and autoattack_lite (keras_takd.attacks.apgd)."""
+"""Tests of Auto-PGD (keras_takd.attacks.apgd)."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_takd.attacks import apgd, autoattack_lite
+from keras_takd.attacks import apgd
 from keras_takd.attacks.apgd import checkpoints, dlr_loss, dlr_targeted_loss
 
 
@@ -139,21 +139,6 @@ def test_restarts_only_add_successes(mnist_attack_model, mnist_attack_batch):
     assert np.all(three.success >= one.success)
 
 
-def test_autoattack_lite_reports_robust_accuracy(mnist_attack_model, mnist_small):
-    _, _, x_test, y_test = mnist_small
-    x, y = x_test[:30], y_test[:30]
-    result = autoattack_lite(mnist_attack_model, x, y, 0.1, steps=10, target_classes=3)
-    predicted = mnist_attack_model.predict(result.x_adv, verbose=0).argmax(axis=1)
-    np.testing.assert_array_equal(result.robust, predicted == y)
-    assert set(result.fooled_by) <= {"", "misclassified", "apgd-ce", "apgd-t"}
-    np.testing.assert_array_equal(result.fooled_by == "misclassified", ~result.clean_correct)
-    ce_only = apgd(
-        mnist_attack_model, x[result.clean_correct], y[result.clean_correct], 0.1, steps=10
-    )
-    assert result.robust_accuracy <= result.clean_accuracy * (1 - ce_only.success.mean()) + 1e-9
-    assert np.all(np.abs(result.x_adv - x).max(axis=(1, 2, 3)) <= 0.1 + 1e-6)
-
-
 @pytest.mark.parametrize(
     "options, message",
     [
@@ -172,9 +157,3 @@ def test_bad_arguments_raise(linf_linear_problem, options, message):
     kwargs = dict(eps=0.1) | options
     with pytest.raises(ValueError, match=message):
         apgd(model, x, y, **kwargs)
-
-
-def test_autoattack_lite_refuses_two_classes(linf_linear_problem):
-    model, x, y, _ = linf_linear_problem
-    with pytest.raises(ValueError, match="needs >= 4 classes"):
-        autoattack_lite(model, x, y, 0.1)

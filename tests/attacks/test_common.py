@@ -1,6 +1,5 @@
 """Tests of the shared attack math and input checks (keras_takd.attacks.common)."""
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -39,11 +38,9 @@ def test_to_tanh_space_matches_the_originals_arctanh_at_the_box_edges():
 def test_each_attack_maps_into_tanh_space_with_its_originals_scale(
     module_name, expected, linear_two_class_model, monkeypatch
 ):
-    import importlib
+    from keras_takd import attacks
+    from keras_takd.attacks.carlini_wagner import search
 
-    from keras_takd.attacks import search
-
-    module = importlib.import_module(f"keras_takd.attacks.{module_name}")
     scales = []
     original = common.to_tanh_space
 
@@ -55,7 +52,7 @@ def test_each_attack_maps_into_tanh_space_with_its_originals_scale(
         monkeypatch.setattr(target, "to_tanh_space", recording)
     model = linear_two_class_model(np.ones((2, 2, 1)), -1.0)  # a fresh model: nothing cached
     x = np.full((1, 2, 2, 1), 0.1, np.float32)
-    attack = getattr(module, module_name)
+    attack = getattr(attacks, module_name)
     attack(model, x, np.zeros(1, np.int64), max_iterations=2)
     assert scales and set(scales) == {expected}
 
@@ -96,61 +93,34 @@ def test_pad_to_batch_repeats_last_row():
         common.pad_to_batch(np.zeros((5, 1)), 4)
 
 
-@pytest.fixture
-def toy(linear_two_class_model):
-    rng = np.random.default_rng(0)
-    model = linear_two_class_model(rng.normal(size=(4, 4, 1)), 0.0)
-    x = rng.uniform(0.2, 0.8, size=(6, 4, 4, 1)).astype(np.float32)
-    y = np.argmax(model(x).numpy(), axis=1)
-    return model, x, y
-
-
-def test_validate_accepts_good_inputs(toy):
-    model, x, y = toy
-    x_out, y_out, target = common.validate_attack_inputs(model, x.astype(np.float64), list(y))
-    assert x_out.dtype == np.float32 and y_out.dtype == np.int64 and target is None
-    _, _, target = common.validate_attack_inputs(model, x, y, targeted=True, target=1 - y)
-    np.testing.assert_array_equal(target, 1 - y)
-
-
 @pytest.mark.parametrize(
-    "change, message",
+    "n, batch_size, fill_evenly, size",
     [
-        (dict(x=np.zeros((4, 4, 1), np.float32)), "shape \\[N, H, W, C\\]"),
-        (dict(y=np.zeros((6, 2))), "y must be integer labels of shape \\[6\\]"),
-        (dict(y=np.zeros(5)), "shape \\[6\\]"),
-        (dict(clip_min=1.0, clip_max=0.0), "clip_min must be < clip_max"),
-        (dict(x_scale=2.0), "inside \\[clip_min, clip_max\\]"),
-        (dict(x_nan=True), "NaN or infinite"),
-        (dict(targeted=True), "needs target labels"),
-        (dict(targeted=True, target="same"), "target equals the true label"),
-        (dict(target="other"), "targeted=False"),
-        (dict(y=np.full(6, 7)), "y must be in \\[0, 1\\]"),
-        (dict(batch_size=0), "batch_size must be an integer >= 1"),
+        (8, 3, False, 3),
+        (8, 5, False, 5),
+        (3, 128, False, 3),  # never larger than the data
+        (8, 5, True, 4),  # two batches of four, not five and three
+        (130, 128, True, 65),
+        (3, 128, True, 3),
     ],
 )
-def test_validate_rejects_bad_inputs(toy, change, message):
-    model, x, y = toy
-    kwargs = dict(x=x, y=y)
-    if change.pop("x_scale", None):
-        kwargs["x"] = x * 2.0
-    if change.pop("x_nan", None):
-        kwargs["x"] = np.where(x > 0.5, np.nan, x).astype(np.float32)
-    if change.get("target") == "same":
-        change["target"] = y
-    elif change.get("target") == "other":
-        change["target"] = 1 - y
-    kwargs.update(change)
-    with pytest.raises(ValueError, match=message):
-        common.validate_attack_inputs(model, kwargs.pop("x"), kwargs.pop("y"), **kwargs)
+def test_batch_plan_sizes(n, batch_size, fill_evenly, size):
+    plan = common.batch_plan(n, batch_size, fill_evenly=fill_evenly)
+    assert plan.size == size
+    slices = plan.slices(n)
+    assert len(slices) == -(-n // batch_size)  # the fewest batches of at most batch_size
+    assert np.concatenate([np.arange(n)[part] for part in slices]).tolist() == list(range(n))
 
 
-def test_validate_refuses_probability_outputs_unless_allowed(toy):
-    model, x, y = toy
-    probabilities = keras.Sequential([model, keras.layers.Softmax()])
-    with pytest.raises(ValueError, match="look like probabilities"):
-        common.validate_attack_inputs(probabilities, x, y)
-    common.validate_attack_inputs(probabilities, x, y, allow_probabilities=True)
+def test_batch_plan_pads_and_trims_the_last_batch():
+    plan = common.batch_plan(5, 3)
+    x, labels = np.arange(5.0)[:, None], np.arange(5)
+    last = plan.slices(5)[-1]
+    padded_x, padded_labels = plan.pad(x[last], labels[last])
+    np.testing.assert_array_equal(padded_x[:, 0], [3.0, 4.0, 4.0])
+    np.testing.assert_array_equal(padded_labels, [3, 4, 4])
+    (trimmed,) = plan.trim(last, tf.constant(padded_labels))
+    np.testing.assert_array_equal(trimmed, [3, 4])
 
 
 def test_finalize_verifies_success_and_restores_failed_examples(linear_two_class_model):

@@ -6,11 +6,10 @@ import tensorflow as tf
 
 from keras_takd.attacks import fast_minimum_norm
 from keras_takd.attacks.optimizers import _COMPILED_CACHE
-from tests.attacks.test_carlini_wagner_l2 import _linear_problem
 
 
-def test_l2_closed_form_optimum(linear_two_class_model):
-    model, x, y, optimum = _linear_problem(linear_two_class_model)
+def test_l2_closed_form_optimum(l2_linear_problem):
+    model, x, y, optimum = l2_linear_problem()
     result = fast_minimum_norm(model, x, y, norm="l2", steps=1000)
     assert result.success.all()
     gap = result.l2 / optimum - 1
@@ -29,8 +28,8 @@ def test_linf_closed_form_optimum(linf_linear_problem):
 
 
 @pytest.mark.parametrize("norm", ["l0", "l1"])
-def test_sparse_norms_flip_the_linear_model_with_few_pixels(linear_two_class_model, norm):
-    model, x, y, _ = _linear_problem(linear_two_class_model)
+def test_sparse_norms_flip_the_linear_model_with_few_pixels(l2_linear_problem, norm):
+    model, x, y, _ = l2_linear_problem()
     result = fast_minimum_norm(model, x, y, norm=norm, steps=300)
     assert result.success.all()
     # The L2 optimum moves all 64 pixels; the sparse attacks need a handful.
@@ -59,8 +58,8 @@ def test_targeted_mnist(mnist_attack_model, mnist_attack_batch):
     np.testing.assert_array_equal(result.target, target)
 
 
-def test_batched_equals_one_at_a_time(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+def test_batched_equals_one_at_a_time(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=4)
     together = fast_minimum_norm(model, x, y, norm="l2", steps=200, batch_size=4)
     alone = [
         fast_minimum_norm(model, x[i : i + 1], y[i : i + 1], norm="l2", steps=200)
@@ -70,8 +69,8 @@ def test_batched_equals_one_at_a_time(linear_two_class_model):
     np.testing.assert_allclose(together.x_adv, np.concatenate([r.x_adv for r in alone]), atol=1e-5)
 
 
-def test_eager_and_compiled_agree(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+def test_eager_and_compiled_agree(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=3)
     compiled = fast_minimum_norm(model, x, y, norm="linf", steps=30)
     tf.config.run_functions_eagerly(True)
     try:
@@ -82,8 +81,8 @@ def test_eager_and_compiled_agree(linear_two_class_model):
     np.testing.assert_allclose(compiled.x_adv, eager.x_adv, atol=1e-5)
 
 
-def test_no_retracing_across_batches_and_step_counts(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=7)
+def test_no_retracing_across_batches_and_step_counts(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=7)
     fast_minimum_norm(model, x, y, steps=5, batch_size=3)  # the last batch is padded
     fast_minimum_norm(model, x[:5], y[:5], steps=9, batch_size=3, targeted=True, target=1 - y[:5])
     compiled = list(_COMPILED_CACHE[model].values())
@@ -104,8 +103,8 @@ def test_no_retracing_across_batches_and_step_counts(linear_two_class_model):
         (dict(clip_min=0.6), "inside \\[clip_min, clip_max\\]"),
     ],
 )
-def test_bad_arguments_raise(linear_two_class_model, options, message):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+def test_bad_arguments_raise(l2_linear_problem, options, message):
+    model, x, y, _ = l2_linear_problem(n=2)
     with pytest.raises(ValueError, match=message):
         fast_minimum_norm(model, x, y, **options)
 

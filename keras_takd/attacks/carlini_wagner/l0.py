@@ -63,6 +63,22 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_takd.attacks.carlini_wagner.search import (
+    FAILED,
+    RUNNING,
+    SearchBase,
+    SearchConfig,
+    adam_update,
+    compile_search_loop,
+    compiled_chunk,
+    const_schedule,
+    load_example,
+    may_end_solve,
+    new_solve_state,
+    restart_solve,
+    run_search,
+    solve_state_spec,
+)
 from keras_takd.attacks.common import (
     DEFAULT_BATCH_SIZE,
     L0_LINF_TANH_SCALE,
@@ -73,24 +89,7 @@ from keras_takd.attacks.common import (
     margin_loss,
 )
 from keras_takd.attacks.optimizers import expand_to
-from keras_takd.attacks.search import (
-    FAILED,
-    RUNNING,
-    SearchBase,
-    SearchConfig,
-    adam_update,
-    check_search_options,
-    compile_search_loop,
-    compiled_chunk,
-    const_schedule,
-    load_example,
-    may_end_solve,
-    new_solve_state,
-    prepare_search,
-    restart_solve,
-    run_search,
-    solve_state_spec,
-)
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 
 # The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
 TANH_SCALE = L0_LINF_TANH_SCALE
@@ -159,26 +158,7 @@ def carlini_wagner_l0(
         ValueError: on bad shapes, labels or options, `x` outside the box, or a model whose
             outputs look like probabilities (unless `allow_probabilities`).
     """
-    check_search_options(
-        learning_rate=learning_rate,
-        max_iterations=max_iterations,
-        initial_const=initial_const,
-        largest_const=largest_const,
-        const_factor=const_factor,
-        confidence=confidence,
-    )
-    x, y, target, onehot = prepare_search(
-        model,
-        x,
-        y,
-        targeted=targeted,
-        target=target,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        batch_size=batch_size,
-        allow_probabilities=allow_probabilities,
-    )
-    config = SearchConfig.from_options(
+    config = SearchConfig(
         targeted=targeted,
         confidence=confidence,
         learning_rate=learning_rate,
@@ -190,30 +170,29 @@ def carlini_wagner_l0(
         clip_min=clip_min,
         clip_max=clip_max,
     )
-    search = _L0Search(model, config, x, onehot)
-    return run_search(
-        search,
+    inputs = prepare_inputs(
         model,
         x,
         y,
         targeted=targeted,
         target=target,
+        clip_min=clip_min,
+        clip_max=clip_max,
         batch_size=batch_size,
-        compact=compact,
-        verbose=verbose,
+        allow_probabilities=allow_probabilities,
     )
+    search = _L0Search(model, config, inputs)
+    return run_search(search, model, inputs, compact=compact, verbose=verbose)
 
 
 class _L0Search(SearchBase):
     """The L0 attack's per-example state, compiled inner loop and outer (freezing) step."""
 
     def __init__(
-        self, model: Callable[..., Any], config: SearchConfig, x: np.ndarray, onehot: np.ndarray
+        self, model: Callable[..., Any], config: SearchConfig, inputs: AttackInputs
     ) -> None:
-        super().__init__(config, x, onehot)
-        self.run_chunk = compiled_chunk(
-            _build_l0_chunk, model, config, x.shape[1:], onehot.shape[1]
-        )
+        super().__init__(config, inputs)
+        self.run_chunk = compiled_chunk(_build_l0_chunk, model, config, inputs)
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
         """Zeroed state for `n_slots` slots, all IDLE, with the pixel mask and the gradient."""

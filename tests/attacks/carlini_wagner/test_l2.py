@@ -1,4 +1,4 @@
-"""Tests of the Carlini-Wagner L2 attack (keras_takd.attacks.carlini_wagner_l2)."""
+"""Tests of the Carlini-Wagner L2 attack (keras_takd.attacks.carlini_wagner.l2)."""
 
 import keras
 import numpy as np
@@ -13,21 +13,6 @@ from tests.attacks import _reference
 FAST = dict(max_iterations=100, binary_search_steps=5, initial_const=1.0, learning_rate=0.1)
 
 
-def _linear_problem(linear_two_class_model, n=10, shape=(8, 8, 1), seed=0):
-    """Images well inside the box with margins |w.x + b| in [2, 4] on both sides."""
-    rng = np.random.default_rng(seed)
-    w = rng.normal(size=shape)
-    b = -0.5 * w.sum()
-    model = linear_two_class_model(w, b)
-    x = 0.5 + rng.uniform(-0.1, 0.1, size=(n, *shape))
-    margin = (x * w).reshape(n, -1).sum(axis=1) + b
-    wanted = rng.choice([-1.0, 1.0], size=n) * rng.uniform(2.0, 4.0, size=n)
-    x += ((wanted - margin) / np.sum(w**2))[:, None, None, None] * w
-    y = (wanted > 0).astype(np.int64)
-    optimum = np.abs(wanted) / np.sqrt(np.sum(w**2))
-    return model, x.astype(np.float32), y, optimum
-
-
 def _logit_margin(model, x_adv, labels):
     """max_{i != label} Z_i - Z_label: positive when the label lost."""
     logits = model.predict(x_adv, verbose=0)
@@ -38,8 +23,8 @@ def _logit_margin(model, x_adv, labels):
 
 
 @pytest.mark.parametrize("abort_rule", ["per_example", "batch"])
-def test_linear_model_closed_form_optimum(linear_two_class_model, abort_rule):
-    model, x, y, optimum = _linear_problem(linear_two_class_model)
+def test_linear_model_closed_form_optimum(l2_linear_problem, abort_rule):
+    model, x, y, optimum = l2_linear_problem()
     assert 0.1 < x.min() and x.max() < 0.9  # the optimum stays inside the box
     result = carlini_wagner_l2(model, x, y, max_iterations=1000, abort_rule=abort_rule)
     assert result.success.all()
@@ -91,8 +76,8 @@ def _one_at_a_time(model, x, y, **options):
     }
 
 
-def test_batch_invariance_linear(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+def test_batch_invariance_linear(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=4)
     options = dict(max_iterations=200, binary_search_steps=4)
     together = carlini_wagner_l2(model, x, y, batch_size=4, **options)
     alone = _one_at_a_time(model, x, y, batch_size=1, **options)
@@ -113,8 +98,8 @@ def test_batch_invariance_mnist(mnist_attack_model, mnist_attack_batch):
     np.testing.assert_allclose(together.l2, alone["l2"], rtol=2e-2)
 
 
-def test_eager_and_compiled_agree(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+def test_eager_and_compiled_agree(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=3)
     options = dict(max_iterations=30, binary_search_steps=2, initial_const=1.0)
     compiled = carlini_wagner_l2(model, x, y, **options)
     tf.config.run_functions_eagerly(True)
@@ -127,8 +112,8 @@ def test_eager_and_compiled_agree(linear_two_class_model):
     np.testing.assert_allclose(compiled.const, eager.const)
 
 
-def test_failed_examples_keep_their_original_image(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+def test_failed_examples_keep_their_original_image(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=4)
     result = carlini_wagner_l2(
         model, x, y, max_iterations=2, binary_search_steps=1, initial_const=1e-6
     )
@@ -153,23 +138,23 @@ def test_failed_examples_keep_their_original_image(linear_two_class_model):
         (dict(batch_size=0), "batch_size"),
     ],
 )
-def test_bad_arguments_raise(linear_two_class_model, options, message):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+def test_bad_arguments_raise(l2_linear_problem, options, message):
+    model, x, y, _ = l2_linear_problem(n=2)
     x[0, 0, 0, 0] = 0.1
     with pytest.raises(ValueError, match=message):
         carlini_wagner_l2(model, x, y, **options)
 
 
-def test_wrong_shapes_raise(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+def test_wrong_shapes_raise(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=2)
     with pytest.raises(ValueError, match="shape \\[N, H, W, C\\]"):
         carlini_wagner_l2(model, x[0], y)
     with pytest.raises(ValueError, match="shape \\[2\\]"):
         carlini_wagner_l2(model, x, y[:1])
 
 
-def test_probability_model_refused_unless_allowed(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=2)
+def test_probability_model_refused_unless_allowed(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=2)
     probabilities = keras.Sequential([model, keras.layers.Softmax()])
     with pytest.raises(ValueError, match="look like probabilities"):
         carlini_wagner_l2(probabilities, x, y)
@@ -179,10 +164,10 @@ def test_probability_model_refused_unless_allowed(linear_two_class_model):
     assert result.x_adv.shape == x.shape
 
 
-def test_no_retracing_across_batches_and_binary_steps(linear_two_class_model):
+def test_no_retracing_across_batches_and_binary_steps(l2_linear_problem):
     from keras_takd.attacks import optimizers
 
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=7)
+    model, x, y, _ = l2_linear_problem(n=7)
     options = dict(max_iterations=10, binary_search_steps=3, batch_size=3)  # last batch padded
     carlini_wagner_l2(model, x, y, **options)
     carlini_wagner_l2(model, x[:5], y[:5], targeted=True, target=1 - y[:5], **options)
@@ -191,8 +176,8 @@ def test_no_retracing_across_batches_and_binary_steps(linear_two_class_model):
     assert compiled[0].experimental_get_tracing_count() == 1
 
 
-def test_xla_and_plain_compilation_agree(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+def test_xla_and_plain_compilation_agree(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=3)
     options = dict(max_iterations=50, binary_search_steps=3, initial_const=1.0)
     plain = carlini_wagner_l2(model, x, y, **options)
     xla = carlini_wagner_l2(model, x, y, jit_compile=True, **options)
@@ -201,8 +186,8 @@ def test_xla_and_plain_compilation_agree(linear_two_class_model):
     np.testing.assert_allclose(plain.x_adv, xla.x_adv, atol=1e-4)
 
 
-def test_progress_bar_when_verbose(linear_two_class_model, capsys):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=4)
+def test_progress_bar_when_verbose(l2_linear_problem, capsys):
+    model, x, y, _ = l2_linear_problem(n=4)
     carlini_wagner_l2(model, x, y, max_iterations=5, binary_search_steps=1, batch_size=2)
     assert "batch" not in capsys.readouterr().out
     carlini_wagner_l2(
@@ -211,8 +196,8 @@ def test_progress_bar_when_verbose(linear_two_class_model, capsys):
     assert "2/2" in capsys.readouterr().out
 
 
-def test_largest_const_caps_the_search(linear_two_class_model):
-    model, x, y, _ = _linear_problem(linear_two_class_model, n=3)
+def test_largest_const_caps_the_search(l2_linear_problem):
+    model, x, y, _ = l2_linear_problem(n=3)
     options = dict(max_iterations=3, binary_search_steps=4, abort_early=False)
     capped = carlini_wagner_l2(model, x, y, initial_const=1e-6, largest_const=1e-4, **options)
     free = carlini_wagner_l2(model, x, y, initial_const=1e-6, **options)
@@ -301,10 +286,10 @@ def test_matches_the_original_control_flow(linear_two_class_model, case, options
     )
 
 
-def test_iterations_and_incomplete_optimisation_are_recorded(linear_two_class_model):
+def test_iterations_and_incomplete_optimisation_are_recorded(l2_linear_problem):
     """Cut at 200 slow iterations, every solve is still improving when it stops (incomplete);
     with room to converge, abort early ends the solves and nothing is flagged."""
-    model, x, y, _ = _linear_problem(linear_two_class_model)
+    model, x, y, _ = l2_linear_problem()
     options = dict(binary_search_steps=3, initial_const=1.0)
     cut = carlini_wagner_l2(model, x, y, max_iterations=200, learning_rate=1e-4, **options)
     assert cut.incomplete.all()

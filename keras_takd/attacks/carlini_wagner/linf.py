@@ -55,6 +55,22 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_takd.attacks.carlini_wagner.search import (
+    RUNNING,
+    SOLVED,
+    SearchBase,
+    SearchConfig,
+    adam_update,
+    compile_search_loop,
+    compiled_chunk,
+    const_schedule,
+    load_example,
+    may_end_solve,
+    new_solve_state,
+    restart_solve,
+    run_search,
+    solve_state_spec,
+)
 from keras_takd.attacks.common import (
     DEFAULT_BATCH_SIZE,
     L0_LINF_TANH_SCALE,
@@ -64,24 +80,7 @@ from keras_takd.attacks.common import (
     margin_loss,
 )
 from keras_takd.attacks.optimizers import expand_to
-from keras_takd.attacks.search import (
-    RUNNING,
-    SOLVED,
-    SearchBase,
-    SearchConfig,
-    adam_update,
-    check_search_options,
-    compile_search_loop,
-    compiled_chunk,
-    const_schedule,
-    load_example,
-    may_end_solve,
-    new_solve_state,
-    prepare_search,
-    restart_solve,
-    run_search,
-    solve_state_spec,
-)
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 
 # The original's arctanh(x * 1.999999) on the [-0.5, 0.5] box.
 TANH_SCALE = L0_LINF_TANH_SCALE
@@ -98,10 +97,21 @@ _DESCEND, _REFINE = 0, 1
 
 @dataclasses.dataclass(frozen=True)
 class _LinfConfig(SearchConfig):
+    """The shared search settings and the L-inf attack's tau schedule and refinement."""
+
     decrease_factor: float
     refine: bool
     refine_tolerance: float
     refine_learning_rate: float
+
+    def _check(self) -> None:
+        super()._check()
+        if not 0 < self.decrease_factor < 1:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {self.decrease_factor}")
+        if not 0 < self.refine_tolerance < 1:
+            raise ValueError(f"refine_tolerance must be in (0, 1), got {self.refine_tolerance}")
+        if not self.refine_learning_rate > 0:
+            raise ValueError(f"refine_learning_rate must be > 0, got {self.refine_learning_rate}")
 
 
 def carlini_wagner_linf(
@@ -174,21 +184,23 @@ def carlini_wagner_linf(
         ValueError: on bad shapes, labels or options, `x` outside the box, or a model whose
             outputs look like probabilities (unless `allow_probabilities`).
     """
-    check_search_options(
+    config = _LinfConfig(
+        targeted=targeted,
+        confidence=confidence,
         learning_rate=learning_rate,
         max_iterations=max_iterations,
+        abort_early=abort_early,
         initial_const=initial_const,
         largest_const=largest_const,
         const_factor=const_factor,
-        confidence=confidence,
+        clip_min=clip_min,
+        clip_max=clip_max,
+        decrease_factor=decrease_factor,
+        refine=refine,
+        refine_tolerance=refine_tolerance,
+        refine_learning_rate=refine_learning_rate,
     )
-    if not 0 < decrease_factor < 1:
-        raise ValueError(f"decrease_factor must be in (0, 1), got {decrease_factor}")
-    if not 0 < refine_tolerance < 1:
-        raise ValueError(f"refine_tolerance must be in (0, 1), got {refine_tolerance}")
-    if not refine_learning_rate > 0:
-        raise ValueError(f"refine_learning_rate must be > 0, got {refine_learning_rate}")
-    x, y, target, onehot = prepare_search(
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -199,59 +211,23 @@ def carlini_wagner_linf(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    config = _LinfConfig.from_options(
-        targeted=targeted,
-        confidence=confidence,
-        learning_rate=learning_rate,
-        max_iterations=max_iterations,
-        abort_early=abort_early,
-        initial_const=initial_const,
-        largest_const=largest_const,
-        const_factor=const_factor,
-        decrease_factor=decrease_factor,
-        refine=refine,
-        refine_tolerance=refine_tolerance,
-        refine_learning_rate=refine_learning_rate,
-        clip_min=clip_min,
-        clip_max=clip_max,
-    )
-    search = _LinfSearch(model, config, x, onehot)
-    return run_search(
-        search,
-        model,
-        x,
-        y,
-        targeted=targeted,
-        target=target,
-        batch_size=batch_size,
-        compact=compact,
-        verbose=verbose,
-    )
+    search = _LinfSearch(model, config, inputs)
+    return run_search(search, model, inputs, compact=compact, verbose=verbose)
 
 
 class _LinfSearch(SearchBase):
     """The L-inf attack's per-example state, compiled inner loop and outer (tau) step."""
 
     def __init__(
-        self, model: Callable[..., Any], config: _LinfConfig, x: np.ndarray, onehot: np.ndarray
+        self, model: Callable[..., Any], config: _LinfConfig, inputs: AttackInputs
     ) -> None:
-        super().__init__(config, x, onehot)
-        n = len(x)
+        super().__init__(config, inputs)
+        n = len(inputs.x)
         self.best_tau = np.full(n, np.inf)  # distortion of the best image, in box widths
         self.phase = np.full(n, _DESCEND)
         self.lower = np.zeros(n)  # largest tau known to fail (refinement)
         self.refine_steps = np.zeros(n, np.int64)
-        # Only the inner loop's settings go into the cache key.
-        inner = dataclasses.replace(
-            config,
-            decrease_factor=0.0,
-            refine=False,
-            refine_tolerance=0.0,
-            refine_learning_rate=0.0,
-        )
-        self.run_chunk = compiled_chunk(
-            _build_linf_chunk, model, inner, x.shape[1:], onehot.shape[1]
-        )
+        self.run_chunk = compiled_chunk(_build_linf_chunk, model, config.inner(), inputs)
 
     def new_state(self, n_slots: int) -> dict[str, np.ndarray]:
         """Zeroed state for `n_slots` slots, all IDLE, with tau, learning rate and pending."""
@@ -323,7 +299,7 @@ class _LinfSearch(SearchBase):
 
 def _build_linf_chunk(
     model: Callable[..., Any],
-    config: _LinfConfig,
+    config: SearchConfig,
     image_shape: tuple[int, ...],
     num_classes: int,
 ) -> Callable[..., dict[str, tf.Tensor]]:

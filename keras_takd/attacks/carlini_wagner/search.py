@@ -5,7 +5,7 @@ doubling constant c and a warm start. Here every example of a batch carries its 
 optimiser state and status, a compiled `tf.while_loop` runs chunks of iterations, and between
 chunks Python applies each attack's outer step (`run_slot_pool`), refilling the slots of
 finished images with new ones. The per-attack step functions live in
-`carlini_wagner_l0` and `carlini_wagner_linf`.
+`carlini_wagner.l0` and `carlini_wagner.linf`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_takd.attacks.common import (
-    AttackResult,
-    call_model,
-    finalize_result,
-    from_tanh_space,
-    to_tanh_space,
-    validate_attack_inputs,
-)
-from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, cached_compiled
+from keras_takd.attacks.common import AttackResult, from_tanh_space, to_tanh_space
+from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step
+from keras_takd.attacks.preparation import AttackInputs
 
 # Per-example status inside and between compiled chunks.
 RUNNING, SOLVED, FAILED, IDLE = 0, 1, 2, 3
@@ -42,7 +36,13 @@ EVENT_FRACTION = 0.1
 @dataclasses.dataclass(frozen=True)
 class SearchConfig:
     """The settings of the inner Adam loop that the L0 and L-inf searches share (hashable: it
-    keys the compiled-function cache)."""
+    keys the compiled-function cache).
+
+    Each field is checked on construction (before any work starts) and then cast to its type.
+
+    Raises:
+        ValueError: naming the first setting the search cannot run with.
+    """
 
     targeted: bool
     confidence: float
@@ -55,54 +55,46 @@ class SearchConfig:
     clip_min: float
     clip_max: float
 
-    @classmethod
-    def from_options(cls, **options: Any) -> SearchConfig:
-        """Builds the config, casting each option to its field's type."""
+    def __post_init__(self) -> None:
+        self._check()
         casts = {"bool": bool, "int": int, "float": float}
-        return cls(**{f.name: casts[f.type](options[f.name]) for f in dataclasses.fields(cls)})
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, casts[field.type](getattr(self, field.name)))
+
+    def _check(self) -> None:
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if int(self.max_iterations) != self.max_iterations or self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations}")
+        if not self.initial_const > 0:
+            raise ValueError(f"initial_const must be > 0, got {self.initial_const}")
+        if not self.largest_const > self.initial_const:
+            raise ValueError(
+                f"largest_const must be > initial_const, "
+                f"got {self.largest_const} <= {self.initial_const}"
+            )
+        if not self.const_factor > 1:
+            raise ValueError(f"const_factor must be > 1, got {self.const_factor}")
+        if not self.confidence >= 0:
+            raise ValueError(f"confidence must be >= 0, got {self.confidence}")
+
+    def inner(self) -> SearchConfig:
+        """Only the settings the compiled inner loop depends on (its cache key)."""
+        names = [field.name for field in dataclasses.fields(SearchConfig)]
+        return SearchConfig(**{name: getattr(self, name) for name in names})
 
 
 class SearchBase:
     """What every per-example search keeps: its config, the images and one-hot labels, and the
     best image and c found so far per example (the images themselves until a success)."""
 
-    def __init__(self, config: SearchConfig, x: np.ndarray, onehot: np.ndarray) -> None:
+    def __init__(self, config: SearchConfig, inputs: AttackInputs) -> None:
         self.config = config
-        self.x = x
-        self.onehot = onehot
+        self.x = inputs.x
+        self.onehot = inputs.onehot
         self.scale = config.clip_max - config.clip_min
-        self.best_image = x.copy()
-        self.best_const = np.full(len(x), np.nan)
-
-
-def check_search_options(
-    *,
-    learning_rate: float,
-    max_iterations: int,
-    initial_const: float,
-    largest_const: float,
-    const_factor: float,
-    confidence: float,
-) -> None:
-    """Checks the options shared by the L0 and L-inf searches.
-
-    Raises:
-        ValueError: naming the first option the search cannot run with.
-    """
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if int(max_iterations) != max_iterations or max_iterations < 1:
-        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations}")
-    if not initial_const > 0:
-        raise ValueError(f"initial_const must be > 0, got {initial_const}")
-    if not largest_const > initial_const:
-        raise ValueError(
-            f"largest_const must be > initial_const, got {largest_const} <= {initial_const}"
-        )
-    if not const_factor > 1:
-        raise ValueError(f"const_factor must be > 1, got {const_factor}")
-    if not confidence >= 0:
-        raise ValueError(f"confidence must be >= 0, got {confidence}")
+        self.best_image = inputs.x.copy()
+        self.best_const = np.full(len(inputs.x), np.nan)
 
 
 def new_solve_state(
@@ -239,25 +231,24 @@ def run_slot_pool(
 def compiled_chunk(
     builder: Callable[..., Callable[..., dict[str, tf.Tensor]]],
     model: Callable[..., Any],
-    config: Any,
-    image_shape: tuple[int, ...],
-    num_classes: int,
+    config: SearchConfig,
+    inputs: AttackInputs,
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """`builder(model, config, image_shape, num_classes)`, compiled once per model and settings.
 
     Args:
         builder: compiles the chunk function of one attack.
         model: the attacked model.
-        config: the attack's hashable (frozen dataclass) configuration.
-        image_shape: (H, W, C).
-        num_classes: number of logits.
+        config: the settings the chunk function depends on.
+        inputs: the attack's prepared inputs.
 
     Returns:
-        The compiled chunk function, from `optimizers.cached_compiled`.
+        The compiled chunk function, from `AttackInputs.compiled`.
     """
-    shape, classes = tuple(image_shape), int(num_classes)
-    key = (builder.__qualname__, config, shape, classes)
-    return cached_compiled(model, key, lambda: builder(model, config, shape, classes))
+    shape, classes = inputs.x.shape[1:], inputs.num_classes
+    return inputs.compiled(
+        model, builder.__qualname__, (config,), lambda: builder(model, config, shape, classes)
+    )
 
 
 def may_end_solve(step: tf.Tensor, config: Any) -> tf.Tensor:
@@ -353,12 +344,8 @@ def compile_search_loop(
 def run_search(
     search: Any,
     model: Callable[..., Any],
-    x: np.ndarray,
-    y: np.ndarray,
+    inputs: AttackInputs,
     *,
-    targeted: bool,
-    target: np.ndarray | None,
-    batch_size: int,
     compact: bool,
     verbose: bool,
 ) -> AttackResult:
@@ -369,11 +356,8 @@ def run_search(
             (see `run_slot_pool`) and, once done, `best_image` [N, H, W, C] and
             `best_const` [N].
         model: the attacked model.
-        x: the original images.
-        y: the true labels.
-        targeted: whether the attack is targeted.
-        target: target labels for a targeted attack.
-        batch_size: the most images optimised together.
+        inputs: the attack's prepared inputs; `inputs.batch_size` is the most images
+            optimised together.
         compact: drop finished examples from the compiled batch (see `run_slot_pool`).
         verbose: show a progress bar over finished images.
 
@@ -381,8 +365,8 @@ def run_search(
         The `AttackResult`, with success verified by classifying the best images.
     """
     run_slot_pool(
-        n_examples=len(x),
-        batch_size=int(batch_size),
+        n_examples=len(inputs.x),
+        batch_size=inputs.batch_size,
         new_state=search.new_state,
         load=search.load,
         advance=search.advance,
@@ -390,51 +374,10 @@ def run_search(
         compact=compact,
         verbose=verbose,
     )
-    return finalize_result(
+    return inputs.result(
         model,
-        x,
         search.best_image,
-        y,
-        targeted=targeted,
-        target=target,
         const=search.best_const,
-        batch_size=batch_size,
+        batch_size=inputs.batch_size,
         found=~np.isnan(search.best_const),
     )
-
-
-def prepare_search(
-    model: Callable[..., Any],
-    x: np.ndarray,
-    y: np.ndarray,
-    *,
-    targeted: bool,
-    target: np.ndarray | None,
-    clip_min: float,
-    clip_max: float,
-    batch_size: int,
-    allow_probabilities: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-    """Validates an attack's inputs and one-hot encodes the labels its margin loss uses.
-
-    Returns:
-        `(x, y, target, onehot)`: the checked inputs (see `validate_attack_inputs`) and
-        float32 one-hot rows [N, classes] of the target (targeted) or true (untargeted) labels.
-
-    Raises:
-        ValueError: as `validate_attack_inputs`.
-    """
-    x, y, target = validate_attack_inputs(
-        model,
-        x,
-        y,
-        targeted=targeted,
-        target=target,
-        clip_min=clip_min,
-        clip_max=clip_max,
-        batch_size=batch_size,
-        allow_probabilities=allow_probabilities,
-    )
-    num_classes = int(call_model(model, tf.constant(x[:1])).shape[-1])
-    labels = target if targeted else y
-    return x, y, target, np.eye(num_classes, dtype=np.float32)[labels]

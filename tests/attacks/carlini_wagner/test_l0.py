@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from keras_takd.attacks import carlini_wagner_l0
-from keras_takd.attacks.carlini_wagner_l0 import pixels_to_freeze
+from keras_takd.attacks.carlini_wagner.l0 import pixels_to_freeze
 from keras_takd.attacks.optimizers import _COMPILED_CACHE
 from tests.attacks import _reference
 
@@ -135,7 +135,7 @@ def test_one_trace_serves_every_batch_and_call(linear_problem):
     # Batches of 4 and 2 leave 1, 2 or 4 examples running between chunks: all one trace.
     for batch_size in (4, 2):
         carlini_wagner_l0(model, x, y, batch_size=batch_size, max_iterations=20, verbose=True)
-    chunks = [f for key, f in _COMPILED_CACHE[model].items() if key[1].max_iterations == 20]
+    chunks = [f for key, f in _COMPILED_CACHE[model].items() if key[-1].max_iterations == 20]
     assert len(chunks) == 1
     assert chunks[0].experimental_get_tracing_count() == 1
 

@@ -34,12 +34,12 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import common
 from keras_takd.attacks.optimizers import ADAM_BETA1, ADAM_BETA2, adam_step, expand_to
+from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
 
 ABORT_RULES = ("per_example", "batch")
 # The original's arctanh((x - boxplus) / boxmul * 0.999999).
@@ -101,18 +101,20 @@ def carlini_wagner_l2(
         tried for failed examples).
 
     Raises:
-        ValueError: on invalid options or inputs (see `common.validate_attack_inputs`).
+        ValueError: on invalid options or inputs (see `preparation.prepare_inputs`).
     """
-    _check_options(
-        confidence,
-        learning_rate,
-        binary_search_steps,
-        max_iterations,
-        abort_rule,
-        initial_const,
-        largest_const,
+    settings = L2Settings(
+        targeted=targeted,
+        confidence=confidence,
+        learning_rate=learning_rate,
+        binary_search_steps=binary_search_steps,
+        max_iterations=max_iterations,
+        abort_early=abort_early,
+        abort_rule=abort_rule,
+        initial_const=initial_const,
+        largest_const=largest_const,
     )
-    x, y, target = common.validate_attack_inputs(
+    inputs = prepare_inputs(
         model,
         x,
         y,
@@ -123,138 +125,120 @@ def carlini_wagner_l2(
         batch_size=batch_size,
         allow_probabilities=allow_probabilities,
     )
-    labels = target if targeted else y
-    batch_size = min(batch_size, len(x))  # no padding beyond the data
-    num_classes = common.predict_logits(model, x[:1], 1).shape[1]
+    plan = inputs.batches()
     # Without XLA the batch axis stays open, so finished examples can leave the batch.
-    signature_batch = batch_size if jit_compile else None
-    key = (
-        "carlini_wagner_l2",
-        x.shape[1:],
-        num_classes,
-        signature_batch,
-        clip_min,
-        clip_max,
-        jit_compile,
-    )
-    solver = common.cached_compiled(model, key, lambda: _build_solver(model, *key[1:]))
-    settings = dict(
-        targeted=targeted,
-        confidence=confidence,
-        learning_rate=learning_rate,
-        binary_search_steps=binary_search_steps,
-        max_iterations=max_iterations,
-        abort_early=abort_early,
-        per_example=abort_rule == "per_example",
-        compact=abort_rule == "per_example" and not jit_compile,
-        batch_size=batch_size,
-        initial_const=initial_const,
-        largest_const=largest_const,
-    )
-    slices = common.batch_slices(len(x), batch_size)
-    progbar = keras.utils.Progbar(len(slices), unit_name="batch") if verbose else None
-    x_adv, const, found = np.empty_like(x), np.empty(len(x)), np.empty(len(x), bool)
-    iterations, incomplete = np.empty(len(x), np.int64), np.empty(len(x), bool)
-    for done, part in enumerate(slices, start=1):
-        x_adv[part], const[part], found[part], iterations[part], incomplete[part] = _attack_batch(
-            solver, x[part], labels[part], num_classes, **settings
-        )
-        if progbar is not None:
-            progbar.update(done)
-    result = common.finalize_result(
+    signature_batch = plan.size if jit_compile else None
+    solver = inputs.compiled(
         model,
-        x,
-        x_adv,
-        y,
-        targeted=targeted,
-        target=target,
-        const=const,
-        batch_size=batch_size,
-        found=found,
+        "carlini_wagner_l2",
+        (signature_batch, jit_compile),
+        lambda: _build_solver(model, inputs, signature_batch, jit_compile),
     )
+    compact = settings.per_example and not jit_compile
+    n = len(inputs.x)
+    x_adv, const, found = np.empty_like(inputs.x), np.empty(n), np.empty(n, bool)
+    iterations, incomplete = np.empty(n, np.int64), np.empty(n, bool)
+    for part in plan.each(n, verbose):
+        padded = plan.pad(inputs.x[part], inputs.onehot[part])
+        x_adv[part], const[part], found[part], iterations[part], incomplete[part] = plan.trim(
+            part, *_attack_batch(solver, *padded, part.stop - part.start, settings, compact)
+        )
+    result = inputs.result(model, x_adv, const=const, batch_size=plan.size, found=found)
     # Per example only: the whole-batch rule stops examples whose own loss still falls.
-    flagged = abort_early and abort_rule == "per_example"
+    flagged = abort_early and settings.per_example
     return dataclasses.replace(
         result, iterations=iterations, incomplete=incomplete if flagged else None
     )
 
 
-def _check_options(
-    confidence: float,
-    learning_rate: float,
-    binary_search_steps: int,
-    max_iterations: int,
-    abort_rule: str,
-    initial_const: float,
-    largest_const: float | None,
-) -> None:
-    if not confidence >= 0:
-        raise ValueError(f"confidence must be >= 0, got {confidence}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
-    if int(binary_search_steps) != binary_search_steps or binary_search_steps < 1:
-        raise ValueError(f"binary_search_steps must be an integer >= 1, got {binary_search_steps}")
-    if int(max_iterations) != max_iterations or max_iterations < 1:
-        raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations}")
-    if abort_rule not in ABORT_RULES:
-        raise ValueError(f"abort_rule must be one of {ABORT_RULES}, got {abort_rule!r}")
-    if not initial_const > 0:
-        raise ValueError(f"initial_const must be > 0, got {initial_const}")
-    if largest_const is not None and not largest_const >= initial_const:
-        raise ValueError(
-            f"largest_const must be >= initial_const={initial_const}, got {largest_const}"
+@dataclasses.dataclass(frozen=True)
+class L2Settings:
+    """The settings of the L2 attack's binary search (see `carlini_wagner_l2` for each).
+
+    Raises:
+        ValueError: on construction, naming the first setting the search cannot run with.
+    """
+
+    targeted: bool
+    confidence: float
+    learning_rate: float
+    binary_search_steps: int
+    max_iterations: int
+    abort_early: bool
+    abort_rule: str
+    initial_const: float
+    largest_const: float | None
+
+    def __post_init__(self) -> None:
+        if not self.confidence >= 0:
+            raise ValueError(f"confidence must be >= 0, got {self.confidence}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        steps = self.binary_search_steps
+        if int(steps) != steps or steps < 1:
+            raise ValueError(f"binary_search_steps must be an integer >= 1, got {steps}")
+        if int(self.max_iterations) != self.max_iterations or self.max_iterations < 1:
+            raise ValueError(f"max_iterations must be an integer >= 1, got {self.max_iterations}")
+        if self.abort_rule not in ABORT_RULES:
+            raise ValueError(f"abort_rule must be one of {ABORT_RULES}, got {self.abort_rule!r}")
+        if not self.initial_const > 0:
+            raise ValueError(f"initial_const must be > 0, got {self.initial_const}")
+        if self.largest_const is not None and not self.largest_const >= self.initial_const:
+            raise ValueError(
+                f"largest_const must be >= initial_const={self.initial_const}, "
+                f"got {self.largest_const}"
+            )
+
+    @property
+    def per_example(self) -> bool:
+        """Whether each example stops on its own loss (else the whole batch on the sum)."""
+        return self.abort_rule == "per_example"
+
+    def hyper(self) -> dict[str, tf.Tensor]:
+        """The compiled solver's settings, as tensors (they are not part of its trace)."""
+        return dict(
+            targeted=tf.constant(self.targeted),
+            confidence=tf.constant(self.confidence, tf.float32),
+            learning_rate=tf.constant(self.learning_rate, tf.float32),
+            check_every=tf.constant(max(1, self.max_iterations // 10), tf.int32),
+            abort_early=tf.constant(self.abort_early),
+            per_example=tf.constant(self.per_example),
         )
 
 
 def _attack_batch(
     solver: Callable[..., Any],
-    x: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    *,
-    batch_size: int,
-    targeted: bool,
-    confidence: float,
-    learning_rate: float,
-    binary_search_steps: int,
-    max_iterations: int,
-    abort_early: bool,
-    per_example: bool,
+    x_padded: np.ndarray,
+    onehot: np.ndarray,
+    n_real: int,
+    settings: L2Settings,
     compact: bool,
-    initial_const: float,
-    largest_const: float | None,
 ) -> tuple[np.ndarray, ...]:
-    """The binary search over c for one batch.
+    """The binary search over c for one batch, padded to the compiled size.
 
-    Returns the best images (x where none), their c (the last c where none), whether the
-    search met its success test at any iterate, the Adam steps taken per example over all
-    binary-search steps, and whether the last step ended at `max_iterations` with the example
-    still optimising (its loss fell by more than the abort tolerance at every check).
+    Returns, per row, the best images (x where none), their c (the last c where none),
+    whether the search met its success test at any iterate, the Adam steps taken per example
+    over all binary-search steps, and whether the last step ended at `max_iterations` with the
+    example still optimising (its loss fell by more than the abort tolerance at every check).
     """
-    x_padded, n_real = common.pad_to_batch(x, batch_size)
-    onehot = np.eye(num_classes, dtype=np.float32)[common.pad_to_batch(labels, batch_size)[0]]
+    batch_size = len(x_padded)
     real = np.arange(batch_size) < n_real
     lower = np.zeros(batch_size)
     upper = np.full(batch_size, _NO_UPPER_BOUND)
-    const = np.full(batch_size, float(initial_const))
+    const = np.full(batch_size, float(settings.initial_const))
+    largest_const = settings.largest_const
     best = _StepState.start(x_padded, real)
     iterations = np.zeros(batch_size, np.int64)
-    hyper = dict(
-        targeted=tf.constant(targeted),
-        confidence=tf.constant(confidence, tf.float32),
-        learning_rate=tf.constant(learning_rate, tf.float32),
-        check_every=tf.constant(max(1, max_iterations // 10), tf.int32),
-        abort_early=tf.constant(abort_early),
-        per_example=tf.constant(per_example),
-    )
-    for step in range(binary_search_steps):
-        if binary_search_steps >= 10 and step == binary_search_steps - 1:
+    hyper = settings.hyper()
+    steps = settings.binary_search_steps
+    for step in range(steps):
+        if steps >= 10 and step == steps - 1:
             const = upper.copy()  # the original's "repeat": retry the best c found
         if largest_const is not None:
             # Before the step runs: the repeat sets c = 1e10 where nothing succeeded yet.
             const = np.minimum(const, largest_const)
         inputs = (x_padded, onehot, const.astype(np.float32), real)
-        best, ran = _search_step(solver, best, inputs, hyper, max_iterations, compact)
+        best, ran = _search_step(solver, best, inputs, hyper, settings.max_iterations, compact)
         iterations += ran
         ok = best.succeeded
         upper = np.where(ok, np.minimum(upper, const), upper)
@@ -265,13 +249,7 @@ def _attack_batch(
     found = ~np.isnan(best.best_const)
     found_const = np.where(found, best.best_const, const)
     unfinished = best.active & real  # still optimising when the last step ran out
-    return (
-        best.best_adv[:n_real],
-        found_const[:n_real],
-        found[:n_real],
-        iterations[:n_real],
-        unfinished[:n_real],
-    )
+    return best.best_adv, found_const, found, iterations, unfinished
 
 
 def _search_step(
@@ -375,11 +353,8 @@ class _StepState(NamedTuple):
 
 def _build_solver(
     model: Callable[..., Any],
-    image_shape: tuple[int, ...],
-    num_classes: int,
+    inputs: AttackInputs,
     batch_size: int | None,
-    clip_min: float,
-    clip_max: float,
     jit_compile: bool,
 ) -> Callable[..., Any]:
     """Builds the `tf.function` that runs a chunk of Adam steps of one binary-search step.
@@ -389,6 +364,8 @@ def _build_solver(
     returns the new state. `batch_size` None leaves the batch axis of the signature open (one
     trace serves every batch and the compacted batches); XLA needs it fixed.
     """
+    image_shape, num_classes = inputs.x.shape[1:], inputs.num_classes
+    clip_min, clip_max = inputs.clip_min, inputs.clip_max
     images = tf.TensorSpec([batch_size, *image_shape], tf.float32)
     vector = tf.TensorSpec([batch_size], tf.float32)
     mask = tf.TensorSpec([batch_size], tf.bool)
