@@ -1,9 +1,16 @@
-"""Shared fixtures: the offline data in ../shared/data and small, fast settings."""
+"""Shared fixtures and the suite's set-up: quiet TensorFlow, op determinism, the `slow` marker.
+
+Slow tests. `pytest -m "not slow"` is the quick loop: a test is slow when it runs a command
+(`cli`) or uses a fixture that trains (`TRAINING_FIXTURES`); a test that trains in its own
+body carries `@pytest.mark.slow`.
+"""
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,9 +18,64 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = pathlib.Path(
-    os.environ.get("KERAS_TAKD_SHARED_DATA", REPO.parent / "shared" / "data")
-).resolve()
+DATA_ENV = "KERAS_TAKD_SHARED_DATA"
+SHARED_DATA = pathlib.Path(os.environ.get(DATA_ENV, REPO.parent / "shared" / "data")).resolve()
+# Fixtures that train a model (directly or through a command): every test using one is slow.
+TRAINING_FIXTURES = frozenset(
+    {
+        "cli",  # runs a command (most of them train)
+        "mnist_attack_model",  # tests/attacks/conftest.py
+        "tiny_run",  # tests/takd/test_evaluation.py: a trained 2-stage chain
+        "tiny",  # tests/takd/test_chains.py: the data every run_chain test trains on
+        "stand_in_run",  # tests/takd/test_summary.py: a trained and evaluated chain
+        "finished_run",  # tests/takd/test_train.py: the training command's run
+    }
+)
+# TensorFlow's C++ start-up lines, printed before absl logging is initialised, which no
+# environment variable silences: absl's banner and INFO lines ("I0000 ...").
+_START_UP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|I\d{4} )")
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow once, passing on every line it prints but its start-up noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        captured.seek(0)
+        lines = captured.read().decode(errors="replace").splitlines(keepends=True)
+    sys.stderr.writelines(line for line in lines if not _START_UP_NOISE.match(line))
+
+
+_import_tensorflow_quietly()
+
+
+def _deterministic_session() -> None:
+    """Seeds and enables TensorFlow op determinism once, before any test runs.
+
+    Op determinism is a process-wide switch that cannot be turned off; tests that train turn
+    it on. Turned on from the start, every test computes the same numbers whichever tests ran
+    before it (without it, the tiny chain that tests/takd/test_evaluation.py trains once per
+    session came out differently in a full run and in a run of one module).
+    """
+    from keras_takd.core.seeding import set_seed
+
+    set_seed(0, deterministic=True)
+
+
+_deterministic_session()
+
+
+def pytest_collection_modifyitems(items):
+    """Marks slow every test that uses a training fixture (see `TRAINING_FIXTURES`)."""
+    for item in items:
+        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
