@@ -12,6 +12,7 @@ Slow tests. `pytest -m "not slow"` is the quick loop: a test is slow when it run
 body carries `@pytest.mark.slow`.
 """
 
+import contextlib
 import os
 import pathlib
 import re
@@ -196,3 +197,69 @@ def run_cli(module: str, *args: str, cwd=REPO, timeout: float = 600, env: dict |
 def cli():
     """The one way tests run a command line: `cli("keras_takd.main", "--flag", cwd=...)`."""
     return run_cli
+
+
+@contextlib.contextmanager
+def _held_by_another_process(folder, lock=None):
+    from keras_takd.core.locking import RUN_LOCK
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from keras_takd.core.locking import hold_lock\n"
+            f"with hold_lock({str(pathlib.Path(folder) / (lock or RUN_LOCK))!r}):\n"
+            "    print('locked', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder.pid
+    finally:
+        holder.communicate("")
+
+
+@pytest.fixture(scope="session")
+def held_by_another_process():
+    """`with held_by_another_process(folder, lock="run.lock") as pid:` a child process holds
+    `folder/lock` exclusively for the block; `pid` is its process id."""
+    return _held_by_another_process
+
+
+def _clipped(fig, tolerance: float = 1.0) -> list[str]:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [("suptitle", fig.get_suptitle() and fig._suptitle), ("footnote", fig._supxlabel)]
+    for i, ax in enumerate(fig.axes):
+        texts += [(f"axes {i} title", ax.title), (f"axes {i} legend", ax.get_legend())]
+        texts += [(f"axes {i} x label", ax.xaxis.label), (f"axes {i} y label", ax.yaxis.label)]
+    extents = [(name, a.get_window_extent(renderer)) for name, a in texts if a]
+    extents += [(f"axes {i}", ax.get_tightbbox(renderer)) for i, ax in enumerate(fig.axes)]
+    box = fig.bbox
+    return [
+        f"{name} {extent.bounds}"
+        for name, extent in extents
+        if extent.width > 0
+        and (
+            extent.x0 < box.x0 - tolerance
+            or extent.y0 < box.y0 - tolerance
+            or extent.x1 > box.x1 + tolerance
+            or extent.y1 > box.y1 + tolerance
+        )
+    ]
+
+
+@pytest.fixture(scope="session")
+def clipped():
+    """`clipped(fig, tolerance=1.0)`: the suptitle, footnote, axes titles, axis labels, legends
+    and axes (with their tick labels) of a matplotlib figure that reach past its edges once
+    drawn, as "<name> <bounds>" strings (draws the figure)."""
+    return _clipped
