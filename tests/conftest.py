@@ -15,13 +15,13 @@ body carries `@pytest.mark.slow`.
 import contextlib
 import os
 import pathlib
-import re
 import subprocess
 import sys
-import tempfile
 
 import numpy as np
 import pytest
+
+from keras_takd.core.cli import import_tensorflow
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -43,28 +43,9 @@ TRAINING_FIXTURES = frozenset(
         "finished_run",  # tests/takd/test_train.py: the training command's run
     }
 )
-# TensorFlow's C++ start-up lines, printed before absl logging is initialised, which no
-# environment variable silences: absl's banner and INFO lines ("I0000 ...").
-_START_UP_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|I\d{4} )")
-
-
-def _import_tensorflow_quietly() -> None:
-    """Imports TensorFlow once, passing on every line it prints but its start-up noise."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        captured.seek(0)
-        lines = captured.read().decode(errors="replace").splitlines(keepends=True)
-    sys.stderr.writelines(line for line in lines if not _START_UP_NOISE.match(line))
-
-
-_import_tensorflow_quietly()
+# TensorFlow imported once, here, without the C++ notices its import prints before absl
+# logging is set up (no environment variable silences them); C++ ERROR lines stay visible.
+import_tensorflow()
 
 
 def _deterministic_session() -> None:
