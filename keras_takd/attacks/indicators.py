@@ -26,6 +26,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -34,12 +35,12 @@ from keras_takd.attacks.projected_gradient_descent import (
     projected_gradient_descent,
     random_start_points,
 )
-from keras_takd.core.metrics import predict_logits
 
 LOSSES = ("margin", "cross_entropy")
-# Gradients whose L1 norm per image is below this count as vanished. Float32 logits of a
-# well-behaved network give norms of 1e-3 and more at clean images; a saturated softmax gives
-# exactly 0 or subnormal numbers.
+# Gradients whose L1 norm per image, computed in float64, is below this count as vanished. The
+# logits of a well-behaved network give norms of 1e-3 and more at clean images; a saturated
+# softmax gives its true size, exp(-margin) (1e-40 and less), and float64 rounding noise stays
+# near 1e-16 of the logits' gradient.
 VANISHING_GRADIENT_THRESHOLD = 1e-10
 # Incomplete optimisation: the loss fell by more than this fraction of its scale over the window.
 INCOMPLETE_TOLERANCE = 1e-3
@@ -141,6 +142,82 @@ def incomplete_optimization(
     return (before - after) > tolerance * np.maximum(progress, 1e-12)
 
 
+def _float64_copy(model: Callable[..., Any]) -> Callable[..., Any]:
+    """The same model computing in float64, for gradients that must not hinge on underflow.
+
+    A Keras model is rebuilt from its config with every layer's (and every nested model's)
+    dtype set to float64 and given the same weights; any other callable is returned as it is
+    and must compute in the precision of the images it is given (`attack_loss_gradients`
+    checks that its outputs are float64).
+
+    Args:
+        model: a Keras model, or a callable that computes in the precision of its input.
+
+    Returns:
+        A float64 Keras model with `model`'s weights, or `model` itself.
+    """
+    if not isinstance(model, keras.Model):
+        return model
+    copy = model.__class__.from_config(_float64_config(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _float64_config(config: Any) -> Any:
+    """`config` with every non-empty "dtype" entry, at any depth, replaced by "float64"."""
+    if isinstance(config, dict):
+        return {
+            key: "float64" if key == "dtype" and value is not None else _float64_config(value)
+            for key, value in config.items()
+        }
+    if isinstance(config, list):
+        return [_float64_config(value) for value in config]
+    return config
+
+
+def _attack_loss_and_gradients(
+    model: Callable[..., Any],
+    x: np.ndarray,
+    labels: np.ndarray,
+    *,
+    loss: str,
+    targeted: bool,
+    confidence: float,
+    batch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The attack loss [N] and its input gradient [N, H, W, C] at `x`, both in float64."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    model64 = _float64_copy(model)
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels, np.int64)
+    values, grads = [], []
+    for part in common.batch_slices(len(x), batch_size):
+        images = tf.constant(x[part], tf.float64)
+        with tf.GradientTape() as tape:
+            tape.watch(images)
+            if isinstance(model64, keras.layers.Layer):
+                outputs = model64(images, training=False)
+            else:
+                outputs = model64(images)
+            if outputs.dtype != tf.float64:
+                raise ValueError(
+                    f"the model returned {outputs.dtype.name} outputs for float64 images; "
+                    "expected a Keras model (copied in float64) or a callable computing in "
+                    "the precision of its input"
+                )
+            onehot = tf.one_hot(labels[part], outputs.shape[-1], dtype=tf.float64)
+            if loss == "margin":
+                value = common.margin_loss(outputs, onehot, confidence, targeted)
+            else:
+                value = tf.nn.softmax_cross_entropy_with_logits(onehot, outputs)
+                value = value if targeted else -value  # both minimised by the attack
+            total = tf.reduce_sum(value)
+        values.append(value.numpy())
+        grads.append(tape.gradient(total, images).numpy())
+    return np.concatenate(values), np.concatenate(grads, axis=0)
+
+
 def attack_loss_gradients(
     model: Callable[..., Any],
     x: np.ndarray,
@@ -151,11 +228,17 @@ def attack_loss_gradients(
     confidence: float = 0.0,
     batch_size: int = common.DEFAULT_BATCH_SIZE,
 ) -> np.ndarray:
-    """The input gradient of an attack's loss at `x`, per image.
+    """The input gradient of an attack's loss at `x`, per image, computed in float64.
+
+    The model runs as its float64 copy (`_float64_copy`): a float32 softmax saturated at
+    1 - 1e-40 gives 0 on one CPU and float32 rounding noise (about 1e-7 of the logits'
+    gradient) on another (oneDNN on AVX-512 CPUs, Eigen elsewhere); in float64 it gives the
+    gradient's true size on every CPU.
 
     Args:
-        model: a Keras model or callable mapping images to its outputs (treated as logits, as
-            the attacks treat them, even when they are probabilities).
+        model: a Keras model, or a callable computing in the precision of its input, mapping
+            images to its outputs (treated as logits, as the attacks treat them, even when
+            they are probabilities).
         x: images [N, H, W, C].
         labels: [N] true labels (untargeted) or target labels (targeted).
         loss: "margin" (C&W's f_6 with kappa `confidence`) or "cross_entropy" (PGD's).
@@ -164,30 +247,22 @@ def attack_loss_gradients(
         batch_size: images per gradient computation.
 
     Returns:
-        float32 [N, H, W, C] gradients.
+        float64 [N, H, W, C] gradients.
 
     Raises:
-        ValueError: for an unknown `loss`.
+        ValueError: for an unknown `loss`, or a callable that does not return float64 outputs
+            for float64 images.
     """
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    x = np.asarray(x, np.float32)
-    labels = np.asarray(labels, np.int64)
-    grads = []
-    for part in common.batch_slices(len(x), batch_size):
-        images = tf.constant(x[part])
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            outputs = common.call_model(model, images)
-            onehot = tf.one_hot(labels[part], outputs.shape[-1])
-            if loss == "margin":
-                value = common.margin_loss(outputs, onehot, confidence, targeted)
-            else:
-                value = tf.nn.softmax_cross_entropy_with_logits(onehot, outputs)
-                value = value if targeted else -value  # both minimised by the attack
-            total = tf.reduce_sum(value)
-        grads.append(tape.gradient(total, images).numpy())
-    return np.concatenate(grads, axis=0)
+    _, grads = _attack_loss_and_gradients(
+        model,
+        x,
+        labels,
+        loss=loss,
+        targeted=targeted,
+        confidence=confidence,
+        batch_size=batch_size,
+    )
+    return grads
 
 
 def vanishing_gradients(
@@ -202,33 +277,39 @@ def vanishing_gradients(
 ) -> np.ndarray:
     """Images at which the attack loss has a (nearly) zero input gradient.
 
-    With the margin loss, an image whose margin is already met (loss 0, gradient 0 by the
-    hinge) is not flagged: there is nothing left to attack. A non-finite gradient counts as
-    vanished (it gives an attack no direction either).
+    What it measures: the L1 norm, over pixels and channels, of the input gradient of the
+    attack loss at the clean image, computed in float64 by the model's float64 copy (see
+    `attack_loss_gradients`); an image is flagged when that norm is below `threshold` or not
+    finite (a non-finite gradient gives an attack no direction either). A saturated softmax's
+    gradient, about exp(-margin), is then its true size (1e-40 and less) on every CPU instead
+    of float32's 0 or rounding noise. With the margin loss, an image whose margin is already
+    met (loss 0 in float64, gradient 0 by the hinge) is not flagged: there is nothing left to
+    attack.
 
     Args:
-        model: a Keras model or callable mapping images to its outputs.
+        model: a Keras model, or a callable computing in the precision of its input, mapping
+            images to its outputs.
         x: images [N, H, W, C].
         labels: [N] true labels (untargeted) or target labels (targeted).
         loss: "margin" or "cross_entropy" (see `attack_loss_gradients`).
         targeted: the attack's direction.
-        threshold: the per-image L1 norm of the gradient below which it counts as vanished.
+        threshold: the per-image L1 norm of the float64 gradient below which it counts as
+            vanished.
         batch_size: images per gradient computation.
 
     Returns:
         bool [N].
+
+    Raises:
+        ValueError: as `attack_loss_gradients`.
     """
-    grads = attack_loss_gradients(
-        model, x, labels, loss=loss, targeted=targeted, batch_size=batch_size
+    values, grads = _attack_loss_and_gradients(
+        model, x, labels, loss=loss, targeted=targeted, confidence=0.0, batch_size=batch_size
     )
-    flat = grads.reshape(len(grads), -1).astype(np.float64)
-    norm = np.abs(flat).sum(axis=1)
+    norm = np.abs(grads.reshape(len(grads), -1)).sum(axis=1)
     vanished = ~np.isfinite(norm) | (norm < threshold)
     if loss == "margin":
-        outputs = predict_logits(model, x, batch_size)
-        onehot = np.eye(outputs.shape[1], dtype=np.float32)[np.asarray(labels, np.int64)]
-        met = common.margin_loss(tf.constant(outputs), onehot, 0.0, targeted).numpy() <= 0
-        vanished &= ~met
+        vanished &= values > 0  # a met margin has nothing left to attack
     return vanished
 
 

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_takd.attacks import AttackResult, indicators, projected_gradient_descent
 
@@ -40,11 +41,29 @@ def unscaled_model(saturated_problem):
 def test_softmax_at_scale_100_trips_vanishing_gradients_and_logits_do_not(saturated_problem):
     logit_model, probability_model, x, y = saturated_problem
     assert len(x) == 12
-    # C&W's margin loss, on softmax(z / T) and on the logits z.
+    # C&W's margin loss, on softmax(z / T) and on the logits z, with float64 gradients: the
+    # same flags on every CPU (in float32 a saturated softmax gives 0 with oneDNN and rounding
+    # noise of about 1e-4 without it).
     assert indicators.vanishing_gradients(probability_model, x, y).all()
     assert not indicators.vanishing_gradients(logit_model, x, y).any()
+    saturated = np.abs(indicators.attack_loss_gradients(probability_model, x, y)).sum((1, 2, 3))
     norms = np.abs(indicators.attack_loss_gradients(logit_model, x, y)).sum(axis=(1, 2, 3))
-    assert norms.min() > 1e6 * indicators.VANISHING_GRADIENT_THRESHOLD  # far from the line
+    # exp(-100 * margin), margin >= 1: far below the line; the logits far above it.
+    assert saturated.max() < 1e-20 * indicators.VANISHING_GRADIENT_THRESHOLD
+    assert norms.min() > 1e6 * indicators.VANISHING_GRADIENT_THRESHOLD
+
+
+def test_gradients_are_float64_and_a_float32_callable_is_refused(saturated_problem):
+    logit_model, _, x, y = saturated_problem
+    grads = indicators.attack_loss_gradients(logit_model, x, y)
+    assert grads.dtype == np.float64 and grads.shape == x.shape
+    w = logit_model.layers[2].get_weights()[0]  # Input, Flatten, Dense, Rescaling
+
+    def float32_only(images):
+        return tf.cast(tf.reshape(images, (-1, 16)), tf.float32) @ w
+
+    with pytest.raises(ValueError, match="returned float32 outputs for float64 images"):
+        indicators.vanishing_gradients(float32_only, x, y)
 
 
 def test_cross_entropy_vanishes_on_saturated_outputs_but_not_unscaled_logits(
@@ -55,21 +74,39 @@ def test_cross_entropy_vanishes_on_saturated_outputs_but_not_unscaled_logits(
         name: indicators.vanishing_gradients(model, x, y, loss="cross_entropy")
         for name, model in [
             ("softmax", probability_model),
-            ("logits x 100", logit_model),  # cross-entropy saturates there too, on some images
+            ("logits x 100", logit_model),  # cross-entropy saturates there too
             ("logits", unscaled_model),
         ]
     }
-    assert flags["softmax"].all() and flags["logits x 100"].any()
+    assert flags["softmax"].all() and flags["logits x 100"].all()
     assert not flags["logits"].any()
 
 
-def test_unconstrained_pgd_fails_on_the_saturated_softmax_only(saturated_problem, unscaled_model):
-    _, probability_model, x, y = saturated_problem
+def test_unconstrained_pgd_fails_where_the_gradient_is_zero_only(saturated_problem, unscaled_model):
+    logit_model, probability_model, x, y = saturated_problem
     assert not indicators.unconstrained_attack_failure(unscaled_model, x, y, steps=20).any()
+    # PGD runs in float32, where the saturated softmax's gradient is 0 with oneDNN and rounding
+    # noise without it (whose sign PGD follows, and can win by): on every CPU, the images with
+    # an exactly zero gradient stall, and so does every image of a model without a gradient.
     stalled = indicators.unconstrained_attack_failure(
         probability_model, x, y, steps=20, allow_probabilities=True
     )
+    assert stalled[_float32_gradient_is_zero(probability_model, x, y)].all()
+    zero_gradient = keras.layers.Lambda(lambda p: keras.ops.stop_gradient(p) + 0.0 * p)
+    no_gradient = keras.Model(logit_model.inputs, zero_gradient(probability_model.outputs[0]))
+    stalled = indicators.unconstrained_attack_failure(
+        no_gradient, x, y, steps=20, allow_probabilities=True
+    )
     assert stalled.all()
+
+
+def _float32_gradient_is_zero(model, x, y) -> np.ndarray:
+    """Images where the float32 input gradient of the cross-entropy of `y` is exactly zero."""
+    images = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(images)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=model(images))
+    return ~np.any(tape.gradient(ce, images).numpy().reshape(len(x), -1), axis=1)
 
 
 def test_silent_success_is_found_but_not_returned():

@@ -37,10 +37,10 @@ def test_loads_shared_mnist_with_validation_holdout(shared_data_dir):
     assert len(data.y_val) == 100 and data.source.endswith("mnist.npz")
 
 
-def test_loads_cifar10_stand_in_by_prefix(shared_data_dir):
-    data = load_dataset("cifar10", shared_data_dir, validation_size=10, train_size=20, test_size=5)
+def test_loads_cifar10_by_prefix(cifar10_data_dir):
+    data = load_dataset("cifar10", cifar10_data_dir, validation_size=10, train_size=20, test_size=5)
     assert data.x_train.shape == (20, 32, 32, 3)
-    assert data.source.endswith("cifar10_jpeg_subset.npz")
+    assert data.source.endswith("cifar10_synthetic.npz") and data.label == "cifar10-synthetic"
 
 
 def test_float_pixels_in_unit_box_are_accepted(tmp_path):
@@ -191,6 +191,7 @@ def test_dataset_label_marks_stand_ins(name, source, label):
     assert data_lib.dataset_label(name, source) == label
 
 
-def test_cifar10_stand_in_has_its_own_label_but_keeps_its_name(shared_data_dir):
-    data = load_dataset("cifar10", shared_data_dir, validation_size=10, train_size=20, test_size=5)
+def test_cifar10_stand_in_has_its_own_label_but_keeps_its_name(tmp_path):
+    _write_npz(tmp_path / "cifar10_jpeg_subset.npz", shape=(32, 32, 3))
+    data = load_dataset("cifar10", tmp_path, validation_size=10, train_size=20, test_size=5)
     assert data.label == "cifar10-jpeg-standin" and data.name == "cifar10"

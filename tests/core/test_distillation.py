@@ -142,6 +142,7 @@ def test_optimizer_is_nesterov_sgd_with_inverse_time_decay():
     assert float(schedule(100)) == pytest.approx(0.01 / (1 + 1e-2 * 100))
 
 
+@pytest.mark.slow  # trains
 def test_teacher_then_student_learn_on_mnist(mnist_small):
     """Two epochs each on 2,000 images: the teacher learns at T, the student learns from it.
 

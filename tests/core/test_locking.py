@@ -1,17 +1,11 @@
 """One process per run folder: flock locks that refuse a second holder at once, naming its PID."""
 
-import contextlib
 import os
-import pathlib
-import subprocess
-import sys
 import time
 
 import pytest
 
 from keras_takd.core.locking import RUN_LOCK, FolderInUseError, hold_lock, lock_run_folder
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 def test_a_second_exclusive_lock_is_refused_naming_the_holder(tmp_path):
@@ -37,30 +31,7 @@ def test_shared_locks_coexist_and_keep_an_exclusive_one_out(tmp_path):
                     pass
 
 
-@contextlib.contextmanager
-def held_by_another_process(folder, lock=RUN_LOCK):
-    """A child process holding `folder/lock` exclusively for the block; yields its PID."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys; from keras_takd.core.locking import hold_lock\n"
-            f"with hold_lock({str(pathlib.Path(folder) / lock)!r}):\n"
-            "    print('locked', flush=True); sys.stdin.read()",
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield holder.pid
-    finally:
-        holder.communicate("")
-
-
-def test_another_process_is_refused_at_once_and_named(tmp_path):
+def test_another_process_is_refused_at_once_and_named(tmp_path, held_by_another_process):
     with held_by_another_process(tmp_path) as pid:
         start = time.perf_counter()
         with pytest.raises(FolderInUseError) as refused:

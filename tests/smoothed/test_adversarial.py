@@ -112,6 +112,7 @@ def test_adversarial_distillation_step_moves_student_and_tracks_both_terms():
     assert any(not np.allclose(a, b) for a, b in zip(before, student.get_weights(), strict=True))
 
 
+@pytest.mark.slow  # trains
 def test_pgd_training_moves_weights_and_noise_parameters():
     keras.utils.set_random_seed(0)
     model = cni_model(
@@ -182,6 +183,7 @@ def test_multistep_schedule_and_weight_decay():
     assert optimizer.weight_decay == pytest.approx(1e-4)
 
 
+@pytest.mark.slow  # trains
 def test_epoch_curves_log_hand_computed_accuracies_and_survive_a_resume(tmp_path):
     from keras_takd.attacks import projected_gradient_descent
 

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.smoothed import figures
-from tests.takd.analysis.test_figures import clipped
 
 CONFIG = types.SimpleNamespace(
     pgd_steps=2,
@@ -45,7 +44,7 @@ def _integer_ticks(ax) -> bool:
     return bool(ticks) and all(float(t).is_integer() for t in ticks)
 
 
-def test_transfer_figure_keeps_every_target_visible_on_integer_steps():
+def test_transfer_figure_keeps_every_target_visible_on_integer_steps(clipped):
     fig = figures.transfer_figure(_transfer_frame(steps=2), "cni")
     assert clipped(fig) == []  # draws the figure, too
     assert "n = 20 test images per point" in fig.get_suptitle()
@@ -65,7 +64,7 @@ def test_write_transfer_figures_writes_one_png_per_source(tmp_path):
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
-def test_curve_figure_states_n_and_has_integer_epochs(tmp_path):
+def test_curve_figure_states_n_and_has_integer_epochs(tmp_path, clipped):
     fig = figures.curve_figure(_curves(), CONFIG)
     assert clipped(fig) == []
     assert len(fig.axes) == 4

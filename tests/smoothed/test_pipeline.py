@@ -10,12 +10,14 @@ from keras_takd.core.training import NonFiniteError
 from keras_takd.smoothed.adversarial import AdversarialConfig
 from keras_takd.smoothed.pipeline import SmoothedKDConfig, run_smoothed_kd
 
+pytestmark = pytest.mark.slow  # every test trains a teacher
+
 TRAINING = dict(epochs=1, batch_size=48, lr_milestones=(1,), steps=1, seed=0)
 
 
 @pytest.fixture(scope="module")
-def data(shared_data_dir):
-    return load_dataset("cifar10", shared_data_dir, validation_size=0, train_size=96, test_size=24)
+def data(cifar10_data_dir):
+    return load_dataset("cifar10", cifar10_data_dir, validation_size=0, train_size=96, test_size=24)
 
 
 def _config(student_learning_rate=1e-4):
@@ -38,7 +40,7 @@ def test_a_diverging_student_ends_the_run_and_the_teacher_is_kept(data, tmp_path
     with pytest.raises(NonFiniteError) as diverged:
         run_smoothed_kd(data, tmp_path, _config(student_learning_rate=1e30), verbose=0, log=print)
     message = str(diverged.value)
-    assert message.startswith("cifar10-jpeg-standin student (from soft_prediction, T=2): ")
+    assert message.startswith("cifar10-synthetic student (from soft_prediction, T=2): ")
     assert "in epoch 1 of 1; not saved" in message
     assert (tmp_path / "teacher/metadata.json").is_file()
     assert not (tmp_path / "student/model.keras").exists()

@@ -68,16 +68,16 @@ def _files(root: pathlib.Path) -> set[str]:
 
 
 def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_settings(
-    cli, tmp_path, shared_data_dir
+    cli, tmp_path, cifar10_data_dir
 ):
     out = tmp_path / "run"
-    done = cli(COMMAND, *_toy_flags(shared_data_dir, out))
+    done = cli(COMMAND, *_toy_flags(cifar10_data_dir, out))
     assert done.returncode == 0, done.stderr[-3000:]
     assert _files(out) == EXPECTED_FILES
 
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == PIPELINE_RESULT_COLUMNS
-    assert set(results["dataset"]) == {"cifar10-jpeg-standin"}  # the lossy stand-in's label
+    assert set(results["dataset"]) == {"cifar10-synthetic"}  # the data file's own label
     warnings = [line for line in done.stderr.splitlines() if " warning: " in line]
     assert all(line.startswith("keras-takd-smoothed: warning: ") for line in warnings)
     assert sorted(zip(results.model, results.aggregation, strict=True)) == [
@@ -96,7 +96,7 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     run = json.loads((out / "run.json").read_text())
     assert run["configuration"]["smoothed_kd"]["temperature"] == 2.0
     assert run["configuration"]["data"]["dataset"] == "cifar10"
-    assert run["run_info"]["dataset_label"] == "cifar10-jpeg-standin"
+    assert run["run_info"]["dataset_label"] == "cifar10-synthetic"
     assert "transfer at eps" in done.stdout
 
     # The SavedModel serves the student's logits.
@@ -112,7 +112,7 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
 
     # A rerun finds every step complete and leaves the files alone.
     stamps = {name: (out / name).stat().st_mtime_ns for name in EXPECTED_FILES if "fig" not in name}
-    again = cli(COMMAND, *_toy_flags(shared_data_dir, out))
+    again = cli(COMMAND, *_toy_flags(cifar10_data_dir, out))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Epoch" not in again.stdout
     for name, stamp in stamps.items():
@@ -122,7 +122,7 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     # A run killed after the teacher and soft targets redoes only the later steps.
     for name in ("student/metadata.json", "results.csv", "transfer.csv"):
         (out / name).unlink()
-    resumed = cli(COMMAND, *_toy_flags(shared_data_dir, out))
+    resumed = cli(COMMAND, *_toy_flags(cifar10_data_dir, out))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _files(out) == EXPECTED_FILES  # no backup folder or temporary file left behind
     for name in ("teacher/model.keras", "teacher/metadata.json", "soft_targets.npz"):
@@ -132,7 +132,7 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     # Other settings in the same folder: an error line naming the setting (after TensorFlow's
     # own start-up lines), no traceback, nothing overwritten.
     before = (out / "run.json").read_text()
-    other = cli(COMMAND, *_toy_flags(shared_data_dir, out), "--distil_weight=0.5")
+    other = cli(COMMAND, *_toy_flags(cifar10_data_dir, out), "--distil_weight=0.5")
     assert other.returncode == 1
     assert "Traceback" not in other.stderr
     last = other.stderr.strip().splitlines()[-1]
@@ -140,13 +140,13 @@ def test_toy_run_writes_exactly_its_files_then_resumes_and_refuses_other_setting
     assert (out / "run.json").read_text() == before
 
 
-def test_a_diverging_teacher_fails_with_one_line_and_is_not_saved(cli, tmp_path, shared_data_dir):
+def test_a_diverging_teacher_fails_with_one_line_and_is_not_saved(cli, tmp_path, cifar10_data_dir):
     out = tmp_path / "run"
-    done = cli(COMMAND, *_toy_flags(shared_data_dir, out), "--learning_rate=1e30")
+    done = cli(COMMAND, *_toy_flags(cifar10_data_dir, out), "--learning_rate=1e30")
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        "keras-takd-smoothed: error: cifar10-jpeg-standin CNI teacher: the training loss became "
+        "keras-takd-smoothed: error: cifar10-synthetic CNI teacher: the training loss became "
     ), last
     assert "in epoch 1 of 1; not saved" in last
     assert _files(out) == {"run.json", "run.lock"}
@@ -186,16 +186,16 @@ def test_bad_flags_fail_with_one_line(cli, tmp_path, flag, problem):
         ),
     ],
 )
-def test_bad_input_fails_with_one_line(cli, tmp_path, shared_data_dir, args, problem):
-    done = cli(COMMAND, f"--data_dir={shared_data_dir}", f"--output_dir={tmp_path / 'out'}", *args)
+def test_bad_input_fails_with_one_line(cli, tmp_path, cifar10_data_dir, args, problem):
+    done = cli(COMMAND, f"--data_dir={cifar10_data_dir}", f"--output_dir={tmp_path / 'out'}", *args)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and problem in lines[0], done.stderr
 
 
-def test_per_epoch_curves_and_a_second_student(cli, tmp_path, shared_data_dir):
+def test_per_epoch_curves_and_a_second_student(cli, tmp_path, cifar10_data_dir):
     out = tmp_path / "run"
-    flags = [*_toy_flags(shared_data_dir, out), "--student_epochs=2", "--curve_size=8"]
+    flags = [*_toy_flags(cifar10_data_dir, out), "--student_epochs=2", "--curve_size=8"]
     done = cli(COMMAND, *flags, "--compare_aggregations", "--aggregation=soft_prediction")
     assert done.returncode == 0, done.stderr[-3000:]
     second = {

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 
 from keras_takd.takd.schema import CHAIN_COLUMNS
-from tests.core.test_locking import held_by_another_process
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMAND = "keras_takd.main"
@@ -214,7 +213,9 @@ def test_a_diverging_stage_fails_with_one_line_and_is_not_saved(cli, shared_data
     assert not list(out.rglob("T1e-06/**/metadata.json"))
 
 
-def test_a_second_process_on_the_output_dir_is_refused(cli, shared_data_dir, tmp_path):
+def test_a_second_process_on_the_output_dir_is_refused(
+    cli, shared_data_dir, tmp_path, held_by_another_process
+):
     out = tmp_path / "out"
     out.mkdir()
     args = [f"--data_dir={shared_data_dir}", f"--output_dir={out}", "--stages=1"]

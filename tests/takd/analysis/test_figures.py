@@ -7,7 +7,6 @@ import matplotlib.figure
 import numpy as np
 import pandas as pd
 import pytest
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.container import ErrorbarContainer
 
 from keras_takd.takd import schema
@@ -93,33 +92,6 @@ def consistent(results: pd.DataFrame, per_image: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def clipped(fig: matplotlib.figure.Figure, tolerance: float = 1.0) -> list[str]:
-    """The suptitle, footnote, axes titles, axis labels, legends and axes (with their tick
-    labels) of `fig` that reach past its edges once drawn."""
-    if not isinstance(fig.canvas, FigureCanvasAgg):
-        FigureCanvasAgg(fig)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    texts = [("suptitle", fig.get_suptitle() and fig._suptitle), ("footnote", fig._supxlabel)]
-    for i, ax in enumerate(fig.axes):
-        texts += [(f"axes {i} title", ax.title), (f"axes {i} legend", ax.get_legend())]
-        texts += [(f"axes {i} x label", ax.xaxis.label), (f"axes {i} y label", ax.yaxis.label)]
-    extents = [(name, a.get_window_extent(renderer)) for name, a in texts if a]
-    extents += [(f"axes {i}", ax.get_tightbbox(renderer)) for i, ax in enumerate(fig.axes)]
-    box = fig.bbox
-    return [
-        f"{name} {extent.bounds}"
-        for name, extent in extents
-        if extent.width > 0
-        and (
-            extent.x0 < box.x0 - tolerance
-            or extent.y0 < box.y0 - tolerance
-            or extent.x1 > box.x1 + tolerance
-            or extent.y1 > box.y1 + tolerance
-        )
-    ]
-
-
 def _stems(paths):
     return sorted({p.name for p in paths})
 
@@ -161,7 +133,7 @@ def test_per_image_means_that_differ_from_the_results_are_reported(caplog):
 @pytest.mark.parametrize(
     "datasets, with_per_image", [(("mnist", "cifar10"), True), (("other",), False)]
 )
-def test_no_figure_clips_its_text(datasets, with_per_image):
+def test_no_figure_clips_its_text(datasets, with_per_image, clipped):
     df = synthetic_results(datasets=datasets)
     per_image = synthetic_per_image(df) if with_per_image else None
     df = consistent(df, per_image) if with_per_image else df
@@ -172,7 +144,7 @@ def test_no_figure_clips_its_text(datasets, with_per_image):
         assert clipped(fig) == [], stem
 
 
-def test_the_clipping_check_sees_clipped_text():
+def test_the_clipping_check_sees_clipped_text(clipped):
     fig = matplotlib.figure.Figure(figsize=(3, 2))
     fig.subplots().set_title("a title far too long for a figure three inches wide, clipped")
     assert clipped(fig) and "axes 0 title" in clipped(fig)[0]

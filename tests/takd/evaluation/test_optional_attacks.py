@@ -80,7 +80,10 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run, evaluat
         robust = attacked * (1 - whole[f"{prefix}_success_rate"]) / (attacked + excluded)
         np.testing.assert_allclose(whole[f"{prefix}_robust_accuracy"], robust)
     assert (whole["fmn_l2_success_rate"] > 0).all() and (whole["fmn_l2_mean"] > 0).all()
-    assert (whole["fmn_l0_max"] % 1 == 0).all()  # a count of pixels
+    # A count of pixels; NaN where 20 steps fooled no image (on some CPUs, a whole stage).
+    fooled_any = whole["fmn_l0_success_rate"] > 0
+    assert whole["fmn_l0_max"].isna().tolist() == (~fooled_any).tolist()
+    assert (whole["fmn_l0_max"][fooled_any] % 1 == 0).all()
     per_image = pd.read_csv(run_dir / "whole_per_image.csv")
     assert set(per_image["attack"]) == set(OPTIONAL)
     fooled = per_image[(per_image["attack"] == "apgd_ce") & per_image["success"]]
@@ -96,7 +99,10 @@ def test_optional_attacks_write_their_columns_and_shards_merge(tiny_run, evaluat
     extra = [c for c in merged.columns if c not in whole.columns]
     assert all(c.endswith(tuple(schema.INDICATORS)) for c in extra)  # merging adds them, empty
     assert merged[extra].isna().all().all()
-    pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-12)
+    # Merging is exact to about 1e-16; the float32 attacks themselves once gave distances that
+    # differed in the 7th digit between the whole run and its shards (not seen with op
+    # determinism on, which tests/conftest.py enables), so 1e-6, not tighter.
+    pd.testing.assert_frame_equal(merged[list(whole.columns)], whole, rtol=1e-6)
 
 
 def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(

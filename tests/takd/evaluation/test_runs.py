@@ -9,7 +9,6 @@ import pytest
 
 from keras_takd.core.locking import FolderInUseError, lock_run_folder
 from keras_takd.takd import evaluation
-from tests.core.test_locking import held_by_another_process
 
 
 def _fake_run(root, rows: str):
@@ -132,7 +131,9 @@ def test_shards_run_side_by_side_but_not_twice_nor_beside_a_training(tmp_path):
                 pass
 
 
-def test_the_cli_refuses_a_folder_in_use_at_once_naming_the_holder(cli, tmp_path):
+def test_the_cli_refuses_a_folder_in_use_at_once_naming_the_holder(
+    cli, tmp_path, held_by_another_process
+):
     run = _fake_run(tmp_path, "mnist,5,1,teacher")
     with held_by_another_process(run, "evaluate.lock") as pid:
         done = cli("keras_takd.takd.evaluate", f"--output_dir={run}")
