@@ -321,12 +321,13 @@ def test_a_stage_that_did_not_learn_warns_and_is_still_saved(tiny, tmp_path):
         run_chain(tiny_random_labels(tiny), [100.0], 3, tmp_path, CONFIG, verbose=0)
 
 
-def test_cifar10_stand_in_runs_under_its_own_label(shared_data_dir, tmp_path):
-    data = load_dataset("cifar10", shared_data_dir, validation_size=0, train_size=64, test_size=32)
+@pytest.mark.slow
+def test_a_cifar10_npz_not_the_real_set_runs_under_its_own_label(cifar10_data_dir, tmp_path):
+    data = load_dataset("cifar10", cifar10_data_dir, validation_size=0, train_size=64, test_size=32)
     config = TrainConfig(epochs=1, batch_size=32, warm_start=False, seed=3)
     table = run_chain(data, [2.0], 1, tmp_path, config, verbose=0, on_warning=lambda line: None)
-    assert list(table["dataset"]) == ["cifar10-jpeg-standin"]
-    assert (tmp_path / "cifar10-jpeg-standin/T2/stage1/metadata.json").is_file()
+    assert list(table["dataset"]) == ["cifar10-synthetic"]
+    assert (tmp_path / "cifar10-synthetic/T2/stage1/metadata.json").is_file()
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["configuration"]["data"]["dataset"] == "cifar10"  # data is reloaded by name
-    assert run["configuration"]["data"]["label"] == "cifar10-jpeg-standin"
+    assert run["configuration"]["data"]["label"] == "cifar10-synthetic"

@@ -1,4 +1,4 @@
-"""`python -m keras_takd.takd.summary` on a tiny run of the CIFAR-10 stand-in, before and
+"""`python -m keras_takd.takd.summary` on a tiny run of a synthetic CIFAR-10, before and
 after an evaluation (with the `fake_attacks` fixture), through the real CLI."""
 
 import shutil
@@ -11,16 +11,16 @@ from keras_takd.takd import evaluation
 from keras_takd.takd.analysis.summary import describe_evaluation
 from keras_takd.takd.chains import run_chain
 
-LABEL = "cifar10-jpeg-standin"
+LABEL = "cifar10-synthetic"
 
 
 @pytest.fixture(scope="module")
-def stand_in_run(tmp_path_factory, shared_data_dir):
-    """A 2-stage chain on 96 stand-in images, recorded as the CLI records it."""
-    data = load_dataset("cifar10", shared_data_dir, validation_size=0, train_size=96, test_size=16)
+def stand_in_run(tmp_path_factory, cifar10_data_dir):
+    """A 2-stage chain on 256 synthetic CIFAR-10 images, recorded as the CLI records it."""
+    data = load_dataset("cifar10", cifar10_data_dir, validation_size=0, test_size=16)
     out = tmp_path_factory.mktemp("summary") / "run"
-    config = TrainConfig(epochs=1, batch_size=32, warm_start=False, seed=3)
-    info = {"flags": {"data_dir": str(shared_data_dir)}, "data_source": data.source}
+    config = TrainConfig(epochs=3, batch_size=32, warm_start=False, seed=3)
+    info = {"flags": {"data_dir": str(cifar10_data_dir)}, "data_source": data.source}
     run_chain(data, [2.0], 2, out, config, run_info=info, verbose=0, on_warning=lambda line: None)
     return out
 
@@ -69,7 +69,9 @@ def test_summary_of_an_evaluated_stand_in_run(
     fooled = teacher_l2[teacher_l2["success"]]
     line = next(r for r in attacks if "stage 1 teacher" in r and "C&W L2 " in r + " ")
     assert f" {len(teacher_l2)} " in line and line.rstrip().endswith(f" {len(fooled)}")
-    assert f"{fooled['distance'].mean():.4g} [" in line
+    mean = f"{fooled['distance'].mean():.4g}"
+    # An interval needs two fooled images; how many the tiny model classifies varies by CPU.
+    assert (f"{mean} [" in line) if len(fooled) >= 2 else (f" {mean} " in line)
     config_id = table["eval_config"].iloc[0]
     assert f"evaluation {config_id} ({run_dir}/eval/{config_id}/config.json):" in out
     assert "attacks on the first 12 test images (L-inf: 8)" in out
