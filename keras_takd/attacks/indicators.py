@@ -4,7 +4,7 @@ Improving Optimization of Adversarial Examples", NeurIPS 2022, arXiv:2106.09947)
 An evaluation can look robust because its attacks failed, not because the model resisted them;
 defensive distillation is the textbook case (its softmax at high temperature saturates, the
 input gradient underflows and gradient attacks stall). Each function here checks one symptom and
-returns per-image boolean flags; `summarize` turns flags into counts and fractions:
+returns per-image boolean flags; `count_flags` turns flags into counts and fractions:
 
 - `silent_success`: the attack's search met its success test at some iterate but the image it
   returned is not adversarial (needs `AttackResult.found`, which every attack here records).
@@ -49,7 +49,7 @@ INCOMPLETE_WINDOW = 10
 
 @dataclasses.dataclass
 class IndicatorReport:
-    """Per-image flags of every indicator that was computed, and their summary.
+    """Per-image flags of every indicator that was computed, and their counts.
 
     Attributes:
         flags: indicator name -> bool [N]; True marks an image on which the indicator tripped.
@@ -57,16 +57,16 @@ class IndicatorReport:
 
     flags: dict[str, np.ndarray]
 
-    def summary(self) -> dict[str, dict[str, float]]:
-        """`summarize(self.flags)`."""
-        return summarize(self.flags)
+    def counts(self) -> dict[str, dict[str, float]]:
+        """`count_flags(self.flags)`."""
+        return count_flags(self.flags)
 
     def tripped(self) -> list[str]:
         """Names of the indicators that tripped on at least one image."""
         return [name for name, flag in self.flags.items() if flag.any()]
 
 
-def summarize(flags: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def count_flags(flags: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Counts and fractions of flagged images per indicator.
 
     Args:

@@ -166,7 +166,7 @@ def test_check_attack_reports_every_indicator(saturated_problem):
         "vanishing_gradients",
         "unconstrained_attack_failure",
     }
-    assert report.summary()["vanishing_gradients"] == {
+    assert report.counts()["vanishing_gradients"] == {
         "images": len(x),
         "flagged": len(x),
         "fraction": 1.0,
