@@ -18,8 +18,6 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-PRECISION = "float64"
-
 
 def float64_copy(model: Callable[..., Any]) -> Callable[..., Any]:
     """The same model computing in float64.
@@ -45,7 +43,7 @@ def _float64_config(config: Any) -> Any:
     """`config` with every non-empty "dtype" entry, at any depth, replaced by "float64"."""
     if isinstance(config, dict):
         return {
-            key: PRECISION if key == "dtype" and value is not None else _float64_config(value)
+            key: "float64" if key == "dtype" and value is not None else _float64_config(value)
             for key, value in config.items()
         }
     if isinstance(config, list):
