@@ -26,7 +26,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -35,6 +34,7 @@ from keras_takd.attacks.projected_gradient_descent import (
     projected_gradient_descent,
     random_start_points,
 )
+from keras_takd.core.precision import call_in_float64, float64_copy
 
 LOSSES = ("margin", "cross_entropy")
 # Gradients whose L1 norm per image, computed in float64, is below this count as vanished. The
@@ -142,39 +142,6 @@ def incomplete_optimization(
     return (before - after) > tolerance * np.maximum(progress, 1e-12)
 
 
-def _float64_copy(model: Callable[..., Any]) -> Callable[..., Any]:
-    """The same model computing in float64, for gradients that must not hinge on underflow.
-
-    A Keras model is rebuilt from its config with every layer's (and every nested model's)
-    dtype set to float64 and given the same weights; any other callable is returned as it is
-    and must compute in the precision of the images it is given (`attack_loss_gradients`
-    checks that its outputs are float64).
-
-    Args:
-        model: a Keras model, or a callable that computes in the precision of its input.
-
-    Returns:
-        A float64 Keras model with `model`'s weights, or `model` itself.
-    """
-    if not isinstance(model, keras.Model):
-        return model
-    copy = model.__class__.from_config(_float64_config(model.get_config()))
-    copy.set_weights(model.get_weights())
-    return copy
-
-
-def _float64_config(config: Any) -> Any:
-    """`config` with every non-empty "dtype" entry, at any depth, replaced by "float64"."""
-    if isinstance(config, dict):
-        return {
-            key: "float64" if key == "dtype" and value is not None else _float64_config(value)
-            for key, value in config.items()
-        }
-    if isinstance(config, list):
-        return [_float64_config(value) for value in config]
-    return config
-
-
 def _attack_loss_and_gradients(
     model: Callable[..., Any],
     x: np.ndarray,
@@ -188,7 +155,7 @@ def _attack_loss_and_gradients(
     """The attack loss [N] and its input gradient [N, H, W, C] at `x`, both in float64."""
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    model64 = _float64_copy(model)
+    model64 = float64_copy(model)
     x = np.asarray(x, np.float64)
     labels = np.asarray(labels, np.int64)
     values, grads = [], []
@@ -196,16 +163,7 @@ def _attack_loss_and_gradients(
         images = tf.constant(x[part], tf.float64)
         with tf.GradientTape() as tape:
             tape.watch(images)
-            if isinstance(model64, keras.layers.Layer):
-                outputs = model64(images, training=False)
-            else:
-                outputs = model64(images)
-            if outputs.dtype != tf.float64:
-                raise ValueError(
-                    f"the model returned {outputs.dtype.name} outputs for float64 images; "
-                    "expected a Keras model (copied in float64) or a callable computing in "
-                    "the precision of its input"
-                )
+            outputs = call_in_float64(model64, images)
             onehot = tf.one_hot(labels[part], outputs.shape[-1], dtype=tf.float64)
             if loss == "margin":
                 value = common.margin_loss(outputs, onehot, confidence, targeted)
@@ -230,10 +188,10 @@ def attack_loss_gradients(
 ) -> np.ndarray:
     """The input gradient of an attack's loss at `x`, per image, computed in float64.
 
-    The model runs as its float64 copy (`_float64_copy`): a float32 softmax saturated at
-    1 - 1e-40 gives 0 on one CPU and float32 rounding noise (about 1e-7 of the logits'
-    gradient) on another (oneDNN on AVX-512 CPUs, Eigen elsewhere); in float64 it gives the
-    gradient's true size on every CPU.
+    The model runs as its float64 copy (`keras_takd.core.precision.float64_copy`): a float32
+    softmax saturated at 1 - 1e-40 gives 0 on one CPU and float32 rounding noise (about 1e-7
+    of the logits' gradient) on another (oneDNN on AVX-512 CPUs, Eigen elsewhere); in float64
+    it gives the gradient's true size on every CPU.
 
     Args:
         model: a Keras model, or a callable computing in the precision of its input, mapping

@@ -24,6 +24,9 @@ import numpy as np
 # The norms an attack result carries, in changed pixels (L0), Euclidean and max distance.
 NORMS: tuple[str, ...] = ("l0", "l2", "linf")
 NEAR_ZERO_GRADIENT = 1e-10
+# How `model_metrics` computes the sensitivities. The evaluation records it with each cached
+# metrics unit, so values computed by an earlier rule (float32) are recomputed, not reused.
+SENSITIVITY_SETTINGS = {"precision": "float64", "zero_threshold": NEAR_ZERO_GRADIENT}
 
 
 def _tf():
@@ -127,30 +130,77 @@ def _sum_of_logits(logits):
 
 
 def _predicted_probability(logits):
+    """F_c = 1 / (1 + s), s = sum_{j != c} exp(z_j - z_c), c = argmax_j z_j (held fixed).
+
+    The same value as the softmax's, but its gradient comes through the exp(z_j - z_c) terms
+    alone: a saturated softmax rounds F_c to 1 (and the softmax's own gradient then loses the
+    1 - F_c part), while s keeps each of those terms down to float64's 1e-308.
+    """
     tf = _tf()
-    probabilities = tf.nn.softmax(logits, axis=-1)
     predicted = tf.stop_gradient(tf.argmax(logits, axis=-1))
-    return tf.gather(probabilities, predicted, axis=1, batch_dims=1)
+    top = tf.gather(logits, predicted, axis=1, batch_dims=1)
+    others = tf.one_hot(predicted, tf.shape(logits)[-1], on_value=False, off_value=True)
+    terms = tf.where(others, tf.exp(logits - top[:, None]), tf.zeros_like(logits))
+    return 1.0 / (1.0 + tf.reduce_sum(terms, axis=-1))
 
 
-def _gradient_fn(model, of: str, batch_shape: tuple[int, ...]):
-    """A compiled function: images -> per-image mean |d scalar / d image| over input dims."""
+_SCALARS = {"logits": _sum_of_logits, "softmax": _predicted_probability}
+
+
+def _gradient_fn(model64, ofs: tuple[str, ...], batch_shape: tuple[int, ...]):
+    """A compiled function: float64 images -> {of: per-image mean |d scalar / d image|}.
+
+    One forward pass of the float64 model serves every scalar in `ofs`.
+    """
+    from keras_takd.core.precision import call_in_float64
+
     tf = _tf()
-    scalar_of = _sum_of_logits if of == "logits" else _predicted_probability
     input_axes = list(range(1, len(batch_shape)))
 
-    @tf.function(input_signature=[tf.TensorSpec(batch_shape, tf.float32)], autograph=False)
-    def mean_abs_gradient(images):
-        with tf.GradientTape() as tape:
+    @tf.function(input_signature=[tf.TensorSpec(batch_shape, tf.float64)], autograph=False)
+    def mean_abs_gradients(images):
+        with tf.GradientTape(persistent=True) as tape:
             tape.watch(images)
-            scalars = scalar_of(tf.cast(model(images, training=False), tf.float32))
+            logits = call_in_float64(model64, images)
             # Images are independent in inference mode, so the gradient of the batch sum
             # holds each image's own gradient.
-            total = tf.reduce_sum(scalars)
-        gradients = tape.gradient(total, images)
-        return tf.reduce_mean(tf.abs(gradients), axis=input_axes)
+            totals = {of: tf.reduce_sum(_SCALARS[of](logits)) for of in ofs}
+        return {
+            of: tf.reduce_mean(tf.abs(tape.gradient(total, images)), axis=input_axes)
+            for of, total in totals.items()
+        }
 
-    return mean_abs_gradient
+    return mean_abs_gradients
+
+
+def _mean_abs_gradients(
+    model, x: np.ndarray, batch_size: int, ofs: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """{of: float64 [N] sensitivities} of `model` on `x`, computed in float64 (`sensitivity`)."""
+    unknown = [of for of in ofs if of not in _SCALARS]
+    if unknown:
+        raise ValueError(f"of must be 'logits' or 'softmax', got {unknown[0]!r}")
+    _check_data(x, None, batch_size)
+    from keras_takd.core.precision import float64_copy
+
+    batch_size = min(int(batch_size), len(x))
+    gradient_fn = _gradient_fn(float64_copy(model), ofs, (batch_size, *np.shape(x)[1:]))
+    values = {of: [] for of in ofs}
+    for start in range(0, len(x), batch_size):
+        batch = np.asarray(x[start : start + batch_size], np.float64)
+        count = len(batch)
+        if count < batch_size:  # pad to the compiled shape instead of retracing
+            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]))])
+        for of, value in gradient_fn(batch).items():
+            values[of].append(value.numpy()[:count])
+    return {of: np.concatenate(parts) for of, parts in values.items()}
+
+
+def _sensitivity_summary(values: np.ndarray, zero_threshold: float) -> dict[str, float]:
+    return {
+        "mean": float(values.mean()),
+        "zero_fraction": float(np.mean(values < zero_threshold)),
+    }
 
 
 def sensitivity(
@@ -168,11 +218,21 @@ def sensitivity(
       - of="softmax": S = F_c(X), the T = 1 softmax probability of the predicted class
         c = argmax_i z_i(X) (held fixed while differentiating): Papernot et al.'s adversarial
         gradient of the output the attacker must lower. The softmax probabilities sum to 1, so
-        their sum has no gradient. In float32 a saturated softmax (F_c = 1.0) gives exactly 0,
-        the vanishing gradient that masks distilled models against gradient attacks.
+        their sum has no gradient.
+
+    Precision: both are computed in float64, by the model's float64 copy
+    (`keras_takd.core.precision.float64_copy`) on the images cast to float64, with F_c written
+    as 1 / (1 + sum_{j != c} exp(z_j - z_c)). This departs on purpose from evaluating the
+    float32 model: a saturated softmax's gradient is about exp(-margin), and in float32 it
+    comes out as exactly 0 on one CPU and as rounding noise (about 1e-7) on another (oneDNN on
+    AVX-512 CPUs, Eigen elsewhere), so the share of near-zero gradients would depend on the
+    machine. In float64 it is its true size (down to 1e-308) on every CPU, and a value below
+    `zero_threshold` means the gradient is that small, not that float32 lost it. The logits'
+    sensitivity differs from float32's by rounding only.
 
     Args:
-        model: a Keras logits model (float32 images in [0, 1] -> logits).
+        model: a Keras logits model (float32 images in [0, 1] -> logits), or a callable that
+            computes in the precision of its input.
         x: images [N, H, W, C].
         batch_size: images per gradient computation (the last batch is padded).
         of: "logits" or "softmax", the scalar differentiated (see above).
@@ -183,26 +243,11 @@ def sensitivity(
         {"mean": mean of values, "zero_fraction": fraction of values < zero_threshold}.
 
     Raises:
-        ValueError: for an unknown `of`, a bad `batch_size` or an empty `x`.
+        ValueError: for an unknown `of`, a bad `batch_size`, an empty `x`, or a callable that
+            does not return float64 outputs for float64 images.
     """
-    if of not in ("logits", "softmax"):
-        raise ValueError(f"of must be 'logits' or 'softmax', got {of!r}")
-    _check_data(x, None, batch_size)
-    batch_size = min(int(batch_size), len(x))
-    gradient_fn = _gradient_fn(model, of, (batch_size, *np.shape(x)[1:]))
-    values = []
-    for start in range(0, len(x), batch_size):
-        batch = np.asarray(x[start : start + batch_size], np.float32)
-        count = len(batch)
-        if count < batch_size:  # pad to the compiled shape instead of retracing
-            batch = np.concatenate([batch, np.zeros((batch_size - count, *batch.shape[1:]))])
-        values.append(gradient_fn(batch.astype(np.float32)).numpy()[:count])
-    values = np.concatenate(values).astype(np.float64)
-    summary = {
-        "mean": float(values.mean()),
-        "zero_fraction": float(np.mean(values < zero_threshold)),
-    }
-    return values, summary
+    values = _mean_abs_gradients(model, x, batch_size, (of,))[of]
+    return values, _sensitivity_summary(values, zero_threshold)
 
 
 def _norm_of(prefix: str, norm: str | None) -> str:
@@ -314,13 +359,15 @@ def model_metrics(
 ) -> Mapping[str, float]:
     """The attack-free metric columns of one model: accuracy, both sensitivities, confidence.
 
+    Both sensitivities come from one float64 pass (see `sensitivity`, `SENSITIVITY_SETTINGS`).
+
     Returns:
         A dict with the columns test_accuracy, sensitivity_{logits,softmax}_{mean,zero_fraction}
         and confidence (see `keras_takd.takd.schema.METRIC_COLUMNS`).
     """
     row = {"test_accuracy": accuracy(model, x, y, batch_size)}
-    for of in ("logits", "softmax"):
-        _, summary = sensitivity(model, x, batch_size, of=of)
+    for of, values in _mean_abs_gradients(model, x, batch_size, ("logits", "softmax")).items():
+        summary = _sensitivity_summary(values, NEAR_ZERO_GRADIENT)
         row[f"sensitivity_{of}_mean"] = summary["mean"]
         row[f"sensitivity_{of}_zero_fraction"] = summary["zero_fraction"]
     row["confidence"] = confidence(model, x, y, batch_size)

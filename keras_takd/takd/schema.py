@@ -115,12 +115,16 @@ METRIC_COLUMNS: dict[str, str] = {
     "metric_images": "test images that test_accuracy, the sensitivities and confidence rest on",
     "test_accuracy": "fraction of test images classified correctly at T = 1 (in [0, 1])",
     "sensitivity_logits_mean": "mean over images of mean |d sum(logits) / dx| over input dims",
-    "sensitivity_logits_zero_fraction": "fraction of images whose logits sensitivity < 1e-10",
+    "sensitivity_logits_zero_fraction": (
+        "fraction of images whose logits sensitivity (float64) < 1e-10"
+    ),
     "sensitivity_softmax_mean": (
         "mean over images of mean |d p_pred / dx| over input dims, p_pred the T = 1 probability "
         "of the predicted class"
     ),
-    "sensitivity_softmax_zero_fraction": "fraction of images whose softmax sensitivity < 1e-10",
+    "sensitivity_softmax_zero_fraction": (
+        "fraction of images whose softmax sensitivity (float64) < 1e-10"
+    ),
     "confidence": "paper eq. 14: mean of the max T = 1 probability if correct, else 0",
     **_robustness_columns("l0", "C&W L0 (pixels changed)"),
     **_robustness_columns("l2", "C&W L2"),

@@ -1,10 +1,16 @@
-"""Tests of keras_takd.core.metrics against hand-computed values on tiny linear models."""
+"""Tests of keras_takd.core.metrics against hand-computed values on tiny linear models.
+
+The sensitivities are float64 by design, so what they assert holds on every CPU: run this file
+with TF_ENABLE_ONEDNN_OPTS=0 and =1 (float32 would give 0 with oneDNN and rounding noise of
+about 1e-7 without it for a saturated softmax).
+"""
 
 import types
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from keras_takd.core import metrics
 from keras_takd.takd import schema
@@ -73,6 +79,83 @@ def test_saturated_softmax_has_zero_gradients_but_logits_do_not(linear):
     _, logits = metrics.sensitivity(model, x, of="logits")
     assert softmax["zero_fraction"] == 1.0
     assert logits["zero_fraction"] == 0.0
+
+
+SCALE = 40.0  # logits scaled like a network distilled at T = 40 and deployed at T = 1
+
+
+@pytest.fixture(scope="module")
+def distilled():
+    """A linear 3-class model on 2x2x3 images with logits scaled by 40, 300 random images,
+    and its exact float64 softmax sensitivities (1e-3 down to 1e-60 and less)."""
+    rng = np.random.default_rng(1)
+    kernel = rng.normal(size=(12, 3))
+    model = _linear_model(SCALE * kernel, SCALE * (-0.5 * kernel.sum(axis=0)), (2, 2, 3))
+    x = rng.uniform(size=(300, 2, 2, 3)).astype("float32")
+    return model, x, _exact_softmax_sensitivity(model, x)
+
+
+def _exact_softmax_sensitivity(model, x):
+    """mean |d F_c / dx| of a linear logits model, in float64, without cancellation.
+
+    d F_c / dx = F_c^2 sum_{j != c} exp(z_j - z_c) (W_c - W_j), F_c = 1 / (1 + sum_j exp(...)).
+    """
+    w, b = (v.astype(np.float64) for v in model.get_weights())
+    z = x.reshape(len(x), -1).astype(np.float64) @ w + b
+    c = z.argmax(axis=1)
+    e = np.exp(z - z[np.arange(len(z)), c, None])
+    e[np.arange(len(z)), c] = 0.0
+    f_c = 1.0 / (1.0 + e.sum(axis=1))
+    grads = f_c[:, None] ** 2 * (e.sum(axis=1)[:, None] * w[:, c].T - e @ w.T)
+    return np.abs(grads).mean(axis=1)
+
+
+def test_softmax_sensitivity_of_a_saturated_model_is_its_true_size(distilled):
+    model, x, exact = distilled
+    assert exact.max() > 1e-4 and exact.min() < 1e-30  # from unsaturated to deeply saturated
+    values, summary = metrics.sensitivity(model, x, batch_size=64, of="softmax")
+    np.testing.assert_allclose(values, exact, rtol=1e-6)
+    assert values.min() > 0.0  # float32 would give exact zeros on oneDNN CPUs
+    # Rounding noise cannot carry an image across the threshold: the count is the true one.
+    far = np.abs(np.log10(exact / metrics.NEAR_ZERO_GRADIENT)) > 1
+    assert summary["zero_fraction"] == pytest.approx(np.mean(exact < metrics.NEAR_ZERO_GRADIENT))
+    assert np.array_equal((values < metrics.NEAR_ZERO_GRADIENT)[far], (exact < 1e-10)[far])
+    assert 0.3 < summary["zero_fraction"] < 1.0
+
+
+def test_a_saturated_softmax_is_near_zero_and_the_logits_are_not(distilled):
+    model, x, exact = distilled
+    saturated = x[exact < 1e-3 * metrics.NEAR_ZERO_GRADIENT]
+    assert len(saturated) > 50
+    _, softmax = metrics.sensitivity(model, saturated, of="softmax")
+    _, logits = metrics.sensitivity(model, saturated, of="logits")
+    assert softmax["zero_fraction"] == 1.0
+    assert logits["zero_fraction"] == 0.0
+
+
+def test_model_metrics_takes_the_same_sensitivities_as_sensitivity(distilled):
+    model, x, _ = distilled
+    y = np.zeros(len(x), np.int64)
+    row = metrics.model_metrics(model, x, y, batch_size=128)
+    for of in ("logits", "softmax"):
+        _, summary = metrics.sensitivity(model, x, batch_size=128, of=of)
+        assert row[f"sensitivity_{of}_mean"] == pytest.approx(summary["mean"], rel=1e-12)
+        assert row[f"sensitivity_{of}_zero_fraction"] == summary["zero_fraction"]
+
+
+def test_sensitivity_takes_a_callable_in_its_input_precision_and_refuses_float32(linear):
+    _, kernel, _, x = linear
+
+    def float64_logits(images):
+        return tf.reshape(images, (-1, 12)) @ tf.constant(kernel, tf.float64)
+
+    def float32_logits(images):
+        return tf.cast(tf.reshape(images, (-1, 12)), tf.float32) @ kernel.astype("float32")
+
+    values, _ = metrics.sensitivity(float64_logits, x, of="logits")
+    np.testing.assert_allclose(values, np.mean(np.abs(kernel.sum(axis=1))), rtol=1e-12)
+    with pytest.raises(ValueError, match="returned float32 outputs for float64 images"):
+        metrics.sensitivity(float32_logits, x)
 
 
 def test_sensitivity_rejects_unknown_target(linear):

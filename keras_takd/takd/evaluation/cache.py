@@ -7,8 +7,11 @@ Each finished unit is a JSON file under `<output_dir>/eval/<config id>/` (see
     <dataset>/T<T>/stage<k>/shard<i>of<n>/<attack>.json           and <attack>_indicators.json
 
 A unit is keyed by its model's weights (`units.weights_sha256`) and its images [start, stop);
-it carries its schema version and a checksum of its content. Only the evaluation loop, in the
-calling process, stores units (`store_unit`); the units' compute functions write nothing.
+it carries its schema version and a checksum of its content. A metrics or indicator unit also
+records the settings it was computed with (`unit_settings`); one computed with others (e.g. by
+the float32 gradients of earlier versions) is named in a note and recomputed. Only the
+evaluation loop, in the calling process, stores units (`store_unit`); the units' compute
+functions write nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import json
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 
-from keras_takd.core import files
+from keras_takd.core import files, metrics
 from keras_takd.takd.evaluation.config import EvaluationConfig
 from keras_takd.takd.evaluation.indicator_units import (
     indicated_attack,
@@ -59,9 +62,9 @@ def load_unit(
     """The cached unit if it is intact and was computed for these weights and images.
 
     A unit that is not intact (unreadable, of another schema version, not matching its
-    checksum, or lacking what its kind needs) is never trusted: `note` gets one line saying
-    why, and the unit is recomputed. A unit of another model or other images is silently
-    recomputed: that is what a cache is for.
+    checksum, computed with other settings, or lacking what its kind needs) is never trusted:
+    `note` gets one line saying why, and the unit is recomputed. A unit of another model or
+    other images is silently recomputed: that is what a cache is for.
 
     Args:
         path: the unit's JSON file (`unit_path`).
@@ -100,9 +103,29 @@ def _problem(cached: object, kind: str) -> str | None:
         return f"unit schema {cached.get('schema', 1)!r}, this version reads {UNIT_SCHEMA}"
     if cached.get("checksum") != unit_checksum(cached):
         return "its content does not match its checksum (edited or damaged)"
+    expected = unit_settings(kind)
+    if expected is not None and cached.get("settings") != expected:
+        return f"computed with settings {cached.get('settings')!r}, this version uses {expected!r}"
     if not _valid_content(cached, kind):
         return f"lacks what a {kind} unit holds"
     return None
+
+
+def unit_settings(kind: str) -> dict | None:
+    """The settings a unit of `kind` records, and must match to be read.
+
+    Args:
+        kind: "metrics", an attack prefix, or an indicator unit's name.
+
+    Returns:
+        `metrics.SENSITIVITY_SETTINGS` for "metrics", `indicator_settings` for an indicator
+        unit, None for an attack unit (its settings are the evaluation's configuration, which
+        names its folder).
+    """
+    if kind == "metrics":
+        return metrics.SENSITIVITY_SETTINGS
+    attack = indicated_attack(kind)
+    return None if attack is None else indicator_settings(attack)
 
 
 def _valid_content(unit: Mapping, kind: str) -> bool:
@@ -118,9 +141,7 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
         attack = indicated_attack(kind)
         if attack is not None:
             n = len(unit["index"])
-            return unit["settings"] == indicator_settings(attack) and all(
-                flags is None or len(flags) == n for flags in unit["flags"].values()
-            )
+            return all(flags is None or len(flags) == n for flags in unit["flags"].values())
         return _valid_attack_content(unit, stop - start)
     except (KeyError, TypeError, ValueError, AttributeError):
         return False

@@ -21,9 +21,12 @@ from keras_takd.takd.schema import APGD_ATTACKS, INDICATORS
 
 INDICATOR_SUFFIX = "_indicators"
 # The settings of the indicator units; recorded in each, which is recomputed if they change.
+# "precision": the vanishing-gradient check's gradients are float64 (units cached before it
+# was, with float32 gradients that gave other flags with and without oneDNN, lack it).
 INDICATOR_SETTINGS = {
     "loss": "margin",
     "threshold": 1e-10,
+    "precision": "float64",
     "unconstrained": "the attack's own failures (a minimal-norm attack's budget is unbounded)",
 }
 # APGD's: the attack itself, with its own loss, at an eps covering the whole box.

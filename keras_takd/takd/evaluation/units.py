@@ -126,9 +126,9 @@ def compute_unit(unit: Unit) -> dict:
         unit: the unit.
 
     Returns:
-        The unit's content ("metrics"; "statistics" and "per_image"; or the indicator
-        unit's "index", "flags", "settings", "attack_checksum"), its "images" [start, stop)
-        and its "seconds".
+        The unit's content ("metrics" and the sensitivities' "settings"; "statistics" and
+        "per_image"; or the indicator unit's "index", "flags", "settings",
+        "attack_checksum"), its "images" [start, stop) and its "seconds".
 
     Raises:
         ValueError: the model file holds other weights than the unit's.
@@ -138,7 +138,10 @@ def compute_unit(unit: Unit) -> dict:
     attack = indicated_attack(unit.kind)
     if unit.kind == "metrics":
         values = metrics.model_metrics(model, unit.x, unit.y)
-        content = {"metrics": {"metric_images": len(unit.x), **values}}
+        content = {
+            "metrics": {"metric_images": len(unit.x), **values},
+            "settings": metrics.SENSITIVITY_SETTINGS,
+        }
     elif attack is not None:
         target = _target(attack, model, unit.temperature)
         content = indicator_flags(attack, target, unit.x, unit.y, unit.attack_unit)

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from keras_takd.core import metrics
 from keras_takd.takd.evaluation import cache
 from keras_takd.takd.evaluation.config import EvaluationConfig
 from keras_takd.takd.evaluation.indicator_units import INDICATOR_SETTINGS
@@ -94,3 +95,62 @@ def test_cached_units_keep_an_indicator_unit_only_beside_its_attack_unit(tmp_pat
     cache.store_unit(path, indicator | {"attack_checksum": "of an older l2 unit"}, SHA)
     assert sorted(cache.cached_units(tmp_path, SHA, config, 16, notes.append)) == ["l2"]
     assert notes == []
+
+
+METRICS_RESULT = {
+    "metrics": {
+        "metric_images": 16,
+        "test_accuracy": 0.9,
+        "sensitivity_softmax_zero_fraction": 0.5,
+    },
+    "settings": metrics.SENSITIVITY_SETTINGS,
+    "images": [0, 16],
+    "seconds": 2.0,
+}
+INDICATOR_RESULT = {
+    "index": [1],
+    "flags": {"vanishing_gradients": [False], "silent_success": None},
+    "settings": INDICATOR_SETTINGS,
+    "attack_checksum": "of the l2 unit",
+    "images": [2, 4],
+    "seconds": 0.1,
+}
+
+
+@pytest.mark.parametrize(
+    "kind, result, earlier_settings",
+    [
+        # Metrics units of the float32 sensitivities recorded no settings.
+        ("metrics", METRICS_RESULT, None),
+        ("metrics", METRICS_RESULT, metrics.SENSITIVITY_SETTINGS | {"precision": "float32"}),
+        # Indicator units of the float32 vanishing-gradient check recorded no precision.
+        (
+            "l2_indicators",
+            INDICATOR_RESULT,
+            {k: v for k, v in INDICATOR_SETTINGS.items() if k != "precision"},
+        ),
+    ],
+)
+def test_a_unit_computed_by_an_earlier_rule_is_named_in_a_note_and_recomputed(
+    tmp_path, kind, result, earlier_settings
+):
+    path = cache.unit_path(tmp_path, kind, CONFIG)
+    images = result["images"]
+    stored = cache.store_unit(path, result, SHA)
+    notes = []
+    assert cache.load_unit(path, SHA, images, kind, notes.append) == stored
+    assert notes == []
+    earlier = {k: v for k, v in result.items() if k != "settings"}
+    if earlier_settings is not None:
+        earlier["settings"] = earlier_settings
+    cache.store_unit(path, earlier, SHA)
+    assert cache.load_unit(path, SHA, images, kind, notes.append) is None
+    assert len(notes) == 1 and "computed with settings" in notes[0]
+    assert repr(cache.unit_settings(kind)) in notes[0] and notes[0].endswith("; recomputing it")
+
+
+def test_only_metrics_and_indicator_units_record_settings():
+    assert cache.unit_settings("metrics")["precision"] == "float64"
+    assert cache.unit_settings("l2_indicators")["precision"] == "float64"
+    assert cache.unit_settings("apgd_ce_indicators")["precision"] == "float64"
+    assert cache.unit_settings("l2") is None
