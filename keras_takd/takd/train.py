@@ -183,7 +183,7 @@ def main(argv: list[str]) -> None:
 
 def _warn(line: str) -> None:
     sys.stdout.flush()
-    print(f"keras-takd: warning: {line}", file=sys.stderr, flush=True)
+    print(f"keras-takd-train: warning: {line}", file=sys.stderr, flush=True)
 
 
 def _worker_output_dir(output_dir: str, strategy) -> str:
@@ -196,8 +196,8 @@ def _worker_output_dir(output_dir: str, strategy) -> str:
 
 
 def run() -> None:
-    """Console-script entry point `keras-takd` (also `python -m keras_takd.main`)."""
-    run_main(main, "keras-takd")
+    """Console-script entry point `keras-takd-train` (also `python -m keras_takd.main`)."""
+    run_main(main, "keras-takd-train")
 
 
 if __name__ == "__main__":

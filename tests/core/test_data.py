@@ -133,7 +133,7 @@ def test_cli_data_dir_without_the_npz_writes_nothing(tmp_path, cli):
     done = cli("keras_takd.main", "--stages=1", f"--data_dir={empty}", cwd=tmp_path, timeout=120)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"keras-takd: error: --data_dir {empty} holds no mnist.npz")
+    assert last.startswith(f"keras-takd-train: error: --data_dir {empty} holds no mnist.npz")
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["data"]  # no runs/, no downloads/
     assert time.perf_counter() - started < 60
 
@@ -171,7 +171,9 @@ def test_offline_download_fails_within_seconds_with_one_line_last(tmp_path, cli)
     seconds = time.perf_counter() - started
     assert done.returncode == 1, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("keras-takd: error: could not load 'mnist' with tensorflow-datasets (")
+    assert last.startswith(
+        "keras-takd-train: error: could not load 'mnist' with tensorflow-datasets ("
+    )
     assert "unreachable" in last and last.endswith("in Keras' layout)")
     assert seconds < 30, f"offline failure took {seconds:.1f} s"
     assert not (tmp_path / "tfds").exists() and not (tmp_path / "out").exists()

@@ -158,7 +158,7 @@ def test_bad_input_one_line_nonzero_exit_nothing_touched(
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("keras-takd: error:") and expected in lines[0], lines[0]
+    assert lines[0].startswith("keras-takd-train: error:") and expected in lines[0], lines[0]
     assert _snapshot(out) == before
 
 
@@ -181,7 +181,8 @@ def test_other_settings_in_the_same_output_dir_are_refused(cli, finished_run, sh
         proc.stderr.strip()
         .splitlines()[-1]
         .startswith(
-            f"keras-takd: error: {out} holds results made with epochs=1, this run asks epochs=2"
+            f"keras-takd-train: error: {out} holds results made with epochs=1, "
+            "this run asks epochs=2"
         )
     )
     assert _snapshot(out) == before
@@ -197,7 +198,9 @@ def test_help_lists_the_flags(cli):
 def _error_line(proc) -> str:
     """The one error line of a failed run (TensorFlow may log lines before it)."""
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("keras-takd: error:")]
+    errors = [
+        line for line in proc.stderr.splitlines() if line.startswith("keras-takd-train: error:")
+    ]
     assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr[-2000:]
     return errors[0]
 
@@ -207,7 +210,7 @@ def test_a_diverging_stage_fails_with_one_line_and_is_not_saved(cli, shared_data
     args = [f"--data_dir={shared_data_dir}", f"--output_dir={out}", "--stages=2"]
     proc = cli(COMMAND, *TOY, *args, "--temperature=1e-6")
     line = _error_line(proc)
-    assert line.startswith("keras-takd: error: mnist T=1e-06 stage 1 teacher: "), line
+    assert line.startswith("keras-takd-train: error: mnist T=1e-06 stage 1 teacher: "), line
     assert "in epoch 1 of 1; not saved" in line
     assert not (out / "results.csv").exists()
     assert not list(out.rglob("T1e-06/**/metadata.json"))
@@ -222,7 +225,7 @@ def test_a_second_process_on_the_output_dir_is_refused(
     with held_by_another_process(out) as pid:
         proc = cli(COMMAND, *TOY, *args, "--temperature=5")
     assert _error_line(proc) == (
-        f"keras-takd: error: {out} is in use by process {pid} (run.lock is locked): wait for it "
-        "to finish, or use another output_dir"
+        f"keras-takd-train: error: {out} is in use by process {pid} (run.lock is locked): "
+        "wait for it to finish, or use another output_dir"
     )
     assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
