@@ -126,7 +126,7 @@ def load_dataset(
             )
     if data_dir is not None:
         npz = _find_npz(name, data_dir)
-        arrays, source = _read_npz(npz), str(npz)
+        arrays, source = _read_npz(npz), str(npz.resolve())  # absolute: valid from any folder
     else:
         arrays, source = _load_tfds(name), TFDS_SOURCE
     x_train, y_train = _check_split(name, arrays, "train", source)

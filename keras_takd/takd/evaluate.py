@@ -42,6 +42,7 @@ strategy, so a TF_CONFIG left in the environment does not change what it compute
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
@@ -217,6 +218,25 @@ def _attack_options() -> dict[str, dict]:
 flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
+def _recorded_data_dir(run) -> str | None:
+    """The --data_dir training recorded in run.json, if it is a folder from here.
+
+    Runs trained before run.json recorded absolute paths hold the path as it was typed,
+    relative to the folder training ran in.
+
+    Raises:
+        ValueError: the recorded folder does not exist from this working folder.
+    """
+    recorded = run.flags.get("data_dir")
+    if recorded and not pathlib.Path(recorded).is_dir():
+        raise ValueError(
+            f"{run.output_dir}/run.json records the training's data_dir {recorded}, which is "
+            f"not a folder from {pathlib.Path.cwd()}: pass --data_dir=<folder holding "
+            f"{run.dataset}.npz>"
+        )
+    return recorded
+
+
 def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
     from keras_takd.core.data import load_dataset
@@ -233,7 +253,7 @@ def main(argv: list[str]) -> None:
         evaluation.check_results_file(output, None, run, sharded=_NUM_SHARDS.value > 1)
         data = load_dataset(
             run.dataset,
-            data_dir=DATA_DIR.value or run.flags.get("data_dir"),
+            data_dir=DATA_DIR.value or _recorded_data_dir(run),
             validation_size=0,
             test_size=run.test_images,
         )

@@ -12,6 +12,7 @@ Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papern
 from __future__ import annotations
 
 import os
+import pathlib
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
@@ -131,6 +132,15 @@ flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_r
 flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
+def _recorded_flags() -> dict:
+    """The flags as run.json records them, --data_dir made absolute so that evaluation finds
+    the data from any working folder."""
+    recorded = flags.FLAGS.flag_values_dict()
+    if recorded.get("data_dir"):
+        recorded["data_dir"] = str(pathlib.Path(recorded["data_dir"]).resolve())
+    return recorded
+
+
 def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
     # Every check that needs no TensorFlow runs first, so bad input fails fast and cleanly.
@@ -171,7 +181,7 @@ def main(argv: list[str]) -> None:
         _STAGES.value,
         _worker_output_dir(OUTPUT_DIR.value, strategy),
         config,
-        run_info={"flags": flags.FLAGS.flag_values_dict(), "data_source": data.source},
+        run_info={"flags": _recorded_flags(), "data_source": data.source},
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
         strategy=strategy,

@@ -53,6 +53,18 @@ def test_bad_flags_fail_with_one_line_before_any_work(cli, fake_run, args, messa
     assert not (fake_run / "eval").exists()
 
 
+def test_a_recorded_data_dir_that_is_not_a_folder_from_here_is_one_line(cli, fake_run):
+    record = json.loads((fake_run / "run.json").read_text())
+    record["run_info"] = {"flags": {"data_dir": "../shared/data"}}  # as old runs recorded it
+    (fake_run / "run.json").write_text(json.dumps(record))
+    done = cli(COMMAND, f"--output_dir={fake_run}", cwd=fake_run)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "run.json records the training's data_dir ../shared/data" in lines[0]
+    assert lines[0].endswith("pass --data_dir=<folder holding mnist.npz>")
+
+
 def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(cli, tiny_run, shared_data_dir):
     tmp_path = tiny_run[0].parent
     args = [

@@ -1,6 +1,8 @@
 """The command line end to end at toy size, and every bad input: one line, non-zero exit,
 nothing already written touched."""
 
+import json
+import os
 import pathlib
 
 import numpy as np
@@ -27,11 +29,12 @@ def _snapshot(root: pathlib.Path) -> dict:
 
 @pytest.fixture(scope="module")
 def finished_run(cli, shared_data_dir, tmp_path_factory):
+    """A finished 2 x 2 run, trained with --data_dir relative to the command's folder."""
     out = tmp_path_factory.mktemp("cli") / "out"
     proc = cli(
         COMMAND,
         *TOY,
-        f"--data_dir={shared_data_dir}",
+        f"--data_dir={os.path.relpath(shared_data_dir, REPO)}",
         "--stages=2",
         "--temperature=5,10",
         f"--output_dir={out}",
@@ -85,6 +88,13 @@ def test_cli_writes_exactly_the_promised_files(finished_run):
     # TensorFlow's import notices are filtered out of stderr (keras_takd.core.cli).
     assert "oneDNN custom operations" not in proc.stderr
     assert "absl::InitializeLog()" not in proc.stderr
+
+
+def test_run_json_records_the_data_by_absolute_path(finished_run, shared_data_dir):
+    out, _ = finished_run
+    run_info = json.loads((out / "run.json").read_text())["run_info"]
+    assert run_info["flags"]["data_dir"] == str(shared_data_dir.resolve())  # typed relative
+    assert run_info["data_source"] == str(shared_data_dir.resolve() / "mnist.npz")
 
 
 def test_rerun_skips_everything(cli, finished_run, shared_data_dir):
