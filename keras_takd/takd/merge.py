@@ -19,6 +19,7 @@ from absl import flags
 
 from keras_takd.core.cli import run_main
 from keras_takd.takd import evaluation
+from keras_takd.takd.analysis import tables
 
 _RESULTS = flags.DEFINE_list("results", None, "Comma-separated shard CSVs, one per shard index.")
 _OUTPUT = flags.DEFINE_string("output", None, "The merged results CSV to write (or update).")
@@ -36,7 +37,7 @@ def main(argv: list[str]) -> None:
         print("no per-image tables beside every shard CSV: per_image.csv not written")
     else:
         evaluation.write_per_image(_OUTPUT.value, per_image.to_dict("records"))
-        where = evaluation.per_image_path(_OUTPUT.value)
+        where = tables.per_image_path(_OUTPUT.value)
         print(f"per-image table: {where} ({len(per_image)} rows)")
 
 

@@ -8,6 +8,7 @@ import pytest
 from keras_takd.core.data import load_dataset
 from keras_takd.core.distillation import TrainConfig
 from keras_takd.takd import evaluation
+from keras_takd.takd.analysis import tables
 from keras_takd.takd.analysis.summary import describe_evaluation
 from keras_takd.takd.chains import run_chain
 
@@ -49,7 +50,7 @@ def test_summary_of_an_evaluated_stand_in_run(
     )
     table = evaluation.evaluate_run(run_dir, data, config)
     assert set(table["dataset"]) == {LABEL}  # ... and keeps the label of the rows
-    per_image = evaluation.read_per_image(run_dir)
+    per_image = tables.read_per_image(run_dir)
     assert set(per_image["dataset"]) == {LABEL}
 
     done = cli("keras_takd.takd.summary", f"--results={run_dir / 'results.csv'}", timeout=300)

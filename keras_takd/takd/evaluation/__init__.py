@@ -70,8 +70,6 @@ from keras_takd.takd.evaluation.config import (
 from keras_takd.takd.evaluation.loop import evaluate_run
 from keras_takd.takd.evaluation.per_image import (
     merge_per_image,
-    per_image_path,
-    read_per_image,
     write_per_image,
 )
 from keras_takd.takd.evaluation.runs import Run, check_results_file, known_columns, read_run
@@ -92,8 +90,6 @@ __all__ = [
     "known_columns",
     "merge_per_image",
     "merge_shards",
-    "per_image_path",
-    "read_per_image",
     "read_run",
     "resolve_attack_options",
     "shard_range",

@@ -13,6 +13,7 @@ import pytest
 
 from keras_takd.core import metrics
 from keras_takd.takd import evaluation, schema
+from keras_takd.takd.analysis import tables
 from keras_takd.takd.schema import CHAIN_COLUMNS
 
 NUM_IMAGES = 12
@@ -226,9 +227,7 @@ def test_shards_with_fake_attacks_merge_to_the_unsharded_table(
     assert ("l2_silent_success" in merged) == indicators  # no empty columns without them
     # the shards' per-image tables concatenate to the unsharded one
     per_image = evaluation.merge_per_image(paths)
-    pd.testing.assert_frame_equal(
-        per_image, evaluation.read_per_image(run_dir / "whole_per_image.csv")
-    )
+    pd.testing.assert_frame_equal(per_image, tables.read_per_image(run_dir / "whole_per_image.csv"))
     (paths[0].parent / "per_image_shard1of3.csv").unlink()
     assert evaluation.merge_per_image(paths) is None
 
@@ -241,7 +240,7 @@ def test_per_image_table_holds_every_attacked_image_of_every_model(
     run_dir, data = tiny_run
     fake_attacks().install(monkeypatch)
     evaluate(run_dir, data, num_images=NUM_IMAGES, metric_images=16, attacks=("l2", "linf"))
-    table = evaluation.read_per_image(run_dir)
+    table = tables.read_per_image(run_dir)
     assert list(table.columns) == list(schema.PER_IMAGE_COLUMNS)
     units = ("l2", "l2_softmax_T", "linf")
     assert len(table) == 2 * len(units) * NUM_IMAGES  # 2 models
@@ -435,7 +434,7 @@ def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(
     fake_attacks(silent=True).install(monkeypatch)
     lines = []
     table = evaluate(run_dir, data, log=lines.append, **kwargs)
-    per_image = evaluation.read_per_image(run_dir)
+    per_image = tables.read_per_image(run_dir)
     attacked = per_image[per_image.correct]
     silent = attacked.silent_success.astype(bool)
     assert silent.tolist() == (~attacked.success).tolist()  # the fake found every image

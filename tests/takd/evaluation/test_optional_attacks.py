@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from keras_takd.takd import evaluation, schema
+from keras_takd.takd.analysis import tables
 from keras_takd.takd.evaluation.config import config_id
 
 OPTIONAL = ("fmn_l2", "fmn_l0", "apgd_ce", "apgd_dlr")
@@ -129,7 +130,7 @@ def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(
         run_dir, data, attacks=attacks, num_images=8, metric_images=16, attack_options=options,
         gradient_masking=False,
     )  # fmt: skip
-    per_image = evaluation.read_per_image(run_dir)
+    per_image = tables.read_per_image(run_dir)
     fmn = per_image[(per_image.attack == "fmn_l2") & per_image.correct]
     assert fmn.unconstrained_failure.astype(bool).tolist() == (~fmn.success).tolist()
     expected = []
