@@ -31,6 +31,12 @@ Beyond the original:
   CPU kernels round differently for different batch sizes and the search can amplify that, so
   ``compact=False`` keeps every chunk at exactly `batch_size` rows (the last batch padded):
   slower, but each example's result is then bitwise independent of the rest of its batch.
+* A solve succeeds only at an iterate that is also classified as wanted. With the original's
+  kappa = 0.01 that is implied by ``f < 1e-4`` (the margin is then at least 0.0099), so nothing
+  changes; with ``confidence=0`` (as `flags/common_eval.cfg` sets, following the paper), the
+  original's test alone accepts near-ties that keep the true class, and the attack would freeze
+  pixels on them and return no adversarial at all (the silent-success indicator tripped on
+  every image of weak models).
 * When the very first solve fails the original crashes; here the example is reported as a
   failure with its original image. An image that is adversarial with no pixel changed is
   finished at once (the original would freeze its pixels one per round, to the same answer).
@@ -271,13 +277,14 @@ def _build_l0_chunk(
             tape.watch(modifier)
             mask = s["mask"]
             img = from_tanh_space(modifier + w_start, low, high) * mask + (1.0 - mask) * s["x0"]
-            loss1 = margin_loss(
-                call_model(model, img), s["labels"], config.confidence, config.targeted
-            )
+            logits = call_model(model, img)
+            loss1 = margin_loss(logits, s["labels"], config.confidence, config.targeted)
             loss2 = tf.reduce_sum(tf.square((img - x_ref) / (high - low)), axis=[1, 2, 3])
             total = tf.reduce_sum(s["const"] * loss1 + loss2)
         grad = tape.gradient(total, modifier)
-        solved = running & (loss1 < SUCCESS_THRESHOLD) & may_end_solve(s["step"], config)
+        hit = tf.equal(tf.argmax(logits, axis=-1), tf.argmax(s["labels"], axis=-1))
+        wanted = hit if config.targeted else ~hit
+        solved = running & wanted & (loss1 < SUCCESS_THRESHOLD) & may_end_solve(s["step"], config)
         new = dict(s)
         # A solved example keeps the iterate that succeeded (the original restores it).
         adam_update(new, s, grad, config.learning_rate, running & ~solved)

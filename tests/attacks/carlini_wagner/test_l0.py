@@ -56,6 +56,20 @@ def test_linear_model_near_greedy_optimum(linear_problem):
     assert np.all(logits[:, 0] - logits[:, 1] >= KAPPA - 2e-4)
 
 
+def test_zero_confidence_returns_adversarials_not_near_ties(linear_problem, linear_two_class_model):
+    # With kappa = 0, f < 1e-4 holds at near-ties that keep the true class; a solve must also
+    # see the class change, or the attack freezes pixels on non-adversarial images and ends
+    # with none (issue 27 item 5: silent success on every image of weak models).
+    # A weak model (logits 1,000 times smaller) ends its solves inside that band.
+    _, x, y, margins, w = linear_problem
+    weak = linear_two_class_model(1e-3 * w, 1e-3 * float(margins[0] - (x[0] * w).sum()))
+    result = carlini_wagner_l0(weak, x, y, confidence=0.0, max_iterations=200)
+    assert result.success.all()
+    assert not (result.found & ~result.success).any()
+    logits = weak.predict(result.x_adv, verbose=0)
+    assert np.all(logits[:, 0] > logits[:, 1])
+
+
 def test_higher_confidence_gives_larger_margin(linear_problem):
     model, x, y, _, _ = linear_problem
     margins = {}
