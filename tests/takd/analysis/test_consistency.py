@@ -5,6 +5,7 @@ import re
 
 import pytest
 
+from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd.analysis import statistics, summary
 from keras_takd.takd.analysis.claims import report
 
@@ -55,3 +56,14 @@ def test_paired_differences_agree_between_figures_and_claims(tables, temperature
     # image pairs: both models classify the image correctly and both attacks fool it
     t1 = figure[figure["temperature"] == 1.0].set_index("comparison")["n"]
     assert t1["student - assistant"] == 7 and t1["assistant - teacher"] == 7
+
+
+def test_no_firm_verdict_rests_on_fewer_images_than_the_minimum(chain_tables):
+    """Two images per model (hole 6): every claim that rests on them is inconclusive."""
+    results, per_image = chain_tables(images=2, temperatures=(1.0, 20.0, 40.0))
+    claims = report.check_claims(results, "mnist", per_image)
+    counts = {c: [int(n) for n in c.n.split(",") if n.strip().isdigit()] for c in claims}
+    thin = [claim for claim, n in counts.items() if n and max(n) < MIN_IMAGES]
+    assert all(claim.verdict.startswith("inconclusive") for claim in thin), thin
+    too_few = [claim for claim in thin if claim.verdict == "inconclusive (too few images)"]
+    assert len(too_few) >= 6, thin  # the paired comparisons at each T and pooled, the trend
