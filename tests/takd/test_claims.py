@@ -50,6 +50,12 @@ def test_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path, chain_t
             "is one of the input tables",
             1,
         ),
+        (["--results=results.csv,./results.csv"], "results file results.csv is given twice", 1),
+        (
+            ["--results=results.csv", "--per_image=images.csv,images.csv"],
+            "per-image file images.csv is given twice",
+            1,
+        ),
     ],
 )
 def test_cli_refuses_bad_input_with_one_line(cli, tmp_path, chain_tables, flags, problem, code):
