@@ -107,29 +107,35 @@ def _one_line_error(call, error=ValueError) -> str:
 
 
 @pytest.mark.parametrize(
-    "column, value, problem",
+    "table, column, value, problem",
     [
-        ("success", "no", "'no' is not a boolean: expected true or false (any case), 1 or 0"),
-        ("correct", "yes", "'yes' is not a boolean"),
-        ("success", "1.0", "'1.0' is not a boolean"),
-        ("success", "", "'' is not a boolean"),
-        ("distance", "far", "'far' is not a number >= 0"),
-        ("distance", "-0.5", "'-0.5' is not a number >= 0"),
-        ("distance", "", "no finite distance on a successful row"),
-        ("distance", "nan", "no finite distance on a successful row"),
-        ("image", "2.5", "'2.5' is not an integer >= 0"),
-        ("stage", "0", "'0' is not an integer >= 1"),
-        ("temperature", "hot", "'hot' is not a finite number > 0"),
-        ("attack", "", "'' is not a name"),
+        ("per_image", "success", "no", "'no' is not a boolean: expected true or false (any case)"),
+        ("per_image", "correct", "yes", "'yes' is not a boolean"),
+        ("per_image", "success", "1.0", "'1.0' is not a boolean"),
+        ("per_image", "success", "", "'' is not a boolean"),
+        ("per_image", "distance", "far", "'far' is not a number >= 0"),
+        ("per_image", "distance", "-0.5", "'-0.5' is not a number >= 0"),
+        ("per_image", "distance", "", "no finite distance on a successful row"),
+        ("per_image", "distance", "nan", "no finite distance on a successful row"),
+        ("per_image", "image", "2.5", "'2.5' is not an integer >= 0"),
+        ("per_image", "stage", "0", "'0' is not an integer >= 1"),
+        ("per_image", "temperature", "hot", "'hot' is not a finite number > 0"),
+        ("per_image", "attack", "", "'' is not a name"),
+        ("results", "temperature", "hot", "'hot' is not a finite number > 0"),
+        ("results", "stage", "1.5", "'1.5' is not an integer >= 1"),
+        ("results", "l2_mean", "-1.0", "'-1.0' is not a number >= 0"),
+        ("results", "l2_success_rate", "high", "'high' is not a number"),
+        ("results", "dataset", "", "'' is not a name"),
     ],
 )
-def test_a_bad_per_image_cell_is_one_line_naming_file_line_and_column(
-    tmp_path, chain_tables, column, value, problem
+def test_a_bad_cell_is_one_line_naming_file_line_and_column(
+    tmp_path, chain_tables, table, column, value, problem
 ):
-    _, per_image = _write(tmp_path, chain_tables)
-    _edit(per_image, 4, column, value)
-    message = _one_line_error(lambda: tables.read_per_image(per_image))
-    assert message.startswith(f"{per_image} line 4, column {column}: {problem}")
+    path = dict(zip(("results", "per_image"), _write(tmp_path, chain_tables), strict=True))[table]
+    _edit(path, 4, column, value)
+    read = {"results": tables.read_results, "per_image": tables.read_per_image}[table]
+    message = _one_line_error(lambda: read(path))
+    assert message.startswith(f"{path} line 4, column {column}: {problem}")
 
 
 def test_booleans_are_true_or_false_in_any_case_or_1_or_0(tmp_path, chain_tables):
@@ -143,25 +149,6 @@ def test_booleans_are_true_or_false_in_any_case_or_1_or_0(tmp_path, chain_tables
     read = tables.read_per_image(per_image)
     assert read["success"].dtype == bool and read["correct"].dtype == bool
     assert int(read["success"].sum()) == len(read) - 3 and read["correct"].all()
-
-
-@pytest.mark.parametrize(
-    "column, value, problem",
-    [
-        ("temperature", "hot", "'hot' is not a finite number > 0"),
-        ("stage", "1.5", "'1.5' is not an integer >= 1"),
-        ("l2_mean", "-1.0", "'-1.0' is not a number >= 0"),
-        ("l2_success_rate", "high", "'high' is not a number"),
-        ("dataset", "", "'' is not a name"),
-    ],
-)
-def test_a_bad_results_cell_is_one_line_naming_file_line_and_column(
-    tmp_path, chain_tables, column, value, problem
-):
-    results, _ = _write(tmp_path, chain_tables)
-    _edit(results, 3, column, value)
-    message = _one_line_error(lambda: tables.read_results(results))
-    assert message.startswith(f"{results} line 3, column {column}: {problem}")
 
 
 def test_a_duplicate_key_is_one_line_naming_both_lines(tmp_path, chain_tables):
