@@ -246,34 +246,30 @@ def _read_csv(path: pathlib.Path, what: str, hint: str = "") -> pd.DataFrame:
     try:
         with path.open(newline="", encoding="utf-8-sig") as stream:
             reader = csv.reader(stream)
-            header = next(reader, None)
+            header = _checked_header(path, next(reader, None))
             rows, lines, line = [], [], reader.line_num
             for row in reader:
                 if row:  # a blank line is no row
-                    _check_fields(path, line + 1, len(row), len(header))
+                    if len(row) != len(header):
+                        raise ValueError(
+                            f"{path} line {line + 1}: {len(row)} fields, expected "
+                            f"{len(header)} as in the header"
+                        )
                     rows.append(row)
                     lines.append(line + 1)
                 line = reader.line_num
     except (csv.Error, UnicodeDecodeError) as error:
         raise ValueError(f"{path} is not a readable CSV ({' '.join(str(error).split())})") from None
-    _check_header(path, header)
-    table = pd.DataFrame(rows, columns=header, dtype=object)
-    return table.assign(**{_LINE: lines}) if rows else table.assign(**{_LINE: []})
+    return pd.DataFrame(rows, columns=header, dtype=object).assign(**{_LINE: lines})
 
 
-def _check_fields(path: pathlib.Path, line: int, found: int, expected: int | None) -> None:
-    if expected is not None and found != expected:
-        raise ValueError(
-            f"{path} line {line}: {found} fields, expected {expected} as in the header"
-        )
-
-
-def _check_header(path: pathlib.Path, header: list[str] | None) -> None:
+def _checked_header(path: pathlib.Path, header: list[str] | None) -> list[str]:
     if not header:
         raise ValueError(f"{path} is not a readable CSV (no header line)")
     twice = sorted({name for name in header if header.count(name) > 1})
     if twice:
         raise ValueError(f"{path} line 1: the columns {twice} appear twice: expected one each")
+    return header
 
 
 def _parse(cells: pd.Series, kind: _Kind) -> tuple[pd.Series, pd.Series]:
