@@ -17,7 +17,11 @@ compared image by image on the same images (paired designs), with `scipy.stats`:
 * `verdict`: "agrees" when the interval lies wholly on the claimed side, "disagrees" when it
   lies wholly on the other side, "inconclusive" otherwise.
 
-Every bootstrap takes a fixed seed, so a table recomputed from the same data is the same.
+Degenerate data decide nothing: fewer than `min_images` observations (6 at 95%), or no spread
+(every image gives the same value, so a bootstrap or Wald interval has width 0), give no
+interval and no p-value, and the verdict "inconclusive (too few images)" or "inconclusive (no
+spread)" (`Estimate.reason`, `insufficient`). Every bootstrap takes a fixed seed, so a table
+recomputed from the same data is the same.
 """
 
 from __future__ import annotations
@@ -33,6 +37,33 @@ DEFAULT_CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 9999
 AGREES, DISAGREES, INCONCLUSIVE, NO_DATA = "agrees", "disagrees", "inconclusive", "no data"
 VERDICTS = (AGREES, DISAGREES, INCONCLUSIVE, NO_DATA)
+TOO_FEW_IMAGES = "too few images"
+"""`Estimate.reason` when it rests on fewer than `min_images(confidence)` observations."""
+NO_SPREAD = "no spread"
+"""`Estimate.reason` when every observation is the same: an interval would have width 0."""
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
+    return float(confidence)
+
+
+def min_images(confidence: float = DEFAULT_CONFIDENCE) -> int:
+    """The fewest images (or image pairs) an interval, a test and a verdict may rest on.
+
+    Chosen from the power of the paired tests: with n pairs all differing in the same
+    direction, the two-sided Wilcoxon signed-rank test and McNemar's exact test both give their
+    smallest p-value, 2 / 2**n. Below the n where that falls under 1 - confidence neither test
+    can ever reject "no difference", and a bootstrap interval that excludes 0 would be a
+    verdict no test supports. At 95%: 2 / 2**5 = 0.0625, 2 / 2**6 = 0.031, so 6.
+    """
+    alpha = 1 - _check_confidence(confidence)
+    return max(2, math.ceil(1 - math.log2(alpha) + 1e-12))
+
+
+MIN_IMAGES = min_images(DEFAULT_CONFIDENCE)
+"""6: the fewest images (or pairs) a 95% interval and verdict rest on (see `min_images`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,10 +72,13 @@ class Estimate:
 
     Attributes:
         estimate: the value on the data (NaN without data).
-        low, high: the interval's bounds (NaN when it cannot be computed, e.g. n < 2).
+        low, high: the interval's bounds (NaN when it cannot be computed: see `reason`).
         n: the number of observations (images, or image pairs) it rests on.
         confidence: the interval's confidence level, e.g. 0.95.
-        p_value: the two-sided p-value of the test against "no difference", where one applies.
+        p_value: the two-sided p-value of the test against "no difference", where one applies
+            (NaN where the interval is withheld for `reason`).
+        reason: why the data decide nothing, `TOO_FEW_IMAGES` or `NO_SPREAD` (then low, high
+            and p_value are NaN); "" otherwise.
     """
 
     estimate: float
@@ -53,27 +87,21 @@ class Estimate:
     n: int
     confidence: float = DEFAULT_CONFIDENCE
     p_value: float = math.nan
+    reason: str = ""
 
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
     def format(self, digits: int = 3) -> str:
-        """E.g. "+0.042 [+0.011, +0.073], n = 187"."""
+        """E.g. "+0.042 [+0.011, +0.073], n = 187", or "+0.05 [no interval: no spread], n = 40"."""
         if math.isnan(self.estimate):
             return f"no data (n = {self.n})"
-        ci = (
-            f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
-            if not math.isnan(self.low)
-            else " [no interval]"
-        )
+        if not math.isnan(self.low):
+            ci = f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        else:
+            ci = f" [no interval: {self.reason}]" if self.reason else " [no interval]"
         return f"{self.estimate:+.{digits}f}{ci}, n = {self.n}"
-
-
-def _check_confidence(confidence: float) -> float:
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence!r}")
-    return float(confidence)
 
 
 def _finite(values, name: str) -> np.ndarray:
@@ -83,6 +111,14 @@ def _finite(values, name: str) -> np.ndarray:
             f"{name} must be finite numbers, got {int((~np.isfinite(values)).sum())} not"
         )
     return values
+
+
+def _withheld(values: np.ndarray, confidence: float) -> str:
+    """Why `values` (finite, at least one) support no interval: `TOO_FEW_IMAGES`, `NO_SPREAD`,
+    or "" when they do."""
+    if len(values) < min_images(confidence):
+        return TOO_FEW_IMAGES
+    return NO_SPREAD if np.ptp(values) == 0 else ""
 
 
 def _bootstrap_interval(data, statistic, confidence, seed, method, paired=False):
@@ -110,7 +146,8 @@ def mean_interval(
         seed: the bootstrap's seed.
 
     Returns:
-        An `Estimate` (interval NaN for fewer than 2 values; a point for constant values).
+        An `Estimate`; without an interval (`Estimate.reason`) for fewer than
+        `min_images(confidence)` values or values all the same.
 
     Raises:
         ValueError: a non-finite value or a confidence outside (0, 1).
@@ -121,10 +158,9 @@ def mean_interval(
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, confidence)
     mean = float(values.mean())
-    if n < 2:
-        return Estimate(mean, math.nan, math.nan, n, confidence)
-    if np.ptp(values) == 0:
-        return Estimate(mean, mean, mean, n, confidence)
+    reason = _withheld(values, confidence)
+    if reason:
+        return Estimate(mean, math.nan, math.nan, n, confidence, reason=reason)
     low, high = _bootstrap_interval((values,), np.mean, confidence, seed, "BCa")
     return Estimate(mean, low, high, n, confidence)
 
@@ -135,7 +171,8 @@ def paired_difference(
     """mean(a - b) over paired observations (the same images under two models).
 
     The interval is a BCa bootstrap of the mean difference, resampling images; the p-value is
-    the Wilcoxon signed-rank test of the differences (two-sided; 1.0 when every difference is 0).
+    the Wilcoxon signed-rank test of the differences (two-sided). Neither for fewer than
+    `min_images(confidence)` pairs or one difference on every image (`mean_interval`).
 
     Args:
         a, b: per-image values of the two models, in the same image order, finite.
@@ -149,10 +186,9 @@ def paired_difference(
     if a.shape != b.shape:
         raise ValueError(f"a and b must pair up image by image, got {len(a)} and {len(b)} values")
     difference = mean_interval(a - b, confidence, seed)
-    p_value = math.nan
-    if difference.n >= 2:
-        p_value = 1.0 if not np.any(a - b) else float(stats.wilcoxon(a, b).pvalue)
-    return dataclasses.replace(difference, p_value=p_value)
+    if difference.n == 0 or difference.reason:
+        return difference
+    return dataclasses.replace(difference, p_value=float(stats.wilcoxon(a, b).pvalue))
 
 
 def paired_rate_difference(
@@ -165,7 +201,8 @@ def paired_rate_difference(
 
     The interval is a percentile bootstrap resampling images (BCa is unstable for 0/1 data);
     the p-value is McNemar's exact test: the binomial test of the discordant pairs (images
-    where exactly one of the two succeeded) against p = 1/2.
+    where exactly one of the two succeeded) against p = 1/2. Neither for fewer than
+    `min_images(confidence)` images or the same difference on every image (`Estimate.reason`).
     """
     a = np.asarray(success_a, bool).ravel()
     b = np.asarray(success_b, bool).ravel()
@@ -177,13 +214,11 @@ def paired_rate_difference(
         return Estimate(math.nan, math.nan, math.nan, 0, confidence)
     difference = a.astype(float) - b.astype(float)
     estimate = float(difference.mean())
+    reason = _withheld(difference, confidence)
+    if reason:
+        return Estimate(estimate, math.nan, math.nan, n, confidence, reason=reason)
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    p_value = (
-        1.0 if only_a + only_b == 0 else float(stats.binomtest(only_a, only_a + only_b).pvalue)
-    )
-    if n < 2 or np.ptp(difference) == 0:
-        low = high = estimate if n >= 2 else math.nan
-        return Estimate(estimate, low, high, n, confidence, p_value)
+    p_value = float(stats.binomtest(only_a, only_a + only_b).pvalue)  # discordant pairs exist
     low, high = _bootstrap_interval((difference,), np.mean, confidence, seed, "percentile")
     return Estimate(estimate, low, high, n, confidence, p_value)
 
@@ -211,7 +246,9 @@ def proportion_difference(
 
     The normal-approximation (Wald) interval of the difference. On the SAME images a paired
     comparison (`paired_rate_difference`) is tighter; this one serves where only the rates and
-    their counts are known, and errs on the wide side for positively correlated models.
+    their counts are known, and errs on the wide side for positively correlated models. No
+    interval where both rates are 0 or 1 (`NO_SPREAD`: the Wald interval would have width 0)
+    or either rests on fewer than `min_images(confidence)` images.
     """
     confidence = _check_confidence(confidence)
     n = min(first.n, second.n)
@@ -219,16 +256,36 @@ def proportion_difference(
     if n == 0:  # the rates without their counts: the difference, but no interval
         return Estimate(p1 - p2, math.nan, math.nan, 0, confidence)
     se = math.sqrt(p1 * (1 - p1) / first.n + p2 * (1 - p2) / second.n)
+    reason = TOO_FEW_IMAGES if n < min_images(confidence) else NO_SPREAD if se == 0 else ""
+    if reason:
+        return Estimate(p1 - p2, math.nan, math.nan, n, confidence, reason=reason)
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     return Estimate(p1 - p2, p1 - p2 - z * se, p1 - p2 + z * se, n, confidence)
 
 
-def within(estimate: Estimate, low: float, high: float) -> str:
-    """The verdict on "the value lies in [low, high]": its interval inside, outside, or across."""
+def insufficient(estimate: Estimate) -> str | None:
+    """The verdict of an estimate that cannot decide a claim, or None if it can.
+
+    Returns:
+        "no data" without an estimate; "inconclusive (too few images)" or "inconclusive (no
+        spread)" when the data are too thin for an interval (`Estimate.reason`); "inconclusive"
+        when the interval is missing for another cause (e.g. a rate without its count); None
+        when the estimate has an interval to judge (one a caller put in place of a withheld
+        one counts).
+    """
     if math.isnan(estimate.estimate):
         return NO_DATA
-    if math.isnan(estimate.low):
-        return INCONCLUSIVE
+    if math.isnan(estimate.low) or math.isnan(estimate.high):
+        return f"{INCONCLUSIVE} ({estimate.reason})" if estimate.reason else INCONCLUSIVE
+    return None
+
+
+def within(estimate: Estimate, low: float, high: float) -> str:
+    """The verdict on "the value lies in [low, high]": its interval inside, outside, or across
+    (`insufficient` first)."""
+    undecided = insufficient(estimate)
+    if undecided:
+        return undecided
     if low <= estimate.low and estimate.high <= high:
         return AGREES
     if estimate.high < low or estimate.low > high:
@@ -237,7 +294,12 @@ def within(estimate: Estimate, low: float, high: float) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """One verdict for a claim made of parts: agrees / disagrees if every part does."""
+    """One verdict for a claim made of parts: agrees / disagrees if every part does.
+
+    Otherwise inconclusive, with the reason of its parts ("inconclusive (too few images)")
+    when they share one and it alone stands in the way: the other parts all agree, or all
+    disagree.
+    """
     verdicts = [v for v in verdicts if v != NO_DATA]
     if not verdicts:
         return NO_DATA
@@ -245,6 +307,10 @@ def combine(verdicts: Sequence[str]) -> str:
         return AGREES
     if all(v == DISAGREES for v in verdicts):
         return DISAGREES
+    firm = {v for v in verdicts if v in (AGREES, DISAGREES)}
+    open_ = {v for v in verdicts if v not in (AGREES, DISAGREES)}
+    if len(firm) <= 1 and len(open_) == 1 and open_ != {INCONCLUSIVE}:
+        return open_.pop()
     return INCONCLUSIVE
 
 
@@ -318,18 +384,18 @@ def verdict(estimate: Estimate, claimed: str) -> str:
 
     Returns:
         "agrees": the interval lies wholly on the claimed side; "disagrees": wholly on the
-        other side; "inconclusive": it contains 0 or could not be computed; "no data": no
-        estimate at all.
+        other side; "inconclusive": it contains 0 or could not be computed, "inconclusive (too
+        few images)" / "inconclusive (no spread)" when the data are too thin for one
+        (`insufficient`); "no data": no estimate at all.
 
     Raises:
         ValueError: for another `claimed`.
     """
     if claimed not in ("positive", "negative"):
         raise ValueError(f"claimed must be 'positive' or 'negative', got {claimed!r}")
-    if math.isnan(estimate.estimate):
-        return NO_DATA
-    if math.isnan(estimate.low) or math.isnan(estimate.high):
-        return INCONCLUSIVE
+    undecided = insufficient(estimate)
+    if undecided:
+        return undecided
     sign = 1 if claimed == "positive" else -1
     low, high = sorted((sign * estimate.low, sign * estimate.high))
     if low > 0:

@@ -14,7 +14,8 @@ RESULTS = flags.DEFINE_list(
     "results",
     None,
     "Comma-separated results CSVs (runs evaluated by keras_takd.takd.evaluate), each with the "
-    "columns dataset, temperature, stage, role; the summary takes one run's results.csv.",
+    "columns dataset, temperature, stage, role; each file once, and no model (dataset, "
+    "temperature, stage, chain length) in two of them. The summary takes one run's results.csv.",
 )
 PER_IMAGE = flags.DEFINE_list(
     "per_image",
@@ -22,7 +23,8 @@ PER_IMAGE = flags.DEFINE_list(
     "Comma-separated per-image CSVs of the same models (keras_takd.takd.schema."
     "PER_IMAGE_COLUMNS). Default: the per-image table beside each --results CSV "
     "(results.csv -> per_image.csv, <name>.csv -> <name>_per_image.csv), where there is one. "
-    "With them, means get confidence intervals and models are compared image by image.",
+    "With them, means get confidence intervals and models are compared image by image. Every "
+    "row must be of a model of --results, each (model, attack, image) once.",
 )
 CI_LEVEL = flags.DEFINE_float("ci_level", 0.95, "Level of every confidence interval, in (0, 1).")
 flags.register_validator(

@@ -22,13 +22,14 @@ from absl import flags
 from keras_takd.core import files
 from keras_takd.core.cli import run_main
 from keras_takd.takd import analysis_flags
+from keras_takd.takd.analysis import tables
 from keras_takd.takd.analysis.claims import report
 
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the Markdown to this file.")
 flags.adopt_module_key_flags(analysis_flags)
 
 
-def _check_output(output: pathlib.Path, inputs: list[str]) -> None:
+def _check_output(output: pathlib.Path, inputs: list[str | pathlib.Path]) -> None:
     """Refuses an --output that would overwrite one of the input tables."""
     for given in inputs:
         if pathlib.Path(given).resolve() == output.resolve():
@@ -43,8 +44,8 @@ def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
     results, per_image = analysis_flags.RESULTS.value, analysis_flags.PER_IMAGE.value
     output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else None
-    if output:
-        _check_output(output, [*results, *(per_image or [])])
+    if output:  # the per-image tables beside the results are inputs too
+        _check_output(output, [*results, *tables.per_image_paths(results, per_image)])
     text = report.render(
         results, per_image, analysis_flags.CAPTION.value, analysis_flags.CI_LEVEL.value
     )

@@ -9,13 +9,13 @@ from scipy import stats
 from keras_takd.core import statistics as st
 
 
-def test_a_constant_shift_is_detected_with_its_size():
+def test_a_shift_is_detected_with_its_size():
     rng = np.random.default_rng(0)
     b = rng.normal(1.6, 0.3, 200)
-    a = b + 0.05  # every image 0.05 more robust under model a
+    a = b + 0.05 + rng.normal(0, 0.01, 200)  # every image about 0.05 more robust under a
     estimate = st.paired_difference(a, b)
-    assert estimate.estimate == pytest.approx(0.05)
-    assert estimate.low == pytest.approx(0.05) and estimate.high == pytest.approx(0.05)
+    assert estimate.estimate == pytest.approx(0.05, abs=0.003)
+    assert estimate.low < 0.05 < estimate.high and estimate.high - estimate.low < 0.005
     assert estimate.n == 200 and estimate.p_value < 1e-30
     assert st.verdict(estimate, "positive") == "agrees"
     assert st.verdict(estimate, "negative") == "disagrees"
@@ -116,3 +116,66 @@ def test_combine_needs_every_part():
     assert st.combine(["agrees", "inconclusive"]) == "inconclusive"
     assert st.combine(["disagrees", "disagrees"]) == "disagrees"
     assert st.combine(["no data"]) == "no data"
+
+
+def test_the_minimum_of_images_is_where_the_paired_tests_can_first_reject():
+    """Below `MIN_IMAGES`, even if every image differs in the same direction, neither the
+    Wilcoxon signed-rank test nor McNemar's exact test reaches p < 0.05; at it, both can."""
+    fewer, enough = st.MIN_IMAGES - 1, st.MIN_IMAGES
+    assert st.min_images(st.DEFAULT_CONFIDENCE) == st.MIN_IMAGES
+    assert stats.wilcoxon(np.arange(1.0, fewer + 1)).pvalue >= 0.05
+    assert stats.wilcoxon(np.arange(1.0, enough + 1)).pvalue < 0.05
+    assert stats.binomtest(fewer, fewer).pvalue >= 0.05
+    assert stats.binomtest(enough, enough).pvalue < 0.05
+    assert st.min_images(0.99) > st.MIN_IMAGES  # a stricter level needs more images
+
+
+@pytest.mark.parametrize(
+    "a, b, reason",
+    [
+        ([1.0, 2.0], [2.0, 3.0], "too few images"),  # 2 images, one constant difference
+        (np.arange(5.0), np.arange(5.0) + [0.1, 0.3, 0.2, 0.5, 0.4], "too few images"),
+        (np.arange(50.0) + 1.0, np.arange(50.0), "no spread"),  # every difference +1
+    ],
+)
+def test_too_few_images_or_no_spread_give_no_interval_and_no_firm_verdict(a, b, reason):
+    estimate = st.paired_difference(a, b)
+    assert estimate.n == len(a) and not math.isnan(estimate.estimate)
+    assert math.isnan(estimate.low) and math.isnan(estimate.high)
+    assert math.isnan(estimate.p_value) and estimate.reason == reason
+    expected = f"inconclusive ({reason})"
+    assert st.verdict(estimate, "positive") == st.verdict(estimate, "negative") == expected
+    assert st.within(estimate, -10, 10) == expected
+    assert f"[no interval: {reason}]" in estimate.format()
+
+
+def test_rates_without_spread_or_with_too_few_images_give_no_interval():
+    always = st.paired_rate_difference([True] * 40, [False] * 40)  # every pair discordant
+    assert always.estimate == 1.0 and math.isnan(always.low) and always.reason == st.NO_SPREAD
+    assert st.verdict(always, "positive") == "inconclusive (no spread)"
+    few = st.paired_rate_difference([True, False, True], [False, False, True])
+    assert math.isnan(few.low) and st.verdict(few, "positive") == "inconclusive (too few images)"
+    # two proportions of separate samples, each all 0 or all 1: a Wald interval of width 0
+    none = st.proportion_difference(st.proportion(25, 25), st.proportion(0, 25))
+    assert none.estimate == 1.0 and math.isnan(none.low)
+    assert st.verdict(none, "positive") == "inconclusive (no spread)"
+
+
+def test_a_mean_or_trend_of_too_few_images_has_no_interval():
+    assert st.mean_interval([1.0, 2.0, 4.0]).reason == st.TOO_FEW_IMAGES
+    assert math.isnan(st.mean_interval([1.0, 2.0, 4.0]).low)
+    assert st.mean_interval([1.0]).reason == st.TOO_FEW_IMAGES
+    assert st.mean_interval([]).reason == "" and st.verdict(st.mean_interval([]), "positive") == (
+        "no data"
+    )
+    rising = np.array([[1.0, 2.0, 3.0]] * 3)
+    assert st.verdict(st.trend([1, 20, 40], rising), "positive") == "inconclusive (too few images)"
+
+
+def test_combine_keeps_the_reason_only_if_it_alone_stands_in_the_way():
+    too_few = "inconclusive (too few images)"
+    assert st.combine([too_few, too_few]) == too_few
+    assert st.combine(["agrees", too_few]) == too_few
+    assert st.combine(["agrees", "disagrees", too_few]) == "inconclusive"
+    assert st.combine(["inconclusive", too_few]) == "inconclusive"
+    assert st.combine(["inconclusive (no spread)", too_few]) == "inconclusive"

@@ -50,6 +50,12 @@ def test_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path, chain_t
             "is one of the input tables",
             1,
         ),
+        (["--results=results.csv,./results.csv"], "results file results.csv is given twice", 1),
+        (
+            ["--results=results.csv", "--per_image=images.csv,images.csv"],
+            "per-image file images.csv is given twice",
+            1,
+        ),
     ],
 )
 def test_cli_refuses_bad_input_with_one_line(cli, tmp_path, chain_tables, flags, problem, code):
@@ -64,6 +70,18 @@ def test_cli_refuses_bad_input_with_one_line(cli, tmp_path, chain_tables, flags,
     assert lines[0].startswith("keras-takd-claims: error:") and problem in lines[0]
     after = (tmp_path / "results.csv").read_bytes(), (tmp_path / "images.csv").read_bytes()
     assert after == before  # an input is never overwritten
+
+
+def test_cli_refuses_to_overwrite_the_per_image_table_it_reads(cli, tmp_path, chain_tables):
+    """The per-image table beside the results is an input too, though not named on the line."""
+    results, per_image = chain_tables()
+    results.to_csv(tmp_path / "results.csv", index=False)
+    per_image.to_csv(tmp_path / "per_image.csv", index=False)
+    before = (tmp_path / "per_image.csv").read_bytes()
+    done = cli(COMMAND, "--results=results.csv", "--output=per_image.csv", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "--output=per_image.csv is one of the input tables" in done.stderr
+    assert (tmp_path / "per_image.csv").read_bytes() == before
 
 
 def test_text_commands_import_no_plotting_library():

@@ -94,7 +94,14 @@ def test_cli_refuses_a_bad_ci_level_or_per_image_file(
         (None, "not found"),
         ("epoch,loss\n1,0.5\n", "key columns"),
         (",".join([*schema.KEY_COLUMNS, schema.ROLE_COLUMN]) + "\n", "no rows"),
-        ("dataset,temperature,stage,role\nmnist,hot,1,teacher\n", "Unable to parse"),
+        (
+            "dataset,temperature,stage,role\nmnist,hot,1,teacher\n",
+            "results.csv line 2, column temperature: 'hot' is not a finite number > 0",
+        ),
+        (
+            "dataset,temperature,stage,role\nmnist,1,1,teacher\nmnist,1,1,teacher\n",
+            "results.csv line 3, columns dataset, temperature, stage, stages: the model of line 2",
+        ),
     ],
 )
 def test_cli_fails_with_one_line_on_a_missing_or_foreign_csv(cli, tmp_path, content, problem):

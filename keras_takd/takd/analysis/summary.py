@@ -23,7 +23,8 @@ import pandas as pd
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
 from keras_takd.takd.analysis.statistics import model_robustness
-from keras_takd.takd.analysis.tables import per_image_path, read_per_image
+from keras_takd.takd.analysis.tables import per_image_path, read_per_image, read_results
+from keras_takd.takd.schema import CONFIG_COLUMN
 
 ATTACK_NAMES = {
     "l0": "C&W L0 (pixels)",
@@ -170,7 +171,8 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
 
     Raises:
         FileNotFoundError, ValueError: not a keras_takd run's results.csv (see
-            `keras_takd.takd.evaluation.read_run`).
+            `keras_takd.takd.evaluation.read_run`), or results and per-image tables that
+            `tables.read_results` and `tables.read_per_image` refuse, as claims and figures do.
     """
     from keras_takd.takd.evaluation.runs import read_run  # keeps this module TensorFlow-free
 
@@ -181,15 +183,15 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         raise FileNotFoundError(
             f"results file {str(results)!r} not found: train with keras_takd.main first"
         )
+    rows = read_results(results)  # the analysis' one reader, before the run's own checks
     run = read_run(results.parent)
-    rows = run.rows
     parts = [
         _run_line(run),
         "",
         f"test accuracy ({100 * ci_level:g}% Wilson interval, n test images):",
         accuracy_table(rows, run.test_images, ci_level).to_string(index=False),
     ]
-    tables, ids, note = _evaluated(run.output_dir / "results.csv", rows)
+    tables, ids, note = _evaluated(results, rows)
     if not tables:
         parts += [
             "",
@@ -197,7 +199,7 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
             f"--output_dir={run.output_dir} adds robustness",
         ]
         return "\n".join(parts)
-    per_image = read_per_image(tables)
+    per_image = read_per_image(tables, rows)
     parts += [
         "",
         f"robustness ({100 * ci_level:g}% intervals; fooled: share of the attacked images, "
@@ -243,13 +245,14 @@ def _evaluated(
     of each results_shard<i>of<N>.csv), with their ids.
     """
     merged = per_image_path(results_path)
-    if "eval_config" in results and results["eval_config"].notna().any() and merged.is_file():
-        return [merged], sorted(set(results["eval_config"].dropna().astype(str))), ""
+    if CONFIG_COLUMN in results and results[CONFIG_COLUMN].notna().any() and merged.is_file():
+        return [merged], sorted(set(results[CONFIG_COLUMN].dropna().astype(str))), ""
     shard_results = sorted(results_path.parent.glob("results_shard*of*.csv"))
     shards = [p for p in map(per_image_path, shard_results) if p.is_file()]
     ids = set()
     for path in shard_results:
-        ids |= set(pd.read_csv(path, usecols=["eval_config"])["eval_config"].dropna().astype(str))
+        shard = read_results(path)
+        ids |= set(shard.get(CONFIG_COLUMN, pd.Series()).dropna().astype(str))
     note = (
         f"(from {len(shards)} shard tables, not merged yet: {', '.join(p.name for p in shards)}; "
         "a shard still running counts only its finished units)"

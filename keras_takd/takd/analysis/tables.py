@@ -3,26 +3,41 @@
 The one place that knows where a per-image table lives (`per_image_path`: results.csv ->
 per_image.csv, results_shard<i>of<N>.csv -> per_image_shard<i>of<N>.csv, <name>.csv ->
 <name>_per_image.csv, all beside the results CSV), the one reader of each kind of table
-(`read_results`, `read_per_image`) and the names every analysis shares: the roles of a
-three-model chain (Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant",
-sections V-VI: teacher -> assistant -> student), each row's chain length and a dataset's
-printed name. Needs neither TensorFlow nor
-matplotlib.
+(`read_results`, `read_per_image`, both through `read_tables`) and the names every analysis
+shares: the roles of a three-model chain (Mandal & Guo, "Improving Defensive Distillation using
+Teacher Assistant", sections V-VI: teacher -> assistant -> student), each row's chain length
+and a dataset's printed name. Needs neither TensorFlow nor matplotlib.
+
+Parsing is strict, for exported and hand-made CSVs alike, so summary, claims and figures never
+disagree about a table: a boolean is true or false (any case), 1 or 0; a number is a number
+(an empty cell, or nan, is a missing one); a distance is >= 0 and finite on a successful row;
+a key (dataset, temperature, stage, chain length and seed where present; per image also attack
+and image) appears once across every input; a per-image row belongs to a model of the results.
+Anything else is a one-line `ValueError` naming the file, the line (1-based, the header is line
+1) and the column.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from keras_takd.takd.schema import (
+    ATTACK_PREFIXES,
+    CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
+    CONFIG_COLUMN,
     INDICATORS,
     KEY_COLUMNS,
     PER_IMAGE_COLUMNS,
+    RESULT_COLUMNS,
     ROLE_COLUMN,
+    SHARD_COLUMNS,
 )
 
 ROLES = ("teacher", "assistant", "student")
@@ -34,8 +49,70 @@ PER_IMAGE_REQUIRED = (*RESULTS_REQUIRED, "attack", "image", "correct", "success"
 """What a per-image table must hold; the other `schema.PER_IMAGE_COLUMNS` may be absent (tables
 written before them): `stages` is then inferred (`chain_length`), the rest comes back empty."""
 SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
+SEED_COLUMN = "seed"
+"""The training seed of a model, a key column where a table has it (absent: one seed)."""
+MODEL_COLUMNS = (*KEY_COLUMNS, CHAIN_LENGTH_COLUMN, SEED_COLUMN)
+"""The columns that name one model, where a table has them."""
 
 PathOrPaths = str | pathlib.Path | Sequence[str | pathlib.Path]
+
+_MISSING = frozenset({"", "nan", "na", "<na>", "n/a", "null", "none"})
+"""Cells that mean "no value" (lower case, stripped): what pandas writes for NaN, and kin."""
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+_LINE, _SOURCE = "_line", "_source"  # where each row was read, until the checks are done
+
+
+@dataclasses.dataclass(frozen=True)
+class _Kind:
+    """How the cells of a column are parsed: as text, number, integer or boolean, which parsed
+    values are `valid`, whether a value is `required`, and the words of an error."""
+
+    parse: str
+    expected: str
+    valid: Callable[[pd.Series], pd.Series] | None = None
+    required: bool = False
+
+
+_NAME = _Kind("text", "a name", required=True)
+_TEXT = _Kind("text", "text")
+_TEMPERATURE = _Kind("number", "a finite number > 0", lambda v: np.isfinite(v) & (v > 0), True)
+_STAGE = _Kind("integer", "an integer >= 1", lambda v: v >= 1, required=True)
+_CHAIN = _Kind("integer", "an integer >= 1", lambda v: v >= 1)
+_SEED = _Kind("integer", "an integer")
+_IMAGE = _Kind("integer", "an integer >= 0", lambda v: v >= 0, required=True)
+_COUNT = _Kind("integer", "an integer >= 0", lambda v: v >= 0)
+_NUMBER = _Kind("number", "a number")
+_DISTANCE = _Kind("number", "a number >= 0", lambda v: v >= 0)
+_TRUTH = _Kind("boolean", "a boolean: expected true or false (any case), 1 or 0", required=True)
+_FLAG = _Kind("boolean", "a boolean or empty: expected true or false (any case), 1 or 0")
+
+_MODEL_KINDS = {
+    "dataset": _NAME,
+    "temperature": _TEMPERATURE,
+    "stage": _STAGE,
+    ROLE_COLUMN: _NAME,
+    CHAIN_LENGTH_COLUMN: _CHAIN,
+    SEED_COLUMN: _SEED,
+}
+_PER_IMAGE_KINDS = _MODEL_KINDS | {
+    "attack": _NAME,
+    "image": _IMAGE,
+    "correct": _TRUTH,
+    "success": _TRUTH,
+    "distance": _DISTANCE,
+    "const": _NUMBER,
+    "iterations": _COUNT,
+    **dict.fromkeys(INDICATORS, _FLAG),
+}
+_RESULTS_TEXT = ("saved_model", "keras_model", CONFIG_COLUMN)
+_RESULTS_KINDS = (
+    dict.fromkeys((*RESULT_COLUMNS, *CHAIN_COLUMNS, *SHARD_COLUMNS), _NUMBER)
+    | dict.fromkeys(_RESULTS_TEXT, _TEXT)
+    | {f"{prefix}_{s}": _DISTANCE for prefix in ATTACK_PREFIXES for s in ("mean", "max")}
+    | _MODEL_KINDS
+)
+"""Every column a results CSV of the schema may hold; others are numbers if every cell is one,
+else text (as pandas would read them)."""
 
 
 def dataset_label(dataset: str) -> str:
@@ -106,12 +183,20 @@ def check_per_image(df: pd.DataFrame) -> None:
 
 
 def as_bool(column: pd.Series) -> pd.Series:
-    """A column of truth values as bool, whether read as bool, number or text ("True", "1")."""
+    """A column of truth values as bool, whether held as bool, number or text.
+
+    Raises:
+        ValueError: a text cell other than true or false (any case), 1 or 0.
+    """
     if column.dtype == bool:
         return column
     if pd.api.types.is_numeric_dtype(column):
         return column.fillna(0).astype(bool)
-    return column.astype(str).str.strip().str.lower().isin(("true", "1", "1.0"))
+    values = column.astype(str).str.strip().str.lower().map(_BOOLEANS)
+    if values.isna().any():
+        bad = column[values.isna()].iloc[0]
+        raise ValueError(f"column {column.name}: {bad!r} is not {_TRUTH.expected}")
+    return values.astype(bool)
 
 
 def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
@@ -124,36 +209,174 @@ def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
 
 
-def _as_paths(paths: PathOrPaths, what: str) -> list[pathlib.Path]:
+def _as_paths(
+    paths: PathOrPaths, what: str, locate: Callable[[pathlib.Path], pathlib.Path] = pathlib.Path
+) -> list[pathlib.Path]:
+    """The files given (`locate` of each path), each once (resolved, symbolic links followed).
+
+    Raises:
+        ValueError: none given, or one given twice (its rows would count twice).
+    """
     if isinstance(paths, (str, pathlib.Path)):
         paths = [paths]
     if not paths:
         raise ValueError(f"no {what} file given")
-    return [pathlib.Path(p) for p in paths]
+    seen: dict[pathlib.Path, pathlib.Path] = {}
+    for path in (locate(pathlib.Path(p)) for p in paths):
+        first = seen.setdefault(path.resolve(), path)
+        if first is not path:
+            same = "" if str(first) == str(path) else f" (as {first} too, the same file)"
+            raise ValueError(
+                f"{what} file {path} is given twice{same}: expected each file once (its rows "
+                "would count twice)"
+            )
+    return list(seen.values())
 
 
 def _read_csv(path: pathlib.Path, what: str, hint: str = "") -> pd.DataFrame:
+    """The cells of a CSV as text, with the line (1-based, header 1) each row starts on.
+
+    Raises:
+        FileNotFoundError: not a file.
+        ValueError: not a CSV: no header, a column named twice, a row with another number of
+            fields than the header, or bytes that are not UTF-8.
+    """
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {str(path)!r} not found{hint}")
     try:
-        return pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError) as error:  # pandas' parser errors are ValueErrors
-        reason = " ".join(str(error).split())
-        raise ValueError(f"{path} is not a readable CSV ({reason})") from None
+        with path.open(newline="", encoding="utf-8-sig") as stream:
+            reader = csv.reader(stream)
+            header = _checked_header(path, next(reader, None))
+            rows, lines, line = [], [], reader.line_num
+            for row in reader:
+                if row:  # a blank line is no row
+                    if len(row) != len(header):
+                        raise ValueError(
+                            f"{path} line {line + 1}: {len(row)} fields, expected "
+                            f"{len(header)} as in the header"
+                        )
+                    rows.append(row)
+                    lines.append(line + 1)
+                line = reader.line_num
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable CSV ({' '.join(str(error).split())})") from None
+    return pd.DataFrame(rows, columns=header, dtype=object).assign(**{_LINE: lines})
 
 
-def _checked(df: pd.DataFrame, path: pathlib.Path, check, numeric: Sequence[str]) -> pd.DataFrame:
-    """`df` checked, its `numeric` columns numbers, with a `stages` column inferred within the
-    file where it has none (chains of one file do not mix with another's)."""
+def _checked_header(path: pathlib.Path, header: list[str] | None) -> list[str]:
+    if not header:
+        raise ValueError(f"{path} is not a readable CSV (no header line)")
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        raise ValueError(f"{path} line 1: the columns {twice} appear twice: expected one each")
+    return header
+
+
+def _parse(cells: pd.Series, kind: _Kind) -> tuple[pd.Series, pd.Series]:
+    """The values of a column of text cells, and which cells are not `kind` (each distinct
+    cell parsed once)."""
+    codes, distinct = pd.factorize(cells)
+    values, bad = _parse_distinct(pd.Series(distinct, dtype=object), kind)
+    values = values.take(codes).set_axis(cells.index)
+    return values, bad.take(codes).set_axis(cells.index)
+
+
+def _parse_distinct(cells: pd.Series, kind: _Kind) -> tuple[pd.Series, pd.Series]:
+    text = cells.str.strip()
+    missing = text.str.lower().isin(_MISSING)
+    bad = missing & kind.required
+    if kind.parse == "text":
+        return cells.where(~missing), bad
+    if kind.parse == "boolean":
+        values = text.str.lower().map(_BOOLEANS)
+        bad |= values.isna() & ~missing
+        return (values.astype(bool) if kind.required else values.astype("boolean")), bad
+    values = pd.to_numeric(text.where(~missing), errors="coerce")
+    bad |= values.isna() & ~missing
+    given = values.notna()
+    if kind.parse == "integer":
+        bad |= given & ~(np.isfinite(values) & (values == np.round(values)))
+    if kind.valid is not None:
+        bad |= given & ~kind.valid(values)
+    if kind.parse == "integer" and not (bad | missing).any():
+        values = values.astype("int64")
+    return values, bad
+
+
+def _parse_table(raw: pd.DataFrame, path: pathlib.Path, kinds: dict[str, _Kind]) -> pd.DataFrame:
+    """`raw`'s text cells parsed by the `kinds` of their columns; a column of no kind is
+    numbers if every cell is one, else text.
+
+    Raises:
+        ValueError: naming the file, line and column of the first bad cell.
+    """
+    table = raw.copy()
+    for column in raw.columns.drop(_LINE):
+        kind = kinds.get(column)
+        values, bad = _parse(raw[column], kind or _NUMBER)
+        if kind is None and bad.any():
+            values, bad = _parse(raw[column], _TEXT)
+        if bad.any():
+            where = bad.idxmax()
+            raise ValueError(
+                f"{path} line {raw.at[where, _LINE]}, column {column}: "
+                f"{raw.at[where, column]!r} is not {kind.expected}"
+            )
+        table[column] = values
+    return table
+
+
+def _model_columns(table: pd.DataFrame) -> list[str]:
+    return [column for column in MODEL_COLUMNS if column in table.columns]
+
+
+def _refuse_duplicates(table: pd.DataFrame, columns: list[str], what: str) -> None:
+    """Raises ValueError naming the first row (file, line) whose key repeats an earlier one's."""
+    repeated = table.duplicated(columns)
+    if not repeated.any():
+        return
+    later = repeated.idxmax()
+    keys, key = table[columns], table.loc[later, columns]
+    earlier = ((keys == key) | (keys.isna() & key.isna())).all(axis=1).idxmax()
+    source = table.at[later, _SOURCE]
+    if table.at[earlier, _SOURCE] == source:
+        first, expected = "", f"one row per {what}"
+    else:
+        first = f"{table.at[earlier, _SOURCE]} "
+        expected = f"each {what} in one input only (the same run given twice?)"
+    raise ValueError(
+        f"{source} line {table.at[later, _LINE]}, columns {', '.join(columns)}: the {what} of "
+        f"{first}line {table.at[earlier, _LINE]} again ({_values(key)}): expected {expected}"
+    )
+
+
+def _values(row: pd.Series) -> str:
+    return ", ".join(str(value) for value in row)
+
+
+def _checked(raw: pd.DataFrame, path: pathlib.Path, check, kinds) -> pd.DataFrame:
+    """`raw` checked (`check_results` or `check_per_image`) and parsed, with a `stages`
+    column inferred within the file where it has none (chains of one file do not mix with
+    another's), and its path in `_SOURCE`."""
     try:
-        check(df)
-        for column in numeric:
-            df[column] = pd.to_numeric(df[column], errors="raise")
+        check(raw)
     except ValueError as error:
         raise ValueError(f"{path}: {' '.join(str(error).split())}") from None
-    if CHAIN_LENGTH_COLUMN not in df.columns:
-        df[CHAIN_LENGTH_COLUMN] = chain_length(df)
-    return df
+    table = _parse_table(raw, path, kinds)
+    if CHAIN_LENGTH_COLUMN not in table.columns:
+        table[CHAIN_LENGTH_COLUMN] = chain_length(table)
+    return table.assign(**{_SOURCE: str(path)})
+
+
+def _read_results_table(paths: PathOrPaths) -> pd.DataFrame:
+    """`read_results`, with where each row was read (`_SOURCE`, `_LINE`)."""
+    tables = [
+        _checked(_read_csv(p, "results"), p, check_results, _RESULTS_KINDS)
+        for p in _as_paths(paths, "results")
+    ]
+    table = pd.concat(tables, ignore_index=True)
+    _refuse_duplicates(table, _model_columns(table), "model")
+    return table
 
 
 def read_results(paths: PathOrPaths) -> pd.DataFrame:
@@ -170,44 +393,85 @@ def read_results(paths: PathOrPaths) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: if a path is not a file.
-        ValueError: if a file is not a CSV with the key columns, numeric temperature and
-            stage, and at least one row.
+        ValueError: a file given twice, a file that is not a CSV with the key columns and at
+            least one row, a cell that is not of its column's kind (a temperature not a finite
+            number > 0, a stage not an integer >= 1, a mean or max distance < 0, a metric not
+            a number), or a model (dataset, temperature, stage, chain length, seed) in two
+            rows of one file or of two files: one line naming the file, line and column.
     """
-    tables = [
-        _checked(_read_csv(p, "results"), p, check_results, ("temperature", "stage"))
-        for p in _as_paths(paths, "results")
-    ]
-    return pd.concat(tables, ignore_index=True)
+    return _read_results_table(paths).drop(columns=[_SOURCE, _LINE])
 
 
-def _read_per_image_one(path: pathlib.Path) -> pd.DataFrame:
-    if path.is_dir():  # a run folder: the table beside its results.csv
-        path = per_image_path(path / "results.csv")
+def _check_distances(table: pd.DataFrame, path: pathlib.Path) -> None:
+    """Raises ValueError naming the first successful row without a finite distance."""
+    lacking = table["success"] & ~np.isfinite(table["distance"].astype(float))
+    if lacking.any():
+        where = lacking.idxmax()
+        raise ValueError(
+            f"{path} line {table.at[where, _LINE]}, column distance: no finite distance on a "
+            f"successful row (found {float(table.at[where, 'distance']):g}): expected the minimal "
+            "perturbation found, a number >= 0"
+        )
+
+
+def _check_models(table: pd.DataFrame, path: pathlib.Path, results: pd.DataFrame) -> None:
+    """Raises ValueError naming the first per-image row of a model `results` lack, compared on
+    the model columns `table` has of its own (before any chain length is inferred)."""
+    columns = [c for c in _model_columns(table) if c in results.columns]
+    known = results[columns].drop_duplicates()
+    merged = table[columns].merge(known, how="left", on=columns, indicator=True)
+    lacking = (merged["_merge"] == "left_only").to_numpy()
+    if lacking.any():
+        where = table.index[lacking.argmax()]
+        raise ValueError(
+            f"{path} line {table.at[where, _LINE]}, columns {', '.join(columns)}: "
+            f"{_values(table.loc[where, columns])} is no model of the results: expected "
+            "per-image rows only of models the results CSVs list (their per-image table)"
+        )
+
+
+def _read_per_image_one(path: pathlib.Path, results: pd.DataFrame | None) -> pd.DataFrame:
     hint = ": evaluate the run with keras_takd.takd.evaluate first"
-    df = _checked(
-        _read_csv(path, "per-image", hint), path, check_per_image, ("temperature", "stage", "image")
-    )
-    return df.assign(correct=as_bool(df["correct"]), success=as_bool(df["success"]))
+    raw = _read_csv(path, "per-image", hint)
+    if results is not None and CHAIN_LENGTH_COLUMN not in raw.columns:
+        results = results.drop(columns=CHAIN_LENGTH_COLUMN)  # no chain length to compare
+    table = _checked(raw, path, check_per_image, _PER_IMAGE_KINDS)
+    _check_distances(table, path)
+    if results is not None:
+        _check_models(table, path, results)
+    return table
 
 
-def read_per_image(paths: PathOrPaths) -> pd.DataFrame:
+def _per_image_file(path: pathlib.Path) -> pathlib.Path:
+    """A per-image CSV, or the one of a run folder (beside its results.csv)."""
+    return per_image_path(path / "results.csv") if path.is_dir() else path
+
+
+def read_per_image(paths: PathOrPaths, results: pd.DataFrame | None = None) -> pd.DataFrame:
     """Reads and checks one or more per-image tables into one (`tidy`: the columns of
     `schema.PER_IMAGE_COLUMNS`, sorted by model, attack and image).
 
     Args:
         paths: a per-image CSV, a run folder evaluated by `keras_takd.takd.evaluate` (its
             per_image.csv), or a sequence of them.
+        results: the results table (`read_results`) whose models every row must belong to;
+            None: not checked.
 
     Returns:
         The table. Files without a `stages` column get one, inferred within each file.
 
     Raises:
         FileNotFoundError: if a path is neither a file nor a folder holding per_image.csv.
-        ValueError: if a file is not a CSV with the columns of `PER_IMAGE_REQUIRED` and
-            numeric temperature, stage and image.
+        ValueError: a file given twice, a file that is not a CSV with the columns of
+            `PER_IMAGE_REQUIRED`, a cell that is not of its column's kind (a boolean not true,
+            false, 1 or 0; a distance < 0, or not finite on a successful row; ...), an image
+            in two rows (model, attack, image), or a row of a model `results` lack: one line
+            naming the file, line and column.
     """
-    tables = [_read_per_image_one(p) for p in _as_paths(paths, "per-image")]
-    return tidy(pd.concat(tables, ignore_index=True))
+    files = _as_paths(paths, "per-image", _per_image_file)
+    table = pd.concat([_read_per_image_one(p, results) for p in files], ignore_index=True)
+    _refuse_duplicates(table, [*_model_columns(table), "attack", "image"], "image")
+    return tidy(table)
 
 
 def read_tables(
@@ -224,8 +488,9 @@ def read_tables(
         (results table, per-image table or None when there is none, the per-image paths read).
 
     Raises:
-        FileNotFoundError, ValueError: see `read_results` and `read_per_image`.
+        FileNotFoundError, ValueError: see `read_results` and `read_per_image` (every
+            per-image row must be of a model of the results).
     """
     table = read_results(results)
     paths = per_image_paths(results, per_image)
-    return table, (read_per_image(paths) if paths else None), paths
+    return table, (read_per_image(paths, table) if paths else None), paths

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
 
+from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd import schema
 from keras_takd.takd.analysis import statistics, tables
 from keras_takd.takd.analysis.figures import catalog, panels
@@ -212,7 +213,9 @@ def test_paired_differences_pair_images_fooled_under_both_models():
     assert set(table["temperature"]) == set(SWEEP_TEMPERATURES)  # three-model chains only
     assert set(table["comparison"]) == {"student - assistant", "assistant - teacher"}
     np.testing.assert_allclose(table["estimate"], 0.1, atol=0.05)
-    assert (table["low"] > 0).all()  # a real shift, detected
+    enough = table["n"] >= MIN_IMAGES
+    assert (table.loc[enough, "low"] > 0).all()  # a real shift, detected
+    assert table.loc[~enough, ["low", "high"]].isna().all().all()  # 5 pairs: no interval
     t1_l2 = table[(table["temperature"] == 1.0) & (table["attack"] == "l2")]
     assert sorted(t1_l2["n"]) == [IMAGES - 3, IMAGES - 3]
     assert set(table["n"]) == {IMAGES - 3, IMAGES - 2}
