@@ -88,7 +88,8 @@ _INDICATORS = flags.DEFINE_boolean(
     True,
     "After each attack, check its images for the indicators of attack failure (Pintor et al. "
     "2022): silent success, incomplete optimisation, vanishing gradients, unconstrained "
-    "failure. Costs about a gradient per image; prints a warning line for each one that trips.",
+    "failure. Costs about a gradient per image; prints a warning line (on stderr) for each one "
+    "that trips.",
 )
 _L2_BUDGET = flags.DEFINE_float(
     "l2_budget", 1.0, "L2 budget of l2_budget_success_rate (Papernot).", lower_bound=0.0
@@ -278,6 +279,7 @@ def main(argv: list[str]) -> None:
             verbose=_ATTACK_VERBOSE.value,
             log=lambda line: print(line, flush=True),
             replace=_REPLACE.value,
+            warn=lambda line: print(line, file=sys.stderr, flush=True),
         )
         evaluation_id = table["eval_config"].iloc[0]
         print(f"results: {output} ({len(table)} rows, evaluation {evaluation_id})")

@@ -134,19 +134,33 @@ def indicator_counts(attack: str, flags: Mapping[str, list | None]) -> dict[str,
     }
 
 
-def indicator_warnings(row: Mapping, kind: str, value: Mapping) -> list[str]:
-    """One warning line per indicator that tripped on a just-computed indicator unit."""
+def indicator_warnings(
+    row: Mapping, kind: str, value: Mapping, explained: set[str] | None = None
+) -> list[str]:
+    """One warning line per indicator that tripped on a just-computed indicator unit.
+
+    Args:
+        row: the model's results row.
+        kind: the unit's kind (lines only for indicator units).
+        value: the unit.
+        explained: the indicators already explained in this evaluation; an indicator's
+            explanation follows its first warning only, and it is added here.
+    """
     attack = indicated_attack(kind)
     if attack is None:
         return []
+    explained = set() if explained is None else explained
     where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
     lines = []
     counts = indicator_counts(attack, value["flags"]).values()
     for name, count in zip(INDICATORS, counts, strict=True):
         if not pd.isna(count) and count > 0:
-            lines.append(
+            line = (
                 f"warning: {where} {attack}: indicator of attack failure '{name}' tripped on "
-                f"{count} of {len(value['index'])} attacked images ({INDICATORS[name]}); "
-                "its robustness numbers may overstate the model"
+                f"{count} of {len(value['index'])} attacked images"
             )
+            if name not in explained:
+                explained.add(name)
+                line += f" ({INDICATORS[name]}); its robustness numbers may overstate the model"
+            lines.append(line)
     return lines

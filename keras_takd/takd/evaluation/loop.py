@@ -20,7 +20,12 @@ import pandas as pd
 from keras_takd.core import files
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.evaluation import cache, progress
-from keras_takd.takd.evaluation.config import EvaluationConfig, config_id, shard_results_path
+from keras_takd.takd.evaluation.config import (
+    EvaluationConfig,
+    config_id,
+    resolve_attack_options,
+    shard_results_path,
+)
 from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
 from keras_takd.takd.evaluation.indicator_units import (
     indicated_attack,
@@ -83,6 +88,7 @@ def evaluate_run(
     log: Callable[[str], None] | None = None,
     replace: bool = False,
     executor: Executor | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Evaluates every model of a training run; resumable, shardable (package docstring).
 
@@ -105,6 +111,8 @@ def evaluate_run(
             settings writes them back without recomputing.
         executor: where the units run (default: `SerialExecutor()`, in order, in this
             process).
+        warn: called with the warning lines of indicators that tripped (default: `log`);
+            each indicator's explanation comes once, with its first warning.
 
     Returns:
         The results table written to `output`.
@@ -132,10 +140,18 @@ def evaluate_run(
     evaluation = _Evaluation(
         path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
     )
+    evaluation.warn = warn or log
     log(evaluation.header(unit_cache))
+    cost = progress.cost_line(evaluation.reference_cost(), "flags/smoke_eval.cfg")
+    if cost:
+        log(cost)
     executor = executor or SerialExecutor()
-    for wave in (evaluation.attack_wave, evaluation.indicator_wave):
-        run_units(wave(), executor, evaluation.store, evaluation.announce)
+    evaluation.heartbeat = progress.Heartbeat(log)
+    try:
+        for wave in (evaluation.attack_wave, evaluation.indicator_wave):
+            run_units(wave(), executor, evaluation.store, evaluation.announce)
+    finally:
+        evaluation.heartbeat.stop()
     return evaluation.table
 
 
@@ -200,6 +216,8 @@ class _Evaluation:
         self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
         self.remaining = [(m.path, k) for m, k in todo]
         self.by_path = {m.path: m for m in models}
+        self.explained: set[str] = set()
+        self.warn, self.heartbeat = log, None
         self.table = self.write_tables()
 
     def header(self, unit_cache: pathlib.Path) -> str:
@@ -210,6 +228,19 @@ class _Evaluation:
             f"evaluation {self.cid}: {len(self.models)} models x {len(kinds)} units "
             f"({', '.join(kinds)}), {todo} to compute, {total - todo} cached in {unit_cache}"
         )
+
+    def reference_cost(self) -> dict[str, float]:
+        """{kind: expected seconds} of the attack units to compute that have a reference."""
+        defaults = resolve_attack_options()
+        cost = {}
+        for _, kind in self._todo(self.first_kinds):
+            attack = "l2" if kind == MASKED_L2_PREFIX else kind
+            default = self.config.attack_options.get(attack) == defaults.get(attack)
+            start, stop = self.config.block(kind)
+            seconds = progress.reference_seconds(kind, stop - start, default)
+            if seconds is not None:
+                cost[kind] = cost.get(kind, 0.0) + seconds
+        return cost
 
     def _todo(self, kinds: list[str]) -> list[tuple[_Model, str]]:
         return [(m, kind) for m in self.models for kind in kinds if kind not in m.done]
@@ -246,10 +277,21 @@ class _Evaluation:
         return f"[{self.steps[unit.model_path, unit.kind]}/{len(self.steps)}]"
 
     def announce(self, unit: Unit) -> None:
-        """Logs the start line of a unit the executor takes."""
+        """Logs the start line of a unit the executor takes, unless it is expected to be short.
+
+        Its end line follows anyway; a unit expected to take `progress.SHORT_UNIT_SECONDS` or
+        less (from the finished units of its kind) gets no start line.
+        """
         row = self.by_path[unit.model_path].row
         measured = progress.seconds_by_kind(m.done for m in self.models)
-        self.log(f"{self._step(unit)} {progress.start_line(row, unit.kind, unit.images, measured)}")
+        seconds = measured.get(unit.kind)
+        expected = float(np.mean(seconds)) if seconds else None
+        line = progress.start_line(row, unit.kind, unit.images, measured)
+        if self.heartbeat is not None:
+            name = f"{self._step(unit)} {progress.unit_name(row, unit.kind)}"
+            self.heartbeat.started((unit.model_path, unit.kind), name, expected)
+        if expected is None or expected > progress.SHORT_UNIT_SECONDS:
+            self.log(f"{self._step(unit)} {line}")
 
     def store(self, unit: Unit, result: dict) -> None:
         """Stores a computed unit in the cache, rewrites the tables, logs its end line."""
@@ -261,9 +303,11 @@ class _Evaluation:
         self.remaining.remove((unit.model_path, unit.kind))
         measured = progress.seconds_by_kind(m.done for m in self.models)
         left = progress.time_left([kind for _, kind in self.remaining], measured)
+        if self.heartbeat is not None:
+            self.heartbeat.ended((unit.model_path, unit.kind))
         self.log(f"{self._step(unit)} {progress.unit_line(model.row, unit.kind, value)}{left}")
-        for line in indicator_warnings(model.row, unit.kind, value):
-            self.log(line)
+        for line in indicator_warnings(model.row, unit.kind, value, self.explained):
+            self.warn(line)
 
     def write_tables(self) -> pd.DataFrame:
         """Rewrites the results CSV and the per-image table from the finished units."""

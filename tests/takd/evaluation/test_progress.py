@@ -1,5 +1,7 @@
 """The progress lines: durations in words, expected times from the finished units, time left."""
 
+import time
+
 import pytest
 
 from keras_takd.takd.evaluation import progress
@@ -54,3 +56,56 @@ def test_unit_lines_give_each_kind_its_headline():
     line = progress.unit_line(ROW, "l2_indicators", {"flags": flags, "index": [0, 1], "seconds": 1})
     assert "silent_success 1, incomplete_optimization -" in line
     assert line.endswith("of 2 attacked images (1.0 s)")
+
+
+def test_no_line_says_about_under_or_nan():
+    assert progress.about(0.2) == "under 1 s"
+    assert progress.about(12.4) == "about 12 s"
+    assert progress.time_left(["l2"], {"l2": [0.1]}) == "; 1 unit left, under 1 s"
+    none_fooled = {"attacked": 2, "excluded": 0, "successes": 0, "sum": 0.0, "max": float("nan")}
+    line = progress.unit_line(ROW, "l0", {"statistics": none_fooled, "seconds": 1.0})
+    assert line.endswith("l0: success 0.00 of 2, no image fooled (1.0 s)")
+    none_attacked = {"attacked": 0, "excluded": 2, "successes": 0, "sum": 0.0, "max": float("nan")}
+    line = progress.unit_line(ROW, "l2", {"statistics": none_attacked, "seconds": 0.0})
+    assert "no image attacked" in line
+    assert "nan" not in line
+
+
+def test_a_long_evaluation_says_its_cost_first():
+    assert progress.reference_seconds("l2", 100, default_settings=True) == pytest.approx(2180)
+    assert progress.reference_seconds("l2_softmax_T", 10, default_settings=True) == 218
+    assert progress.reference_seconds("l2", 100, default_settings=False) is None
+    assert progress.reference_seconds("apgd_ce", 100, default_settings=True) is None
+    assert progress.cost_line({"l2": 60.0}, "flags/smoke_eval.cfg") == ""
+    line = progress.cost_line({"l2": 7200.0, "l0": 3600.0}, "flags/smoke_eval.cfg")
+    assert line.startswith("expected cost: up to about 3.0 h (l0 60 min, l2 2.0 h;")
+    assert line.endswith("use --flagfile=flags/smoke_eval.cfg or fewer --num_images")
+
+
+def test_a_long_unit_says_it_is_still_running():
+    lines = []
+    heartbeat = progress.Heartbeat(lines.append, interval=0.05)
+    heartbeat.started("key", "mnist T=1 stage 1 l0", expected=600.0)
+    time.sleep(0.3)
+    heartbeat.ended("key")
+    count = len(lines)
+    time.sleep(0.2)
+    heartbeat.stop()
+    assert count >= 2
+    assert len(lines) == count  # nothing after the unit ended
+    assert lines[0] == "mnist T=1 stage 1 l0: still running, under 1 s of about 10 min expected"
+
+
+def test_an_indicator_is_explained_once_per_evaluation():
+    from keras_takd.takd.evaluation.indicator_units import indicator_warnings
+
+    unit = {"flags": {"silent_success": [True, True]}, "index": [0, 1]}
+    explained = set()
+    first = indicator_warnings(ROW, "l0_indicators", unit, explained)
+    again = indicator_warnings(ROW | {"stage": 2}, "l0_indicators", unit, explained)
+    assert len(first) == len(again) == 1
+    assert "overstate" in first[0]
+    assert again[0] == (
+        "warning: mnist T=20 stage 2 l0: indicator of attack failure 'silent_success' tripped "
+        "on 2 of 2 attacked images"
+    )

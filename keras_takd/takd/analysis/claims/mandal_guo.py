@@ -51,6 +51,14 @@ SENSITIVITIES = {
 COMPARISONS = (("student", "assistant"), ("assistant", "teacher"), ("student", "teacher"))
 
 
+def rho_text(curve: pd.Series) -> str:
+    """ "rho +0.71", or why there is none: "fewer than 3 points (1)"."""
+    rho = curve_rho(curve)
+    if math.isnan(rho):
+        return f"no rho: fewer than 3 points ({curve.dropna().index.nunique()})"
+    return f"rho {rho:+.2f}"
+
+
 def mandal_guo_claims(ctx: Context) -> list[Claim]:
     """Claims 1-9 for the dataset of `ctx`: accuracy, sensitivity, robustness, confidence and
     the multi-step chain."""
@@ -149,7 +157,7 @@ def _accuracy_trend_claim(ctx: Context) -> Claim:
         verdicts.append(statistics.verdict(difference, "negative"))
         parts.append(
             f"{role} {100 * difference.estimate:+.2f} {interval_text(difference, 2, 100)} "
-            f"(rho {curve_rho(curve):+.2f})"
+            f"({rho_text(curve)})"
         )
     return Claim(
         "Mandal & Guo",
@@ -207,7 +215,7 @@ def _sensitivity_claims(ctx: Context) -> list[Claim]:
         difference = statistics.proportion_difference(high, low, ctx.ci_level)
         ours = (
             f"{pct(low.estimate)} at T = {teachers.index[0]:g}, {pct(high.estimate)} at "
-            f"T = {teachers.index[-1]:g} (rho {curve_rho(teachers):+.2f})"
+            f"T = {teachers.index[-1]:g} ({rho_text(teachers)})"
         )
         interval = interval_text(difference, 2, 100)
         claims.append(
@@ -287,7 +295,11 @@ def _robustness_claim(claim, paper, estimate: Estimate, detail, test, source) ->
         source,
         claim,
         paper,
-        f"{estimate.estimate:+.4f} ({detail}{p})",
+        (
+            f"{estimate.estimate:+.4f} ({detail}{p})"
+            if math.isfinite(estimate.estimate)
+            else "no image that both models classify correctly and both attacks fool"
+        ),
         interval_text(estimate, 4),
         str(estimate.n),
         test,
@@ -303,13 +315,13 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
         return [no_data("Mandal & Guo", name, "increasing", test, "no data")]
     images = ctx.images(attack)
     if images is None:
-        rhos = ", ".join(f"{role} {curve_rho(c):+.2f}" for role, c in curves.items())
+        rhos = ", ".join(f"{role} {rho_text(c)}" for role, c in curves.items())
         return [
             Claim(
                 "Mandal & Guo",
                 name,
                 "increasing",
-                f"rho of the means: {rhos}",
+                f"of the means: {rhos}",
                 NO_PER_IMAGE,
                 "",
                 test,
@@ -372,13 +384,13 @@ def _confidence_claims(ctx: Context) -> list[Claim]:
     test = "no per-image confidences: reported, not decided"
     if not curves:
         return [no_data("Mandal & Guo", CONFIDENCE_CLAIM, "", test, "no data")]
-    rhos = ", ".join(f"{role} {curve_rho(c):+.2f}" for role, c in curves.items())
+    rhos = ", ".join(f"{role} {rho_text(c)}" for role, c in curves.items())
     return [
         Claim(
             "Mandal & Guo",
             CONFIDENCE_CLAIM,
             "no trend",
-            f"rho of the means: {rhos}",
+            f"of the means: {rhos}",
             "no interval",
             "",
             test,
@@ -408,7 +420,7 @@ def _multistep_claims(ctx: Context) -> list[Claim]:
                     source,
                     name,
                     "increasing",
-                    f"rho of the means over T {curve_rho(by_step):+.2f}",
+                    f"rho of the means over T: {rho_text(by_step)}",
                     NO_PER_IMAGE,
                     "",
                     test,
