@@ -13,6 +13,7 @@ from keras_takd.attacks import (
     carlini_wagner_linf,
     fast_gradient_sign,
     fast_minimum_norm,
+    jacobian_saliency_map,
     projected_gradient_descent,
 )
 
@@ -25,6 +26,7 @@ ATTACKS = {
     "fmn_l2": functools.partial(fast_minimum_norm, norm="l2", steps=20),
     "fmn_l0": functools.partial(fast_minimum_norm, norm="l0", steps=20),
     "apgd": functools.partial(apgd, eps=0.3, steps=5),
+    "jsma": functools.partial(jacobian_saliency_map, target=np.ones(3, np.int64)),
 }
 
 
