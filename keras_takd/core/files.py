@@ -52,24 +52,45 @@ def open_regular(path: str | os.PathLike, flags: int = os.O_RDONLY, follow: bool
         NotRegularFileError: `path` is a folder, a FIFO, a device, a socket, or (when not
             `follow`) a symbolic link; the message names it.
     """
-    if os.path.exists(path):  # refuse a device or a FIFO before opening it
-        _check_regular(path, os.stat(path, follow_symlinks=follow).st_mode)
+    check_regular(path, follow)  # refuse a device or a FIFO before opening it
     flags |= os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags, 0o666)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):
-            _check_regular(path, os.stat(path, follow_symlinks=follow).st_mode)
+            _check_mode(path, os.stat(path, follow_symlinks=follow).st_mode)
         raise
     try:
-        _check_regular(path, os.fstat(fd).st_mode)  # it may have changed since the stat
+        _check_mode(path, os.fstat(fd).st_mode)  # it may have changed since the stat
     except NotRegularFileError:
         os.close(fd)
         raise
     return fd
 
 
-def _check_regular(path: str | os.PathLike, mode: int) -> None:
+def check_regular(path: str | os.PathLike, follow: bool = True) -> pathlib.Path:
+    """Checks that `path`, if it exists, is a regular file (without opening it).
+
+    Args:
+        path: the file.
+        follow: follow a symbolic link at `path` (else a link is refused).
+
+    Returns:
+        `path`, as a `pathlib.Path`.
+
+    Raises:
+        NotRegularFileError: `path` is a folder, a FIFO, a device, a socket, or (when not
+            `follow`) a symbolic link.
+    """
+    if os.path.lexists(path):
+        try:
+            _check_mode(path, os.stat(path, follow_symlinks=follow).st_mode)
+        except FileNotFoundError:  # a dangling link, or removed meanwhile
+            pass
+    return pathlib.Path(path)
+
+
+def _check_mode(path: str | os.PathLike, mode: int) -> None:
     for test, kind in _KINDS:
         if test(mode):
             raise NotRegularFileError(f"{path} is {kind}, expected a regular file")
