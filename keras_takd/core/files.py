@@ -115,9 +115,13 @@ def read_json(path: str | os.PathLike) -> object:
     Raises:
         FileNotFoundError: there is no file at `path`.
         NotRegularFileError: `path` is not a regular file.
-        ValueError: the file is not UTF-8 JSON.
+        ValueError: the file is not UTF-8 JSON; the message names it.
     """
-    return json.loads(read_text(path))
+    text = read_bytes(path)
+    try:
+        return json.loads(text)
+    except ValueError as e:  # UnicodeDecodeError included
+        raise ValueError(f"{path} is not JSON: {e}") from None
 
 
 def inside(root: str | os.PathLike, path: str | os.PathLike) -> pathlib.Path:

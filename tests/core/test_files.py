@@ -1,10 +1,8 @@
 """Reading and writing a run's files: atomic, regular files only, confined, umask, named errors."""
 
-import contextlib
 import errno
 import json
 import os
-import signal
 import stat
 import zipfile
 
@@ -12,22 +10,6 @@ import pytest
 
 from keras_takd.core import files
 from keras_takd.core.results import prepare_run_dir
-
-
-@contextlib.contextmanager
-def no_hang(seconds: float = 5):
-    """Turns a block that would block forever (a FIFO opened for reading) into a failure."""
-
-    def alarm(*_):
-        raise TimeoutError(f"blocked for more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _not_regular(tmp_path, kind):
@@ -42,20 +24,20 @@ def _not_regular(tmp_path, kind):
 
 
 @pytest.mark.parametrize("kind", ["FIFO", "folder", "character device"])
-def test_only_regular_files_are_read(tmp_path, kind):
+def test_only_regular_files_are_read(tmp_path, kind, no_hang):
     path = _not_regular(tmp_path, kind)
     with no_hang(), pytest.raises(files.NotRegularFileError, match=f"^{path} is a {kind}, exp"):
         files.read_json(path)
 
 
 @pytest.mark.parametrize("kind", ["FIFO", "folder"])
-def test_training_refuses_a_run_json_that_is_not_a_regular_file_at_once(tmp_path, kind):
+def test_training_refuses_a_run_json_that_is_not_a_regular_file_at_once(tmp_path, kind, no_hang):
     path = _not_regular(tmp_path, kind)
     with no_hang(), pytest.raises(OSError, match=f"{path} is a {kind}, expected a regular file"):
         prepare_run_dir(tmp_path, {"data": {"dataset": "mnist"}})
 
 
-def test_training_refuses_a_run_json_linked_out_of_the_run_folder(tmp_path):
+def test_training_refuses_a_run_json_linked_out_of_the_run_folder(tmp_path, no_hang):
     path = _not_regular(tmp_path, "character device")
     with no_hang(), pytest.raises(ValueError, match=f"{path} resolves to /dev/null, outside"):
         prepare_run_dir(tmp_path, {"data": {"dataset": "mnist"}})
@@ -104,7 +86,7 @@ def test_a_model_file_that_is_a_folder_says_so(tmp_path):
         files.check_keras_file(tmp_path / "other.keras")
 
 
-def test_a_model_file_that_is_a_fifo_is_refused_at_once(tmp_path):
+def test_a_model_file_that_is_a_fifo_is_refused_at_once(tmp_path, no_hang):
     model = tmp_path / "model.keras"
     os.mkfifo(model)
     with no_hang(), pytest.raises(files.NotRegularFileError, match=f"{model} is a FIFO"):
