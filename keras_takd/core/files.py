@@ -160,10 +160,13 @@ def _umask() -> int:
 
 
 def temporary_sibling(path: pathlib.Path, directory: bool = False) -> pathlib.Path:
+    """A new, empty temporary file (or folder) beside `path`, with the mode the umask gives."""
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"
-    if directory:
-        return pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    if directory:  # mkdtemp makes 0700; a plain mkdir honours the umask
+        name = tempfile.mkdtemp(prefix=prefix, dir=path.parent)
+        os.chmod(name, 0o777 & ~_umask())
+        return pathlib.Path(name)
     fd, name = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a plain open honours the umask

@@ -60,10 +60,12 @@ def test_written_files_honour_the_umask(tmp_path, umask):
     try:
         files.write_json_atomic(tmp_path / "a.json", {"a": 1})
         files.write_text_atomic(tmp_path / "b.txt", "b")
+        folder = files.temporary_sibling(tmp_path / "saved_model", directory=True)
     finally:
         os.umask(previous)
     for name in ("a.json", "b.txt"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~umask  # a SavedModel's folder
 
 
 def test_a_failed_write_names_the_path_and_leaves_no_temporary(tmp_path):
