@@ -14,13 +14,16 @@ fixed-width field, and a lock path that is a symbolic link, not a regular file, 
 another hard link is refused with one line naming it, so a planted link cannot make a lock
 overwrite a file outside the run folder.
 
-Shared filesystems: `flock` excludes processes on one host. On a local disk, and on NFS
-mounted with kernel-side locks (NFSv4, or NFSv3 with lockd), it also excludes other hosts; but
-where the mount keeps locks local (NFS `local_lock=flock` or `all`, sshfs, some FUSE
-filesystems) a process on a second host sees no lock, so two hosts can train or evaluate one
-run folder at once and race on its files. On such a filesystem, run each run folder's training
-and each evaluation shard from one host only (give every host its own output_dir, or its own
-shards, as `--num_shards`/`--shard_index` do), or keep run folders on a local disk.
+Shared filesystems: a flock is enforced by the kernel of the host that takes it. A Linux NFS
+client (NFSv4, or NFSv3 with lockd) forwards it to the server, so hosts exclude each other;
+where locks stay local to the client (NFS mounted with `local_lock=flock` or `local_lock=all`,
+sshfs, most FUSE filesystems) a process on a second host sees no lock, so two hosts can train
+one run folder, or train and evaluate it, at once and race on its files. What stays protected
+there is every process on one host, and the atomic writes (no reader sees half a file). On such
+a filesystem let one host own a run folder at a time: train it from one host; spread an
+evaluation's shards over hosts only once training has finished, each host its own
+`--shard_index` and no shard run twice; or keep run folders on a local disk and copy them when
+done.
 TensorFlow-free.
 """
 
