@@ -309,3 +309,12 @@ def test_robustness_over_t_is_tested_on_the_mean_not_a_mean_per_image_rho():
     ]
     assert claim.verdict == "agrees"
     assert claim.ours.startswith("T = 40 - T = 1: teacher +0.21")
+
+
+def test_several_seeds_are_refused_by_name_not_mixed_image_by_image():
+    table = paper_like()
+    one = per_image_like(table)
+    two = pd.concat([one.assign(seed=0), one.assign(seed=1)])
+    with pytest.raises(ValueError, match=r"seeds \[0, 1\].*expected one seed"):
+        report.check_claims(table, "mnist", two)
+    assert _verdicts(table, one.assign(seed=5)) == _verdicts(table, one)  # one seed is fine

@@ -19,7 +19,7 @@ import pandas as pd
 from keras_takd.core import statistics
 from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA, Estimate
 from keras_takd.takd import schema
-from keras_takd.takd.analysis.statistics import MeanTest, attacked
+from keras_takd.takd.analysis.statistics import SEED_COLUMN, MeanTest, attacked
 from keras_takd.takd.analysis.tables import ROLES, chain_length
 
 NO_PER_IMAGE = "no interval: no per-image data"
@@ -70,6 +70,12 @@ class Context:
         table = self.per_image[
             (self.per_image["dataset"] == self.dataset) & (self.per_image["attack"] == attack)
         ]
+        seeds = sorted(table[SEED_COLUMN].unique().tolist()) if SEED_COLUMN in table else []
+        if len(seeds) > 1:
+            raise ValueError(
+                f"per-image rows of seeds {seeds}: the claims compare one trained chain per "
+                "(T, stage); expected one seed (keras_takd.takd.analysis.replicates takes several)"
+            )
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
