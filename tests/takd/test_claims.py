@@ -32,8 +32,10 @@ def test_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path, chain_t
     assert done.stdout.startswith("# Our results beside the papers' claims\n\ntoy chain\n\n")
     assert "| source | claim | paper | ours | 90% CI | n | test | verdict |" in done.stdout
     assert "Per-image data: per_image.csv" in done.stdout
-    claim = "| Mandal & Guo | C&W L2: the student is more robust than the assistant at T = 40 | "
+    claim = "| Mandal & Guo | C&W L2: the student is more robust than the assistant at T = 40 [q"
     assert claim in done.stdout
+    # each claim marks the paper's sentence it rests on, quoted once below the table
+    assert "\nThe papers' words:\n\n- [q1] Mandal & Guo, V-A: \"" in done.stdout
     # the numbers behind the claims: a row per chain length, T and stage
     assert "| chain | T | stage | role | L2 mean |" in done.stdout
     assert "| 3 | 40 | 3 | student | 1.320 |" in done.stdout

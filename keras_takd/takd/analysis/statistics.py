@@ -6,18 +6,26 @@ with a finite distance, the minimal perturbation found (Carlini & Wagner, arXiv:
 Every mean perturbation, paired difference and trend below rests on fooled images only, and a
 comparison of models on the images fooled under every one of them (paired designs, Mandal &
 Guo section V-C). The estimates and their intervals come from `keras_takd.core.statistics`
-(`scipy.stats`: BCa bootstrap, Wilcoxon signed-rank, Spearman's rho, Wilson score).
+(`scipy.stats`: BCa bootstrap, Wilcoxon signed-rank, Spearman's rho, Wilson score). A claim
+about a mean is tested on the mean (`paired_mean_test`: the paired t-test, Wilcoxon kept
+beside it), and a family of such tests carries Holm-adjusted p-values (`holm`).
+
+A per-image table with a `seed` column holds several independently trained chains (issue 25);
+the pairs below never mix seeds. Without the column it is one seed, seed 0 (`SEED_COLUMN`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from keras_takd.core import statistics
+from keras_takd.core.statistics import Estimate
 from keras_takd.takd.analysis.tables import as_bool, chain_length, check_per_image
 from keras_takd.takd.schema import ATTACKS, CHAIN_LENGTH_COLUMN
 
@@ -25,6 +33,97 @@ PAIRS = (("student", "assistant"), ("assistant", "teacher"))
 """The paired differences of `paired_differences`: later model minus the one it learnt from."""
 MODEL_KEYS = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "stage"]
 """The columns that name one model of the per-image table (its chain length included)."""
+SEED_COLUMN = "seed"
+"""The per-image column naming the training seed of a chain; absent means one seed, seed 0."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MeanTest:
+    """A paired mean difference tested on the mean.
+
+    Attributes:
+        difference: mean(a - b) with its bootstrap interval; its `p_value` is the paired
+            t-test's (`scipy.stats.ttest_1samp` of the differences against 0), a test of the mean.
+        wilcoxon_p: the Wilcoxon signed-rank p-value, a test of another quantity (the
+            differences' pseudo-median), kept as a secondary column.
+        holm_p: the t-test's p-value Holm-adjusted over the family it was tested in (`holm`);
+            NaN until a family is set.
+    """
+
+    difference: Estimate
+    wilcoxon_p: float
+    holm_p: float = math.nan
+
+    @property
+    def p_value(self) -> float:
+        """The p-value a verdict uses: Holm-adjusted where a family is set, else the t-test's."""
+        return self.difference.p_value if math.isnan(self.holm_p) else self.holm_p
+
+
+def paired_mean_test(
+    a: Sequence[float],
+    b: Sequence[float],
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> MeanTest:
+    """mean(a - b) over paired observations, with the paired t-test of that mean.
+
+    Args:
+        a, b: per-image values of two models, in the same image order, finite.
+        ci_level: the bootstrap interval's level (`statistics.paired_difference`).
+        seed: the bootstrap's seed.
+
+    Returns:
+        A `MeanTest`; the t-test's p is NaN below 2 pairs and for differences all equal but
+        not 0 (no spread to test against), 1.0 when every difference is 0.
+
+    Raises:
+        ValueError: see `keras_takd.core.statistics.paired_difference`.
+    """
+    difference = statistics.paired_difference(a, b, ci_level, seed)
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if len(d) < 2 or np.ptp(d) == 0:
+        t_p = 1.0 if len(d) >= 2 and not np.any(d) else math.nan
+    else:
+        t_p = float(stats.ttest_1samp(d, 0.0).pvalue)
+    return MeanTest(dataclasses.replace(difference, p_value=t_p), difference.p_value)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (Holm 1979).
+
+    Written out here: scipy.stats has no Holm (`false_discovery_control` is Benjamini-Hochberg
+    / -Yekutieli, which control another error rate). The i-th smallest of m p-values becomes
+    max over j <= i of min(1, (m - j + 1) p_(j)). NaN p-values stay NaN and do not count in m.
+
+    Args:
+        p_values: the family's p-values, in any order.
+
+    Returns:
+        The adjusted p-values, in the order given.
+
+    Raises:
+        ValueError: a p-value outside [0, 1].
+    """
+    p = np.asarray(p_values, np.float64).ravel()
+    known = ~np.isnan(p)
+    if np.any((p[known] < 0) | (p[known] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[known].tolist()}")
+    adjusted = np.full_like(p, math.nan)
+    order = np.argsort(p[known])
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[known][order])
+    adjusted_known = np.empty(m)
+    adjusted_known[order] = np.maximum.accumulate(scaled)
+    adjusted[known] = adjusted_known
+    return adjusted
+
+
+def with_seed(per_image: pd.DataFrame) -> pd.DataFrame:
+    """The per-image table with its `seed` column (0 for a table without one)."""
+    if SEED_COLUMN in per_image:
+        return per_image
+    return per_image.assign(**{SEED_COLUMN: 0})
 
 
 def attacked(per_image: pd.DataFrame) -> pd.DataFrame:
@@ -125,20 +224,24 @@ def model_distances(images: pd.DataFrame, models: Sequence[tuple]) -> pd.DataFra
     return pd.DataFrame(columns).dropna()
 
 
-def _pairs(per_image: pd.DataFrame) -> Iterator[tuple[dict, str, str, np.ndarray, np.ndarray]]:
-    """Per (dataset, chain, T, attack) and `PAIRS` entry: the distances of both models on the
-    images both fooled, in image order (three-model chains and the C&W attacks only)."""
+def _pairs(
+    per_image: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS
+) -> Iterator[tuple[dict, str, str, pd.Series, pd.Series]]:
+    """Per (dataset, chain, T, attack[, seed]) and `PAIRS` entry: the distances of both models
+    on the images both fooled, in image order (three-model chains and the C&W attacks only;
+    a seed key only where the table has a `seed` column)."""
     hit = fooled(per_image)
     hit = hit[(hit[CHAIN_LENGTH_COLUMN] <= 3) & hit["attack"].isin(ATTACKS)]
     keys = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+    keys += [SEED_COLUMN] if SEED_COLUMN in hit else []
     for key, group in hit.groupby(keys, sort=True):
         by_role = {
             role: rows.groupby("image")["distance"].mean() for role, rows in group.groupby("role")
         }
-        for later, earlier in PAIRS:
+        for later, earlier in pairs:
             if later in by_role and earlier in by_role:
                 a, b = by_role[later].align(by_role[earlier], join="inner")
-                yield dict(zip(keys, key, strict=True)), later, earlier, a.to_numpy(), b.to_numpy()
+                yield dict(zip(keys, key, strict=True)), later, earlier, a, b
 
 
 def has_pairs(per_image: pd.DataFrame) -> bool:
@@ -162,19 +265,55 @@ def paired_differences(
 
     Returns:
         Columns dataset, stages, temperature, attack, comparison ("student - assistant" ...),
-        estimate, low, high, n (image pairs), p_value (Wilcoxon signed-rank).
+        estimate, low, high, n (image pairs), p_value (Wilcoxon signed-rank); seed after
+        attack where the table has a `seed` column.
     """
     records = []
     for key, later, earlier, a, b in _pairs(per_image):
-        estimate = statistics.paired_difference(a, b, ci_level)
+        estimate = statistics.paired_difference(a.to_numpy(), b.to_numpy(), ci_level)
         records.append(
             key
             | {"comparison": f"{later} - {earlier}", "estimate": estimate.estimate}
             | {"low": estimate.low, "high": estimate.high, "n": estimate.n}
             | {"p_value": estimate.p_value}
         )
-    columns = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "attack", "comparison", "estimate"]
-    return pd.DataFrame(records, columns=[*columns, "low", "high", "n", "p_value"])
+    columns = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+    columns += [SEED_COLUMN] if SEED_COLUMN in per_image else []
+    columns += ["comparison", "estimate", "low", "high", "n", "p_value"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def image_differences(
+    per_image: pd.DataFrame, pairs: Sequence[tuple[str, str]] = PAIRS
+) -> pd.DataFrame:
+    """Each image's difference in minimal perturbation between two models of a chain.
+
+    The differences `paired_differences` summarises, one row per image: later - earlier model
+    of each pair, on the images both classify correctly and both attacks fool (`fooled`), per
+    dataset, chain length, T, C&W attack and seed.
+
+    Args:
+        per_image: the per-image table (`tables.PER_IMAGE_REQUIRED` columns, `seed` optional:
+            absent, every row is seed 0).
+        pairs: (later role, earlier role) pairs, e.g. ("student", "teacher").
+
+    Returns:
+        Columns dataset, stages, temperature, attack, seed, comparison ("student - teacher"
+        ...), image, difference.
+    """
+    columns = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "attack", SEED_COLUMN]
+    frames = [
+        pd.DataFrame(
+            key
+            | {"comparison": f"{later} - {earlier}", "image": a.index.to_numpy()}
+            | {"difference": (a - b).to_numpy()}
+        )
+        for key, later, earlier, a, b in _pairs(with_seed(per_image), pairs)
+    ]
+    columns += ["comparison", "image", "difference"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 def curve_rho(curve: pd.Series) -> float:

@@ -1,8 +1,12 @@
 """keras_takd.takd.analysis.statistics: which images count."""
 
+import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
+import pytest
+from scipy import stats
 
 from keras_takd.takd.analysis import statistics
 
@@ -25,3 +29,53 @@ def test_an_all_misclassified_model_counts_no_image():
     assert table.loc[1, "fooled"] == 2 and table.loc[2, "fooled"] == 0
     assert table.loc[2, "attacked"] == 0 and math.isnan(table.loc[2, "distance"].estimate)
     assert len(statistics.fooled(rows[rows["stage"] == 2])) == 0
+
+
+def test_holm_matches_the_step_down_rule_by_hand():
+    # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
+    adjusted = statistics.holm([0.04, 0.01, 0.03])
+    assert adjusted == pytest.approx([0.06, 0.03, 0.06])
+    assert statistics.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    nan_kept = statistics.holm([0.01, math.nan])
+    assert nan_kept[0] == pytest.approx(0.01) and math.isnan(nan_kept[1])  # m counts known p
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        statistics.holm([1.5])
+
+
+def test_the_p_beside_a_mean_tests_the_mean_and_wilcoxon_stays_secondary():
+    rng = np.random.default_rng(0)
+    # skewed differences: mean > 0, median < 0, so the two tests disagree
+    d = np.concatenate([np.full(30, -0.1), rng.uniform(0.5, 1.5, 12)])
+    result = statistics.paired_mean_test(d, np.zeros_like(d))
+    assert result.difference.p_value == pytest.approx(stats.ttest_1samp(d, 0.0).pvalue)
+    assert result.wilcoxon_p == pytest.approx(stats.wilcoxon(d).pvalue)
+    assert result.p_value == result.difference.p_value  # no family yet
+    family = dataclasses.replace(result, holm_p=0.5)
+    assert family.p_value == 0.5
+    assert statistics.paired_mean_test([1.0, 1.0], [1.0, 1.0]).p_value == 1.0
+    assert math.isnan(statistics.paired_mean_test([2.0, 2.0], [1.0, 1.0]).p_value)
+
+
+def _two_models(seed_column=None):
+    rows = []
+    for seed in seed_column or [None]:
+        for stage, role in ((1, "teacher"), (2, "assistant"), (3, "student")):
+            for image in range(4):
+                row = {"dataset": "mnist", "temperature": 1.0, "stage": stage, "role": role}
+                rows.append(
+                    row
+                    | {"attack": "l2", "image": image, "correct": True, "success": True}
+                    | {"distance": 1.0 + image + 0.1 * stage + (seed or 0)}
+                    | ({} if seed is None else {"seed": seed})
+                )
+    return pd.DataFrame(rows)
+
+
+def test_image_differences_are_later_minus_earlier_and_never_mix_seeds():
+    one = statistics.image_differences(_two_models(), [("student", "teacher")])
+    assert set(one["seed"]) == {0}  # no seed column: seed 0
+    assert one["difference"].to_numpy() == pytest.approx([0.2] * 4)
+    two = statistics.image_differences(_two_models([3, 7]))
+    assert len(two) == 2 * 2 * 4  # 2 seeds x 2 neighbour pairs x 4 images
+    assert two["difference"].to_numpy() == pytest.approx([0.1] * 16)
+    assert "seed" in statistics.paired_differences(_two_models([3, 7])).columns

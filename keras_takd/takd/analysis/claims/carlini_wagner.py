@@ -21,6 +21,17 @@ from keras_takd.takd.analysis.claims.common import (
 
 CARLINI_CLAIM = "distillation does not stop the L2 attack on the logits"
 MASKING_CLAIM = "attacking softmax(z / T) instead of the logits masks the gradient"
+CARLINI_QUOTE = (
+    'abstract: "In this paper, we demonstrate that defensive distillation does not '
+    "significantly increase the robustness of neural networks by introducing three new attack "
+    "algorithms that are successful on both distilled and undistilled neural networks with "
+    '100% probability."'
+)
+MASKING_QUOTE = (
+    "section VIII (Evaluating Defensive Distillation), in our words, not a quote: a distilled "
+    "network's softmax saturates, so attacks that follow its gradient fail, while the same "
+    "attack on the logits Z succeeds"
+)
 
 
 def carlini_wagner_claims(ctx: Context) -> list[Claim]:
@@ -42,10 +53,11 @@ def carlini_wagner_claims(ctx: Context) -> list[Claim]:
                 str(worst.n) if worst.n else "unknown",
                 "every model's success CI >= 95%",
                 verdict,
+                CARLINI_QUOTE,
             )
         )
     else:
-        claims.append(no_data(source, CARLINI_CLAIM, "", "", "no l2 columns"))
+        claims.append(no_data(source, CARLINI_CLAIM, "", "", "no l2 columns", CARLINI_QUOTE))
     masked = f"{schema.MASKED_L2_PREFIX}_success_rate"
     if masked in ctx.sweep and ctx.sweep[masked].notna().any():
         rows = ctx.sweep.dropna(subset=[masked])
@@ -64,6 +76,7 @@ def carlini_wagner_claims(ctx: Context) -> list[Claim]:
                 ", ".join(str(d.n) for d in differences),
                 "softmax success - logits success < 0 at the highest T, every stage",
                 statistics.combine(verdicts),
+                MASKING_QUOTE,
             )
         )
     return claims

@@ -4,6 +4,9 @@ numbers are written (percentages, intervals, n) and proportions and success rate
 The verdicts follow `keras_takd.core.statistics`: "agrees" when the interval lies wholly on the
 side the paper claims, "disagrees" when wholly on the other (or beyond a bound the paper
 states), "inconclusive" otherwise, "no data" when the columns or rows a claim needs are missing.
+A claim about a mean is decided by a test of the mean (`mean_verdict`: the paired t-test's
+p-value, Holm-adjusted over the claim's family of temperatures, below 1 - ci_level, and the
+mean's sign). A claim the paper makes about another dataset is "not tested on this dataset".
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import math
 import pandas as pd
 
 from keras_takd.core import statistics
-from keras_takd.core.statistics import NO_DATA, Estimate
+from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA, Estimate
 from keras_takd.takd import schema
-from keras_takd.takd.analysis.statistics import attacked
+from keras_takd.takd.analysis.statistics import SEED_COLUMN, MeanTest, attacked
 from keras_takd.takd.analysis.tables import ROLES, chain_length
 
 NO_PER_IMAGE = "no interval: no per-image data"
+NOT_TESTED = "not tested on this dataset"
+"""The verdict of a claim the paper makes about another dataset than the results hold."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +38,8 @@ class Claim:
     interval: str
     n: str
     test: str
-    verdict: str  # "agrees", "disagrees", "inconclusive" or "no data"
+    verdict: str  # "agrees", "disagrees", "inconclusive", "no data" or NOT_TESTED
+    quote: str = ""  # the paper's sentence and its section, e.g. 'V-C: "..."'
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +70,68 @@ class Context:
         table = self.per_image[
             (self.per_image["dataset"] == self.dataset) & (self.per_image["attack"] == attack)
         ]
+        seeds = sorted(table[SEED_COLUMN].unique().tolist()) if SEED_COLUMN in table else []
+        if len(seeds) > 1:
+            raise ValueError(
+                f"per-image rows of seeds {seeds}: the claims compare one trained chain per "
+                "(T, stage); expected one seed (keras_takd.takd.analysis.replicates takes several)"
+            )
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
 
 
-def no_data(source: str, claim: str, paper: str, test: str, why: str) -> Claim:
+def no_data(source: str, claim: str, paper: str, test: str, why: str, quote: str = "") -> Claim:
     """A claim that cannot be checked: `why` in place of our number."""
-    return Claim(source, claim, paper, why, "", "", test, NO_DATA)
+    return Claim(source, claim, paper, why, "", "", test, NO_DATA, quote)
+
+
+def mean_verdict(test: MeanTest, claimed: str, alpha: float) -> str:
+    """The verdict on a claim about the sign of a mean, from a test of that mean.
+
+    Args:
+        test: the mean difference and its tests (`analysis.statistics.paired_mean_test`); its
+            `p_value` is Holm-adjusted where a family was set.
+        claimed: "positive" (the claim says mean > 0) or "negative".
+        alpha: the level, 1 - ci_level.
+
+    Returns:
+        "agrees" / "disagrees": p < alpha and the mean on the claimed / the other side;
+        "inconclusive": p >= alpha or no p; "inconclusive (too few images)" / "(no spread)"
+        below `statistics.MIN_IMAGES` pairs or without spread; "no data": no mean.
+
+    Raises:
+        ValueError: for another `claimed`.
+    """
+    if claimed not in ("positive", "negative"):
+        raise ValueError(f"claimed must be 'positive' or 'negative', got {claimed!r}")
+    mean = test.difference.estimate
+    undecided = statistics.insufficient(test.difference)
+    if undecided:  # no mean, too few images or no spread: never a firm verdict
+        return undecided
+    if math.isnan(test.p_value) or test.p_value >= alpha or mean == 0:
+        return INCONCLUSIVE
+    return AGREES if (mean > 0) == (claimed == "positive") else DISAGREES
+
+
+def most_cases(verdicts: list[str]) -> str:
+    """The verdict on "in most cases": agrees when more than half the parts agree, disagrees
+    when at least half disagree (so most can no longer agree), else inconclusive."""
+    if not verdicts:
+        return NO_DATA
+    if verdicts.count(AGREES) > len(verdicts) / 2:
+        return AGREES
+    if verdicts.count(DISAGREES) >= len(verdicts) / 2:
+        return DISAGREES
+    return INCONCLUSIVE
+
+
+def p_text(test: MeanTest) -> str:
+    """ "t p = 0.004, Holm p = 0.011; Wilcoxon p = 0.0035": the test of the mean first."""
+    parts = [f"t p = {test.difference.p_value:.2g}"]
+    if not math.isnan(test.holm_p):
+        parts.append(f"Holm p = {test.holm_p:.2g}")
+    return ", ".join(parts) + f"; Wilcoxon p = {test.wilcoxon_p:.2g}"
 
 
 def pct(value: float) -> str:

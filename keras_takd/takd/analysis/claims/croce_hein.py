@@ -20,6 +20,10 @@ from keras_takd.takd.analysis.claims.common import (
 )
 
 APGD_CLAIM = "cross-entropy attacks underrate a distilled model; APGD-DLR does not"
+APGD_QUOTE = (
+    'abstract: "In this paper we first propose two extensions of the PGD-attack overcoming '
+    'failures due to suboptimal step size and problems of the objective function."'
+)
 
 
 def croce_hein_claims(ctx: Context) -> list[Claim]:
@@ -34,7 +38,8 @@ def croce_hein_claims(ctx: Context) -> list[Claim]:
         "APGD-DLR success - APGD-CE success > 0 at the highest T, every stage",
     )
     if not np.allclose(high["apgd_ce_eps"], high["apgd_dlr_eps"]):
-        return [no_data(source, APGD_CLAIM, "", test, "APGD-CE and APGD-DLR ran at other eps")]
+        why = "APGD-CE and APGD-DLR ran at other eps"
+        return [no_data(source, APGD_CLAIM, "", test, why, APGD_QUOTE)]
     dlr, ce, differences = success_differences(ctx, high, "apgd_dlr", "apgd_ce")
     return [
         Claim(
@@ -48,5 +53,6 @@ def croce_hein_claims(ctx: Context) -> list[Claim]:
             ", ".join(str(d.n) for d in differences),
             test,
             statistics.combine([statistics.verdict(d, "positive") for d in differences]),
+            APGD_QUOTE,
         )
     ]

@@ -55,16 +55,25 @@ def check_claims(
 
 
 def to_markdown(claims: Sequence[Claim], dataset: str, ci_level: float = 0.95) -> str:
-    """A Markdown table of the claims, headed by the dataset's name."""
+    """A Markdown table of the claims, headed by the dataset's name, then the papers' words:
+    each quoted sentence once, numbered, and the claims resting on it marked [q<number>]."""
     lines = [
         f"### {dataset_label(dataset)}",
         "",
         f"| source | claim | paper | ours | {ci_level:.0%} CI | n | test | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    quotes: dict[tuple[str, str], int] = {}
     for c in claims:
-        cells = (c.source, c.claim, c.paper, c.ours, c.interval, c.n, c.test, f"**{c.verdict}**")
+        claim = c.claim
+        if c.quote:
+            number = quotes.setdefault((c.source, c.quote), len(quotes) + 1)
+            claim = f"{claim} [q{number}]"
+        cells = (c.source, claim, c.paper, c.ours, c.interval, c.n, c.test, f"**{c.verdict}**")
         lines.append("| " + " | ".join(str(x).replace("|", "\\|") for x in cells) + " |")
+    if quotes:
+        lines += ["", "The papers' words:", ""]
+        lines += [f"- [q{n}] {source}, {quote}" for (source, quote), n in quotes.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -126,6 +135,13 @@ def render(
     parts += [
         f"Intervals: {ci_level:.0%}, paired over images where per-image data exist "
         f"(keras_takd.core.statistics; bootstrap seed 0). Per-image data: {sources}.",
+        "",
+        "A claim about a mean perturbation is decided by a test of the mean: the paired t-test "
+        "of the per-image differences (scipy.stats.ttest_1samp), Holm-adjusted over the "
+        "claim's family (its temperatures, or its roles), with the unadjusted BCa bootstrap "
+        f"interval beside it; agrees when the adjusted p < {1 - ci_level:.2g} and the mean "
+        "lies on the claimed side. The Wilcoxon signed-rank p, a test of the pseudo-median, "
+        "is given as a secondary figure.",
         "",
     ]
     for dataset in sorted(table["dataset"].unique()):

@@ -1,0 +1,193 @@
+"""Seed-level statistics: is an effect a property of the method, or of one set of weights?
+
+Each (T, stage) of a chain is one trained network, so an interval that resamples images only
+speaks about those weights. With several independently trained chains (a `seed` column in the
+per-image table, issue 25; absent, one seed, seed 0) the unit of replication is the seed:
+
+* per seed, the paired per-image mean difference, later model - earlier model, on the images
+  both classify correctly and both attacks fool (`statistics.image_differences`);
+* across seeds, the mean of those seed means with a 95% t-interval over seeds
+  (`scipy.stats.t`) and a two-level bootstrap (resample seeds, then images within each drawn
+  seed; percentile interval, numpy Generator with a fixed seed);
+* the between-seed SD (of the seed means) and the within-seed SD (of the per-image
+  differences, pooled over seeds), and the t-test of the seed means against 0, Holm-adjusted
+  over the family of temperatures of one comparison (`statistics.holm`).
+
+The comparisons are Mandal & Guo's (arXiv:2305.08076, section V-C): student - assistant,
+assistant - teacher and student - teacher, at each T.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
+from keras_takd.takd.analysis.statistics import SEED_COLUMN, holm, image_differences
+
+COMPARISONS = (("student", "assistant"), ("assistant", "teacher"), ("student", "teacher"))
+"""(later, earlier) roles compared at each T: Mandal & Guo's central comparisons."""
+FAMILY_KEYS = ["dataset", "stages", "attack", "comparison"]
+"""One Holm family: a comparison's tests at every T."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedLevel:
+    """A paired mean difference over seeds.
+
+    Attributes:
+        estimate: the mean over seeds of each seed's mean per-image difference.
+        t_low, t_high: the t-interval over seeds (NaN below 2 seeds).
+        bootstrap_low, bootstrap_high: the two-level bootstrap's percentile interval (NaN below
+            2 seeds: one seed says nothing about the spread between seeds).
+        p_value: the t-test of the seed means against 0 (NaN below 2 seeds).
+        between_sd: the SD of the seed means (ddof 1).
+        within_sd: the SD of the per-image differences within a seed, pooled over seeds.
+        seeds: how many seeds; images: how many image pairs over all seeds.
+        confidence: the intervals' level.
+    """
+
+    estimate: float
+    t_low: float
+    t_high: float
+    bootstrap_low: float
+    bootstrap_high: float
+    p_value: float
+    between_sd: float
+    within_sd: float
+    seeds: int
+    images: int
+    confidence: float = DEFAULT_CONFIDENCE
+
+
+def seed_level(
+    differences: Sequence[Sequence[float]],
+    ci_level: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+) -> SeedLevel:
+    """The seed-level mean of per-image paired differences, with its intervals and SDs.
+
+    Args:
+        differences: per seed, its per-image differences (later - earlier model), finite, at
+            least one image each.
+        ci_level: the intervals' level, in (0, 1).
+        seed: the bootstrap Generator's seed.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        A `SeedLevel`.
+
+    Raises:
+        ValueError: no seeds, a seed without images, a non-finite difference, or a `ci_level`
+            outside (0, 1).
+    """
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
+    samples = [np.asarray(d, np.float64).ravel() for d in differences]
+    if not samples or any(len(d) == 0 for d in samples):
+        sizes = [len(d) for d in samples]
+        raise ValueError(f"need one or more seeds of one or more images each, got sizes {sizes}")
+    if not all(np.isfinite(d).all() for d in samples):
+        raise ValueError("differences must be finite numbers, got a NaN or an infinity")
+    means = np.array([d.mean() for d in samples])
+    k, estimate = len(means), float(means.mean())
+    t_low = t_high = p_value = between_sd = boot_low = boot_high = math.nan
+    if k >= 2:
+        between_sd = float(means.std(ddof=1))
+        t_low, t_high = _t_interval(means, ci_level)
+        if between_sd > 0:
+            p_value = float(stats.ttest_1samp(means, 0.0).pvalue)
+        boot = _two_level_means(samples, n_resamples, np.random.default_rng(seed))
+        tail = 100 * (1 - ci_level) / 2
+        boot_low, boot_high = (float(x) for x in np.percentile(boot, [tail, 100 - tail]))
+    return SeedLevel(
+        estimate,
+        t_low,
+        t_high,
+        boot_low,
+        boot_high,
+        p_value,
+        between_sd,
+        _pooled_sd(samples),
+        k,
+        sum(len(d) for d in samples),
+        ci_level,
+    )
+
+
+def _t_interval(means: np.ndarray, ci_level: float) -> tuple[float, float]:
+    """The t-interval of the mean of `means` (k - 1 degrees of freedom)."""
+    sem = float(stats.sem(means))
+    if sem == 0:
+        return float(means.mean()), float(means.mean())
+    low, high = stats.t.interval(ci_level, len(means) - 1, loc=means.mean(), scale=sem)
+    return float(low), float(high)
+
+
+def _pooled_sd(samples: list[np.ndarray]) -> float:
+    """The within-seed SD: sqrt of the seeds' variances pooled by their degrees of freedom."""
+    dof = sum(len(d) - 1 for d in samples)
+    if dof == 0:
+        return math.nan
+    return math.sqrt(sum(((d - d.mean()) ** 2).sum() for d in samples) / dof)
+
+
+def _two_level_means(
+    samples: list[np.ndarray], n_resamples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """`n_resamples` two-level bootstrap means: draw k seeds with replacement, then each drawn
+    seed's images with replacement (a seed drawn twice is resampled twice, independently)."""
+    k = len(samples)
+    drawn = rng.integers(0, k, size=(n_resamples, k))
+    seed_means = np.empty(drawn.shape)
+    for j, values in enumerate(samples):
+        where = drawn == j
+        picks = rng.integers(0, len(values), size=(int(where.sum()), len(values)))
+        seed_means[where] = values[picks].mean(axis=1)
+    return seed_means.mean(axis=1)
+
+
+def seed_level_differences(
+    per_image: pd.DataFrame,
+    ci_level: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    n_resamples: int = DEFAULT_RESAMPLES,
+) -> pd.DataFrame:
+    """Every comparison of `COMPARISONS` at every T, per seed and over seeds.
+
+    Args:
+        per_image: the per-image table (`tables.PER_IMAGE_REQUIRED` columns; `seed` optional).
+        ci_level: the intervals' level.
+        seed: the bootstraps' seed.
+        n_resamples: bootstrap resamples.
+
+    Returns:
+        One row per (dataset, stages, temperature, attack, comparison): the `SeedLevel` fields
+        as columns (estimate, t_low, t_high, bootstrap_low, bootstrap_high, p_value,
+        between_sd, within_sd, seeds, images), holm_p (p_value Holm-adjusted over the
+        temperatures of the same dataset, chain length, attack and comparison) and
+        seed_means (a dict seed -> that seed's mean difference, the per-seed detail).
+    """
+    rows = image_differences(per_image, COMPARISONS)
+    keys = ["dataset", "stages", "temperature", "attack", "comparison"]
+    fields = [f.name for f in dataclasses.fields(SeedLevel)]
+    records = []
+    for key, group in rows.groupby(keys, sort=True):
+        by_seed = {s: g["difference"].to_numpy(float) for s, g in group.groupby(SEED_COLUMN)}
+        level = seed_level(list(by_seed.values()), ci_level, seed, n_resamples)
+        records.append(
+            dict(zip(keys, key, strict=True))
+            | dataclasses.asdict(level)
+            | {"seed_means": {s: float(d.mean()) for s, d in by_seed.items()}}
+        )
+    table = pd.DataFrame(records, columns=[*keys, *fields, "seed_means"])
+    table["holm_p"] = np.nan
+    for _, family in table.groupby(FAMILY_KEYS, sort=False):
+        table.loc[family.index, "holm_p"] = holm(family["p_value"].to_numpy())
+    return table

@@ -1,0 +1,100 @@
+"""keras_takd.takd.analysis.replicates on synthetic seeds with known answers."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from keras_takd.takd.analysis import replicates
+
+
+def _seeds(between_sd, k=6, n=80, mean=0.05, within_sd=0.2, rng_seed=0):
+    """k seeds of n per-image differences: seed means spread by `between_sd` around `mean`."""
+    rng = np.random.default_rng(rng_seed)
+    centres = mean + between_sd * rng.standard_normal(k)
+    return [c + within_sd * rng.standard_normal(n) for c in centres]
+
+
+def test_the_t_interval_is_scipy_t_over_the_seed_means():
+    samples = _seeds(0.04)
+    level = replicates.seed_level(samples, n_resamples=500)
+    means = np.array([s.mean() for s in samples])
+    low, high = stats.t.interval(0.95, len(means) - 1, loc=means.mean(), scale=stats.sem(means))
+    assert (level.t_low, level.t_high) == pytest.approx((low, high))
+    assert level.estimate == pytest.approx(means.mean())
+    assert level.p_value == pytest.approx(stats.ttest_1samp(means, 0.0).pvalue)
+    assert level.between_sd == pytest.approx(means.std(ddof=1))
+    assert level.within_sd == pytest.approx(0.2, rel=0.1)  # the generator's within-seed SD
+    assert (level.seeds, level.images) == (6, 480)
+
+
+def test_the_two_level_bootstrap_widens_as_the_seeds_spread():
+    widths = []
+    for between_sd in (0.0, 0.05, 0.2):
+        level = replicates.seed_level(_seeds(between_sd), n_resamples=2000)
+        assert level.bootstrap_low < level.estimate < level.bootstrap_high
+        widths.append(level.bootstrap_high - level.bootstrap_low)
+    assert widths[0] < widths[1] < widths[2]
+    # no spread between seeds: only the images' noise, about 2 x 1.96 x 0.2 / sqrt(480)
+    assert widths[0] == pytest.approx(2 * 1.96 * 0.2 / math.sqrt(480), rel=0.25)
+
+
+def test_the_bootstrap_is_reproducible_from_its_seed():
+    samples = _seeds(0.05)
+    first = replicates.seed_level(samples, seed=3, n_resamples=300)
+    again = replicates.seed_level(samples, seed=3, n_resamples=300)
+    other = replicates.seed_level(samples, seed=4, n_resamples=300)
+    assert first == again and first.bootstrap_low != other.bootstrap_low
+
+
+def test_one_seed_has_no_seed_level_interval_and_bad_input_is_named():
+    level = replicates.seed_level([np.array([0.1, 0.3, 0.2])], n_resamples=100)
+    assert level.estimate == pytest.approx(0.2) and level.seeds == 1
+    assert math.isnan(level.t_low) and math.isnan(level.bootstrap_low)
+    assert math.isnan(level.p_value) and math.isnan(level.between_sd)
+    with pytest.raises(ValueError, match="sizes"):
+        replicates.seed_level([np.array([0.1]), np.array([])])
+    with pytest.raises(ValueError, match="finite"):
+        replicates.seed_level([np.array([0.1, math.nan])])
+    with pytest.raises(ValueError, match="ci_level"):
+        replicates.seed_level([np.array([0.1, 0.2])], ci_level=95)
+
+
+def _chains(effects, n=30, rng_seed=0):
+    """Per-image rows of 3-model chains, one per (seed, T) of `effects`: {T: [student -
+    teacher effect of each seed]}; the assistant sits halfway."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for t, per_seed in effects.items():
+        for seed, effect in enumerate(per_seed):
+            base = 1.5 + 0.3 * rng.standard_normal(n)
+            for stage, role in enumerate(("teacher", "assistant", "student"), 1):
+                distance = base + effect * (stage - 1) / 2 + 0.01 * rng.standard_normal(n)
+                rows += [
+                    {"dataset": "mnist", "temperature": t, "stage": stage, "role": role}
+                    | {"attack": "l2", "image": i, "correct": True, "success": True}
+                    | {"distance": d, "seed": seed}
+                    for i, d in enumerate(distance)
+                ]
+    return pd.DataFrame(rows)
+
+
+def test_seed_level_differences_per_t_with_holm_over_the_temperatures():
+    table = replicates.seed_level_differences(
+        _chains({1.0: [0.0, 0.01, -0.01, 0.0], 40.0: [0.1, 0.12, 0.09, 0.11]}), n_resamples=500
+    )
+    assert len(table) == 2 * 3  # 2 T x 3 comparisons
+    row = table.set_index(["temperature", "comparison"]).loc[(40.0, "student - teacher")]
+    assert row["estimate"] == pytest.approx(0.105, abs=0.01)
+    assert row["seeds"] == 4 and row["images"] == 4 * 30
+    assert set(row["seed_means"]) == {0, 1, 2, 3}
+    assert row["t_low"] > 0.05 and row["bootstrap_low"] > 0.05
+    family = table[table["comparison"] == "student - teacher"].sort_values("p_value")
+    assert family["holm_p"].to_numpy() == pytest.approx(
+        [
+            min(1, 2 * family["p_value"].iloc[0]),
+            max(2 * family["p_value"].iloc[0], family["p_value"].iloc[1]),
+        ]
+    )
