@@ -463,3 +463,17 @@ def test_a_figure_that_needs_a_longer_chain_says_so(tmp_path):
     message = catalog.write_figures([tmp_path / "results.csv"], tmp_path / "figures")
     assert "skipped fig7_multistep_accuracy: it needs a chain of more than 3 models" in message
     assert "skipped fig6_confidence: the results have none of the columns confidence" in message
+
+
+def test_an_empty_gradient_masking_panel_names_each_attack_when_they_differ():
+    df = _one_temperature(synthetic_results()).assign(
+        l2_mean=np.nan, l2_success_rate=0.0, l2_attacked=2
+    )
+    ax = matplotlib.figure.Figure().subplots()
+    panels.plot_gradient_masking(ax, df.drop(columns="l2_softmax_T_mean"), "mnist")
+    (text,) = _panel_texts(ax)
+    assert "logits: 0 of 2 fooled" in text and "softmax(logits / T): not measured" in text
+    ax = matplotlib.figure.Figure().subplots()
+    both = df.assign(l2_softmax_T_mean=np.nan, l2_softmax_T_success_rate=0.0)
+    panels.plot_gradient_masking(ax, both.assign(l2_softmax_T_attacked=2), "mnist")
+    assert _panel_texts(ax) == ["0 of 2 fooled\n(images attacked per model)"]  # said once

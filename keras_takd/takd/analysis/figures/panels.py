@@ -435,7 +435,10 @@ def plot_gradient_masking(ax, df: pd.DataFrame, dataset: str, statistic: str = "
     columns = {name: f"{prefix}_{statistic}" for name, (prefix, _) in targets.items()}
     curves = {name: _curves(rows, column) for name, column in columns.items()}
     if not any(curves.values()):
-        _no_data(ax, title, _empty_text(rows, columns["logits"]))
+        texts = {name: _empty_text(rows, column) for name, column in columns.items()}
+        same = len(set(texts.values())) == 1
+        lines = [f"{name}: {text}" for name, text in texts.items()]
+        _no_data(ax, title, texts["logits"] if same else "\n".join(lines))
         return
     handles, count = [], sum(len(c) for c in curves.values())
     temperatures = [t for c in curves.values() for _, v in c for t in v.index]
