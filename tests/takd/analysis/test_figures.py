@@ -1,6 +1,7 @@
 """Tests of keras_takd.takd.analysis.figures (and the statistics it draws) on small synthetic
 results and per-image tables."""
 
+import pathlib
 import re
 
 import matplotlib.figure
@@ -8,15 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.container import ErrorbarContainer
+from scipy import stats
 
 from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd import schema
 from keras_takd.takd.analysis import statistics, tables
 from keras_takd.takd.analysis.figures import catalog, panels
 
+REPO = pathlib.Path(__file__).resolve().parents[3]
 SWEEP_TEMPERATURES = (1.0, 10.0, 40.0)
 CHAIN_TEMPERATURES = (5.0, 20.0)
 IMAGES = 8
+METRIC_IMAGES = 100
 LOGGER = "keras_takd.takd.analysis.figures.catalog"
 PER_IMAGE_ATTACKS = (*schema.ATTACKS, schema.MASKED_L2_PREFIX)
 ALL_FIGURES = [
@@ -51,6 +55,7 @@ def synthetic_results(datasets=("mnist",), chain_length_column=False) -> pd.Data
                     row = {"dataset": dataset, "temperature": temperature, "stage": stage}
                     row["role"] = _role(stage, stages)
                     row.update({c: rng.uniform(0.1, 1.0) for c in schema.METRIC_COLUMNS})
+                    row["metric_images"] = METRIC_IMAGES
                     row.update({f"{p}_attacked": IMAGES for p in PER_IMAGE_ATTACKS})
                     rows.append(row | ({"stages": stages} if chain_length_column else {}))
     return pd.DataFrame(rows)
@@ -294,7 +299,9 @@ def test_plot_functions_draw_the_data_they_are_given():
     ax = matplotlib.figure.Figure().subplots()
     panels.plot_accuracy(ax, df, "mnist")
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert list(lines) == ["teacher", "assistant", "student"]
+    roles = ["teacher", "assistant", "student"]
+    assert list(lines) == [f"{role} (n = {METRIC_IMAGES})" for role in roles]
+    lines = dict(zip(roles, lines.values(), strict=True))
     assert lines["teacher"].get_linestyle() == "--"
     assert lines["teacher"].get_xdata()[0] < 1.0 < lines["student"].get_xdata()[0]  # dodged
     student = df[(df["role"] == "student") & (df["stage"] == 3)].sort_values("temperature")
@@ -339,3 +346,137 @@ def test_read_results_keeps_chains_of_separate_files_apart(tmp_path):
     assert len(panels.multistep(both)) == len(chain)
     with pytest.raises(FileNotFoundError, match="missing.csv"):
         tables.read_results(tmp_path / "missing.csv")
+
+
+def _one_temperature(df: pd.DataFrame, temperature: float = SWEEP_TEMPERATURES[0]):
+    return df[(df["temperature"] == temperature) & (df["stage"] <= 3)]
+
+
+def _assert_points_sit_in_their_temperature_band(ax, temperatures) -> None:
+    """Ticks only at the real temperatures, every point inside the grey band of its nearest
+    one, the bands far narrower than the gaps, and an axis of at least a decade."""
+    assert list(ax.get_xticks()) == pytest.approx(sorted(temperatures))
+    bands = (
+        [patch.get_x() for patch in ax.patches],
+        [patch.get_x() + patch.get_width() for patch in ax.patches],
+    )
+    assert len(bands[0]) == len(temperatures)
+    xs = np.concatenate([line.get_xdata() for line in ax.get_lines() if len(line.get_xdata())])
+    assert len(xs) > 0
+    for x in xs:
+        nearest = min(temperatures, key=lambda t: abs(np.log10(x / t)))
+        inside = [low <= x <= high for low, high in zip(*bands, strict=True)]
+        assert sum(inside) == 1 and bands[0][inside.index(True)] < nearest
+        assert abs(np.log10(x / nearest)) < 0.1  # the shift is a tenth of a decade at most
+    low, high = ax.get_xlim()
+    assert np.log10(high / low) >= 1.0
+
+
+@pytest.mark.parametrize("plot", ["accuracy", "gradient_masking"])
+def test_a_one_temperature_run_keeps_every_role_at_its_temperature(plot):
+    df = _one_temperature(synthetic_results())
+    ax = matplotlib.figure.Figure().subplots()
+    if plot == "accuracy":
+        panels.plot_accuracy(ax, df, "mnist")
+    else:
+        panels.plot_gradient_masking(ax, df, "mnist")
+    _assert_points_sit_in_their_temperature_band(ax, [SWEEP_TEMPERATURES[0]])
+
+
+def test_the_committed_sweep_keeps_every_role_at_its_temperature():
+    df = tables.read_results(REPO / "figures" / "decisive" / "results.csv")
+    for plot in (panels.plot_accuracy, panels.plot_confidence):
+        ax = matplotlib.figure.Figure().subplots()
+        plot(ax, df, "mnist")
+        _assert_points_sit_in_their_temperature_band(ax, sorted(set(df["temperature"])))
+
+
+def test_gradient_masking_tells_logits_from_softmax_on_single_points():
+    df = _one_temperature(synthetic_results())
+    ax = matplotlib.figure.Figure().subplots()
+    panels.plot_gradient_masking(ax, df, "mnist")
+    lines = [line for line in ax.get_lines() if len(line.get_xdata())]
+    assert len(lines) == 6
+    filled = {str(line.get_markerfacecolor()) for line in lines[:3]}
+    assert "none" not in filled
+    assert all(line.get_markerfacecolor() == "none" for line in lines[3:])
+    handles = ax.get_legend().legend_handles
+    softmax = [h for h in handles if "softmax" in h.get_label()]
+    assert len(softmax) == 3 and all(h.get_markerfacecolor() == "none" for h in softmax)
+    assert all(h.get_markerfacecolor() != "none" for h in handles if h not in softmax)
+
+
+def _panel_texts(ax) -> list[str]:
+    return [text.get_text() for text in ax.texts]
+
+
+def test_a_norm_that_fooled_no_image_says_so_and_an_absent_one_is_not_measured():
+    df = _one_temperature(synthetic_results()).assign(
+        l0_mean=np.nan, l0_max=np.nan, l0_success_rate=0.0, l0_attacked=2
+    )
+    fig = catalog.build_figures(df.drop(columns=["linf_mean", "linf_max"]))["fig5_robustness_mnist"]
+    axes = fig.axes
+    assert _panel_texts(axes[0])[0].startswith("0 of 2 fooled")  # l0 mean
+    assert _panel_texts(axes[3])[0].startswith("0 of 2 fooled")  # l0 max
+    assert _panel_texts(axes[1]) == []  # l2 mean drawn
+    assert _panel_texts(axes[2]) == _panel_texts(axes[5]) == ["not measured"]  # linf
+
+
+@pytest.mark.parametrize("ci_level", [0.95, 0.8])
+def test_accuracy_carries_binomial_intervals_over_metric_images(ci_level):
+    df = _one_temperature(synthetic_results())
+    df = df.assign(test_accuracy=[0.193, 0.195, 0.198], metric_images=1000)
+    fig = catalog.build_figures(df, ci_level=ci_level)["fig3_accuracy"]
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == 3
+    for container, accuracy in zip(bars, df["test_accuracy"], strict=True):
+        ci = stats.binomtest(round(accuracy * 1000), 1000).proportion_ci(ci_level, "wilson")
+        segment = container.lines[2][0].get_segments()[0]
+        np.testing.assert_allclose(segment[:, 1], [100 * ci.low, 100 * ci.high], rtol=1e-9)
+    low, high = ax.get_ylim()
+    assert high - low >= panels.ACCURACY_MIN_SPAN
+    assert all(label.endswith("(n = 1000)") for label in ax.get_legend_handles_labels()[1])
+    footnote = " ".join(fig.get_supxlabel().split())  # unwrapped
+    assert f"{100 * ci_level:g}% Wilson intervals" in footnote
+    assert f"at least {panels.ACCURACY_MIN_SPAN:g} percentage points" in footnote
+    assert "metric_images" in footnote and "not in results.csv" not in footnote
+
+
+def test_accuracy_without_metric_images_says_the_count_is_missing():
+    df = _one_temperature(synthetic_results()).drop(columns="metric_images")
+    fig = catalog.build_figures(df)["fig3_accuracy"]
+    assert not [c for c in fig.axes[0].containers if isinstance(c, ErrorbarContainer)]
+    footnote = " ".join(fig.get_supxlabel().split())  # unwrapped
+    assert "no metric_images column" in footnote and "No error bars" in footnote
+
+
+def test_a_figure_that_needs_a_longer_chain_says_so(tmp_path):
+    df = synthetic_results()
+    three = df[df["stage"] <= 3]
+    three = three[three["temperature"].isin(SWEEP_TEMPERATURES)]
+    skipped = catalog.skipped_figures(three)
+    for name in ("fig7_multistep_accuracy", "fig8_multistep_robustness"):
+        assert "a chain of more than 3 models" in skipped[name], skipped[name]
+        assert "test_accuracy" not in skipped[name]
+    chain = df[df["temperature"].isin(CHAIN_TEMPERATURES)]
+    skipped = catalog.skipped_figures(chain)
+    assert "a chain of at most 3 models" in skipped["fig3_accuracy"]
+    three.drop(columns="confidence").to_csv(tmp_path / "results.csv", index=False)
+    message = catalog.write_figures([tmp_path / "results.csv"], tmp_path / "figures")
+    assert "skipped fig7_multistep_accuracy: it needs a chain of more than 3 models" in message
+    assert "skipped fig6_confidence: the results have none of the columns confidence" in message
+
+
+def test_an_empty_gradient_masking_panel_names_each_attack_when_they_differ():
+    df = _one_temperature(synthetic_results()).assign(
+        l2_mean=np.nan, l2_success_rate=0.0, l2_attacked=2
+    )
+    ax = matplotlib.figure.Figure().subplots()
+    panels.plot_gradient_masking(ax, df.drop(columns="l2_softmax_T_mean"), "mnist")
+    (text,) = _panel_texts(ax)
+    assert "logits: 0 of 2 fooled" in text and "softmax(logits / T): not measured" in text
+    ax = matplotlib.figure.Figure().subplots()
+    both = df.assign(l2_softmax_T_mean=np.nan, l2_softmax_T_success_rate=0.0)
+    panels.plot_gradient_masking(ax, both.assign(l2_softmax_T_attacked=2), "mnist")
+    assert _panel_texts(ax) == ["0 of 2 fooled\n(images attacked per model)"]  # said once

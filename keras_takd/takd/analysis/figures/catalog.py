@@ -4,9 +4,12 @@ Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant", Figs. 
 gradient-masking check (Carlini & Wagner, arXiv:1608.04644), Papernot et al.'s fixed-budget
 success (arXiv:1511.04508) and, from per-image data, `paired_differences`. Each figure is one
 `FigureSpec` (`FIGURES`): the rows it draws, the columns that must hold data, how it is laid
-out and the notes under it. With per-image data the mean perturbations carry the intervals of
-`analysis.statistics.perturbation_intervals`, and `paired_differences` draws
-`analysis.statistics.paired_differences`; nothing is computed here.
+out and the notes under it. Accuracy carries the binomial (Wilson) interval of
+`core.statistics.proportion` on results.csv's `metric_images`; with per-image data the mean
+perturbations carry the intervals of `analysis.statistics.perturbation_intervals`, and
+`paired_differences` draws `analysis.statistics.paired_differences`; nothing is computed here.
+A figure the data do not allow is skipped with its reason: the chain it needs or the columns
+that hold no values.
 
 `build_figures` returns the figures (constrained layout: nothing clipped) and `draw_all` writes
 them as PNG and PDF. Both use bare `matplotlib.figure.Figure` objects (rendered by Agg), never
@@ -26,8 +29,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from keras_takd.core import files
-from keras_takd.core.statistics import DEFAULT_CONFIDENCE
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE, proportion
 from keras_takd.takd.analysis.figures.panels import (
+    ACCURACY_MIN_SPAN,
     CI_HIGH,
     CI_LOW,
     CI_N,
@@ -59,17 +63,46 @@ from keras_takd.takd.schema import ATTACKS, CHAIN_LENGTH_COLUMN, MASKED_L2_PREFI
 _LOG = logging.getLogger(__name__)
 
 FORMATS = ("png", "pdf")
-_TEST_SET_NOTE = (
-    "Each point: one model on the evaluation's test images (all of them unless evaluate "
-    "--metric_images cut them; the count is not in results.csv)."
-)
+
+
+def _test_set_note(df: pd.DataFrame, level: str) -> str:
+    del level  # no interval in this note
+    if has_data(df, "metric_images"):
+        return (
+            "Each point: one model on its first n test images (n in the legends: results.csv's "
+            "metric_images)."
+        )
+    return (
+        "Each point: one model on the evaluation's test images (all of them unless evaluate "
+        "--metric_images cut them; these results have no metric_images column to say how many)."
+    )
+
+
+def _accuracy_note(df: pd.DataFrame, level: str) -> str:
+    bars = (
+        f"Error bars: {level} Wilson intervals of the binomial proportion over the n test images."
+        if has_data(df, f"test_accuracy{CI_LOW}")
+        else "No error bars: results.csv gives no metric_images count."
+    )
+    return f"{bars} The y axis spans at least {ACCURACY_MIN_SPAN:g} percentage points."
+
+
 _ATTACK_NOTE = (
     "n in the legends: images per point (mean and max: images the attack fooled; success "
     "rate: images attacked, i.e. classified correctly)."
 )
-_DODGE_NOTE = "Series are shifted sideways a little so that equal values stay visible."
+_DODGE_NOTE = (
+    "Series are shifted sideways within the grey band around each temperature, so that equal "
+    "values stay visible; the ticks mark the real temperatures."
+)
 _ATTACK_NOTES = (_ATTACK_NOTE, _DODGE_NOTE)
-_TEST_SET_NOTES = (_TEST_SET_NOTE, _DODGE_NOTE)
+_TEST_SET_NOTES = (_test_set_note, _DODGE_NOTE)
+_ACCURACY_NOTES = (_test_set_note, _accuracy_note, _DODGE_NOTE)
+_ROW_NEEDS = {
+    three_stage: "a chain of at most 3 models (teacher, assistant, student)",
+    multistep: "a chain of more than 3 models (the multi-step distillation of section VI)",
+}
+"""What each row selector of `FigureSpec.rows` needs, for the reason a figure is skipped."""
 _BUDGET_NOTES = ("n in the legends: images attacked per point.", _DODGE_NOTE)
 
 
@@ -96,6 +129,27 @@ def _with_intervals(results: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFr
         if column in out.columns:
             _warn_if_means_differ(column, out[column].to_numpy(), merged["estimate"].to_numpy())
     return out
+
+
+def _with_accuracy_intervals(results: pd.DataFrame, ci_level: float) -> pd.DataFrame:
+    """`results` plus `test_accuracy_ci_low`, `_ci_high`, `_ci_n`: the binomial interval of each
+    accuracy over its `metric_images` test images (none where that count is absent)."""
+    if not has_data(results, "metric_images") or "test_accuracy" not in results.columns:
+        return results
+    bounds = [
+        _accuracy_interval(accuracy, n, ci_level)
+        for accuracy, n in zip(results["test_accuracy"], results["metric_images"], strict=True)
+    ]
+    low, high, n = np.array(bounds, dtype=float).reshape(-1, 3).T
+    suffixes = {CI_LOW: low, CI_HIGH: high, CI_N: n}
+    return results.assign(**{f"test_accuracy{key}": value for key, value in suffixes.items()})
+
+
+def _accuracy_interval(accuracy: float, n: float, ci_level: float) -> tuple[float, float, float]:
+    if not (np.isfinite(accuracy) and np.isfinite(n) and n >= 1):
+        return np.nan, np.nan, np.nan
+    estimate = proportion(round(accuracy * n), int(n), ci_level)
+    return estimate.low, estimate.high, estimate.n
 
 
 def _warn_if_means_differ(column: str, reported, recomputed) -> None:
@@ -190,8 +244,8 @@ def _fig_multistep_robustness(df, dataset):
 
 def _fig_gradient_masking(df, datasets):
     title = (
-        "Gradient masking check: C&W $L_2$ against the logits (solid) and against "
-        "softmax(logits / T) at the training temperature (dotted)"
+        "Gradient masking check: C&W $L_2$ against the logits (solid, filled markers) and "
+        "against softmax(logits / T) at the training temperature (dotted, hollow markers)"
     )
     fig, axes = _grid(2, len(datasets), title, width=5.6, height=4.4)
     for j, dataset in enumerate(datasets):
@@ -237,7 +291,8 @@ class FigureSpec:
         columns: the columns any of which must hold data for it to be drawn.
         layout: draws it, given the table and the dataset (per dataset) or datasets.
         per_dataset: one figure per dataset rather than one for all.
-        notes: the lines under it.
+        notes: the lines under it; a callable one gets the table drawn and the interval level
+            (e.g. "95%").
         intervals: whether its means carry intervals when per-image data are given.
     """
 
@@ -246,12 +301,14 @@ class FigureSpec:
     columns: tuple[str, ...]
     layout: Callable[[pd.DataFrame, object], Figure]
     per_dataset: bool = False
-    notes: tuple[str, ...] = _TEST_SET_NOTES
+    notes: tuple[str | Callable[[pd.DataFrame, str], str], ...] = _TEST_SET_NOTES
     intervals: bool = False
 
 
 FIGURES = (
-    FigureSpec("fig3_accuracy", three_stage, ("test_accuracy",), _fig_accuracy),
+    FigureSpec(
+        "fig3_accuracy", three_stage, ("test_accuracy",), _fig_accuracy, notes=_ACCURACY_NOTES
+    ),
     FigureSpec(
         "fig4_sensitivity",
         three_stage,
@@ -307,6 +364,16 @@ def _datasets(df: pd.DataFrame) -> list[str]:
     return known + sorted(set(map(str, df["dataset"])) - set(known))
 
 
+def _skip_reason(df: pd.DataFrame, spec: FigureSpec) -> str:
+    """Why `spec` cannot be drawn from `df`: the chain it needs, or its columns."""
+    if spec.rows(df).empty:
+        return f"it needs {_ROW_NEEDS[spec.rows]}; the results have none"
+    present = [c for c in spec.columns if c in df.columns]
+    if not present:
+        return f"the results have none of the columns {', '.join(spec.columns)}"
+    return f"no values in columns {', '.join(present)} for {_ROW_NEEDS[spec.rows]}"
+
+
 def _plan(df: pd.DataFrame) -> tuple[list[tuple[FigureSpec, str, object]], dict[str, str]]:
     """The figures the data allow, as (spec, file stem, argument), and why others are not."""
     planned, skipped = [], {}
@@ -316,7 +383,7 @@ def _plan(df: pd.DataFrame) -> tuple[list[tuple[FigureSpec, str, object]], dict[
             d for d, rows in groups if any(has_data(spec.rows(rows), c) for c in spec.columns)
         ]
         if not usable:
-            skipped[spec.name] = f"no data in columns {', '.join(spec.columns)}"
+            skipped[spec.name] = _skip_reason(df, spec)
         elif spec.per_dataset:
             planned += [(spec, f"{spec.name}_{d}", d) for d in usable]
         else:
@@ -368,9 +435,9 @@ def build_figures(
     check_results(results_df)
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
-    df = results_df
+    df = _with_accuracy_intervals(results_df, ci_level)
     if per_image is not None:
-        df = _with_intervals(results_df, perturbation_intervals(per_image, ci_level))
+        df = _with_intervals(df, perturbation_intervals(per_image, ci_level))
     level = _level_text(ci_level)
     ci_note = (
         f"Error bars on the means: {level} BCa bootstrap intervals over the images fooled."
@@ -380,7 +447,8 @@ def build_figures(
     figures = {}
     for spec, stem, argument in _plan(df)[0]:
         fig = spec.layout(df, argument)
-        notes = [*spec.notes, ci_note if spec.intervals else ""]
+        notes = [note if isinstance(note, str) else note(df, level) for note in spec.notes]
+        notes.append(ci_note if spec.intervals else "")
         if spec.name == "fig8_multistep_robustness" and per_image is not None:
             notes.append("The averages over T (right) carry no interval; see those per T (left).")
         notes.append(caption or "")
@@ -467,6 +535,7 @@ def write_figures(
         uncertainty += f"per-image file(s): {', '.join(map(str, paths))}"
     else:
         uncertainty = "no per-image data: no intervals"
+    reasons = "; ".join(f"skipped {name}: {reason}" for name, reason in skipped.items())
     return f"wrote {len(written)} files to {output_dir}; {uncertainty}" + (
-        f"; skipped {', '.join(skipped)} (no data)" if skipped else ""
+        f"; {reasons}" if reasons else ""
     )

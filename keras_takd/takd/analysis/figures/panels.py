@@ -11,10 +11,14 @@ Rows are split by the length of their chain (`tables.chain_length`). Chains of a
 models (teacher, assistant, student) are drawn one line per `role` (`three_stage`); longer
 chains (section VI, Figs. 7-8) one line per `stage` (`multistep`). Repeated rows of one model
 (e.g. several seeds) are averaged. Every series has its own marker and line style and is
-shifted sideways by a few percent of T, so that equal values do not hide each other; legends
-say how many images a point rests on. Columns `<column>_ci_low` / `_ci_high` / `_ci_n` (added
-by `figures.catalog` from per-image data) are drawn as error bars. Drawing only: every number
-comes from the results table or `keras_takd.takd.analysis.statistics`.
+shifted sideways by a few percent of T, so that equal values do not hide each other; a grey
+band around each real temperature holds its shifted points, x ticks sit only at the real
+temperatures and the axis spans at least one decade, so that the shift never reads as other
+temperatures (even in a run at one T). Legends say how many images a point rests on. Columns
+`<column>_ci_low` / `_ci_high` / `_ci_n` (added by `figures.catalog`) are drawn as error bars.
+A panel without points says why: "not measured" where the column is absent, "0 of n fooled"
+where the attack ran and fooled no image. Drawing only: every number comes from the results
+table, `keras_takd.takd.analysis.statistics` or `keras_takd.core.statistics`.
 """
 
 from __future__ import annotations
@@ -41,6 +45,11 @@ ROLE_STYLES = {
 _LINESTYLES = ("-.", (0, (5, 1)), (0, (3, 1, 1, 1)), (0, (1, 1)), (0, (8, 2, 2, 2)), ":")
 _MARKERS = ("s", "^", "D", "v", "P", "X", "*", "h")
 _DODGE_DECADES = 0.03  # sideways shift between neighbouring series, in decades of T
+_BAND_MARGIN_DECADES = 0.02  # the band around a temperature reaches this far past its points
+_MIN_AXIS_DECADES = 1.0  # the narrowest temperature axis, so that one T is not spread wide
+ACCURACY_MIN_SPAN = 10.0
+"""The narrowest y axis of Fig. 3, in percentage points, so that a small gap looks small."""
+_TEST_SET_COLUMNS = ("test_accuracy", "confidence")  # plus sensitivity_*: on metric_images
 ATTACK_NAMES = {"l0": "C&W $L_0$", "l2": "C&W $L_2$", "linf": r"C&W $L_\infty$"}
 PERTURBATION_UNITS = {
     "l0": "pixels changed",
@@ -51,6 +60,8 @@ SENSITIVITY_NAMES = {
     "logits": "gradient of the sum of logits",
     "softmax": "gradient of P(predicted class), T = 1",
 }
+_MASKED_STYLE = {"linestyle": ":", "markerfacecolor": "none"}
+"""The softmax attack of `plot_gradient_masking`: dotted with hollow markers."""
 _PAIR_STYLES = (
     {"color": "tab:blue", "linestyle": "-", "marker": "^"},
     {"color": "tab:orange", "linestyle": "-.", "marker": "s"},
@@ -61,6 +72,7 @@ CI_LOW, CI_HIGH, CI_N = "_ci_low", "_ci_high", "_ci_n"
 
 
 def has_data(df: pd.DataFrame, column: str) -> bool:
+    """Whether `df` has `column` with at least one value."""
     return column in df.columns and bool(df[column].notna().any())
 
 
@@ -96,9 +108,12 @@ def _counts(df: pd.DataFrame, column: str) -> pd.Series:
 
     Means and maxima rest on the images fooled (attacked x success rate; for a mean with an
     interval, the per-image count), success rates on the images attacked; a budget success
-    rate on the images its attack attacked.
+    rate on the images its attack attacked; accuracy, sensitivities and confidence on
+    `metric_images`.
     """
     counts = pd.Series(np.nan, index=df.index)
+    if _is_test_set_column(column) and "metric_images" in df.columns:
+        counts = df["metric_images"].astype(float)
     split = _prefix_and_statistic(column)
     attacked = df.get(f"{split[0]}_attacked") if split else None
     if attacked is not None:
@@ -110,6 +125,10 @@ def _counts(df: pd.DataFrame, column: str) -> pd.Series:
     if f"{column}{CI_N}" in df.columns:  # the images the interval rests on, where known
         counts = df[f"{column}{CI_N}"].astype(float).fillna(counts)
     return counts
+
+
+def _is_test_set_column(column: str) -> bool:
+    return column in _TEST_SET_COLUMNS or column.startswith("sensitivity_")
 
 
 def _curves(df: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]:
@@ -161,6 +180,11 @@ def _dodge(
     return [10 ** (spacing * (i - (count - 1) / 2)) for i in range(count)]
 
 
+def _band(factors: Sequence[float]) -> float:
+    """Half-width in decades of the band around each temperature that holds its shifted points."""
+    return float(np.abs(np.log10(factors)).max()) + _BAND_MARGIN_DECADES
+
+
 def _n_text(n: pd.Series) -> str:
     """ "n = 25" or "n = 20-25" for the counts of one series; "" when unknown."""
     n = n.dropna()
@@ -170,11 +194,11 @@ def _n_text(n: pd.Series) -> str:
     return f"n = {low}" if low == high else f"n = {low}–{high}"
 
 
-def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> None:
+def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> list[float]:
     """Draws each (label, table) of `_curves`, dodged, with error bars where it has intervals.
 
     `factors` shift the series sideways (default: `_dodge` over these curves); `override`
-    replaces style entries, e.g. the line style.
+    replaces style entries, e.g. the line style. Returns the factors used.
     """
     if factors is None:
         factors = _dodge([t for _, curve in curves for t in curve.index], len(curves))
@@ -191,18 +215,44 @@ def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> No
             ax.errorbar(x, y, yerr=yerr, capsize=2, elinewidth=1, **style)
         else:
             ax.plot(x, y, **style)
+    return list(factors)
 
 
-def _temperature_axis(ax, temperatures: Sequence[float]) -> None:
+def _temperature_axis(ax, temperatures: Sequence[float], factors: Sequence[float]) -> None:
+    """A log-T axis ticked only at the real `temperatures`, each in a grey band that holds the
+    points `factors` shifted sideways, at least `_MIN_AXIS_DECADES` wide."""
+    band = _band(factors)
     ax.set_xscale("log")
+    for t in temperatures:
+        ax.axvspan(t * 10**-band, t * 10**band, color="0.9", linewidth=0, zorder=0)
+    logs = np.log10(temperatures)
+    centre = (logs.min() + logs.max()) / 2
+    half = max((logs.max() - logs.min()) / 2 + band + 0.1, _MIN_AXIS_DECADES / 2)
+    ax.set_xlim(10 ** (centre - half), 10 ** (centre + half))
     ax.set_xticks(list(temperatures))
     ax.set_xticklabels([f"{t:g}" for t in temperatures])
     ax.minorticks_off()
     ax.set_xlabel("distillation temperature T (log scale)")
 
 
-def _no_data(ax, title: str) -> None:
-    ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+def _empty_text(df: pd.DataFrame, column: str) -> str:
+    """Why a panel of `column` has no point: "not measured" only where the column is absent;
+    "0 of n fooled" where the attack ran and fooled no image (a mean or max of nothing)."""
+    if column not in df.columns:
+        return "not measured"
+    split = _prefix_and_statistic(column)
+    rate = df.get(f"{split[0]}_success_rate") if split else None
+    if split and split[1] in ("mean", "max") and rate is not None and rate.notna().any():
+        if (rate.dropna() == 0).all():
+            attacked = df.get(f"{split[0]}_attacked")
+            n = _n_text(attacked[rate.notna()]) if attacked is not None else ""
+            images = n.removeprefix("n = ") if n else "the attacked"
+            return f"0 of {images} fooled\n(images attacked per model)"
+    return "no values in the results"
+
+
+def _no_data(ax, title: str, text: str = "not measured") -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -243,10 +293,10 @@ def plot_vs_temperature(
     """
     curves = _curves(df, column)
     if not curves:
-        _no_data(ax, title)
+        _no_data(ax, title, _empty_text(df, column))
         return
-    _draw_series(ax, curves, scale)
-    _temperature_axis(ax, sorted({t for _, curve in curves for t in curve.index}))
+    factors = _draw_series(ax, curves, scale)
+    _temperature_axis(ax, sorted({t for _, curve in curves for t in curve.index}), factors)
     if logy:
         ax.set_yscale("log")
     if ylim is not None:
@@ -258,10 +308,25 @@ def plot_vs_temperature(
 
 
 def plot_accuracy(ax, df: pd.DataFrame, dataset: str) -> None:
-    """Fig. 3: test accuracy (T = 1) against the distillation temperature, per role."""
+    """Fig. 3: test accuracy (T = 1) against the distillation temperature, per role.
+
+    The y axis spans at least `ACCURACY_MIN_SPAN` percentage points (within 0-100), error bars
+    included, so that a gap of half a point does not fill the panel.
+    """
     rows = three_stage(df[df["dataset"] == dataset])
     title = f"{dataset_label(dataset)}: test accuracy"
     plot_vs_temperature(ax, rows, "test_accuracy", "test accuracy at T = 1 (%)", title, 100.0)
+    if has_data(rows, "test_accuracy"):
+        _widen(ax, ACCURACY_MIN_SPAN, (0.0, 100.0))
+
+
+def _widen(ax, span: float, bounds: tuple[float, float]) -> None:
+    """Widens the y axis about its centre to at least `span`, kept within `bounds`."""
+    low, high = ax.get_ylim()
+    if high - low >= span:
+        return
+    centre = min(max((low + high) / 2, bounds[0] + span / 2), bounds[1] - span / 2)
+    ax.set_ylim(centre - span / 2, centre + span / 2)
 
 
 def plot_near_zero_gradients(ax, df: pd.DataFrame, dataset: str, of: str = "logits") -> None:
@@ -328,9 +393,10 @@ def plot_multistep_average(ax, df: pd.DataFrame, dataset: str, attack: str) -> N
     """Fig. 8 (right): mean minimal perturbation averaged over temperatures, per step (the
     mean of the left panel's points; their n is in its legend)."""
     title = f"{dataset_label(dataset)}, {ATTACK_NAMES[attack]}: averaged over T"
-    curves = _curves(multistep(df[df["dataset"] == dataset]), f"{attack}_mean")
+    rows = multistep(df[df["dataset"] == dataset])
+    curves = _curves(rows, f"{attack}_mean")
     if not curves:
-        _no_data(ax, title)
+        _no_data(ax, title, _empty_text(rows, f"{attack}_mean"))
         return
     labels = [role for role, _ in curves]
     heights = [curve["value"].mean() for _, curve in curves]
@@ -345,7 +411,8 @@ def plot_multistep_average(ax, df: pd.DataFrame, dataset: str, attack: str) -> N
 
 
 def plot_gradient_masking(ax, df: pd.DataFrame, dataset: str, statistic: str = "mean") -> None:
-    """C&W L2 against the logits (solid) and against softmax(logits / T) (dotted), per role.
+    """C&W L2 against the logits (solid, filled markers) and against softmax(logits / T)
+    (dotted, hollow markers), per role; the legend names each series.
 
     A model that looks robust only against the softmax attack masks its gradients: the attack
     on the logits is the real measurement (Carlini & Wagner 2017). Means carry their interval
@@ -361,24 +428,32 @@ def plot_gradient_masking(ax, df: pd.DataFrame, dataset: str, statistic: str = "
     percent = statistic == "success_rate"
     what = "attacked images fooled" if percent else f"{statistic} $L_2$ perturbation"
     title = f"{dataset_label(dataset)}: C&W $L_2$, {what}"
-    targets = {"logits": ("l2", "-"), "softmax(logits / T)": (MASKED_L2_PREFIX, ":")}
-    curves = {name: _curves(rows, f"{prefix}_{statistic}") for name, (prefix, _) in targets.items()}
+    targets = {
+        "logits": ("l2", {"linestyle": "-"}),
+        "softmax(logits / T)": (MASKED_L2_PREFIX, _MASKED_STYLE),
+    }
+    columns = {name: f"{prefix}_{statistic}" for name, (prefix, _) in targets.items()}
+    curves = {name: _curves(rows, column) for name, column in columns.items()}
     if not any(curves.values()):
-        _no_data(ax, title)
+        texts = {name: _empty_text(rows, column) for name, column in columns.items()}
+        same = len(set(texts.values())) == 1
+        lines = [f"{name}: {text}" for name, text in texts.items()]
+        _no_data(ax, title, texts["logits"] if same else "\n".join(lines))
         return
     handles, count = [], sum(len(c) for c in curves.values())
     temperatures = [t for c in curves.values() for _, v in c for t in v.index]
     factors = _dodge(temperatures, count)  # one shift per series of both attacks
+    remaining = factors
     for name, target_curves in curves.items():
-        shifts, factors = factors[: len(target_curves)], factors[len(target_curves) :]
+        shifts, remaining = remaining[: len(target_curves)], remaining[len(target_curves) :]
         scale = 100.0 if percent else 1.0
-        _draw_series(ax, target_curves, scale, shifts, linestyle=targets[name][1])
+        _draw_series(ax, target_curves, scale, shifts, **targets[name][1])
         for index, (role, curve) in enumerate(target_curves):
-            style = {**_style(role, index, len(target_curves)), "linestyle": targets[name][1]}
+            style = {**_style(role, index, len(target_curves)), **targets[name][1]}
             n = _n_text(curve["n"])
             label = f"{role}, {name}" + (f" ({n})" if n else "")
             handles.append(Line2D([], [], label=label, **style))
-    _temperature_axis(ax, sorted(set(temperatures)))
+    _temperature_axis(ax, sorted(set(temperatures)), factors)
     ax.legend(handles=handles, fontsize="x-small")
     ax.set_ylabel(f"{what} (%)" if percent else what)
     if percent:
@@ -412,7 +487,7 @@ def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack:
     title = f"{dataset_label(dataset)}, {ATTACK_NAMES.get(attack, attack)}: paired differences"
     rows = rows[rows["n"] > 0]
     if rows.empty:
-        _no_data(ax, title)
+        _no_data(ax, title, "no image pair fooled under both models")
         return
     factors = _dodge(rows["temperature"], len(PAIRS), 2 * _DODGE_DECADES)  # wide error bars
     for (later, earlier), style, factor in zip(PAIRS, _PAIR_STYLES, factors, strict=True):
@@ -437,7 +512,7 @@ def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack:
                 color=style["color"],
             )
     ax.axhline(0.0, color="black", linewidth=0.8)
-    _temperature_axis(ax, sorted(set(rows["temperature"])))
+    _temperature_axis(ax, sorted(set(rows["temperature"])), factors)
     ax.margins(y=0.15)
     ax.set_ylabel(f"paired difference in {PERTURBATION_UNITS.get(attack, 'distance')}")
     ax.set_title(title)
