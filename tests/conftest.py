@@ -15,6 +15,7 @@ body carries `@pytest.mark.slow`.
 import contextlib
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 
@@ -209,6 +210,27 @@ def held_by_another_process():
     """`with held_by_another_process(folder, lock="run.lock") as pid:` a child process holds
     `folder/lock` exclusively for the block; `pid` is its process id."""
     return _held_by_another_process
+
+
+@contextlib.contextmanager
+def _no_hang(seconds: float = 5):
+    def alarm(*_):
+        raise TimeoutError(f"blocked for more than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.fixture(scope="session")
+def no_hang():
+    """`with no_hang():` a block that blocks for over 5 s (a FIFO opened for reading) fails
+    with TimeoutError instead of hanging the suite."""
+    return _no_hang
 
 
 def _clipped(fig, tolerance: float = 1.0) -> list[str]:

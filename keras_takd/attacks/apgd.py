@@ -58,7 +58,7 @@ import tensorflow as tf
 
 from keras_takd.attacks import common, projections
 from keras_takd.attacks.optimizers import expand_to
-from keras_takd.attacks.preparation import AttackInputs, prepare_inputs
+from keras_takd.attacks.preparation import AttackInputs, check_positive_finite, prepare_inputs
 from keras_takd.attacks.projected_gradient_descent import random_start_points
 
 NORMS = ("linf", "l2")
@@ -255,8 +255,7 @@ def check_options(
     Raises:
         ValueError: naming the first option APGD cannot run with.
     """
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    check_positive_finite("eps", eps)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if loss not in LOSSES:

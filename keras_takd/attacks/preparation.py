@@ -210,6 +210,23 @@ def prepare_inputs(
     )
 
 
+def check_positive_finite(name: str, value: Any) -> None:
+    """Checks an attack option that must be a finite number > 0 (a radius, a step size).
+
+    An infinite radius would overflow the projection and a NaN one would silently disable it,
+    so both are refused like a negative one.
+
+    Args:
+        name: the option's name, for the message (e.g. "eps").
+        value: its value.
+
+    Raises:
+        ValueError: `value` is not a finite number > 0.
+    """
+    if not (value > 0 and np.isfinite(value)):
+        raise ValueError(f"{name} must be > 0 and finite, got {value}")
+
+
 def _check_images(x: Any, clip_min: float, clip_max: float) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 4:

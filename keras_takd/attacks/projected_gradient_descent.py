@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import common, projections
-from keras_takd.attacks.preparation import prepare_inputs
+from keras_takd.attacks.preparation import check_positive_finite, prepare_inputs
 
 NORMS = ("linf", "l2")
 _TINY = 1e-12
@@ -282,10 +282,8 @@ def _build_runner(
 
 
 def _check_options(eps: float, step_size: float, steps: int, norm: str) -> None:
-    if not eps > 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}")
+    check_positive_finite("eps", eps)
+    check_positive_finite("step_size", step_size)
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps}")
     if norm not in NORMS:

@@ -8,6 +8,22 @@ shards of one evaluation run side by side, and its own shard's lock file exclusi
 Exclusive holders write their PID into the lock file, so a refused process can name them.
 The lock files stay in the folder (deleting one would let two processes lock two different
 files of the same name); the kernel drops a lock when its holder exits, even after `kill -9`.
+
+A lock file is opened with O_NOFOLLOW and never truncated: the PID is written over a
+fixed-width field, and a lock path that is a symbolic link, not a regular file, or a file with
+another hard link is refused with one line naming it, so a planted link cannot make a lock
+overwrite a file outside the run folder.
+
+Shared filesystems: a flock is enforced by the kernel of the host that takes it. A Linux NFS
+client (NFSv4, or NFSv3 with lockd) forwards it to the server, so hosts exclude each other;
+where locks stay local to the client (NFS mounted with `local_lock=flock` or `local_lock=all`,
+sshfs, most FUSE filesystems) a process on a second host sees no lock, so two hosts can train
+one run folder, or train and evaluate it, at once and race on its files. What stays protected
+there is every process on one host, and the atomic writes (no reader sees half a file). On such
+a filesystem let one host own a run folder at a time: train it from one host; spread an
+evaluation's shards over hosts only once training has finished, each host its own
+`--shard_index` and no shard run twice; or keep run folders on a local disk and copy them when
+done.
 TensorFlow-free.
 """
 
@@ -19,7 +35,12 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+from keras_takd.core import files
+
 RUN_LOCK = "run.lock"
+
+# The PID field at the start of a lock file: overwritten in place, never truncated.
+_PID_FIELD = 20
 
 
 class FolderInUseError(OSError):
@@ -40,10 +61,17 @@ def hold_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[pathlib
     Raises:
         FolderInUseError: another process holds a conflicting lock; the message names the PIDs
             of the processes holding the folder's lock files.
+        files.NotRegularFileError: `path` is a symbolic link, not a regular file, or a file
+            with other hard links; the message names it.
     """
     path = pathlib.Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = files.open_regular(path, os.O_RDWR | os.O_CREAT, follow=False)
     try:
+        links = os.fstat(fd).st_nlink
+        if links != 1:
+            raise files.NotRegularFileError(
+                f"{path} has {links} hard links, expected 1: it may be another file; delete it"
+            )
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -52,22 +80,30 @@ def hold_lock(path: str | os.PathLike, shared: bool = False) -> Iterator[pathlib
                 "locked): wait for it to finish, or use another output_dir"
             ) from None
         if not shared:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            _write_holder(fd, str(os.getpid()))
         try:
             yield path
         finally:
             if not shared:
-                os.ftruncate(fd, 0)  # a released lock names no holder
+                _write_holder(fd, "")  # a released lock names no holder
     finally:
         os.close(fd)  # releases the lock
+
+
+def _write_holder(fd: int, pid: str) -> None:
+    """Writes `pid` (or blanks) over the lock file's PID field, in place."""
+    os.pwrite(fd, f"{pid:<{_PID_FIELD}}\n".encode(), 0)
 
 
 def _holders(folder: pathlib.Path) -> str:
     """The PIDs written in the folder's lock files by running processes, e.g. "4242"."""
     pids = set()
     for lock in folder.glob("*.lock"):
-        text = lock.read_text(errors="replace").strip()
+        try:
+            text = files.read_bytes(lock, follow=False)[: _PID_FIELD + 1].decode(errors="replace")
+        except OSError:  # gone, or not a regular file: it names no holder
+            continue
+        text = text.strip()
         if text.isdigit() and _running(int(text)):
             pids.add(int(text))
     return ", ".join(map(str, sorted(pids))) or "(PID unknown)"

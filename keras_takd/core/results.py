@@ -7,7 +7,6 @@ records and checks its configuration the same way.
 
 from __future__ import annotations
 
-import json
 import pathlib
 import platform
 import sys
@@ -78,13 +77,15 @@ def prepare_run_dir(
 
     Raises:
         OSError: the directory cannot be created or written.
+        files.NotRegularFileError: run.json is a FIFO, a folder or a device.
+        ValueError: run.json is a link out of the run folder.
         ConfigMismatchError: run.json records another configuration or is not ours.
     """
     out = files.check_writable(output_dir)
-    run_json = out / "run.json"
+    run_json = files.inside(out, out / "run.json")
     if run_json.exists():
         try:
-            previous = json.loads(run_json.read_text())["configuration"]
+            previous = files.read_json(run_json)["configuration"]
         except (ValueError, KeyError, TypeError):
             raise ConfigMismatchError(
                 f"{run_json} is not a keras_takd run.json: use another output_dir"

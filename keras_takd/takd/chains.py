@@ -33,7 +33,6 @@ one-line warning says so (`learning_warning`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import pathlib
 import time
@@ -123,10 +122,10 @@ def _stage_fingerprint(data: Dataset, config: TrainConfig, temperature: float, s
 
 def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None:
     """Returns the stage's metadata if it finished with this configuration, else None."""
-    meta_path = stage_dir / "metadata.json"
+    meta_path = files.check_regular(stage_dir / "metadata.json")  # a FIFO would block
     if not meta_path.exists():
         return None
-    metadata = json.loads(meta_path.read_text())
+    metadata = files.read_json(meta_path)
     check_same_config(metadata["fingerprint"], fingerprint, stage_dir)
     return metadata
 

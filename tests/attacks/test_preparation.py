@@ -75,3 +75,30 @@ def test_prepare_refuses_probability_outputs_unless_allowed(toy):
     with pytest.raises(ValueError, match="look like probabilities"):
         prepare_inputs(probabilities, x, y)
     prepare_inputs(probabilities, x, y, allow_probabilities=True)
+
+
+@pytest.mark.parametrize("radius", [float("inf"), float("-inf"), float("nan"), -0.1])
+@pytest.mark.parametrize(
+    "attack, options",
+    [
+        ("projected_gradient_descent", dict(step_size=0.01, steps=2)),
+        ("apgd", dict(steps=2)),
+        ("fast_gradient_sign", {}),
+        ("autoattack_lite", dict(steps=2)),
+    ],
+)
+def test_a_radius_that_is_not_a_finite_positive_number_is_refused(toy, attack, options, radius):
+    import keras_takd.attacks
+
+    model, x, y = toy
+    with pytest.raises(ValueError, match=r"^eps must be > 0 and finite, got (-?inf|nan|-0\.1)$"):
+        getattr(keras_takd.attacks, attack)(model, x, y, eps=radius, **options)
+
+
+@pytest.mark.parametrize("step_size", [float("inf"), float("nan")])
+def test_a_non_finite_step_size_is_refused(toy, step_size):
+    from keras_takd.attacks import projected_gradient_descent
+
+    model, x, y = toy
+    with pytest.raises(ValueError, match="^step_size must be > 0 and finite, got"):
+        projected_gradient_descent(model, x, y, eps=0.1, step_size=step_size, steps=2)

@@ -18,7 +18,7 @@ def test_a_second_exclusive_lock_is_refused_naming_the_holder(tmp_path):
         with pytest.raises(FolderInUseError):
             with hold_lock(tmp_path / RUN_LOCK, shared=True):
                 pass
-    assert (tmp_path / RUN_LOCK).read_text() == ""  # released: names no holder
+    assert (tmp_path / RUN_LOCK).read_text().strip() == ""  # released: names no holder
     with lock_run_folder(tmp_path):  # free again
         pass
 
@@ -42,3 +42,47 @@ def test_another_process_is_refused_at_once_and_named(tmp_path, held_by_another_
         assert expected in str(refused.value)
     with lock_run_folder(tmp_path):  # the holder exited: its lock went with it
         pass
+
+
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_kept(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "evaluate.lock").symlink_to(precious)
+    with pytest.raises(OSError, match=r"evaluate\.lock is a symbolic link, expected a regular"):
+        with hold_lock(run / "evaluate.lock"):
+            pass
+    (run / RUN_LOCK).symlink_to(tmp_path / "missing.txt")  # a dangling link is not created
+    with pytest.raises(OSError, match=r"run\.lock is a symbolic link"):
+        with lock_run_folder(run):
+            pass
+    assert precious.read_text() == "keep me\n" and not (tmp_path / "missing.txt").exists()
+
+
+def test_a_lock_file_that_is_a_folder_or_a_fifo_is_refused(tmp_path):
+    (tmp_path / RUN_LOCK).mkdir()
+    with pytest.raises(OSError, match=r"run\.lock is a folder, expected a regular file"):
+        with lock_run_folder(tmp_path):
+            pass
+    os.mkfifo(tmp_path / "evaluate.lock")
+    with pytest.raises(OSError, match=r"evaluate\.lock is a FIFO, expected a regular file"):
+        with hold_lock(tmp_path / "evaluate.lock"):
+            pass
+
+
+def test_a_lock_file_is_never_truncated(tmp_path):
+    # A hard link to a file elsewhere is a regular file: writing the PID must not empty it.
+    precious = tmp_path / "precious.txt"
+    precious.write_text("x" * 100)
+    run = tmp_path / "run"
+    run.mkdir()
+    os.link(precious, run / RUN_LOCK)
+    with pytest.raises(OSError, match=r"run\.lock has 2 hard links, expected 1"):
+        with lock_run_folder(run):
+            pass
+    assert precious.read_text() == "x" * 100
+    (run / RUN_LOCK).unlink()
+    with lock_run_folder(run):
+        size = (run / RUN_LOCK).stat().st_size
+    assert (run / RUN_LOCK).stat().st_size == size  # released by overwriting, not truncating

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 
 import keras
 import numpy as np
@@ -331,3 +332,22 @@ def test_a_cifar10_npz_not_the_real_set_runs_under_its_own_label(cifar10_data_di
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["configuration"]["data"]["dataset"] == "cifar10"  # data is reloaded by name
     assert run["configuration"]["data"]["label"] == "cifar10-synthetic"
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "folder"])
+def test_a_stage_metadata_that_is_not_a_regular_file_is_refused_at_once(tmp_path, kind, no_hang):
+    from keras_takd.core.files import NotRegularFileError
+    from keras_takd.takd.chains import _load_if_complete
+
+    metadata = tmp_path / "metadata.json"
+    os.mkfifo(metadata) if kind == "FIFO" else metadata.mkdir()
+    with no_hang(), pytest.raises(NotRegularFileError, match=f"^{metadata} is a {kind}, expe"):
+        _load_if_complete(tmp_path, {})
+
+
+def test_a_stage_metadata_that_is_not_json_is_named(tmp_path):
+    from keras_takd.takd.chains import _load_if_complete
+
+    (tmp_path / "metadata.json").write_text('{"fingerprint": ')
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'metadata.json'} is not JSON: "):
+        _load_if_complete(tmp_path, {})

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import pathlib
 from collections.abc import Iterator
 
 import pandas as pd
 
-from keras_takd.core import locking
-from keras_takd.core.files import check_keras_file
+from keras_takd.core import files, locking
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.schema import (
     APGD_ATTACKS,
@@ -87,11 +85,32 @@ class Run:
             FileNotFoundError: the model is missing.
             ValueError: it is corrupt, or outside the run folder.
         """
-        return check_keras_file(self.model_path(row))
+        return files.check_keras_file(self.model_path(row))
 
     def unit_dir(self, cache: pathlib.Path, row) -> pathlib.Path:
-        """The row's folder in the unit cache `cache`, checked to be inside the run folder."""
-        return self.inside(pathlib.Path(cache) / _model_folder(row))
+        """The row's folder in the unit cache `cache`, checked before any unit is computed.
+
+        The folder, its shard folders and the unit files in them must resolve inside the run
+        folder, and every unit file must be a regular file, so no unit is computed only to
+        find it cannot be stored.
+
+        Raises:
+            ValueError: the folder, a shard folder or a unit file resolves outside the run.
+            files.NotRegularFileError: a unit file is a folder, a FIFO or a device.
+        """
+        unit_dir = self.inside(pathlib.Path(cache) / _model_folder(row))
+        for entry in _entries(unit_dir):  # metrics.json and the shard folders
+            self._check_unit_entry(entry)
+            if entry.suffix != ".json":
+                for unit in _entries(entry):
+                    self._check_unit_entry(unit)
+        return unit_dir
+
+    def _check_unit_entry(self, path: pathlib.Path) -> None:
+        """A unit folder's entry lies inside the run; a unit file (`*.json`) is regular."""
+        self.inside(path)
+        if path.suffix == ".json":
+            files.check_regular(path)
 
     def inside(self, path: pathlib.Path) -> pathlib.Path:
         """`path` if it resolves (symbolic links followed) inside the run folder.
@@ -99,12 +118,12 @@ class Run:
         Raises:
             ValueError: it resolves elsewhere.
         """
-        if not path.resolve().is_relative_to(self.output_dir.resolve()):
-            raise ValueError(
-                f"{path} resolves to {path.resolve()}, outside the run folder "
-                f"{self.output_dir.resolve()}: every file of a run must lie inside it"
-            )
-        return path
+        return files.inside(self.output_dir, path)
+
+
+def _entries(folder: pathlib.Path) -> list[pathlib.Path]:
+    """The entries of `folder`, or none if it is not a folder."""
+    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _model_folder(row) -> pathlib.Path:
@@ -119,6 +138,7 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
 
     Raises:
         FileNotFoundError: output_dir, its run.json or its results.csv is missing.
+        files.NotRegularFileError: run.json or results.csv is a FIFO, a folder or a device.
         ValueError: they are not what `keras_takd.main` writes (a column no keras_takd results
             file has; a row of another dataset, a temperature that is not a finite number
             > 0, a stage that is not an integer >= 1), or the run has no models.
@@ -129,12 +149,12 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
             f"output_dir {out} does not exist: train with keras_takd.main first"
         )
     for name in ("run.json", "results.csv"):
-        if not (out / name).is_file():
+        if not files.check_regular(files.inside(out, out / name)).is_file():
             raise FileNotFoundError(
                 f"{out} is not a keras_takd run: no {name} (train with keras_takd.main first)"
             )
     try:
-        run_json = json.loads((out / "run.json").read_text())
+        run_json = files.read_json(out / "run.json")
         run_json["configuration"]["data"]["dataset"]
         int(run_json["configuration"]["data"]["test_images"])
     except (ValueError, KeyError, TypeError):

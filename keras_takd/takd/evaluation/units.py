@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from keras_takd.core import metrics
+from keras_takd.core import files, metrics
 from keras_takd.takd.evaluation.config import FIXED_ARGUMENTS, EvaluationConfig, attack_function
 from keras_takd.takd.evaluation.indicator_units import indicated_attack, indicator_flags
 from keras_takd.takd.evaluation.tables import attack_statistics, empty_statistics
@@ -99,9 +99,12 @@ def load_model(path: str | pathlib.Path, expected_sha256: str | None = None) -> 
         (model, weights_sha256).
 
     Raises:
-        ValueError: the file holds other weights than `expected_sha256`.
+        FileNotFoundError: there is no file at `path`.
+        files.NotRegularFileError: `path` is a folder, a FIFO or a device.
+        ValueError: the file is corrupt or Keras cannot load it (the message names it), or it
+            holds other weights than `expected_sha256`.
     """
-    stat = os.stat(path)
+    stat = os.stat(files.check_regular(path))  # a folder or a FIFO is named, not loaded
     model, sha = _load(str(path), (stat.st_mtime_ns, stat.st_size, stat.st_ino))
     if expected_sha256 is not None and sha != expected_sha256:
         raise ValueError(
@@ -115,7 +118,11 @@ def load_model(path: str | pathlib.Path, expected_sha256: str | None = None) -> 
 def _load(path: str, stamp: tuple[int, int, int]) -> tuple[Any, str]:
     import keras
 
-    model = keras.saving.load_model(path)
+    model_file = files.check_keras_file(path)
+    try:
+        model = keras.saving.load_model(model_file)
+    except (ValueError, TypeError, KeyError, AttributeError) as e:  # a config it cannot rebuild
+        raise ValueError(f"model file {path} cannot be loaded by Keras: {e}") from None
     return model, weights_sha256(model)
 
 
