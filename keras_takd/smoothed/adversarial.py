@@ -38,7 +38,6 @@ lr 1e-4, weight decay 1e-4, and a multi-step ("MultiStepLR") schedule.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import keras
@@ -553,9 +552,9 @@ class EpochAccuracyCurves(keras.callbacks.Callback):
 
     def records(self) -> list[dict]:
         """The records written so far (from `path`), in epoch order."""
-        if self.path is None or not self.path.exists():
+        if self.path is None or not files.check_regular(self.path).exists():
             return []
-        return json.loads(self.path.read_text())["epochs"]
+        return files.read_json(self.path)["epochs"]
 
     def measure(self) -> dict[str, float]:
         """Clean and PGD accuracy of `network` on every set, now."""
