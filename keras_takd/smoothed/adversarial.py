@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import pgd_perturb
+from keras_takd.attacks.preparation import check_positive_finite
 from keras_takd.core import files
 from keras_takd.core.distillation import DistillerModel, make_batches
 
@@ -54,10 +55,8 @@ DEFAULT_STEPS = 10
 
 
 def _check_pgd(eps: float, step_size: float, steps: int) -> tuple[float, float, int]:
-    if not float(eps) > 0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
-    if not float(step_size) > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    check_positive_finite("eps", float(eps))
+    check_positive_finite("step_size", float(step_size))
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     return float(eps), float(step_size), int(steps)
