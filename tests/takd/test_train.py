@@ -239,3 +239,19 @@ def test_a_second_process_on_the_output_dir_is_refused(
         "wait for it to finish, or use another output_dir"
     )
     assert sorted(p.name for p in out.iterdir()) == ["run.lock"]
+
+
+def test_a_run_lock_that_is_a_symbolic_link_is_one_line_and_its_target_kept(
+    cli, shared_data_dir, tmp_path
+):
+    out, precious = tmp_path / "out", tmp_path / "precious.txt"
+    out.mkdir()
+    precious.write_text("keep me\n")
+    (out / "run.lock").symlink_to(precious)
+    args = [f"--data_dir={shared_data_dir}", f"--output_dir={out}", "--stages=1"]
+    proc = cli(COMMAND, *TOY, *args, "--temperature=5")
+    assert proc.returncode != 0
+    assert _error_line(proc) == (
+        f"keras-takd-train: error: {out / 'run.lock'} is a symbolic link, expected a regular file"
+    )
+    assert precious.read_text() == "keep me\n"
