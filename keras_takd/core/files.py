@@ -146,6 +146,31 @@ def inside(root: str | os.PathLike, path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
+def check_links_inside(root: str | os.PathLike) -> pathlib.Path:
+    """Checks that no symbolic link under the folder `root` leads out of it.
+
+    A run's commands build paths below the run folder (`<label>/T<t>/stage<k>/model.keras`,
+    the unit cache): a link planted on that way, e.g. `mnist -> /elsewhere`, would make them
+    read and write outside it. Links that stay inside are kept; links are not followed into.
+
+    Args:
+        root: the run folder.
+
+    Returns:
+        `root`, as a `pathlib.Path`.
+
+    Raises:
+        ValueError: a link under `root` resolves outside it; the message names the first.
+    """
+    root = pathlib.Path(root)
+    for folder, folders, names in os.walk(root):  # does not descend into linked folders
+        for name in sorted(folders + names):
+            path = pathlib.Path(folder, name)
+            if path.is_symlink():
+                inside(root, path)
+    return root
+
+
 def _umask() -> int:
     """The process's umask, read without changing it where /proc allows."""
     try:

@@ -18,6 +18,8 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from keras_takd.core import files
+
 # Keys of a `.keras` config.json that do not change what the model computes.
 _NOT_ARCHITECTURE = ("compile_config",)
 _PACKAGE = "keras_takd"
@@ -41,8 +43,8 @@ def architecture_sha256(path: str | pathlib.Path) -> str:
     Raises:
         ValueError: `path` is not a `.keras` archive with a readable config.json.
     """
-    try:
-        with zipfile.ZipFile(path) as archive:
+    try:  # opened as a regular file only: a FIFO would block
+        with open(files.open_regular(path), "rb") as file, zipfile.ZipFile(file) as archive:
             config = json.loads(archive.read("config.json"))
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
         raise ValueError(

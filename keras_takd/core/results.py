@@ -78,10 +78,10 @@ def prepare_run_dir(
     Raises:
         OSError: the directory cannot be created or written.
         files.NotRegularFileError: run.json is a FIFO, a folder or a device.
-        ValueError: run.json is a link out of the run folder.
+        ValueError: a link in the run folder (run.json, a dataset's folder...) leads out of it.
         ConfigMismatchError: run.json records another configuration or is not ours.
     """
-    out = files.check_writable(output_dir)
+    out = files.check_links_inside(files.check_writable(output_dir))
     run_json = files.inside(out, out / "run.json")
     if run_json.exists():
         try:
@@ -121,11 +121,12 @@ def update_results(
         The whole table, sorted by its key columns.
 
     Raises:
+        files.NotRegularFileError: `csv_path` is a FIFO, a folder or a device.
         ConfigMismatchError: the existing CSV lacks a key column (it is not ours).
     """
     csv_path, key = pathlib.Path(csv_path), list(key)
     new = pd.DataFrame(list(rows))
-    if csv_path.exists():
+    if files.check_regular(csv_path).exists():  # a FIFO would block the read
         old = pd.read_csv(csv_path)
         missing = [c for c in key if c not in old.columns]
         if missing:

@@ -38,7 +38,6 @@ lr 1e-4, weight decay 1e-4, and a multi-step ("MultiStepLR") schedule.
 from __future__ import annotations
 
 import dataclasses
-import json
 import pathlib
 
 import keras
@@ -46,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_takd.attacks import pgd_perturb
+from keras_takd.attacks.preparation import check_positive_finite
 from keras_takd.core import files
 from keras_takd.core.distillation import DistillerModel, make_batches
 
@@ -55,10 +55,8 @@ DEFAULT_STEPS = 10
 
 
 def _check_pgd(eps: float, step_size: float, steps: int) -> tuple[float, float, int]:
-    if not float(eps) > 0:
-        raise ValueError(f"eps must be > 0, got {eps!r}")
-    if not float(step_size) > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size!r}")
+    check_positive_finite("eps", float(eps))
+    check_positive_finite("step_size", float(step_size))
     if isinstance(steps, bool) or int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     return float(eps), float(step_size), int(steps)
@@ -553,9 +551,9 @@ class EpochAccuracyCurves(keras.callbacks.Callback):
 
     def records(self) -> list[dict]:
         """The records written so far (from `path`), in epoch order."""
-        if self.path is None or not self.path.exists():
+        if self.path is None or not files.check_regular(self.path).exists():
             return []
-        return json.loads(self.path.read_text())["epochs"]
+        return files.read_json(self.path)["epochs"]
 
     def measure(self) -> dict[str, float]:
         """Clean and PGD accuracy of `network` on every set, now."""

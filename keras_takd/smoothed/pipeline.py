@@ -243,9 +243,18 @@ def _history(history: keras.callbacks.History) -> dict:
     return {k: [float(v) for v in values] for k, values in history.history.items()}
 
 
+def _finished(directory: pathlib.Path) -> bool:
+    """Whether the stage in `directory` finished: its metadata.json is there.
+
+    Raises:
+        files.NotRegularFileError: metadata.json is a FIFO, a folder or a device.
+    """
+    return files.check_regular(directory / "metadata.json").exists()
+
+
 def _train_teacher(data: Dataset, config: SmoothedKDConfig, out: pathlib.Path, verbose, log):
     directory = out / "teacher"
-    if (directory / "metadata.json").exists():
+    if _finished(directory):
         return export.load_model(directory / "model.keras")
     set_seed(unit_seed(config.seed, "teacher"), deterministic=False)
     teacher, _ = build_networks(config, data.input_shape)
@@ -274,7 +283,7 @@ def _train_teacher(data: Dataset, config: SmoothedKDConfig, out: pathlib.Path, v
 
 def _soft_targets(data, config, out, smoothed: SmoothedClassifier) -> dict[str, np.ndarray]:
     path = out / "soft_targets.npz"
-    if not path.exists():
+    if not files.check_regular(path).exists():  # a FIFO would block np.load
         outputs = smoothed.aggregate(data.x_train, temperature=config.temperature)
         files.save_npz_atomic(path, **outputs._asdict())
     with np.load(path, allow_pickle=False) as arrays:
@@ -315,7 +324,7 @@ def _train_student(
 ) -> keras.Model:
     """Distils the student of one aggregation into `out/folder` (or loads it, when done)."""
     directory = out / folder
-    if (directory / "metadata.json").exists():
+    if _finished(directory):
         return export.load_model(directory / "model.keras")
     unit = "student" if folder == "student" else f"student/{aggregation}"
     set_seed(unit_seed(config.seed, unit), deterministic=False)
@@ -491,7 +500,7 @@ def _run_steps(data, out, config, verbose, log, on_warning) -> pd.DataFrame:
         students[name] = _train_student(
             data, config, out, soft_targets, verbose, aggregation, folder, log
         )
-        metadata = json.loads((out / folder / "metadata.json").read_text())
+        metadata = files.read_json(out / folder / "metadata.json")
         histories[aggregation] = metadata.get("curves", [])
         soft_losses[folder] = metadata.get("history", {}).get("soft_loss", [])
         log(f"student distilled from {aggregation} ready: {out / folder}")
@@ -504,7 +513,7 @@ def _run_steps(data, out, config, verbose, log, on_warning) -> pd.DataFrame:
         path = plotting_transfer.write_curve_figure(histories, config, out / "figures")
         log(f"per-epoch accuracy: {out / 'student_epochs.csv'}, {path}")
     x, y = data.x_test[: config.eval_size], data.y_test[: config.eval_size]
-    if not (out / "results.csv").exists():
+    if not files.check_regular(out / "results.csv").exists():
         set_seed(unit_seed(config.seed, "results"), deterministic=False)
         results = _white_box_results(x, y, config, teacher, smoothed, students, data.label)
         files.write_csv_atomic(out / "results.csv", results)
@@ -512,7 +521,7 @@ def _run_steps(data, out, config, verbose, log, on_warning) -> pd.DataFrame:
         for line in learning_warnings(results, soft_losses, config.temperature):
             warn(line)
     log(f"results: {out / 'results.csv'}")
-    if (out / "transfer.csv").exists():
+    if files.check_regular(out / "transfer.csv").exists():
         matrix = pd.read_csv(out / "transfer.csv")
     else:
         set_seed(unit_seed(config.seed, "transfer"), deterministic=False)

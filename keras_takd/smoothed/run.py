@@ -15,6 +15,7 @@ for bad input. Its flag names overlap those of `keras_takd.main`: run each as it
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -157,7 +158,7 @@ flags.register_validator(
     "transfer_eps_255", _radii, "--transfer_eps_255 must be radii in (0, 255], e.g. 2,8,30"
 )
 for _name in ("learning_rate", "temperature", "train_eps_255", "train_step_size_255"):
-    flags.register_validator(_name, lambda v: v > 0, f"--{_name} must be > 0")
+    flags.register_validator(_name, lambda v: 0 < v < math.inf, f"--{_name} must be > 0 and finite")
 flags.register_validator(
     "eval_eps_255", lambda v: 0 < v <= 255, "--eval_eps_255 must be in (0, 255]"
 )

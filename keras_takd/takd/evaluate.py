@@ -41,6 +41,7 @@ strategy, so a TF_CONFIG left in the environment does not change what it compute
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import sys
@@ -146,7 +147,12 @@ _FMN_STEPS = flags.DEFINE_integer(
     "fmn_steps", None, "FMN steps per image (default: the attack's 1,000).", lower_bound=1
 )
 _APGD_EPS = flags.DEFINE_float(
-    "apgd_eps", None, "APGD's L-inf radius (default 0.3, MNIST's standard eps).", lower_bound=0
+    "apgd_eps", None, "APGD's L-inf radius (default 0.3, MNIST's standard eps)."
+)
+flags.register_validator(
+    "apgd_eps",
+    lambda eps: eps is None or 0 < eps < math.inf,
+    message="--apgd_eps must be > 0 and finite",
 )
 _APGD_STEPS = flags.DEFINE_integer(
     "apgd_steps", None, "APGD iterations per run (default: the attack's 100).", lower_bound=1

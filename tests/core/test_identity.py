@@ -68,3 +68,12 @@ def test_differences_name_each_part_that_differs():
         f"code_sha256 none recorded, {'d' * 12} now",
     ]
     assert identity.differences(wanted, wanted) == []
+
+
+def test_a_model_file_that_is_a_fifo_is_named_at_once(tmp_path, no_hang):
+    import os
+
+    model = tmp_path / "model.keras"
+    os.mkfifo(model)
+    with no_hang(), pytest.raises(ValueError, match=f"^{model}: .*{model} is a FIFO, expected"):
+        identity.architecture_sha256(model)

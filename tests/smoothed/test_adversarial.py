@@ -174,6 +174,15 @@ def test_bad_config_raises(kwargs):
         AdversarialConfig(**kwargs)
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("nan")])
+@pytest.mark.parametrize("name", ["eps", "step_size"])
+def test_a_non_finite_training_radius_or_step_is_refused(name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be > 0 and finite, got {value}$"):
+        AdversarialConfig(**{name: value})
+    with pytest.raises(ValueError, match=f"^{name} must be > 0 and finite, got {value}$"):
+        AdversarialDistillerModel(_linear_student(), **{name: value})
+
+
 def test_multistep_schedule_and_weight_decay():
     config = AdversarialConfig(learning_rate=1e-3, lr_milestones=(2, 4), lr_gamma=0.5)
     optimizer = make_adam_optimizer(config, steps_per_epoch=10)

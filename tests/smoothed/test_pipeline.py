@@ -64,3 +64,20 @@ def test_a_folder_in_use_is_refused_before_anything_is_written(data, tmp_path):
     with lock_run_folder(tmp_path), pytest.raises(FolderInUseError, match="is in use by process"):
         run_smoothed_kd(data, tmp_path, _config(), verbose=0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.lock"]
+
+
+@pytest.mark.parametrize("folder", ["teacher", "student"])
+def test_a_stage_metadata_that_is_a_fifo_is_refused_at_once(tmp_path, folder, no_hang):
+    import os
+
+    from keras_takd.core.files import NotRegularFileError
+    from keras_takd.smoothed import pipeline
+
+    (tmp_path / folder).mkdir()
+    os.mkfifo(tmp_path / folder / "metadata.json")
+    expected = f"^{tmp_path / folder / 'metadata.json'} is a FIFO, expected a regular file"
+    with no_hang(), pytest.raises(NotRegularFileError, match=expected):
+        if folder == "teacher":
+            pipeline._train_teacher(None, None, tmp_path, 0, print)
+        else:
+            pipeline._train_student(None, None, tmp_path, {}, 0, "mean", folder, print)

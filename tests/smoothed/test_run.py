@@ -163,6 +163,8 @@ def test_a_diverging_teacher_fails_with_one_line_and_is_not_saved(cli, tmp_path,
         ("--aggregation=median", "aggregation"),
         ("--num_samples=0", "num_samples"),
         ("--temperature=0", "temperature"),
+        ("--train_eps_255=inf", "--train_eps_255 must be > 0 and finite"),
+        ("--train_step_size_255=nan", "--train_step_size_255 must be > 0 and finite"),
         ("--no_such_flag=1", "no_such_flag"),
     ],
 )

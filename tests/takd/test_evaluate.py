@@ -33,6 +33,8 @@ def fake_run(tmp_path):
         (["--shard_index=2", "--num_shards=2"], "--shard_index must be smaller"),
         (["--num_shards=0"], "num_shards"),
         (["--num_images=0"], "num_images"),
+        (["--apgd_eps=inf"], "--apgd_eps must be > 0 and finite"),
+        (["--apgd_eps=0"], "--apgd_eps must be > 0 and finite"),
         (["--attack_images=l3=5"], "--attack_images must be"),
         (["--attack_images=l0=0"], "--attack_images must be"),
         (["--attack_images=l0=5,l0=6"], "--attack_images must be"),
