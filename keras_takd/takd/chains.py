@@ -220,11 +220,26 @@ def learning_warning(
     what = [f"test accuracy {100 * accuracy:.1f}% (chance {100 / num_classes:.0f}%)"]
     if flat:
         what.append(f"soft loss never left ln({num_classes}) = {uniform:.4f}")
+    hints = _learning_hints(temperature, int(row["stage"]) > 1, scale_soft_loss)
     return (
         f"{row['dataset']} T={temperature:g} stage {row['stage']} {row['role']} did not learn: "
-        f"{', '.join(what)}; saved anyway. Try more --epochs, --scale_soft_loss or a lower "
-        "--temperature"
+        f"{', '.join(what)}; saved anyway. Try {hints}"
     )
+
+
+def _learning_hints(temperature: float, distilled: bool, scale_soft_loss: bool) -> str:
+    """The settings that could help a stage learn, each named only where it can apply.
+
+    More epochs always can; --scale_soft_loss only a distilled stage (a teacher has no soft
+    loss) at T > 1 (at T = 1 it multiplies by 1) that was not scaled already; a lower
+    --temperature only a stage at T > 1.
+    """
+    hints = ["more --epochs"]
+    if distilled and temperature > 1 and not scale_soft_loss:
+        hints.append("--scale_soft_loss")
+    if temperature > 1:
+        hints.append("a lower --temperature")
+    return ", ".join(hints[:-1]) + f" or {hints[-1]}" if len(hints) > 1 else hints[0]
 
 
 def run_chain(
