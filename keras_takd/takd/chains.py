@@ -242,6 +242,10 @@ def _learning_hints(temperature: float, distilled: bool, scale_soft_loss: bool) 
     return ", ".join(hints[:-1]) + f" or {hints[-1]}" if len(hints) > 1 else hints[0]
 
 
+def _print_line(line: str) -> None:
+    print(line, flush=True)  # before Keras' own progress output, so it labels it
+
+
 def run_chain(
     data: Dataset,
     temperatures: Sequence[float],
@@ -253,7 +257,7 @@ def run_chain(
     verbose="auto",
     on_stage: Callable[[dict, bool], None] | None = None,
     strategy: tf.distribute.Strategy | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = _print_line,
     on_warning: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
@@ -271,8 +275,9 @@ def run_chain(
         on_stage: called as on_stage(row, already_complete) for each stage's results row.
         strategy: the tf.distribute strategy to build and train the models under (see
             `make_strategy`); None: the default strategy.
-        log: called with one line before each training (the warm start, each stage), so
-            Keras' progress lines below it are labelled; None: quiet.
+        log: called with one line before each training (the warm start, each stage: its
+            T, stage, role and epochs), so Keras' progress lines below it are labelled;
+            default: printed; None: quiet.
         on_warning: called with the one-line `learning_warning` of a stage that did not
             learn; None: `warnings.warn(line, RuntimeWarning)`.
 

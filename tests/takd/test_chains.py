@@ -313,6 +313,15 @@ def test_learning_warning_hints_only_what_can_apply(temperature, stage, scaled, 
     assert line.endswith(f"saved anyway. {hints}")
 
 
+def test_the_api_prints_a_line_naming_each_model_it_trains(tiny, tmp_path, capsys):
+    run_chain(tiny, [2.0], 2, tmp_path, CONFIG, verbose=0, on_warning=lambda line: None)
+    assert capsys.readouterr().out.splitlines() == [
+        "mnist warm start: 1 epoch at T = 1 on hard labels, shared by every stage",
+        "mnist T=2 stage 1 teacher: training, 1 epoch",
+        "mnist T=2 stage 2 student: training, 1 epoch",
+    ]
+
+
 def test_a_stage_that_did_not_learn_warns_and_is_still_saved(tiny, tmp_path):
     """Random labels at T = 100: chance accuracy, and the student's soft loss stays ln(10)."""
     lines, warned = [], []
