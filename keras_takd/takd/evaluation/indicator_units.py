@@ -134,19 +134,41 @@ def indicator_counts(attack: str, flags: Mapping[str, list | None]) -> dict[str,
     }
 
 
-def indicator_warnings(row: Mapping, kind: str, value: Mapping) -> list[str]:
-    """One warning line per indicator that tripped on a just-computed indicator unit."""
-    attack = indicated_attack(kind)
-    if attack is None:
-        return []
-    where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
-    lines = []
-    counts = indicator_counts(attack, value["flags"]).values()
-    for name, count in zip(INDICATORS, counts, strict=True):
-        if not pd.isna(count) and count > 0:
+class IndicatorWarnings:
+    """The warning lines of the indicators that trip, each indicator explained once.
+
+    The first time an indicator trips in an evaluation, a line says what it means; after that
+    (another model, another attack) only the short line naming the model, attack and count.
+    """
+
+    def __init__(self) -> None:
+        self._explained: set[str] = set()
+
+    def __call__(self, row: Mapping, kind: str, value: Mapping) -> list[str]:
+        """The warning lines of a just-computed unit (none for a unit that is no indicator's).
+
+        Args:
+            row: the model's results row.
+            kind: the unit's kind.
+            value: the unit's content ("flags" and "index" for an indicator unit).
+        """
+        attack = indicated_attack(kind)
+        if attack is None:
+            return []
+        where = f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
+        lines = []
+        counts = indicator_counts(attack, value["flags"]).values()
+        for name, count in zip(INDICATORS, counts, strict=True):
+            if pd.isna(count) or count == 0:
+                continue
+            if name not in self._explained:
+                self._explained.add(name)
+                lines.append(
+                    f"warning: indicator of attack failure '{name}': {INDICATORS[name]}; the "
+                    "robustness numbers of an attack it flags may overstate the model"
+                )
             lines.append(
-                f"warning: {where} {attack}: indicator of attack failure '{name}' tripped on "
-                f"{count} of {len(value['index'])} attacked images ({INDICATORS[name]}); "
-                "its robustness numbers may overstate the model"
+                f"warning: {where} {attack}: '{name}' tripped on {count} of "
+                f"{len(value['index'])} attacked images"
             )
-    return lines
+        return lines

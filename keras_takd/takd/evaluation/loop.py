@@ -23,10 +23,10 @@ from keras_takd.takd.evaluation import cache, progress
 from keras_takd.takd.evaluation.config import EvaluationConfig, config_id, shard_results_path
 from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
 from keras_takd.takd.evaluation.indicator_units import (
+    IndicatorWarnings,
     indicated_attack,
     indicator_counts,
     indicator_unit,
-    indicator_warnings,
 )
 from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
 from keras_takd.takd.evaluation.runs import (
@@ -133,6 +133,8 @@ def evaluate_run(
         path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
     )
     log(evaluation.header(unit_cache))
+    measured = progress.seconds_by_kind(m.done for m in models)
+    log(progress.expected_cost([k for _, k in evaluation.remaining], measured, config.num_images))
     executor = executor or SerialExecutor()
     for wave in (evaluation.attack_wave, evaluation.indicator_wave):
         run_units(wave(), executor, evaluation.store, evaluation.announce)
@@ -200,6 +202,7 @@ class _Evaluation:
         self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
         self.remaining = [(m.path, k) for m, k in todo]
         self.by_path = {m.path: m for m in models}
+        self.indicator_warnings = IndicatorWarnings()  # each indicator explained once
         self.table = self.write_tables()
 
     def header(self, unit_cache: pathlib.Path) -> str:
@@ -262,7 +265,7 @@ class _Evaluation:
         measured = progress.seconds_by_kind(m.done for m in self.models)
         left = progress.time_left([kind for _, kind in self.remaining], measured)
         self.log(f"{self._step(unit)} {progress.unit_line(model.row, unit.kind, value)}{left}")
-        for line in indicator_warnings(model.row, unit.kind, value):
+        for line in self.indicator_warnings(model.row, unit.kind, value):
             self.log(line)
 
     def write_tables(self) -> pd.DataFrame:

@@ -41,6 +41,12 @@ def duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def about(seconds: float) -> str:
+    """An estimated duration: "about 12 s", "about 7 min", or "under 1 s" (never "about under")."""
+    text = duration(seconds)
+    return text if text.startswith("under") else f"about {text}"
+
+
 def _where(row: Mapping) -> str:
     return f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
 
@@ -59,7 +65,7 @@ def start_line(
     start, stop = images
     seconds = measured.get(kind, [])
     expected = (
-        f"about {duration(float(np.mean(seconds)))} (mean of {len(seconds)} finished)"
+        f"{about(float(np.mean(seconds)))} (mean of {len(seconds)} finished)"
         if seconds
         else "first of its kind, no estimate yet"
     )
@@ -78,8 +84,54 @@ def time_left(remaining: Sequence[str], measured: Mapping[str, list[float]]) -> 
     unknown = sorted({kind for kind in remaining if kind not in measured})
     left = sum(float(np.mean(measured[kind])) for kind in remaining if kind in measured)
     units = f"{len(remaining)} unit{'s' if len(remaining) > 1 else ''}"
-    text = f"; {units} left, about {duration(left)}"
+    text = f"; {units} left, {about(left)}"
     return text + (f" plus the {', '.join(unknown)} units" if unknown else "")
+
+
+# How to ask for less than the paper's evaluation, named where its cost is announced.
+SMALLER_EVALUATION = (
+    "--flagfile=flags/smoke_eval.cfg (10 images, minutes), or fewer images, e.g. "
+    "--num_images=50 --attack_images=l0=10"
+)
+# From this many attacked images on, an evaluation with an unmeasured kind is told its size.
+LARGE_EVALUATION = 100
+
+
+def expected_cost(
+    remaining: Sequence[str], measured: Mapping[str, list[float]], num_images: int
+) -> str:
+    """The line an evaluation prints before it starts: what it will cost, and where from.
+
+    The figure is the mean time of the finished units of each kind on this machine (cached by
+    an earlier evaluation of the same settings, or by other models); a kind without one is
+    named, and an evaluation of `LARGE_EVALUATION` images or more (the paper's: 1,000, with
+    L0) is told it takes hours on a CPU and how to run a smaller one.
+
+    Args:
+        remaining: the kinds of the units to compute.
+        measured: `seconds_by_kind` of the finished units.
+        num_images: the images each attack unit attacks (`EvaluationConfig.num_images`).
+    """
+    if not remaining:
+        return "expected cost: nothing to compute"
+    known = [kind for kind in remaining if kind in measured]
+    unknown = sorted({kind for kind in remaining if kind not in measured})
+    parts = []
+    if known:
+        seconds = sum(float(np.mean(measured[kind])) for kind in known)
+        parts.append(
+            f"{about(seconds)} on this CPU for {len(known)} of the {len(remaining)} units (the "
+            "mean time of the finished units of their kinds)"
+        )
+    if unknown:
+        parts.append(f"no measured time yet for {', '.join(unknown)} (their first units give one)")
+    line = "expected cost: " + "; ".join(parts)
+    if unknown and num_images >= LARGE_EVALUATION:
+        line += (
+            f". Attacking {num_images} images per model (the paper's settings: 1,000, with L0) "
+            f"takes hours on a CPU; for a smaller evaluation: {SMALLER_EVALUATION}"
+        )
+    return line
 
 
 def unit_line(row: Mapping, kind: str, value: Mapping) -> str:
@@ -102,9 +154,18 @@ def unit_line(row: Mapping, kind: str, value: Mapping) -> str:
             f"success {s[f'{kind}_success_rate']:.2f} of {s[f'{kind}_attacked']}"
         )
     else:
-        s = final_columns(kind, value["statistics"])
-        what = (
-            f"success {s[f'{kind}_success_rate']:.2f} of {s[f'{kind}_attacked']}, "
-            f"mean {s[f'{kind}_mean']:.4g}, max {s[f'{kind}_max']:.4g}"
-        )
+        what = _minimal_norm_words(kind, final_columns(kind, value["statistics"]))
     return f"{_where(row)} {kind}: {what} ({value['seconds']:.1f} s)"
+
+
+def _minimal_norm_words(kind: str, columns: Mapping[str, float]) -> str:
+    """A minimal-norm attack's success and distances, without NaN where nothing was fooled."""
+    attacked = int(columns[f"{kind}_attacked"])
+    if attacked == 0:
+        return "no image attacked (the model misclassified every one)"
+    if pd.isna(columns[f"{kind}_mean"]):
+        return f"success 0.00 of {attacked}, no image fooled"
+    return (
+        f"success {columns[f'{kind}_success_rate']:.2f} of {attacked}, "
+        f"mean {columns[f'{kind}_mean']:.4g}, max {columns[f'{kind}_max']:.4g}"
+    )

@@ -54,3 +54,34 @@ def test_unit_lines_give_each_kind_its_headline():
     line = progress.unit_line(ROW, "l2_indicators", {"flags": flags, "index": [0, 1], "seconds": 1})
     assert "silent_success 1, incomplete_optimization -" in line
     assert line.endswith("of 2 attacked images (1.0 s)")
+
+
+def test_short_estimates_say_under_1_s_without_about():
+    assert progress.about(0.2) == "under 1 s"
+    assert progress.about(12.4) == "about 12 s"
+    assert progress.time_left(["l2"], {"l2": [0.1]}) == "; 1 unit left, under 1 s"
+
+
+def test_an_attack_that_fooled_no_image_says_so_instead_of_nan():
+    none = {"attacked": 2, "excluded": 0, "successes": 0, "sum": 0.0, "max": 0.0}
+    line = progress.unit_line(ROW, "l0", {"statistics": none, "seconds": 3.0})
+    assert line.endswith("l0: success 0.00 of 2, no image fooled (3.0 s)")
+    nothing = dict(none, attacked=0, excluded=2)
+    line = progress.unit_line(ROW, "l0", {"statistics": nothing, "seconds": 0.1})
+    assert "no image attacked" in line and "nan" not in line
+
+
+def test_expected_cost_comes_from_finished_units_and_names_the_rest():
+    measured = {"l2": [600.0], "metrics": [60.0]}
+    line = progress.expected_cost(["metrics", "l2", "l2"], measured, 10)
+    assert line == (
+        "expected cost: about 21 min on this CPU for 3 of the 3 units (the mean time of the "
+        "finished units of their kinds)"
+    )
+    line = progress.expected_cost(["l2", "l0"], measured, 10)
+    assert line.endswith("; no measured time yet for l0 (their first units give one)")
+    assert "smoke_eval" not in line
+    paper = progress.expected_cost(["metrics", "l0", "l2"], {}, 1000)
+    assert paper.startswith("expected cost: no measured time yet for l0, l2, metrics")
+    assert "takes hours on a CPU" in paper and "--flagfile=flags/smoke_eval.cfg" in paper
+    assert progress.expected_cost([], measured, 1000) == "expected cost: nothing to compute"
