@@ -65,12 +65,16 @@ def prepare_run_dir(
     """Checks `output_dir` is writable and holds no run of another configuration.
 
     Writes run.json (the configuration, `run_info` such as the command-line flags, and the
-    library versions) when the directory is new or was made with the same configuration.
+    library versions) when the directory is new or was made with the same configuration. On a
+    run folder that has one, what the call does not bring is kept: each recorded `run_info`
+    entry it does not name, and the recorded command line when it brings no `run_info` (a
+    Python call on a folder a command trained keeps that command's flags and data source).
 
     Args:
         output_dir: the run folder; created if missing.
         configuration: sections of settings that decide the results (see check_same_config).
-        run_info: recorded as is (e.g. the command-line flags); never compared.
+        run_info: recorded (e.g. the command-line flags), over what run.json records; never
+            compared.
 
     Returns:
         The run folder.
@@ -83,24 +87,37 @@ def prepare_run_dir(
     """
     out = files.check_links_inside(files.check_writable(output_dir))
     run_json = files.inside(out, out / "run.json")
+    recorded = {}
     if run_json.exists():
-        try:
-            previous = files.read_json(run_json)["configuration"]
-        except (ValueError, KeyError, TypeError):
-            raise ConfigMismatchError(
-                f"{run_json} is not a keras_takd run.json: use another output_dir"
-            ) from None
-        check_same_config(previous, configuration, out)
+        recorded = _read_run_json(run_json)
+        check_same_config(recorded["configuration"], configuration, out)
     files.write_json_atomic(
         run_json,
         {
             "configuration": dict(configuration),
-            "run_info": dict(run_info or {}),
+            "run_info": {**recorded.get("run_info", {}), **(run_info or {})},
             "versions": library_versions(),
-            "argv": sys.argv,
+            "argv": sys.argv if run_info or not recorded else recorded.get("argv", sys.argv),
         },
     )
     return out
+
+
+def _read_run_json(run_json: pathlib.Path) -> dict:
+    """The recorded run.json, refused unless it is a keras_takd one."""
+    try:
+        recorded = files.read_json(run_json)
+    except ValueError:
+        recorded = None
+    if not (
+        isinstance(recorded, dict)
+        and isinstance(recorded.get("configuration"), dict)
+        and isinstance(recorded.get("run_info", {}), dict)
+    ):
+        raise ConfigMismatchError(
+            f"{run_json} is not a keras_takd run.json: use another output_dir"
+        )
+    return recorded
 
 
 def update_results(

@@ -219,11 +219,30 @@ def learning_warning(
     what = [f"test accuracy {100 * accuracy:.1f}% (chance {100 / num_classes:.0f}%)"]
     if flat:
         what.append(f"soft loss never left ln({num_classes}) = {uniform:.4f}")
+    hints = _learning_hints(temperature, int(row["stage"]) > 1, scale_soft_loss)
     return (
         f"{row['dataset']} T={temperature:g} stage {row['stage']} {row['role']} did not learn: "
-        f"{', '.join(what)}; saved anyway. Try more --epochs, --scale_soft_loss or a lower "
-        "--temperature"
+        f"{', '.join(what)}; saved anyway. Try {hints}"
     )
+
+
+def _learning_hints(temperature: float, distilled: bool, scale_soft_loss: bool) -> str:
+    """The settings that could help a stage learn, each named only where it can apply.
+
+    More epochs always can; --scale_soft_loss only a distilled stage (a teacher has no soft
+    loss) at T > 1 (at T = 1 it multiplies by 1) that was not scaled already; a lower
+    --temperature only a stage at T > 1.
+    """
+    hints = ["more --epochs"]
+    if distilled and temperature > 1 and not scale_soft_loss:
+        hints.append("--scale_soft_loss")
+    if temperature > 1:
+        hints.append("a lower --temperature")
+    return ", ".join(hints[:-1]) + f" or {hints[-1]}" if len(hints) > 1 else hints[0]
+
+
+def _print_line(line: str) -> None:
+    print(line, flush=True)  # before Keras' own progress output, so it labels it
 
 
 def run_chain(
@@ -237,7 +256,7 @@ def run_chain(
     verbose="auto",
     on_stage: Callable[[dict, bool], None] | None = None,
     strategy: tf.distribute.Strategy | None = None,
-    log: Callable[[str], None] | None = None,
+    log: Callable[[str], None] | None = _print_line,
     on_warning: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
@@ -255,8 +274,9 @@ def run_chain(
         on_stage: called as on_stage(row, already_complete) for each stage's results row.
         strategy: the tf.distribute strategy to build and train the models under (see
             `make_strategy`); None: the default strategy.
-        log: called with one line before each training (the warm start, each stage), so
-            Keras' progress lines below it are labelled; None: quiet.
+        log: called with one line before each training (the warm start, each stage: its
+            T, stage, role and epochs), so Keras' progress lines below it are labelled;
+            default: printed; None: quiet.
         on_warning: called with the one-line `learning_warning` of a stage that did not
             learn; None: `warnings.warn(line, RuntimeWarning)`.
 

@@ -116,7 +116,12 @@ _ATTACK_BATCH_SIZE = flags.DEFINE_integer(
 _ABORT_EARLY = flags.DEFINE_boolean(
     "abort_early", True, "Stop an attack's search when its loss stalls (as C&W's code)."
 )
-_ATTACK_VERBOSE = flags.DEFINE_boolean("attack_verbose", False, "Progress bars of the attacks.")
+_ATTACK_VERBOSE = flags.DEFINE_boolean(
+    "attack_verbose",
+    None,
+    "Progress bars of the attacks inside each unit (images done, time left). Default: on when "
+    "stdout is a terminal.",
+)
 _REPLACE = flags.DEFINE_boolean(
     "replace",
     False,
@@ -282,14 +287,23 @@ def main(argv: list[str]) -> None:
             data,
             config,
             output=output,
-            verbose=_ATTACK_VERBOSE.value,
-            log=lambda line: print(line, flush=True),
+            verbose=sys.stdout.isatty() if _ATTACK_VERBOSE.value is None else _ATTACK_VERBOSE.value,
+            log=_log,
             replace=_REPLACE.value,
-            warn=lambda line: print(line, file=sys.stderr, flush=True),
+            warn=_log,
         )
         evaluation_id = table["eval_config"].iloc[0]
         print(f"results: {output} ({len(table)} rows, evaluation {evaluation_id})")
         sys.stdout.flush()
+
+
+def _log(line: str) -> None:
+    """Progress lines on stdout; warnings on stderr, as training's."""
+    if not line.startswith("warning: "):
+        print(line, flush=True)
+        return
+    sys.stdout.flush()
+    print(f"keras-takd-evaluate: {line}", file=sys.stderr, flush=True)
 
 
 def run() -> None:

@@ -5,7 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_takd.attacks import AttackResult, indicators, projected_gradient_descent
+from keras_takd.attacks import (
+    AttackResult,
+    carlini_wagner_l0,
+    indicators,
+    projected_gradient_descent,
+)
 
 SCALE = 100.0  # logits scaled like a network distilled at T = 100 and deployed at T = 1
 
@@ -130,6 +135,22 @@ def test_pgd_records_found_so_silent_success_can_be_checked(saturated_problem):
     result = projected_gradient_descent(logit_model, x, y, eps=1.0, step_size=0.1, steps=10)
     assert result.found is not None and result.found.shape == (len(x),)
     assert not indicators.silent_success(result).any()
+
+
+def test_l0_returns_what_its_search_found(
+    saturated_problem, mnist_attack_model, mnist_attack_batch
+):
+    """Issue 27 item 5 saw silent success on every L0 image with success 0: on a trained CNN
+    and on logits scaled by 100 (a high-T model), every image L0's search finds is returned
+    adversarial, so the indicator stays quiet where the attack works."""
+    logit_model, _, x, y = saturated_problem
+    scaled = carlini_wagner_l0(logit_model, x[:6], y[:6], max_iterations=200)
+    x, y = mnist_attack_batch
+    cnn = carlini_wagner_l0(mnist_attack_model, x[:4], y[:4], max_iterations=100)
+    for result in (scaled, cnn):
+        assert result.found.any()
+        np.testing.assert_array_equal(result.found, result.success)
+        assert not indicators.silent_success(result).any()
 
 
 def test_incomplete_optimization_flags_losses_still_falling():

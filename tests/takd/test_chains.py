@@ -293,7 +293,34 @@ def test_learning_warning(accuracy, soft_losses, scaled, expected):
     else:
         assert expected in line and "\n" not in line
         assert line.startswith("mnist T=10 stage 2 student did not learn")
-        assert line.endswith("Try more --epochs, --scale_soft_loss or a lower --temperature")
+        hints = " or" if scaled else ", --scale_soft_loss or"
+        assert line.endswith(f"Try more --epochs{hints} a lower --temperature")
+
+
+@pytest.mark.parametrize(
+    "temperature, stage, scaled, hints",
+    [
+        (1.0, 1, False, "Try more --epochs"),
+        (1.0, 2, False, "Try more --epochs"),
+        (20.0, 1, False, "Try more --epochs or a lower --temperature"),
+        (20.0, 2, True, "Try more --epochs or a lower --temperature"),
+        (20.0, 2, False, "Try more --epochs, --scale_soft_loss or a lower --temperature"),
+    ],
+)
+def test_learning_warning_hints_only_what_can_apply(temperature, stage, scaled, hints):
+    """A T = 1 teacher at 8% is not told to scale a soft loss it lacks or to lower T."""
+    row = {"dataset": "mnist", "temperature": temperature, "stage": stage, "role": "x"}
+    line = learning_warning(dict(row, test_accuracy=0.08), [], scaled)
+    assert line.endswith(f"saved anyway. {hints}")
+
+
+def test_the_api_prints_a_line_naming_each_model_it_trains(tiny, tmp_path, capsys):
+    run_chain(tiny, [2.0], 2, tmp_path, CONFIG, verbose=0, on_warning=lambda line: None)
+    assert capsys.readouterr().out.splitlines() == [
+        "mnist warm start: 1 epoch at T = 1 on hard labels, shared by every stage",
+        "mnist T=2 stage 1 teacher: training, 1 epoch",
+        "mnist T=2 stage 2 student: training, 1 epoch",
+    ]
 
 
 def test_a_stage_that_did_not_learn_warns_and_is_still_saved(tiny, tmp_path):

@@ -3,6 +3,7 @@ after an evaluation (with the `fake_attacks` fixture), through the real CLI."""
 
 import shutil
 
+import pandas as pd
 import pytest
 
 from keras_takd.core.data import load_dataset
@@ -10,7 +11,7 @@ from keras_takd.core.distillation import TrainConfig
 from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd import evaluation
 from keras_takd.takd.analysis import tables
-from keras_takd.takd.analysis.summary import describe_evaluation
+from keras_takd.takd.analysis.summary import describe_evaluation, indicator_lines
 from keras_takd.takd.chains import run_chain
 
 LABEL = "cifar10-synthetic"
@@ -81,6 +82,32 @@ def test_summary_of_an_evaluated_stand_in_run(
     assert "C&W L2: 9 binary-search steps of up to 10,000 Adam iterations" in out
     assert "fixed-budget success (Papernot): L2 <= 1, L-inf <= 0.1" in out
     assert "C&W L0" not in out  # only the attacks that ran
+    assert "indicators of attack failure (Pintor et al., arXiv:2106.09947;" in out
+
+
+def test_indicator_lines_count_per_model_and_attack_or_say_none_flagged():
+    rows = pd.DataFrame(
+        {
+            "dataset": ["mnist", "mnist"],
+            "temperature": [1.0, 20.0],
+            "stage": [1, 2],
+            "role": ["teacher", "student"],
+            "l0_attacked": [2, 2],
+            "l0_silent_success": [2, 0],
+            "l0_vanishing_gradients": [1, 0],
+            "l2_attacked": [5, 5],
+            "l2_silent_success": [0, 0],
+            "l2_vanishing_gradients": [float("nan"), float("nan")],
+        }
+    )
+    lines = indicator_lines(rows)
+    assert lines[1].startswith("indicators of attack failure")
+    assert lines[2:] == [
+        "  mnist T=1 stage 1 teacher: l0 silent_success 2 of 2, l0 vanishing_gradients 1 of 2"
+    ]
+    none = rows.assign(l0_silent_success=0, l0_vanishing_gradients=0)
+    assert indicator_lines(none)[2:] == ["  none flagged"]
+    assert indicator_lines(rows[["dataset", "temperature", "stage", "role"]]) == []
 
 
 def test_summary_of_a_sharded_evaluation_not_merged_yet(

@@ -24,7 +24,7 @@ import pandas as pd
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
 from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import per_image_path, read_per_image, read_results
-from keras_takd.takd.schema import CONFIG_COLUMN
+from keras_takd.takd.schema import CONFIG_COLUMN, INDICATORS
 
 ATTACK_NAMES = {
     "l0": "C&W L0 (pixels)",
@@ -207,8 +207,56 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
+    parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
+
+
+def indicator_lines(results: pd.DataFrame) -> list[str]:
+    """The indicators of attack failure that tripped, per model and attack.
+
+    Args:
+        results: results rows with `<attack>_<indicator>` counts (`schema.INDICATORS`).
+
+    Returns:
+        A blank line, a header and a line per model with a flagged image ("none flagged" if
+        none was); nothing if no indicator was checked.
+    """
+    found = [
+        (column.removesuffix(f"_{name}"), name, column)
+        for column in results.columns
+        for name in INDICATORS
+        if column.endswith(f"_{name}") and results[column].notna().any()
+    ]
+    if not found:
+        return []
+    lines = []
+    for _, row in results.iterrows():
+        flagged = [
+            f"{attack} {name} {int(row[column])} of {_attacked(row, attack)}"
+            for attack, name, column in found
+            if pd.notna(row[column]) and row[column] > 0
+        ]
+        if flagged:
+            lines.append(f"  {_model_name(row)}: {', '.join(flagged)}")
+    header = (
+        "indicators of attack failure (Pintor et al., arXiv:2106.09947; attacked images "
+        "flagged, per model and attack; a flag means its robustness may be overstated):"
+    )
+    return ["", header, *(lines or ["  none flagged"])]
+
+
+def _attacked(row, attack: str) -> str:
+    value = row.get(f"{attack}_attacked")
+    return "?" if value is None or pd.isna(value) else str(int(value))
+
+
+def _evaluated_rows(results_path: pathlib.Path, results: pd.DataFrame) -> pd.DataFrame:
+    """The evaluated results rows: results.csv's, or the shard CSVs' before they are merged."""
+    if "eval_config" in results and results["eval_config"].notna().any():
+        return results
+    shards = sorted(results_path.parent.glob("results_shard*of*.csv"))
+    return pd.concat([pd.read_csv(p) for p in shards], ignore_index=True) if shards else results
 
 
 def _run_line(run) -> str:
