@@ -220,3 +220,40 @@ def latest_evaluation(connection: sqlite3.Connection) -> str | None:
         "SELECT evaluation FROM evaluations ORDER BY written DESC LIMIT 1"
     ).fetchone()
     return None if row is None else row[0]
+
+
+def put_evaluation_rows(
+    connection: sqlite3.Connection,
+    evaluation: str,
+    columns: Sequence[Mapping],
+    per_image: Sequence[Mapping],
+) -> None:
+    """Replaces an evaluation's columns of each model and its per-image rows.
+
+    Args:
+        connection: a connection of `writing`, the evaluation already recorded
+            (`put_evaluation`).
+        evaluation: the evaluation's id.
+        columns: per model, its `MODEL_KEY` and the evaluation's columns of its results row.
+        per_image: per model, attack and image, its `MODEL_KEY`, "attack", "image", the
+            `PER_IMAGE_COLUMNS` and any indicator flags (name -> bool or None).
+    """
+    for table in ("model_evaluation", "per_image"):
+        connection.execute(f"DELETE FROM {table} WHERE evaluation = ?", (evaluation,))
+    key = len(MODEL_KEY)
+    connection.executemany(
+        f"INSERT INTO model_evaluation VALUES (?, {', '.join('?' * key)}, ?)",
+        [
+            (evaluation, *(plain(row[c]) for c in MODEL_KEY), _json(row, MODEL_KEY))
+            for row in columns
+        ],
+    )
+    typed = (*MODEL_KEY, "attack", "image", *PER_IMAGE_COLUMNS)
+    connection.executemany(
+        f"INSERT INTO per_image VALUES (?, {', '.join('?' * len(typed))}, ?)",
+        [(evaluation, *(plain(row.get(c)) for c in typed), _json(row, typed)) for row in per_image],
+    )
+
+
+def _json(row: Mapping, without: Sequence[str]) -> str:
+    return json.dumps({k: plain(v) for k, v in row.items() if k not in without}, sort_keys=True)
