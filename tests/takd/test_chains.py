@@ -53,6 +53,8 @@ def test_three_stage_chain_writes_models_rows_and_servable_savedmodels(tiny, tmp
         [
             "run.json",
             "run.lock",
+            "record.sqlite",
+            "record.lock",
             "results.csv",
             "mnist/init/model.keras",
             "mnist/init/metadata.json",
