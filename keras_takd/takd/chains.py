@@ -44,15 +44,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_takd.core import export, files, locking, metrics
+from keras_takd.core import export, files, locking, metrics, record
 from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.core.layers import check_temperature
 from keras_takd.core.models import build_model
-from keras_takd.core.results import check_same_config, prepare_run_dir, update_results
+from keras_takd.core.results import check_same_config, prepare_run_dir
 from keras_takd.core.seeding import set_seed, unit_seed
 from keras_takd.core.training import guarded_fit
-from keras_takd.takd.schema import CHAIN_COLUMNS, KEY_COLUMNS
+from keras_takd.takd.exports import export_run
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 # A stage "did not learn" at a test accuracy of at most this many times chance (1 / classes),
@@ -356,13 +356,24 @@ def run_chain(
                     teacher = export.load_model(stage_dir / "model.keras")
                 # A stage's model does not depend on the chain's length; its role and row do.
                 row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
-                table = update_results(out / "results.csv", [row], KEY_COLUMNS, CHAIN_COLUMNS)
+                table = _record_model(out, row, config.seed)
                 if on_stage is not None:
                     on_stage(row, complete)
                 warning = None if complete else learning_warning(row, soft_losses, scaled)
                 if warning is not None:
                     on_warning(warning)
         return table
+
+
+def _record_model(out: pathlib.Path, row: dict, seed: int) -> pd.DataFrame:
+    """Writes a stage's row into the run's record, only training's columns, and exports it.
+
+    The model's evaluation columns live in the record's own tables, so rerunning or extending
+    a training keeps them (results.csv is regenerated from the record, never read back).
+    """
+    with record.writing(out) as connection:
+        record.put_models(connection, [row | {"seed": seed}])
+    return export_run(out)
 
 
 def _save_stage(model, data, stage_dir, fingerprint, row) -> dict:

@@ -54,6 +54,8 @@ def test_three_stage_chain_writes_models_rows_and_servable_savedmodels(tiny, tmp
         [
             "run.json",
             "run.lock",
+            "record.sqlite",
+            "record.lock",
             "results.csv",
             "mnist/init/model.keras",
             "mnist/init/metadata.json",
@@ -378,3 +380,28 @@ def test_a_stage_metadata_that_is_not_json_is_named(tmp_path):
     (tmp_path / "metadata.json").write_text('{"fingerprint": ')
     with pytest.raises(ValueError, match=f"^{tmp_path / 'metadata.json'} is not JSON: "):
         _load_if_complete(tmp_path, {})
+
+
+def test_rerunning_or_extending_training_keeps_the_evaluation(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
+    """Issue 23 hole 1: training writes only its own columns of the run's record."""
+    run_dir, data = tiny_run
+    fake_attacks().install(monkeypatch)
+    evaluated = evaluate(run_dir, data, num_images=8, attacks=("l2",), gradient_masking=False)
+    evaluation_columns = ["metric_images", "l2_attacked", "l2_success_rate", "eval_config"]
+    per_image = pd.read_csv(run_dir / "per_image.csv")
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    temperatures = list(evaluated["temperature"].unique())
+    for stages in (2, 3):  # the same command again, then a longer chain
+        run_chain(data, temperatures, stages, run_dir, config, verbose=0)
+        table = pd.read_csv(run_dir / "results.csv")
+        assert len(table) == stages
+        kept = table[table["stage"] <= 2].reset_index(drop=True)
+        pd.testing.assert_frame_equal(
+            kept[evaluation_columns], evaluated[evaluation_columns], check_dtype=False
+        )
+        pd.testing.assert_frame_equal(
+            pd.read_csv(run_dir / "per_image.csv")[per_image.columns.drop(["role", "stages"])],
+            per_image.drop(columns=["role", "stages"]),
+        )

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import pathlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from keras_takd.core import files
+from keras_takd.core import files, record
 from keras_takd.core.results import ConfigMismatchError
+from keras_takd.takd import exports
 from keras_takd.takd.evaluation import cache, progress
 from keras_takd.takd.evaluation.config import (
     EvaluationConfig,
@@ -140,6 +141,8 @@ def evaluate_run(
     evaluation = _Evaluation(
         path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
     )
+    evaluation.record = _recorded(run, path, identity, config.sharded)
+    evaluation.table = evaluation.write_tables()
     evaluation.warn = warn or log
     log(evaluation.header(unit_cache))
     cost = progress.cost_line(evaluation.reference_cost(), "flags/smoke_eval.cfg")
@@ -218,7 +221,8 @@ class _Evaluation:
         self.by_path = {m.path: m for m in models}
         self.explained: set[str] = set()
         self.warn, self.heartbeat = log, None
-        self.table = self.write_tables()
+        self.record: tuple[pathlib.Path, dict, dict] | None = None
+        self.table: pd.DataFrame | None = None
 
     def header(self, unit_cache: pathlib.Path) -> str:
         """The first line: how many units, of which kinds, how many to compute."""
@@ -310,16 +314,53 @@ class _Evaluation:
             self.warn(line)
 
     def write_tables(self) -> pd.DataFrame:
-        """Rewrites the results CSV and the per-image table from the finished units."""
-        rows = [_row(m, self.cid, self.config) for m in self.models]
-        written = write_results(self.path, rows, self.cid, self.config.sharded)
-        write_per_image(self.path, _per_image_rows(self.models))
-        return written
+        """Writes the finished units' rows: into the run's record, then its exports.
+
+        An evaluation written elsewhere than the run's results.csv (a shard, an `output`)
+        writes its CSVs directly.
+        """
+        per_image = _per_image_rows(self.models)
+        if self.record is None:
+            rows = [_row(m, self.cid, self.config) for m in self.models]
+            written = write_results(self.path, rows, self.cid, self.config.sharded)
+            write_per_image(self.path, per_image)
+            return written
+        folder, identity, seeds = self.record
+        columns = [_evaluation_columns(m, self.cid, self.config) for m in self.models]
+        columns = [row | {"seed": seeds[_key(row)]} for row in columns]
+        with record.writing(folder) as connection:
+            record.put_evaluation(connection, self.cid, identity)
+            per_image = [row | {"seed": seeds[_key(row)]} for row in per_image]
+            record.put_evaluation_rows(connection, self.cid, columns, per_image)
+        return exports.export_run(folder)
+
+
+def _key(row: Mapping) -> tuple:
+    return tuple(row[c] for c in KEY_COLUMNS)
+
+
+def _recorded(
+    run: Run, path: pathlib.Path, identity: dict, sharded: bool
+) -> tuple[pathlib.Path, dict, dict] | None:
+    """(run folder, identity, {model key: seed}) if the evaluation writes the run's record.
+
+    It does when it writes the run's own results.csv, unsharded, and the run has a record.
+    """
+    models = record.models(run.output_dir)
+    if sharded or not models or path.resolve() != (run.output_dir / "results.csv").resolve():
+        return None
+    seeds = {tuple(m[c] for c in KEY_COLUMNS): m["seed"] for m in models}
+    return run.output_dir, identity, seeds
 
 
 def _row(model: _Model, cid: str, config: EvaluationConfig) -> dict:
     """The model's results row: its training columns and those of its finished units."""
-    row, done = dict(model.row), model.done
+    return dict(model.row) | _evaluation_columns(model, cid, config)
+
+
+def _evaluation_columns(model: _Model, cid: str, config: EvaluationConfig) -> dict:
+    """The columns of the model's results row its finished units give (its key too)."""
+    row, done = {c: model.row[c] for c in KEY_COLUMNS}, model.done
     if config.sharded:
         row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
     if "metrics" in done and config.shard_index == 0:

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pandas as pd
 
-from keras_takd.core import files, locking
+from keras_takd.core import files, locking, record
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd.schema import (
     APGD_ATTACKS,
@@ -159,7 +159,7 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
         int(run_json["configuration"]["data"]["test_images"])
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{out}/run.json is not a keras_takd run.json") from None
-    rows = read_csv(out / "results.csv")
+    rows = _model_rows(out)
     missing = [c for c in KEY_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
         raise ValueError(f"{out}/results.csv is not a keras_takd results file (or has no rows)")
@@ -170,6 +170,15 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
     _check_keys(out / "results.csv", rows, run.label)
     run.inside(out / "eval")  # the unit cache, written before any model is loaded
     return run
+
+
+def _model_rows(out: pathlib.Path) -> pd.DataFrame:
+    """The run's models: from its record (results.csv is its export, never read back), or
+    from results.csv for a run trained before records existed."""
+    models = record.models(out)
+    if not models:
+        return read_csv(out / "results.csv")
+    return pd.DataFrame(models).drop(columns="seed")
 
 
 def _check_keys(path: pathlib.Path, rows: pd.DataFrame, label: str) -> None:

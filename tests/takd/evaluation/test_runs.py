@@ -4,10 +4,12 @@ foreign columns, corrupt models named, and one process per evaluation shard."""
 import json
 import os
 import shutil
+import sqlite3
 
 import pandas as pd
 import pytest
 
+from keras_takd.core import record
 from keras_takd.core.locking import FolderInUseError, lock_run_folder
 from keras_takd.takd import evaluation
 
@@ -96,9 +98,9 @@ def test_a_forged_dataset_value_cannot_read_or_write_outside_the_run(tiny_run, w
     elsewhere = run_dir.parent / "elsewhere"
     shutil.copytree(run_dir / "mnist", elsewhere)  # models a forged row would point at
     before = sorted(elsewhere.rglob("*"))
-    table = pd.read_csv(run_dir / "results.csv")
-    table["dataset"] = str(elsewhere) if where == "absolute" else "../elsewhere"
-    table.to_csv(run_dir / "results.csv", index=False)
+    forged = str(elsewhere) if where == "absolute" else "../elsewhere"
+    with sqlite3.connect(run_dir / record.RECORD) as connection:  # the run's models
+        connection.execute("UPDATE models SET dataset = ?", (forged,))
     with pytest.raises(ValueError, match="row 1 has dataset .*, expected this run's 'mnist'"):
         _metrics_only(run_dir, data)
     assert sorted(elsewhere.rglob("*")) == before

@@ -1,0 +1,100 @@
+"""The run record: typed, keyed, one writer at a time, read-only readers."""
+
+import sqlite3
+
+import pytest
+
+from keras_takd.core import locking, record
+
+ROW = {
+    "dataset": "mnist",
+    "temperature": 5.0,
+    "seed": 0,
+    "stage": 1,
+    "role": "teacher",
+    "stages": 2,
+    "test_accuracy": 0.9,
+    "val_accuracy": 0.8,
+    "train_seconds": 1.0,
+    "epochs": 1,
+    "saved_model": "m/saved_model",
+    "keras_model": "m/model.keras",
+}
+
+
+def _per_image(**changes):
+    row = dict(
+        evaluation="e",
+        dataset="mnist",
+        temperature=5.0,
+        seed=0,
+        stage=1,
+        attack="l2",
+        image=0,
+        correct=1,
+        success=1,
+        distance=0.5,
+        const=None,
+        iterations=None,
+        flags="{}",
+    )
+    return row | changes
+
+
+def _put_per_image(connection, row):
+    names = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+    connection.execute(f"INSERT INTO per_image ({names}) VALUES ({marks})", tuple(row.values()))
+
+
+def test_models_upsert_by_key_and_read_back_typed(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_models(connection, [ROW, ROW | {"stage": 2, "role": "student"}])
+    with record.writing(tmp_path) as connection:
+        record.put_models(connection, [ROW | {"test_accuracy": 0.5}])
+    rows = record.models(tmp_path)
+    assert [(r["stage"], r["test_accuracy"]) for r in rows] == [(1, 0.5), (2, 0.9)]
+    assert isinstance(rows[0]["stage"], int) and isinstance(rows[0]["temperature"], float)
+
+
+@pytest.mark.parametrize(
+    "changes", [{"stage": 0}, {"stages": 0}, {"test_accuracy": 1.5}, {"temperature": "five"}]
+)
+def test_impossible_model_rows_are_refused_and_nothing_is_written(tmp_path, changes):
+    with pytest.raises(sqlite3.IntegrityError), record.writing(tmp_path) as connection:
+        record.put_models(connection, [ROW | {"stage": 3, "stages": 3}, ROW | changes])
+    assert record.models(tmp_path) == []  # the transaction wrote neither row
+
+
+@pytest.mark.parametrize(
+    "changes", [{"success": 2}, {"distance": -1.0}, {"correct": 0, "success": 1}, {"image": -1}]
+)
+def test_impossible_per_image_rows_are_refused(tmp_path, changes):
+    with pytest.raises(sqlite3.IntegrityError), record.writing(tmp_path) as connection:
+        record.put_evaluation(connection, "e", {})
+        _put_per_image(connection, _per_image(**changes))
+
+
+def test_a_duplicate_per_image_key_is_impossible(tmp_path):
+    with pytest.raises(sqlite3.IntegrityError), record.writing(tmp_path) as connection:
+        record.put_evaluation(connection, "e", {})
+        _put_per_image(connection, _per_image())
+        _put_per_image(connection, _per_image(distance=0.25))
+
+
+def test_readers_cannot_write(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_models(connection, [ROW])
+    with record.reading(tmp_path) as connection, pytest.raises(sqlite3.OperationalError):
+        connection.execute("DELETE FROM models")
+
+
+def test_a_run_without_record_has_no_models(tmp_path):
+    assert record.models(tmp_path) == []
+    assert not record.record_path(tmp_path).exists()  # reading creates nothing
+
+
+def test_writing_waits_for_the_other_writer_then_gives_up(tmp_path, held_by_another_process):
+    with held_by_another_process(tmp_path, record.RECORD_LOCK):
+        with pytest.raises(locking.FolderInUseError), record.writing(tmp_path, timeout=0.2):
+            pass
