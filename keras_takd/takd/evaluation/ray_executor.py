@@ -27,9 +27,6 @@ from typing import Any
 
 import ray
 
-# A CPU-only task is given CUDA_VISIBLE_DEVICES="" again (Ray >= 2.49 leaves it unset for
-# num_gpus=0, ray-project/ray#54868, so TensorFlow would take every GPU of the node).
-_HIDE_GPUS_ON_ZERO = {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}
 # Errors of Ray's machinery (not of the unit): the worker or its node died, memory ran out.
 _DIED = ("WorkerCrashedError", "OutOfMemoryError", "NodeDiedError", "LocalRayletDiedError")
 # Where a task keeps the model files it was sent (outside any run folder), by weights.
@@ -101,14 +98,14 @@ class RayExecutor:
             UnitFailedError: a unit raised, or its worker died more than `max_retries` times;
                 the units finished before are yielded first.
         """
+        settings = _TaskSettings(self.cpus, self.gpus, _deterministic())
         task = ray.remote(_run_unit).options(
             num_cpus=self.cpus,
             num_gpus=self.gpus,
             max_retries=self.max_retries,
             retry_exceptions=False,
-            runtime_env=_HIDE_GPUS_ON_ZERO if self.gpus == 0 else None,
+            runtime_env=_runtime_env(settings),
         )
-        settings = _TaskSettings(self.cpus, self.gpus, _deterministic())
         models: dict[tuple[str, str], Any] = {}  # one object per model file
         pending: dict[Any, Any] = {}  # task -> unit
         work, room = iter(units), self._room()
@@ -197,6 +194,20 @@ def _deterministic() -> bool:
     from tensorflow.python.framework import config
 
     return bool(config.is_op_determinism_enabled())
+
+
+def _runtime_env(settings: _TaskSettings) -> dict:
+    """The tasks' environment: one per settings, so a worker never serves two.
+
+    TensorFlow's thread pools and devices are fixed once it has run, and Ray reuses a
+    worker only for tasks of the same runtime environment. A CPU-only task is given
+    CUDA_VISIBLE_DEVICES="" again: Ray 2.60 leaves it unset for num_gpus=0
+    (ray-project/ray#54868), and TensorFlow would take every GPU of the node.
+    """
+    env = {"KERAS_TAKD_TASK_SETTINGS": repr(settings)}
+    if settings.gpus == 0:
+        env["RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO"] = "1"
+    return {"env_vars": env}
 
 
 def _model_object(unit, models: dict) -> Any:
