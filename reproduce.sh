@@ -15,6 +15,10 @@
 #                                  keras_takd.main; --data_dir and --output_dir (the flags the two
 #                                  share) go to keras_takd.takd.evaluate too
 #   ./reproduce.sh --quick --dry_run    print the commands instead of running them
+#   ./reproduce.sh --quick --executor=ray   evaluate the units as Ray tasks on a local Ray
+#                                  (pip install -e ".[ray]"); --executor, --ray_address,
+#                                  --cpus_per_unit, --gpus_per_unit and --max_retries go to
+#                                  keras_takd.takd.evaluate only
 #   ./reproduce.sh --cpu --parallel     run the experiments side by side (each trains and
 #                                  evaluates in its own process); the attacks on small batches
 #                                  keep about one core busy each (top: 100% and 93% for the
@@ -35,6 +39,7 @@ mode=paper
 dry_run=0
 parallel=0
 extra=()
+executor_extra=()  # where evaluation's units run: keras_takd.takd.evaluate's flags only
 for arg in "$@"; do
   case "$arg" in
     --quick) mode=quick ;;
@@ -42,7 +47,9 @@ for arg in "$@"; do
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
     --parallel) parallel=1 ;;
-    -h | --help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --executor=* | --ray_address=* | --cpus_per_unit=* | --gpus_per_unit=* | --max_retries=*)
+      executor_extra+=("$arg") ;;
+    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -91,7 +98,7 @@ done
 experiment() {  # trains and evaluates one experiment
   run "$PYTHON" -m keras_takd.main --flagfile="flags/$1.cfg" "${extra[@]+"${extra[@]}"}"
   run "$PYTHON" -m keras_takd.takd.evaluate --flagfile="flags/${1}_eval.cfg" \
-    "${shared_extra[@]+"${shared_extra[@]}"}"
+    "${shared_extra[@]+"${shared_extra[@]}"}" "${executor_extra[@]+"${executor_extra[@]}"}"
 }
 
 results=()

@@ -28,7 +28,10 @@ setup(
         "scipy",
     ],
     extras_require={
-        "test": ["pytest>=7", "ruff"],
+        # evaluate --executor=ray; not in a plain install: a serial run needs no Ray (240 MB).
+        "ray": ["ray==2.60.*"],
+        # ray too, so CI runs the Ray executor's tests (tests/takd/evaluation/test_ray_executor.py).
+        "test": ["pytest>=7", "ruff", "ray==2.60.*"],
         "benchmarks": ["adversarial-robustness-toolbox==1.20.*"],
     },
     entry_points={

@@ -72,6 +72,17 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd
     )
 
 
+def test_the_executor_flags_go_to_evaluation_only():
+    executor = ("--executor=ray", "--ray_address=head:6379", "--cpus_per_unit=2")
+    done = _reproduce("--quick", "--dry_run", "--epochs=2", *executor)
+    assert done.returncode == 0, done.stderr
+    commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
+    assert commands[:2] == [
+        "python -m keras_takd.main --flagfile=flags/smoke.cfg --epochs=2",
+        f"python -m keras_takd.takd.evaluate --flagfile=flags/smoke_eval.cfg {' '.join(executor)}",
+    ]
+
+
 def test_dry_run_reports_no_time():
     done = _reproduce("--quick", "--dry_run")
     assert done.returncode == 0, done.stderr

@@ -130,6 +130,36 @@ _REPLACE = flags.DEFINE_boolean(
     "you go back to them).",
 )
 
+_EXECUTOR = flags.DEFINE_enum(
+    "executor",
+    "serial",
+    ["serial", "ray"],
+    "Where the units run: serial (one after another in this process) or ray (Ray tasks on a "
+    "local Ray, or on the cluster of --ray_address; needs pip install keras_takd[ray]).",
+)
+_RAY_ADDRESS = flags.DEFINE_string(
+    "ray_address",
+    None,
+    "With --executor=ray: the Ray cluster to join (host:port, as `ray start --head` prints it; "
+    "default RAY_ADDRESS, else a local Ray started on this machine).",
+)
+_CPUS_PER_UNIT = flags.DEFINE_integer(
+    "cpus_per_unit",
+    1,
+    "With --executor=ray: CPUs (and TensorFlow threads) per unit.",
+    lower_bound=1,
+)
+_GPUS_PER_UNIT = flags.DEFINE_integer(
+    "gpus_per_unit", 0, "With --executor=ray: GPUs per unit (0: units see no GPU).", lower_bound=0
+)
+_MAX_RETRIES = flags.DEFINE_integer(
+    "max_retries",
+    3,
+    "With --executor=ray: reruns of a unit whose worker died (killed, out of memory) before "
+    "the evaluation stops naming it.",
+    lower_bound=0,
+)
+
 # Per-attack options, e.g. --l2_max_iterations; None keeps the attack function's default.
 _OPTION_FLAGS = {
     "max_iterations": (flags.DEFINE_integer, "optimizer steps (per c for L2)", 1),
@@ -249,6 +279,22 @@ def _recorded_data_dir(run) -> str | None:
     return recorded
 
 
+def _executor():
+    """The executor of --executor (None: the loop's serial default)."""
+    if _EXECUTOR.value == "serial":
+        return None
+    try:
+        from keras_takd.takd.evaluation.ray_executor import RayExecutor
+    except ImportError as e:  # ray is an extra
+        raise ValueError(f"--executor=ray needs ray ({e}): pip install 'keras_takd[ray]'") from None
+    return RayExecutor(
+        address=_RAY_ADDRESS.value,
+        cpus_per_unit=_CPUS_PER_UNIT.value,
+        gpus_per_unit=_GPUS_PER_UNIT.value,
+        max_retries=_MAX_RETRIES.value,
+    )
+
+
 def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
     from keras_takd.core.data import load_dataset
@@ -263,6 +309,7 @@ def main(argv: list[str]) -> None:
             run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
         )
         evaluation.check_results_file(output, None, run, sharded=_NUM_SHARDS.value > 1)
+        executor = _executor()  # an unreachable --ray_address fails here, before any work
         data = load_dataset(
             run.dataset,
             data_dir=DATA_DIR.value or _recorded_data_dir(run),
@@ -291,6 +338,7 @@ def main(argv: list[str]) -> None:
             log=_log,
             replace=_REPLACE.value,
             warn=_log,
+            executor=executor,
         )
         evaluation_id = table["eval_config"].iloc[0]
         print(f"results: {output} ({len(table)} rows, evaluation {evaluation_id})")

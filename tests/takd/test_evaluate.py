@@ -44,6 +44,10 @@ def fake_run(tmp_path):
         (["--l2_steps=3"], "Unknown command line flag"),
         (["--epochs=7"], "Unknown command line flag 'epochs'"),  # training's, not evaluation's
         (["--flagfile=flags/none.cfg"], "none.cfg"),
+        (["--executor=dask"], "--executor=dask: value should be one of <serial|ray>"),
+        (["--cpus_per_unit=0"], "cpus_per_unit"),
+        (["--gpus_per_unit=-1"], "gpus_per_unit"),
+        (["--max_retries=-1"], "max_retries"),
         (["positional"], "unexpected arguments"),
     ],
 )

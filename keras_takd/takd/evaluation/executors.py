@@ -2,7 +2,7 @@
 
 The evaluation loop (`loop.evaluate_run`) hands the units it needs to an executor and stores
 each result as it comes back; an executor only runs `fn` on units and yields what it returned.
-It may run them in any order, in this process or in others (a Ray executor plugs in here), as
+It may run them in any order, in this process or in others (`ray_executor.RayExecutor`), as
 long as `fn(unit)` runs to completion for every unit it yields: `fn` writes nothing, so a unit
 lost with its worker is simply computed again by the next evaluation.
 """
