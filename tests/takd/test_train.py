@@ -58,6 +58,8 @@ def test_cli_writes_exactly_the_promised_files(finished_run):
     ]
     assert files == sorted(
         [
+            "record.lock",
+            "record.sqlite",
             "results.csv",
             "run.json",
             "run.lock",

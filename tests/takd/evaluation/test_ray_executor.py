@@ -9,6 +9,7 @@ run has the machine's, and the float64 mean of the sensitivities came out one un
 last place apart (0.0025476548085156536 and ...655): the order of a multi-threaded sum.
 """
 
+import glob
 import os
 import pathlib
 import shutil
@@ -109,13 +110,20 @@ def test_a_worker_killed_mid_unit_reruns_it(cluster, tiny_run, evaluate, monkeyp
 
 
 class RaiseOn:
-    """Computes a unit, but raises on the l2 unit of the model with weights `sha`."""
+    """Computes a unit, but raises on the l2 unit of the model with weights `sha`, once the
+    unit `stored` is in the run folder: the units run side by side, so without the wait the
+    raise could come before the other unit is stored, and the test would depend on timing."""
 
-    def __init__(self, sha: str):
-        self.sha = sha
+    def __init__(self, sha: str, stored: pathlib.Path):
+        self.sha, self.stored = sha, stored
 
     def __call__(self, unit):
         if unit.kind == "l2" and unit.weights_sha256 == self.sha:
+            deadline = time.monotonic() + 300
+            while not glob.glob(str(self.stored)):
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
             raise ValueError("bad unit")
         return compute_unit(unit)
 
@@ -125,7 +133,8 @@ def test_a_unit_that_raises_stops_with_its_name_and_keeps_the_finished(
 ):
     run_dir, data = tiny_run
     _, stage2 = load_model(run_dir / "mnist/T5/stage2/model.keras")
-    monkeypatch.setattr(loop, "compute_unit", RaiseOn(stage2))
+    stored = run_dir / "eval" / "*" / "mnist" / "T5" / "stage1" / "shard0of1" / "l2.json"
+    monkeypatch.setattr(loop, "compute_unit", RaiseOn(stage2, stored))
     with pytest.raises(UnitFailedError) as failure:
         evaluate(run_dir, data, **SETTINGS, executor=RayExecutor(max_retries=0))
     message = str(failure.value)
