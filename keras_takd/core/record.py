@@ -167,17 +167,35 @@ def _record_lock(folder: pathlib.Path, timeout: float) -> Iterator[None]:
 
 @contextlib.contextmanager
 def reading(folder: str | pathlib.Path) -> Iterator[sqlite3.Connection | None]:
-    """The run's record opened read-only, or None if the run has none yet."""
+    """The run's record opened read-only, or None if the run has none yet.
+
+    A writer killed inside its transaction leaves a hot journal that a read-only connection
+    cannot roll back; the reader then rolls it back itself, holding the writers' lock (so no
+    live writer's journal is touched), and reads the record as it was before that
+    transaction.
+    """
+    folder = pathlib.Path(folder)
     path = record_path(folder)
     if not path.is_file():
         yield None
         return
+    if pathlib.Path(f"{path}-journal").exists():
+        _roll_back_killed_writer(folder)
     connection = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
     connection.row_factory = sqlite3.Row
     try:
         yield connection
     finally:
         connection.close()
+
+
+def _roll_back_killed_writer(folder: pathlib.Path, timeout: float = 600.0) -> None:
+    with _record_lock(folder, timeout):
+        connection = sqlite3.connect(record_path(folder))
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            connection.close()
 
 
 def put_models(connection: sqlite3.Connection, rows: Sequence[Mapping]) -> None:

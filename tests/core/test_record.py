@@ -1,6 +1,9 @@
 """The run record: typed, keyed, one writer at a time, read-only readers."""
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -87,6 +90,26 @@ def test_readers_cannot_write(tmp_path):
         record.put_models(connection, [ROW])
     with record.reading(tmp_path) as connection, pytest.raises(sqlite3.OperationalError):
         connection.execute("DELETE FROM models")
+
+
+def test_a_writer_killed_mid_transaction_leaves_the_record_as_before(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_models(connection, [ROW])
+    killed_writer = textwrap.dedent(f"""
+        import os, signal
+        from keras_takd.core import record
+        row = {ROW!r}
+        with record.writing({str(tmp_path)!r}) as connection:
+            connection.execute("PRAGMA cache_size = 1")  # spill pages into the file
+            record.put_models(connection, [
+                dict(row, stage=stage, stages=4000, keras_model="x" * 200)
+                for stage in range(2, 4000)
+            ])
+            os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    subprocess.run([sys.executable, "-c", killed_writer], check=False)
+    assert (tmp_path / f"{record.RECORD}-journal").exists()  # a hot journal was left
+    assert record.models(tmp_path) == [ROW]
 
 
 def test_a_run_without_record_has_no_models(tmp_path):
