@@ -23,6 +23,7 @@ from keras_takd.core import files
 # Keys of a `.keras` config.json that do not change what the model computes.
 _NOT_ARCHITECTURE = ("compile_config",)
 _PACKAGE = "keras_takd"
+_SHARED_ID = "shared_object_id"
 
 
 def architecture_sha256(path: str | pathlib.Path) -> str:
@@ -30,9 +31,12 @@ def architecture_sha256(path: str | pathlib.Path) -> str:
 
     Layer names are replaced by their order of first appearance, wherever they occur (as a
     layer's name or as a reference to it), so two trainings of one architecture in processes
-    that built a different number of layers before hash alike, while any change of a layer,
-    its settings (e.g. `relu` -> `sigmoid`) or its wiring changes the hash. The compile
-    configuration (optimizer, loss) is left out: it does not change what the model computes.
+    that built a different number of layers before hash alike. The ids Keras gives objects
+    that layers shared when saved (`shared_object_id`, e.g. of one dtype policy: a memory
+    address, present or not depending on how the model was built) are left out. Any change
+    of a layer, its settings (e.g. `relu` -> `sigmoid`) or its wiring changes the hash. The
+    compile configuration (optimizer, loss) is left out: it does not change what the model
+    computes.
 
     Args:
         path: a `.keras` file.
@@ -55,21 +59,36 @@ def architecture_sha256(path: str | pathlib.Path) -> str:
         raise ValueError(f"{path}: config.json holds {type(config).__name__}, expected an object")
     config = {k: v for k, v in config.items() if k not in _NOT_ARCHITECTURE}
     names = {name: f"#{k}" for k, name in enumerate(dict.fromkeys(_layer_names(config)))}
-    canonical = json.dumps(_renamed(config, names), sort_keys=True, separators=(",", ":"))
+    config = _without(_renamed(config, names), _SHARED_ID)
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _layer_names(value) -> Iterator[str]:
     """Every string under a "name" key, depth first, in the order of the config."""
+    return (name for name in _values_of(value, "name") if isinstance(name, str))
+
+
+def _values_of(value, name: str) -> Iterator:
+    """Every value under a key `name`, depth first, in the order of the config."""
     if isinstance(value, dict):
         for key, item in value.items():
-            if key == "name" and isinstance(item, str):
+            if key == name:
                 yield item
             else:
-                yield from _layer_names(item)
+                yield from _values_of(item, name)
     elif isinstance(value, list):
         for item in value:
-            yield from _layer_names(item)
+            yield from _values_of(item, name)
+
+
+def _without(value, name: str):
+    """`value` without any key `name`, at any depth."""
+    if isinstance(value, dict):
+        return {key: _without(item, name) for key, item in value.items() if key != name}
+    if isinstance(value, list):
+        return [_without(item, name) for item in value]
+    return value
 
 
 def _renamed(value, names: Mapping[str, str]):

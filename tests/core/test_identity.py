@@ -24,6 +24,20 @@ def test_architecture_ignores_layer_names_and_compile_settings(tmp_path):
     assert identity.architecture_sha256(first) == identity.architecture_sha256(second)
 
 
+def test_architecture_survives_a_load_and_save(tmp_path):
+    """A model built with a shared dtype policy saves its memory address (`shared_object_id`);
+    loaded and saved again, it has none: the same architecture all the same."""
+    policy = keras.DTypePolicy("float32")
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, dtype=policy)(inputs)
+    keras.Model(inputs, keras.layers.Dense(2, dtype=policy)(hidden)).save(tmp_path / "a.keras")
+    keras.saving.load_model(tmp_path / "a.keras").save(tmp_path / "b.keras")
+    with zipfile.ZipFile(tmp_path / "a.keras") as archive:
+        assert b"shared_object_id" in archive.read("config.json")
+    first, second = (identity.architecture_sha256(tmp_path / n) for n in ("a.keras", "b.keras"))
+    assert first == second
+
+
 def test_architecture_changes_with_an_activation(tmp_path):
     relu = _saved(tmp_path / "relu.keras")
     sigmoid = _saved(tmp_path / "sigmoid.keras", activation="sigmoid")
