@@ -5,8 +5,10 @@ regenerated after each write and never read back by training or evaluation. Its 
 
     models            one trained model per (dataset, temperature, seed, stage): training's columns
     evaluations       an evaluation's id and identity (JSON) and when it last wrote
-    units             one finished unit of an evaluation, with the identities it was computed
-                      for (weights, architecture, test set, code, settings) and its payload (JSON)
+    units             one finished unit of an evaluation (a model's metrics, or an attack on a
+                      block of its images), with the identities it was computed for (weights,
+                      architecture, test set, code, settings) and its payload (JSON); written
+                      one transaction per unit by the process that runs the evaluation
     model_evaluation  an evaluation's columns of one model's results row (JSON)
     per_image         typed per-image rows of an evaluation (success, distance, ...)
 
@@ -50,6 +52,14 @@ PER_IMAGE_COLUMNS: tuple[str, ...] = (
     "iterations",
 )
 """The typed per-image columns besides the key (model, attack, image) and the flags."""
+UNIT_IDENTITIES: tuple[str, ...] = (
+    "weights_sha256",
+    "architecture_sha256",
+    "test_set_sha256",
+    "code_sha256",
+    "settings",
+)
+"""What a stored unit was computed for; it is reused only when all of them match."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -86,8 +96,8 @@ CREATE TABLE IF NOT EXISTS units (
     test_set_sha256 TEXT NOT NULL,
     code_sha256 TEXT NOT NULL,
     settings TEXT NOT NULL CHECK (json_valid(settings)),
-    payload TEXT NOT NULL CHECK (json_valid(payload)),
-    PRIMARY KEY (evaluation, dataset, temperature, seed, stage, kind, first_image)
+    payload TEXT NOT NULL,  -- Python's JSON: a statistic may be NaN
+    PRIMARY KEY (evaluation, dataset, temperature, seed, stage, kind, first_image, stop_image)
 ) STRICT;
 CREATE TABLE IF NOT EXISTS model_evaluation (
     evaluation TEXT NOT NULL REFERENCES evaluations (evaluation),
@@ -144,11 +154,25 @@ def writing(folder: str | pathlib.Path, timeout: float = 600.0) -> Iterator[sqli
     with _record_lock(folder, timeout):
         connection = sqlite3.connect(record_path(folder), isolation_level="DEFERRED")
         try:
+            _migrate(connection)
             connection.executescript(_SCHEMA)
             with connection:
                 yield connection
         finally:
             connection.close()
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Drops a `units` table of the first schema (keyed without `stop_image`), which no
+    release wrote a row to, so the schema creates it anew."""
+    columns = connection.execute("SELECT name, pk FROM pragma_table_info('units')").fetchall()
+    if columns and dict(columns).get("stop_image") == 0:
+        if connection.execute("SELECT count(*) FROM units").fetchone()[0]:
+            raise ValueError(
+                "record.sqlite holds units keyed without their last image: written by an "
+                "unreleased version; delete its units table"
+            )
+        connection.execute("DROP TABLE units")
 
 
 @contextlib.contextmanager
@@ -232,10 +256,20 @@ def put_evaluation(connection: sqlite3.Connection, evaluation: str, identity: Ma
     )
 
 
+def evaluations(folder: str | pathlib.Path) -> dict[str, dict]:
+    """{evaluation id: identity} of every evaluation in the run's record (none if no record)."""
+    with reading(folder) as connection:
+        if connection is None:
+            return {}
+        found = connection.execute("SELECT evaluation, identity FROM evaluations")
+        return {evaluation: json.loads(value) for evaluation, value in found}
+
+
 def latest_evaluation(connection: sqlite3.Connection) -> str | None:
-    """The id of the evaluation that wrote last, or None."""
+    """The id of the evaluation that wrote its rows last, or None (one that has stored only
+    units so far, e.g. a shard's, does not count)."""
     row = connection.execute(
-        "SELECT evaluation FROM evaluations ORDER BY written DESC LIMIT 1"
+        "SELECT evaluation FROM evaluations WHERE written > 0 ORDER BY written DESC LIMIT 1"
     ).fetchone()
     return None if row is None else row[0]
 
@@ -275,3 +309,54 @@ def put_evaluation_rows(
 
 def _json(row: Mapping, without: Sequence[str]) -> str:
     return json.dumps({k: plain(v) for k, v in row.items() if k not in without}, sort_keys=True)
+
+
+UNIT_KEY: tuple[str, ...] = (*MODEL_KEY, "kind", "first_image", "stop_image")
+"""The columns that identify a unit within an evaluation."""
+
+
+def put_unit(
+    connection: sqlite3.Connection,
+    evaluation: str,
+    identity: Mapping,
+    unit: Mapping,
+    payload: Mapping,
+) -> None:
+    """Inserts or replaces one finished unit of an evaluation.
+
+    Args:
+        connection: a connection of `writing`.
+        evaluation: the evaluation's id; recorded (with `identity`) if it is not yet, without
+            making it the latest written (`latest_evaluation`).
+        identity: the evaluation's identity.
+        unit: its `UNIT_KEY` and `UNIT_IDENTITIES` (settings as a mapping).
+        payload: what the unit computed.
+    """
+    connection.execute(
+        "INSERT INTO evaluations VALUES (?, ?, 0) ON CONFLICT (evaluation) DO NOTHING",
+        (evaluation, json.dumps(identity, sort_keys=True)),
+    )
+    names = (*UNIT_KEY, *UNIT_IDENTITIES)
+    values = [plain(unit[c]) for c in names[:-1]] + [json.dumps(unit["settings"], sort_keys=True)]
+    connection.execute(
+        f"INSERT OR REPLACE INTO units (evaluation, {', '.join(names)}, payload) "
+        f"VALUES (?, {', '.join('?' * len(names))}, ?)",
+        (evaluation, *values, json.dumps(payload, sort_keys=True)),
+    )
+
+
+def units(folder: str | pathlib.Path, evaluation: str) -> list[dict]:
+    """The stored units of an evaluation (none if the run has no record).
+
+    Returns:
+        One dict per unit: its `UNIT_KEY`, `UNIT_IDENTITIES` (settings decoded) and "payload"
+        (decoded).
+    """
+    with reading(folder) as connection:
+        if connection is None:
+            return []
+        found = connection.execute("SELECT * FROM units WHERE evaluation = ?", (evaluation,))
+        rows = [dict(row) for row in found]
+    for row in rows:
+        row["settings"], row["payload"] = json.loads(row["settings"]), json.loads(row["payload"])
+    return rows

@@ -1,8 +1,10 @@
 """Fixtures of the chain study's tests: a tiny trained chain, fake attacks, `evaluate_run`,
 and a small results table with its per-image table."""
 
+import contextlib
 import functools
 import shutil
+import sqlite3
 
 import numpy as np
 import pandas as pd
@@ -141,3 +143,30 @@ def chain_tables():
     """`chain_tables(images=5, misclassified=(), unfooled=(), temperatures=(1.0, 20.0))` ->
     (results, per_image) of three-model chains, C&W L2 only (see `_chain_tables`)."""
     return _chain_tables
+
+
+def _stored_units(run_dir) -> list[tuple]:
+    """(stage, kind, first image, stop image) of every unit in the run's record, sorted."""
+    query = "SELECT stage, kind, first_image, stop_image FROM units"
+    with contextlib.closing(sqlite3.connect(run_dir / "record.sqlite")) as connection:
+        return sorted(connection.execute(query).fetchall())
+
+
+def _forget_unit(run_dir, stage: int, kind: str) -> None:
+    """Deletes the units of `kind` of the model at `stage` from the run's record."""
+    with contextlib.closing(sqlite3.connect(run_dir / "record.sqlite")) as connection:
+        with connection:
+            connection.execute("DELETE FROM units WHERE stage = ? AND kind = ?", (stage, kind))
+
+
+@pytest.fixture(scope="session")
+def stored_units():
+    """The units a run's record holds: `stored_units(run_dir)`."""
+    return _stored_units
+
+
+@pytest.fixture(scope="session")
+def forget_unit():
+    """Deletes a unit from a run's record, as if it had never finished:
+    `forget_unit(run_dir, stage, kind)`."""
+    return _forget_unit

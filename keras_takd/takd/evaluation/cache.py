@@ -1,39 +1,58 @@
-"""The unit cache: where each finished unit lies, how it is checked on reading, how it is stored.
+"""The unit cache: each finished unit in the run's record, reused only on its full identity.
 
-Each finished unit is a JSON file under `<output_dir>/eval/<config id>/` (see
-`keras_takd.takd.evaluation`):
+A finished unit is a row of the record's `units` table (`keras_takd.core.record`), keyed by its
+evaluation, its model (dataset, temperature, seed, stage), its kind and its images [start,
+stop), and stored with what it was computed for (`unit_identity`):
 
-    <dataset>/T<T>/stage<k>/metrics.json
-    <dataset>/T<T>/stage<k>/shard<i>of<n>/<attack>.json           and <attack>_indicators.json
+    weights_sha256        the model's weights (`units.weights_sha256`)
+    architecture_sha256   the model's architecture (`core.identity.architecture_sha256`)
+    test_set_sha256       the images and labels it computed on (`core.identity.array_sha256`)
+    code_sha256           the source of its module and what it imports (the attack's module,
+                          `core.metrics` or `indicator_units`; `core.identity.source_sha256`)
+    settings              the attack's options, budget and fixed arguments; the metrics' or
+                          the indicators' settings
 
-A unit is keyed by its model's weights (`units.weights_sha256`) and its images [start, stop);
-it carries its schema version and a checksum of its content. A metrics or indicator unit also
-records the settings it was computed with (`unit_settings`); one computed with others (e.g. by
-the float32 gradients of earlier versions) is named in a note and recomputed. Only the
-evaluation loop, in the calling process, stores units (`store_unit`); the units' compute
-functions write nothing.
+A stored unit is reused only when every identity matches; otherwise `cached_units` names the
+unit and what differs (`core.identity.differences`) in one line, and it is recomputed. Its
+payload also carries its schema version and a checksum of its content; one that fails either,
+or lacks what its kind holds, is named and recomputed, never trusted. Only the evaluation loop,
+in the calling process, stores units (`store_unit`, one transaction per unit); the units'
+compute functions write nothing.
+
+Units that earlier versions stored as JSON files under `<run>/eval/<config id>/` are not read:
+they record the weights only, not the architecture, the test set or the code, so they are
+recomputed (and left where they are).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pathlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
-from keras_takd.core import files, metrics
-from keras_takd.takd.evaluation.config import EvaluationConfig
+from keras_takd.core import identity, metrics, record
+from keras_takd.takd.evaluation.config import (
+    FIXED_ARGUMENTS,
+    EvaluationConfig,
+    attack_function,
+)
 from keras_takd.takd.evaluation.indicator_units import (
     indicated_attack,
     indicator_settings,
     indicator_unit,
     same_indicators,
 )
-from keras_takd.takd.schema import ATTACK_PREFIXES
+from keras_takd.takd.schema import ATTACK_PREFIXES, ATTACKS, MASKED_L2_PREFIX
 
-# Version of the cached units' layout: a unit of another version is recomputed, never read.
+# Version of the stored units' payload: a unit of another version is recomputed, never read.
 # 2: units are tied to the model's weights (not its file) and carry a checksum of their content.
-UNIT_SCHEMA = 2
+# 3: units live in the run's record with every identity they were computed for.
+UNIT_SCHEMA = 3
+
+StoredUnits = dict[tuple, dict]
+"""An evaluation's stored units by `record.UNIT_KEY` (as `stored_units` returns them)."""
 
 
 def unit_checksum(unit: Mapping) -> str:
@@ -42,90 +61,127 @@ def unit_checksum(unit: Mapping) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
-def unit_path(unit_dir: pathlib.Path, kind: str, config: EvaluationConfig) -> pathlib.Path:
-    """The cache file of unit `kind` of the model whose cache folder is `unit_dir`.
-
-    The attack-free metrics are not split over shards; attack and indicator units are.
-    """
-    if kind == "metrics":
-        return unit_dir / "metrics.json"
-    return unit_dir / config.shard_dir / f"{kind}.json"
-
-
-def load_unit(
-    path: pathlib.Path,
-    weights_sha256: str,
-    images: Sequence[int],
-    kind: str,
-    note: Callable[[str], None],
-) -> dict | None:
-    """The cached unit if it is intact and was computed for these weights and images.
-
-    A unit that is not intact (unreadable, of another schema version, not matching its
-    checksum, computed with other settings, or lacking what its kind needs) is never trusted:
-    `note` gets one line saying why, and the unit is recomputed. A unit of another model or
-    other images is silently recomputed: that is what a cache is for.
-
-    Args:
-        path: the unit's JSON file (`unit_path`).
-        weights_sha256: the weights the unit must have been computed for.
-        images: the images [start, stop) it must cover.
-        kind: "metrics", an attack prefix, or an indicator unit's name.
-        note: called with one line for a unit that is not intact.
-
-    Returns:
-        The unit, or None if it is to be computed.
-    """
-    if not path.is_file():
-        return None
-    cached = _read(path)
-    problem = _problem(cached, kind)
-    if problem:
-        note(f"{path}: {problem}; recomputing it")
-        return None
-    if cached.get("weights_sha256") != weights_sha256 or cached["images"] != list(images):
-        return None
-    return cached
-
-
-def _read(path: pathlib.Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError):
-        return None
-
-
-def _problem(cached: object, kind: str) -> str | None:
-    """Why a cached unit is not intact, or None."""
-    if not isinstance(cached, dict):
-        return "not a unit (unreadable JSON)"
-    if cached.get("schema") != UNIT_SCHEMA:
-        return f"unit schema {cached.get('schema', 1)!r}, this version reads {UNIT_SCHEMA}"
-    if cached.get("checksum") != unit_checksum(cached):
-        return "its content does not match its checksum (edited or damaged)"
-    expected = unit_settings(kind)
-    if expected is not None and cached.get("settings") != expected:
-        return f"computed with settings {cached.get('settings')!r}, this version uses {expected!r}"
-    if not _valid_content(cached, kind):
-        return f"lacks what a {kind} unit holds"
-    return None
-
-
-def unit_settings(kind: str) -> dict | None:
-    """The settings a unit of `kind` records, and must match to be read.
+def unit_settings(kind: str, config: EvaluationConfig) -> dict:
+    """The settings a unit of `kind` is computed with, as stored (JSON types).
 
     Args:
         kind: "metrics", an attack prefix, or an indicator unit's name.
+        config: the evaluation.
 
     Returns:
         `metrics.SENSITIVITY_SETTINGS` for "metrics", `indicator_settings` for an indicator
-        unit, None for an attack unit (its settings are the evaluation's configuration, which
-        names its folder).
+        unit; for an attack unit its options, fixed arguments and budget.
     """
     if kind == "metrics":
-        return metrics.SENSITIVITY_SETTINGS
-    attack = indicated_attack(kind)
-    return None if attack is None else indicator_settings(attack)
+        settings = metrics.SENSITIVITY_SETTINGS
+    elif indicated_attack(kind) is not None:
+        settings = indicator_settings(indicated_attack(kind))
+    else:
+        attack = _attack(kind)
+        settings = {
+            "options": config.attack_options[attack],
+            "fixed": FIXED_ARGUMENTS.get(attack, {}),
+            "budget": config.budgets.get(kind) if kind in ATTACKS else None,
+        }
+    return json.loads(json.dumps(settings, sort_keys=True))
+
+
+def _attack(kind: str) -> str:
+    return "l2" if kind == MASKED_L2_PREFIX else kind
+
+
+@functools.cache
+def code_sha256(kind: str) -> str:
+    """The `source_sha256` of the module that computes a unit of `kind`."""
+    if kind == "metrics":
+        module = metrics.__name__
+    elif indicated_attack(kind) is not None:
+        module = same_indicators.__module__
+    else:
+        module = attack_function(_attack(kind)).__module__
+    return identity.source_sha256(module)
+
+
+def unit_identity(
+    kind: str,
+    config: EvaluationConfig,
+    model: Mapping[str, str],
+    test_set_sha256: str,
+) -> dict:
+    """Everything a unit's numbers depend on besides its key (see the module docstring).
+
+    Args:
+        kind: "metrics", an attack prefix, or an indicator unit's name.
+        config: the evaluation.
+        model: the model's "weights_sha256" and "architecture_sha256".
+        test_set_sha256: the `array_sha256` of the unit's images and labels.
+    """
+    return {
+        "weights_sha256": model["weights_sha256"],
+        "architecture_sha256": model["architecture_sha256"],
+        "test_set_sha256": test_set_sha256,
+        "code_sha256": code_sha256(kind),
+        "settings": unit_settings(kind, config),
+    }
+
+
+def stored_units(folder: str | pathlib.Path, evaluation: str) -> StoredUnits:
+    """The units of an evaluation stored in the run's record, by `record.UNIT_KEY`."""
+    return {tuple(u[c] for c in record.UNIT_KEY): u for u in record.units(folder, evaluation)}
+
+
+def cached_units(
+    stored: StoredUnits,
+    model_key: tuple,
+    wanted: Mapping[str, tuple[tuple[int, int], dict]],
+    name: Callable[[str], str],
+    note: Callable[[str], None],
+) -> dict[str, dict]:
+    """Every stored unit of one model that may be reused, {kind: payload}.
+
+    An indicator unit counts only beside the attack unit it was computed from.
+
+    Args:
+        stored: the evaluation's stored units (`stored_units`).
+        model_key: the model's `record.MODEL_KEY` values.
+        wanted: {kind: (images [start, stop), `unit_identity`)} of every unit the model may
+            have.
+        name: the unit's name in a line, from its kind.
+        note: called with one line for each stored unit that is not reused: what differs,
+            or why it is not intact.
+    """
+    done = {}
+    kinds = ["metrics"] + [k for a in ATTACK_PREFIXES for k in (a, indicator_unit(a))]
+    for kind in (k for k in kinds if k in wanted):
+        images, wanted_identity = wanted[kind]
+        unit = stored.get((*model_key, kind, *images))
+        if unit is None:
+            continue
+        problem = _problem(unit, kind, wanted_identity)
+        if problem:
+            note(f"{name(kind)}: {problem}; recomputing it")
+            continue
+        attack = indicated_attack(kind)
+        if attack is None or same_indicators(unit["payload"], done, attack):
+            done[kind] = unit["payload"]
+    return done
+
+
+def _problem(unit: Mapping, kind: str, wanted: Mapping) -> str | None:
+    """Why a stored unit may not be reused, or None."""
+    differs = identity.differences({k: unit[k] for k in wanted}, wanted)
+    if differs:
+        return ", ".join(differs)
+    payload = unit["payload"]
+    if not isinstance(payload, dict):
+        return "not a unit (its payload is not an object)"
+    if payload.get("schema") != UNIT_SCHEMA:
+        return f"unit schema {payload.get('schema')!r}, this version reads {UNIT_SCHEMA}"
+    if payload.get("checksum") != unit_checksum(payload):
+        return "its content does not match its checksum (edited or damaged)"
+    if not _valid_content(payload, kind):
+        return f"lacks what a {kind} unit holds"
+    return None
 
 
 def _valid_content(unit: Mapping, kind: str) -> bool:
@@ -161,50 +217,28 @@ def _valid_attack_content(unit: Mapping, block: int) -> bool:
     )
 
 
-def cached_units(
-    unit_dir: pathlib.Path,
-    weights_sha256: str,
-    config: EvaluationConfig,
-    metric_images: int,
-    note: Callable[[str], None],
-) -> dict[str, dict]:
-    """Every intact unit of one model in the cache, {kind: unit}.
-
-    An indicator unit counts only beside the attack unit it was computed from.
+def store_unit(
+    folder: pathlib.Path,
+    evaluation: tuple[str, Mapping],
+    unit_key: tuple,
+    unit_identity: Mapping,
+    result: Mapping,
+) -> dict:
+    """Stores a computed unit in the run's record, one transaction.
 
     Args:
-        unit_dir: the model's cache folder.
-        weights_sha256: the model's weights.
-        config: the evaluation (its shard and each attack's images).
-        metric_images: the attack-free metrics' images [0, metric_images).
-        note: called with one line for each unit that is not intact (see `load_unit`).
-    """
-    done = {}
-    path = unit_path(unit_dir, "metrics", config)
-    cached = load_unit(path, weights_sha256, [0, metric_images], "metrics", note)
-    if cached is not None:
-        done["metrics"] = cached
-    for attack in ATTACK_PREFIXES:
-        for kind in (attack, indicator_unit(attack)):
-            path = unit_path(unit_dir, kind, config)
-            cached = load_unit(path, weights_sha256, config.block(attack), kind, note)
-            if cached is not None and (kind == attack or same_indicators(cached, done, attack)):
-                done[kind] = cached
-    return done
-
-
-def store_unit(path: pathlib.Path, result: Mapping, weights_sha256: str) -> dict:
-    """Stores a computed unit: its result, schema version, weights and checksum, atomically.
-
-    Args:
-        path: the unit's JSON file (`unit_path`).
+        folder: the run folder.
+        evaluation: the evaluation's id and identity.
+        unit_key: the unit's `record.UNIT_KEY` values.
+        unit_identity: what it was computed for (`unit_identity`).
         result: what the unit's compute function returned (with "images" and "seconds").
-        weights_sha256: the weights it was computed for.
 
     Returns:
-        The unit as stored.
+        The unit's payload as stored: `result`, its schema version and checksum.
     """
-    unit = dict(result) | {"schema": UNIT_SCHEMA, "weights_sha256": weights_sha256}
-    unit["checksum"] = unit_checksum(unit)
-    files.write_json_atomic(path, unit)
-    return unit
+    payload = dict(result) | {"schema": UNIT_SCHEMA}
+    payload["checksum"] = unit_checksum(payload)
+    unit = dict(zip(record.UNIT_KEY, unit_key, strict=True)) | dict(unit_identity)
+    with record.writing(folder) as connection:
+        record.put_unit(connection, evaluation[0], evaluation[1], unit, payload)
+    return payload

@@ -1,23 +1,26 @@
 """The evaluation loop: the units a run still needs, run by an executor, stored and tabulated here.
 
-`evaluate_run` reads a trained run, finds every model's finished units in the cache
-(`cache.cached_units`), and hands the missing ones (`units.Unit`) to an executor
-(`executors`), in two waves: the metrics and attack units, then the indicator units, which
-need their attack unit's result. As each result comes back, this process, the only writer,
-stores the unit (`cache.store_unit`) and rewrites the results CSV and the per-image table, so
-a killed evaluation loses at most the units it was running.
+`evaluate_run` reads a trained run, finds every model's finished units in the run's record
+that were computed for the same weights, architecture, test images, code and settings
+(`cache.cached_units`; one that differs is named in a line), and hands the missing ones
+(`units.Unit`) to an executor (`executors`), in two waves: the metrics and attack units, then
+the indicator units, which need their attack unit's result. As each result comes back, this
+process, the only writer, stores the unit in the record (`cache.store_unit`, one transaction)
+and rewrites the results CSV and the per-image table, so a killed evaluation loses at most the
+units it was running.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pathlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from keras_takd.core import files, record
+from keras_takd.core import files, identity, record
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd import exports
 from keras_takd.takd.evaluation import cache, progress
@@ -36,6 +39,7 @@ from keras_takd.takd.evaluation.indicator_units import (
 )
 from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
 from keras_takd.takd.evaluation.runs import (
+    WEIGHTS_COLUMN,
     Run,
     check_results_file,
     known_columns,
@@ -108,7 +112,7 @@ def evaluate_run(
             left). None: quiet.
         replace: if `output` holds the evaluation of another configuration, drop its
             evaluation columns (keeping the training columns) instead of refusing. Nothing is
-            lost: its units stay cached under eval/<its config>/, and rerunning with its
+            lost: its units stay in the run's record, and rerunning with its
             settings writes them back without recomputing.
         executor: where the units run (default: `SerialExecutor()`, in order, in this
             process).
@@ -127,24 +131,26 @@ def evaluate_run(
     log = log or (lambda line: None)
     x, y = _check_data(run, data)
     config.check_test_images(len(x))
-    identity = config.identity(run.dataset, len(x))
-    cid = config_id(identity)
+    evaluation_identity = _identity(config, run, x, y)
+    cid = config_id(evaluation_identity)
+    _log_other_test_set(run, cid, evaluation_identity, log)
     default = shard_results_path(run.output_dir, config.shard_index, config.num_shards)
     path = pathlib.Path(output or default)
     if replace:
         _drop_other_evaluation(path, cid, run, config.sharded)
     check_results_file(path, cid, run, config.sharded)
     unit_cache = run.inside(run.output_dir / "eval" / cid)  # a link out of the run is refused
-    files.write_json_atomic(unit_cache / "config.json", identity)
-    metric_images = identity["metric_images"]
-    models = _models(run, unit_cache, config, metric_images, log)
+    files.write_json_atomic(unit_cache / "config.json", evaluation_identity)
+    metric_images = evaluation_identity["metric_images"]
+    models = _models(run, (cid, evaluation_identity), config, (x, y, metric_images), log)
     evaluation = _Evaluation(
         path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
     )
-    evaluation.record = _recorded(run, path, identity, config.sharded)
+    evaluation.stored_in = run.output_dir, (cid, evaluation_identity)
+    evaluation.record = _recorded(run, path, evaluation_identity, config.sharded)
     evaluation.table = evaluation.write_tables()
     evaluation.warn = warn or log
-    log(evaluation.header(unit_cache))
+    log(evaluation.header(run.output_dir))
     cost = progress.cost_line(evaluation.reference_cost(), "flags/smoke_eval.cfg")
     if cost:
         log(cost)
@@ -158,39 +164,111 @@ def evaluate_run(
     return evaluation.table
 
 
+def _identity(config: EvaluationConfig, run: Run, x: np.ndarray, y: np.ndarray) -> dict:
+    """The evaluation's identity: the configuration's, and the test set's content."""
+    evaluation = config.identity(run.dataset, len(x))
+    evaluation["data"]["test_set_sha256"] = identity.array_sha256(x, y)
+    return evaluation
+
+
+def _log_other_test_set(run: Run, cid: str, wanted: dict, log: Callable[[str], None]) -> None:
+    """Logs a line if the run was evaluated with these settings on other test images."""
+    for other, recorded in record.evaluations(run.output_dir).items():
+        data = {k: v for k, v in recorded.items() if k != "data"}
+        if other != cid and data == {k: v for k, v in wanted.items() if k != "data"}:
+            differs = identity.differences(recorded["data"], wanted["data"])
+            log(f"evaluation {cid}: not evaluation {other}, {', '.join(differs)}: no unit reused")
+
+
 @dataclasses.dataclass
 class _Model:
-    """A model of the run: its results row, files, weights and finished units {kind: unit}."""
+    """A model of the run: its results row, file, record key, the units it needs
+    ({kind: (images, identity)}, `cache.unit_identity`) and those finished ({kind: unit})."""
 
     row: dict
     path: pathlib.Path
-    unit_dir: pathlib.Path
     sha: str
+    key: tuple
+    wanted: dict[str, tuple[tuple[int, int], dict]]
     done: dict[str, dict]
 
 
 def _models(
     run: Run,
-    unit_cache: pathlib.Path,
+    evaluation: tuple[str, dict],
     config: EvaluationConfig,
-    metric_images: int,
+    test_set: tuple[np.ndarray, np.ndarray, int],
     log: Callable[[str], None],
 ) -> list[_Model]:
-    """The run's models in key order, each loaded once to key the cache by its weights."""
+    """The run's models in key order, each loaded once to identify its weights."""
     produced = known_columns(None, sharded=True) - set(CHAIN_COLUMNS)
     rows = run.rows.sort_values(list(KEY_COLUMNS), kind="stable")
     chain_length = rows.groupby(["dataset", "temperature"])["stage"].transform("max")
+    seeds = _Seeds(run)
+    wanted = _Wanted(config, *test_set)
+    stored = cache.stored_units(run.output_dir, evaluation[0])
     models = []
     for (_, row), stages in zip(rows.iterrows(), chain_length, strict=True):
         base = {c: row[c] for c in row.index if c not in produced}
         if pd.isna(base.get(CHAIN_LENGTH_COLUMN)):  # runs from before the column
             base[CHAIN_LENGTH_COLUMN] = int(stages)
-        # Both paths checked inside the run folder; the model file complete (else named).
-        path, unit_dir = run.model_file(row), run.unit_dir(unit_cache, row)
+        path = run.model_file(row)  # inside the run folder, complete (else named)
         _, sha = load_model(path)
-        done = cache.cached_units(unit_dir, sha, config, metric_images, log)
-        models.append(_Model(base, path, unit_dir, sha, done))
+        model = {"weights_sha256": sha, "architecture_sha256": identity.architecture_sha256(path)}
+        key, needs = seeds.key(row), wanted.of(model)
+        name = functools.partial(progress.unit_name, base)
+        done = cache.cached_units(stored, key, needs, name, log)
+        models.append(_Model(base, path, sha, key, needs, done))
     return models
+
+
+class _Seeds:
+    """The record key (`record.MODEL_KEY`) of a run's rows: their seed is in the record, or
+    is the run's seed (a run trained before records)."""
+
+    def __init__(self, run: Run) -> None:
+        self.default = int(run.run_json["configuration"].get("train", {}).get("seed", 0))
+        self.seeds = {
+            (m["dataset"], m["temperature"], m["stage"]): m["seed"]
+            for m in record.models(run.output_dir)
+        }
+
+    def key(self, row: Mapping) -> tuple:
+        dataset, temperature, stage = (
+            str(row["dataset"]),
+            float(row["temperature"]),
+            int(row["stage"]),
+        )
+        seed = self.seeds.get((dataset, temperature, stage), self.default)
+        return dataset, temperature, seed, stage
+
+
+class _Wanted:
+    """The images and identity of every unit a model may have (`cache.unit_identity`)."""
+
+    def __init__(self, config: EvaluationConfig, x: np.ndarray, y: np.ndarray, metric_images: int):
+        self.config, self.x, self.y = config, x, y
+        self.images = {"metrics": (0, metric_images)}
+        for attack in ATTACK_PREFIXES:
+            block = config.block(attack)
+            self.images |= {attack: block, indicator_unit(attack): block}
+        self.hashed: dict[tuple[int, int], str] = {}
+
+    def _test_set_sha256(self, images: tuple[int, int]) -> str:
+        if images not in self.hashed:
+            start, stop = images
+            self.hashed[images] = identity.array_sha256(self.x[start:stop], self.y[start:stop])
+        return self.hashed[images]
+
+    def of(self, model: Mapping[str, str]) -> dict[str, tuple[tuple[int, int], dict]]:
+        """{kind: (images, identity)} of the model with these weights and architecture."""
+        return {
+            kind: (
+                images,
+                cache.unit_identity(kind, self.config, model, self._test_set_sha256(images)),
+            )
+            for kind, images in self.images.items()
+        }
 
 
 class _Evaluation:
@@ -222,15 +300,17 @@ class _Evaluation:
         self.explained: set[str] = set()
         self.warn, self.heartbeat = log, None
         self.record: tuple[pathlib.Path, dict, dict] | None = None
+        self.stored_in: tuple[pathlib.Path, tuple[str, dict]] | None = None
         self.table: pd.DataFrame | None = None
 
-    def header(self, unit_cache: pathlib.Path) -> str:
+    def header(self, folder: pathlib.Path) -> str:
         """The first line: how many units, of which kinds, how many to compute."""
         kinds = self.first_kinds + self.later_kinds
         total, todo = len(self.models) * len(kinds), len(self.remaining)
         return (
             f"evaluation {self.cid}: {len(self.models)} models x {len(kinds)} units "
-            f"({', '.join(kinds)}), {todo} to compute, {total - todo} cached in {unit_cache}"
+            f"({', '.join(kinds)}), {todo} to compute, {total - todo} cached in "
+            f"{record.record_path(folder)}"
         )
 
     def reference_cost(self) -> dict[str, float]:
@@ -298,10 +378,12 @@ class _Evaluation:
             self.log(f"{self._step(unit)} {line}")
 
     def store(self, unit: Unit, result: dict) -> None:
-        """Stores a computed unit in the cache, rewrites the tables, logs its end line."""
+        """Stores a computed unit in the record, rewrites the tables, logs its end line."""
         model = self.by_path[unit.model_path]
-        path = cache.unit_path(model.unit_dir, unit.kind, self.config)
-        value = cache.store_unit(path, result, unit.weights_sha256)
+        images, unit_identity = model.wanted[unit.kind]
+        folder, evaluation = self.stored_in
+        key = (*model.key, unit.kind, *images)
+        value = cache.store_unit(folder, evaluation, key, unit_identity, result)
         model.done[unit.kind] = value
         self.table = self.write_tables()
         self.remaining.remove((unit.model_path, unit.kind))
@@ -363,6 +445,7 @@ def _evaluation_columns(model: _Model, cid: str, config: EvaluationConfig) -> di
     row, done = {c: model.row[c] for c in KEY_COLUMNS}, model.done
     if config.sharded:
         row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
+        row[WEIGHTS_COLUMN] = model.sha
     if "metrics" in done and config.shard_index == 0:
         start, stop = done["metrics"]["images"]
         row |= {"metric_images": stop - start, **done["metrics"]["metrics"]}

@@ -2,7 +2,7 @@
 
 A run's results.csv is checked before any path is built from it: only columns a keras_takd
 results file has; in every row the run's own dataset label (run.json), a finite temperature
-> 0 and an integer stage >= 1. Every path built from a row (the model, the unit cache folder)
+> 0 and an integer stage >= 1. Every path built from a row (the model) and the evaluation's folder
 must resolve inside the run folder, so a forged results.csv cannot make an evaluation read or
 write elsewhere. An evaluation holds its own lock file (one per shard) and a shared lock on
 the run folder (`lock_evaluation`), so trainings and the same shard never run beside it.
@@ -35,6 +35,9 @@ from keras_takd.takd.schema import (
     SHARD_COLUMNS,
     STAT_SUFFIXES,
 )
+
+WEIGHTS_COLUMN = "weights_sha256"
+"""A shard CSV's column of each model's `units.weights_sha256`, which `merge_shards` checks."""
 
 
 def stat_columns(prefixes) -> list[str]:
@@ -87,31 +90,6 @@ class Run:
         """
         return files.check_keras_file(self.model_path(row))
 
-    def unit_dir(self, cache: pathlib.Path, row) -> pathlib.Path:
-        """The row's folder in the unit cache `cache`, checked before any unit is computed.
-
-        The folder, its shard folders and the unit files in them must resolve inside the run
-        folder, and every unit file must be a regular file, so no unit is computed only to
-        find it cannot be stored.
-
-        Raises:
-            ValueError: the folder, a shard folder or a unit file resolves outside the run.
-            files.NotRegularFileError: a unit file is a folder, a FIFO or a device.
-        """
-        unit_dir = self.inside(pathlib.Path(cache) / _model_folder(row))
-        for entry in _entries(unit_dir):  # metrics.json and the shard folders
-            self._check_unit_entry(entry)
-            if entry.suffix != ".json":
-                for unit in _entries(entry):
-                    self._check_unit_entry(unit)
-        return unit_dir
-
-    def _check_unit_entry(self, path: pathlib.Path) -> None:
-        """A unit folder's entry lies inside the run; a unit file (`*.json`) is regular."""
-        self.inside(path)
-        if path.suffix == ".json":
-            files.check_regular(path)
-
     def inside(self, path: pathlib.Path) -> pathlib.Path:
         """`path` if it resolves (symbolic links followed) inside the run folder.
 
@@ -119,11 +97,6 @@ class Run:
             ValueError: it resolves elsewhere.
         """
         return files.inside(self.output_dir, path)
-
-
-def _entries(folder: pathlib.Path) -> list[pathlib.Path]:
-    """The entries of `folder`, or none if it is not a folder."""
-    return sorted(folder.iterdir()) if folder.is_dir() else []
 
 
 def _model_folder(row) -> pathlib.Path:
@@ -242,7 +215,7 @@ def known_columns(run: Run | None = None, sharded: bool = False) -> set[str]:
     own = set(run.rows.columns) if run is not None else set()
     known = from_metrics | set(CHAIN_COLUMNS) | own
     if sharded:
-        known |= set(SHARD_COLUMNS) | set(stat_columns(ATTACK_PREFIXES))
+        known |= set(SHARD_COLUMNS) | set(stat_columns(ATTACK_PREFIXES)) | {WEIGHTS_COLUMN}
     return known
 
 

@@ -5,13 +5,18 @@ image alone, so the aggregation can be checked against a hand computation and th
 attack calls counted; `test_two_shards_merged_equal_one_unsharded_run` uses the real L2 attack.
 """
 
+import contextlib
+import dataclasses
 import json
+import sqlite3
+import zipfile
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from keras_takd.core import metrics
+from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd import evaluation, schema
 from keras_takd.takd.analysis import tables
 from keras_takd.takd.schema import CHAIN_COLUMNS
@@ -342,8 +347,18 @@ def test_two_shards_merged_equal_one_unsharded_run(tiny_run, evaluate):
     )
 
 
-def _unit_files(run_dir):
-    return sorted((run_dir / "eval").rglob("l2.json"))
+def _edit_unit(run_dir, edit, stage=1, kind="l2"):
+    """Edits the payload of a unit in the run's record, as a hand or a bug would."""
+    with contextlib.closing(sqlite3.connect(run_dir / "record.sqlite")) as connection:
+        with connection:
+            where = "WHERE stage = ? AND kind = ?"
+            found = connection.execute(f"SELECT payload FROM units {where}", (stage, kind))
+            (payload,) = found.fetchone()
+            unit = json.loads(payload)
+            edit(unit)
+            connection.execute(
+                f"UPDATE units SET payload = ? {where}", (json.dumps(unit), stage, kind)
+            )
 
 
 @pytest.mark.parametrize(
@@ -351,8 +366,8 @@ def _unit_files(run_dir):
     [
         (lambda unit: unit["statistics"].update(l2_sum=123.0), "does not match its checksum"),
         (lambda unit: unit.pop("per_image"), "does not match its checksum"),
-        (lambda unit: unit.update(schema=1), "unit schema 1"),
-        (lambda unit: unit.pop("schema"), "unit schema 1"),
+        (lambda unit: unit.update(schema=2), "unit schema 2"),
+        (lambda unit: unit.pop("schema"), "unit schema None"),
     ],
     ids=["edited number", "missing key", "older schema", "no schema"],
 )
@@ -363,17 +378,14 @@ def test_a_damaged_unit_is_recomputed_with_a_note_never_trusted(
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
     fake_attacks().install(monkeypatch)
     table = evaluate(run_dir, data, **kwargs)
-    path = _unit_files(run_dir)[0]
-    unit = json.loads(path.read_text())
-    damage(unit)
-    path.write_text(json.dumps(unit))
+    _edit_unit(run_dir, damage)
 
     fake, lines = fake_attacks(), []
     fake.install(monkeypatch)
     again = evaluate(run_dir, data, log=lines.append, **kwargs)
     assert [c["attack"] for c in fake.calls] == ["l2"]  # that unit only, recomputed
-    notes = [line for line in lines if str(path) in line]
-    assert len(notes) == 1 and why in notes[0] and "recomputing" in notes[0]
+    notes = [line for line in lines if line.startswith("mnist T=5 stage 1 l2: ")]
+    assert len(notes) == 1 and why in notes[0] and notes[0].endswith("; recomputing it")
     pd.testing.assert_frame_equal(again, table, check_dtype=False)
 
 
@@ -386,11 +398,12 @@ def test_a_unit_with_a_valid_checksum_but_a_missing_key_is_recomputed(
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
     fake_attacks().install(monkeypatch)
     evaluate(run_dir, data, **kwargs)
-    path = _unit_files(run_dir)[0]
-    unit = json.loads(path.read_text())
-    del unit["per_image"]["distance"]
-    unit["checksum"] = unit_checksum(unit)
-    path.write_text(json.dumps(unit))
+
+    def damage(unit):
+        del unit["per_image"]["distance"]
+        unit["checksum"] = unit_checksum(unit)
+
+    _edit_unit(run_dir, damage)
     fake, lines = fake_attacks(), []
     fake.install(monkeypatch)
     evaluate(run_dir, data, log=lines.append, **kwargs)
@@ -422,6 +435,63 @@ def test_units_follow_the_weights_not_the_model_file(tiny_run, monkeypatch, eval
     fake.install(monkeypatch)
     evaluate(run_dir, data, **kwargs)
     assert [c["attack"] for c in fake.calls] == ["l2"]
+
+
+def test_another_test_set_of_the_same_size_reuses_no_unit(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
+    """Issue 23 hole 3: with the test images inverted, every cached unit was reused."""
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, metric_images=16)
+    fake_attacks().install(monkeypatch)
+    first = evaluate(run_dir, data, **kwargs)
+    inverted = dataclasses.replace(data, x_test=1.0 - np.asarray(data.x_test))
+    fake = fake_attacks()
+    fake.install(monkeypatch)
+    with pytest.raises(ConfigMismatchError, match="holds evaluation results of configuration"):
+        evaluate(run_dir, inverted, **kwargs)  # another evaluation: not mixed into the table
+    lines = []
+    other = evaluate(run_dir, inverted, **kwargs, replace=True, log=lines.append)
+    assert len(fake.calls) == 2 * 2  # (l2, l2_softmax_T) x 2 models, none reused
+    assert other.eval_config[0] != first.eval_config[0]
+    (line,) = [line for line in lines if "no unit reused" in line]
+    assert f"not evaluation {first.eval_config[0]}, test_set_sha256 " in line
+    fake = fake_attacks()
+    fake.install(monkeypatch)
+    again = evaluate(run_dir, data, **kwargs, replace=True)  # the real images: all cached
+    assert fake.calls == []
+    pd.testing.assert_frame_equal(again, first)
+
+
+def _with_activation(path, old, new):
+    """Rewrites a .keras file with `old` activations made `new` and the same weights."""
+    with zipfile.ZipFile(path) as archive:
+        entries = {name: archive.read(name) for name in archive.namelist()}
+    entries["config.json"] = entries["config.json"].replace(old.encode(), new.encode())
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+
+
+def test_the_same_weights_in_another_architecture_reuse_no_unit(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
+    """Issue 23 hole 4: sigmoid for relu with identical weights gave "0 to compute"."""
+    run_dir, data = tiny_run
+    kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
+    fake_attacks().install(monkeypatch)
+    evaluate(run_dir, data, **kwargs)
+    _with_activation(run_dir / "mnist/T5/stage1/model.keras", '"relu"', '"sigmoid"')
+    fake, lines = fake_attacks(), []
+    fake.install(monkeypatch)
+    evaluate(run_dir, data, log=lines.append, **kwargs)
+    assert [c["attack"] for c in fake.calls] == ["l2"]  # stage 1's unit; stage 2's cached
+    notes = [line for line in lines if "architecture_sha256" in line]
+    assert [note.split(":")[0] for note in notes] == [
+        f"mnist T=5 stage 1 {kind}" for kind in ("metrics", "l2", "l2_indicators")
+    ]
+    assert all(note.endswith("recomputing it") for note in notes)
+    assert not any("weights_sha256" in note for note in notes)  # the weights are the same
 
 
 def test_indicators_are_counted_per_attack_flagged_per_image_and_warned(
@@ -472,14 +542,14 @@ def test_indicators_off_leave_their_columns_out_and_compute_nothing(
 
 
 def test_an_indicator_unit_is_recomputed_when_its_attack_unit_was(
-    tiny_run, monkeypatch, evaluate, fake_attacks
+    tiny_run, monkeypatch, evaluate, fake_attacks, forget_unit
 ):
     run_dir, data = tiny_run
     kwargs = dict(attacks=("l2",), num_images=NUM_IMAGES, gradient_masking=False)
     fake_attacks(silent=True).install(monkeypatch)
     evaluate(run_dir, data, **kwargs)
-    for path in _unit_files(run_dir):
-        path.unlink()  # the attack units only: their indicator units stay
+    for stage in (1, 2):
+        forget_unit(run_dir, stage, "l2")  # the attack units only: their indicator units stay
     fake_attacks().install(monkeypatch)
     table = evaluate(run_dir, data, **kwargs)
     assert (table.l2_silent_success == 0).all()

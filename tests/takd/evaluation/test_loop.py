@@ -36,13 +36,9 @@ class ThreadExecutor:
                 yield futures[future], future.result()
 
 
-def _unit_files(run_dir):
-    return sorted(p.relative_to(run_dir) for p in (run_dir / "eval").rglob("*.json"))
-
-
 @pytest.mark.parametrize("executor", [ReversedExecutor, ThreadExecutor])
 def test_any_executor_writes_the_tables_of_the_serial_run(
-    tiny_run, monkeypatch, evaluate, fake_attacks, executor
+    tiny_run, monkeypatch, evaluate, fake_attacks, executor, stored_units
 ):
     run_dir, data = tiny_run
     other = shutil.copytree(run_dir, run_dir.parent / "other")
@@ -53,12 +49,12 @@ def test_any_executor_writes_the_tables_of_the_serial_run(
     assert table.equals(serial)
     for name in ("results.csv", "per_image.csv"):
         assert (other / name).read_bytes() == (run_dir / name).read_bytes(), name
-    assert _unit_files(other) == _unit_files(run_dir)
+    assert stored_units(other) == stored_units(run_dir) != []
     assert sum(line.endswith("; evaluation complete") for line in lines) == 1
 
 
 def test_a_cached_unit_is_never_handed_to_the_executor(
-    tiny_run, monkeypatch, evaluate, fake_attacks
+    tiny_run, monkeypatch, evaluate, fake_attacks, forget_unit
 ):
     run_dir, data = tiny_run
     fake_attacks().install(monkeypatch)
@@ -75,8 +71,7 @@ def test_a_cached_unit_is_never_handed_to_the_executor(
         ("stage1", "linf"), ("stage2", "linf"), ("stage1", "linf_indicators"),
         ("stage2", "linf_indicators"),
     ]  # fmt: skip
-    (unit,) = (run_dir / "eval").rglob("stage2/shard0of1/l2.json")
-    unit.unlink()  # a lost unit: it and the indicator unit computed from it, nothing else
+    forget_unit(run_dir, 2, "l2")  # a lost unit: it and the indicator unit computed from it
     again = ReversedExecutor()
     evaluate(run_dir, data, **SETTINGS | {"gradient_masking": False}, executor=again)
     assert again.handed == [("stage2", "l2"), ("stage2", "l2_indicators")]

@@ -64,30 +64,8 @@ def test_a_run_file_that_is_a_fifo_is_refused_at_once(tmp_path, name, no_hang):
         evaluation.read_run(run)
 
 
-def test_a_shard_folder_linked_out_of_the_run_is_refused(tmp_path):
-    run = evaluation.read_run(_fake_run(tmp_path, "mnist,5,1,teacher"))
-    cache, row = run.output_dir / "eval" / "abc", run.rows.iloc[0]
-    unit_dir = cache / "mnist" / "T5" / "stage1"
-    assert run.unit_dir(cache, row) == unit_dir
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    unit_dir.mkdir(parents=True)
-    (unit_dir / "shard0of2").symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(ValueError, match=f"shard0of2 resolves to {elsewhere}, outside the run"):
-        run.unit_dir(cache, row)
-
-
-def test_a_unit_file_that_is_a_folder_is_refused_before_any_work(tmp_path):
-    run = evaluation.read_run(_fake_run(tmp_path, "mnist,5,1,teacher"))
-    cache, row = run.output_dir / "eval" / "abc", run.rows.iloc[0]
-    unit = cache / "mnist" / "T5" / "stage1" / "shard0of2" / "l2.json"
-    unit.mkdir(parents=True)
-    with pytest.raises(OSError, match=f"^{unit} is a folder, expected a regular file"):
-        run.unit_dir(cache, row)
-
-
 def _metrics_only(run_dir, data):
-    """An evaluation without attacks: the attack-free metrics are a unit, written to the cache."""
+    """An evaluation without attacks: the attack-free metrics are a unit, stored in the record."""
     config = evaluation.EvaluationConfig(attacks=(), num_images=4, gradient_masking=False)
     return evaluation.evaluate_run(run_dir, data, config)
 
