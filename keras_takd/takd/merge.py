@@ -8,9 +8,13 @@ merged table equals the one an unsharded evaluation writes: mean = sum / success
       --output=runs/mnist_takd/results.csv
 
 `--output` may be a new file or a results CSV of the same run (its rows are updated); a file
-holding results of another evaluation configuration is refused. The shards' per-image tables
-(`per_image_shard<i>of<N>.csv` beside each shard CSV) are concatenated into the per-image table
-beside `--output` (`per_image.csv` for a `results.csv`).
+holding results of another evaluation configuration is refused. Shards of different runs (a
+model with other weights in two shards) or of another test set are refused. Into a run's own
+results.csv, the merge is written to the run's record, under the run's lock (refused while a
+training runs) and only if every merged model is one of the run's, with its chain length and
+weights; results.csv and per_image.csv are then exported from the record. The shards'
+per-image tables (`per_image_shard<i>of<N>.csv` beside each shard CSV) are concatenated into
+the per-image table beside `--output` (`per_image.csv` for a `results.csv`).
 """
 
 from __future__ import annotations
@@ -28,15 +32,11 @@ flags.mark_flags_as_required(["results", "output"])
 
 def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
-    merged = evaluation.merge_shards(_RESULTS.value)
-    rows = merged.to_dict("records")
-    table = evaluation.write_results(_OUTPUT.value, rows, str(merged["eval_config"].iloc[0]))
+    table, per_image = evaluation.write_merged(_OUTPUT.value, _RESULTS.value)
     print(f"merged {len(_RESULTS.value)} shards: {_OUTPUT.value} ({len(table)} rows)")
-    per_image = evaluation.merge_per_image(_RESULTS.value)
     if per_image is None:
         print("no per-image tables beside every shard CSV: per_image.csv not written")
     else:
-        evaluation.write_per_image(_OUTPUT.value, per_image.to_dict("records"))
         where = tables.per_image_path(_OUTPUT.value)
         print(f"per-image table: {where} ({len(per_image)} rows)")
 

@@ -3,18 +3,22 @@ the `python -m keras_takd.takd.merge` command line."""
 
 import math
 import pathlib
+import shutil
+import sqlite3
 
 import pandas as pd
 import pytest
 
+from keras_takd.core.locking import FolderInUseError
 from keras_takd.takd import evaluation
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMAND = "keras_takd.takd.merge"
 
 
-def _shard(index, num_shards, l2, config="abc123abc123", with_metrics=None):
-    """One shard's CSV rows for two models; l2 = [(attacked, excluded, successes, sum, max)]."""
+def _shard(index, num_shards, l2, config="abc123abc123", with_metrics=None, weights="ab"):
+    """One shard's CSV rows for two models; l2 = [(attacked, excluded, successes, sum, max)];
+    the models' weights sha256 are 64 times `weights[0]` and `weights[1]`."""
     rows = []
     for stage, (attacked, excluded, successes, total, largest) in zip((1, 2), l2, strict=True):
         row = {
@@ -34,6 +38,7 @@ def _shard(index, num_shards, l2, config="abc123abc123", with_metrics=None):
             "l2_budget": 1.0,
             "l2_budget_within": successes // 2,
             "eval_config": config,
+            "weights_sha256": weights[stage - 1] * 64,
         }
         if with_metrics is not None:
             row["confidence"] = with_metrics[stage - 1]
@@ -96,6 +101,10 @@ def test_merge_adds_counts_and_sums_and_takes_the_max(tmp_path):
         ),
         ([_shard(0, 1, [(1, 0, 1, 1.0, 1.0)] * 2).assign(loss=1.0)], "foreign columns"),
         ([_shard(0, 1, [(1, 0, 1, 1.0, 1.0)] * 2).drop(columns=["eval_config"])], "not a shard"),
+        (
+            [_shard(0, 1, [(1, 0, 1, 1.0, 1.0)] * 2).drop(columns=["weights_sha256"])],
+            "records no model weights",
+        ),
     ],
 )
 def test_incomplete_or_foreign_shard_sets_are_refused(tmp_path, frames, error):
@@ -124,3 +133,91 @@ def test_cli_writes_the_merged_csv_and_fails_with_one_line(cli, tmp_path):
     done = cli(COMMAND, "--results=shard0.csv,shard1.csv", "--output=other.csv", cwd=tmp_path)
     assert done.returncode == 1 and "configuration" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_shards_of_two_runs_are_refused_naming_the_model_and_both_hashes(tmp_path):
+    """Issue 23 hole 2: shard 0 of one run, shard 1 of another (same settings and models)."""
+    paths = _write(
+        tmp_path,
+        [
+            _shard(0, 2, [(1, 0, 1, 1.0, 1.0)] * 2),
+            _shard(1, 2, [(1, 0, 1, 1.0, 1.0)] * 2, weights="ac"),
+        ],
+    )
+    message = (
+        f"^mnist T=20 stage 2 has weights bbbbbbbbbbbb in {paths[0]} and cccccccccccc in "
+        f"{paths[1]}: shards of different runs are not merged$"
+    )
+    with pytest.raises(ValueError, match=message):
+        evaluation.merge_shards(paths)
+
+
+def _sharded(run_dir, data, evaluate):
+    """The run evaluated in two shards (fake attacks); the shard CSVs."""
+    for i in (0, 1):
+        evaluate(run_dir, data, num_images=4, metric_images=8, shard_index=i, num_shards=2)
+    return [run_dir / f"results_shard{i}of2.csv" for i in (0, 1)]
+
+
+def test_a_merge_into_the_run_is_written_to_its_record(tiny_run, monkeypatch, evaluate,
+                                                        fake_attacks):  # fmt: skip
+    run_dir, data = tiny_run
+    fake_attacks().install(monkeypatch)
+    whole = evaluate(run_dir, data, num_images=4, metric_images=8, output=run_dir / "whole.csv")
+    paths = _sharded(run_dir, data, evaluate)
+    table, per_image = evaluation.write_merged(run_dir / "results.csv", paths)
+    pd.testing.assert_frame_equal(table, whole, check_dtype=False, rtol=1e-12)
+    assert (run_dir / "per_image.csv").read_bytes() == (
+        run_dir / "whole_per_image.csv"
+    ).read_bytes()
+    with sqlite3.connect(run_dir / "record.sqlite") as connection:
+        (evaluations,) = connection.execute("SELECT count(*) FROM model_evaluation").fetchone()
+    assert evaluations == 2
+
+
+def test_a_merge_is_refused_while_a_training_holds_the_run(
+    tiny_run, monkeypatch, evaluate, fake_attacks, held_by_another_process
+):
+    """Issue 23 hole 9: merged while a longer chain trained, the table held two students."""
+    run_dir, data = tiny_run
+    fake_attacks().install(monkeypatch)
+    paths = _sharded(run_dir, data, evaluate)
+    before = (run_dir / "results.csv").read_bytes()
+    with held_by_another_process(run_dir) as pid:
+        with pytest.raises(FolderInUseError, match=f"in use by process {pid} .run.lock"):
+            evaluation.write_merged(run_dir / "results.csv", paths)
+    assert (run_dir / "results.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "change, error",
+    [
+        ("DELETE FROM models WHERE stage = 2", "mnist T=5 stage 2 is merged but .* no such model"),
+        (
+            "UPDATE models SET stages = 3",
+            "mnist T=5 stage 1 of a chain of 2 stages is merged, .* has a chain of 3",
+        ),
+    ],
+)
+def test_a_merge_is_refused_models_the_run_does_not_have(
+    tiny_run, monkeypatch, evaluate, fake_attacks, change, error
+):
+    run_dir, data = tiny_run
+    fake_attacks().install(monkeypatch)
+    paths = _sharded(run_dir, data, evaluate)
+    with sqlite3.connect(run_dir / "record.sqlite") as connection:
+        connection.execute(change)
+    with pytest.raises(ValueError, match=error):
+        evaluation.write_merged(run_dir / "results.csv", paths)
+
+
+def test_a_merge_is_refused_shards_of_other_weights_than_the_runs(
+    tiny_run, monkeypatch, evaluate, fake_attacks
+):
+    run_dir, data = tiny_run
+    fake_attacks().install(monkeypatch)
+    paths = _sharded(run_dir, data, evaluate)
+    stage1, stage2 = (run_dir / f"mnist/T5/stage{k}/model.keras" for k in (1, 2))
+    shutil.copyfile(stage2, stage1)  # the run's teacher retrained since the shards ran
+    with pytest.raises(ValueError, match="mnist T=5 stage 1 has weights .* in the shards and"):
+        evaluation.write_merged(run_dir / "results.csv", paths)

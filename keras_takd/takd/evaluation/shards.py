@@ -1,7 +1,11 @@
 """Merging the shard CSVs of one sharded evaluation into the table an unsharded run writes.
 
 Shards hold sums and counts per attack, so the merge is exact: mean = sum / successes, max =
-max of maxima (up to float round-off of the sums, about 1e-16 relative).
+max of maxima (up to float round-off of the sums, about 1e-16 relative). Each shard CSV holds
+its evaluation's id (which hashes the test set) and each model's weights (`WEIGHTS_COLUMN`),
+so shards of different runs or test sets are refused, never mixed. `write_merged` writes a
+merge into a run's record under the run's locks, after checking the shards' models against
+the run's.
 """
 
 from __future__ import annotations
@@ -13,13 +17,26 @@ from typing import Any
 
 import pandas as pd
 
+from keras_takd.core import files, locking, record
 from keras_takd.core.results import ConfigMismatchError
-from keras_takd.takd.evaluation.runs import check_results_file, read_csv, stat_columns
-from keras_takd.takd.evaluation.tables import final_columns, tidy
+from keras_takd.takd import exports
+from keras_takd.takd.evaluation.per_image import merge_per_image, write_per_image
+from keras_takd.takd.evaluation.runs import (
+    WEIGHTS_COLUMN,
+    check_results_file,
+    read_csv,
+    read_run,
+    stat_columns,
+)
+from keras_takd.takd.evaluation.tables import final_columns, tidy, write_results
+from keras_takd.takd.evaluation.units import load_model
 from keras_takd.takd.schema import (
     ATTACK_PREFIXES,
+    CHAIN_COLUMNS,
+    CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
     KEY_COLUMNS,
+    METRIC_COLUMNS,
     SHARD_COLUMNS,
     indicator_columns,
 )
@@ -37,7 +54,8 @@ def merge_shards(paths: Sequence[str | pathlib.Path]) -> pd.DataFrame:
     Raises:
         FileNotFoundError: a path is missing.
         ValueError: a file is not a shard CSV, shards are missing or repeated, hold different
-            models, or one shard lacks an attack that another has.
+            models or a model with different weights, or one shard lacks an attack that
+            another has.
         ConfigMismatchError: the shards come from different evaluation configurations.
     """
     shards = [_read_shard(pathlib.Path(p)) for p in paths]
@@ -60,6 +78,11 @@ def _read_shard(path: pathlib.Path) -> pd.DataFrame:
         raise ValueError(
             f"{path} is not a shard CSV of keras_takd.takd.evaluate (lacks {missing} or has no "
             "rows)"
+        )
+    if WEIGHTS_COLUMN not in table.columns:
+        raise ValueError(
+            f"{path} records no model weights ({WEIGHTS_COLUMN}): written by an earlier "
+            "version; evaluate the shard again"
         )
     check_results_file(path, None, sharded=True)
     for column in SHARD_COLUMNS + (CONFIG_COLUMN,):
@@ -86,13 +109,36 @@ def _check_shard_set(paths, shards: list[pd.DataFrame]) -> None:
     for path, k in zip(paths, keys, strict=True):
         if k != keys[0]:
             raise ValueError(f"{path} holds other models than {paths[0]}: not shards of one run")
+    _check_weights(paths, shards)
+
+
+def _check_weights(paths, shards: list[pd.DataFrame]) -> None:
+    """Raises ValueError naming the first model whose weights differ between two shards."""
+    first = _weights(shards[0])
+    for path, shard in zip(paths[1:], shards[1:], strict=True):
+        for model, sha in _weights(shard).items():
+            if sha != first[model]:
+                raise ValueError(
+                    f"{_model_name(model)} has weights {first[model][:12]} in {paths[0]} and "
+                    f"{sha[:12]} in {path}: shards of different runs are not merged"
+                )
+
+
+def _weights(shard: pd.DataFrame) -> dict[tuple, str]:
+    """{model key: weights sha256} of a shard CSV."""
+    return {_key(row): str(row[WEIGHTS_COLUMN]) for row in shard.to_dict("records")}
+
+
+def _model_name(key: tuple) -> str:
+    dataset, temperature, stage = key
+    return f"{dataset} T={float(temperature):g} stage {stage}"
 
 
 def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
     """One model's merged row from its row in every shard, in shard order."""
     first = parts[0][1]
     row = {c: first[c] for c in first.index if c not in stat_columns(ATTACK_PREFIXES)}
-    for column in SHARD_COLUMNS:
+    for column in (*SHARD_COLUMNS, WEIGHTS_COLUMN):
         row.pop(column)
     for prefix in ATTACK_PREFIXES:
         present = [
@@ -139,3 +185,88 @@ def _merge_statistics(prefix: str, rows: list[pd.Series]) -> dict:
         stats["budget"] = float(rows[0][f"{prefix}_budget"])
         stats["within"] = sum(int(s[f"{prefix}_budget_within"]) for s in rows)
     return stats
+
+
+def write_merged(
+    output: str | pathlib.Path, paths: Sequence[str | pathlib.Path]
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Merges shards (`merge_shards`, `merge_per_image`) and writes the merged tables.
+
+    Into a run's results.csv: the run's record is written instead (results.csv and
+    per_image.csv are its exports), holding the run's lock shared (so no training changes
+    its models meanwhile) and the record's lock, after checking that every merged model is
+    one of the run's, with the same chain length and weights. Elsewhere: `output` and the
+    per-image table beside it are written (rows upserted) as CSVs.
+
+    Args:
+        output: the results CSV to write.
+        paths: every shard CSV of the evaluation (see `merge_shards`).
+
+    Returns:
+        The results table written, and the per-image table (None if a shard lacks one).
+
+    Raises:
+        FileNotFoundError, ValueError, ConfigMismatchError: see `merge_shards`.
+        FolderInUseError: a training holds the run's folder.
+        ValueError: a merged model is not the run's (its key, chain length or weights).
+        ConfigMismatchError: `output` holds results of another configuration.
+    """
+    merged, per_image = merge_shards(paths), merge_per_image(paths)
+    output = pathlib.Path(output)
+    evaluation = str(merged[CONFIG_COLUMN].iloc[0])
+    folder = output.parent
+    if output.name != exports.RESULTS or not record.models(folder):
+        table = write_results(output, merged.to_dict("records"), evaluation)
+        if per_image is not None:
+            write_per_image(output, per_image.to_dict("records"))
+        return table, per_image
+    with locking.hold_lock(folder / locking.RUN_LOCK, shared=True):
+        seeds = _check_run(folder, merged, _weights(_read_shard(pathlib.Path(paths[0]))))
+        training = (set(CHAIN_COLUMNS) | {CHAIN_LENGTH_COLUMN}) - set(METRIC_COLUMNS)
+        columns = [
+            {k: v for k, v in row.items() if k not in training}
+            | {c: row[c] for c in KEY_COLUMNS}
+            | {"seed": seeds[_key(row)]}
+            for row in merged.to_dict("records")
+        ]
+        rows = [] if per_image is None else per_image.to_dict("records")
+        rows = [row | {"seed": seeds[_key(row)]} for row in rows]
+        config = folder / "eval" / evaluation / "config.json"
+        identity = files.read_json(config) if config.is_file() else {}
+        with record.writing(folder) as connection:
+            record.put_evaluation(connection, evaluation, identity)
+            record.put_evaluation_rows(connection, evaluation, columns, rows)
+        return exports.export_run(folder), per_image
+
+
+def _key(row) -> tuple:
+    return str(row["dataset"]), float(row["temperature"]), int(row["stage"])
+
+
+def _check_run(
+    folder: pathlib.Path, merged: pd.DataFrame, weights: dict[tuple, str]
+) -> dict[tuple, int]:
+    """{model key: seed} of the run's models, after checking the merged ones are the run's.
+
+    Raises:
+        ValueError: naming the first merged model the run lacks, or whose chain length or
+            weights differ from the run's.
+    """
+    run = read_run(folder)
+    models = {_key(m): m for m in record.models(folder)}
+    for row in merged.to_dict("records"):
+        model, name = models.get(_key(row)), _model_name(_key(row))
+        if model is None:
+            raise ValueError(f"{name} is merged but {folder} has no such model: not its shards")
+        if int(model["stages"]) != int(row[CHAIN_LENGTH_COLUMN]):
+            raise ValueError(
+                f"{name} of a chain of {int(row[CHAIN_LENGTH_COLUMN])} stages is merged, "
+                f"{folder} has a chain of {model['stages']}: evaluate the run again"
+            )
+        _, sha = load_model(run.model_file(row))
+        if sha != weights[_key(row)]:
+            raise ValueError(
+                f"{name} has weights {weights[_key(row)][:12]} in the shards and {sha[:12]} "
+                f"in {folder}: not its shards"
+            )
+    return {key: int(model["seed"]) for key, model in models.items()}
