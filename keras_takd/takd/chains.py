@@ -93,11 +93,17 @@ def role_name(stage: int, stages: int) -> str:
 
 
 def _data_fingerprint(data: Dataset) -> dict:
+    """The data a run trains and tests on: its name, counts and content (images and labels)."""
+    from keras_takd.core import identity
+
     fingerprint = {
         "dataset": data.name,
         "train_images": len(data.x_train),
         "validation_images": len(data.x_val),
         "test_images": len(data.x_test),
+        "content_sha256": identity.array_sha256(
+            data.x_train, data.y_train, data.x_val, data.y_val, data.x_test, data.y_test
+        ),
     }
     if data.label != data.name:  # a stand-in; runs on the real data keep their fingerprint
         fingerprint["label"] = data.label

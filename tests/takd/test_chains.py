@@ -188,6 +188,15 @@ def test_other_settings_are_refused_and_nothing_is_touched(tiny, tmp_path):
     assert before == after
 
 
+@pytest.mark.parametrize("part", ["x_train", "x_test"])
+def test_other_images_of_the_same_counts_are_refused(tiny, tmp_path, part):
+    """Issue 23 hole 3: the resume fingerprint held only the image counts."""
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    inverted = dataclasses.replace(tiny, **{part: 1.0 - getattr(tiny, part)})
+    with pytest.raises(ConfigMismatchError, match="holds results made with content_sha256="):
+        run_chain(inverted, [2.0], 1, tmp_path, CONFIG, verbose=0)
+
+
 def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
     run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
     stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
