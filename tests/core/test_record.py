@@ -121,3 +121,52 @@ def test_writing_waits_for_the_other_writer_then_gives_up(tmp_path, held_by_anot
     with held_by_another_process(tmp_path, record.RECORD_LOCK):
         with pytest.raises(locking.FolderInUseError), record.writing(tmp_path, timeout=0.2):
             pass
+
+
+UNIT = {
+    "dataset": "mnist",
+    "temperature": 5.0,
+    "seed": 0,
+    "stage": 1,
+    "kind": "l2",
+    "first_image": 0,
+    "stop_image": 4,
+    "weights_sha256": "a" * 64,
+    "architecture_sha256": "b" * 64,
+    "test_set_sha256": "c" * 64,
+    "code_sha256": "d" * 64,
+    "settings": {"options": {"max_iterations": 10}},
+}
+
+
+def test_a_unit_is_stored_with_its_identities_and_a_nan_payload(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_unit(connection, "e", {"n": 4}, UNIT, {"max": float("nan")})
+        record.put_unit(connection, "e", {"n": 4}, UNIT | {"stop_image": 2}, {"max": 1.0})
+    units = sorted(record.units(tmp_path, "e"), key=lambda u: u["stop_image"])
+    assert [u["stop_image"] for u in units] == [2, 4]  # a shard's block beside the whole
+    assert units[1] | {"payload": None} == UNIT | {"evaluation": "e", "payload": None}
+    assert units[1]["payload"]["max"] != units[1]["payload"]["max"]  # NaN
+    assert record.units(tmp_path, "other") == []
+    assert record.evaluations(tmp_path) == {"e": {"n": 4}}
+
+
+def test_an_evaluation_that_stored_only_units_is_not_the_latest(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_evaluation(connection, "whole", {})
+        record.put_unit(connection, "shard", {}, UNIT, {})  # e.g. a shard's evaluation
+    with record.reading(tmp_path) as connection:
+        assert record.latest_evaluation(connection) == "whole"
+
+
+def test_an_empty_units_table_of_the_first_schema_is_made_anew(tmp_path):
+    with sqlite3.connect(record.record_path(tmp_path)) as connection:
+        connection.execute(
+            "CREATE TABLE units (evaluation TEXT, dataset TEXT, temperature REAL, seed INTEGER, "
+            "stage INTEGER, kind TEXT, first_image INTEGER, stop_image INTEGER, "
+            "PRIMARY KEY (evaluation, dataset, temperature, seed, stage, kind, first_image))"
+        )
+    with record.writing(tmp_path) as connection:
+        record.put_unit(connection, "e", {}, UNIT, {})
+        record.put_unit(connection, "e", {}, UNIT | {"stop_image": 2}, {})
+    assert len(record.units(tmp_path, "e")) == 2

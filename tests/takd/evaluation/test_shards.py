@@ -28,6 +28,7 @@ def _shard(index, num_shards, stages=(1, 2), **columns):
             "apgd_ce_eps": 0.3,
             "apgd_ce_silent_success": 1,
             "eval_config": "abc123abc123",
+            "weights_sha256": str(stage) * 64,
         }
         rows.append(row | columns)
     return pd.DataFrame(rows)
