@@ -9,7 +9,9 @@ process alone writes the run folder and its record.
 
 A chain's evaluation units are handed to the executor as soon as the chain is written, while
 the other chains keep training on the executor's other workers; chains that finish meanwhile
-are written, and evaluated, when that evaluation has been handed out and returned. A chain
+are written, and evaluated, when that evaluation has returned (this process waits on one
+evaluation at a time, so the units of a chain that finishes during another chain's
+evaluation start when it ends). A chain
 the record holds is not trained again and a stored unit is not computed again, so a killed
 study resumes by running the same command.
 """
@@ -81,12 +83,13 @@ def run_study(
     data_settings = _absolute_data_dir(data_settings)
     data = load_dataset(**data_settings)
     out = files.check_writable(output_dir)
+    run_info = {**(run_info or {}), "data_source": data.source}
     with locking.lock_run_folder(out):
-        prepare_output_dir(out, data, train_config, dict(run_info or {}))
+        prepare_output_dir(out, data, train_config, run_info)
         settings = dict(
             data=data_settings,
             config=train_config,
-            run_info=dict(run_info or {}),
+            run_info=run_info,
             deterministic=chains["deterministic"],
         )
         todo, trained = chain_units(
@@ -110,7 +113,9 @@ def run_study(
             study.evaluated(len(table))
             return table
 
-        table = evaluate() if trained else None
+        # The models already trained are evaluated with the first chain that finishes (each
+        # evaluation covers every model of the record), or at once if none is left to train.
+        table = None if todo else evaluate()
         for _, result in study.map(train_chain, todo):
             for row in write_chain(out, result):
                 log(stage_summary(row))
