@@ -70,6 +70,7 @@ def run_study(
         UnitFailedError: a unit raised, or its worker kept dying (the finished units are kept).
     """
     from keras_takd.core.data import load_dataset
+    from keras_takd.core.seeding import set_seed
     from keras_takd.takd import evaluation
     from keras_takd.takd.chains import prepare_output_dir, stage_summary
     from keras_takd.takd.evaluation.executors import SerialExecutor
@@ -82,6 +83,8 @@ def run_study(
         )
     data_settings = _absolute_data_dir(data_settings)
     data = load_dataset(**data_settings)
+    if chains["deterministic"]:  # before any task: a Ray task follows this process's switch
+        set_seed(chains["seeds"][0], deterministic=True)
     out = files.check_writable(output_dir)
     run_info = {**(run_info or {}), "data_source": data.source}
     with locking.lock_run_folder(out):
