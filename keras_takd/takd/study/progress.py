@@ -78,7 +78,7 @@ class StudyProgress:
         if not remaining:
             eta = "study complete"
         elif not set(remaining) & set(self._measured):
-            eta = "no estimate of the time left until a unit of each kind has finished"
+            eta = "no estimate of the time left yet"
         else:
             eta = f"{eta} left"
         return (
