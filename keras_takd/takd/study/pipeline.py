@@ -107,7 +107,7 @@ def run_study(
             first + later,
             workers,
         )
-        log(study.line(f"{len(todo)} chains to train, {trained} trained"))
+        log(study.line(f"{_chains(len(todo))} to train, {trained} trained"))
 
         def evaluate() -> pd.DataFrame:
             table = evaluation.evaluate_run(
@@ -128,6 +128,10 @@ def run_study(
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)
     return table
+
+
+def _chains(count: int) -> str:
+    return f"{count} chain{'' if count == 1 else 's'}"
 
 
 def _absolute_data_dir(data_settings: Mapping) -> dict:

@@ -43,7 +43,7 @@ class StudyProgress:
         todo, trained = chains
         self._models = (todo + trained) * models_per_chain
         self.total = todo + trained + self._models * len(self._kinds)
-        self.left = collections.Counter({TRAIN: todo})
+        self.unfinished = collections.Counter({TRAIN: todo})
         self.evaluated(0)
         self.running = 0
         self._workers = max(workers, 1)
@@ -65,13 +65,13 @@ class StudyProgress:
     def evaluated(self, models: int) -> None:
         """`models` models have every evaluation unit stored (computed or cached)."""
         for kind in self._kinds:
-            self.left[kind] = self._models - models
+            self.unfinished[kind] = self._models - models
 
     def line(self, what: str) -> str:
-        """ "study: <what>; 7 of 40 units done, 1 running, 32 left, about 5 min left".."""
-        left = sum(self.left.values())
-        done = self.total - left - self.running
-        remaining = list(self.left.elements())
+        """ "study: <what>; 7 of 40 units done, 1 running, 32 left, about 5 min left"."""
+        unfinished = sum(self.unfinished.values())  # the running units among them
+        done, left = self.total - unfinished, unfinished - self.running
+        remaining = list(self.unfinished.elements())
         per_worker = {k: [s / self._workers for s in v] for k, v in self._measured.items()}
         eta = progress.time_left(remaining, per_worker).removeprefix("; ")
         eta = eta.replace(f"{len(remaining)} unit{'s' if len(remaining) > 1 else ''} left, ", "")
@@ -88,7 +88,7 @@ class StudyProgress:
 
     def _finished(self, unit, result) -> None:
         kind = getattr(unit, "kind", TRAIN)
-        self.left[kind] = max(self.left[kind] - 1, 0)
+        self.unfinished[kind] = max(self.unfinished[kind] - 1, 0)
         if isinstance(result.get("seconds"), (int, float)):
             self._measured.setdefault(kind, []).append(float(result["seconds"]))
         self._log(self.line(f"{_name(unit)} done"))

@@ -11,6 +11,7 @@ order and comes out a validation image apart after one epoch (measured: 0.5 vs 0
 """
 
 import pathlib
+import shutil
 
 import pandas as pd
 import pytest
@@ -96,25 +97,48 @@ class _Counting:
             yield unit, fn(unit)
 
 
-def test_a_rerun_computes_nothing(serial_study, shared_data_dir):
+def _rerun(out, data_dir, temperatures, executor):
+    """The tiny study again, in process, on `executor`; returns its log lines."""
     from keras_takd.core.distillation import TrainConfig
     from keras_takd.takd.evaluation import EvaluationConfig
 
-    out, _ = serial_study
-    before = _tables(out)
-    counting, lines = _Counting(), []
-    data = dict(name="mnist", data_dir=shared_data_dir, validation_size=64, train_size=512)
-    chains = dict(temperatures=[1.0, 5.0], stages=2, seeds=[3], deterministic=True)
+    lines = []
+    data = dict(name="mnist", data_dir=data_dir, validation_size=64, train_size=512, test_size=64)
+    chains = dict(temperatures=temperatures, stages=2, seeds=[3], deterministic=True)
     train = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=3)
     l2 = {"l2": {"max_iterations": 10, "binary_search_steps": 2}}
     evaluation = EvaluationConfig(
         attacks=("l2",), num_images=4, metric_images=16, attack_options=l2, gradient_masking=False
     )
-    run_study(out, data | {"test_size": 64}, chains, train, evaluation, counting, log=lines.append)
+    run_study(out, data, chains, train, evaluation, executor, log=lines.append)
+    return lines
+
+
+def test_a_rerun_computes_nothing(serial_study, shared_data_dir):
+    out, _ = serial_study
+    before = _tables(out)
+    counting = _Counting()
+    lines = _rerun(out, shared_data_dir, [1.0, 5.0], counting)
     assert counting.units == []
     assert "0 chains to train, 2 trained" in lines[0]
     pd.testing.assert_frame_equal(_tables(out)[0], before[0])
     assert _tables(out)[1] == before[1]
+
+
+def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
+    serial_study, shared_data_dir, tmp_path
+):
+    """As a driver killed after its first chains resumes: the chains written are kept."""
+    out = shutil.copytree(serial_study[0], tmp_path / "extended")
+    before = _tables(out)[0]
+    counting = _Counting()
+    lines = _rerun(out, shared_data_dir, [1.0, 5.0, 10.0], counting)
+    assert "1 chain to train, 2 trained" in lines[0]
+    assert [getattr(u, "name", None) for u in counting.units[:1]] == ["training mnist T=10 seed 3"]
+    assert {u.model_path.parent.parent.name for u in counting.units[1:]} == {"T10"}
+    assert len(counting.units) == 1 + 2 * 3
+    after = _tables(out)[0]
+    pd.testing.assert_frame_equal(after[after["temperature"] != 10].reset_index(drop=True), before)
 
 
 def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_path, cli):
