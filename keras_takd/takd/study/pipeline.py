@@ -76,11 +76,7 @@ def run_study(
     from keras_takd.takd.evaluation.executors import SerialExecutor
     from keras_takd.takd.evaluation.loop import unit_kinds
 
-    if evaluation_config.sharded:
-        raise ValueError(
-            f"num_shards={evaluation_config.num_shards}: a study evaluates every image itself; "
-            "expected num_shards=1 (spread the work with the Ray executor instead)"
-        )
+    _check_unsharded(evaluation_config)
     data_settings = _absolute_data_dir(data_settings)
     data = load_dataset(**data_settings)
     if chains["deterministic"]:  # before any task: a Ray task follows this process's switch
@@ -95,17 +91,11 @@ def run_study(
             run_info=run_info,
             deterministic=chains["deterministic"],
         )
-        todo, trained = chain_units(
-            out, data.label, chains["temperatures"], chains["seeds"], chains["stages"], settings
-        )
+        temperatures, seeds, stages = (chains[k] for k in ("temperatures", "seeds", "stages"))
+        todo, trained = chain_units(out, data.label, temperatures, seeds, stages, settings)
         first, later = unit_kinds(evaluation_config)
         study = StudyProgress(
-            executor or SerialExecutor(),
-            log,
-            (len(todo), trained),
-            chains["stages"],
-            first + later,
-            workers,
+            executor or SerialExecutor(), log, (len(todo), trained), stages, first + later, workers
         )
         log(study.line(f"{_chains(len(todo))} to train, {trained} trained"))
 
@@ -128,6 +118,14 @@ def run_study(
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)
     return table
+
+
+def _check_unsharded(evaluation_config) -> None:
+    if evaluation_config.sharded:
+        raise ValueError(
+            f"num_shards={evaluation_config.num_shards}: a study evaluates every image itself; "
+            "expected num_shards=1 (spread the work with the Ray executor instead)"
+        )
 
 
 def _chains(count: int) -> str:
