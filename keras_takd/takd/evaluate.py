@@ -279,8 +279,36 @@ def _recorded_data_dir(run) -> str | None:
     return recorded
 
 
-def _executor():
-    """The executor of --executor (None: the loop's serial default)."""
+def evaluation_config():
+    """The `keras_takd.takd.evaluation.EvaluationConfig` of the flags."""
+    from keras_takd.takd import evaluation
+
+    return evaluation.EvaluationConfig(
+        attacks=tuple(_ATTACKS.value),
+        num_images=_NUM_IMAGES.value,
+        attack_options=_attack_options(),
+        budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
+        gradient_masking=_GRADIENT_MASKING.value,
+        attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
+        metric_images=_METRIC_IMAGES.value,
+        shard_index=_SHARD_INDEX.value,
+        num_shards=_NUM_SHARDS.value,
+        indicators=_INDICATORS.value,
+    )
+
+
+def attack_verbose() -> bool:
+    """--attack_verbose, by default on when stdout is a terminal."""
+    return sys.stdout.isatty() if _ATTACK_VERBOSE.value is None else _ATTACK_VERBOSE.value
+
+
+def make_executor():
+    """The executor of --executor (None: the loop's serial default).
+
+    Raises:
+        ValueError: --executor=ray without ray installed.
+        ConnectionError: --ray_address did not answer within 30 seconds.
+    """
     if _EXECUTOR.value == "serial":
         return None
     try:
@@ -309,7 +337,7 @@ def main(argv: list[str]) -> None:
             run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
         )
         evaluation.check_results_file(output, None, run, sharded=_NUM_SHARDS.value > 1)
-        executor = _executor()  # an unreachable --ray_address fails here, before any work
+        executor = make_executor()  # an unreachable --ray_address fails here, before any work
         data = load_dataset(
             run.dataset,
             data_dir=DATA_DIR.value or _recorded_data_dir(run),
@@ -317,27 +345,15 @@ def main(argv: list[str]) -> None:
             test_size=run.test_images,
         )
         import_tensorflow()
-        config = evaluation.EvaluationConfig(
-            attacks=tuple(_ATTACKS.value),
-            num_images=_NUM_IMAGES.value,
-            attack_options=_attack_options(),
-            budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
-            gradient_masking=_GRADIENT_MASKING.value,
-            attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
-            metric_images=_METRIC_IMAGES.value,
-            shard_index=_SHARD_INDEX.value,
-            num_shards=_NUM_SHARDS.value,
-            indicators=_INDICATORS.value,
-        )
         table = evaluation.evaluate_run(
             run.output_dir,
             data,
-            config,
+            evaluation_config(),
             output=output,
-            verbose=sys.stdout.isatty() if _ATTACK_VERBOSE.value is None else _ATTACK_VERBOSE.value,
-            log=_log,
+            verbose=attack_verbose(),
+            log=log_line,
             replace=_REPLACE.value,
-            warn=_log,
+            warn=log_line,
             executor=executor,
         )
         evaluation_id = table["eval_config"].iloc[0]
@@ -345,13 +361,13 @@ def main(argv: list[str]) -> None:
         sys.stdout.flush()
 
 
-def _log(line: str) -> None:
-    """Progress lines on stdout; warnings on stderr, as training's."""
+def log_line(line: str, prog: str = "keras-takd-evaluate") -> None:
+    """Progress lines on stdout; warnings on stderr (as training's), after `prog`."""
     if not line.startswith("warning: "):
         print(line, flush=True)
         return
     sys.stdout.flush()
-    print(f"keras-takd-evaluate: {line}", file=sys.stderr, flush=True)
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
 
 
 def run() -> None:

@@ -141,3 +141,20 @@ def chain_tables():
     """`chain_tables(images=5, misclassified=(), unfooled=(), temperatures=(1.0, 20.0))` ->
     (results, per_image) of three-model chains, C&W L2 only (see `_chain_tables`)."""
     return _chain_tables
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes on localhost with one CPU each, joined by this process (per module)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[test]')")
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()

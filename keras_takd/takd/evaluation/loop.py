@@ -80,6 +80,18 @@ def run_units(
         store(unit, result)
 
 
+def unit_kinds(config: EvaluationConfig) -> tuple[list[str], list[str]]:
+    """The kinds of a model's units: (the first wave's, the second's).
+
+    The first wave holds the metrics (on shard 0) and the attacks; the second the indicator
+    units, each of which needs its attack unit's result.
+    """
+    attacked = list(config.attacks)
+    attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+    first = (["metrics"] if config.shard_index == 0 else []) + attacked
+    return first, [indicator_unit(a) for a in attacked] if config.indicators else []
+
+
 def evaluate_run(
     output_dir: str | pathlib.Path,
     data,
@@ -210,11 +222,7 @@ class _Evaluation:
         self.path, self.cid, self.config, self.models = path, cid, config, models
         self.x, self.y = test_set
         self.metric_images, self.verbose, self.log = metric_images, verbose, log
-        attacked = list(config.attacks)
-        attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
-        # The first wave's kinds, then the second's (each indicator unit needs its attack unit).
-        self.first_kinds = (["metrics"] if config.shard_index == 0 else []) + attacked
-        self.later_kinds = [indicator_unit(a) for a in attacked] if config.indicators else []
+        self.first_kinds, self.later_kinds = unit_kinds(config)
         todo = self._todo(self.first_kinds) + self._todo(self.later_kinds)
         self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
         self.remaining = [(m.path, k) for m, k in todo]
