@@ -188,3 +188,17 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
     **{name: f"indicator: {meaning} (empty: not checked)" for name, meaning in INDICATORS.items()},
 }
 """`per_image.csv`: one row per (model, attack, attacked-block image), beside results.csv."""
+
+PREDICTION_COLUMNS: dict[str, str] = {
+    "dataset": "the row's dataset (as in results.csv)",
+    "temperature": "the chain's training temperature T",
+    "stage": "the model's stage in its chain (1 = the teacher)",
+    "role": "teacher, assistant, student or step-k",
+    CHAIN_LENGTH_COLUMN: "the number of models in the chain",
+    "image": "the test image's index in the test set (0-based)",
+    "label": "the image's true class",
+    "prediction": "the class the model predicts at T = 1 (argmax of its logits)",
+}
+"""`predictions.csv`: one row per (model, test image of the metrics), beside results.csv; the
+paired accuracy comparisons (McNemar) rest on it. The metrics unit of each model holds the same
+predictions (its "predictions" list, image by image from the first test image)."""

@@ -136,8 +136,11 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
             return False
         if not isinstance(unit.get("seconds"), (int, float)):
             return False
-        if kind == "metrics":
-            return all(isinstance(v, (int, float)) for v in unit["metrics"].values())
+        if kind == "metrics":  # units cached before predictions were kept lack them
+            predictions = unit["predictions"]
+            return all(isinstance(v, (int, float)) for v in unit["metrics"].values()) and (
+                len(predictions) == stop - start and all(isinstance(c, int) for c in predictions)
+            )
         attack = indicated_attack(kind)
         if attack is not None:
             n = len(unit["index"])

@@ -34,7 +34,12 @@ from keras_takd.takd.evaluation.indicator_units import (
     indicator_unit,
     indicator_warnings,
 )
-from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
+from keras_takd.takd.evaluation.per_image import (
+    prediction_rows,
+    unit_rows,
+    write_per_image,
+    write_predictions,
+)
 from keras_takd.takd.evaluation.runs import (
     Run,
     check_results_file,
@@ -314,12 +319,20 @@ class _Evaluation:
             self.warn(line)
 
     def write_tables(self) -> pd.DataFrame:
-        """Writes the finished units' rows: into the run's record, then its exports.
+        """Writes the finished units' rows: into the run's record, then its exports (and the
+        metrics units' predictions beside the results, `per_image.write_predictions`).
 
         An evaluation written elsewhere than the run's results.csv (a shard, an `output`)
         writes its CSVs directly.
         """
         per_image = _per_image_rows(self.models)
+        predictions = [
+            row
+            for m in self.models
+            if "metrics" in m.done
+            for row in prediction_rows(m.row, m.done["metrics"], self.y)
+        ]
+        write_predictions(self.path, predictions)
         if self.record is None:
             rows = [_row(m, self.cid, self.config) for m in self.models]
             written = write_results(self.path, rows, self.cid, self.config.sharded)

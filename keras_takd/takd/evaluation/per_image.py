@@ -5,7 +5,9 @@ whether the attack succeeded, the distance found and the trade-off constant c. T
 turns those caches into one tidy table (`schema.PER_IMAGE_COLUMNS`), written beside the
 results CSV as `per_image.csv` (a shard's as `per_image_shard<i>of<N>.csv`, which `merge`
 concatenates), so that every comparison is made image by image on the same images
-(`keras_takd.core.statistics`) and can be traced back to its data.
+(`keras_takd.core.statistics`) and can be traced back to its data. Each metrics unit's
+predicted class per test image goes to `predictions.csv` beside it (`prediction_rows`,
+`write_predictions`), for the paired accuracy comparisons.
 """
 
 from __future__ import annotations
@@ -17,7 +19,13 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from keras_takd.core import files
-from keras_takd.takd.analysis.tables import per_image_path, read_per_image, tidy
+from keras_takd.takd.analysis.tables import (
+    per_image_path,
+    predictions_path,
+    read_per_image,
+    tidy,
+    tidy_predictions,
+)
 from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS
 
 _MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
@@ -74,6 +82,30 @@ def write_per_image(results_path: str | pathlib.Path, rows: Sequence[dict]) -> p
     table = tidy(rows)
     files.write_csv_atomic(per_image_path(results_path), table)
     return table
+
+
+def prediction_rows(row: Mapping, unit: Mapping, labels: Sequence[int]) -> list[dict]:
+    """The prediction rows of one model's metrics unit (`schema.PREDICTION_COLUMNS`).
+
+    Args:
+        row: the model's results row (its key, role and chain length are copied).
+        unit: its cached metrics unit: "images" [0, stop) and "predictions" (one class per
+            image).
+        labels: the true classes of the test images (at least `stop` of them).
+    """
+    start, stop = unit["images"]
+    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    return [
+        model | {"image": image, "label": int(labels[image]), "prediction": int(prediction)}
+        for image, prediction in zip(range(start, stop), unit["predictions"], strict=True)
+    ]
+
+
+def write_predictions(results_path: str | pathlib.Path, rows: Sequence[dict]) -> None:
+    """Writes the predictions of a results CSV beside it (`predictions_path`), atomically;
+    nothing when there are none (no metrics unit finished yet, or a shard other than 0)."""
+    if rows:
+        files.write_csv_atomic(predictions_path(results_path), tidy_predictions(rows))
 
 
 def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame | None:

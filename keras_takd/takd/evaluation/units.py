@@ -133,7 +133,8 @@ def compute_unit(unit: Unit) -> dict:
         unit: the unit.
 
     Returns:
-        The unit's content ("metrics" and the sensitivities' "settings"; "statistics" and
+        The unit's content ("metrics", the sensitivities' "settings" and the "predictions",
+        each image's predicted class; "statistics" and
         "per_image"; or the indicator unit's "index", "flags", "settings",
         "attack_checksum"), its "images" [start, stop) and its "seconds".
 
@@ -144,17 +145,24 @@ def compute_unit(unit: Unit) -> dict:
     began = time.perf_counter()
     attack = indicated_attack(unit.kind)
     if unit.kind == "metrics":
-        values = metrics.model_metrics(model, unit.x, unit.y)
-        content = {
-            "metrics": {"metric_images": len(unit.x), **values},
-            "settings": metrics.SENSITIVITY_SETTINGS,
-        }
+        content = _metrics_unit(unit, model)
     elif attack is not None:
         target = _target(attack, model, unit.temperature)
         content = indicator_flags(attack, target, unit.x, unit.y, unit.attack_unit)
     else:
         content = _attack_unit(unit, model)
     return content | {"images": list(unit.images), "seconds": time.perf_counter() - began}
+
+
+def _metrics_unit(unit: Unit, model) -> dict:
+    """The attack-free metrics and each test image's predicted class (for paired accuracy)."""
+    values = metrics.model_metrics(model, unit.x, unit.y)
+    predictions = metrics.predict_logits(model, unit.x).argmax(axis=-1)
+    return {
+        "metrics": {"metric_images": len(unit.x), **values},
+        "settings": metrics.SENSITIVITY_SETTINGS,
+        "predictions": predictions.astype(np.int64).tolist(),
+    }
 
 
 def _target(attack: str, model, temperature: float):
