@@ -322,3 +322,57 @@ def test_several_seeds_are_refused_by_name_not_mixed_image_by_image():
     with pytest.raises(ValueError, match=r"seeds \[0, 1\].*expected one seed"):
         report.check_claims(table, "mnist", two)
     assert _verdicts(table, one.assign(seed=5)) == _verdicts(table, one)  # one seed is fine
+
+
+def _predictions_like(table: pd.DataFrame, wrong) -> pd.DataFrame:
+    """10,000 test images per model of `table`; the model (T, stage) misclassifies the first
+    `wrong(t, stage)` of them, so the wrong images of two models are nested."""
+    image = np.arange(10_000)
+    frames = []
+    for _, model in table.iterrows():
+        prediction = np.where(image < wrong(model["temperature"], model["stage"]), 1, 0)
+        frames.append(
+            pd.DataFrame(
+                {c: model[c] for c in (*schema.KEY_COLUMNS, "role", "stages")}, image
+            ).assign(image=image, label=0, prediction=prediction)
+        )
+    return pd.concat(frames, ignore_index=True)[list(schema.PREDICTION_COLUMNS)]
+
+
+def _accuracy_claims(extra: int, paired: bool) -> dict:
+    """The accuracy claims when each distilled model gets `extra` more of 10,000 test images
+    right than its teacher (99.00%) and nothing else changes."""
+
+    def wrong(t, stage):
+        return 100 - extra * (stage > 1)
+
+    table = paper_like(test_accuracy=lambda t, s: 1 - wrong(t, s) / 10_000)
+    table["metric_images"] = 10_000
+    sweep = table[table["stages"] == 3]
+    predictions = _predictions_like(sweep, wrong) if paired else None
+    claims = report.check_claims(table, "mnist", predictions=predictions)
+    return {c.claim: c for c in claims}
+
+
+MORE_ACCURATE = "at a fixed T distilled models are more accurate in most cases"
+
+
+def test_paired_accuracy_decides_what_unpaired_intervals_cannot():
+    # 10 images more of 10,000: unpaired, a Wald interval of +/- 0.27 points; paired, 10
+    # discordant images all one way, McNemar p = 2 / 2**10, Holm over 6 pairs 0.012.
+    unpaired, paired = _accuracy_claims(10, False), _accuracy_claims(10, True)
+    assert unpaired[MORE_ACCURATE].verdict == "inconclusive"
+    assert "unpaired" in unpaired[MORE_ACCURATE].test
+    assert paired[MORE_ACCURATE].verdict == "agrees"
+    assert "McNemar" in paired[MORE_ACCURATE].test
+    # "varies little" (<= 0.15 points): 5 images more is 0.05 points, inside the bound paired
+    # (a bootstrap interval of about +/- 0.04) and not unpaired (+/- 0.27 crosses it)
+    assert _accuracy_claims(5, False)[VARIATION_CLAIM].verdict == "inconclusive"
+    varies = _accuracy_claims(5, True)[VARIATION_CLAIM]
+    assert varies.verdict == "agrees" and "McNemar p = 0.062 (5 vs 0 discordant)" in varies.ours
+
+
+def test_paired_accuracy_falling_below_the_teacher_disagrees():
+    claims = _accuracy_claims(-30, True)  # every distilled model 30 images worse
+    assert claims[MORE_ACCURATE].verdict == "disagrees"
+    assert claims[MORE_ACCURATE].ours.startswith("0 of 6 (T, stage) pairs more accurate, 6 less")
