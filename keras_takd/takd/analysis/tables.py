@@ -49,7 +49,9 @@ RESULTS_REQUIRED = (*KEY_COLUMNS, ROLE_COLUMN)
 PER_IMAGE_REQUIRED = (*RESULTS_REQUIRED, "attack", "image", "correct", "success", "distance")
 """What a per-image table must hold; the other `schema.PER_IMAGE_COLUMNS` may be absent (tables
 written before them): `stages` is then inferred (`chain_length`), the rest comes back empty."""
-SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
+SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image", "target"]
+UNTARGETED = -1
+"""The `target` of a per-image row of an untargeted attack, or of an image not attacked."""
 SEED_COLUMN = "seed"
 """The training seed of a model, a key column where a table has it (absent: one seed)."""
 MODEL_COLUMNS = (*KEY_COLUMNS, CHAIN_LENGTH_COLUMN, SEED_COLUMN)
@@ -98,6 +100,7 @@ _MODEL_KINDS = {
 _PER_IMAGE_KINDS = _MODEL_KINDS | {
     "attack": _NAME,
     "image": _IMAGE,
+    "target": _Kind("integer", "an integer >= -1 (-1: untargeted)", lambda v: v >= UNTARGETED),
     "correct": _TRUTH,
     "success": _TRUTH,
     "distance": _DISTANCE,
@@ -215,7 +218,8 @@ def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Per-image rows in `schema.PER_IMAGE_COLUMNS` order and types, sorted by model, attack
     and image (absent columns come back empty)."""
     table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-    table = table.astype({"correct": bool, "success": bool, "image": int})
+    table["target"] = table["target"].fillna(UNTARGETED)  # tables from before the column
+    table = table.astype({"correct": bool, "success": bool, "image": int, "target": int})
     table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
     table = table.astype({"iterations": "Int64"})
     return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
@@ -477,12 +481,13 @@ def read_per_image(paths: PathOrPaths, results: pd.DataFrame | None = None) -> p
         ValueError: a file given twice, a file that is not a CSV with the columns of
             `PER_IMAGE_REQUIRED`, a cell that is not of its column's kind (a boolean not true,
             false, 1 or 0; a distance < 0, or not finite on a successful row; ...), an image
-            in two rows (model, attack, image), or a row of a model `results` lack: one line
-            naming the file, line and column.
+            in two rows (model, attack, image, target), or a row of a model `results` lack:
+            one line naming the file, line and column.
     """
     files = _as_paths(paths, "per-image", _per_image_file)
     table = pd.concat([_read_per_image_one(p, results) for p in files], ignore_index=True)
-    _refuse_duplicates(table, [*_model_columns(table), "attack", "image"], "image")
+    targeted = ["target"] if "target" in table.columns else []
+    _refuse_duplicates(table, [*_model_columns(table), "attack", "image", *targeted], "image")
     return tidy(table)
 
 

@@ -158,7 +158,7 @@ def _valid_attack_content(unit: Mapping, block: int) -> bool:
         return True
     n = len(per["index"])
     lists = [per[key] for key in ("success", "distance", "const")]
-    lists += [per[key] for key in ("found", "iterations", "incomplete") if key in per]
+    lists += [per[key] for key in ("found", "iterations", "incomplete", "target") if key in per]
     return all(len(values) == n for values in lists) and all(
         isinstance(i, int) and 0 <= i < block for i in per["index"]
     )

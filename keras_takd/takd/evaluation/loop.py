@@ -29,6 +29,7 @@ from keras_takd.takd.evaluation.config import (
 )
 from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
 from keras_takd.takd.evaluation.indicator_units import (
+    has_indicators,
     indicated_attack,
     indicator_counts,
     indicator_unit,
@@ -219,7 +220,8 @@ class _Evaluation:
         attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
         # The first wave's kinds, then the second's (each indicator unit needs its attack unit).
         self.first_kinds = (["metrics"] if config.shard_index == 0 else []) + attacked
-        self.later_kinds = [indicator_unit(a) for a in attacked] if config.indicators else []
+        checked = [a for a in attacked if has_indicators(a)] if config.indicators else []
+        self.later_kinds = [indicator_unit(a) for a in checked]
         todo = self._todo(self.first_kinds) + self._todo(self.later_kinds)
         self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
         self.remaining = [(m.path, k) for m, k in todo]

@@ -20,6 +20,7 @@ import pandas as pd
 
 from keras_takd.core import files
 from keras_takd.takd.analysis.tables import (
+    UNTARGETED,
     per_image_path,
     predictions_path,
     read_per_image,
@@ -38,15 +39,20 @@ def unit_rows(
 
     Args:
         row: the model's results row (its key, role and chain length are copied).
-        attack: the unit's attack ("l0", "l2", "linf" or "l2_softmax_T").
+        attack: the unit's attack ("l0", "l2", "linf", "l2_softmax_T", an optional one).
         unit: the cached unit: "images" [start, stop) and "per_image" with the block-relative
             "index" of the attacked (correctly classified) images and, per attacked image,
             "success", "distance" and (units written since per-image tables exist) "const".
         indicators: the attack's indicator unit ("index" as above, "flags": indicator name ->
             per attacked image bool, or None if not checked), if computed.
+
+    A targeted attack's unit (JSMA) lists an attacked image once per target, with a "target"
+    list beside "index": it gives a row per (image, target) pair (`targeted_rows`).
     """
     start, stop = unit["images"]
     per = unit.get("per_image") or {}
+    if "target" in per:
+        return targeted_rows(row, attack, unit)
     attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
     constants = per.get("const")
     steps = per.get("iterations")
@@ -66,6 +72,7 @@ def unit_rows(
                 **model,
                 "attack": attack,
                 "image": start + offset,
+                "target": UNTARGETED,
                 "correct": k is not None,
                 "success": success,
                 "distance": float(per["distance"][k]) if success else math.nan,
@@ -74,6 +81,42 @@ def unit_rows(
                 **{name: flag.get(offset) for name, flag in flags.items()},
             }
         )
+    return rows
+
+
+def targeted_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
+    """The per-image rows of a targeted attack's unit: one per (attacked image, target) pair,
+    in the unit's order, and one (target -1, not correct) per image of the block not attacked.
+
+    Args:
+        row: the model's results row.
+        attack: the unit's attack ("jsma").
+        unit: the cached unit: "images" [start, stop) and "per_image" with, per pair, the
+            block-relative "index" of its image, its "target", "success", "distance", "const"
+            and (if recorded) "iterations".
+    """
+    start, stop = unit["images"]
+    per = unit["per_image"]
+    model = {c: row.get(c) for c in _MODEL_COLUMNS} | {"attack": attack}
+    steps = per.get("iterations")
+    rows = [
+        model
+        | {"image": start + int(i), "target": int(target), "correct": True}
+        | {"success": bool(success), "const": float(per["const"][k])}
+        | {"distance": float(per["distance"][k]) if success else math.nan}
+        | {"iterations": steps[k] if steps else None}
+        for k, (i, target, success) in enumerate(
+            zip(per["index"], per["target"], per["success"], strict=True)
+        )
+    ]
+    attacked = {int(i) for i in per["index"]}
+    rows += [
+        model
+        | {"image": start + offset, "target": UNTARGETED, "correct": False, "success": False}
+        | {"distance": math.nan, "const": math.nan, "iterations": None}
+        for offset in range(stop - start)
+        if offset not in attacked
+    ]
     return rows
 
 

@@ -161,7 +161,7 @@ def test_a_duplicate_key_is_one_line_naming_both_lines(tmp_path, chain_tables):
     _append(per_image, 2)
     message = _one_line_error(lambda: tables.read_per_image(per_image))
     assert message.startswith(
-        f"{per_image} line 32, columns dataset, temperature, stage, stages, attack, image: "
+        f"{per_image} line 32, columns dataset, temperature, stage, stages, attack, image, target: "
         "the image of line 2"
     )
 
