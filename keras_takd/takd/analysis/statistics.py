@@ -186,6 +186,45 @@ def paired_accuracy_tests(
     return with_holm(tests)
 
 
+def attack_pair_test(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> PairedRateTest:
+    """success(a) - success(b) of a targeted attack on the (image, target) pairs it ran on
+    under both models (images both classify correctly), e.g. JSMA's all-targets protocol.
+
+    McNemar's exact test (`scipy.stats.binomtest` of the discordant pairs against 1/2) gives
+    the p-value. The pairs of one image are not independent (one image, several targets), so
+    the interval resamples images: a BCa bootstrap of the per-image mean difference
+    (`statistics.paired_difference`); with every image attacked towards the same targets its
+    mean is the pairs' mean. Neither for too few images or no spread (`Estimate.reason`).
+
+    Args:
+        a, b: per-image rows of the attack on one model each: image, target, correct, success.
+        ci_level: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        A `PairedRateTest` whose `difference.n` counts pairs.
+    """
+    success = {
+        name: attacked(rows).set_index(["image", "target"])["success"]
+        for name, rows in (("a", a), ("b", b))
+    }
+    pairs = pd.DataFrame(success).dropna().astype(bool)
+    only_a, only_b = int((pairs["a"] & ~pairs["b"]).sum()), int((~pairs["a"] & pairs["b"]).sum())
+    per_image = pairs.astype(float).groupby(level="image").mean()
+    images = statistics.paired_difference(per_image["a"], per_image["b"], ci_level, seed)
+    p_value = math.nan  # where the interval is withheld (too few images, no spread)
+    if not images.reason and len(pairs):
+        p_value = float(stats.binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    estimate = float((pairs["a"].astype(float) - pairs["b"].astype(float)).mean())
+    difference = dataclasses.replace(images, estimate=estimate, n=len(pairs), p_value=p_value)
+    return PairedRateTest(difference, (only_a, only_b))
+
+
 def holm(p_values: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjustment of a family of p-values (Holm 1979).
 
