@@ -24,6 +24,7 @@ from keras_takd.takd.analysis.tables import (
     per_image_path,
     predictions_path,
     read_per_image,
+    read_predictions,
     tidy,
     tidy_predictions,
 )
@@ -157,3 +158,15 @@ def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame
     if not all(p.is_file() for p in paths):
         return None
     return tidy(pd.concat([read_per_image(p) for p in paths], ignore_index=True))
+
+
+def merge_predictions(
+    results_paths: Sequence[str | pathlib.Path], output: str | pathlib.Path
+) -> pathlib.Path | None:
+    """Writes the predictions beside the shard CSVs (shard 0's: it computes the metrics)
+    beside the merged results CSV `output`; returns where, or None if no shard has any."""
+    paths = [p for p in map(predictions_path, results_paths) if p.is_file()]
+    if not paths:
+        return None
+    write_predictions(output, read_predictions(paths).to_dict("records"))
+    return predictions_path(output)
