@@ -53,7 +53,7 @@ from absl import flags
 from keras_takd.core.cli import import_tensorflow, run_main
 from keras_takd.takd import run_flags
 from keras_takd.takd.run_flags import DATA_DIR, OUTPUT_DIR
-from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS
+from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS, JSMA_ATTACK
 
 _ATTACK_NAMES = ("l0", "l2", "linf")
 
@@ -62,7 +62,8 @@ _ATTACKS = flags.DEFINE_list(
     list(_ATTACK_NAMES),
     "Attacks to run (may be empty): C&W l0,l2,linf; Fast Minimum-Norm fmn_l2,fmn_linf,fmn_l0 "
     "(arXiv:2102.12827, columns like C&W's); APGD apgd_ce,apgd_dlr (arXiv:2003.01690, robust "
-    "accuracy at --apgd_eps in L-inf).",
+    "accuracy at --apgd_eps in L-inf); jsma (Papernot et al.'s JSMA towards every wrong class, "
+    "theta = +1, gamma = 14.5%, on the softmax at T = 1: success per (image, target) pair).",
 )
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
@@ -192,6 +193,12 @@ flags.register_validator(
 _APGD_STEPS = flags.DEFINE_integer(
     "apgd_steps", None, "APGD iterations per run (default: the attack's 100).", lower_bound=1
 )
+_JSMA_GRADIENTS = flags.DEFINE_enum(
+    "jsma_gradients",
+    None,
+    ["softmax", "logits"],
+    "JSMA's F: the softmax at T = 1 (default, the papers') or the logits Z.",
+)
 _APGD_RESTARTS = flags.DEFINE_integer(
     "apgd_restarts", None, "APGD random restarts (default 1).", lower_bound=1
 )
@@ -245,6 +252,7 @@ def _attack_options() -> dict[str, dict]:
         (APGD_ATTACKS, "eps", _APGD_EPS),
         (APGD_ATTACKS, "steps", _APGD_STEPS),
         (APGD_ATTACKS, "restarts", _APGD_RESTARTS),
+        ((JSMA_ATTACK,), "gradients", _JSMA_GRADIENTS),
     ):
         if holder.value is not None:
             for attack in attacks:
@@ -252,7 +260,8 @@ def _attack_options() -> dict[str, dict]:
     for attack in ALL_ATTACKS:
         if attack in _ATTACK_NAMES:
             options[attack]["abort_early"] = _ABORT_EARLY.value
-        if _ATTACK_BATCH_SIZE.value is not None:
+        # JSMA keeps its own: its memory grows with the square of the features per image.
+        if _ATTACK_BATCH_SIZE.value is not None and attack != JSMA_ATTACK:
             options[attack]["batch_size"] = _ATTACK_BATCH_SIZE.value
     return options
 

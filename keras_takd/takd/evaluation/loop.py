@@ -29,12 +29,18 @@ from keras_takd.takd.evaluation.config import (
 )
 from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
 from keras_takd.takd.evaluation.indicator_units import (
+    has_indicators,
     indicated_attack,
     indicator_counts,
     indicator_unit,
     indicator_warnings,
 )
-from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
+from keras_takd.takd.evaluation.per_image import (
+    prediction_rows,
+    unit_rows,
+    write_per_image,
+    write_predictions,
+)
 from keras_takd.takd.evaluation.runs import (
     Run,
     check_results_file,
@@ -89,7 +95,8 @@ def unit_kinds(config: EvaluationConfig) -> tuple[list[str], list[str]]:
     attacked = list(config.attacks)
     attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
     first = (["metrics"] if config.shard_index == 0 else []) + attacked
-    return first, [indicator_unit(a) for a in attacked] if config.indicators else []
+    checked = [a for a in attacked if has_indicators(a)] if config.indicators else []
+    return first, [indicator_unit(a) for a in checked]
 
 
 def evaluate_run(
@@ -322,12 +329,20 @@ class _Evaluation:
             self.warn(line)
 
     def write_tables(self) -> pd.DataFrame:
-        """Writes the finished units' rows: into the run's record, then its exports.
+        """Writes the finished units' rows: into the run's record, then its exports (and the
+        metrics units' predictions beside the results, `per_image.write_predictions`).
 
         An evaluation written elsewhere than the run's results.csv (a shard, an `output`)
         writes its CSVs directly.
         """
         per_image = _per_image_rows(self.models)
+        predictions = [
+            row
+            for m in self.models
+            if "metrics" in m.done
+            for row in prediction_rows(m.row, m.done["metrics"], self.y)
+        ]
+        write_predictions(self.path, predictions)
         if self.record is None:
             rows = [_row(m, self.cid, self.config) for m in self.models]
             written = write_results(self.path, rows, self.cid, self.config.sharded)

@@ -104,6 +104,7 @@ METRICS_RESULT = {
         "sensitivity_softmax_zero_fraction": 0.5,
     },
     "settings": metrics.SENSITIVITY_SETTINGS,
+    "predictions": [7] * 16,
     "images": [0, 16],
     "seconds": 2.0,
 }
@@ -147,6 +148,18 @@ def test_a_unit_computed_by_an_earlier_rule_is_named_in_a_note_and_recomputed(
     assert cache.load_unit(path, SHA, images, kind, notes.append) is None
     assert len(notes) == 1 and "computed with settings" in notes[0]
     assert repr(cache.unit_settings(kind)) in notes[0] and notes[0].endswith("; recomputing it")
+
+
+@pytest.mark.parametrize("predictions", [None, [7] * 15, [7.5] * 16])
+def test_a_metrics_unit_without_a_prediction_per_image_is_recomputed(tmp_path, predictions):
+    path = cache.unit_path(tmp_path, "metrics", CONFIG)
+    unit = {k: v for k, v in METRICS_RESULT.items() if k != "predictions"}
+    if predictions is not None:  # else: cached before predictions were kept
+        unit["predictions"] = predictions
+    cache.store_unit(path, unit, SHA)
+    notes = []
+    assert cache.load_unit(path, SHA, [0, 16], "metrics", notes.append) is None
+    assert notes == [f"{path}: lacks what a metrics unit holds; recomputing it"]
 
 
 def test_only_metrics_and_indicator_units_record_settings():
