@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"
-# (sections V and VI) from the flagfiles in flags/: for each experiment it trains the chains,
-# evaluates them, and finally redraws the figures from the results CSVs.
+# (sections V and VI) from the flagfiles in flags/: each experiment is one study (train every
+# chain, evaluate every model, write its tables, claims and figures), then the figures and
+# claims of all experiments together are redrawn from their results CSVs.
 #
 #   ./reproduce.sh                 paper scale (GPU-sized): mnist_takd cifar10_takd
 #                                  mnist_multistep cifar10_multistep      -> figures/paper/
@@ -11,45 +12,47 @@
 #   ./reproduce.sh --quick         the same pipeline at toy size in minutes: smoke
 #                                                                         -> runs/smoke/figures/
 #                                  then smoothed_kd_quick (about a minute more)
-#   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to
-#                                  keras_takd.main; --data_dir and --output_dir (the flags the two
-#                                  share) go to keras_takd.takd.evaluate too
+#   ./reproduce.sh --quick --data_dir=../shared/data    extra arguments go to every study
+#                                  (keras_takd.takd.study takes training's and evaluation's
+#                                  flags); --data_dir also to Katz & Reches' study
 #   ./reproduce.sh --quick --dry_run    print the commands instead of running them
-#   ./reproduce.sh --quick --executor=ray   evaluate the units as Ray tasks on a local Ray
-#                                  (pip install -e ".[ray]"); --executor, --ray_address,
-#                                  --cpus_per_unit, --gpus_per_unit and --max_retries go to
-#                                  keras_takd.takd.evaluate only
-#   ./reproduce.sh --cpu --parallel     run the experiments side by side (each trains and
-#                                  evaluates in its own process); the attacks on small batches
-#                                  keep about one core busy each (top: 100% and 93% for the
-#                                  two --cpu evaluations on 2 cores)
+#   ./reproduce.sh --quick --executor=ray   the chains and the evaluation units as Ray tasks
+#                                  on a local Ray (pip install -e ".[ray]"); with
+#                                  --ray_address=<head>:6379 on a cluster; --cpus_per_unit,
+#                                  --gpus_per_unit and --max_retries size and retry the tasks
+#                                  (README: Running a whole study). This replaces the former
+#                                  --parallel (experiments side by side): on Ray an
+#                                  experiment's chains and units run side by side, each as
+#                                  soon as a worker is free, one experiment after another.
 #
 # Per experiment <exp>:
-#   python -m keras_takd.main          --flagfile=flags/<exp>.cfg      [extra arguments]
-#   python -m keras_takd.takd.evaluate --flagfile=flags/<exp>_eval.cfg [--data_dir, --output_dir]
+#   python -m keras_takd.takd.study --flagfile=flags/<exp>.cfg --flagfile=flags/<exp>_eval.cfg
+#       [extra arguments] [executor flags]         -> <output_dir>/results.csv, figures/
 # then once: python -m keras_takd.takd.figures --results=<each run's results.csv>
 # --output_dir=<figures>, python -m keras_takd.takd.claims (our numbers beside the papers'
 # claims: --output=<figures>/claims.md),
 # and Katz & Reches' study: python -m keras_takd.smoothed.run --flagfile=flags/smoothed_kd_<mode>.cfg
-# Every step resumes: rerunning after a kill redoes only unfinished models and attacks.
+# Every step resumes: rerunning after a kill redoes only unfinished chains and units.
+#
+# keras_takd.main, keras_takd.takd.evaluate --num_shards/--shard_index and keras_takd.takd.merge
+# remain for one case the study on Ray does not serve: machines that cannot join one Ray
+# cluster (no network between them, or a batch scheduler that hands out separate jobs) but
+# share the run folder; each then evaluates its shard and one merges them (docs/usage.md).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 mode=paper
 dry_run=0
-parallel=0
-extra=()
-executor_extra=()  # where evaluation's units run: keras_takd.takd.evaluate's flags only
+extra=()  # every study's
 for arg in "$@"; do
   case "$arg" in
     --quick) mode=quick ;;
     --cpu) mode=cpu ;;
     --paper) mode=paper ;;
     --dry_run | --dry-run) dry_run=1 ;;
-    --parallel) parallel=1 ;;
-    --executor=* | --ray_address=* | --cpus_per_unit=* | --gpus_per_unit=* | --max_retries=*)
-      executor_extra+=("$arg") ;;
-    -h | --help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --parallel) echo "reproduce.sh: error: --parallel is gone: use --executor=ray, which runs" \
+                  "an experiment's chains and units side by side" >&2; exit 2 ;;
+    -h | --help) sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --*) extra+=("$arg") ;;
     *) echo "reproduce.sh: error: unexpected argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
@@ -90,17 +93,6 @@ output_dir_of() {
   echo "$dir"
 }
 
-shared_extra=()  # the extra arguments evaluation shares with training (keras_takd.takd.run_flags)
-for arg in "${extra[@]+"${extra[@]}"}"; do
-  case "$arg" in --data_dir=* | --output_dir=*) shared_extra+=("$arg") ;; esac
-done
-
-experiment() {  # trains and evaluates one experiment
-  run "$PYTHON" -m keras_takd.main --flagfile="flags/$1.cfg" "${extra[@]+"${extra[@]}"}"
-  run "$PYTHON" -m keras_takd.takd.evaluate --flagfile="flags/${1}_eval.cfg" \
-    "${shared_extra[@]+"${shared_extra[@]}"}" "${executor_extra[@]+"${executor_extra[@]}"}"
-}
-
 results=()
 start=$SECONDS
 for exp in "${experiments[@]}"; do
@@ -109,20 +101,10 @@ for exp in "${experiments[@]}"; do
   done
   results+=("$(output_dir_of "flags/${exp}_eval.cfg")/results.csv")
 done
-if [[ "$parallel" == 1 && "$dry_run" == 0 ]]; then
-  pids=()
-  for exp in "${experiments[@]}"; do experiment "$exp" & pids+=($!); done
-  failed=0
-  for i in "${!pids[@]}"; do
-    if ! wait "${pids[$i]}"; then
-      echo "reproduce.sh: error: experiment ${experiments[$i]} failed (see its output above)" >&2
-      failed=1
-    fi
-  done
-  [[ "$failed" == 0 ]] || exit 1
-else
-  for exp in "${experiments[@]}"; do experiment "$exp"; done
-fi
+for exp in "${experiments[@]}"; do  # one study each: its chains, its units, its report
+  run "$PYTHON" -m keras_takd.takd.study --flagfile="flags/$exp.cfg" \
+    --flagfile="flags/${exp}_eval.cfg" "${extra[@]+"${extra[@]}"}"
+done
 joined=$(IFS=,; echo "${results[*]}")
 caption="./reproduce.sh --$mode: ${experiments[*]} (settings: flags/<experiment>*.cfg)"
 run "$PYTHON" -m keras_takd.takd.figures --results="$joined" --output_dir="$figures" \

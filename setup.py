@@ -43,6 +43,7 @@ setup(
             "keras-takd-claims=keras_takd.takd.claims:run",
             "keras-takd-summary=keras_takd.takd.summary:run",
             "keras-takd-smoothed=keras_takd.smoothed.run:run",
+            "keras-takd-study=keras_takd.takd.study.__main__:run",
         ],
     },
     classifiers=[

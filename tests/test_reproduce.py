@@ -1,5 +1,6 @@
 """reproduce.sh: the commands of each mode (dry run), the pass-through of extra arguments, and
-that every evaluation flagfile parses and points at its training flagfile's output_dir."""
+that every evaluation flagfile parses, alone and with its training flagfile as a study's, and
+points at its training flagfile's output_dir."""
 
 import pathlib
 import re
@@ -41,18 +42,16 @@ def _output_dir(flagfile: pathlib.Path) -> str | None:
 
 
 @pytest.mark.parametrize("mode, experiments", MODES.items())
-def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd(mode, experiments):
+def test_dry_run_prints_a_study_per_experiment_then_plot_then_smoothed_kd(mode, experiments):
     extra = ("--data_dir=../shared/data", "--epochs=2")
     done = _reproduce(*filter(None, [mode]), "--dry_run", *extra)
     assert done.returncode == 0, done.stderr
     commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
-    expected = []
-    for exp in experiments:
-        # training takes every extra argument; evaluation only the flags it shares with it
-        expected.append(f"python -m keras_takd.main --flagfile=flags/{exp}.cfg {' '.join(extra)}")
-        expected.append(
-            f"python -m keras_takd.takd.evaluate --flagfile=flags/{exp}_eval.cfg {extra[0]}"
-        )
+    expected = [
+        f"python -m keras_takd.takd.study --flagfile=flags/{exp}.cfg "
+        f"--flagfile=flags/{exp}_eval.cfg {' '.join(extra)}"
+        for exp in experiments
+    ]
     assert commands[:-3] == expected
     results = ",".join(
         f"{_output_dir(REPO / f'flags/{e}_eval.cfg')}/results.csv" for e in experiments
@@ -72,15 +71,21 @@ def test_dry_run_prints_train_evaluate_per_experiment_then_plot_then_smoothed_kd
     )
 
 
-def test_the_executor_flags_go_to_evaluation_only():
+def test_the_executor_flags_go_to_the_study():
     executor = ("--executor=ray", "--ray_address=head:6379", "--cpus_per_unit=2")
     done = _reproduce("--quick", "--dry_run", "--epochs=2", *executor)
     assert done.returncode == 0, done.stderr
     commands = [line[2:] for line in done.stdout.splitlines() if line.startswith("+ ")]
-    assert commands[:2] == [
-        "python -m keras_takd.main --flagfile=flags/smoke.cfg --epochs=2",
-        f"python -m keras_takd.takd.evaluate --flagfile=flags/smoke_eval.cfg {' '.join(executor)}",
-    ]
+    assert commands[0] == (
+        "python -m keras_takd.takd.study --flagfile=flags/smoke.cfg "
+        f"--flagfile=flags/smoke_eval.cfg --epochs=2 {' '.join(executor)}"
+    )
+
+
+def test_parallel_is_refused_with_what_replaces_it():
+    done = _reproduce("--cpu", "--parallel")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "--parallel is gone: use --executor=ray" in done.stderr
 
 
 def test_dry_run_reports_no_time():
@@ -130,45 +135,25 @@ def test_every_evaluation_flagfile_parses():
     assert all(re.fullmatch(r"runs/\w+", values[2]) for values in experiments.values())
 
 
-def _fake_python(tmp_path, fail_on=""):
-    """A stand-in for python that logs each command line and fails on one containing fail_on."""
-    log = tmp_path / "calls.log"
-    fake = tmp_path / "fake_python"
-    fake.write_text(
-        "#!/usr/bin/env bash\n"
-        f'echo "$*" >> "{log}"\n'
-        f'if [[ -n "{fail_on}" && "$*" == *"{fail_on}"* ]]; then exit 3; fi\n'
-        "sleep 0.2\n"
+def test_every_experiment_parses_as_a_study():
+    """Parses each experiment's two flagfiles together with keras_takd.takd.study's flags."""
+    experiments = sorted({e for es in MODES.values() for e in es})
+    script = (
+        "import sys\nfrom absl import flags\nimport keras_takd.takd.study.__main__\n"
+        "for e in sys.argv[1:]:\n"
+        "    flags.FLAGS.unparse_flags()\n"
+        "    files = [f'--flagfile=flags/{e}.cfg', f'--flagfile=flags/{e}_eval.cfg']\n"
+        "    flags.FLAGS(['study', *files])\n"
+        "    print(e, flags.FLAGS.stages, flags.FLAGS.num_images, flags.FLAGS.output_dir)\n"
     )
-    fake.chmod(0o755)
-    return fake, log
-
-
-def test_parallel_runs_every_experiment_then_plots_once(tmp_path):
-    python, log = _fake_python(tmp_path)
-    done = _reproduce("--cpu", "--parallel", "--data_dir=../shared/data", python=python)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *experiments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
-    calls = log.read_text().splitlines()
-    for exp in MODES["--cpu"]:
-        train = calls.index(
-            f"-m keras_takd.main --flagfile=flags/{exp}.cfg --data_dir=../shared/data"
-        )
-        evaluate = calls.index(
-            f"-m keras_takd.takd.evaluate --flagfile=flags/{exp}_eval.cfg --data_dir=../shared/data"
-        )
-        assert train < evaluate < len(calls) - 3  # each experiment in order, before the plot
-    assert [c.split()[1] for c in calls[-3:]] == [
-        "keras_takd.takd.figures",
-        "keras_takd.takd.claims",
-        "keras_takd.smoothed.run",
-    ]
-
-
-def test_parallel_stops_before_plotting_when_an_experiment_fails(tmp_path):
-    python, log = _fake_python(tmp_path, fail_on="mnist_multistep_cpu_eval")
-    done = _reproduce("--cpu", "--parallel", python=python)
-    assert done.returncode == 1
-    assert "experiment mnist_multistep_cpu failed" in done.stderr
-    calls = log.read_text()
-    assert "flags/mnist_cpu_eval.cfg" in calls  # the other experiment ran to its end
-    assert "keras_takd.takd.figures" not in calls
+    parsed = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()}
+    assert parsed["smoke"] == ["3", "10", "runs/smoke"]
+    assert set(parsed) == set(experiments)

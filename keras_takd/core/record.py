@@ -10,7 +10,8 @@ regenerated after each write and never read back by training or evaluation. Its 
                       architecture, test set, code, settings) and its payload (JSON); written
                       one transaction per unit by the process that runs the evaluation
     model_evaluation  an evaluation's columns of one model's results row (JSON)
-    per_image         typed per-image rows of an evaluation (success, distance, ...)
+    per_image         typed per-image rows of an evaluation (success, distance, ...), one per
+                      (model, attack, image, target), target -1 but for targeted attacks
 
 Columns are typed, keys are primary keys (a duplicate key is impossible) and CHECK constraints
 refuse impossible values (a stage below 1, a negative distance, a success that is not 0 or 1).
@@ -108,6 +109,9 @@ CREATE TABLE IF NOT EXISTS model_evaluation (
     columns TEXT NOT NULL CHECK (json_valid(columns)),
     PRIMARY KEY (evaluation, dataset, temperature, seed, stage)
 ) STRICT;
+"""
+# The target of a targeted attack's row (JSMA: a row per image and wrong class), -1 otherwise.
+_PER_IMAGE_TABLE = """
 CREATE TABLE IF NOT EXISTS per_image (
     evaluation TEXT NOT NULL REFERENCES evaluations (evaluation),
     dataset TEXT NOT NULL,
@@ -116,15 +120,17 @@ CREATE TABLE IF NOT EXISTS per_image (
     stage INTEGER NOT NULL,
     attack TEXT NOT NULL,
     image INTEGER NOT NULL CHECK (image >= 0),
+    target INTEGER NOT NULL DEFAULT -1 CHECK (target >= -1),
     correct INTEGER NOT NULL CHECK (correct IN (0, 1)),
     success INTEGER NOT NULL CHECK (success IN (0, 1) AND success <= correct),
     distance REAL CHECK (distance >= 0 OR distance IS NULL),
     const REAL,
     iterations INTEGER CHECK (iterations >= 0 OR iterations IS NULL),
     flags TEXT NOT NULL CHECK (json_valid(flags)),
-    PRIMARY KEY (evaluation, dataset, temperature, seed, stage, attack, image)
-) STRICT;
+    PRIMARY KEY (evaluation, dataset, temperature, seed, stage, attack, image, target)
+) STRICT
 """
+UNTARGETED = -1
 
 
 def record_path(folder: str | pathlib.Path) -> pathlib.Path:
@@ -156,6 +162,7 @@ def writing(folder: str | pathlib.Path, timeout: float = 600.0) -> Iterator[sqli
         try:
             _migrate(connection)
             connection.executescript(_SCHEMA)
+            _per_image_table(connection)
             with connection:
                 yield connection
         finally:
@@ -173,6 +180,24 @@ def _migrate(connection: sqlite3.Connection) -> None:
                 "unreleased version; delete its units table"
             )
         connection.execute("DROP TABLE units")
+
+
+def _per_image_table(connection: sqlite3.Connection) -> None:
+    """Creates the per-image table, or adds the target column (-1) to the key of a record
+    written before targeted attacks' rows, in one transaction."""
+    columns = [row[1] for row in connection.execute("PRAGMA table_info(per_image)")]
+    if not columns:
+        connection.execute(_PER_IMAGE_TABLE)
+    elif "target" not in columns:
+        names = ", ".join(columns)
+        with connection:
+            connection.execute("BEGIN")  # DDL opens no transaction of its own
+            connection.execute("ALTER TABLE per_image RENAME TO per_image_untargeted")
+            connection.execute(_PER_IMAGE_TABLE)
+            connection.execute(
+                f"INSERT INTO per_image ({names}) SELECT {names} FROM per_image_untargeted"
+            )
+            connection.execute("DROP TABLE per_image_untargeted")
 
 
 @contextlib.contextmanager
@@ -288,7 +313,8 @@ def put_evaluation_rows(
         evaluation: the evaluation's id.
         columns: per model, its `MODEL_KEY` and the evaluation's columns of its results row.
         per_image: per model, attack and image, its `MODEL_KEY`, "attack", "image", the
-            `PER_IMAGE_COLUMNS` and any indicator flags (name -> bool or None).
+            "target" of a targeted attack's row (absent: -1), the `PER_IMAGE_COLUMNS` and any
+            indicator flags (name -> bool or None).
     """
     for table in ("model_evaluation", "per_image"):
         connection.execute(f"DELETE FROM {table} WHERE evaluation = ?", (evaluation,))
@@ -300,10 +326,14 @@ def put_evaluation_rows(
             for row in columns
         ],
     )
-    typed = (*MODEL_KEY, "attack", "image", *PER_IMAGE_COLUMNS)
+    typed = (*MODEL_KEY, "attack", "image", "target", *PER_IMAGE_COLUMNS)
+    names = ", ".join(("evaluation", *typed, "flags"))
     connection.executemany(
-        f"INSERT INTO per_image VALUES (?, {', '.join('?' * len(typed))}, ?)",
-        [(evaluation, *(plain(row.get(c)) for c in typed), _json(row, typed)) for row in per_image],
+        f"INSERT INTO per_image ({names}) VALUES (?, {', '.join('?' * len(typed))}, ?)",
+        [
+            (evaluation, *(plain(row.get(c)) for c in typed), _json(row, typed))
+            for row in ({"target": UNTARGETED} | dict(r) for r in per_image)
+        ],
     )
 
 

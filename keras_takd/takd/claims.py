@@ -45,7 +45,8 @@ def main(argv: list[str]) -> None:
     results, per_image = analysis_flags.RESULTS.value, analysis_flags.PER_IMAGE.value
     output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else None
     if output:  # the per-image tables beside the results are inputs too
-        _check_output(output, [*results, *tables.per_image_paths(results, per_image)])
+        inputs = [*results, *tables.per_image_paths(results, per_image)]
+        _check_output(output, inputs + [tables.predictions_path(r) for r in results])
     text = report.render(
         results, per_image, analysis_flags.CAPTION.value, analysis_flags.CI_LEVEL.value
     )

@@ -53,7 +53,7 @@ from absl import flags
 from keras_takd.core.cli import import_tensorflow, run_main
 from keras_takd.takd import run_flags
 from keras_takd.takd.run_flags import DATA_DIR, OUTPUT_DIR
-from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS
+from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, FMN_ATTACKS, JSMA_ATTACK
 
 _ATTACK_NAMES = ("l0", "l2", "linf")
 
@@ -62,7 +62,8 @@ _ATTACKS = flags.DEFINE_list(
     list(_ATTACK_NAMES),
     "Attacks to run (may be empty): C&W l0,l2,linf; Fast Minimum-Norm fmn_l2,fmn_linf,fmn_l0 "
     "(arXiv:2102.12827, columns like C&W's); APGD apgd_ce,apgd_dlr (arXiv:2003.01690, robust "
-    "accuracy at --apgd_eps in L-inf).",
+    "accuracy at --apgd_eps in L-inf); jsma (Papernot et al.'s JSMA towards every wrong class, "
+    "theta = +1, gamma = 14.5%, on the softmax at T = 1: success per (image, target) pair).",
 )
 _NUM_IMAGES = flags.DEFINE_integer(
     "num_images", 1000, "Attack the first this many test images (C&W: 1,000).", lower_bound=1
@@ -192,6 +193,12 @@ flags.register_validator(
 _APGD_STEPS = flags.DEFINE_integer(
     "apgd_steps", None, "APGD iterations per run (default: the attack's 100).", lower_bound=1
 )
+_JSMA_GRADIENTS = flags.DEFINE_enum(
+    "jsma_gradients",
+    None,
+    ["softmax", "logits"],
+    "JSMA's F: the softmax at T = 1 (default, the papers') or the logits Z.",
+)
 _APGD_RESTARTS = flags.DEFINE_integer(
     "apgd_restarts", None, "APGD random restarts (default 1).", lower_bound=1
 )
@@ -245,6 +252,7 @@ def _attack_options() -> dict[str, dict]:
         (APGD_ATTACKS, "eps", _APGD_EPS),
         (APGD_ATTACKS, "steps", _APGD_STEPS),
         (APGD_ATTACKS, "restarts", _APGD_RESTARTS),
+        ((JSMA_ATTACK,), "gradients", _JSMA_GRADIENTS),
     ):
         if holder.value is not None:
             for attack in attacks:
@@ -252,7 +260,8 @@ def _attack_options() -> dict[str, dict]:
     for attack in ALL_ATTACKS:
         if attack in _ATTACK_NAMES:
             options[attack]["abort_early"] = _ABORT_EARLY.value
-        if _ATTACK_BATCH_SIZE.value is not None:
+        # JSMA keeps its own: its memory grows with the square of the features per image.
+        if _ATTACK_BATCH_SIZE.value is not None and attack != JSMA_ATTACK:
             options[attack]["batch_size"] = _ATTACK_BATCH_SIZE.value
     return options
 
@@ -279,8 +288,36 @@ def _recorded_data_dir(run) -> str | None:
     return recorded
 
 
-def _executor():
-    """The executor of --executor (None: the loop's serial default)."""
+def evaluation_config():
+    """The `keras_takd.takd.evaluation.EvaluationConfig` of the flags."""
+    from keras_takd.takd import evaluation
+
+    return evaluation.EvaluationConfig(
+        attacks=tuple(_ATTACKS.value),
+        num_images=_NUM_IMAGES.value,
+        attack_options=_attack_options(),
+        budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
+        gradient_masking=_GRADIENT_MASKING.value,
+        attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
+        metric_images=_METRIC_IMAGES.value,
+        shard_index=_SHARD_INDEX.value,
+        num_shards=_NUM_SHARDS.value,
+        indicators=_INDICATORS.value,
+    )
+
+
+def attack_verbose() -> bool:
+    """--attack_verbose, by default on when stdout is a terminal."""
+    return sys.stdout.isatty() if _ATTACK_VERBOSE.value is None else _ATTACK_VERBOSE.value
+
+
+def make_executor():
+    """The executor of --executor (None: the loop's serial default).
+
+    Raises:
+        ValueError: --executor=ray without ray installed.
+        ConnectionError: --ray_address did not answer within 30 seconds.
+    """
     if _EXECUTOR.value == "serial":
         return None
     try:
@@ -309,7 +346,7 @@ def main(argv: list[str]) -> None:
             run.output_dir, _SHARD_INDEX.value, _NUM_SHARDS.value
         )
         evaluation.check_results_file(output, None, run, sharded=_NUM_SHARDS.value > 1)
-        executor = _executor()  # an unreachable --ray_address fails here, before any work
+        executor = make_executor()  # an unreachable --ray_address fails here, before any work
         data = load_dataset(
             run.dataset,
             data_dir=DATA_DIR.value or _recorded_data_dir(run),
@@ -317,27 +354,15 @@ def main(argv: list[str]) -> None:
             test_size=run.test_images,
         )
         import_tensorflow()
-        config = evaluation.EvaluationConfig(
-            attacks=tuple(_ATTACKS.value),
-            num_images=_NUM_IMAGES.value,
-            attack_options=_attack_options(),
-            budgets={"l2": _L2_BUDGET.value, "linf": _LINF_BUDGET.value},
-            gradient_masking=_GRADIENT_MASKING.value,
-            attack_images=_parse_attack_images(_ATTACK_IMAGES.value),
-            metric_images=_METRIC_IMAGES.value,
-            shard_index=_SHARD_INDEX.value,
-            num_shards=_NUM_SHARDS.value,
-            indicators=_INDICATORS.value,
-        )
         table = evaluation.evaluate_run(
             run.output_dir,
             data,
-            config,
+            evaluation_config(),
             output=output,
-            verbose=sys.stdout.isatty() if _ATTACK_VERBOSE.value is None else _ATTACK_VERBOSE.value,
-            log=_log,
+            verbose=attack_verbose(),
+            log=log_line,
             replace=_REPLACE.value,
-            warn=_log,
+            warn=log_line,
             executor=executor,
         )
         evaluation_id = table["eval_config"].iloc[0]
@@ -345,13 +370,13 @@ def main(argv: list[str]) -> None:
         sys.stdout.flush()
 
 
-def _log(line: str) -> None:
-    """Progress lines on stdout; warnings on stderr, as training's."""
+def log_line(line: str, prog: str = "keras-takd-evaluate") -> None:
+    """Progress lines on stdout; warnings on stderr (as training's), after `prog`."""
     if not line.startswith("warning: "):
         print(line, flush=True)
         return
     sys.stdout.flush()
-    print(f"keras-takd-evaluate: {line}", file=sys.stderr, flush=True)
+    print(f"{prog}: {line}", file=sys.stderr, flush=True)
 
 
 def run() -> None:

@@ -39,6 +39,9 @@ def main(argv: list[str]) -> None:
     else:
         where = tables.per_image_path(_OUTPUT.value)
         print(f"per-image table: {where} ({len(per_image)} rows)")
+    predictions = evaluation.merge_predictions(_RESULTS.value, _OUTPUT.value)
+    if predictions is not None:  # the per-image predictions of shard 0's metrics
+        print(f"predictions: {predictions}")
 
 
 def run() -> None:

@@ -43,8 +43,16 @@ columns. Run only when asked for (`--attacks`)."""
 APGD_ATTACKS: tuple[str, ...] = ("apgd_ce", "apgd_dlr")
 """Auto-PGD with the CE and DLR losses (arXiv:2003.01690) at a fixed L-inf eps: robust accuracy.
 Run only when asked for."""
-ALL_ATTACKS: tuple[str, ...] = ATTACKS + FMN_ATTACKS + APGD_ATTACKS
-ATTACK_PREFIXES: tuple[str, ...] = ATTACKS + (MASKED_L2_PREFIX,) + FMN_ATTACKS + APGD_ATTACKS
+JSMA_ATTACK = "jsma"
+"""Papernot et al.'s Jacobian-based Saliency Map Attack (arXiv:1511.07528) with the protocol of
+their distillation paper (arXiv:1511.04508, section V): every correctly classified image
+attacked towards each of its wrong classes, theta = +1, at most gamma = 14.5% of the features
+changed, on the softmax F at T = 1. Its rows are (image, target) attack pairs; its distance is
+the fraction of the image's features (pixels) changed. Run only when asked for."""
+ALL_ATTACKS: tuple[str, ...] = ATTACKS + FMN_ATTACKS + APGD_ATTACKS + (JSMA_ATTACK,)
+ATTACK_PREFIXES: tuple[str, ...] = (
+    ATTACKS + (MASKED_L2_PREFIX,) + FMN_ATTACKS + APGD_ATTACKS + (JSMA_ATTACK,)
+)
 """Every attack unit of an evaluation, by column prefix."""
 
 
@@ -54,6 +62,8 @@ def attack_norm(prefix: str) -> str:
         return prefix.split("_", 1)[1]
     if prefix in APGD_ATTACKS:
         return "linf"
+    if prefix == JSMA_ATTACK:  # changed features, as a fraction of the image's
+        return "l0"
     return prefix.split("_")[0]
 
 
@@ -152,6 +162,16 @@ OPTIONAL_ATTACK_COLUMNS: dict[str, str] = {
     **{c: m for p in FMN_ATTACKS for c, m in _robustness_columns(p, f"FMN {p[4:]}").items()},
     **{c: m for p in APGD_ATTACKS for c, m in _robust_accuracy_columns(p).items()},
     **{c: m for p in FMN_ATTACKS + APGD_ATTACKS for c, m in indicator_columns(p).items()},
+    f"{JSMA_ATTACK}_mean": (
+        "JSMA: mean fraction of the image's features changed, over the successful (image, "
+        "target) pairs (Papernot et al.'s distortion)"
+    ),
+    f"{JSMA_ATTACK}_max": "JSMA: the largest such fraction over the successful pairs",
+    f"{JSMA_ATTACK}_success_rate": "JSMA: successful pairs / attacked (image, target) pairs",
+    f"{JSMA_ATTACK}_attacked": (
+        "JSMA: (image, target) pairs attacked: each correctly classified image x its wrong classes"
+    ),
+    f"{JSMA_ATTACK}_excluded": "JSMA: pairs not attacked, of the misclassified images",
 }
 """The columns of the attacks an evaluation runs only when asked (`FMN_ATTACKS`,
 `APGD_ATTACKS`), after `METRIC_COLUMNS`. FMN's mirror C&W's (the minimal perturbation found, mean
@@ -174,17 +194,36 @@ PER_IMAGE_COLUMNS: dict[str, str] = {
     CHAIN_LENGTH_COLUMN: "the number of models in the chain",
     "attack": (
         "l0, l2, linf or l2_softmax_T (L2 against softmax(logits / T)); fmn_l2, fmn_linf, "
-        "fmn_l0 or apgd_ce, apgd_dlr when run"
+        "fmn_l0, apgd_ce, apgd_dlr or jsma when run"
     ),
     "image": "the test image's index in the test set (0-based)",
+    "target": (
+        "the target class of a targeted attack's row (JSMA: one row per image and wrong class); "
+        "-1 for the untargeted attacks and an image not attacked (tables without the column: -1)"
+    ),
     "correct": "the model classified the image correctly before the attack (else not attacked)",
     "success": "the attack fooled the model (False for images not attacked)",
     "distance": (
         "the minimal perturbation found in the attack's norm (APGD: the L-inf perturbation; "
-        "NaN unless success)"
+        "JSMA: the fraction of features changed; NaN unless success)"
     ),
     "const": "the attack's trade-off constant c at the returned image (NaN if none)",
     "iterations": "the attack's optimiser steps on the image, over all its searches (if recorded)",
     **{name: f"indicator: {meaning} (empty: not checked)" for name, meaning in INDICATORS.items()},
 }
-"""`per_image.csv`: one row per (model, attack, attacked-block image), beside results.csv."""
+"""`per_image.csv`: one row per (model, attack, attacked-block image), or per (model, attack,
+image, target) for a targeted attack (JSMA), beside results.csv."""
+
+PREDICTION_COLUMNS: dict[str, str] = {
+    "dataset": "the row's dataset (as in results.csv)",
+    "temperature": "the chain's training temperature T",
+    "stage": "the model's stage in its chain (1 = the teacher)",
+    "role": "teacher, assistant, student or step-k",
+    CHAIN_LENGTH_COLUMN: "the number of models in the chain",
+    "image": "the test image's index in the test set (0-based)",
+    "label": "the image's true class",
+    "prediction": "the class the model predicts at T = 1 (argmax of its logits)",
+}
+"""`predictions.csv`: one row per (model, test image of the metrics), beside results.csv; the
+paired accuracy comparisons (McNemar) rest on it. The metrics unit of each model holds the same
+predictions (its "predictions" list, image by image from the first test image)."""

@@ -132,7 +132,49 @@ flags.register_validator("learning_rate", lambda v: v > 0, message="--learning_r
 flags.adopt_module_key_flags(run_flags)  # --helpshort lists --output_dir, --data_dir
 
 
-def _recorded_flags() -> dict:
+def data_settings() -> dict:
+    """The keyword arguments of `keras_takd.core.data.load_dataset` the flags give."""
+    return dict(
+        name=_DATASET.value,
+        data_dir=DATA_DIR.value,
+        validation_size=_VALIDATION_SIZE.value,
+        train_size=_TRAIN_SIZE.value,
+        test_size=_TEST_SIZE.value,
+    )
+
+
+def chain_settings() -> dict:
+    """What the flags say to train: {"temperatures", "stages", "seeds", "deterministic"}.
+
+    `seeds` lists every seed a chain is trained with (today the one --seed).
+    """
+    return dict(
+        temperatures=_parse_temperatures(_TEMPERATURE.value),
+        stages=_STAGES.value,
+        seeds=[_SEED.value],
+        deterministic=_DETERMINISTIC.value,
+    )
+
+
+def train_config():
+    """The `keras_takd.core.distillation.TrainConfig` of the flags (imports TensorFlow)."""
+    from keras_takd.core.distillation import TrainConfig
+
+    return TrainConfig(
+        epochs=_EPOCHS.value,
+        batch_size=_BATCH_SIZE.value,
+        learning_rate=_LEARNING_RATE.value,
+        momentum=_MOMENTUM.value,
+        lr_decay=_LR_DECAY.value,
+        warm_start=_WARM_START.value,
+        soft_targets=_SOFT_TARGETS.value,
+        distil_weight=_DISTIL_WEIGHT.value,
+        scale_soft_loss=_SCALE_SOFT_LOSS.value,
+        seed=_SEED.value,
+    )
+
+
+def recorded_flags() -> dict:
     """The flags as run.json records them, --data_dir made absolute so that evaluation finds
     the data from any working folder."""
     recorded = flags.FLAGS.flag_values_dict()
@@ -147,41 +189,22 @@ def main(argv: list[str]) -> None:
     from keras_takd.core.data import load_dataset
     from keras_takd.core.files import check_writable
 
-    data = load_dataset(  # before check_writable: a refused --data_dir writes nothing
-        _DATASET.value,
-        data_dir=DATA_DIR.value,
-        validation_size=_VALIDATION_SIZE.value,
-        train_size=_TRAIN_SIZE.value,
-        test_size=_TEST_SIZE.value,
-    )
-    check_writable(OUTPUT_DIR.value)
+    data = load_dataset(**data_settings())  # before check_writable: a refused --data_dir
+    check_writable(OUTPUT_DIR.value)  # writes nothing
     import_tensorflow()
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
-    from keras_takd.core.distillation import TrainConfig
     from keras_takd.core.seeding import set_seed
     from keras_takd.takd.chains import make_strategy, run_chain, stage_summary
 
     set_seed(_SEED.value, deterministic=_DETERMINISTIC.value)
-    config = TrainConfig(
-        epochs=_EPOCHS.value,
-        batch_size=_BATCH_SIZE.value,
-        learning_rate=_LEARNING_RATE.value,
-        momentum=_MOMENTUM.value,
-        lr_decay=_LR_DECAY.value,
-        warm_start=_WARM_START.value,
-        soft_targets=_SOFT_TARGETS.value,
-        distil_weight=_DISTIL_WEIGHT.value,
-        scale_soft_loss=_SCALE_SOFT_LOSS.value,
-        seed=_SEED.value,
-    )
     strategy = make_strategy(_STRATEGY.value)
     table = run_chain(
         data,
         _parse_temperatures(_TEMPERATURE.value),
         _STAGES.value,
         _worker_output_dir(OUTPUT_DIR.value, strategy),
-        config,
-        run_info={"flags": _recorded_flags(), "data_source": data.source},
+        train_config(),
+        run_info={"flags": recorded_flags(), "data_source": data.source},
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
         strategy=strategy,

@@ -85,6 +85,47 @@ def test_a_duplicate_per_image_key_is_impossible(tmp_path):
         _put_per_image(connection, _per_image(distance=0.25))
 
 
+def test_a_targeted_attack_has_a_row_per_image_and_target(tmp_path):
+    rows = [
+        {
+            k: v
+            for k, v in _per_image(attack=a, target=t).items()
+            if k not in ("evaluation", "flags")
+        }
+        for a, t in (("jsma", 3), ("jsma", 7), ("l2", None))
+    ]
+    rows[-1].pop("target")  # an untargeted attack's row: target -1
+    with record.writing(tmp_path) as connection:
+        record.put_evaluation(connection, "e", {})
+        record.put_evaluation_rows(connection, "e", [], rows)
+    with pytest.raises(sqlite3.IntegrityError), record.writing(tmp_path) as connection:
+        _put_per_image(connection, _per_image(attack="jsma", target=-2))
+    with record.reading(tmp_path) as connection:
+        found = connection.execute("SELECT attack, target FROM per_image ORDER BY attack, target")
+        assert [tuple(r) for r in found] == [("jsma", 3), ("jsma", 7), ("l2", -1)]
+
+
+def test_a_record_from_before_targets_gets_the_column_and_keeps_its_rows(tmp_path):
+    with record.writing(tmp_path) as connection:
+        record.put_evaluation(connection, "e", {})
+    with sqlite3.connect(record.record_path(tmp_path)) as connection:  # as records were
+        connection.execute("DROP TABLE per_image")
+        connection.execute(
+            "CREATE TABLE per_image (evaluation TEXT NOT NULL, dataset TEXT NOT NULL, "
+            "temperature REAL NOT NULL, seed INTEGER NOT NULL, stage INTEGER NOT NULL, "
+            "attack TEXT NOT NULL, image INTEGER NOT NULL, correct INTEGER NOT NULL, "
+            "success INTEGER NOT NULL, distance REAL, const REAL, iterations INTEGER, "
+            "flags TEXT NOT NULL, PRIMARY KEY (evaluation, dataset, temperature, seed, stage, "
+            "attack, image)) STRICT"
+        )
+        _put_per_image(connection, _per_image())
+    with record.writing(tmp_path) as connection:
+        _put_per_image(connection, _per_image(attack="jsma", target=4))
+    with record.reading(tmp_path) as connection:
+        found = connection.execute("SELECT attack, image, target, distance FROM per_image")
+        assert sorted(tuple(r) for r in found) == [("jsma", 0, 4, 0.5), ("l2", 0, -1, 0.5)]
+
+
 def test_readers_cannot_write(tmp_path):
     with record.writing(tmp_path) as connection:
         record.put_models(connection, [ROW])

@@ -170,3 +170,20 @@ def forget_unit():
     """Deletes a unit from a run's record, as if it had never finished:
     `forget_unit(run_dir, stage, kind)`."""
     return _forget_unit
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """Two Ray nodes on localhost with one CPU each, joined by this process (per module)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[test]')")
+    from ray.cluster_utils import Cluster
+
+    nodes = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    nodes.add_node(num_cpus=1)
+    nodes.wait_for_nodes()
+    ray.init(address=nodes.address)
+    yield nodes
+    ray.shutdown()
+    nodes.shutdown()

@@ -10,6 +10,12 @@ Guo section V-C). The estimates and their intervals come from `keras_takd.core.s
 about a mean is tested on the mean (`paired_mean_test`: the paired t-test, Wilcoxon kept
 beside it), and a family of such tests carries Holm-adjusted p-values (`holm`).
 
+Accuracy is compared on the same test images too (`paired_accuracy_tests`, from the models'
+per-image predictions): the exact McNemar test (the binomial test of the discordant images,
+those only one of the two models classifies correctly) and a percentile bootstrap interval of
+the accuracy difference resampling images (`statistics.paired_rate_difference`), Holm over a
+family.
+
 A per-image table with a `seed` column holds several independently trained chains (issue 25);
 the pairs below never mix seeds. Without the column it is one seed, seed 0 (`SEED_COLUMN`).
 """
@@ -18,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -87,6 +93,136 @@ def paired_mean_test(
     else:
         t_p = float(stats.ttest_1samp(d, 0.0).pvalue)
     return MeanTest(dataclasses.replace(difference, p_value=t_p), difference.p_value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedRateTest:
+    """A difference of two rates on the same images (e.g. two models' accuracies).
+
+    Attributes:
+        difference: rate(a) - rate(b) with its bootstrap interval (resampling images); its
+            `p_value` is McNemar's exact test (`statistics.paired_rate_difference`).
+        discordant: (images only a got right, images only b got right).
+        holm_p: McNemar's p Holm-adjusted over the family it was tested in; NaN until set.
+    """
+
+    difference: Estimate
+    discordant: tuple[int, int]
+    holm_p: float = math.nan
+
+    @property
+    def p_value(self) -> float:
+        """The p-value a verdict uses: Holm-adjusted where a family is set, else McNemar's."""
+        return self.difference.p_value if math.isnan(self.holm_p) else self.holm_p
+
+
+def paired_rate_test(
+    a: Sequence[bool],
+    b: Sequence[bool],
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> PairedRateTest:
+    """rate(a) - rate(b) of two success indicators on the same images, with McNemar's test.
+
+    Args:
+        a, b: per-image booleans (e.g. classified correctly), in the same image order.
+        ci_level: the interval's level.
+        seed: the bootstrap's seed.
+
+    Raises:
+        ValueError: see `keras_takd.core.statistics.paired_rate_difference`.
+    """
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    difference = statistics.paired_rate_difference(a, b, ci_level, seed)
+    return PairedRateTest(difference, (int(np.sum(a & ~b)), int(np.sum(~a & b))))
+
+
+def with_holm(tests: Mapping) -> dict:
+    """The tests (`MeanTest` or `PairedRateTest`) with their p-values Holm-adjusted as one
+    family, in the order given."""
+    adjusted = holm([t.difference.p_value for t in tests.values()])
+    return {
+        label: dataclasses.replace(t, holm_p=float(p))
+        for (label, t), p in zip(tests.items(), adjusted, strict=True)
+    }
+
+
+def correct_by_model(predictions: pd.DataFrame) -> pd.DataFrame:
+    """[image x (temperature, stage)] whether each model classifies each test image correctly.
+
+    Args:
+        predictions: prediction rows (`tables.read_predictions`) of one dataset and chain
+            length.
+    """
+    correct = predictions.assign(correct=predictions["label"] == predictions["prediction"])
+    return correct.pivot(index="image", columns=["temperature", "stage"], values="correct")
+
+
+def paired_accuracy_tests(
+    predictions: pd.DataFrame,
+    pairs: Mapping[object, tuple[tuple[float, int], tuple[float, int]]],
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> dict:
+    """accuracy(a) - accuracy(b) on the test images both models predicted, for each pair.
+
+    Args:
+        predictions: prediction rows (`tables.read_predictions`) of one dataset and chain
+            length.
+        pairs: {label: ((T, stage) of a, (T, stage) of b)}; pairs with a model without
+            predictions are left out.
+        ci_level: the intervals' level.
+        seed: the bootstraps' seed.
+
+    Returns:
+        {label: `PairedRateTest`}, McNemar's p Holm-adjusted over the pairs returned.
+    """
+    correct = correct_by_model(predictions)
+    tests = {}
+    for label, (a, b) in pairs.items():
+        if a in correct.columns and b in correct.columns:
+            both = correct[[a, b]].dropna().astype(bool)
+            tests[label] = paired_rate_test(both[a], both[b], ci_level, seed)
+    return with_holm(tests)
+
+
+def attack_pair_test(
+    a: pd.DataFrame,
+    b: pd.DataFrame,
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> PairedRateTest:
+    """success(a) - success(b) of a targeted attack on the (image, target) pairs it ran on
+    under both models (images both classify correctly), e.g. JSMA's all-targets protocol.
+
+    McNemar's exact test (`scipy.stats.binomtest` of the discordant pairs against 1/2) gives
+    the p-value. The pairs of one image are not independent (one image, several targets), so
+    the interval resamples images: a BCa bootstrap of the per-image mean difference
+    (`statistics.paired_difference`); with every image attacked towards the same targets its
+    mean is the pairs' mean. Neither for too few images or no spread (`Estimate.reason`).
+
+    Args:
+        a, b: per-image rows of the attack on one model each: image, target, correct, success.
+        ci_level: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        A `PairedRateTest` whose `difference.n` counts pairs.
+    """
+    success = {
+        name: attacked(rows).set_index(["image", "target"])["success"]
+        for name, rows in (("a", a), ("b", b))
+    }
+    pairs = pd.DataFrame(success).dropna().astype(bool)
+    only_a, only_b = int((pairs["a"] & ~pairs["b"]).sum()), int((~pairs["a"] & pairs["b"]).sum())
+    per_image = pairs.astype(float).groupby(level="image").mean()
+    images = statistics.paired_difference(per_image["a"], per_image["b"], ci_level, seed)
+    p_value = math.nan  # where the interval is withheld (too few images, no spread)
+    if not images.reason and len(pairs):
+        p_value = float(stats.binomtest(only_a, only_a + only_b).pvalue) if only_a + only_b else 1.0
+    estimate = float((pairs["a"].astype(float) - pairs["b"].astype(float)).mean())
+    difference = dataclasses.replace(images, estimate=estimate, n=len(pairs), p_value=p_value)
+    return PairedRateTest(difference, (only_a, only_b))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

@@ -35,6 +35,7 @@ from keras_takd.takd.schema import (
     INDICATORS,
     KEY_COLUMNS,
     PER_IMAGE_COLUMNS,
+    PREDICTION_COLUMNS,
     RESULT_COLUMNS,
     ROLE_COLUMN,
     SHARD_COLUMNS,
@@ -48,7 +49,9 @@ RESULTS_REQUIRED = (*KEY_COLUMNS, ROLE_COLUMN)
 PER_IMAGE_REQUIRED = (*RESULTS_REQUIRED, "attack", "image", "correct", "success", "distance")
 """What a per-image table must hold; the other `schema.PER_IMAGE_COLUMNS` may be absent (tables
 written before them): `stages` is then inferred (`chain_length`), the rest comes back empty."""
-SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image"]
+SORT_COLUMNS = [*KEY_COLUMNS, "attack", "image", "target"]
+UNTARGETED = -1
+"""The `target` of a per-image row of an untargeted attack, or of an image not attacked."""
 SEED_COLUMN = "seed"
 """The training seed of a model, a key column where a table has it (absent: one seed)."""
 MODEL_COLUMNS = (*KEY_COLUMNS, CHAIN_LENGTH_COLUMN, SEED_COLUMN)
@@ -97,6 +100,7 @@ _MODEL_KINDS = {
 _PER_IMAGE_KINDS = _MODEL_KINDS | {
     "attack": _NAME,
     "image": _IMAGE,
+    "target": _Kind("integer", "an integer >= -1 (-1: untargeted)", lambda v: v >= UNTARGETED),
     "correct": _TRUTH,
     "success": _TRUTH,
     "distance": _DISTANCE,
@@ -104,6 +108,7 @@ _PER_IMAGE_KINDS = _MODEL_KINDS | {
     "iterations": _COUNT,
     **dict.fromkeys(INDICATORS, _FLAG),
 }
+_PREDICTION_KINDS = _MODEL_KINDS | {"image": _IMAGE, "label": _IMAGE, "prediction": _IMAGE}
 _RESULTS_TEXT = ("saved_model", "keras_model", CONFIG_COLUMN)
 _RESULTS_KINDS = (
     dict.fromkeys((*RESULT_COLUMNS, *CHAIN_COLUMNS, *SHARD_COLUMNS), _NUMBER)
@@ -139,6 +144,16 @@ def per_image_path(results_path: str | pathlib.Path) -> pathlib.Path:
     if path.stem == "results" or path.stem.startswith("results_shard"):
         return path.with_name("per_image" + path.stem[len("results") :] + ".csv")
     return path.with_name(f"{path.stem}_per_image.csv")
+
+
+def predictions_path(results_path: str | pathlib.Path) -> pathlib.Path:
+    """Where the per-image predictions of a results CSV live, by `per_image_path`'s rule:
+    results.csv -> predictions.csv, results_shard<i>of<N>.csv -> predictions_shard<i>of<N>.csv,
+    <name>.csv -> <name>_predictions.csv."""
+    path = per_image_path(results_path)
+    if path.stem.startswith("per_image"):
+        return path.with_name("predictions" + path.stem[len("per_image") :] + ".csv")
+    return path.with_name(path.stem.removesuffix("_per_image") + "_predictions.csv")
 
 
 def per_image_paths(
@@ -203,7 +218,8 @@ def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Per-image rows in `schema.PER_IMAGE_COLUMNS` order and types, sorted by model, attack
     and image (absent columns come back empty)."""
     table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
-    table = table.astype({"correct": bool, "success": bool, "image": int})
+    table["target"] = table["target"].fillna(UNTARGETED)  # tables from before the column
+    table = table.astype({"correct": bool, "success": bool, "image": int, "target": int})
     table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
     table = table.astype({"iterations": "Int64"})
     return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
@@ -465,13 +481,73 @@ def read_per_image(paths: PathOrPaths, results: pd.DataFrame | None = None) -> p
         ValueError: a file given twice, a file that is not a CSV with the columns of
             `PER_IMAGE_REQUIRED`, a cell that is not of its column's kind (a boolean not true,
             false, 1 or 0; a distance < 0, or not finite on a successful row; ...), an image
-            in two rows (model, attack, image), or a row of a model `results` lack: one line
-            naming the file, line and column.
+            in two rows (model, attack, image, target), or a row of a model `results` lack:
+            one line naming the file, line and column.
     """
     files = _as_paths(paths, "per-image", _per_image_file)
     table = pd.concat([_read_per_image_one(p, results) for p in files], ignore_index=True)
-    _refuse_duplicates(table, [*_model_columns(table), "attack", "image"], "image")
+    targeted = ["target"] if "target" in table.columns else []
+    _refuse_duplicates(table, [*_model_columns(table), "attack", "image", *targeted], "image")
     return tidy(table)
+
+
+def tidy_predictions(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Prediction rows in `schema.PREDICTION_COLUMNS` order, sorted by model and image."""
+    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    table = table.astype({"image": int, "label": int, "prediction": int})
+    return table.sort_values([*KEY_COLUMNS, "image"], kind="stable").reset_index(drop=True)
+
+
+def _check_predictions(df: pd.DataFrame) -> None:
+    missing = [c for c in PREDICTION_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"predictions lack the columns {missing}: expected {list(PREDICTION_COLUMNS)} "
+            "(keras_takd.takd.schema.PREDICTION_COLUMNS)"
+        )
+
+
+def _check_test_set(table: pd.DataFrame) -> None:
+    """Raises ValueError unless every model's predictions label each image alike (one test
+    set: pairing by image index across runs is only meaningful on the same images)."""
+    labels = table.groupby("image")["label"].nunique()
+    if (labels > 1).any():
+        image = int(labels.index[(labels > 1).argmax()])
+        sources = sorted(table.loc[table["image"] == image, _SOURCE].unique())
+        raise ValueError(
+            f"test image {image} has different labels in {', '.join(sources)}: expected runs "
+            "of one test set (the same images in the same order) to pair models image by image"
+        )
+
+
+def read_predictions(paths: PathOrPaths, results: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Reads and checks the per-image predictions of one or more evaluations into one table.
+
+    Args:
+        paths: predictions CSVs (`predictions_path` of each results CSV).
+        results: the results table whose models every row must belong to; None: not checked.
+
+    Returns:
+        The table (`tidy_predictions`), one row per (model, test image).
+
+    Raises:
+        FileNotFoundError: a path is not a file.
+        ValueError: a file that is not a predictions CSV, a cell not of its column's kind (an
+            image, label or prediction not an integer >= 0), an image of a model in two rows,
+            a row of a model `results` lack, or two files whose labels of one image differ
+            (two different test sets): one line naming the file, line and column.
+    """
+    tables = []
+    for path in _as_paths(paths, "predictions"):
+        raw = _read_csv(path, "predictions", ": evaluate the run with keras_takd.takd.evaluate")
+        table = _checked(raw, path, _check_predictions, _PREDICTION_KINDS)
+        if results is not None:
+            _check_models(table, path, results)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
+    _refuse_duplicates(table, [*_model_columns(table), "image"], "image")
+    _check_test_set(table)
+    return tidy_predictions(table)
 
 
 def read_tables(

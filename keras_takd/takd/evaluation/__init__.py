@@ -78,6 +78,7 @@ from keras_takd.takd.evaluation.config import (
 from keras_takd.takd.evaluation.loop import evaluate_run
 from keras_takd.takd.evaluation.per_image import (
     merge_per_image,
+    merge_predictions,
     write_per_image,
 )
 from keras_takd.takd.evaluation.runs import Run, check_results_file, known_columns, read_run
@@ -97,6 +98,7 @@ __all__ = [
     "final_columns",
     "known_columns",
     "merge_per_image",
+    "merge_predictions",
     "merge_shards",
     "read_run",
     "resolve_attack_options",

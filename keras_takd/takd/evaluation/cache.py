@@ -192,8 +192,11 @@ def _valid_content(unit: Mapping, kind: str) -> bool:
             return False
         if not isinstance(unit.get("seconds"), (int, float)):
             return False
-        if kind == "metrics":
-            return all(isinstance(v, (int, float)) for v in unit["metrics"].values())
+        if kind == "metrics":  # units cached before predictions were kept lack them
+            predictions = unit["predictions"]
+            return all(isinstance(v, (int, float)) for v in unit["metrics"].values()) and (
+                len(predictions) == stop - start and all(isinstance(c, int) for c in predictions)
+            )
         attack = indicated_attack(kind)
         if attack is not None:
             n = len(unit["index"])
@@ -211,7 +214,7 @@ def _valid_attack_content(unit: Mapping, block: int) -> bool:
         return True
     n = len(per["index"])
     lists = [per[key] for key in ("success", "distance", "const")]
-    lists += [per[key] for key in ("found", "iterations", "incomplete") if key in per]
+    lists += [per[key] for key in ("found", "iterations", "incomplete", "target") if key in per]
     return all(len(values) == n for values in lists) and all(
         isinstance(i, int) and 0 <= i < block for i in per["index"]
     )

@@ -21,7 +21,7 @@ import pathlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, ATTACKS, FMN_ATTACKS
+from keras_takd.takd.schema import ALL_ATTACKS, APGD_ATTACKS, ATTACKS, FMN_ATTACKS, JSMA_ATTACK
 
 ATTACK_FUNCTIONS = {
     "l0": "carlini_wagner_l0",
@@ -29,6 +29,7 @@ ATTACK_FUNCTIONS = {
     "linf": "carlini_wagner_linf",
     **dict.fromkeys(FMN_ATTACKS, "fast_minimum_norm"),
     **dict.fromkeys(APGD_ATTACKS, "apgd"),
+    JSMA_ATTACK: "jacobian_saliency_map",  # towards every wrong class: `units`
 }
 # The arguments that make one function several attacks: not options, and not in the identity.
 FIXED_ARGUMENTS = {
@@ -52,8 +53,8 @@ class EvaluationConfig:
 
     Attributes:
         attacks: which of "l0", "l2", "linf" (C&W, the default) and of the optional attacks
-            "fmn_l2", "fmn_linf", "fmn_l0", "apgd_ce", "apgd_dlr" to run (any order; may be
-            empty); kept in the canonical order of `schema.ALL_ATTACKS`.
+            "fmn_l2", "fmn_linf", "fmn_l0", "apgd_ce", "apgd_dlr", "jsma" to run (any order;
+            may be empty); kept in the canonical order of `schema.ALL_ATTACKS`.
         num_images: attack the first this many test images (C&W: 1,000); misclassified ones
             are skipped and counted.
         attack_options: {attack: {option: value}} over the attack functions' defaults (e.g.

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.takd.evaluation.config import FIXED_ARGUMENTS
-from keras_takd.takd.schema import APGD_ATTACKS, INDICATORS
+from keras_takd.takd.schema import APGD_ATTACKS, INDICATORS, JSMA_ATTACK
 
 INDICATOR_SUFFIX = "_indicators"
 # The settings of the indicator units; recorded in each, which is recomputed if they change.
@@ -39,6 +39,12 @@ APGD_INDICATOR_SETTINGS = INDICATOR_SETTINGS | {
 def indicator_settings(attack: str) -> dict:
     """The settings of `attack`'s indicator unit (recorded in it; a change recomputes it)."""
     return APGD_INDICATOR_SETTINGS if attack in APGD_ATTACKS else INDICATOR_SETTINGS
+
+
+def has_indicators(attack: str) -> bool:
+    """Whether `attack`'s units are checked by an indicator unit: every attack's but JSMA's,
+    whose per-image record is per (image, target) pair and which has no loss to check."""
+    return attack != JSMA_ATTACK
 
 
 def indicator_unit(attack: str) -> str:

@@ -32,12 +32,18 @@ from keras_takd.takd.evaluation.config import (
 )
 from keras_takd.takd.evaluation.executors import Executor, SerialExecutor
 from keras_takd.takd.evaluation.indicator_units import (
+    has_indicators,
     indicated_attack,
     indicator_counts,
     indicator_unit,
     indicator_warnings,
 )
-from keras_takd.takd.evaluation.per_image import unit_rows, write_per_image
+from keras_takd.takd.evaluation.per_image import (
+    prediction_rows,
+    unit_rows,
+    write_per_image,
+    write_predictions,
+)
 from keras_takd.takd.evaluation.runs import (
     WEIGHTS_COLUMN,
     Run,
@@ -82,6 +88,19 @@ def run_units(
 
     for unit, result in executor.map(compute_unit, taken()):
         store(unit, result)
+
+
+def unit_kinds(config: EvaluationConfig) -> tuple[list[str], list[str]]:
+    """The kinds of a model's units: (the first wave's, the second's).
+
+    The first wave holds the metrics (on shard 0) and the attacks; the second the indicator
+    units, each of which needs its attack unit's result.
+    """
+    attacked = list(config.attacks)
+    attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
+    first = (["metrics"] if config.shard_index == 0 else []) + attacked
+    checked = [a for a in attacked if has_indicators(a)] if config.indicators else []
+    return first, [indicator_unit(a) for a in checked]
 
 
 def evaluate_run(
@@ -288,11 +307,7 @@ class _Evaluation:
         self.path, self.cid, self.config, self.models = path, cid, config, models
         self.x, self.y = test_set
         self.metric_images, self.verbose, self.log = metric_images, verbose, log
-        attacked = list(config.attacks)
-        attacked += [MASKED_L2_PREFIX] if config.gradient_masking and "l2" in config.attacks else []
-        # The first wave's kinds, then the second's (each indicator unit needs its attack unit).
-        self.first_kinds = (["metrics"] if config.shard_index == 0 else []) + attacked
-        self.later_kinds = [indicator_unit(a) for a in attacked] if config.indicators else []
+        self.first_kinds, self.later_kinds = unit_kinds(config)
         todo = self._todo(self.first_kinds) + self._todo(self.later_kinds)
         self.steps = {(m.path, k): step for step, (m, k) in enumerate(todo, 1)}
         self.remaining = [(m.path, k) for m, k in todo]
@@ -396,12 +411,20 @@ class _Evaluation:
             self.warn(line)
 
     def write_tables(self) -> pd.DataFrame:
-        """Writes the finished units' rows: into the run's record, then its exports.
+        """Writes the finished units' rows: into the run's record, then its exports (and the
+        metrics units' predictions beside the results, `per_image.write_predictions`).
 
         An evaluation written elsewhere than the run's results.csv (a shard, an `output`)
         writes its CSVs directly.
         """
         per_image = _per_image_rows(self.models)
+        predictions = [
+            row
+            for m in self.models
+            if "metrics" in m.done
+            for row in prediction_rows(m.row, m.done["metrics"], self.y)
+        ]
+        write_predictions(self.path, predictions)
         if self.record is None:
             rows = [_row(m, self.cid, self.config) for m in self.models]
             written = write_results(self.path, rows, self.cid, self.config.sharded)

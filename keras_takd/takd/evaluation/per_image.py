@@ -5,7 +5,9 @@ whether the attack succeeded, the distance found and the trade-off constant c. T
 turns those caches into one tidy table (`schema.PER_IMAGE_COLUMNS`), written beside the
 results CSV as `per_image.csv` (a shard's as `per_image_shard<i>of<N>.csv`, which `merge`
 concatenates), so that every comparison is made image by image on the same images
-(`keras_takd.core.statistics`) and can be traced back to its data.
+(`keras_takd.core.statistics`) and can be traced back to its data. Each metrics unit's
+predicted class per test image goes to `predictions.csv` beside it (`prediction_rows`,
+`write_predictions`), for the paired accuracy comparisons.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from keras_takd.core import files
-from keras_takd.takd.analysis.tables import per_image_path, read_per_image, tidy
+from keras_takd.takd.analysis.tables import (
+    UNTARGETED,
+    per_image_path,
+    predictions_path,
+    read_per_image,
+    read_predictions,
+    tidy,
+    tidy_predictions,
+)
 from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS
 
 _MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
@@ -30,15 +40,20 @@ def unit_rows(
 
     Args:
         row: the model's results row (its key, role and chain length are copied).
-        attack: the unit's attack ("l0", "l2", "linf" or "l2_softmax_T").
+        attack: the unit's attack ("l0", "l2", "linf", "l2_softmax_T", an optional one).
         unit: the cached unit: "images" [start, stop) and "per_image" with the block-relative
             "index" of the attacked (correctly classified) images and, per attacked image,
             "success", "distance" and (units written since per-image tables exist) "const".
         indicators: the attack's indicator unit ("index" as above, "flags": indicator name ->
             per attacked image bool, or None if not checked), if computed.
+
+    A targeted attack's unit (JSMA) lists an attacked image once per target, with a "target"
+    list beside "index": it gives a row per (image, target) pair (`targeted_rows`).
     """
     start, stop = unit["images"]
     per = unit.get("per_image") or {}
+    if "target" in per:
+        return targeted_rows(row, attack, unit)
     attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
     constants = per.get("const")
     steps = per.get("iterations")
@@ -58,6 +73,7 @@ def unit_rows(
                 **model,
                 "attack": attack,
                 "image": start + offset,
+                "target": UNTARGETED,
                 "correct": k is not None,
                 "success": success,
                 "distance": float(per["distance"][k]) if success else math.nan,
@@ -69,11 +85,71 @@ def unit_rows(
     return rows
 
 
+def targeted_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
+    """The per-image rows of a targeted attack's unit: one per (attacked image, target) pair,
+    in the unit's order, and one (target -1, not correct) per image of the block not attacked.
+
+    Args:
+        row: the model's results row.
+        attack: the unit's attack ("jsma").
+        unit: the cached unit: "images" [start, stop) and "per_image" with, per pair, the
+            block-relative "index" of its image, its "target", "success", "distance", "const"
+            and (if recorded) "iterations".
+    """
+    start, stop = unit["images"]
+    per = unit["per_image"]
+    model = {c: row.get(c) for c in _MODEL_COLUMNS} | {"attack": attack}
+    steps = per.get("iterations")
+    rows = [
+        model
+        | {"image": start + int(i), "target": int(target), "correct": True}
+        | {"success": bool(success), "const": float(per["const"][k])}
+        | {"distance": float(per["distance"][k]) if success else math.nan}
+        | {"iterations": steps[k] if steps else None}
+        for k, (i, target, success) in enumerate(
+            zip(per["index"], per["target"], per["success"], strict=True)
+        )
+    ]
+    attacked = {int(i) for i in per["index"]}
+    rows += [
+        model
+        | {"image": start + offset, "target": UNTARGETED, "correct": False, "success": False}
+        | {"distance": math.nan, "const": math.nan, "iterations": None}
+        for offset in range(stop - start)
+        if offset not in attacked
+    ]
+    return rows
+
+
 def write_per_image(results_path: str | pathlib.Path, rows: Sequence[dict]) -> pd.DataFrame:
     """Writes the per-image table of a results CSV beside it, atomically."""
     table = tidy(rows)
     files.write_csv_atomic(per_image_path(results_path), table)
     return table
+
+
+def prediction_rows(row: Mapping, unit: Mapping, labels: Sequence[int]) -> list[dict]:
+    """The prediction rows of one model's metrics unit (`schema.PREDICTION_COLUMNS`).
+
+    Args:
+        row: the model's results row (its key, role and chain length are copied).
+        unit: its cached metrics unit: "images" [0, stop) and "predictions" (one class per
+            image).
+        labels: the true classes of the test images (at least `stop` of them).
+    """
+    start, stop = unit["images"]
+    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    return [
+        model | {"image": image, "label": int(labels[image]), "prediction": int(prediction)}
+        for image, prediction in zip(range(start, stop), unit["predictions"], strict=True)
+    ]
+
+
+def write_predictions(results_path: str | pathlib.Path, rows: Sequence[dict]) -> None:
+    """Writes the predictions of a results CSV beside it (`predictions_path`), atomically;
+    nothing when there are none (no metrics unit finished yet, or a shard other than 0)."""
+    if rows:
+        files.write_csv_atomic(predictions_path(results_path), tidy_predictions(rows))
 
 
 def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame | None:
@@ -82,3 +158,15 @@ def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame
     if not all(p.is_file() for p in paths):
         return None
     return tidy(pd.concat([read_per_image(p) for p in paths], ignore_index=True))
+
+
+def merge_predictions(
+    results_paths: Sequence[str | pathlib.Path], output: str | pathlib.Path
+) -> pathlib.Path | None:
+    """Writes the predictions beside the shard CSVs (shard 0's: it computes the metrics)
+    beside the merged results CSV `output`; returns where, or None if no shard has any."""
+    paths = [p for p in map(predictions_path, results_paths) if p.is_file()]
+    if not paths:
+        return None
+    write_predictions(output, read_predictions(paths).to_dict("records"))
+    return predictions_path(output)

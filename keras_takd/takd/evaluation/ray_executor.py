@@ -89,7 +89,8 @@ class RayExecutor:
 
         Args:
             fn: the compute function, e.g. `units.compute_unit`.
-            units: `units.Unit`s (a unit's `model_path` is read here and sent to its task).
+            units: `units.Unit`s (a unit's `model_path` is read here and sent to its task),
+                or units without a model file (`fn` gets them as they are).
 
         Returns:
             An iterator of (unit, fn(unit)) as each finishes.
@@ -108,7 +109,7 @@ class RayExecutor:
         )
         models: dict[tuple[str, str], Any] = {}  # one object per model file
         pending: dict[Any, Any] = {}  # task -> unit
-        work, room = iter(units), self._room()
+        work, room = iter(units), self.room()
         try:
             yield from self._run(task, fn, settings, work, room, models, pending)
         finally:
@@ -134,7 +135,7 @@ class RayExecutor:
                 raise UnitFailedError(_failure(unit, error, self.max_retries)) from None
             yield unit, result
 
-    def _room(self) -> int:
+    def room(self) -> int:
         """How many units the cluster can run at once (at least 1)."""
         resources = ray.cluster_resources()
         room = int(resources.get("CPU", 1) // self.cpus)
@@ -211,7 +212,12 @@ def _runtime_env(settings: _TaskSettings) -> dict:
 
 
 def _model_object(unit, models: dict) -> Any:
-    """The object holding the unit's model file, put in the object store once per file."""
+    """The object holding the unit's model file, put in the object store once per file.
+
+    None for a unit without a model file (e.g. training a chain, `keras_takd.takd.study`).
+    """
+    if getattr(unit, "model_path", None) is None:
+        return None
     key = (str(unit.model_path), unit.weights_sha256)
     if key not in models:
         models[key] = ray.put(pathlib.Path(unit.model_path).read_bytes())
@@ -230,7 +236,9 @@ def _finished(pending: dict) -> Iterator[tuple[Any, dict]]:
 
 
 def unit_name(unit) -> str:
-    """A unit as the user knows it: kind, model file and images."""
+    """A unit as the user knows it: its `name`, or its kind, model file and images."""
+    if hasattr(unit, "name"):
+        return unit.name
     start, stop = unit.images
     return f"{unit.kind} of {unit.model_path} (images {start}:{stop})"
 
@@ -247,9 +255,11 @@ def _failure(unit, error: Exception, max_retries: int) -> str:
     return f"unit {unit_name(unit)} raised {type(cause).__name__}: {message[0] if message else ''}"
 
 
-def _run_unit(fn: Callable, unit, model: bytes, settings: _TaskSettings) -> dict:
+def _run_unit(fn: Callable, unit, model: bytes | None, settings: _TaskSettings) -> dict:
     """Inside a task: sets up TensorFlow, writes the model to this node, computes the unit."""
     _configure_tensorflow(settings)
+    if model is None:
+        return fn(unit)
     local = _local_model(model, unit.weights_sha256)
     return fn(dataclasses.replace(unit, model_path=local))
 

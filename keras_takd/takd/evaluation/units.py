@@ -1,7 +1,7 @@
 """Units of work of an evaluation: what one unit is, and the function that computes it.
 
 A unit is one model's attack-free metrics (Mandal & Guo, section V), one attack on one model's
-block of images (Carlini & Wagner, arXiv:1608.04644, and the optional FMN and APGD), or one
+block of images (Carlini & Wagner, arXiv:1608.04644, and the optional FMN, APGD and JSMA), or one
 attack's indicator unit (`indicator_units`). `compute_unit` is a function of the unit alone:
 it loads the model from its path, computes, and RETURNS the result; it writes nothing, so it
 may run in this process or elsewhere (see `executors`). The evaluation loop stores what it
@@ -25,7 +25,13 @@ from keras_takd.core import files, metrics
 from keras_takd.takd.evaluation.config import FIXED_ARGUMENTS, EvaluationConfig, attack_function
 from keras_takd.takd.evaluation.indicator_units import indicated_attack, indicator_flags
 from keras_takd.takd.evaluation.tables import attack_statistics, empty_statistics
-from keras_takd.takd.schema import APGD_ATTACKS, ATTACKS, MASKED_L2_PREFIX, attack_norm
+from keras_takd.takd.schema import (
+    APGD_ATTACKS,
+    ATTACKS,
+    JSMA_ATTACK,
+    MASKED_L2_PREFIX,
+    attack_norm,
+)
 
 # Models kept loaded in a process, so the units of one model load it once.
 _LOADED_MODELS = 8
@@ -133,7 +139,8 @@ def compute_unit(unit: Unit) -> dict:
         unit: the unit.
 
     Returns:
-        The unit's content ("metrics" and the sensitivities' "settings"; "statistics" and
+        The unit's content ("metrics", the sensitivities' "settings" and the "predictions",
+        each image's predicted class; "statistics" and
         "per_image"; or the indicator unit's "index", "flags", "settings",
         "attack_checksum"), its "images" [start, stop) and its "seconds".
 
@@ -144,17 +151,24 @@ def compute_unit(unit: Unit) -> dict:
     began = time.perf_counter()
     attack = indicated_attack(unit.kind)
     if unit.kind == "metrics":
-        values = metrics.model_metrics(model, unit.x, unit.y)
-        content = {
-            "metrics": {"metric_images": len(unit.x), **values},
-            "settings": metrics.SENSITIVITY_SETTINGS,
-        }
+        content = _metrics_unit(unit, model)
     elif attack is not None:
         target = _target(attack, model, unit.temperature)
         content = indicator_flags(attack, target, unit.x, unit.y, unit.attack_unit)
     else:
         content = _attack_unit(unit, model)
     return content | {"images": list(unit.images), "seconds": time.perf_counter() - began}
+
+
+def _metrics_unit(unit: Unit, model) -> dict:
+    """The attack-free metrics and each test image's predicted class (for paired accuracy)."""
+    values = metrics.model_metrics(model, unit.x, unit.y)
+    predictions = metrics.predict_logits(model, unit.x).argmax(axis=-1)
+    return {
+        "metrics": {"metric_images": len(unit.x), **values},
+        "settings": metrics.SENSITIVITY_SETTINGS,
+        "predictions": predictions.astype(np.int64).tolist(),
+    }
 
 
 def _target(attack: str, model, temperature: float):
@@ -178,6 +192,8 @@ def _attack_unit(unit: Unit, model) -> dict:
             "statistics": empty_statistics(int((~correct).sum()), budget) | eps,
             "per_image": {},
         }
+    if name == JSMA_ATTACK:
+        return _jsma_unit(unit, model, correct)
     attack = "l2" if name == MASKED_L2_PREFIX else name
     kwargs = dict(config.attack_options[attack], verbose=unit.verbose)
     kwargs |= FIXED_ARGUMENTS.get(attack, {})
@@ -187,6 +203,33 @@ def _attack_unit(unit: Unit, model) -> dict:
     result = attack_function(attack)(target, unit.x[correct], unit.y[correct], **kwargs)
     stats = attack_statistics(result, name, correct, budget) | eps
     return {"statistics": stats, "per_image": _per_image(result, attack, correct)}
+
+
+def _jsma_unit(unit: Unit, model, correct: np.ndarray) -> dict:
+    """JSMA towards every wrong class of each correctly classified image of the block.
+
+    Papernot et al.'s protocol (arXiv:1511.04508, section V): one targeted attack per (image,
+    target) pair, on the model as deployed (F the softmax at T = 1, or the logits with the
+    option `gradients`). Its statistics count pairs; its distance is the fraction of the
+    image's pixels changed; its per-image record holds a row per pair, with its "target".
+    """
+    from keras_takd.attacks import all_targets  # TensorFlow: only when attacking
+
+    kwargs = dict(unit.config.attack_options[JSMA_ATTACK], verbose=unit.verbose)
+    x, y = unit.x[correct], np.asarray(unit.y)[correct]
+    found = all_targets(attack_function(JSMA_ATTACK), model, x, y, **kwargs)
+    wrong = found.num_classes - 1
+    pixels = int(np.prod(unit.x.shape[1:3]))  # AttackResult.l0 counts pixels
+    result = dataclasses.replace(found.result, l0=np.asarray(found.result.l0) / pixels)
+    pairs = np.repeat(correct, wrong)  # image-major, as `all_targets` orders them
+    per_image = _per_image(result, JSMA_ATTACK, np.ones(len(result), bool))
+    classes = np.arange(found.num_classes)
+    per_image["index"] = np.repeat(np.flatnonzero(correct), wrong).tolist()
+    per_image["target"] = [int(c) for label in y for c in classes[classes != label]]
+    return {
+        "statistics": attack_statistics(result, JSMA_ATTACK, pairs),
+        "per_image": per_image,
+    }
 
 
 def _per_image(result, attack: str, correct: np.ndarray) -> dict:

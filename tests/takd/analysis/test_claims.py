@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from keras_takd.takd import schema
-from keras_takd.takd.analysis import statistics
+from keras_takd.takd.analysis import statistics, tables
 from keras_takd.takd.analysis.claims import report
 from keras_takd.takd.analysis.claims.carlini_wagner import CARLINI_CLAIM, MASKING_CLAIM
 from keras_takd.takd.analysis.claims.common import NOT_TESTED
@@ -17,7 +17,11 @@ from keras_takd.takd.analysis.claims.mandal_guo import (
     CONFIDENCE_CLAIM,
     VARIATION_CLAIM,
 )
-from keras_takd.takd.analysis.claims.papernot import PAPERNOT_CLAIM
+from keras_takd.takd.analysis.claims.papernot import (
+    JSMA_CLAIM,
+    JSMA_FLOOR_CLAIM,
+    PAPERNOT_CLAIM,
+)
 
 TEMPERATURES = (1.0, 10.0, 40.0)
 ROLES = ("teacher", "assistant", "student")
@@ -97,10 +101,12 @@ def test_a_table_that_follows_the_papers_agrees_with_every_claim_it_can_decide()
     table = paper_like()
     verdicts = _verdicts(table, per_image_like(table))
     undecided = {claim for claim, verdict in verdicts.items() if verdict != "agrees"}
-    assert undecided == {CONFIDENCE_CLAIM}, verdicts  # Fig. 6 is a CIFAR-10 claim
+    assert undecided == {CONFIDENCE_CLAIM, JSMA_CLAIM}, verdicts  # Fig. 6 is a CIFAR-10 claim
     assert verdicts[CONFIDENCE_CLAIM] == NOT_TESTED
-    assert len(verdicts) == 54  # 4 accuracy, 2 sensitivity, 3 x 14 robustness (trend, the
-    # claim as worded, 3 comparisons pooled and at 3 T), confidence, 2 multi-step, Papernot, 2 C&W
+    assert verdicts[JSMA_CLAIM] == "no data"  # no JSMA rows
+    assert len(verdicts) == 55  # 4 accuracy, 2 sensitivity, 3 x 14 robustness (trend, the
+    # claim as worded, 3 comparisons pooled and at 3 T), confidence, 2 multi-step, Papernot's
+    # with JSMA and with C&W L2, 2 C&W
     claims = report.check_claims(table, "mnist", per_image_like(table))
     by_name = {c.claim: c for c in claims}
     assert all(c.quote for c in claims)  # every claim quotes its paper's sentence
@@ -322,3 +328,130 @@ def test_several_seeds_are_refused_by_name_not_mixed_image_by_image():
     with pytest.raises(ValueError, match=r"seeds \[0, 1\].*expected one seed"):
         report.check_claims(table, "mnist", two)
     assert _verdicts(table, one.assign(seed=5)) == _verdicts(table, one)  # one seed is fine
+
+
+def _predictions_like(table: pd.DataFrame, wrong) -> pd.DataFrame:
+    """10,000 test images per model of `table`; the model (T, stage) misclassifies the first
+    `wrong(t, stage)` of them, so the wrong images of two models are nested."""
+    image = np.arange(10_000)
+    frames = []
+    for _, model in table.iterrows():
+        prediction = np.where(image < wrong(model["temperature"], model["stage"]), 1, 0)
+        frames.append(
+            pd.DataFrame(
+                {c: model[c] for c in (*schema.KEY_COLUMNS, "role", "stages")}, image
+            ).assign(image=image, label=0, prediction=prediction)
+        )
+    return pd.concat(frames, ignore_index=True)[list(schema.PREDICTION_COLUMNS)]
+
+
+def _accuracy_claims(extra: int, paired: bool) -> dict:
+    """The accuracy claims when each distilled model gets `extra` more of 10,000 test images
+    right than its teacher (99.00%) and nothing else changes."""
+
+    def wrong(t, stage):
+        return 100 - extra * (stage > 1)
+
+    table = paper_like(test_accuracy=lambda t, s: 1 - wrong(t, s) / 10_000)
+    table["metric_images"] = 10_000
+    sweep = table[table["stages"] == 3]
+    predictions = _predictions_like(sweep, wrong) if paired else None
+    claims = report.check_claims(table, "mnist", predictions=predictions)
+    return {c.claim: c for c in claims}
+
+
+MORE_ACCURATE = "at a fixed T distilled models are more accurate in most cases"
+
+
+def test_paired_accuracy_decides_what_unpaired_intervals_cannot():
+    # 10 images more of 10,000: unpaired, a Wald interval of +/- 0.27 points; paired, 10
+    # discordant images all one way, McNemar p = 2 / 2**10, Holm over 6 pairs 0.012.
+    unpaired, paired = _accuracy_claims(10, False), _accuracy_claims(10, True)
+    assert unpaired[MORE_ACCURATE].verdict == "inconclusive"
+    assert "unpaired" in unpaired[MORE_ACCURATE].test
+    assert paired[MORE_ACCURATE].verdict == "agrees"
+    assert "McNemar" in paired[MORE_ACCURATE].test
+    # "varies little" (<= 0.15 points): 5 images more is 0.05 points, inside the bound paired
+    # (a bootstrap interval of about +/- 0.04) and not unpaired (+/- 0.27 crosses it)
+    assert _accuracy_claims(5, False)[VARIATION_CLAIM].verdict == "inconclusive"
+    varies = _accuracy_claims(5, True)[VARIATION_CLAIM]
+    assert varies.verdict == "agrees" and "McNemar p = 0.062 (5 vs 0 discordant)" in varies.ours
+
+
+def test_paired_accuracy_falling_below_the_teacher_disagrees():
+    claims = _accuracy_claims(-30, True)  # every distilled model 30 images worse
+    assert claims[MORE_ACCURATE].verdict == "disagrees"
+    assert claims[MORE_ACCURATE].ours.startswith("0 of 6 (T, stage) pairs more accurate, 6 less")
+
+
+def _jsma_rows(model: dict, success_rate: float, images: int = 100, label_of=None) -> list[dict]:
+    """JSMA's rows on one model: every image (label image % 10) attacked towards its 9 wrong
+    classes; the first round(success_rate * pairs) pairs succeed, changing 3% of the pixels."""
+    label_of = label_of or (lambda image: image % 10)
+    rows = []
+    for image in range(images):
+        for target in (c for c in range(10) if c != label_of(image)):
+            success = len(rows) < round(success_rate * images * 9)
+            rows.append(
+                model
+                | {"attack": "jsma", "image": image, "target": target, "correct": True}
+                | {"success": success, "distance": 0.03 if success else np.nan}
+            )
+    return rows
+
+
+def _jsma_run(folder, temperatures, rates, label_of=None):
+    """A run folder: a 2-stage chain per T, results.csv and per_image.csv with JSMA rows."""
+    folder.mkdir()
+    results, per_image = [], []
+    for t in temperatures:
+        for stage, role in ((1, "teacher"), (2, "student")):
+            model = {"dataset": "mnist", "temperature": t, "stage": stage, "role": role}
+            model |= {"stages": 2}
+            results.append(model | {"test_accuracy": 0.99})
+            per_image += _jsma_rows(model, rates[t, stage], label_of=label_of)
+    pd.DataFrame(results).to_csv(folder / "results.csv", index=False)
+    frame = pd.DataFrame(per_image, columns=list(schema.PER_IMAGE_COLUMNS))
+    frame.to_csv(folder / "per_image.csv", index=False)
+    return folder / "results.csv"
+
+
+def _jsma_claims(tmp_path, rates_100, label_of=None) -> dict:
+    """The JSMA claims of a T = 1 run (teacher 95.9%) beside a T = 100 run of another folder."""
+    tmp_path.mkdir(exist_ok=True)
+    decisive = _jsma_run(tmp_path / "a", [1.0], {(1.0, 1): 0.9589, (1.0, 2): 0.95})
+    hot = _jsma_run(tmp_path / "b", [100.0], rates_100, label_of)
+    text = report.render([decisive, hot])
+    table, images, _ = tables.read_tables([decisive, hot])
+    claims = report.check_claims(table, "mnist", images)
+    return {c.claim: c for c in claims} | {"markdown": text}
+
+
+def test_papernots_claim_is_tested_with_jsma_across_two_run_folders(tmp_path):
+    claims = _jsma_claims(tmp_path, {(100.0, 1): 0.9, (100.0, 2): 0.0})
+    falls, floor = claims[JSMA_CLAIM], claims[JSMA_FLOOR_CLAIM]
+    assert falls.verdict == "agrees" and falls.n == "900 pairs"
+    assert falls.ours.startswith("T = 1 teacher 95.89% -> distilled (stage 2) T = 100: 0.00%")
+    assert "McNemar p = " in falls.ours and falls.paper == "95.89% -> 0.45% (JSMA, MNIST, T = 100)"
+    # 0 of 900 pairs: a Wilson interval up to 0.42%, below the paper's 0.5%
+    assert floor.verdict == "agrees" and floor.ours == "0.00% at T = 100"
+    few = _jsma_claims(tmp_path / "few", {(100.0, 1): 0.9, (100.0, 2): 0.002})
+    assert few[JSMA_FLOOR_CLAIM].verdict == "inconclusive"  # 2 of 900: up to 0.8%
+    assert JSMA_CLAIM in claims["markdown"]
+
+
+def test_jsma_success_that_stays_high_disagrees(tmp_path):
+    claims = _jsma_claims(tmp_path, {(100.0, 1): 0.9, (100.0, 2): 0.97})
+    assert claims[JSMA_CLAIM].verdict == "disagrees"
+    assert claims[JSMA_FLOOR_CLAIM].verdict == "disagrees"
+
+
+def test_two_run_folders_of_different_test_sets_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="JSMA rows of test image 0 imply the labels"):
+        _jsma_claims(tmp_path, {(100.0, 1): 0.9, (100.0, 2): 0.0}, lambda image: image % 10 + 1)
+
+
+def test_without_jsma_rows_papernots_claim_says_how_to_get_them():
+    claims = {c.claim: c for c in report.check_claims(paper_like(), "mnist")}
+    assert claims[JSMA_CLAIM].verdict == "no data"
+    assert "--attacks=...,jsma" in claims[JSMA_CLAIM].ours

@@ -88,8 +88,8 @@ def _set(rows: pd.DataFrame, column: str, value) -> pd.DataFrame:
         (lambda rows: _set(rows, "success", "yes"), "line 5, column success: 'yes' is not a"),
         (
             lambda rows: pd.concat([rows, rows.iloc[[3]]]),
-            "line 50, columns dataset, temperature, stage, stages, attack, image: the image of "
-            "line 5",
+            "line 50, columns dataset, temperature, stage, stages, attack, image, target: the "
+            "image of line 5",
         ),
     ],
 )

@@ -79,3 +79,25 @@ def test_image_differences_are_later_minus_earlier_and_never_mix_seeds():
     assert len(two) == 2 * 2 * 4  # 2 seeds x 2 neighbour pairs x 4 images
     assert two["difference"].to_numpy() == pytest.approx([0.1] * 16)
     assert "seed" in statistics.paired_differences(_two_models([3, 7])).columns
+
+
+def test_paired_accuracy_is_mcnemar_exact_on_the_discordant_images():
+    # 1,000 images: both right on 960, only a on 20, only b on 5, both wrong on 15
+    a = np.r_[np.ones(960), np.ones(20), np.zeros(5), np.zeros(15)].astype(bool)
+    b = np.r_[np.ones(960), np.zeros(20), np.ones(5), np.zeros(15)].astype(bool)
+    rows = []
+    for stage, correct in ((1, b), (2, a)):
+        rows += [
+            {"dataset": "mnist", "temperature": 1.0, "stage": stage, "role": "x", "stages": 2}
+            | {"image": i, "label": 3, "prediction": 3 if c else 4}
+            for i, c in enumerate(correct)
+        ]
+    pairs = {"a - b": ((1.0, 2), (1.0, 1)), "b - a": ((1.0, 1), (1.0, 2))}
+    tests = statistics.paired_accuracy_tests(pd.DataFrame(rows), pairs)
+    test = tests["a - b"]
+    assert test.discordant == (20, 5)
+    assert test.difference.estimate == pytest.approx(0.015)
+    assert test.difference.p_value == pytest.approx(stats.binomtest(20, 25).pvalue)
+    assert test.difference.low < 0.015 < test.difference.high
+    assert test.holm_p == pytest.approx(min(1.0, 2 * test.difference.p_value))
+    assert tests["b - a"].difference.estimate == pytest.approx(-0.015)

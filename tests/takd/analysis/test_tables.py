@@ -161,7 +161,7 @@ def test_a_duplicate_key_is_one_line_naming_both_lines(tmp_path, chain_tables):
     _append(per_image, 2)
     message = _one_line_error(lambda: tables.read_per_image(per_image))
     assert message.startswith(
-        f"{per_image} line 32, columns dataset, temperature, stage, stages, attack, image: "
+        f"{per_image} line 32, columns dataset, temperature, stage, stages, attack, image, target: "
         "the image of line 2"
     )
 
@@ -206,3 +206,36 @@ def test_runs_whose_keys_differ_are_read_together_and_never_paired(tmp_path, cha
     chain = pd.read_csv(first).assign(stages=7)  # a 7-model chain's first three models
     chain.to_csv(longer / "results.csv", index=False)
     assert len(tables.read_results([first, longer / "results.csv"])) == 6
+
+
+@pytest.mark.parametrize(
+    "results, expected",
+    [
+        ("results.csv", "predictions.csv"),
+        ("results_shard0of2.csv", "predictions_shard0of2.csv"),
+        ("decisive.csv", "decisive_predictions.csv"),
+    ],
+)
+def test_predictions_path_follows_the_per_image_rule(results, expected):
+    assert tables.predictions_path(pathlib.Path("run") / results) == pathlib.Path("run", expected)
+
+
+def _predictions(temperature: float, labels) -> pd.DataFrame:
+    model = {"dataset": "mnist", "temperature": temperature, "stage": 1, "role": "teacher"}
+    return pd.DataFrame(
+        [
+            model | {"stages": 1, "image": i, "label": y, "prediction": y}
+            for i, y in enumerate(labels)
+        ]
+    )
+
+
+def test_predictions_of_two_runs_pair_on_one_test_set_and_refuse_two(tmp_path):
+    first, same, other = tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.csv"
+    _predictions(1.0, [3, 1, 4]).to_csv(first, index=False)
+    _predictions(100.0, [3, 1, 4]).to_csv(same, index=False)
+    _predictions(100.0, [3, 1, 5]).to_csv(other, index=False)
+    table = tables.read_predictions([first, same])
+    assert len(table) == 6 and set(table["temperature"]) == {1.0, 100.0}
+    with pytest.raises(ValueError, match=r"test image 2 has different labels in .*a\.csv.*c\.csv"):
+        tables.read_predictions([first, other])

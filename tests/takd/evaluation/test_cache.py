@@ -159,3 +159,29 @@ def test_each_unit_records_its_settings():
     assert l2["options"]["binary_search_steps"] == 9 and l2["budget"] == 1.0
     assert cache.unit_settings("l2_softmax_T", CONFIG)["options"] == l2["options"]
     assert cache.unit_settings("l2_softmax_T", CONFIG)["budget"] is None
+
+
+METRICS_RESULT = {
+    "metrics": {
+        "metric_images": 16,
+        "test_accuracy": 0.9,
+        "sensitivity_softmax_zero_fraction": 0.5,
+    },
+    "settings": metrics.SENSITIVITY_SETTINGS,
+    "predictions": [7] * 16,
+    "images": [0, 16],
+    "seconds": 2.0,
+}
+
+
+@pytest.mark.parametrize("predictions", [None, [7] * 15, [7.5] * 16])
+def test_a_metrics_unit_without_a_prediction_per_image_is_recomputed(tmp_path, predictions):
+    unit = {k: v for k, v in METRICS_RESULT.items() if k != "predictions"}
+    if predictions is not None:  # else: cached before predictions were kept
+        unit["predictions"] = predictions
+    _store(tmp_path, "metrics", unit, images=(0, 16))
+    notes = []
+    assert _cached(tmp_path, _wanted("metrics", images=(0, 16)), notes) == {}
+    assert notes == ["stage 1 metrics: lacks what a metrics unit holds; recomputing it"]
+    _store(tmp_path, "metrics", METRICS_RESULT, images=(0, 16))
+    assert list(_cached(tmp_path, _wanted("metrics", images=(0, 16)), notes)) == ["metrics"]

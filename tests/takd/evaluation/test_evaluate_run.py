@@ -81,6 +81,7 @@ def test_rows_columns_and_values_against_a_hand_computation(
 
     x, y = data.x_test[:NUM_IMAGES], data.y_test[:NUM_IMAGES]
     means = fake_attacks.pixel_means(x)
+    predictions = tables.read_predictions(run_dir / "predictions.csv", table)
     for row in table.itertuples():
         model = keras.saving.load_model(run_dir / f"mnist/T5/stage{row.stage}/model.keras")
         expected = metrics.model_metrics(model, data.x_test[:40], data.y_test[:40])
@@ -91,6 +92,13 @@ def test_rows_columns_and_values_against_a_hand_computation(
         for column, value in expected.items():
             assert getattr(row, column) == pytest.approx(value, rel=1e-9), column
         assert row.l2_budget == 1.2 and row.linf_budget == 0.1
+        # each model's prediction per metric image, beside the results (paired accuracy)
+        mine = predictions[predictions["stage"] == row.stage]
+        assert list(mine["image"]) == list(range(40))
+        assert list(mine["label"]) == list(data.y_test[:40])
+        logits = metrics.predict_logits(model, data.x_test[:40])
+        assert list(mine["prediction"]) == list(logits.argmax(axis=-1))
+        assert (mine["prediction"] == mine["label"]).mean() == pytest.approx(row.test_accuracy)
 
     config = json.loads((run_dir / "eval" / table["eval_config"][0] / "config.json").read_text())
     assert config["num_images"] == NUM_IMAGES and config["metric_images"] == 40

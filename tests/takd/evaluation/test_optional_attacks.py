@@ -139,3 +139,39 @@ def test_unconstrained_failure_is_the_attack_itself_with_an_unbounded_budget(
         assert apgd.unconstrained_failure.notna().all()
         expected += [(loss, False, n) for n in apgd.groupby("stage").size()]
     assert sorted(unbounded) == sorted(expected)  # one unbounded run per APGD unit, own loss
+
+
+def test_jsma_at_its_defaults_keeps_the_ids_of_earlier_configurations():
+    config = evaluation.EvaluationConfig(attacks=("l2", "jsma"))
+    assert config_id(config.identity("mnist", 10000)) == "545e3db6f3e1"
+    options = config.attack_options["jsma"]
+    assert (options["theta"], options["gamma"], options["gradients"]) == (1.0, 0.145, "softmax")
+
+
+def test_jsma_unit_has_a_row_per_image_and_wrong_class(tiny_run, evaluate):
+    run_dir, data = tiny_run
+    table = evaluate(
+        run_dir,
+        data,
+        attacks=("jsma",),
+        num_images=3,
+        metric_images=8,
+        attack_options={"jsma": {"gamma": 0.02}},  # 15 of 784 pixels: a few pairs at most
+    )
+    rows = tables.read_per_image(run_dir / "per_image.csv", table)
+    assert set(rows["attack"]) == {"jsma"}
+    y = data.y_test[:3]
+    for (_, image), pairs in rows.groupby(["stage", "image"]):
+        if pairs["correct"].all():  # attacked towards every class but its own
+            assert sorted(pairs["target"]) == [c for c in range(10) if c != y[image]]
+        else:  # misclassified: one row, not attacked
+            assert list(pairs["target"]) == [-1] and not pairs["success"].any()
+    fooled = rows[rows["success"]]
+    assert ((fooled["distance"] > 0) & (fooled["distance"] <= 15 / 784 + 1e-9)).all()
+    for row in table.itertuples():
+        mine = rows[(rows["stage"] == row.stage) & rows["correct"]]
+        assert row.jsma_attacked == len(mine) and len(mine) % 9 == 0
+        assert row.jsma_excluded == 9 * (3 - len(mine) // 9)
+        assert row.jsma_success_rate == pytest.approx(mine["success"].mean())
+        if mine["success"].any():
+            assert row.jsma_mean == pytest.approx(mine.loc[mine["success"], "distance"].mean())

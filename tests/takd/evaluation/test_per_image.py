@@ -75,3 +75,15 @@ def test_merge_per_image_concatenates_the_shards_tables_or_says_none(tmp_path):
     pd.testing.assert_frame_equal(merged, whole, check_dtype=False)
     (tmp_path / "per_image_shard1of2.csv").unlink()
     assert per_image.merge_per_image(paths) is None
+
+
+def test_merged_shards_keep_shard_0s_predictions(tmp_path):
+    shards = [tmp_path / f"results_shard{i}of2.csv" for i in range(2)]
+    model = {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "teacher", "stages": 1}
+    rows = [model | {"image": i, "label": 2, "prediction": 2 - i} for i in range(3)]
+    per_image.write_predictions(shards[0], rows)  # shard 0 computes the metrics
+    where = per_image.merge_predictions(shards, tmp_path / "results.csv")
+    assert where == tmp_path / "predictions.csv"
+    merged = pd.read_csv(where)
+    assert list(merged["prediction"]) == [2, 1, 0] and list(merged["label"]) == [2, 2, 2]
+    assert per_image.merge_predictions(shards[1:], tmp_path / "other.csv") is None

@@ -24,8 +24,6 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[test]')")
 
-from ray.cluster_utils import Cluster  # noqa: E402
-
 from keras_takd.takd.evaluation import loop  # noqa: E402
 from keras_takd.takd.evaluation.ray_executor import RayExecutor, UnitFailedError  # noqa: E402
 from keras_takd.takd.evaluation.units import compute_unit, load_model  # noqa: E402
@@ -37,20 +35,6 @@ SETTINGS = dict(
     attacks=("l2",), num_images=4, metric_images=16, attack_options=FEW, gradient_masking=False
 )
 REPO = pathlib.Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    """Two Ray nodes on localhost with one CPU each, joined by this process."""
-    nodes = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
-    nodes.add_node(num_cpus=1)
-    nodes.wait_for_nodes()
-    ray.init(address=nodes.address)
-    yield nodes
-    ray.shutdown()
-    nodes.shutdown()
 
 
 def _serial_and_ray_copies(tiny_run, evaluate):

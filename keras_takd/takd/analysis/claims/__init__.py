@@ -19,8 +19,10 @@ difference of the minimal perturbations, a bootstrap interval resampling images,
 t-test of the mean, Holm-adjusted over the temperatures, and the Wilcoxon p-value as a
 secondary figure). Without it a robustness claim is "inconclusive", its numbers given
 without interval.
-Accuracy-type claims rest on proportions of `metric_images` test images (Wilson intervals;
-differences between models unpaired, the conservative side).
+Accuracy-type claims rest on proportions of `metric_images` test images (Wilson intervals);
+differences between models are paired on the test images where the evaluation kept each
+model's predictions (`predictions.csv`: exact McNemar test, Holm over the claim's pairs, a
+bootstrap interval resampling images), else unpaired (Wald), which the claim says.
 
 The claims (Mandal & Guo sections V-VI unless noted), per dataset:
 

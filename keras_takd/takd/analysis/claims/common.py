@@ -19,7 +19,12 @@ import pandas as pd
 from keras_takd.core import statistics
 from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA, Estimate
 from keras_takd.takd import schema
-from keras_takd.takd.analysis.statistics import SEED_COLUMN, MeanTest, attacked
+from keras_takd.takd.analysis.statistics import (
+    SEED_COLUMN,
+    MeanTest,
+    PairedRateTest,
+    attacked,
+)
 from keras_takd.takd.analysis.tables import ROLES, chain_length
 
 NO_PER_IMAGE = "no interval: no per-image data"
@@ -44,14 +49,15 @@ class Claim:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What every claim of one dataset reads: its rows, per-image rows, the intervals' level
-    and the bootstraps' seed."""
+    """What every claim of one dataset reads: its rows, per-image rows, the intervals' level,
+    the bootstraps' seed and the models' per-image predictions (None: none kept)."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
     dataset: str
     ci_level: float
     seed: int
+    predictions: pd.DataFrame | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:
@@ -80,18 +86,28 @@ class Context:
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
 
+    def correct(self, multistep: bool = False) -> pd.DataFrame | None:
+        """The prediction rows of the sweep's (or the long chains') models, or None."""
+        if self.predictions is None:
+            return None
+        table = self.predictions[self.predictions["dataset"] == self.dataset]
+        long = table[schema.CHAIN_LENGTH_COLUMN] > 3
+        table = table[long] if multistep else table[~long]
+        return table if not table.empty else None
+
 
 def no_data(source: str, claim: str, paper: str, test: str, why: str, quote: str = "") -> Claim:
     """A claim that cannot be checked: `why` in place of our number."""
     return Claim(source, claim, paper, why, "", "", test, NO_DATA, quote)
 
 
-def mean_verdict(test: MeanTest, claimed: str, alpha: float) -> str:
+def mean_verdict(test: MeanTest | PairedRateTest, claimed: str, alpha: float) -> str:
     """The verdict on a claim about the sign of a mean, from a test of that mean.
 
     Args:
-        test: the mean difference and its tests (`analysis.statistics.paired_mean_test`); its
-            `p_value` is Holm-adjusted where a family was set.
+        test: the mean difference and its tests (`analysis.statistics.paired_mean_test`, or a
+            paired rate difference with McNemar's test, `paired_rate_test`); its `p_value` is
+            Holm-adjusted where a family was set.
         claimed: "positive" (the claim says mean > 0) or "negative".
         alpha: the level, 1 - ci_level.
 
@@ -124,6 +140,13 @@ def most_cases(verdicts: list[str]) -> str:
     if verdicts.count(DISAGREES) >= len(verdicts) / 2:
         return DISAGREES
     return INCONCLUSIVE
+
+
+def mcnemar_text(test: PairedRateTest) -> str:
+    """ "McNemar p = 0.004 (12 vs 31 discordant), Holm p = 0.011"."""
+    only_a, only_b = test.discordant
+    text = f"McNemar p = {test.difference.p_value:.2g} ({only_a} vs {only_b} discordant)"
+    return text if math.isnan(test.holm_p) else f"{text}, Holm p = {test.holm_p:.2g}"
 
 
 def p_text(test: MeanTest) -> str:

@@ -3,9 +3,13 @@ V-VI), checked against a results table and its per-image table; claims 1-9 of
 `keras_takd.takd.analysis.claims`.
 
 Each claim carries the paper's sentence and its section (`QUOTES`). Accuracy-type claims rest
-on proportions of `metric_images` test images (Wilson intervals; differences between models
-unpaired, the conservative side). Robustness claims compare models image by image on the
-images every model compared classifies correctly and the attack fools
+on proportions of `metric_images` test images (Wilson intervals). Accuracy differences between
+models are paired on the test images when every model compared has its per-image predictions
+(predictions.csv): the exact McNemar test, Holm over the claim's pairs, beside a percentile
+bootstrap interval resampling images (`analysis.statistics.paired_accuracy_tests`); a run
+without them (evaluated before they were kept) gets unpaired Wald intervals, and says so.
+Robustness claims compare models image by image on the images every model compared classifies
+correctly and the attack fools
 (`analysis.statistics.model_distances`). They are claims about means (the paper's metric is the
 mean perturbation), so each is decided by a test of the mean: the paired t-test of the
 per-image differences, Holm-adjusted over the claim's temperatures (or roles), beside a
@@ -35,6 +39,7 @@ from keras_takd.takd.analysis.claims.common import (
     attack_name,
     by_role,
     interval_text,
+    mcnemar_text,
     mean_verdict,
     most_cases,
     n_label,
@@ -45,10 +50,12 @@ from keras_takd.takd.analysis.claims.common import (
 )
 from keras_takd.takd.analysis.statistics import (
     MeanTest,
+    PairedRateTest,
     curve_rho,
-    holm,
     model_distances,
+    paired_accuracy_tests,
     paired_mean_test,
+    with_holm,
 )
 from keras_takd.takd.analysis.tables import ROLES
 
@@ -153,42 +160,100 @@ def _accuracy_claims(ctx: Context) -> list[Claim]:
     return claims
 
 
-def _differences(ctx: Context, rows: pd.DataFrame, column: str) -> list[tuple[str, Estimate]]:
-    """(label, distilled - teacher at the same T) for every distilled row, as proportions."""
-    out = []
-    teachers = {r["temperature"]: r for _, r in rows[rows["stage"] == 1].iterrows()}
-    for _, row in rows[rows["stage"] > 1].dropna(subset=[column]).iterrows():
-        teacher = teachers.get(row["temperature"])
-        if teacher is None or pd.isna(teacher.get(column)):
-            continue
-        difference = statistics.proportion_difference(
-            proportion_of(row, column, ctx), proportion_of(teacher, column, ctx), ctx.ci_level
+@dataclasses.dataclass(frozen=True)
+class _AccuracyComparisons:
+    """Accuracy differences between pairs of models: paired on the test images (McNemar, Holm
+    over the pairs) when every model has per-image predictions, else unpaired (Wald)."""
+
+    differences: dict[str, Estimate]
+    tests: dict[str, PairedRateTest]  # empty when unpaired
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.tests)
+
+    def verdicts(self, claimed: str, alpha: float) -> list[str]:
+        """Per pair, the verdict on the difference's sign: paired, McNemar's Holm-adjusted p
+        and the sign; unpaired, the interval."""
+        if self.paired:
+            return [mean_verdict(t, claimed, alpha) for t in self.tests.values()]
+        return [statistics.verdict(d, claimed) for d in self.differences.values()]
+
+    def how(self) -> str:
+        """How the differences were tested, for a claim's test column."""
+        if self.paired:
+            return (
+                "paired on the test images: exact McNemar, Holm over the "
+                f"{len(self.tests)} pairs, bootstrap CI"
+            )
+        return "unpaired Wald CI: no per-image predictions (evaluate again to keep them)"
+
+    def detail(self, label: str) -> str:
+        """The pair's McNemar p (Holm), or "" when unpaired."""
+        return f" ({mcnemar_text(self.tests[label])})" if self.paired else ""
+
+
+def _accuracy_comparisons(
+    ctx: Context, rows: pd.DataFrame, pairs: dict[str, tuple], multistep: bool = False
+) -> _AccuracyComparisons:
+    """accuracy(a) - accuracy(b) for each pair {label: ((T, stage) of a, (T, stage) of b)} of
+    `rows`' models: paired when the predictions cover every model, else unpaired."""
+    predictions = ctx.correct(multistep)
+    if predictions is not None:
+        tests = paired_accuracy_tests(predictions, pairs, ctx.ci_level, ctx.seed)
+        if len(tests) == len(pairs):
+            return _AccuracyComparisons({k: t.difference for k, t in tests.items()}, tests)
+    models = rows.set_index(["temperature", "stage"])
+    differences = {
+        label: statistics.proportion_difference(
+            proportion_of(models.loc[a], "test_accuracy", ctx),
+            proportion_of(models.loc[b], "test_accuracy", ctx),
+            ctx.ci_level,
         )
-        out.append((f"T = {row['temperature']:g} stage {int(row['stage'])}", difference))
-    return out
+        for label, (a, b) in pairs.items()
+    }
+    return _AccuracyComparisons(differences, {})
 
 
-def _variation_claims(ctx: Context, rows: pd.DataFrame, name: str, quote: str) -> list[Claim]:
+def _distilled_pairs(rows: pd.DataFrame) -> dict[str, tuple]:
+    """{"T = t stage k": ((t, k), (t, 1))}: every distilled model against the teacher of its T
+    (both with an accuracy)."""
+    rows = rows.dropna(subset=["test_accuracy"])
+    teachers = set(rows.loc[rows["stage"] == 1, "temperature"])
+    return {
+        f"T = {row['temperature']:g} stage {int(row['stage'])}": (
+            (row["temperature"], int(row["stage"])),
+            (row["temperature"], 1),
+        )
+        for _, row in rows[rows["stage"] > 1].iterrows()
+        if row["temperature"] in teachers
+    }
+
+
+def _variation_claims(
+    ctx: Context, rows: pd.DataFrame, name: str, quote: str, multistep: bool = False
+) -> list[Claim]:
     bound = ACCURACY_VARIATION.get(ctx.dataset)
     test = "every |distilled - teacher| CI within the paper's bound"
-    diffs = _differences(ctx, rows, "test_accuracy") if "test_accuracy" in rows else []
-    if not diffs or bound is None:
+    pairs = _distilled_pairs(rows) if "test_accuracy" in rows else {}
+    if not pairs or bound is None:
         return [no_data(MANDAL_GUO, name, "", test, "no distilled rows", quote)]
-    verdicts = [statistics.within(d, -bound, bound) for _, d in diffs]
+    found = _accuracy_comparisons(ctx, rows, pairs, multistep)
+    verdicts = [statistics.within(d, -bound, bound) for d in found.differences.values()]
     verdict = DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts)
-    label, worst = max(diffs, key=lambda pair: abs(pair[1].estimate))
+    label, worst = max(found.differences.items(), key=lambda pair: abs(pair[1].estimate))
     return [
         Claim(
             MANDAL_GUO,
             name,
             f"<= {pct(bound)}",
-            f"largest {100 * worst.estimate:+.2f} points ({label}); "
-            f"{verdicts.count(DISAGREES)} of {len(diffs)} CIs beyond the bound",
+            f"largest {100 * worst.estimate:+.2f} points ({label}{found.detail(label)}); "
+            f"{verdicts.count(DISAGREES)} of {len(verdicts)} CIs beyond the bound",
             interval_text(worst, 2, 100) + " points"
             if not math.isnan(worst.low)
             else "no interval",
             n_label(worst),
-            test,
+            f"{test}; {found.how()}",
             verdict,
             quote,
         )
@@ -202,46 +267,51 @@ def _accuracy_trend_claim(ctx: Context) -> Claim:
         return no_data(
             MANDAL_GUO, name, "decreasing", test, "fewer than 3 T", QUOTES["accuracy_trend"]
         )
-    parts, verdicts = [], []
+    pairs = {}
     for role, curve in curves.items():
-        rows = ctx.sweep[ctx.sweep["role"] == role].set_index("temperature")
-        high = proportion_of(rows.loc[curve.index[-1]], "test_accuracy", ctx)
-        low = proportion_of(rows.loc[curve.index[0]], "test_accuracy", ctx)
-        difference = statistics.proportion_difference(high, low, ctx.ci_level)
-        verdicts.append(statistics.verdict(difference, "negative"))
-        parts.append(
-            f"{role} {100 * difference.estimate:+.2f} {interval_text(difference, 2, 100)} "
-            f"({rho_text(curve)})"
-        )
+        stage = _stage_of(ctx.sweep, role)
+        high, low = curve.index[-1], curve.index[0]
+        pairs[role] = ((high, stage[high]), (low, stage[low]))
+    found = _accuracy_comparisons(ctx, ctx.sweep, pairs)
+    parts = [
+        f"{role} {100 * d.estimate:+.2f} {interval_text(d, 2, 100)}{found.detail(role)} "
+        f"({rho_text(curves[role])})"
+        for role, d in found.differences.items()
+    ]
     return Claim(
         MANDAL_GUO,
         name,
         "decreasing",
         "; ".join(parts),
         "per role, in points",
-        n_label(high),
-        test + " for every role",
-        statistics.combine(verdicts),
+        n_label(next(iter(found.differences.values()))),
+        f"{test} for every role; {found.how().replace('pairs', 'roles')}",
+        statistics.combine(found.verdicts("negative", 1 - ctx.ci_level)),
         QUOTES["accuracy_trend"],
     )
 
 
 def _more_accurate_claims(ctx: Context) -> list[Claim]:
-    diffs = _differences(ctx, ctx.sweep, "test_accuracy") if "test_accuracy" in ctx.sweep else []
-    if not diffs:
+    pairs = _distilled_pairs(ctx.sweep) if "test_accuracy" in ctx.sweep else {}
+    if not pairs:
         return []
-    verdicts = [statistics.verdict(d, "positive") for _, d in diffs]
+    found = _accuracy_comparisons(ctx, ctx.sweep, pairs)
+    verdicts = found.verdicts("positive", 1 - ctx.ci_level)
     more, less = verdicts.count(AGREES), verdicts.count(DISAGREES)
+    firm = "Holm-adjusted McNemar" if found.paired else "95% CI of each difference"
     return [
         Claim(
             MANDAL_GUO,
             "at a fixed T distilled models are more accurate in most cases",
             "most cases",
-            f"{more} of {len(diffs)} (T, stage) pairs more accurate, {less} less "
-            f"(95% CI of each difference)",
+            f"{more} of {len(pairs)} (T, stage) pairs more accurate, {less} less ({firm}): "
+            + "; ".join(
+                f"{label} {100 * d.estimate:+.2f}" for label, d in found.differences.items()
+            )
+            + " points",
             "per pair",
-            n_label(diffs[0][1]),
-            "more than half the pairs' CIs above 0",
+            n_label(next(iter(found.differences.values()))),
+            f"more than half the pairs significantly above 0; {found.how()}",
             most_cases(verdicts),
             QUOTES["more_accurate"],
         )
@@ -300,11 +370,7 @@ def _mean_tests(ctx: Context, images: pd.DataFrame, pairs: dict) -> dict:
     for label, (later, earlier) in pairs.items():
         both = model_distances(images, [later, earlier])
         tests[label] = paired_mean_test(both.iloc[:, 0], both.iloc[:, 1], ctx.ci_level, ctx.seed)
-    adjusted = holm([t.difference.p_value for t in tests.values()])
-    return {
-        label: dataclasses.replace(t, holm_p=float(p))
-        for (label, t), p in zip(tests.items(), adjusted, strict=True)
-    }
+    return with_holm(tests)
 
 
 def _per_t_tests(ctx: Context, images: pd.DataFrame) -> dict[tuple[str, str], dict]:
@@ -534,6 +600,7 @@ def _multistep_claims(ctx: Context) -> list[Claim]:
         chains,
         "multi-step: accuracy varies little with the step (Fig. 7)",
         QUOTES["multistep_accuracy"],
+        multistep=True,
     )
     for attack in schema.ATTACKS:
         column = f"{attack}_mean"

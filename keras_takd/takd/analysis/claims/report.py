@@ -17,7 +17,13 @@ from keras_takd.takd.analysis.claims.common import Claim, Context
 from keras_takd.takd.analysis.claims.croce_hein import croce_hein_claims
 from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
 from keras_takd.takd.analysis.claims.papernot import papernot_claims
-from keras_takd.takd.analysis.tables import chain_length, dataset_label, read_tables
+from keras_takd.takd.analysis.tables import (
+    chain_length,
+    dataset_label,
+    predictions_path,
+    read_predictions,
+    read_tables,
+)
 
 
 def check_claims(
@@ -26,6 +32,7 @@ def check_claims(
     per_image: pd.DataFrame | None = None,
     ci_level: float = DEFAULT_CONFIDENCE,
     seed: int = 0,
+    predictions: pd.DataFrame | None = None,
 ) -> list[Claim]:
     """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
 
@@ -36,6 +43,8 @@ def check_claims(
             None: the robustness claims are then inconclusive, without interval.
         ci_level: the level of every interval.
         seed: the bootstraps' seed.
+        predictions: the models' per-image predictions (`tables.read_predictions`), or None:
+            accuracy differences are then unpaired.
 
     Raises:
         ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
@@ -45,7 +54,7 @@ def check_claims(
         raise ValueError(f"no rows of dataset {dataset!r} in the results")
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
-    ctx = Context(rows, per_image, dataset, ci_level, seed)
+    ctx = Context(rows, per_image, dataset, ci_level, seed, predictions)
     return [
         *mandal_guo_claims(ctx),
         *papernot_claims(ctx),
@@ -120,7 +129,8 @@ def render(
         results: results CSVs (`tables.read_results`).
         per_image: per-image CSVs of the same runs; default: those beside the results CSVs
             (`tables.per_image_path`), where they exist. None found: robustness claims are
-            inconclusive.
+            inconclusive. The predictions beside the results CSVs (`tables.predictions_path`),
+            where they exist, pair the accuracy comparisons.
         caption: a line printed above the tables.
         ci_level: the level of every interval.
 
@@ -128,13 +138,17 @@ def render(
         FileNotFoundError, ValueError: see `tables.read_tables`.
     """
     table, images, paths = read_tables(results, per_image)
+    beside = [p for p in map(predictions_path, results) if p.is_file()]
+    predictions = read_predictions(beside, table) if beside else None
     parts = ["# Our results beside the papers' claims", ""]
     if caption:
         parts += [caption, ""]
     sources = ", ".join(str(p) for p in paths) or "none (verdicts without intervals)"
     parts += [
         f"Intervals: {ci_level:.0%}, paired over images where per-image data exist "
-        f"(keras_takd.core.statistics; bootstrap seed 0). Per-image data: {sources}.",
+        f"(keras_takd.core.statistics; bootstrap seed 0). Per-image data: {sources}. "
+        f"Per-image predictions: {', '.join(map(str, beside)) or 'none'} (without them "
+        "accuracy differences are unpaired).",
         "",
         "A claim about a mean perturbation is decided by a test of the mean: the paired t-test "
         "of the per-image differences (scipy.stats.ttest_1samp), Holm-adjusted over the "
@@ -145,7 +159,7 @@ def render(
         "",
     ]
     for dataset in sorted(table["dataset"].unique()):
-        checked = check_claims(table, dataset, images, ci_level)
+        checked = check_claims(table, dataset, images, ci_level, predictions=predictions)
         parts.append(to_markdown(checked, dataset, ci_level))
         parts.append(numbers_markdown(table, dataset))
     return "\n".join(parts)

@@ -1,0 +1,244 @@
+"""Training one chain (dataset, T, seed) as a unit of a study: settings in, files and rows out.
+
+A chain unit is a function of paths and settings (`train_chain`): it loads the data itself,
+trains the chain with `keras_takd.takd.chains.run_chain` in a scratch folder of the process
+it runs in (a Ray worker, or the calling process), and returns the trained files' bytes and
+their rows. It writes nothing into the run folder: the calling process alone does, with
+`write_chain` (files first, each stage's metadata.json last, then the rows into the run's
+record), so a cluster needs no shared filesystem and a killed driver leaves no half chain.
+
+The unit carries the files of the run folder it resumes from (the warm-start weights and the
+chain's finished stages), so `run_chain` skips them. A unit that finds no warm start trains
+it (one epoch at the seed's fixed seed, op determinism on: the same weights in every task on
+the same kind of machine); `write_chain` keeps the first written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+
+from keras_takd.core import files, record
+from keras_takd.takd.exports import export_run
+
+# The row columns that hold a path into the run folder (rewritten from the scratch folder).
+_PATH_COLUMNS = ("keras_model", "saved_model")
+_METADATA = "metadata.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainUnit:
+    """One chain to train: its data, temperature, seed and the files it resumes from.
+
+    Attributes:
+        data: keyword arguments of `keras_takd.core.data.load_dataset` (paths absolute).
+        label: the dataset's label, the first folder of its models in the run folder.
+        temperature: the chain's distillation temperature.
+        seed: the chain's seed.
+        stages: models in the chain.
+        config: its `keras_takd.core.distillation.TrainConfig` (seed = `seed`).
+        run_info: what run.json records (the flags).
+        deterministic: op determinism on while it trains.
+        inputs: {path relative to the run folder: bytes} of the files it resumes from.
+    """
+
+    data: Mapping
+    label: str
+    temperature: float
+    seed: int
+    stages: int
+    config: object
+    run_info: Mapping
+    deterministic: bool = True
+    inputs: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """ "training mnist T=20 seed 0", as progress and error lines name the unit."""
+        return f"training {self.label} T={self.temperature:g} seed {self.seed}"
+
+    def folder(self) -> pathlib.Path:
+        """The chain's folder relative to the run folder, `<label>/T<temperature>`."""
+        return pathlib.Path(self.label, f"T{self.temperature:g}")
+
+
+def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages: int) -> bool:
+    """Whether the run's record holds every stage of the chain (dataset, T, seed)."""
+    found = {
+        int(row["stage"])
+        for row in record.models(out)
+        if row["dataset"] == label
+        and math.isclose(float(row["temperature"]), temperature)
+        and int(row["seed"]) == seed
+    }
+    return found >= set(range(1, stages + 1))
+
+
+def resumed_files(out: pathlib.Path, label: str, temperature: float, stages: int) -> dict:
+    """{relative path: bytes} of the warm start and the chain's finished stages in `out`.
+
+    A stage counts as finished when its metadata.json exists (written last); only its
+    model.keras and metadata.json are needed to resume from it.
+    """
+    folders = [pathlib.Path(label, "init")]
+    folders += [pathlib.Path(label, f"T{temperature:g}", f"stage{k}") for k in range(1, stages + 1)]
+    found = {}
+    for folder in folders:
+        if (out / folder / _METADATA).is_file():
+            for name in ("model.keras", _METADATA):
+                found[str(folder / name)] = files.read_bytes(files.inside(out, out / folder / name))
+    return found
+
+
+def train_chain(unit: ChainUnit) -> dict:
+    """Trains the chain of `unit` in a scratch folder and returns what it produced.
+
+    Runs wherever the executor puts it; writes nothing outside its scratch folder.
+
+    Args:
+        unit: the chain (see `ChainUnit`).
+
+    Returns:
+        {"files": {relative path: bytes, or None for a folder}, "rows": the chain's results
+        rows, "warnings": the lines of stages that did not learn, "seconds": the wall time,
+        "scratch": the scratch folder the rows' paths point into}.
+
+    Raises:
+        ValueError, OSError: as `load_dataset` and `run_chain` raise them.
+    """
+    from keras_takd.core.data import load_dataset
+    from keras_takd.core.seeding import set_seed
+    from keras_takd.takd.chains import run_chain
+
+    start = time.perf_counter()
+    data = load_dataset(**unit.data)
+    warnings: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="keras_takd_chain_") as scratch:
+        scratch = pathlib.Path(scratch)
+        for relative, content in unit.inputs.items():
+            files.write_atomic(scratch / relative, lambda tmp, c=content: tmp.write_bytes(c))
+        set_seed(unit.seed, deterministic=unit.deterministic)
+        table = run_chain(
+            data,
+            [unit.temperature],
+            unit.stages,
+            scratch,
+            unit.config,
+            dict(unit.run_info),
+            verbose=0,
+            log=None,
+            on_warning=warnings.append,
+        )
+        produced = _produced(scratch, unit)
+    rows = [row | {"seed": unit.seed} for row in table.to_dict("records")]
+    seconds = time.perf_counter() - start
+    return dict(files=produced, rows=rows, warnings=warnings, seconds=seconds, scratch=str(scratch))
+
+
+def _produced(scratch: pathlib.Path, unit: ChainUnit) -> dict:
+    """The chain's new files (and folders, as None) under the scratch folder's `<label>/`."""
+    produced = {}
+    for path in sorted((scratch / unit.label).rglob("*")):
+        relative = str(path.relative_to(scratch))
+        if "backup" in path.relative_to(scratch).parts or relative in unit.inputs:
+            continue
+        produced[relative] = None if path.is_dir() else path.read_bytes()
+    return produced
+
+
+def write_chain(out: pathlib.Path, result: Mapping) -> list[dict]:
+    """Writes a `train_chain` result into the run folder `out`: files, then rows, then exports.
+
+    Folders first, then files, each stage's metadata.json (the mark of a finished stage) after
+    its model; a warm start already in `out` is kept. The rows' paths are moved from the
+    task's scratch folder to `out`.
+
+    Args:
+        out: the run folder (this process holds its lock).
+        result: what `train_chain` returned.
+
+    Returns:
+        The chain's rows as written into the record.
+
+    Raises:
+        ValueError: a returned path resolves outside `out`.
+    """
+    scratch = str(result["scratch"])
+    order = sorted(result["files"].items(), key=lambda item: _write_order(item[0], item[1]))
+    for relative, content in order:
+        path = files.inside(out, out / relative)
+        if content is None:
+            path.mkdir(parents=True, exist_ok=True)
+        elif not (pathlib.Path(relative).parent.name == "init" and path.exists()):
+            if path.name == _METADATA:
+                content = _moved_metadata(content, scratch, out)
+            files.write_atomic(path, lambda tmp, c=content: tmp.write_bytes(c))
+    rows = [_moved(row, scratch, out) for row in result["rows"]]
+    with record.writing(out) as connection:
+        record.put_models(connection, rows)
+    export_run(out)
+    return rows
+
+
+def _write_order(relative: str, content: bytes | None) -> tuple:
+    return (content is not None, pathlib.Path(relative).name == _METADATA, relative)
+
+
+def _moved(row: Mapping, scratch: str, out: pathlib.Path) -> dict:
+    """The row with its paths moved from `scratch` to `out`."""
+    moved = dict(row)
+    for column in _PATH_COLUMNS:
+        if isinstance(moved.get(column), str) and moved[column].startswith(scratch):
+            moved[column] = str(out) + moved[column][len(scratch) :]
+    return moved
+
+
+def _moved_metadata(content: bytes, scratch: str, out: pathlib.Path) -> bytes:
+    metadata = json.loads(content)
+    if "row" in metadata:
+        metadata["row"] = _moved(metadata["row"], scratch, out)
+    return (json.dumps(metadata, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def chain_units(
+    out: pathlib.Path,
+    label: str,
+    temperatures: Sequence[float],
+    seeds: Sequence[int],
+    stages: int,
+    settings: Mapping,
+) -> tuple[list[ChainUnit], int]:
+    """The chains (T, seed) the record does not hold yet, and how many it holds.
+
+    Args:
+        out: the run folder.
+        label: the dataset's label.
+        temperatures, seeds: every chain is one (temperature, seed).
+        stages: models per chain.
+        settings: the other `ChainUnit` fields (data, config, run_info, deterministic); each
+            unit's config takes its seed.
+    """
+    todo, done = [], 0
+    for seed in seeds:
+        for temperature in temperatures:
+            if trained(out, label, temperature, seed, stages):
+                done += 1
+                continue
+            config = dataclasses.replace(settings["config"], seed=seed)
+            inputs = resumed_files(out, label, temperature, stages)
+            todo.append(
+                ChainUnit(
+                    label=label,
+                    temperature=temperature,
+                    seed=seed,
+                    stages=stages,
+                    inputs=inputs,
+                    **{**settings, "config": config},
+                )
+            )
+    return todo, done

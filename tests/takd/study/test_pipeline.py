@@ -1,0 +1,169 @@
+"""The whole study (`python -m keras_takd.takd.study`, `run_study`) on tiny settings: serially
+end to end, a rerun that computes nothing, the same tables on a local two-node Ray cluster,
+and a bad flag in one line.
+
+Tolerance of the Ray comparison: none (byte for byte) but the columns that differ between
+any two trainings (wall time, the run folder's paths). A Ray task trains and attacks with op
+determinism and the same seeds as the serial study, and with TensorFlow's thread pools of its
+one CPU; the serial study runs with one thread too (TF_NUM_INTRAOP_THREADS and
+TF_NUM_INTEROP_THREADS), since training on a different number of threads sums in another
+order and comes out a validation image apart after one epoch (measured: 0.5 vs 0.515625).
+"""
+
+import pathlib
+import shutil
+
+import pandas as pd
+import pytest
+
+from keras_takd.takd.study import run_study
+
+pytestmark = pytest.mark.slow
+
+# Columns that differ between two trainings of the same chain: wall time and the folder.
+_RUN_COLUMNS = ["train_seconds", "saved_model", "keras_model"]
+_ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def _flags(output_dir: pathlib.Path, data_dir: pathlib.Path) -> list[str]:
+    """The tiny study: 2 chains (T = 1, 5) of 2 models, L2 on 4 images."""
+    return [
+        f"--output_dir={output_dir}",
+        f"--data_dir={data_dir}",
+        "--dataset=mnist",
+        "--stages=2",
+        "--temperature=1,5",
+        "--epochs=1",
+        "--batch_size=64",
+        "--learning_rate=0.05",
+        "--seed=3",
+        "--train_size=512",
+        "--validation_size=64",
+        "--test_size=64",
+        "--attacks=l2",
+        "--num_images=4",
+        "--metric_images=16",
+        "--l2_max_iterations=10",
+        "--l2_binary_search_steps=2",
+        "--nogradient_masking",
+        "--noattack_verbose",
+    ]
+
+
+def _progress(stdout: str) -> list[str]:
+    return [line for line in stdout.splitlines() if line.startswith("study: ")]
+
+
+@pytest.fixture(scope="module")
+def serial_study(tmp_path_factory, shared_data_dir, cli):
+    """The tiny study run serially once per module: (run folder, its progress lines)."""
+    out = tmp_path_factory.mktemp("study") / "serial"
+    done = cli("keras_takd.takd.study", *_flags(out, shared_data_dir), env=_ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out, _progress(done.stdout)
+
+
+def _tables(out: pathlib.Path) -> tuple[pd.DataFrame, bytes]:
+    results = pd.read_csv(out / "results.csv").drop(columns=_RUN_COLUMNS)
+    return results, (out / "per_image.csv").read_bytes()
+
+
+def test_the_study_trains_evaluates_and_reports(serial_study):
+    out, progress = serial_study
+    results, per_image = _tables(out)
+    assert len(results) == 4  # 2 temperatures x 2 stages
+    assert results["l2_attacked"].notna().all() and results["test_accuracy"].notna().all()
+    assert per_image.count(b"\n") > 1
+    assert (out / "figures" / "claims.md").stat().st_size > 0
+    assert list((out / "figures").glob("*.png"))
+    # The first line, one per finished unit (2 chains + 4 models x 3 units), the last.
+    assert len(progress) == 1 + 14 + 1, progress
+    assert "2 chains to train, 0 trained" in progress[0]
+    assert "14 of 14 units done, 0 running, 0 left" in progress[-2]
+    first_evaluation = next(i for i, line in enumerate(progress) if "metrics done" in line)
+    second_chain = next(i for i, line in enumerate(progress) if "T=5 seed 3 done" in line)
+    assert first_evaluation < second_chain  # a chain is evaluated before the next trains
+
+
+class _Counting:
+    """A serial executor that remembers every unit it was handed."""
+
+    def __init__(self):
+        self.units = []
+
+    def map(self, fn, units):
+        for unit in units:
+            self.units.append(unit)
+            yield unit, fn(unit)
+
+
+def _rerun(out, data_dir, temperatures, executor):
+    """The tiny study again, in process, on `executor`; returns its log lines."""
+    from keras_takd.core.distillation import TrainConfig
+    from keras_takd.takd.evaluation import EvaluationConfig
+
+    lines = []
+    data = dict(name="mnist", data_dir=data_dir, validation_size=64, train_size=512, test_size=64)
+    chains = dict(temperatures=temperatures, stages=2, seeds=[3], deterministic=True)
+    train = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=3)
+    l2 = {"l2": {"max_iterations": 10, "binary_search_steps": 2}}
+    evaluation = EvaluationConfig(
+        attacks=("l2",), num_images=4, metric_images=16, attack_options=l2, gradient_masking=False
+    )
+    run_study(out, data, chains, train, evaluation, executor, log=lines.append)
+    return lines
+
+
+def test_a_rerun_computes_nothing(serial_study, shared_data_dir):
+    out, _ = serial_study
+    before = _tables(out)
+    counting = _Counting()
+    lines = _rerun(out, shared_data_dir, [1.0, 5.0], counting)
+    assert counting.units == []
+    assert "0 chains to train, 2 trained" in lines[0]
+    pd.testing.assert_frame_equal(_tables(out)[0], before[0])
+    assert _tables(out)[1] == before[1]
+
+
+def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
+    serial_study, shared_data_dir, tmp_path
+):
+    """As a driver killed after its first chains resumes: the chains written are kept."""
+    out = shutil.copytree(serial_study[0], tmp_path / "extended")
+    before = _tables(out)[0]
+    counting = _Counting()
+    lines = _rerun(out, shared_data_dir, [1.0, 5.0, 10.0], counting)
+    assert "1 chain to train, 2 trained" in lines[0]
+    assert [getattr(u, "name", None) for u in counting.units[:1]] == ["training mnist T=10 seed 3"]
+    assert {u.model_path.parent.parent.name for u in counting.units[1:]} == {"T10"}
+    assert len(counting.units) == 1 + 2 * 3
+    after = _tables(out)[0]
+    pd.testing.assert_frame_equal(after[after["temperature"] != 10].reset_index(drop=True), before)
+
+
+def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_path, cli):
+    """Chains train and units run as Ray tasks on two one-CPU nodes; the driver writes."""
+    serial, _ = serial_study
+    out = tmp_path / "on_ray"
+    ray = ("--executor=ray", f"--ray_address={cluster.address}")
+    done = cli("keras_takd.takd.study", *_flags(out, shared_data_dir), *ray)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "14 of 14 units done, 0 running, 0 left" in _progress(done.stdout)[-1]
+    pd.testing.assert_frame_equal(_tables(out)[0], _tables(serial)[0], check_exact=True)
+    assert _tables(out)[1] == _tables(serial)[1]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in serial.iterdir())
+
+
+@pytest.mark.parametrize(
+    "flag, expected",
+    [
+        ("--num_shards=2", "a study takes none of --num_shards"),
+        ("--temperature=0", "--temperature must be a comma-separated list of numbers > 0"),
+    ],
+)
+def test_a_bad_flag_is_one_line(cli, tmp_path, flag, expected):
+    result = cli("keras_takd.takd.study", f"--output_dir={tmp_path / 'run'}", flag)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("keras-takd-study: error:")
+    assert expected in result.stderr
+    assert not (tmp_path / "run").exists()
