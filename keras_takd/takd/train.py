@@ -98,6 +98,18 @@ _NUM_SEEDS = flags.DEFINE_integer(
     "new seeds.",
     lower_bound=1,
 )
+_PRIMARY_COMPARISON = flags.DEFINE_string(
+    "primary_comparison",
+    None,
+    "The study's primary comparison, declared before it runs and recorded in run.json, e.g. "
+    "student-teacher@40 (later role - earlier role @ T); claims and summary report it first.",
+)
+flags.register_validator(
+    "primary_comparison",
+    lambda value: value is None or _valid_comparison(value),
+    message="--primary_comparison must be <later>-<earlier>@<T>: student-assistant, "
+    "assistant-teacher or student-teacher, at a T > 0, e.g. student-teacher@40",
+)
 _DETERMINISTIC = flags.DEFINE_boolean(
     "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
 )
@@ -127,6 +139,15 @@ def _parse_temperatures(values: list[str]) -> list[float]:
     if not temperatures or not all(0 < t < float("inf") for t in temperatures):
         raise ValueError(f"temperatures must be finite numbers > 0, got {values}")
     return temperatures
+
+
+def _valid_comparison(value: str) -> bool:
+    from keras_takd.takd.analysis.replicates import parse_comparison
+
+    try:
+        return bool(parse_comparison(value))
+    except ValueError:
+        return False
 
 
 def _valid_temperatures(values: list[str]) -> bool:
