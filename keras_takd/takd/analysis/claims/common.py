@@ -44,14 +44,16 @@ class Claim:
 
 @dataclasses.dataclass(frozen=True)
 class Context:
-    """What every claim of one dataset reads: its rows, per-image rows, the intervals' level
-    and the bootstraps' seed."""
+    """What every claim of one dataset reads: its rows, per-image rows, the intervals' level,
+    the bootstraps' seed, and the primary comparison a study declared (e.g.
+    "student-teacher@40", None: none)."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
     dataset: str
     ci_level: float
     seed: int
+    primary_comparison: str | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:
