@@ -56,7 +56,7 @@ from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.core.layers import check_temperature
 from keras_takd.core.models import build_model
-from keras_takd.core.results import check_same_config, prepare_run_dir
+from keras_takd.core.results import ConfigMismatchError, check_same_config, prepare_run_dir
 from keras_takd.core.seeding import set_seed, unit_seed
 from keras_takd.core.training import guarded_fit
 from keras_takd.takd import layout
@@ -130,7 +130,32 @@ def prepare_output_dir(
     if seed_folders:
         del train["seed"]
         configuration["replicates"] = {"seed_folders": True}
+    _check_same_layout(pathlib.Path(output_dir), seed_folders)
     return prepare_run_dir(output_dir, configuration, run_info)
+
+
+def _check_same_layout(out: pathlib.Path, seed_folders: bool) -> None:
+    """Raises ConfigMismatchError when output_dir holds a run of one seed and several are
+    asked, or the other way round (their model folders differ, `keras_takd.takd.layout`)."""
+    run_json = files.check_regular(out / "run.json")
+    if not run_json.is_file():
+        return
+    try:
+        recorded = files.read_json(run_json)["configuration"]
+        recorded["train"]
+    except (ValueError, KeyError, TypeError):
+        return  # not a chain run's run.json: prepare_run_dir names what is wrong
+    if bool(recorded.get("replicates", {}).get("seed_folders")) == seed_folders:
+        return
+    if seed_folders:
+        raise ConfigMismatchError(
+            f"{out} holds a run of one seed (<dataset>/T<T>/stage<k>), this run asks several "
+            "seeds: train them in another output_dir (one seed a run: --num_seeds=1)"
+        )
+    raise ConfigMismatchError(
+        f"{out} holds a run of several seeds (<dataset>/T<T>/seed<s>/stage<k>), this run asks "
+        "one: give it as many seeds or more (--num_seeds > 1), or use another output_dir"
+    )
 
 
 def _stage_fingerprint(data: Dataset, config: TrainConfig, temperature: float, stage: int) -> dict:

@@ -460,9 +460,12 @@ def test_more_seeds_on_a_run_of_seeds_train_only_the_new_ones(tiny, tmp_path):
 def test_several_seeds_are_refused_on_a_run_of_one_and_bad_seeds_named(tiny, tmp_path):
     run_chain(tiny, [3.0], 1, tmp_path, CONFIG, verbose=0, log=None)
     before = _files(tmp_path)
-    with pytest.raises(ConfigMismatchError, match="seed"):
+    with pytest.raises(ConfigMismatchError, match="holds a run of one seed"):
         run_chain(tiny, [3.0], 1, tmp_path, CONFIG, verbose=0, seeds=[3, 4], log=None)
     assert _files(tmp_path) == before
+    run_chain(tiny, [3.0], 1, tmp_path / "two", CONFIG, verbose=0, seeds=[3, 4], log=None)
+    with pytest.raises(ConfigMismatchError, match="holds a run of several seeds"):
+        run_chain(tiny, [3.0], 1, tmp_path / "two", CONFIG, verbose=0, seeds=[3], log=None)
     for bad in ([], [1, 1], [-1, 2]):
         with pytest.raises(ValueError, match=r"seeds must be one or more distinct integers"):
             run_chain(tiny, [3.0], 1, tmp_path / "new", CONFIG, verbose=0, seeds=bad)
