@@ -251,7 +251,8 @@ def learning_warning(
     `FLAT_SOFT_LOSS_TOLERANCE` of ln(classes), its value for uniform outputs, every epoch.
 
     Args:
-        row: the stage's results row (dataset, temperature, stage, role, test_accuracy).
+        row: the stage's results row (dataset, temperature, stage, role, test_accuracy; a
+            `seed`, named after the dataset, in a run of several seeds).
         soft_losses: the stage's soft loss per epoch (empty for a teacher).
         scale_soft_loss: the soft loss was multiplied by T^2.
         num_classes: number of classes; chance is 1 / num_classes.
@@ -268,8 +269,10 @@ def learning_warning(
     if flat:
         what.append(f"soft loss never left ln({num_classes}) = {uniform:.4f}")
     hints = _learning_hints(temperature, int(row["stage"]) > 1, scale_soft_loss)
+    seed = "" if row.get("seed") is None else f" seed {row['seed']}"
     return (
-        f"{row['dataset']} T={temperature:g} stage {row['stage']} {row['role']} did not learn: "
+        f"{row['dataset']}{seed} T={temperature:g} stage {row['stage']} {row['role']} did not "
+        "learn: "
         f"{', '.join(what)}; saved anyway. Try {hints}"
     )
 
@@ -472,7 +475,8 @@ def _run_stage(
             "keras_model": str(stage_dir / "model.keras"),
         }
         metadata = _save_stage(model, data, stage_dir, fingerprint, row)
-        warning = learning_warning(row, soft_losses, config.scale_soft_loss)
+        named = row | {"seed": chain.folder_seed}  # the warning names a run of seeds' seed
+        warning = learning_warning(named, soft_losses, config.scale_soft_loss)
     else:
         model = export.load_model(stage_dir / "model.keras")
     # A stage's model does not depend on the chain's length; its role and row do.

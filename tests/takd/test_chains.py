@@ -469,3 +469,12 @@ def test_several_seeds_are_refused_on_a_run_of_one_and_bad_seeds_named(tiny, tmp
     for bad in ([], [1, 1], [-1, 2]):
         with pytest.raises(ValueError, match=r"seeds must be one or more distinct integers"):
             run_chain(tiny, [3.0], 1, tmp_path / "new", CONFIG, verbose=0, seeds=bad)
+
+
+def test_the_learning_warning_names_the_seed_of_a_run_of_seeds():
+    row = {"dataset": "mnist", "temperature": 5.0, "stage": 1, "role": "teacher"}
+    row |= {"test_accuracy": 0.1}
+    assert learning_warning(row).startswith("mnist T=5 stage 1 teacher did not learn")
+    named = learning_warning(row | {"seed": 3})
+    assert named.startswith("mnist seed 3 T=5 stage 1 teacher did not learn")
+    assert learning_warning(row | {"seed": None}) == learning_warning(row)
