@@ -609,7 +609,8 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
             unadjusted test; None: none declared.
 
     Returns:
-        One claim per (attack, comparison, T), the primary comparison's first.
+        The primary comparison's claims, then per attack section V-C as worded (the student
+        above the teacher and the assistant at most T) and one claim per (comparison, T).
 
     Raises:
         ValueError: `primary` is not a comparison.
@@ -618,22 +619,61 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
     rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
     table = seed_level_differences(rows, ctx.ci_level, ctx.seed)
     first, rest = [], []
-    for row in table.itertuples(index=False):
-        later, earlier = row.comparison.split(" - ")
-        is_primary = declared == (later, earlier, float(row.temperature))
-        (first if is_primary else rest).append(_seed_level_claim(ctx, row, is_primary))
+    for attack, comparisons in table.groupby("attack", sort=False):
+        rest.append(_seed_level_as_worded(ctx, attack, comparisons))
+        for row in comparisons.itertuples(index=False):
+            later, earlier = row.comparison.split(" - ")
+            is_primary = declared == (later, earlier, float(row.temperature))
+            (first if is_primary else rest).append(_seed_level_claim(ctx, row, is_primary))
     return first + rest
+
+
+def _seed_verdict(row, p_value: float, alpha: float) -> str:
+    """Agrees / disagrees when `p_value` < alpha (mean above / below 0), else inconclusive
+    (also below two seeds)."""
+    if row.seeds < 2 or math.isnan(p_value) or p_value >= alpha or row.estimate == 0:
+        return INCONCLUSIVE
+    return AGREES if row.estimate > 0 else DISAGREES
+
+
+def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) -> Claim:
+    """Section V-C as worded, at the seed level: student - teacher and student - assistant
+    each above 0 (t-test of the seed means, Holm over the T) at more than half the T."""
+    alpha, parts, verdicts = 1 - ctx.ci_level, [], []
+    name = f"{attack_name(attack)}, seed level: {CENTRAL_CLAIM}"
+    for worse in ("teacher", "assistant"):
+        rows = comparisons[comparisons["comparison"] == f"student - {worse}"]
+        if rows.empty:
+            return no_data(MANDAL_GUO, name, "", "", f"no student - {worse} pairs")
+        each = [_seed_verdict(r, r.holm_p, alpha) for r in rows.itertuples(index=False)]
+        verdicts.append(most_cases(each))
+        parts.append(
+            f"student - {worse}: above 0 at {each.count(AGREES)} of {len(each)} T, below at "
+            f"{each.count(DISAGREES)} ("
+            + ", ".join(f"T = {r.temperature:g} {r.estimate:+.3f}" for r in rows.itertuples())
+            + ")"
+        )
+    seeds = int(comparisons["seeds"].max())
+    return Claim(
+        MANDAL_GUO,
+        name,
+        "student > teacher, assistant",
+        "; ".join(parts),
+        "per T below",
+        f"{seeds} seeds",
+        "for student - teacher and for student - assistant, the mean over seeds above 0 "
+        f"(t-test of the seed means, Holm over the T, p < {alpha:.2g}) at more than half the "
+        "T; disagrees when either is below 0 at half the T or more",
+        DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
+        QUOTES["central"],
+    )
 
 
 def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
     alpha = 1 - ctx.ci_level
     later, earlier = row.comparison.split(" - ")
-    p = row.p_value if primary else row.holm_p
-    if row.seeds < 2 or math.isnan(p) or p >= alpha or row.estimate == 0:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = AGREES if row.estimate > 0 else DISAGREES
+    verdict = _seed_verdict(row, row.p_value if primary else row.holm_p, alpha)
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
