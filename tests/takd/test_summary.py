@@ -12,8 +12,10 @@ from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd import evaluation
 from keras_takd.takd.analysis import tables
 from keras_takd.takd.analysis.summary import (
+    accuracy_table,
     describe_evaluation,
     indicator_lines,
+    robustness_table,
     seed_level_lines,
 )
 from keras_takd.takd.chains import run_chain
@@ -195,3 +197,18 @@ def test_seed_level_lines_put_the_declared_primary_first_and_need_two_seeds():
     assert len(table) == 4  # header and the three comparisons
     one_seed = _three_seeds()
     assert seed_level_lines(one_seed[one_seed["seed"] == 0], 0.95) == []
+
+
+def test_a_run_of_seeds_names_each_seed_s_models_in_the_tables():
+    per_image = _three_seeds()
+    table = robustness_table(per_image, 0.95)
+    assert len(table) == 9  # 3 seeds x 3 models, one attack
+    assert list(table["model"][:3]) == [
+        "mnist seed 0 T=40 stage 1 teacher",
+        "mnist seed 0 T=40 stage 2 assistant",
+        "mnist seed 0 T=40 stage 3 student",
+    ]
+    assert (table["n"] == 10).all()
+    results = per_image.drop_duplicates(["seed", "stage"]).assign(test_accuracy=0.99)
+    names = accuracy_table(results, 100, 0.95)["model"]
+    assert names.is_unique and names.iloc[-1] == "mnist seed 2 T=40 stage 3 student"

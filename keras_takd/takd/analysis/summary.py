@@ -63,8 +63,12 @@ def _value(estimate: Estimate) -> str:
 
 
 def _model_name(row) -> str:
+    """ "mnist T=40 stage 3 student", with "seed 2" after the label in a run of seeds."""
+    seed = row.get(SEED_COLUMN)
+    seed = "" if seed is None or pd.isna(seed) else f" seed {int(seed)}"
     return (
-        f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])} {row['role']}"
+        f"{row['dataset']}{seed} T={float(row['temperature']):g} stage {int(row['stage'])} "
+        f"{row['role']}"
     )
 
 
@@ -91,12 +95,26 @@ def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
     Columns: model, attack, attacked (correctly classified images it was run on), excluded
     (misclassified, not attacked), fooled (success rate and interval over the attacked
     images), mean distance (the mean minimal perturbation over the fooled images, with its
-    bootstrap interval) and n (the fooled images it rests on).
+    bootstrap interval) and n (the fooled images it rests on). A table with a `seed` column
+    gives each seed's models rows of their own, named by their seed.
     """
     order = {a: k for k, a in enumerate(ATTACK_NAMES)}
-    models = model_robustness(per_image, ci_level).to_dict("records")
+    if SEED_COLUMN in per_image:
+        models = [
+            m | {SEED_COLUMN: seed}
+            for seed, rows in per_image.groupby(SEED_COLUMN, sort=True)
+            for m in model_robustness(rows, ci_level).to_dict("records")
+        ]
+    else:
+        models = model_robustness(per_image, ci_level).to_dict("records")
     models.sort(
-        key=lambda m: (m["dataset"], m["temperature"], m["stage"], order.get(m["attack"], 99))
+        key=lambda m: (
+            m["dataset"],
+            m["temperature"],
+            m.get(SEED_COLUMN, 0),
+            m["stage"],
+            order.get(m["attack"], 99),
+        )
     )
     rows = [
         {
