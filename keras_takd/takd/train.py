@@ -182,12 +182,12 @@ def data_settings() -> dict:
 def chain_settings() -> dict:
     """What the flags say to train: {"temperatures", "stages", "seeds", "deterministic"}.
 
-    `seeds` lists every seed a chain is trained with (today the one --seed).
+    `seeds` lists every seed a chain is trained with (--seed, ..., --seed + --num_seeds - 1).
     """
     return dict(
         temperatures=_parse_temperatures(_TEMPERATURE.value),
         stages=_STAGES.value,
-        seeds=[_SEED.value],
+        seeds=list(range(_SEED.value, _SEED.value + _NUM_SEEDS.value)),
         deterministic=_DETERMINISTIC.value,
     )
 
