@@ -8,11 +8,18 @@ student, seven its multi-step experiment.
 Layout of `output_dir`:
 
     run.json                                  training configuration, flags, versions
+    record.sqlite                             the run's record (`keras_takd.core.record`)
     results.csv                               one row per (dataset, temperature, stage)
     <dataset>/init/model.keras                the shared warm-start weights (1 epoch, T = 1)
     <dataset>/T<temperature>/stage<k>/model.keras
     <dataset>/T<temperature>/stage<k>/saved_model/    its SavedModel: 3 signatures (docs/usage.md)
     <dataset>/T<temperature>/stage<k>/metadata.json   written last: marks the stage complete
+
+Several seeds (replicates, issue 25) train independent chains, each with its own
+initialisation, warm start and data order, each seed in a folder of its own
+(`<dataset>/init/seed<s>`, `<dataset>/T<temperature>/seed<s>/stage<k>`, `keras_takd.takd.layout`),
+and results.csv gains a `seed` column. One seed keeps the layout above. A run of several seeds
+resumed with more trains only the new seeds' stages.
 
 `<dataset>` is the data's label (`keras_takd.core.data.Dataset.label`): the dataset's name, or
 e.g. `cifar10-jpeg-standin` for the lossy CIFAR-10 stand-in, so its results never pass for
@@ -49,9 +56,10 @@ from keras_takd.core.data import NUM_CLASSES, Dataset
 from keras_takd.core.distillation import TrainConfig, distil, train_on_labels
 from keras_takd.core.layers import check_temperature
 from keras_takd.core.models import build_model
-from keras_takd.core.results import check_same_config, prepare_run_dir
+from keras_takd.core.results import ConfigMismatchError, check_same_config, prepare_run_dir
 from keras_takd.core.seeding import set_seed, unit_seed
 from keras_takd.core.training import guarded_fit
+from keras_takd.takd import layout
 from keras_takd.takd.exports import export_run
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -111,11 +119,49 @@ def _data_fingerprint(data: Dataset) -> dict:
 
 
 def prepare_output_dir(
-    output_dir: str | pathlib.Path, data: Dataset, config: TrainConfig, run_info: dict | None = None
+    output_dir: str | pathlib.Path,
+    data: Dataset,
+    config: TrainConfig,
+    run_info: dict | None = None,
+    seed_folders: bool = False,
 ) -> pathlib.Path:
-    """Checks and records a chain run's folder (see `keras_takd.core.results.prepare_run_dir`)."""
-    configuration = {"train": dataclasses.asdict(config), "data": _data_fingerprint(data)}
+    """Checks and records a chain run's folder (see `keras_takd.core.results.prepare_run_dir`).
+
+    A run of several seeds (`seed_folders`) records its training settings without the seed
+    (each stage's metadata records its own) and `replicates.seed_folders`, so the run can be
+    resumed with more seeds, and a run of one seed is refused on its folder and vice versa.
+    """
+    train = dataclasses.asdict(config)
+    configuration = {"train": train, "data": _data_fingerprint(data)}
+    if seed_folders:
+        del train["seed"]
+        configuration["replicates"] = {"seed_folders": True}
+    _check_same_layout(pathlib.Path(output_dir), seed_folders)
     return prepare_run_dir(output_dir, configuration, run_info)
+
+
+def _check_same_layout(out: pathlib.Path, seed_folders: bool) -> None:
+    """Raises ConfigMismatchError when output_dir holds a run of one seed and several are
+    asked, or the other way round (their model folders differ, `keras_takd.takd.layout`)."""
+    run_json = files.check_regular(out / "run.json")
+    if not run_json.is_file():
+        return
+    try:
+        recorded = files.read_json(run_json)["configuration"]
+        recorded["train"]
+    except (ValueError, KeyError, TypeError):
+        return  # not a chain run's run.json: prepare_run_dir names what is wrong
+    if bool(recorded.get("replicates", {}).get("seed_folders")) == seed_folders:
+        return
+    if seed_folders:
+        raise ConfigMismatchError(
+            f"{out} holds a run of one seed (<dataset>/T<T>/stage<k>), this run asks several "
+            "seeds: train them in another output_dir (one seed a run: --num_seeds=1)"
+        )
+    raise ConfigMismatchError(
+        f"{out} holds a run of several seeds (<dataset>/T<T>/seed<s>/stage<k>), this run asks "
+        "one: give it as many seeds or more (--num_seeds > 1), or use another output_dir"
+    )
 
 
 def _stage_fingerprint(data: Dataset, config: TrainConfig, temperature: float, stage: int) -> dict:
@@ -137,13 +183,15 @@ def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None
 
 
 def _warm_start_weights(
-    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose, log
+    data: Dataset, out: pathlib.Path, config: TrainConfig, verbose, log, seed: int | None
 ) -> list[np.ndarray]:
-    """The shared initial weights: one epoch at T = 1 on hard labels (Carlini's `_init`)."""
-    init_dir = out / data.label / "init"
+    """The shared initial weights: one epoch at T = 1 on hard labels (Carlini's `_init`);
+    `seed` names the chain's folder in a run of several seeds (None: one seed)."""
+    init_dir = out / layout.init_folder(data.label, seed)
     fingerprint = _stage_fingerprint(data, config, 1.0, 0)
     if _load_if_complete(init_dir, fingerprint) is None:
-        log(f"{data.label} warm start: 1 epoch at T = 1 on hard labels, shared by every stage")
+        of = "" if seed is None else f" of seed {seed}"
+        log(f"{data.label} warm start{of}: 1 epoch at T = 1 on hard labels, shared by every stage")
         set_seed(unit_seed(config.seed, data.name, "init"), deterministic=False)
         model = build_model(data.name)
 
@@ -209,7 +257,8 @@ def learning_warning(
     `FLAT_SOFT_LOSS_TOLERANCE` of ln(classes), its value for uniform outputs, every epoch.
 
     Args:
-        row: the stage's results row (dataset, temperature, stage, role, test_accuracy).
+        row: the stage's results row (dataset, temperature, stage, role, test_accuracy; a
+            `seed`, named after the dataset, in a run of several seeds).
         soft_losses: the stage's soft loss per epoch (empty for a teacher).
         scale_soft_loss: the soft loss was multiplied by T^2.
         num_classes: number of classes; chance is 1 / num_classes.
@@ -226,8 +275,10 @@ def learning_warning(
     if flat:
         what.append(f"soft loss never left ln({num_classes}) = {uniform:.4f}")
     hints = _learning_hints(temperature, int(row["stage"]) > 1, scale_soft_loss)
+    seed = "" if row.get("seed") is None else f" seed {row['seed']}"
     return (
-        f"{row['dataset']} T={temperature:g} stage {row['stage']} {row['role']} did not learn: "
+        f"{row['dataset']}{seed} T={temperature:g} stage {row['stage']} {row['role']} did not "
+        "learn: "
         f"{', '.join(what)}; saved anyway. Try {hints}"
     )
 
@@ -264,6 +315,7 @@ def run_chain(
     strategy: tf.distribute.Strategy | None = None,
     log: Callable[[str], None] | None = _print_line,
     on_warning: Callable[[str], None] | None = None,
+    seeds: Sequence[int] | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
 
@@ -277,7 +329,8 @@ def run_chain(
         run_info: recorded in run.json (e.g. the command-line flags).
         callbacks: extra Keras callbacks for every stage's training.
         verbose: Keras verbosity while training.
-        on_stage: called as on_stage(row, already_complete) for each stage's results row.
+        on_stage: called as on_stage(row, already_complete) for each stage's results row
+            (with its `seed`).
         strategy: the tf.distribute strategy to build and train the models under (see
             `make_strategy`); None: the default strategy.
         log: called with one line before each training (the warm start, each stage: its
@@ -285,15 +338,20 @@ def run_chain(
             default: printed; None: quiet.
         on_warning: called with the one-line `learning_warning` of a stage that did not
             learn; None: `warnings.warn(line, RuntimeWarning)`.
+        seeds: the seeds of independent chains at each temperature, each its own
+            initialisation, warm start and data order (`config.seed` replaced by each), in
+            per-seed folders (`keras_takd.takd.layout`) when there are several. None: one
+            chain per temperature, of `config.seed`.
 
     Returns:
         The whole results table of output_dir (also written to results.csv).
 
     Raises:
-        ValueError: stages < 1 or a temperature that is not > 0; a finished stage's model
-            file is corrupt.
+        ValueError: stages < 1, a temperature that is not > 0, a seed listed twice or below
+            0; a finished stage's model file is corrupt.
         NonFiniteError: a stage's loss or weights became NaN or infinite (a ValueError).
-        ConfigMismatchError: output_dir holds results of another configuration.
+        ConfigMismatchError: output_dir holds results of another configuration, or of one
+            seed when several are asked (or of several when one is).
         FolderInUseError: another process holds output_dir (an OSError).
         OSError: output_dir cannot be written.
     """
@@ -303,82 +361,144 @@ def run_chain(
         raise ValueError("temperatures must list at least one temperature")
     temperatures = [check_temperature(t) for t in temperatures]
     config = config or TrainConfig()
+    seeds = _check_seeds(seeds, config.seed)
     log = log or (lambda line: None)
     on_warning = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
-    scaled = config.scale_soft_loss
+    seed_folders = len(seeds) > 1
     out = files.check_writable(output_dir)
     with locking.lock_run_folder(out), (strategy or tf.distribute.get_strategy()).scope():
-        out = prepare_output_dir(out, data, config, run_info)
-        init_weights = (
-            _warm_start_weights(data, out, config, verbose, log) if config.warm_start else None
-        )
+        out = prepare_output_dir(out, data, config, run_info, seed_folders)
         table = None
-        for temperature in temperatures:
-            teacher = None
-            for stage in range(1, stages + 1):
-                stage_dir = out / data.label / f"T{temperature:g}" / f"stage{stage}"
-                fingerprint = _stage_fingerprint(data, config, temperature, stage)
-                metadata = _load_if_complete(stage_dir, fingerprint)
-                complete = metadata is not None
-                if not complete:
-                    role = role_name(stage, stages)
-                    what = f"{data.label} T={temperature:g} stage {stage} {role}"
-                    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
-                    log(f"{what}: training, {epochs}")
-                    model, seconds, val_accuracy, soft_losses = _train_stage(
-                        data,
-                        config,
+        for seed in seeds:
+            chain = _Chain(data, dataclasses.replace(config, seed=seed), out, seed_folders)
+            init_weights = (
+                _warm_start_weights(data, out, chain.config, verbose, log, chain.folder_seed)
+                if config.warm_start
+                else None
+            )
+            for temperature in temperatures:
+                teacher = None
+                for stage in range(1, stages + 1):
+                    teacher, row, complete, warning = _run_stage(
+                        chain,
                         temperature,
                         stage,
+                        stages,
                         teacher,
                         init_weights,
-                        stage_dir,
                         callbacks,
                         verbose,
-                        what,
+                        log,
                         on_warning,
                     )
-                    accuracy = metrics.accuracy(model, data.x_test, data.y_test, 1024)
-                    metadata = _save_stage(
-                        model,
-                        data,
-                        stage_dir,
-                        fingerprint,
-                        {
-                            "dataset": data.label,
-                            "temperature": temperature,
-                            "stage": stage,
-                            "role": role_name(stage, stages),
-                            "test_accuracy": accuracy,
-                            "val_accuracy": val_accuracy,
-                            "train_seconds": round(seconds, 3),
-                            "epochs": config.epochs,
-                            "saved_model": str(stage_dir / "saved_model"),
-                            "keras_model": str(stage_dir / "model.keras"),
-                        },
-                    )
-                    teacher = model
-                else:
-                    teacher = export.load_model(stage_dir / "model.keras")
-                # A stage's model does not depend on the chain's length; its role and row do.
-                row = dict(metadata["row"], role=role_name(stage, stages), stages=stages)
-                table = _record_model(out, row, config.seed)
-                if on_stage is not None:
-                    on_stage(row, complete)
-                warning = None if complete else learning_warning(row, soft_losses, scaled)
-                if warning is not None:
-                    on_warning(warning)
+                    table = _record_model(out, row)
+                    if on_stage is not None:
+                        on_stage(row, complete)
+                    if warning is not None:
+                        on_warning(warning)
         return table
 
 
-def _record_model(out: pathlib.Path, row: dict, seed: int) -> pd.DataFrame:
-    """Writes a stage's row into the run's record, only training's columns, and exports it.
+def _check_seeds(seeds: Sequence[int] | None, default: int) -> list[int]:
+    """The seeds as a list of distinct ints >= 0 (None: [default]); ValueError otherwise."""
+    seeds = [default] if seeds is None else [int(s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(f"seeds must be one or more distinct integers >= 0, got {seeds}")
+    return seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chain:
+    """One seed's chains of a run: its data, its settings (their seed the chain's), the run
+    folder, and whether the run keeps each seed in a folder of its own."""
+
+    data: Dataset
+    config: TrainConfig
+    out: pathlib.Path
+    seed_folders: bool
+
+    @property
+    def folder_seed(self) -> int | None:
+        """The seed that names the chain's folders, or None in a run of one seed."""
+        return self.config.seed if self.seed_folders else None
+
+    def stage_dir(self, temperature: float, stage: int) -> pathlib.Path:
+        return self.out / layout.model_folder(self.data.label, temperature, stage, self.folder_seed)
+
+    def describe(self, temperature: float, stage: int, stages: int) -> str:
+        """ "mnist T=20 stage 2 assistant", with "seed 3" after the label in a run of seeds."""
+        seed = "" if self.folder_seed is None else f" seed {self.folder_seed}"
+        role = role_name(stage, stages)
+        return f"{self.data.label}{seed} T={temperature:g} stage {stage} {role}"
+
+
+def _run_stage(
+    chain: _Chain,
+    temperature: float,
+    stage: int,
+    stages: int,
+    teacher: keras.Model | None,
+    init_weights,
+    callbacks,
+    verbose,
+    log: Callable[[str], None],
+    on_warning: Callable[[str], None],
+) -> tuple[keras.Model, dict, bool, str | None]:
+    """Trains a stage unless it is complete; returns its model, its results row, whether it
+    was complete already, and its `learning_warning` (None if it learned or was complete)."""
+    data, config = chain.data, chain.config
+    stage_dir = chain.stage_dir(temperature, stage)
+    fingerprint = _stage_fingerprint(data, config, temperature, stage)
+    metadata = _load_if_complete(stage_dir, fingerprint)
+    complete, warning = metadata is not None, None
+    if not complete:
+        what = chain.describe(temperature, stage, stages)
+        epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+        log(f"{what}: training, {epochs}")
+        model, seconds, val_accuracy, soft_losses = _train_stage(
+            data,
+            config,
+            temperature,
+            stage,
+            teacher,
+            init_weights,
+            stage_dir,
+            callbacks,
+            verbose,
+            what,
+            on_warning,
+        )
+        row = {
+            "dataset": data.label,
+            "temperature": temperature,
+            "stage": stage,
+            "role": role_name(stage, stages),
+            "test_accuracy": metrics.accuracy(model, data.x_test, data.y_test, 1024),
+            "val_accuracy": val_accuracy,
+            "train_seconds": round(seconds, 3),
+            "epochs": config.epochs,
+            "saved_model": str(stage_dir / "saved_model"),
+            "keras_model": str(stage_dir / "model.keras"),
+        }
+        metadata = _save_stage(model, data, stage_dir, fingerprint, row)
+        named = row | {"seed": chain.folder_seed}  # the warning names a run of seeds' seed
+        warning = learning_warning(named, soft_losses, config.scale_soft_loss)
+    else:
+        model = export.load_model(stage_dir / "model.keras")
+    # A stage's model does not depend on the chain's length; its role and row do.
+    row = dict(metadata["row"], role=role_name(stage, stages), stages=stages, seed=config.seed)
+    return model, row, complete, warning
+
+
+def _record_model(out: pathlib.Path, row: dict) -> pd.DataFrame:
+    """Writes a stage's row (with its seed) into the run's record, only training's columns,
+    and exports it.
 
     The model's evaluation columns live in the record's own tables, so rerunning or extending
     a training keeps them (results.csv is regenerated from the record, never read back).
     """
     with record.writing(out) as connection:
-        record.put_models(connection, [row | {"seed": seed}])
+        record.put_models(connection, [row])
     return export_run(out)
 
 

@@ -2,7 +2,9 @@
 
 Training and evaluation write the record, then call `export_run`; neither reads the CSVs
 back. The results table holds every model's training columns and the columns of the latest
-evaluation written to the record; the per-image table that evaluation's rows. TensorFlow-free.
+evaluation written to the record; the per-image table that evaluation's rows. A run of several
+seeds (independent chains, issue 25) gives both tables a `seed` column after `stage`; a run of
+one seed keeps them without it. TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sqlite3
 import pandas as pd
 
 from keras_takd.core import files, record
-from keras_takd.takd.analysis.tables import per_image_path
+from keras_takd.takd.analysis.tables import SEED_COLUMN, per_image_path
 from keras_takd.takd.analysis.tables import tidy as tidy_per_image
 from keras_takd.takd.evaluation.tables import tidy as tidy_results
 
@@ -38,14 +40,27 @@ def export_run(folder: str | pathlib.Path) -> pd.DataFrame:
         evaluation = record.latest_evaluation(connection)
         rows = _results_rows(connection, evaluation)
         per_image = _per_image_rows(connection, evaluation)
-    seeds = {row["seed"] for row in rows}
-    if len(seeds) == 1:  # one seed: results.csv keeps its layout without the column
-        rows = [{k: v for k, v in row.items() if k != "seed"} for row in rows]
-    table = tidy_results(pd.DataFrame(rows), sharded=False)
+    several = len({row["seed"] for row in rows}) > 1
+    table = _tidy_by_seed(tidy_results, rows, several, sharded=False)
     files.write_csv_atomic(folder / RESULTS, table)
     if evaluation is not None:
-        files.write_csv_atomic(per_image_path(folder / RESULTS), tidy_per_image(per_image))
+        images = _tidy_by_seed(tidy_per_image, per_image, several)
+        files.write_csv_atomic(per_image_path(folder / RESULTS), images)
     return table
+
+
+def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFrame:
+    """`tidy(rows without their seed, **options)`; with `several` seeds, tidied seed by seed
+    (in seed order) and given a `seed` column after `stage`, so no two seeds' rows mix."""
+    if not several:  # one seed: the tables keep their layout without the column
+        return tidy(pd.DataFrame(rows).drop(columns=SEED_COLUMN, errors="ignore"), **options)
+    frames = []
+    for seed, group in pd.DataFrame(rows).groupby(SEED_COLUMN, sort=True):
+        frames.append(tidy(group.drop(columns=SEED_COLUMN), **options).assign(seed=seed))
+    table = pd.concat(frames, ignore_index=True)
+    columns = list(table.columns.drop(SEED_COLUMN))
+    columns.insert(columns.index("stage") + 1, SEED_COLUMN)
+    return table[columns]
 
 
 def _results_rows(connection: sqlite3.Connection, evaluation: str | None) -> list[dict]:
@@ -74,8 +89,7 @@ def _per_image_rows(connection: sqlite3.Connection, evaluation: str | None) -> l
     for found in connection.execute(query, (evaluation,)):
         row = dict(found)
         flags = json.loads(row.pop("flags"))
-        for name in ("evaluation", "seed"):
-            row.pop(name)
+        row.pop("evaluation")
         row["correct"], row["success"] = bool(row["correct"]), bool(row["success"])
         rows.append(row | flags)
     return rows

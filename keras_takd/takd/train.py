@@ -7,6 +7,7 @@ Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papern
   python -m keras_takd.main --flagfile=flags/mnist_takd.cfg
   python -m keras_takd.main --dataset=mnist --data_dir=../shared/data --stages=3 \
       --temperature=20 --epochs=3
+  python -m keras_takd.main --flagfile=flags/mnist_replicates.cfg   # 10 seeds a temperature
 """
 
 from __future__ import annotations
@@ -82,7 +83,33 @@ _TRAIN_SIZE = flags.DEFINE_integer(
 _TEST_SIZE = flags.DEFINE_integer(
     "test_size", None, "Evaluate on the first this many test images only.", lower_bound=1
 )
-_SEED = flags.DEFINE_integer("seed", 0, "Seed for Python, NumPy and TensorFlow.", lower_bound=0)
+_SEED = flags.DEFINE_integer(
+    "seed",
+    0,
+    "Seed for Python, NumPy and TensorFlow; with --num_seeds > 1, the first of the seeds.",
+    lower_bound=0,
+)
+_NUM_SEEDS = flags.DEFINE_integer(
+    "num_seeds",
+    1,
+    "Independent chains per temperature (replicates), of seeds --seed, --seed + 1, ..., each "
+    "its own initialisation, warm start and data order, in <dataset>/T<T>/seed<s>/stage<k>. "
+    "1: one chain, in <dataset>/T<T>/stage<k>. Raising it on a finished run trains only the "
+    "new seeds.",
+    lower_bound=1,
+)
+_PRIMARY_COMPARISON = flags.DEFINE_string(
+    "primary_comparison",
+    None,
+    "The study's primary comparison, declared before it runs and recorded in run.json, e.g. "
+    "student-teacher@40 (later role - earlier role @ T); claims and summary report it first.",
+)
+flags.register_validator(
+    "primary_comparison",
+    lambda value: value is None or _valid_comparison(value),
+    message="--primary_comparison must be <later>-<earlier>@<T>: student-assistant, "
+    "assistant-teacher or student-teacher, at a T > 0, e.g. student-teacher@40",
+)
 _DETERMINISTIC = flags.DEFINE_boolean(
     "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
 )
@@ -112,6 +139,15 @@ def _parse_temperatures(values: list[str]) -> list[float]:
     if not temperatures or not all(0 < t < float("inf") for t in temperatures):
         raise ValueError(f"temperatures must be finite numbers > 0, got {values}")
     return temperatures
+
+
+def _valid_comparison(value: str) -> bool:
+    from keras_takd.takd.analysis.replicates import parse_comparison
+
+    try:
+        return bool(parse_comparison(value))
+    except ValueError:
+        return False
 
 
 def _valid_temperatures(values: list[str]) -> bool:
@@ -146,12 +182,12 @@ def data_settings() -> dict:
 def chain_settings() -> dict:
     """What the flags say to train: {"temperatures", "stages", "seeds", "deterministic"}.
 
-    `seeds` lists every seed a chain is trained with (today the one --seed).
+    `seeds` lists every seed a chain is trained with (--seed, ..., --seed + --num_seeds - 1).
     """
     return dict(
         temperatures=_parse_temperatures(_TEMPERATURE.value),
         stages=_STAGES.value,
-        seeds=[_SEED.value],
+        seeds=list(range(_SEED.value, _SEED.value + _NUM_SEEDS.value)),
         deterministic=_DETERMINISTIC.value,
     )
 
@@ -210,6 +246,7 @@ def main(argv: list[str]) -> None:
         strategy=strategy,
         log=lambda line: print(line, flush=True),
         on_warning=_warn,
+        seeds=range(_SEED.value, _SEED.value + _NUM_SEEDS.value),
     )
     print(f"results: {OUTPUT_DIR.value}/results.csv ({len(table)} rows)")
 

@@ -414,3 +414,76 @@ def test_rerunning_or_extending_training_keeps_the_evaluation(
             pd.read_csv(run_dir / "per_image.csv")[per_image.columns.drop(["role", "stages"])],
             per_image.drop(columns=["role", "stages"]),
         )
+
+
+def _weights(path):
+    return keras.saving.load_model(path).get_weights()
+
+
+def test_several_seeds_train_independent_chains_each_in_its_own_folder(tiny, tmp_path):
+    """Two seeds: each its own warm start and stages under seed<s>, a seed column in
+    results.csv, different weights; the same seed alone (one seed, today's layout) gives the
+    same weights as in the run of two."""
+    table = run_chain(tiny, [3.0], 2, tmp_path / "two", CONFIG, verbose=0, seeds=[3, 4])
+    stages = [
+        f"mnist/T3/seed{s}/stage{k}/{f}"
+        for s in (3, 4)
+        for k in (1, 2)
+        for f in ("metadata.json", "model.keras")
+    ]
+    inits = [f"mnist/init/seed{s}/{f}" for s in (3, 4) for f in ("metadata.json", "model.keras")]
+    run_files = ["run.json", "run.lock", "record.sqlite", "record.lock", "results.csv"]
+    assert _files(tmp_path / "two") == sorted([*run_files, *inits, *stages])
+    csv = pd.read_csv(tmp_path / "two" / "results.csv")
+    assert list(csv.columns[:4]) == ["dataset", "temperature", "stage", "seed"]
+    assert list(zip(csv.seed, csv.stage, strict=True)) == [(3, 1), (3, 2), (4, 1), (4, 2)]
+    assert list(table["seed"]) == [3, 3, 4, 4]
+    run_json = json.loads((tmp_path / "two" / "run.json").read_text())
+    assert run_json["configuration"]["replicates"] == {"seed_folders": True}
+    assert "seed" not in run_json["configuration"]["train"]
+    for k in (1, 2):
+        a, b = (_weights(tmp_path / f"two/mnist/T3/seed{s}/stage{k}/model.keras") for s in (3, 4))
+        assert any(not np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+    set_seed(0)  # the global seed is not what decides a chain's numbers
+    run_chain(tiny, [3.0], 2, tmp_path / "one", CONFIG, verbose=0, seeds=[3])
+    assert "mnist/T3/stage2/model.keras" in _files(tmp_path / "one")
+    alone = _weights(tmp_path / "one/mnist/T3/stage2/model.keras")
+    beside = _weights(tmp_path / "two/mnist/T3/seed3/stage2/model.keras")
+    for x, y in zip(alone, beside, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert "seed" not in pd.read_csv(tmp_path / "one" / "results.csv").columns
+
+
+def test_more_seeds_on_a_run_of_seeds_train_only_the_new_ones(tiny, tmp_path):
+    run_chain(tiny, [3.0], 2, tmp_path, CONFIG, verbose=0, seeds=[0, 1], log=None)
+    trained = []
+    table = run_chain(
+        tiny, [3.0], 2, tmp_path, CONFIG, verbose=0, seeds=[0, 1, 2], log=trained.append
+    )
+    assert len(trained) == 3, trained  # the warm start and two stages, of seed 2 only
+    assert all("seed 2" in line for line in trained), trained
+    assert list(table["seed"]) == [0, 0, 1, 1, 2, 2]
+
+
+def test_several_seeds_are_refused_on_a_run_of_one_and_bad_seeds_named(tiny, tmp_path):
+    run_chain(tiny, [3.0], 1, tmp_path, CONFIG, verbose=0, log=None)
+    before = _files(tmp_path)
+    with pytest.raises(ConfigMismatchError, match="holds a run of one seed"):
+        run_chain(tiny, [3.0], 1, tmp_path, CONFIG, verbose=0, seeds=[3, 4], log=None)
+    assert _files(tmp_path) == before
+    run_chain(tiny, [3.0], 1, tmp_path / "two", CONFIG, verbose=0, seeds=[3, 4], log=None)
+    with pytest.raises(ConfigMismatchError, match="holds a run of several seeds"):
+        run_chain(tiny, [3.0], 1, tmp_path / "two", CONFIG, verbose=0, seeds=[3], log=None)
+    for bad in ([], [1, 1], [-1, 2]):
+        with pytest.raises(ValueError, match=r"seeds must be one or more distinct integers"):
+            run_chain(tiny, [3.0], 1, tmp_path / "new", CONFIG, verbose=0, seeds=bad)
+
+
+def test_the_learning_warning_names_the_seed_of_a_run_of_seeds():
+    row = {"dataset": "mnist", "temperature": 5.0, "stage": 1, "role": "teacher"}
+    row |= {"test_accuracy": 0.1}
+    assert learning_warning(row).startswith("mnist T=5 stage 1 teacher did not learn")
+    named = learning_warning(row | {"seed": 3})
+    assert named.startswith("mnist seed 3 T=5 stage 1 teacher did not learn")
+    assert learning_warning(row | {"seed": None}) == learning_warning(row)

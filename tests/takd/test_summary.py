@@ -11,7 +11,13 @@ from keras_takd.core.distillation import TrainConfig
 from keras_takd.core.statistics import MIN_IMAGES
 from keras_takd.takd import evaluation
 from keras_takd.takd.analysis import tables
-from keras_takd.takd.analysis.summary import describe_evaluation, indicator_lines
+from keras_takd.takd.analysis.summary import (
+    accuracy_table,
+    describe_evaluation,
+    indicator_lines,
+    robustness_table,
+    seed_level_lines,
+)
 from keras_takd.takd.chains import run_chain
 
 LABEL = "cifar10-synthetic"
@@ -165,3 +171,44 @@ def test_not_a_run_is_one_line(tmp_path, cli):
     other = cli("keras_takd.takd.summary", f"--results={tmp_path / 'table.csv'}", timeout=120)
     assert other.returncode == 1
     assert "results must be a run's results.csv" in other.stderr
+
+
+def _three_seeds(effects=(0.1, 0.2, 0.3), n=10):
+    """Per-image rows of 3-model chains at T = 40, one per seed; student - teacher = effect."""
+    rows = []
+    for seed, effect in enumerate(effects):
+        for stage, role in enumerate(("teacher", "assistant", "student"), 1):
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "role": role}
+                | {"stages": 3, "attack": "fmn_l2", "image": i, "correct": True}
+                | {"success": True, "distance": 1.0 + i / n + effect * (stage - 1) / 2}
+                | {"seed": seed}
+                for i in range(n)
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_seed_level_lines_put_the_declared_primary_first_and_need_two_seeds():
+    lines = seed_level_lines(_three_seeds(), 0.95, "student-teacher@40")
+    assert lines[0] == "" and lines[1].startswith("seed level")
+    table = lines[2].splitlines()
+    assert "student - teacher (primary)" in table[1] and "+0.2000" in table[1]
+    assert table[1].split()[-2:] == ["3", "30"]  # seeds, images
+    assert len(table) == 4  # header and the three comparisons
+    one_seed = _three_seeds()
+    assert seed_level_lines(one_seed[one_seed["seed"] == 0], 0.95) == []
+
+
+def test_a_run_of_seeds_names_each_seed_s_models_in_the_tables():
+    per_image = _three_seeds()
+    table = robustness_table(per_image, 0.95)
+    assert len(table) == 9  # 3 seeds x 3 models, one attack
+    assert list(table["model"][:3]) == [
+        "mnist seed 0 T=40 stage 1 teacher",
+        "mnist seed 0 T=40 stage 2 assistant",
+        "mnist seed 0 T=40 stage 3 student",
+    ]
+    assert (table["n"] == 10).all()
+    results = per_image.drop_duplicates(["seed", "stage"]).assign(test_accuracy=0.99)
+    names = accuracy_table(results, 100, 0.95)["model"]
+    assert names.is_unique and names.iloc[-1] == "mnist seed 2 T=40 stage 3 student"

@@ -144,6 +144,8 @@ BAD_INPUTS = {
     "NaN pixels": (["--data_dir={nan}"], "NaN"),
     "unwritable output_dir": (["--output_dir={tmp}/file/out"], "cannot write to output_dir"),
     "multi_worker strategy": (["--strategy=multi_worker"], "keras-team/keras#20585"),
+    "no seeds": (["--num_seeds=0"], "--num_seeds=0: 0 is not a positive integer"),
+    "bad primary comparison": (["--primary_comparison=student@40"], "student-teacher@40"),
 }
 
 
@@ -200,10 +202,31 @@ def test_other_settings_in_the_same_output_dir_are_refused(cli, finished_run, sh
     assert _snapshot(out) == before
 
 
+def test_several_seeds_on_a_run_of_one_are_refused(cli, finished_run, shared_data_dir):
+    out, _ = finished_run
+    before = _snapshot(out)
+    proc = cli(
+        COMMAND,
+        *TOY,
+        f"--data_dir={shared_data_dir}",
+        "--stages=2",
+        "--temperature=5,10",
+        "--num_seeds=2",
+        f"--output_dir={out}",
+    )
+    assert _error_line(proc) == (
+        f"keras-takd-train: error: {out} holds a run of one seed (<dataset>/T<T>/stage<k>), "
+        "this run asks several seeds: train them in another output_dir (one seed a run: "
+        "--num_seeds=1)"
+    )
+    assert _snapshot(out) == before
+
+
 def test_help_lists_the_flags(cli):
     proc = cli(COMMAND, "--helpshort")
     assert proc.returncode == 1  # absl's convention: help exits before main with status 1
-    for flag in ("--stages", "--temperature", "--data_dir", "--output_dir", "--seed"):
+    flags = ("--stages", "--temperature", "--data_dir", "--output_dir", "--seed", "--num_seeds")
+    for flag in flags:
         assert flag in proc.stdout
 
 
@@ -257,3 +280,28 @@ def test_a_run_lock_that_is_a_symbolic_link_is_one_line_and_its_target_kept(
         f"keras-takd-train: error: {out / 'run.lock'} is a symbolic link, expected a regular file"
     )
     assert precious.read_text() == "keep me\n"
+
+
+def test_num_seeds_trains_a_chain_per_seed_from_seed_and_records_the_primary_comparison(
+    cli, shared_data_dir, tmp_path
+):
+    proc = cli(
+        COMMAND,
+        *TOY,
+        f"--data_dir={shared_data_dir}",
+        "--stages=1",
+        "--temperature=5",
+        "--seed=5",
+        "--num_seeds=2",
+        "--primary_comparison=student-teacher@5",
+        f"--output_dir={tmp_path}",
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for seed in (5, 6):
+        assert (tmp_path / f"mnist/init/seed{seed}/model.keras").is_file()
+        assert (tmp_path / f"mnist/T5/seed{seed}/stage1/model.keras").is_file()
+    assert not (tmp_path / "mnist/T5/stage1").exists()
+    csv = pd.read_csv(tmp_path / "results.csv")
+    assert list(csv["seed"]) == [5, 6]
+    run_json = json.loads((tmp_path / "run.json").read_text())
+    assert run_json["run_info"]["flags"]["primary_comparison"] == "student-teacher@5"

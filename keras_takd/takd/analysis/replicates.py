@@ -14,7 +14,9 @@ per-image table, issue 25; absent, one seed, seed 0) the unit of replication is 
   over the family of temperatures of one comparison (`statistics.holm`).
 
 The comparisons are Mandal & Guo's (arXiv:2305.08076, section V-C): student - assistant,
-assistant - teacher and student - teacher, at each T.
+assistant - teacher and student - teacher, at each T, for every minimal-perturbation attack of
+the table (C&W's and Fast Minimum-Norm's, `MEASURES`). A study declares one of them its primary
+comparison before it runs (`--primary_comparison=student-teacher@40`, `parse_comparison`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,33 @@ import pandas as pd
 from scipy import stats
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
-from keras_takd.takd.analysis.statistics import SEED_COLUMN, holm, image_differences
+from keras_takd.takd import schema
+from keras_takd.takd.analysis.statistics import SEED_COLUMN, fooled, holm, with_seed
 
 COMPARISONS = (("student", "assistant"), ("assistant", "teacher"), ("student", "teacher"))
 """(later, earlier) roles compared at each T: Mandal & Guo's central comparisons."""
 FAMILY_KEYS = ["dataset", "stages", "attack", "comparison"]
 """One Holm family: a comparison's tests at every T."""
+MEASURES = schema.ATTACKS + schema.FMN_ATTACKS
+"""The attacks whose per-image distance is a minimal perturbation: the robustness measures."""
+
+
+def parse_comparison(text: str) -> tuple[str, str, float]:
+    """A declared comparison, "student-teacher@40", as (later role, earlier role, T).
+
+    Raises:
+        ValueError: not "<later>-<earlier>@<T>" with one of `COMPARISONS` and a T > 0.
+    """
+    roles, _, temperature = str(text).partition("@")
+    later, _, earlier = roles.partition("-")
+    try:
+        t = float(temperature)
+    except ValueError:
+        t = math.nan
+    if (later, earlier) not in COMPARISONS or not (math.isfinite(t) and t > 0):
+        expected = ", ".join(f"{a}-{b}@<T>" for a, b in COMPARISONS)
+        raise ValueError(f"comparison {text!r}: expected one of {expected}, with T > 0")
+    return later, earlier, t
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,12 +197,10 @@ def seed_level_differences(
         temperatures of the same dataset, chain length, attack and comparison) and
         seed_means (a dict seed -> that seed's mean difference, the per-seed detail).
     """
-    rows = image_differences(per_image, COMPARISONS)
     keys = ["dataset", "stages", "temperature", "attack", "comparison"]
     fields = [f.name for f in dataclasses.fields(SeedLevel)]
     records = []
-    for key, group in rows.groupby(keys, sort=True):
-        by_seed = {s: g["difference"].to_numpy(float) for s, g in group.groupby(SEED_COLUMN)}
+    for key, by_seed in _seed_differences(per_image):
         level = seed_level(list(by_seed.values()), ci_level, seed, n_resamples)
         records.append(
             dict(zip(keys, key, strict=True))
@@ -191,3 +212,26 @@ def seed_level_differences(
     for _, family in table.groupby(FAMILY_KEYS, sort=False):
         table.loc[family.index, "holm_p"] = holm(family["p_value"].to_numpy())
     return table
+
+
+def _seed_differences(per_image: pd.DataFrame):
+    """Per (dataset, stages, T, attack, comparison) of three-model chains and `MEASURES`, in
+    order: the key and {seed: later - earlier distance on each image both fooled, in image
+    order}, seeds without such an image left out."""
+    hit = fooled(with_seed(per_image))
+    hit = hit[(hit[schema.CHAIN_LENGTH_COLUMN] <= 3) & hit["attack"].isin(MEASURES)]
+    keys = ["dataset", schema.CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+    for key, group in hit.groupby(keys, sort=True):
+        roles = {
+            s: {r: g.groupby("image")["distance"].mean() for r, g in rows.groupby("role")}
+            for s, rows in group.groupby(SEED_COLUMN, sort=True)
+        }
+        for later, earlier in COMPARISONS:
+            by_seed = {}
+            for s, by_role in roles.items():
+                if later in by_role and earlier in by_role:
+                    a, b = by_role[later].align(by_role[earlier], join="inner")
+                    if len(a):
+                        by_seed[s] = (a - b).to_numpy(float)
+            if by_seed:
+                yield (*key, f"{later} - {earlier}"), by_seed

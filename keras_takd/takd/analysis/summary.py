@@ -10,7 +10,12 @@ words (from `<run>/eval/<id>/config.json`, the id of the results' `eval_config` 
 Intervals: accuracy and success rates are Wilson score intervals
 (`keras_takd.core.statistics.proportion`); mean perturbations are BCa bootstrap intervals over
 the fooled images of the per-image table (`keras_takd.core.statistics.mean_interval`, seed 0).
-Reads only; writes nothing; imports no plotting library.
+With per-image rows of two or more seeds (independent chains, issue 25) it adds the seed-level
+comparisons (`analysis.replicates.seed_level_differences`): per attack, comparison and T the
+mean over seeds with its t-interval and two-level bootstrap interval, the between- and
+within-seed SDs, the t-test's p and its Holm-adjusted p; the primary comparison the run
+declared (`--primary_comparison`, run.json) first. Reads only; writes nothing; imports no
+plotting library.
 """
 
 from __future__ import annotations
@@ -22,8 +27,14 @@ import pathlib
 import pandas as pd
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
+from keras_takd.takd.analysis.replicates import parse_comparison, seed_level_differences
 from keras_takd.takd.analysis.statistics import model_robustness
-from keras_takd.takd.analysis.tables import per_image_path, read_per_image, read_results
+from keras_takd.takd.analysis.tables import (
+    SEED_COLUMN,
+    per_image_path,
+    read_per_image,
+    read_results,
+)
 from keras_takd.takd.schema import CONFIG_COLUMN, INDICATORS
 
 ATTACK_NAMES = {
@@ -52,8 +63,12 @@ def _value(estimate: Estimate) -> str:
 
 
 def _model_name(row) -> str:
+    """ "mnist T=40 stage 3 student", with "seed 2" after the label in a run of seeds."""
+    seed = row.get(SEED_COLUMN)
+    seed = "" if seed is None or pd.isna(seed) else f" seed {int(seed)}"
     return (
-        f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])} {row['role']}"
+        f"{row['dataset']}{seed} T={float(row['temperature']):g} stage {int(row['stage'])} "
+        f"{row['role']}"
     )
 
 
@@ -80,12 +95,26 @@ def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
     Columns: model, attack, attacked (correctly classified images it was run on), excluded
     (misclassified, not attacked), fooled (success rate and interval over the attacked
     images), mean distance (the mean minimal perturbation over the fooled images, with its
-    bootstrap interval) and n (the fooled images it rests on).
+    bootstrap interval) and n (the fooled images it rests on). A table with a `seed` column
+    gives each seed's models rows of their own, named by their seed.
     """
     order = {a: k for k, a in enumerate(ATTACK_NAMES)}
-    models = model_robustness(per_image, ci_level).to_dict("records")
+    if SEED_COLUMN in per_image:
+        models = [
+            m | {SEED_COLUMN: seed}
+            for seed, rows in per_image.groupby(SEED_COLUMN, sort=True)
+            for m in model_robustness(rows, ci_level).to_dict("records")
+        ]
+    else:
+        models = model_robustness(per_image, ci_level).to_dict("records")
     models.sort(
-        key=lambda m: (m["dataset"], m["temperature"], m["stage"], order.get(m["attack"], 99))
+        key=lambda m: (
+            m["dataset"],
+            m["temperature"],
+            m.get(SEED_COLUMN, 0),
+            m["stage"],
+            order.get(m["attack"], 99),
+        )
     )
     rows = [
         {
@@ -207,9 +236,56 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
+    parts += seed_level_lines(per_image, ci_level, run.flags.get("primary_comparison"))
     parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
+
+
+def seed_level_lines(
+    per_image: pd.DataFrame, ci_level: float, primary: str | None = None
+) -> list[str]:
+    """The seed-level comparisons of a run of several seeds, the declared primary first.
+
+    Args:
+        per_image: the run's per-image table.
+        ci_level: the intervals' level.
+        primary: the declared primary comparison, e.g. "student-teacher@40", or None.
+
+    Returns:
+        A blank line, a header and the table; nothing below two seeds.
+    """
+    if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
+        return []
+    table = seed_level_differences(per_image, ci_level)
+    declared = parse_comparison(primary) if primary else None
+    rows = []
+    for row in table.itertuples(index=False):
+        later, earlier = row.comparison.split(" - ")
+        is_primary = declared == (later, earlier, float(row.temperature))
+        rows.append(
+            {
+                "comparison": f"{row.comparison}{' (primary)' if is_primary else ''}",
+                "T": f"{row.temperature:g}",
+                "attack": ATTACK_NAMES.get(row.attack, row.attack),
+                "mean [t CI]": f"{row.estimate:+.4f} [{row.t_low:+.4f}, {row.t_high:+.4f}]",
+                "two-level bootstrap": f"[{row.bootstrap_low:+.4f}, {row.bootstrap_high:+.4f}]",
+                "between SD": f"{row.between_sd:.4f}",
+                "within SD": f"{row.within_sd:.4f}",
+                "p": f"{row.p_value:.2g}",
+                "Holm p": f"{row.holm_p:.2g}",
+                "seeds": row.seeds,
+                "images": row.images,
+                "_first": not is_primary,
+            }
+        )
+    ordered = pd.DataFrame(rows).sort_values("_first", kind="stable").drop(columns="_first")
+    header = (
+        f"seed level ({100 * ci_level:g}% intervals; per seed the mean paired difference later "
+        "- earlier model on the images both fooled, then over seeds: t-interval, two-level "
+        "bootstrap, t-test of the seed means, Holm over the T; primary declared before the run):"
+    )
+    return ["", header, ordered.to_string(index=False)]
 
 
 def indicator_lines(results: pd.DataFrame) -> list[str]:

@@ -77,6 +77,12 @@ def run_study(
     from keras_takd.takd.evaluation.loop import unit_kinds
 
     _check_unsharded(evaluation_config)
+    if len(chains["seeds"]) > 1:
+        raise ValueError(
+            f"--num_seeds={len(chains['seeds'])}: the study command trains one seed per "
+            "temperature so far (its scheduling does not yet follow the several-seed layout); "
+            "train replicates with keras_takd.main --num_seeds"
+        )
     data_settings = _absolute_data_dir(data_settings)
     data = load_dataset(**data_settings)
     if chains["deterministic"]:  # before any task: a Ray task follows this process's switch

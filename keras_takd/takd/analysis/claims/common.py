@@ -50,7 +50,8 @@ class Claim:
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What every claim of one dataset reads: its rows, per-image rows, the intervals' level,
-    the bootstraps' seed and the models' per-image predictions (None: none kept)."""
+    the bootstraps' seed, the models' per-image predictions (None: none kept) and the primary
+    comparison a study declared (e.g. "student-teacher@40", None: none)."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
@@ -58,6 +59,7 @@ class Context:
     ci_level: float
     seed: int
     predictions: pd.DataFrame | None = None
+    primary_comparison: str | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:

@@ -18,6 +18,13 @@ worded: "on average" (the mean over images), the student against the teacher and
 assistant, "in most cases" (at more than half the temperatures). Without per-image data a
 robustness claim is "inconclusive", its numbers given without interval. Fig. 6 (confidence) is
 a CIFAR-10 figure: on another dataset that claim is "not tested on this dataset".
+
+With per-image rows of two or more seeds (independent chains, issue 25) the robustness claims
+are made at the seed level (`seed_level_claims`): per comparison and T, the mean over seeds of
+each seed's mean paired difference, its t-interval over seeds and two-level bootstrap interval,
+the between- and within-seed SDs, and the t-test of the seed means, Holm over the T; the
+per-seed means stay as detail. The primary comparison declared before the study ran
+(`--primary_comparison`, run.json) comes first, decided by its own, unadjusted test.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from keras_takd.takd.analysis.claims.common import (
     pct,
     proportion_of,
 )
+from keras_takd.takd.analysis.replicates import parse_comparison, seed_level_differences
 from keras_takd.takd.analysis.statistics import (
     MeanTest,
     PairedRateTest,
@@ -57,7 +65,7 @@ from keras_takd.takd.analysis.statistics import (
     paired_mean_test,
     with_holm,
 )
-from keras_takd.takd.analysis.tables import ROLES
+from keras_takd.takd.analysis.tables import ROLES, SEED_COLUMN
 
 BASELINE = {"mnist": 0.9938, "cifar10": 0.7772}
 ACCURACY_VARIATION = {"mnist": 0.0015, "cifar10": 0.012}
@@ -540,6 +548,8 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
 
 
 def _robustness_claims(ctx: Context) -> list[Claim]:
+    if _seed_count(ctx) >= 2:
+        return seed_level_claims(ctx, ctx.primary_comparison)
     claims = []
     for attack in schema.ATTACKS:
         claims += _t_trend_claims(ctx, attack)
@@ -644,4 +654,114 @@ def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
         test,
         statistics.combine([mean_verdict(t, "positive", alpha) for t in tests.values()]),
         quote,
+    )
+
+
+def _seed_count(ctx: Context) -> int:
+    """How many seeds the per-image rows of the dataset hold (0 without per-image rows)."""
+    if ctx.per_image is None:
+        return 0
+    rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
+    return int(rows[SEED_COLUMN].nunique()) if SEED_COLUMN in rows else int(not rows.empty)
+
+
+def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
+    """The robustness comparisons at the seed level: per attack, comparison and T, the mean
+    over seeds of each seed's paired mean difference (`replicates.seed_level_differences`).
+
+    Args:
+        ctx: the dataset's context, its per-image rows with a `seed` column.
+        primary: the declared primary comparison, e.g. "student-teacher@40"
+            (`replicates.parse_comparison`); its claims come first, decided by their own
+            unadjusted test; None: none declared.
+
+    Returns:
+        The primary comparison's claims, then per attack section V-C as worded (the student
+        above the teacher and the assistant at most T) and one claim per (comparison, T).
+
+    Raises:
+        ValueError: `primary` is not a comparison.
+    """
+    declared = parse_comparison(primary) if primary else None
+    rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
+    table = seed_level_differences(rows, ctx.ci_level, ctx.seed)
+    first, rest = [], []
+    for attack, comparisons in table.groupby("attack", sort=False):
+        rest.append(_seed_level_as_worded(ctx, attack, comparisons))
+        for row in comparisons.itertuples(index=False):
+            later, earlier = row.comparison.split(" - ")
+            is_primary = declared == (later, earlier, float(row.temperature))
+            (first if is_primary else rest).append(_seed_level_claim(ctx, row, is_primary))
+    return first + rest
+
+
+def _seed_verdict(row, p_value: float, alpha: float) -> str:
+    """Agrees / disagrees when `p_value` < alpha (mean above / below 0), else inconclusive
+    (also below two seeds)."""
+    if row.seeds < 2 or math.isnan(p_value) or p_value >= alpha or row.estimate == 0:
+        return INCONCLUSIVE
+    return AGREES if row.estimate > 0 else DISAGREES
+
+
+def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) -> Claim:
+    """Section V-C as worded, at the seed level: student - teacher and student - assistant
+    each above 0 (t-test of the seed means, Holm over the T) at more than half the T."""
+    alpha, parts, verdicts = 1 - ctx.ci_level, [], []
+    name = f"{attack_name(attack)}, seed level: {CENTRAL_CLAIM}"
+    for worse in ("teacher", "assistant"):
+        rows = comparisons[comparisons["comparison"] == f"student - {worse}"]
+        if rows.empty:
+            return no_data(MANDAL_GUO, name, "", "", f"no student - {worse} pairs")
+        each = [_seed_verdict(r, r.holm_p, alpha) for r in rows.itertuples(index=False)]
+        verdicts.append(most_cases(each))
+        parts.append(
+            f"student - {worse}: above 0 at {each.count(AGREES)} of {len(each)} T, below at "
+            f"{each.count(DISAGREES)} ("
+            + ", ".join(f"T = {r.temperature:g} {r.estimate:+.3f}" for r in rows.itertuples())
+            + ")"
+        )
+    seeds = int(comparisons["seeds"].max())
+    return Claim(
+        MANDAL_GUO,
+        name,
+        "student > teacher, assistant",
+        "; ".join(parts),
+        "per T below",
+        f"{seeds} seeds",
+        "for student - teacher and for student - assistant, the mean over seeds above 0 "
+        f"(t-test of the seed means, Holm over the T, p < {alpha:.2g}) at more than half the "
+        "T; disagrees when either is below 0 at half the T or more",
+        DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
+        QUOTES["central"],
+    )
+
+
+def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
+    """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
+    alpha = 1 - ctx.ci_level
+    later, earlier = row.comparison.split(" - ")
+    verdict = _seed_verdict(row, row.p_value if primary else row.holm_p, alpha)
+    per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
+    ours = (
+        f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
+        f"{row.p_value:.2g}, Holm p = {row.holm_p:.2g}; two-level bootstrap "
+        f"[{row.bootstrap_low:+.4f}, {row.bootstrap_high:+.4f}]; between-seed SD "
+        f"{row.between_sd:.4f}, within-seed SD {row.within_sd:.4f}; per seed: {per_seed})"
+    )
+    family = "its own test, declared before the run" if primary else "Holm over the T"
+    name = (
+        f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
+        f"{earlier} at T = {row.temperature:g}"
+    )
+    return Claim(
+        MANDAL_GUO,
+        f"primary comparison: {name}" if primary else name,
+        f"{later} > {earlier}",
+        ours,
+        f"[{row.t_low:+.4f}, {row.t_high:+.4f}] (t over seeds)",
+        f"{row.seeds} seeds, {row.images} images",
+        "t-test of the mean over seeds of each seed's mean paired difference "
+        f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0",
+        verdict,
+        QUOTES["central"],
     )

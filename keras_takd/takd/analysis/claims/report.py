@@ -6,6 +6,7 @@ stage). Imports no plotting library.
 
 from __future__ import annotations
 
+import json
 import pathlib
 from collections.abc import Sequence
 
@@ -33,6 +34,7 @@ def check_claims(
     ci_level: float = DEFAULT_CONFIDENCE,
     seed: int = 0,
     predictions: pd.DataFrame | None = None,
+    primary_comparison: str | None = None,
 ) -> list[Claim]:
     """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
 
@@ -45,6 +47,8 @@ def check_claims(
         seed: the bootstraps' seed.
         predictions: the models' per-image predictions (`tables.read_predictions`), or None:
             accuracy differences are then unpaired.
+        primary_comparison: the comparison a study declared before it ran (e.g.
+            "student-teacher@40"), reported first where the claims are made at the seed level.
 
     Raises:
         ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
@@ -54,7 +58,7 @@ def check_claims(
         raise ValueError(f"no rows of dataset {dataset!r} in the results")
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
-    ctx = Context(rows, per_image, dataset, ci_level, seed, predictions)
+    ctx = Context(rows, per_image, dataset, ci_level, seed, predictions, primary_comparison)
     return [
         *mandal_guo_claims(ctx),
         *papernot_claims(ctx),
@@ -159,7 +163,21 @@ def render(
         "",
     ]
     for dataset in sorted(table["dataset"].unique()):
-        checked = check_claims(table, dataset, images, ci_level, predictions=predictions)
+        primary = _declared_primary(results)
+        checked = check_claims(
+            table, dataset, images, ci_level, predictions=predictions, primary_comparison=primary
+        )
         parts.append(to_markdown(checked, dataset, ci_level))
         parts.append(numbers_markdown(table, dataset))
     return "\n".join(parts)
+
+
+def _declared_primary(results: Sequence[str | pathlib.Path]) -> str | None:
+    """The primary comparison the runs' run.json record (`--primary_comparison`), or None."""
+    for path in [results] if isinstance(results, (str, pathlib.Path)) else results:
+        run_json = pathlib.Path(path).parent / "run.json"
+        if run_json.is_file():
+            flags = json.loads(run_json.read_text()).get("run_info", {}).get("flags", {}) or {}
+            if flags.get("primary_comparison"):
+                return str(flags["primary_comparison"])
+    return None

@@ -1,0 +1,52 @@
+"""results.csv and per_image.csv exported from a run's record: a seed column for several
+seeds, none for one."""
+
+import pandas as pd
+import pytest
+
+from keras_takd.core import record
+from keras_takd.takd.exports import export_run
+
+
+def _record(folder, seeds):
+    """A record of 2-model chains at T = 5, one per seed, with an evaluation of 2 images."""
+    models = [
+        {"dataset": "mnist", "temperature": 5.0, "seed": s, "stage": k}
+        | {"role": "teacher" if k == 1 else "student", "stages": 2, "test_accuracy": 0.9}
+        | {"val_accuracy": 0.9, "train_seconds": 1.0, "epochs": 1}
+        | {"saved_model": f"m{s}{k}", "keras_model": f"m{s}{k}.keras"}
+        for s in seeds
+        for k in (1, 2)
+    ]
+    key = ("dataset", "temperature", "seed", "stage")
+    columns = [{c: m[c] for c in key} | {"eval_config": "abc"} for m in models]
+    per_image = [
+        {c: m[c] for c in key}
+        | {"attack": "fmn_l2", "image": i, "correct": 1, "success": 1}
+        | {"distance": 1.0 + m["seed"] + i / 10, "const": None, "iterations": None}
+        for m in models
+        for i in (1, 0)
+    ]
+    with record.writing(folder) as connection:
+        record.put_models(connection, models)
+        record.put_evaluation(connection, "abc", {"settings": 1})
+        record.put_evaluation_rows(connection, "abc", columns, per_image)
+
+
+@pytest.mark.parametrize("seeds", [[0], [2, 7]])
+def test_the_tables_carry_a_seed_column_for_several_seeds_only(tmp_path, seeds):
+    _record(tmp_path, seeds)
+    table = export_run(tmp_path)
+    results = pd.read_csv(tmp_path / "results.csv")
+    images = pd.read_csv(tmp_path / "per_image.csv")
+    if len(seeds) == 1:
+        assert "seed" not in results.columns and "seed" not in images.columns
+        assert len(images) == 4
+        return
+    for written in (table, results, images):
+        assert list(written.columns[:4]) == ["dataset", "temperature", "stage", "seed"]
+    assert list(zip(results.seed, results.stage, strict=True)) == [(2, 1), (2, 2), (7, 1), (7, 2)]
+    assert list(images.seed) == [2] * 4 + [7] * 4
+    assert list(images.image) == [0, 1] * 4  # sorted within each seed's model
+    kept_whole = images.distance - images.seed - images.image / 10  # 1.0 in every written row
+    assert kept_whole.tolist() == pytest.approx([1.0] * 8)
