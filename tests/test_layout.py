@@ -2,7 +2,8 @@
 
 `keras_takd.core` and `keras_takd.attacks` import no study; the studies (`keras_takd.takd`,
 Mandal & Guo; `keras_takd.smoothed`, Katz & Reches) never import each other; no module
-imports a command module to borrow its flags (only the `keras_takd.main` shim runs one).
+imports a command module to borrow its flags (only the `keras_takd.main` shim runs one, and the
+study command takes training's and evaluation's flags from their modules).
 """
 
 import ast
@@ -74,5 +75,7 @@ def test_no_module_imports_a_command_module(name):
     imported = _imports(MODULES[name]) & COMMANDS
     if name == "keras_takd.main":  # the design's `python -m keras_takd.main` shim
         assert imported == {"keras_takd.takd.train"}
+    elif name == "keras_takd.takd.study.__main__":  # one command over both commands' flags
+        assert imported == {"keras_takd.takd.train", "keras_takd.takd.evaluate"}
     else:
         assert not imported, f"{name} imports the command module(s) {sorted(imported)}"

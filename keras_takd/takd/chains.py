@@ -137,7 +137,21 @@ def prepare_output_dir(
         del train["seed"]
         configuration["replicates"] = {"seed_folders": True}
     _check_same_layout(pathlib.Path(output_dir), seed_folders)
+    run_json = files.check_regular(pathlib.Path(output_dir) / "run.json")
+    if run_json.is_file():
+        recorded = files.read_json(run_json).get("configuration", {})
+        configuration = _as_recorded(configuration, recorded)
     return prepare_run_dir(output_dir, configuration, run_info)
+
+
+def _as_recorded(wanted: dict, recorded: dict) -> dict:
+    """`wanted` without the data's content hash when `recorded` (a run or stage trained
+    before versions hashed the data's content) has none: such a run is compared, as it was
+    made, on the data's name and counts only."""
+    if "content_sha256" in recorded.get("data", {}) or "data" not in wanted:
+        return wanted
+    data = {k: v for k, v in wanted["data"].items() if k != "content_sha256"}
+    return {**wanted, "data": data}
 
 
 def _check_same_layout(out: pathlib.Path, seed_folders: bool) -> None:
@@ -178,7 +192,8 @@ def _load_if_complete(stage_dir: pathlib.Path, fingerprint: dict) -> dict | None
     if not meta_path.exists():
         return None
     metadata = files.read_json(meta_path)
-    check_same_config(metadata["fingerprint"], fingerprint, stage_dir)
+    recorded = metadata["fingerprint"]
+    check_same_config(recorded, _as_recorded(fingerprint, recorded), stage_dir)
     return metadata
 
 

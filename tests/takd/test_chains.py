@@ -197,6 +197,20 @@ def test_other_images_of_the_same_counts_are_refused(tiny, tmp_path, part):
         run_chain(inverted, [2.0], 1, tmp_path, CONFIG, verbose=0)
 
 
+def test_a_run_trained_before_content_hashes_still_resumes(tiny, tmp_path):
+    """A folder whose run.json and stage metadata lack the data's content hash (versions
+    before issue 23) is compared on the data's name and counts, as it was made."""
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    for path in [tmp_path / "run.json", tmp_path / "mnist/T2/stage1/metadata.json"]:
+        record = json.loads(path.read_text())
+        section = record["configuration"] if "configuration" in record else record["fingerprint"]
+        del section["data"]["content_sha256"]
+        path.write_text(json.dumps(record))
+    stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
+
+
 def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
     run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
     stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
