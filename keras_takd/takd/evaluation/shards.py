@@ -1,7 +1,10 @@
 """Merging the shard CSVs of one sharded evaluation into the table an unsharded run writes.
 
 Shards hold sums and counts per attack, so the merge is exact: mean = sum / successes, max =
-max of maxima (up to float round-off of the sums, about 1e-16 relative). Each shard CSV holds
+max of maxima (up to float64 round-off of the sums, about 1e-16 relative). The merged table can
+still differ from an unsharded run's by more (issue 23 measured about 4e-9 relative): a shard's
+attack runs its images in other batches, and float32 results depend on the batch an image is
+computed in. Each shard CSV holds
 its evaluation's id (which hashes the test set) and each model's weights (`WEIGHTS_COLUMN`),
 so shards of different runs or test sets are refused, never mixed. `write_merged` writes a
 merge into a run's record under the run's locks, after checking the shards' models against
