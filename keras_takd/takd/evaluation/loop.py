@@ -421,7 +421,7 @@ class _Evaluation:
         predictions = [
             row
             for m in self.models
-            if "metrics" in m.done
+            if "metrics" in m.done and self.config.shard_index == 0  # shard 0 owns the metrics
             for row in prediction_rows(m.row, m.done["metrics"], self.y)
         ]
         write_predictions(self.path, predictions)

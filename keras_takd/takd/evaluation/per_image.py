@@ -164,9 +164,14 @@ def merge_predictions(
     results_paths: Sequence[str | pathlib.Path], output: str | pathlib.Path
 ) -> pathlib.Path | None:
     """Writes the predictions beside the shard CSVs (shard 0's: it computes the metrics)
-    beside the merged results CSV `output`; returns where, or None if no shard has any."""
+    beside the merged results CSV `output`; returns where, or None if no shard has any.
+
+    Shards of earlier versions each wrote every model's predictions: identical copies are
+    taken once, and copies that differ are refused like any duplicate (`read_predictions`).
+    """
     paths = [p for p in map(predictions_path, results_paths) if p.is_file()]
     if not paths:
         return None
-    write_predictions(output, read_predictions(paths).to_dict("records"))
+    distinct = {p.read_bytes(): p for p in paths}
+    write_predictions(output, read_predictions(list(distinct.values())).to_dict("records"))
     return predictions_path(output)

@@ -4,6 +4,7 @@ results CSV, and the shards' tables concatenated."""
 import math
 
 import pandas as pd
+import pytest
 
 from keras_takd.takd.evaluation import per_image
 from keras_takd.takd.schema import INDICATORS, PER_IMAGE_COLUMNS
@@ -87,3 +88,19 @@ def test_merged_shards_keep_shard_0s_predictions(tmp_path):
     merged = pd.read_csv(where)
     assert list(merged["prediction"]) == [2, 1, 0] and list(merged["label"]) == [2, 2, 2]
     assert per_image.merge_predictions(shards[1:], tmp_path / "other.csv") is None
+
+
+def test_identical_predictions_of_every_shard_are_taken_once_and_differing_ones_refused(
+    tmp_path,
+):
+    """Shards of earlier versions each wrote every model's predictions."""
+    shards = [tmp_path / f"results_shard{i}of2.csv" for i in range(2)]
+    model = {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "teacher", "stages": 1}
+    rows = [model | {"image": i, "label": 2, "prediction": 2 - i} for i in range(3)]
+    for shard in shards:
+        per_image.write_predictions(shard, rows)
+    merged = pd.read_csv(per_image.merge_predictions(shards, tmp_path / "results.csv"))
+    assert list(merged["image"]) == [0, 1, 2]
+    per_image.write_predictions(shards[1], [rows[0] | {"prediction": 7}, *rows[1:]])
+    with pytest.raises(ValueError, match="expected each image in one input only"):
+        per_image.merge_predictions(shards, tmp_path / "again.csv")
