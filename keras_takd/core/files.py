@@ -257,10 +257,13 @@ def save_npz_atomic(path: str | os.PathLike, **arrays) -> None:
 def save_figure_atomic(fig, path: str | os.PathLike, dpi: int = 150) -> pathlib.Path:
     """Saves a matplotlib figure (format from the suffix: png, pdf, ...), atomically.
 
-    The figure is not closed: a caller saving several formats closes it once at the end.
+    The figure is not closed: a caller saving several formats closes it once at the end. A PDF
+    carries no creation date, so the same figure gives the same bytes on every run.
     """
     path = pathlib.Path(path)
-    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=path.suffix[1:]))
+    kind = path.suffix[1:]
+    metadata = {"CreationDate": None} if kind == "pdf" else None
+    return write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format=kind, metadata=metadata))
 
 
 def check_writable(directory: str | os.PathLike) -> pathlib.Path:

@@ -102,3 +102,20 @@ def test_a_model_file_with_a_broken_config_is_named(tmp_path):
         archive.writestr("model.weights.h5", b"")
     with pytest.raises(ValueError, match=f"model file {model} is corrupt .its config.json is no"):
         files.check_keras_file(model)
+
+
+def test_a_figure_saved_twice_as_pdf_gives_the_same_bytes(tmp_path):
+    import time
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    first = files.save_figure_atomic(fig, tmp_path / "a.pdf").read_bytes()
+    time.sleep(1.1)  # a creation date would now differ
+    second = files.save_figure_atomic(fig, tmp_path / "b.pdf").read_bytes()
+    plt.close(fig)
+    assert first == second
