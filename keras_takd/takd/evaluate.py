@@ -44,6 +44,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
+import re
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # see keras_takd.core.cli.import_tensorflow
@@ -73,6 +74,19 @@ _ATTACK_IMAGES = flags.DEFINE_list(
     [],
     "Per-attack overrides of --num_images as attack=count, e.g. l0=20 (L0 costs several times "
     "L2); the gradient-masking attack follows l2.",
+)
+_MODELS = flags.DEFINE_list(
+    "models",
+    [],
+    "Compute units of these models only, named as their folders below the dataset: "
+    "T<temperature>/stage<k> (e.g. T1/stage1,T40/stage3; default: every model of the run). "
+    "The tables keep every model: the others show the units already computed.",
+)
+flags.register_validator(
+    "models",
+    lambda names: all(re.fullmatch(r"T[^/]+(/seed\d+)?/stage\d+", n) for n in names),
+    message="--models must be a comma-separated list of T<temperature>/stage<k>, e.g. "
+    "T1/stage1,T40/stage3",
 )
 _METRIC_IMAGES = flags.DEFINE_integer(
     "metric_images",
@@ -364,6 +378,7 @@ def main(argv: list[str]) -> None:
             replace=_REPLACE.value,
             warn=log_line,
             executor=executor,
+            models=_MODELS.value or None,
         )
         evaluation_id = table["eval_config"].iloc[0]
         print(f"results: {output} ({len(table)} rows, evaluation {evaluation_id})")

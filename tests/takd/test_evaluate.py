@@ -50,6 +50,7 @@ def fake_run(tmp_path):
         (["--cpus_per_unit=0"], "cpus_per_unit"),
         (["--gpus_per_unit=-1"], "gpus_per_unit"),
         (["--max_retries=-1"], "max_retries"),
+        (["--models=teacher"], "--models must be a comma-separated list of T<temperature>"),
         (["positional"], "unexpected arguments"),
     ],
 )
@@ -140,3 +141,41 @@ def test_cli_evaluates_a_run_and_a_rerun_computes_nothing(cli, tiny_run, shared_
     changed = cli(COMMAND, *args, "--l2_max_iterations=11", cwd=tmp_path)
     assert changed.returncode == 1
     assert "holds evaluation results of configuration" in changed.stderr.strip().splitlines()[-1]
+
+
+def test_models_selects_the_units_to_compute_and_the_tables_keep_every_model(
+    cli, tiny_run, shared_data_dir
+):
+    tmp_path = tiny_run[0].parent
+    args = [
+        "--output_dir=run",
+        f"--data_dir={shared_data_dir}",
+        "--attacks=l2",
+        "--num_images=4",
+        "--metric_images=16",
+        "--l2_max_iterations=10",
+        "--l2_binary_search_steps=1",
+        "--nogradient_masking",
+        "--noindicators",
+    ]
+    unknown = cli(COMMAND, *args, "--models=T5/stage3", cwd=tmp_path)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip().splitlines()[-1].endswith(
+        "models T5/stage3: the run has no such model (it has T5/stage1,T5/stage2)"
+    )
+    assert not (tmp_path / "run" / "per_image.csv").exists()
+
+    done = cli(COMMAND, *args, "--models=T5/stage2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "2 models (1 selected) x 2 units (metrics, l2), 2 to compute, 0 cached" in done.stdout
+    table = pd.read_csv(tmp_path / "run" / "results.csv").set_index("stage")
+    assert list(table.index) == [1, 2]
+    assert table["l2_attacked"].isna().tolist() == [True, False]
+    per_image = pd.read_csv(tmp_path / "run" / "per_image.csv")
+    assert set(per_image["stage"]) == {2}
+
+    rest = cli(COMMAND, *args, cwd=tmp_path)
+    assert rest.returncode == 0, rest.stderr
+    assert "2 models x 2 units (metrics, l2), 2 to compute, 2 cached" in rest.stdout
+    assert "mnist T=5 stage 2" not in rest.stdout
+    assert pd.read_csv(tmp_path / "run" / "results.csv")["l2_attacked"].notna().all()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import pathlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -113,6 +113,7 @@ def evaluate_run(
     replace: bool = False,
     executor: Executor | None = None,
     warn: Callable[[str], None] | None = None,
+    models: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Evaluates every model of a training run; resumable, shardable (package docstring).
 
@@ -137,6 +138,9 @@ def evaluate_run(
             process).
         warn: called with the warning lines of indicators that tripped (default: `log`);
             each indicator's explanation comes once, with its first warning.
+        models: compute the units of these models only, named `T<temperature>/stage<k>`
+            (`model_name`; None: every model). The tables keep every model, with the units
+            the record holds.
 
     Returns:
         The results table written to `output`.
@@ -161,9 +165,17 @@ def evaluate_run(
     unit_cache = run.inside(run.output_dir / "eval" / cid)  # a link out of the run is refused
     files.write_json_atomic(unit_cache / "config.json", evaluation_identity)
     metric_images = evaluation_identity["metric_images"]
-    models = _models(run, (cid, evaluation_identity), config, (x, y, metric_images), log)
+    all_models = _models(run, (cid, evaluation_identity), config, (x, y, metric_images), log)
     evaluation = _Evaluation(
-        path, cid, config, models, (x, y), metric_images=metric_images, verbose=verbose, log=log
+        path,
+        cid,
+        config,
+        all_models,
+        (x, y),
+        metric_images=metric_images,
+        verbose=verbose,
+        log=log,
+        selected=_selected(all_models, models),
     )
     evaluation.stored_in = run.output_dir, (cid, evaluation_identity)
     evaluation.record = _recorded(run, path, evaluation_identity, config.sharded)
@@ -241,6 +253,28 @@ def _models(
     return models
 
 
+def model_name(row: Mapping) -> str:
+    """`T<temperature>/stage<k>`: a model's folder below its dataset, as --models names it."""
+    return f"T{float(row['temperature']):g}/stage{int(row['stage'])}"
+
+
+def _selected(models: list[_Model], names: Sequence[str] | None) -> set[pathlib.Path] | None:
+    """The paths of the models `names` selects (None: all).
+
+    Raises:
+        ValueError: a name the run has no model of.
+    """
+    if names is None:
+        return None
+    have = {model_name(m.row): m.path for m in models}
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ValueError(
+            f"models {','.join(missing)}: the run has no such model (it has {','.join(have)})"
+        )
+    return {have[n] for n in names}
+
+
 class _Seeds:
     """The record key (`record.MODEL_KEY`) of a run's rows: their seed is in the record, or
     is the run's seed (a run trained before records)."""
@@ -303,8 +337,10 @@ class _Evaluation:
         metric_images: int,
         verbose: bool,
         log: Callable[[str], None],
+        selected: set[pathlib.Path] | None = None,
     ) -> None:
         self.path, self.cid, self.config, self.models = path, cid, config, models
+        self.selected = selected
         self.x, self.y = test_set
         self.metric_images, self.verbose, self.log = metric_images, verbose, log
         self.first_kinds, self.later_kinds = unit_kinds(config)
@@ -321,10 +357,11 @@ class _Evaluation:
     def header(self, folder: pathlib.Path) -> str:
         """The first line: how many units, of which kinds, how many to compute."""
         kinds = self.first_kinds + self.later_kinds
-        total, todo = len(self.models) * len(kinds), len(self.remaining)
+        cached = sum(kind in m.done for m in self.models for kind in kinds)
+        selected = "" if self.selected is None else f" ({len(self.selected)} selected)"
         return (
-            f"evaluation {self.cid}: {len(self.models)} models x {len(kinds)} units "
-            f"({', '.join(kinds)}), {todo} to compute, {total - todo} cached in "
+            f"evaluation {self.cid}: {len(self.models)} models{selected} x {len(kinds)} units "
+            f"({', '.join(kinds)}), {len(self.remaining)} to compute, {cached} cached in "
             f"{record.record_path(folder)}"
         )
 
@@ -342,7 +379,13 @@ class _Evaluation:
         return cost
 
     def _todo(self, kinds: list[str]) -> list[tuple[_Model, str]]:
-        return [(m, kind) for m in self.models for kind in kinds if kind not in m.done]
+        return [
+            (m, kind)
+            for m in self.models
+            if self.selected is None or m.path in self.selected
+            for kind in kinds
+            if kind not in m.done
+        ]
 
     def attack_wave(self) -> list[Unit]:
         """The metrics and attack units to compute."""
