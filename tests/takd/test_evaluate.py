@@ -160,8 +160,10 @@ def test_models_selects_the_units_to_compute_and_the_tables_keep_every_model(
     ]
     unknown = cli(COMMAND, *args, "--models=T5/stage3", cwd=tmp_path)
     assert unknown.returncode == 1
-    assert unknown.stderr.strip().splitlines()[-1].endswith(
-        "models T5/stage3: the run has no such model (it has T5/stage1,T5/stage2)"
+    assert (
+        unknown.stderr.strip()
+        .splitlines()[-1]
+        .endswith("models T5/stage3: the run has no such model (it has T5/stage1,T5/stage2)")
     )
     assert not (tmp_path / "run" / "per_image.csv").exists()
 
