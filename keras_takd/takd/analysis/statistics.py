@@ -348,15 +348,26 @@ def model_distances(images: pd.DataFrame, models: Sequence[tuple]) -> pd.DataFra
     """[image x model] minimal perturbations of the `models` ((temperature, stage) pairs) on
     the images fooled under every one of them (`fooled`), in image order.
 
+    With rows of several attacks of one norm (C&W's and FMN's, say), each image's distance is
+    the smallest any of them found, among the attacks run on that image for every one of the
+    models, so the models of a column pair are measured alike image by image (an attack run on
+    some of the models only does not count on that image).
+
     Args:
-        images: per-image rows of one dataset, attack and chain length.
+        images: per-image rows of one dataset, norm and chain length (one attack or several).
         models: the (temperature, stage) of each model, one column each.
     """
-    hit = fooled(images)
+    rows = {
+        (t, s): images[(images["temperature"] == t) & (images["stage"] == s)] for t, s in models
+    }
+    run = None  # the (image, attack) pairs run on every model
+    for chosen in rows.values():
+        pairs = pd.MultiIndex.from_frame(chosen[["image", "attack"]])
+        run = pairs if run is None else run.intersection(pairs)
     columns = {}
-    for temperature, stage in models:
-        rows = hit[(hit["temperature"] == temperature) & (hit["stage"] == stage)]
-        columns[(temperature, stage)] = rows.set_index("image")["distance"]
+    for model, chosen in rows.items():
+        common = pd.MultiIndex.from_frame(chosen[["image", "attack"]]).isin(run)
+        columns[model] = fooled(chosen[common]).groupby("image")["distance"].min()
     return pd.DataFrame(columns).dropna()
 
 

@@ -321,6 +321,30 @@ def test_robustness_over_t_is_tested_on_the_mean_not_a_mean_per_image_rho():
     assert claim.ours.startswith("T = 40 - T = 1: teacher +0.21")
 
 
+def test_c_and_w_and_fmn_of_one_norm_make_one_measure_the_smallest_found_and_say_so():
+    """C&W L0 on the first 30 images of every model, FMN L0 on all 100: each image counts the
+    smaller of the two; the claims name the measure and say how it is made."""
+    table = paper_like()
+    cw = per_image_like(table)
+    cw = cw[(cw["attack"] == "l0") & (cw["image"] < 30)]
+    fmn = per_image_like(table).query("attack == 'l0'").assign(attack="fmn_l0")
+    fmn["distance"] *= 0.9  # FMN finds smaller L0 on most images
+    fmn.loc[fmn["image"] == 1, "distance"] += 10.0  # but not on image 1
+    per_image = pd.concat([cw, fmn], ignore_index=True)
+    claims = {c.claim: c for c in report.check_claims(table, "mnist", per_image)}
+    name = "L0 (smallest of C&W L0, FMN L0)"
+    central = claims[f"{name}: the student is more robust than the assistant at T = 40"]
+    assert "smallest perturbation any of the attacks found" in central.test
+    assert central.n == str(IMAGES)
+    at_40 = per_image[per_image["temperature"] == 40.0]
+    smallest = at_40.groupby(["stage", "image"])["distance"].min()
+    expected = (smallest[3] - smallest[2]).mean()
+    assert float(central.ours.split()[0]) == pytest.approx(expected, abs=5e-5)
+    assert claims[f"{name}: robustness increases with T"].verdict == "agrees"
+    fmn_only = {c.claim for c in report.check_claims(table, "mnist", fmn)}
+    assert "FMN L0: robustness increases with T" in fmn_only
+
+
 def test_several_seeds_are_refused_by_name_not_mixed_image_by_image():
     table = paper_like()
     one = per_image_like(table)

@@ -40,7 +40,7 @@ def _context(per_image, primary=None):
 def test_the_seed_level_claim_is_the_t_test_of_the_seed_means_and_the_primary_comes_first():
     claims = seed_level_claims(_context(_per_image()), "student-teacher@40")
     first = claims[0]
-    assert first.claim.startswith("primary comparison: fmn_l2, seed level: the student")
+    assert first.claim.startswith("primary comparison: FMN L2, seed level: the student")
     assert "T = 40" in first.claim
     means = np.array(list(EFFECTS.values()))
     assert first.ours.startswith(f"{means.mean():+.4f} over 3 seeds")

@@ -31,6 +31,41 @@ def test_an_all_misclassified_model_counts_no_image():
     assert len(statistics.fooled(rows[rows["stage"] == 2])) == 0
 
 
+def test_with_several_attacks_each_image_takes_the_smallest_found_by_attacks_run_on_every_model():
+    def rows(stage, attack, distances, success=(True, True, True)):
+        return pd.DataFrame(
+            {
+                "dataset": "mnist",
+                "temperature": 1.0,
+                "stage": stage,
+                "role": {1: "teacher", 3: "student"}[stage],
+                "attack": attack,
+                "image": range(len(distances)),
+                "correct": True,
+                "success": list(success)[: len(distances)],
+                "distance": distances,
+            }
+        )
+
+    images = pd.concat(
+        [
+            rows(1, "fmn_l0", [10.0, 12.0, 9.0]),
+            rows(3, "fmn_l0", [11.0, 12.0, 8.0]),
+            rows(1, "l0", [8.0, 14.0]),  # C&W on the first 2 images, the teacher's better
+            rows(3, "l0", [13.0, 5.0], success=(True, False)),  # failed on image 1
+        ]
+    )
+    table = statistics.model_distances(images, [(1.0, 1), (1.0, 3)])
+    assert table[(1.0, 1)].tolist() == [8.0, 12.0, 9.0]  # C&W's 8 beats FMN's 10
+    assert table[(1.0, 3)].tolist() == [11.0, 12.0, 8.0]  # C&W's 5 did not fool: FMN's 12
+    # The student's C&W rows are gone: on every image only FMN ran on both models.
+    only_teacher = images[~((images["attack"] == "l0") & (images["stage"] == 3))]
+    table = statistics.model_distances(only_teacher, [(1.0, 1), (1.0, 3)])
+    assert table[(1.0, 1)].tolist() == [10.0, 12.0, 9.0]
+    one = statistics.model_distances(images[images["attack"] == "fmn_l0"], [(1.0, 1), (1.0, 3)])
+    assert one.equals(table)  # one attack: its own distances, as before
+
+
 def test_holm_matches_the_step_down_rule_by_hand():
     # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
     adjusted = statistics.holm([0.04, 0.01, 0.03])

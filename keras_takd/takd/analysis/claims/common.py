@@ -28,6 +28,8 @@ from keras_takd.takd.analysis.statistics import (
 from keras_takd.takd.analysis.tables import ROLES, chain_length
 
 NO_PER_IMAGE = "no interval: no per-image data"
+NORM_ATTACKS = {norm: (norm, f"fmn_{norm}") for norm in schema.ATTACKS}
+"""The minimal-norm attacks of each norm: C&W's and FMN's."""
 NOT_TESTED = "not tested on this dataset"
 """The verdict of a claim the paper makes about another dataset than the results hold."""
 
@@ -71,12 +73,12 @@ class Context:
         """Rows of the multi-step chains (more than three models)."""
         return self.rows[chain_length(self.rows) > 3]
 
-    def images(self, attack: str, multistep: bool = False) -> pd.DataFrame | None:
-        """Per-image rows of one attack on the sweep's (or the long chains') models."""
+    def images(self, *attacks: str, multistep: bool = False) -> pd.DataFrame | None:
+        """Per-image rows of these attacks on the sweep's (or the long chains') models."""
         if self.per_image is None:
             return None
         table = self.per_image[
-            (self.per_image["dataset"] == self.dataset) & (self.per_image["attack"] == attack)
+            (self.per_image["dataset"] == self.dataset) & self.per_image["attack"].isin(attacks)
         ]
         seeds = sorted(table[SEED_COLUMN].unique().tolist()) if SEED_COLUMN in table else []
         if len(seeds) > 1:
@@ -87,6 +89,12 @@ class Context:
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
+
+    def norm_images(self, norm: str, multistep: bool = False) -> pd.DataFrame | None:
+        """Per-image rows of every minimal-norm attack of `norm` ("l0", "l2", "linf"): C&W's and
+        FMN's (`NORM_ATTACKS`), for `analysis.statistics.model_distances` to take each image's
+        smallest perturbation any of them found."""
+        return self.images(*NORM_ATTACKS[norm], multistep=multistep)
 
     def correct(self, multistep: bool = False) -> pd.DataFrame | None:
         """The prediction rows of the sweep's (or the long chains') models, or None."""
@@ -196,8 +204,30 @@ def n_label(estimate: Estimate) -> str:
 
 
 def attack_name(attack: str) -> str:
-    """ "C&W L2" for "l2"; other attacks by their prefix."""
-    return {"l0": "C&W L0", "l2": "C&W L2", "linf": "C&W L-inf"}.get(attack, attack)
+    """ "C&W L2" for "l2", "FMN L0" for "fmn_l0"; other attacks by their prefix."""
+    norms = {"l0": "L0", "l2": "L2", "linf": "L-inf"}
+    if attack in norms:
+        return f"C&W {norms[attack]}"
+    if attack.startswith("fmn_") and attack[4:] in norms:
+        return f"FMN {norms[attack[4:]]}"
+    return attack
+
+
+def measure_name(norm: str, images: pd.DataFrame | None) -> str:
+    """How a norm's robustness was measured: "C&W L2" or "fmn_l0" when one attack ran, "L0
+    (smallest of C&W L0, fmn_l0)" when several did (`Context.norm_images`)."""
+    ran = [a for a in NORM_ATTACKS[norm] if images is not None and (images["attack"] == a).any()]
+    if len(ran) <= 1:
+        return attack_name(ran[0] if ran else norm)
+    label = attack_name(norm).removeprefix("C&W ")
+    return f"{label} (smallest of {', '.join(map(attack_name, ran))})"
+
+
+SMALLEST_FOUND = (
+    "each image's robustness is the smallest perturbation any of the attacks found on it, of "
+    "the attacks run on that image for every model compared"
+)
+"""What a claim on several attacks of one norm says of its measure (`measure_name`)."""
 
 
 def success_of(row: pd.Series, prefix: str, ctx: Context, within: bool = False) -> Estimate:

@@ -41,6 +41,7 @@ from keras_takd.takd import schema
 from keras_takd.takd.analysis.claims.common import (
     NO_PER_IMAGE,
     NOT_TESTED,
+    SMALLEST_FOUND,
     Claim,
     Context,
     attack_name,
@@ -48,6 +49,7 @@ from keras_takd.takd.analysis.claims.common import (
     interval_text,
     mcnemar_text,
     mean_verdict,
+    measure_name,
     most_cases,
     n_label,
     no_data,
@@ -397,29 +399,37 @@ def _per_t_tests(ctx: Context, images: pd.DataFrame) -> dict[tuple[str, str], di
 def _central_claims(ctx: Context, attack: str) -> list[Claim]:
     """Section V-C as worded (student vs teacher and vs assistant, on average, in most
     temperatures), then each comparison pooled over T and at each T as detail."""
-    images = ctx.images(attack)
+    images = ctx.norm_images(attack)
     if images is None:
         return []
+    name = measure_name(attack, images)
     per_t = _per_t_tests(ctx, images)
-    claims = [_as_worded_claim(ctx, attack, per_t)] if per_t else []
+    claims = [_as_worded_claim(ctx, name, per_t)] if per_t else []
     for (better, worse), tests in per_t.items():
-        claims.append(_pooled_claim(ctx, attack, images, better, worse, sorted(tests)))
+        claims.append(_pooled_claim(ctx, name, images, better, worse, sorted(tests)))
         for t, test in tests.items():
             claims.append(
                 _mean_claim(
                     ctx,
-                    f"{attack_name(attack)}: the {better} is more robust than the {worse} "
-                    f"at T = {t:g}",
+                    f"{name}: the {better} is more robust than the {worse} at T = {t:g}",
                     f"{better} > {worse}",
                     test,
-                    f"paired t-test of the mean difference {better} - {worse}, Holm over "
-                    f"{len(tests)} T: adjusted p < {1 - ctx.ci_level:.2g} and mean > 0",
+                    _measured(
+                        name,
+                        f"paired t-test of the mean difference {better} - {worse}, Holm over "
+                        f"{len(tests)} T: adjusted p < {1 - ctx.ci_level:.2g} and mean > 0",
+                    ),
                 )
             )
     return claims
 
 
-def _as_worded_claim(ctx: Context, attack: str, per_t: dict) -> Claim:
+def _measured(name: str, test: str) -> str:
+    """A claim's test, with `SMALLEST_FOUND` where its measure takes several attacks."""
+    return f"{test}; {SMALLEST_FOUND}" if "smallest of" in name else test
+
+
+def _as_worded_claim(ctx: Context, name: str, per_t: dict) -> Claim:
     """Student - teacher and student - assistant: each agrees at most temperatures (mean test,
     Holm over the temperatures); both must (an intersection: no further adjustment)."""
     alpha, parts, verdicts = 1 - ctx.ci_level, [], []
@@ -437,20 +447,23 @@ def _as_worded_claim(ctx: Context, attack: str, per_t: dict) -> Claim:
         )
     return Claim(
         MANDAL_GUO,
-        f"{attack_name(attack)}: {CENTRAL_CLAIM}",
+        f"{name}: {CENTRAL_CLAIM}",
         "student > teacher, assistant",
         "; ".join(parts),
         "per T below",
         ", ".join(str(t.difference.n) for t in per_t[("student", "teacher")].values()),
-        "for student - teacher and for student - assistant, the mean difference above 0 "
-        f"(paired t, Holm over the T, p < {alpha:.2g}) at more than half the T; disagrees "
-        "when either is below 0 at half the T or more",
+        _measured(
+            name,
+            "for student - teacher and for student - assistant, the mean difference above 0 "
+            f"(paired t, Holm over the T, p < {alpha:.2g}) at more than half the T; disagrees "
+            "when either is below 0 at half the T or more",
+        ),
         DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
         QUOTES["central"],
     )
 
 
-def _pooled_claim(ctx, attack, images, better, worse, temperatures) -> Claim:
+def _pooled_claim(ctx, name, images, better, worse, temperatures) -> Claim:
     """better - worse, each image's difference averaged over the temperatures (one test)."""
     stages_better, stages_worse = _stage_of(images, better), _stage_of(images, worse)
     keys = [(t, s) for t in temperatures for s in (stages_better[t], stages_worse[t])]
@@ -461,11 +474,15 @@ def _pooled_claim(ctx, attack, images, better, worse, temperatures) -> Claim:
     test = paired_mean_test(pooled, np.zeros(len(pooled)), ctx.ci_level, ctx.seed)
     return _mean_claim(
         ctx,
-        f"{attack_name(attack)}: the {better} is more robust than the {worse} (pooled over T)",
+        f"{name}: the {better} is more robust than the {worse} (pooled over T)",
         f"{better} > {worse}",
         test,
-        f"paired t-test of the mean over T = {', '.join(f'{t:g}' for t in temperatures)} of "
-        f"each image's difference {better} - {worse}: p < {1 - ctx.ci_level:.2g} and mean > 0",
+        _measured(
+            name,
+            f"paired t-test of the mean over T = {', '.join(f'{t:g}' for t in temperatures)} "
+            f"of each image's difference {better} - {worse}: p < {1 - ctx.ci_level:.2g} and "
+            "mean > 0",
+        ),
     )
 
 
@@ -491,17 +508,18 @@ def _mean_claim(ctx: Context, claim: str, paper: str, test: MeanTest, how: str) 
 def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
     """Section V-C, "increasing the distillation temperature improves the robustness": per
     role, the mean of highest-T - lowest-T, paired on images; Holm over the roles."""
-    name = f"{attack_name(attack)}: robustness increases with T"
+    images = ctx.norm_images(attack)
+    name = f"{measure_name(attack, images)}: robustness increases with T"
     alpha = 1 - ctx.ci_level
-    test = (
+    test = _measured(
+        name,
         "per role, paired t-test of the mean difference highest T - lowest T, Holm over the "
-        f"roles: adjusted p < {alpha:.2g} and mean > 0, every role"
+        f"roles: adjusted p < {alpha:.2g} and mean > 0, every role",
     )
     curves = by_role(ctx.sweep, f"{attack}_mean")
     quote = QUOTES["temperature"]
-    if not curves:
+    if not curves and images is None:
         return [no_data(MANDAL_GUO, name, "increasing", test, "no data", quote)]
-    images = ctx.images(attack)
     if images is None:
         rhos = ", ".join(f"{role} {rho_text(c)}" for role, c in curves.items())
         return [
@@ -627,7 +645,7 @@ def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
         "per T, paired t-test of the mean difference last step - teacher, Holm over the T: "
         f"adjusted p < {alpha:.2g} and mean > 0, every T"
     )
-    images = ctx.images(attack, multistep=True)
+    images = ctx.norm_images(attack, multistep=True)
     if images is None:
         by_step = chains.groupby("stage")[column].mean().dropna().sort_index()
         ours = f"of the means over T: {rho_text(by_step)}"
