@@ -6,6 +6,8 @@ compared image by image on the same images (paired designs), with `scipy.stats`:
 
 * `mean_interval`: the mean of per-image values, with a BCa bootstrap interval
   (`scipy.stats.bootstrap`);
+* `ratio_of_means`: mean(a) / mean(b) of two attacks on the same images, with a paired BCa
+  bootstrap interval;
 * `paired_difference`: mean(a - b) over images, a bootstrap interval resampling images, and
   the Wilcoxon signed-rank p-value (`scipy.stats.wilcoxon`);
 * `paired_rate_difference`: the difference of two success rates on the same images, a
@@ -193,6 +195,42 @@ def paired_difference(
     if difference.n == 0 or difference.reason:
         return difference
     return dataclasses.replace(difference, p_value=float(stats.wilcoxon(a, b).pvalue))
+
+
+def ratio_of_means(
+    a: Sequence[float], b: Sequence[float], confidence: float = DEFAULT_CONFIDENCE, seed: int = 0
+) -> Estimate:
+    """mean(a) / mean(b) over paired observations (two attacks' distances on the same images),
+    with a BCa bootstrap interval resampling the pairs (`scipy.stats.bootstrap`, paired).
+
+    Args:
+        a, b: per-image values, in the same image order, finite; b's mean must be > 0.
+        confidence: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        An `Estimate` (no p-value); without an interval for fewer than
+        `min_images(confidence)` pairs or a ratio the same on every resample.
+
+    Raises:
+        ValueError: different lengths, a non-finite value, or a bad confidence.
+    """
+    confidence = _check_confidence(confidence)
+    a, b = _finite(a, "a"), _finite(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must pair up image by image, got {len(a)} and {len(b)} values")
+    if len(a) == 0 or b.mean() <= 0:
+        return Estimate(math.nan, math.nan, math.nan, len(a), confidence)
+    ratio = float(a.mean() / b.mean())
+    reason = _withheld(a / np.where(b > 0, b, 1.0), confidence) if len(a) else ""
+    if reason:
+        return Estimate(ratio, math.nan, math.nan, len(a), confidence, reason=reason)
+
+    def statistic(x, y, axis=-1):
+        return np.mean(x, axis=axis) / np.mean(y, axis=axis)
+
+    low, high = _bootstrap_interval((a, b), statistic, confidence, seed, "BCa", paired=True)
+    return Estimate(ratio, low, high, len(a), confidence)
 
 
 def paired_rate_difference(

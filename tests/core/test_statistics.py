@@ -21,6 +21,25 @@ def test_a_shift_is_detected_with_its_size():
     assert st.verdict(estimate, "negative") == "disagrees"
 
 
+def test_a_ratio_of_means_pairs_the_images_and_its_interval_covers_the_delta_method():
+    rng = np.random.default_rng(9)
+    b = rng.normal(1.6, 0.3, 400)  # C&W's distances, say
+    a = b * 0.98 + rng.normal(0, 0.02, 400)  # FMN 2% below, image by image
+    ratio = st.ratio_of_means(a, b)
+    assert ratio.estimate == pytest.approx(a.mean() / b.mean())
+    assert ratio.low < ratio.estimate < ratio.high
+    # Delta method on the paired means: var(a - r b) / (n mean(b)^2).
+    r = a.mean() / b.mean()
+    half = stats.norm.ppf(0.975) * np.std(a - r * b, ddof=1) / (math.sqrt(400) * b.mean())
+    assert ratio.half_width == pytest.approx(half, rel=0.2)
+    assert ratio.high < 1.0  # paired: the 2% shows; unpaired, b's spread (19%) would hide it
+    shuffled = st.ratio_of_means(a, rng.permutation(b))
+    assert shuffled.half_width > 5 * ratio.half_width
+    assert math.isnan(st.ratio_of_means(a[:3], b[:3]).low)  # too few images
+    with pytest.raises(ValueError, match="pair up image by image"):
+        st.ratio_of_means(a, b[:-1])
+
+
 def test_a_symmetric_zero_mean_difference_is_inconclusive():
     noise = np.random.default_rng(1).normal(0, 0.2, 100)
     differences = np.concatenate([noise, -noise])  # exactly symmetric about 0

@@ -344,6 +344,51 @@ def perturbation_intervals(
     ).reset_index(drop=True)
 
 
+def attack_ratios(
+    per_image: pd.DataFrame,
+    first: str,
+    second: str,
+    ci_level: float = statistics.DEFAULT_CONFIDENCE,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Two attacks of one norm on the same images of each model (FMN against C&W, say): the
+    ratio of their mean distances on the images both fooled, with a paired BCa interval
+    (`statistics.ratio_of_means`).
+
+    Args:
+        per_image: the per-image table.
+        first, second: the attacks (the ratio is first / second).
+        ci_level: the interval's level.
+        seed: the bootstrap's seed.
+
+    Returns:
+        One row per model (`MODEL_KEYS`, role, and seed where the table has one) that both
+        attacks fooled on some image, sorted: those columns, n (images both fooled), the mean
+        distance of each attack there (`first`, `second`), ratio (an `Estimate`), and
+        at_or_below (images where `first` found a distance at or below `second`'s).
+    """
+    hit = fooled(per_image)
+    keys = [*MODEL_KEYS, "role"] + ([SEED_COLUMN] if SEED_COLUMN in hit else [])
+    records = []
+    for key, group in hit.groupby(keys, sort=True):
+        distances = group.pivot_table(
+            index="image", columns="attack", values="distance", aggfunc="min"
+        )
+        if first not in distances or second not in distances:
+            continue
+        both = distances[[first, second]].dropna()
+        if both.empty:
+            continue
+        a, b = both[first].to_numpy(), both[second].to_numpy()
+        records.append(
+            dict(zip(keys, key, strict=True))
+            | {"n": len(both), first: float(a.mean()), second: float(b.mean())}
+            | {"ratio": statistics.ratio_of_means(a, b, ci_level, seed)}
+            | {"at_or_below": int((a <= b).sum())}
+        )
+    return pd.DataFrame(records, columns=[*keys, "n", first, second, "ratio", "at_or_below"])
+
+
 def model_distances(images: pd.DataFrame, models: Sequence[tuple]) -> pd.DataFrame:
     """[image x model] minimal perturbations of the `models` ((temperature, stage) pairs) on
     the images fooled under every one of them (`fooled`), in image order.

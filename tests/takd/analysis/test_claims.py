@@ -343,6 +343,12 @@ def test_c_and_w_and_fmn_of_one_norm_make_one_measure_the_smallest_found_and_say
     assert claims[f"{name}: robustness increases with T"].verdict == "agrees"
     fmn_only = {c.claim for c in report.check_claims(table, "mnist", fmn)}
     assert "FMN L0: robustness increases with T" in fmn_only
+    section = report.attacks_markdown(per_image).splitlines()
+    assert "FMN / C&W [95% CI]" in section[2]
+    rows = [line for line in section if line.startswith("| L0 | ")]
+    assert len(rows) == len(table[table["stages"] == 3])  # one per model of the sweep
+    assert all(line.split(" | ")[3] == "30" for line in rows)  # the 30 images C&W attacked
+    assert report.attacks_markdown(fmn) is None
 
 
 def test_several_seeds_are_refused_by_name_not_mixed_image_by_image():

@@ -66,6 +66,29 @@ def test_with_several_attacks_each_image_takes_the_smallest_found_by_attacks_run
     assert one.equals(table)  # one attack: its own distances, as before
 
 
+def test_attack_ratios_compare_two_attacks_on_the_images_both_fooled_per_model():
+    rng = np.random.default_rng(3)
+    rows = []
+    for stage, scale in ((1, 0.9), (3, 1.0)):
+        cw = rng.uniform(8, 14, 60)
+        for attack, distances in (("l0", cw), ("fmn_l0", np.round(cw * scale))):
+            for image, distance in enumerate(distances):
+                rows.append(
+                    {"dataset": "mnist", "temperature": 40.0, "stage": stage}
+                    | {"role": {1: "teacher", 3: "student"}[stage], "attack": attack}
+                    | {"image": image, "correct": True, "success": image != 5 or attack == "l0"}
+                    | {"distance": distance}
+                )
+    table = statistics.attack_ratios(pd.DataFrame(rows), "fmn_l0", "l0").set_index("stage")
+    assert table["n"].tolist() == [59, 59]  # FMN failed on image 5
+    assert table.loc[1, "ratio"].estimate == pytest.approx(0.9, abs=0.01)
+    assert table.loc[1, "ratio"].high < 1 < table.loc[3, "ratio"].high
+    assert table.loc[1, "at_or_below"] == 59
+    assert table.loc[1, "fmn_l0"] == pytest.approx(
+        table.loc[1, "ratio"].estimate * table.loc[1, "l0"]
+    )
+
+
 def test_holm_matches_the_step_down_rule_by_hand():
     # sorted 0.01, 0.03, 0.04 -> 3 x 0.01, max(0.03, 2 x 0.03), max(0.06, 1 x 0.04)
     adjusted = statistics.holm([0.04, 0.01, 0.03])
