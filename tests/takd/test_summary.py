@@ -212,3 +212,22 @@ def test_a_run_of_seeds_names_each_seed_s_models_in_the_tables():
     results = per_image.drop_duplicates(["seed", "stage"]).assign(test_accuracy=0.99)
     names = accuracy_table(results, 100, 0.95)["model"]
     assert names.is_unique and names.iloc[-1] == "mnist seed 2 T=40 stage 3 student"
+
+
+def test_jsma_counts_its_images_as_images_and_its_pairs_apart():
+    rows = []
+    for image in range(4):
+        model = {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "teacher"}
+        if image == 3:  # misclassified: one row, not attacked
+            rows.append(model | {"attack": "jsma", "image": 3, "target": -1, "correct": False})
+            continue
+        for target in range(9):
+            rows.append(
+                model
+                | {"attack": "jsma", "image": image, "target": target, "correct": True}
+                | {"success": target < 3, "distance": 0.05 if target < 3 else float("nan")}
+            )
+    per_image = pd.DataFrame(rows).assign(success=lambda d: d["success"].fillna(False))
+    row = robustness_table(per_image, 0.95).iloc[0]
+    assert row["attacked"] == "3 (27 pairs)" and row["excluded"] == 1
+    assert row["n"] == 9  # fooled pairs

@@ -31,11 +31,12 @@ from keras_takd.takd.analysis.replicates import parse_comparison, seed_level_dif
 from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import (
     SEED_COLUMN,
+    as_bool,
     per_image_path,
     read_per_image,
     read_results,
 )
-from keras_takd.takd.schema import CONFIG_COLUMN, INDICATORS
+from keras_takd.takd.schema import CONFIG_COLUMN, INDICATORS, JSMA_ATTACK
 
 ATTACK_NAMES = {
     "l0": "C&W L0 (pixels)",
@@ -95,8 +96,10 @@ def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
     Columns: model, attack, attacked (correctly classified images it was run on), excluded
     (misclassified, not attacked), fooled (success rate and interval over the attacked
     images), mean distance (the mean minimal perturbation over the fooled images, with its
-    bootstrap interval) and n (the fooled images it rests on). A table with a `seed` column
-    gives each seed's models rows of their own, named by their seed.
+    bootstrap interval) and n (the fooled images it rests on). A targeted attack (JSMA, a row
+    per (image, target) pair) counts its images in attacked and excluded, with its pairs in
+    parentheses; its fooled share and n are of the pairs. A table with a `seed` column gives
+    each seed's models rows of their own, named by their seed.
     """
     order = {a: k for k, a in enumerate(ATTACK_NAMES)}
     if SEED_COLUMN in per_image:
@@ -120,8 +123,7 @@ def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
         {
             "model": _model_name(model),
             "attack": ATTACK_NAMES.get(model["attack"], model["attack"]),
-            "attacked": model["attacked"],
-            "excluded": model["images"] - model["attacked"],
+            **_image_counts(model, per_image),
             "fooled [CI]": _percent(model["success"]),
             "mean distance [CI]": _value(model["distance"]),
             "n": model["fooled"],
@@ -129,6 +131,24 @@ def robustness_table(per_image: pd.DataFrame, ci_level: float) -> pd.DataFrame:
         for model in models
     ]
     return pd.DataFrame(rows)
+
+
+def _image_counts(model: dict, per_image: pd.DataFrame) -> dict:
+    """attacked and excluded of one model's row: images; and a targeted attack's pairs."""
+    if "target" not in per_image or model["attack"] != JSMA_ATTACK:
+        return {"attacked": model["attacked"], "excluded": model["images"] - model["attacked"]}
+    rows = per_image[
+        (per_image["attack"] == model["attack"])
+        & (per_image["temperature"] == model["temperature"])
+        & (per_image["stage"] == model["stage"])
+        & (per_image["dataset"] == model["dataset"])
+    ]
+    if SEED_COLUMN in model:
+        rows = rows[rows[SEED_COLUMN] == model[SEED_COLUMN]]
+    correct = as_bool(rows["correct"])
+    images = rows["image"].nunique()
+    attacked = rows.loc[correct, "image"].nunique()
+    return {"attacked": f"{attacked} ({model['attacked']} pairs)", "excluded": images - attacked}
 
 
 def _attack_words(name: str, options: dict) -> str:
@@ -232,7 +252,8 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
     parts += [
         "",
         f"robustness ({100 * ci_level:g}% intervals; fooled: share of the attacked images, "
-        "Wilson; mean distance: mean minimal perturbation over the n fooled images, bootstrap):",
+        "Wilson; mean distance: mean minimal perturbation over the n fooled images, bootstrap; "
+        "JSMA's share and n are of (image, target) pairs):",
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
