@@ -85,7 +85,8 @@ class RayExecutor:
         """Runs `fn` on every unit as a Ray task (see `Executor.map`).
 
         As many units are in flight as the cluster has room for; a unit is taken from
-        `units` when it is submitted.
+        `units` when it is submitted, and from a growing `executors.UnitQueue` again after
+        each result is yielded.
 
         Args:
             fn: the compute function, e.g. `units.compute_unit`.
