@@ -199,7 +199,7 @@ def test_on_ray_a_trained_models_attacks_start_before_a_new_chain_has_trained(
     progress = _progress(done.stdout)
     assert "1 chain to train, 2 trained" in progress[0]
     assert "21 of 21 units done, 0 running, 0 left" in progress[-2]
-    finished = [line for line in progress if " done; " in line]
+    finished = [line for line in progress if " done (" in line]
     new_chain = next(i for i, line in enumerate(finished) if "T=10 seed 3 done" in line)
     assert "metrics done" in finished[0] or "l2 done" in finished[0], progress
     assert new_chain > 0, progress

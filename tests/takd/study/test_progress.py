@@ -22,8 +22,8 @@ def test_a_finished_unit_is_done_and_the_others_left():
     study.taken(_Chain("training a"))
     study.finished(_Chain("training a"), {"seconds": 60.0})
     assert lines == [
-        "study: training a done; 1 of 10 units done, 0 running, 9 left, about 60 s plus the "
-        "l2, metrics units left"
+        "study: training a done (60.0 s); 1 of 10 units done, 0 running, 9 left, about 60 s "
+        "plus the l2, metrics units left"
     ]
 
 
