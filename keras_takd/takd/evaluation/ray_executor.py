@@ -159,7 +159,10 @@ def connect(address: str | None, max_retries: int = 3) -> None:
     if ray.is_initialized():
         return
     if address is None:
+        # A Ray of this process: with no address, ray.init joins the latest Ray that another
+        # process runs on this machine (e.g. another study's local Ray), if there is one.
         ray.init(
+            address="local",
             include_dashboard=False,
             configure_logging=False,
             _system_config={"task_oom_retries": max_retries},
