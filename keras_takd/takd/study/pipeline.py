@@ -11,9 +11,9 @@ One scheduler hands every unit to the executor: the chains to train at first, an
 evaluation units (its metrics and attacks, then each indicator unit once its attack unit is
 stored) the moment this process has written the chain, ahead of the chains still waiting. So
 a model's attacks start as soon as it exists, while other chains train and other models'
-units run, and no worker waits for a whole evaluation to end. A chain
-the record holds is not trained again and a stored unit is not computed again, so a killed
-study resumes by running the same command; the models it finds trained are evaluated first.
+units run, and no worker waits for a whole evaluation to end. A chain the record holds is not
+trained again and a stored unit is not computed again, so a killed study resumes by running
+the same command; the models it finds trained are evaluated first.
 """
 
 from __future__ import annotations
