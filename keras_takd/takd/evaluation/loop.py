@@ -149,6 +149,43 @@ def evaluate_run(
         FileNotFoundError, ValueError: not a run, or image counts the test set cannot hold.
         ConfigMismatchError: `output` holds results of another configuration.
     """
+    log = log or (lambda line: None)
+    evaluation = open_evaluation(
+        output_dir, data, config, output, verbose, log, replace, warn, models
+    )
+    executor = executor or SerialExecutor()
+    evaluation.heartbeat = progress.Heartbeat(log)
+    try:
+        for wave in (evaluation.attack_wave, evaluation.indicator_wave):
+            run_units(wave(), executor, evaluation.store, evaluation.announce)
+    finally:
+        evaluation.heartbeat.stop()
+    return evaluation.table
+
+
+def open_evaluation(
+    output_dir: str | pathlib.Path,
+    data,
+    config: EvaluationConfig | None = None,
+    output: str | pathlib.Path | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+    replace: bool = False,
+    warn: Callable[[str], None] | None = None,
+    models: Sequence[str] | None = None,
+) -> _Evaluation:
+    """What `evaluate_run` does before its first unit: the plan, the tables, the first lines.
+
+    For a caller that hands the units out itself (`keras_takd.takd.study`): it takes
+    `ready_units()`, calls `announce(unit)` as each starts and `store(unit, result)` as each
+    returns, and reads `table`. Arguments as `evaluate_run`'s (it has no executor).
+
+    Returns:
+        The evaluation, with every unit the run's record holds already counted as done.
+
+    Raises:
+        As `evaluate_run`.
+    """
     config = config or EvaluationConfig()
     run = read_run(output_dir)
     log = log or (lambda line: None)
@@ -185,14 +222,7 @@ def evaluate_run(
     cost = progress.cost_line(evaluation.reference_cost(), "flags/smoke_eval.cfg")
     if cost:
         log(cost)
-    executor = executor or SerialExecutor()
-    evaluation.heartbeat = progress.Heartbeat(log)
-    try:
-        for wave in (evaluation.attack_wave, evaluation.indicator_wave):
-            run_units(wave(), executor, evaluation.store, evaluation.announce)
-    finally:
-        evaluation.heartbeat.stop()
-    return evaluation.table
+    return evaluation
 
 
 def _identity(config: EvaluationConfig, run: Run, x: np.ndarray, y: np.ndarray) -> dict:
@@ -394,6 +424,12 @@ class _Evaluation:
     def indicator_wave(self) -> list[Unit]:
         """The indicator units to compute (after the attack units they check)."""
         return [self._unit(m, kind) for m, kind in self._todo(self.later_kinds)]
+
+    def ready_units(self) -> list[Unit]:
+        """The units to compute whose inputs exist: the metrics and attack units, and each
+        indicator unit whose attack unit is stored (`store`)."""
+        later = [(m, k) for m, k in self._todo(self.later_kinds) if indicated_attack(k) in m.done]
+        return [self._unit(m, kind) for m, kind in self._todo(self.first_kinds) + later]
 
     def _unit(self, model: _Model, kind: str) -> Unit:
         attack = indicated_attack(kind)

@@ -85,7 +85,8 @@ class RayExecutor:
         """Runs `fn` on every unit as a Ray task (see `Executor.map`).
 
         As many units are in flight as the cluster has room for; a unit is taken from
-        `units` when it is submitted.
+        `units` when it is submitted, and from a growing `executors.UnitQueue` again after
+        each result is yielded.
 
         Args:
             fn: the compute function, e.g. `units.compute_unit`.
@@ -158,7 +159,10 @@ def connect(address: str | None, max_retries: int = 3) -> None:
     if ray.is_initialized():
         return
     if address is None:
+        # A Ray of this process: with no address, ray.init joins the latest Ray that another
+        # process runs on this machine (e.g. another study's local Ray), if there is one.
         ray.init(
+            address="local",
             include_dashboard=False,
             configure_logging=False,
             _system_config={"task_oom_retries": max_retries},

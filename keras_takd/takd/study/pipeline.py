@@ -7,25 +7,35 @@ block; `keras_takd.takd.evaluation`) -> the tables, claims and figures. Every un
 executor (`keras_takd.takd.evaluation.executors`: in this process, or Ray tasks), and this
 process alone writes the run folder and its record.
 
-A chain's evaluation units are handed to the executor as soon as the chain is written, while
-the other chains keep training on the executor's other workers; chains that finish meanwhile
-are written, and evaluated, when that evaluation has returned (this process waits on one
-evaluation at a time, so the units of a chain that finishes during another chain's
-evaluation start when it ends). A chain
-the record holds is not trained again and a stored unit is not computed again, so a killed
-study resumes by running the same command.
+One scheduler hands every unit to the executor: the chains to train at first, and a chain's
+evaluation units (its metrics and attacks, then each indicator unit once its attack unit is
+stored) the moment this process has written the chain, ahead of the chains still waiting. So
+a model's attacks start as soon as it exists, while other chains train and other models'
+units run, and no worker waits for a whole evaluation to end. A chain the record holds is not
+trained again and a stored unit is not computed again, so a killed study resumes by running
+the same command; the models it finds trained are evaluated first.
 """
 
 from __future__ import annotations
 
+import collections
+import functools
 import pathlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
 from keras_takd.core import files, locking
-from keras_takd.takd.study.chain_units import chain_units, train_chain, write_chain
+from keras_takd.takd.evaluation import progress
+from keras_takd.takd.evaluation.executors import Executor, UnitQueue
+from keras_takd.takd.evaluation.indicator_units import indicated_attack
+from keras_takd.takd.study.chain_units import ChainUnit, chain_units, train_chain, write_chain
 from keras_takd.takd.study.progress import StudyProgress
+
+# The queue's priorities: a written model's metrics and attack units first, so they start as
+# soon as it exists; then the indicator units (after their attacks, as `evaluate_run` runs
+# them); the chains to train last.
+_ATTACKS, _INDICATORS, _TRAINING = 0, 1, 2
 
 
 def run_study(
@@ -71,10 +81,9 @@ def run_study(
     """
     from keras_takd.core.data import load_dataset
     from keras_takd.core.seeding import set_seed
-    from keras_takd.takd import evaluation
-    from keras_takd.takd.chains import prepare_output_dir, stage_summary
+    from keras_takd.takd.chains import prepare_output_dir
     from keras_takd.takd.evaluation.executors import SerialExecutor
-    from keras_takd.takd.evaluation.loop import unit_kinds
+    from keras_takd.takd.evaluation.loop import open_evaluation, unit_kinds
 
     _check_unsharded(evaluation_config)
     if len(chains["seeds"]) > 1:
@@ -100,30 +109,102 @@ def run_study(
         temperatures, seeds, stages = (chains[k] for k in ("temperatures", "seeds", "stages"))
         todo, trained = chain_units(out, data.label, temperatures, seeds, stages, settings)
         first, later = unit_kinds(evaluation_config)
-        study = StudyProgress(
-            executor or SerialExecutor(), log, (len(todo), trained), stages, first + later, workers
-        )
+        study = StudyProgress(log, (len(todo), trained), stages, first + later, workers)
         log(study.line(f"{_chains(len(todo))} to train, {trained} trained"))
-
-        def evaluate() -> pd.DataFrame:
-            table = evaluation.evaluate_run(
-                out, data, evaluation_config, verbose=verbose, log=log, executor=study
-            )
-            study.evaluated(len(table))
-            return table
-
-        # The models already trained are evaluated with the first chain that finishes (each
-        # evaluation covers every model of the record), or at once if none is left to train.
-        table = None if todo else evaluate()
-        for _, result in study.map(train_chain, todo):
-            for row in write_chain(out, result):
-                log(stage_summary(row))
-            for line in result["warnings"]:
-                log(f"warning: {line}")
-            table = evaluate()
+        plan = functools.partial(
+            open_evaluation, out, data, evaluation_config, verbose=verbose, log=log
+        )
+        scheduler = _Scheduler(out, plan, study, log)
+        table = scheduler.run(executor or SerialExecutor(), todo, evaluate_first=trained > 0)
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)
     return table
+
+
+def compute(unit) -> dict:
+    """The study's compute function (any executor runs it): trains a chain, or computes an
+    evaluation unit (`keras_takd.takd.evaluation.units.compute_unit`)."""
+    if isinstance(unit, ChainUnit):
+        return train_chain(unit)
+    from keras_takd.takd.evaluation.units import compute_unit
+
+    return compute_unit(unit)
+
+
+class _Scheduler:
+    """Hands a study's units to one executor as their inputs come to exist; stores each result.
+
+    Args:
+        out: the run folder (this process holds its lock and alone writes it).
+        plan: opens the evaluation of the run folder as it is (`loop.open_evaluation`);
+            called again after each chain is written, so that its models join the plan.
+        study: the progress lines.
+        log: called with the chains' lines.
+    """
+
+    def __init__(self, out: pathlib.Path, plan: Callable, study: StudyProgress, log) -> None:
+        self.out, self.plan, self.study, self.log = out, plan, study, log
+        self.queue = UnitQueue(self._taken)
+        self.queued: set[tuple[pathlib.Path, str]] = set()  # (model, kind) put in the queue
+        self.evaluation = None  # the current plan; none before the first model exists
+        self.heartbeat = None
+
+    def run(
+        self, executor: Executor, chains: Sequence[ChainUnit], evaluate_first: bool
+    ) -> pd.DataFrame:
+        """Trains `chains` and evaluates every model; returns the results table.
+
+        Args:
+            executor: where every unit runs.
+            chains: the chains to train.
+            evaluate_first: the record holds trained models (their units go first).
+        """
+        self.heartbeat = progress.Heartbeat(self.log)
+        try:
+            if evaluate_first:
+                self._replan()
+            self.queue.put(chains, _TRAINING)
+            for unit, result in executor.map(compute, self.queue):
+                self.study.finished(unit, result)
+                if isinstance(unit, ChainUnit):
+                    self._written(result)
+                else:
+                    self.evaluation.store(unit, result)
+                self._put_ready()
+        finally:
+            self.heartbeat.stop()
+        return self.evaluation.table
+
+    def _taken(self, unit) -> None:
+        self.study.taken(unit)
+        if not isinstance(unit, ChainUnit):
+            self.evaluation.announce(unit)
+
+    def _written(self, result: Mapping) -> None:
+        """Writes a trained chain into the run folder, then plans its models' units."""
+        from keras_takd.takd.chains import stage_summary
+
+        for row in write_chain(self.out, result):
+            self.log(stage_summary(row))
+        for line in result["warnings"]:
+            self.log(f"warning: {line}")
+        self._replan()
+
+    def _replan(self) -> None:
+        """The evaluation of every model written so far; a unit running stays in the plan
+        (it is not in the record yet) and is stored through it when it returns."""
+        self.evaluation = self.plan()
+        self.evaluation.heartbeat = self.heartbeat
+        stored = collections.Counter(k for m in self.evaluation.models for k in m.done)
+        self.study.evaluated(stored)
+        self._put_ready()
+
+    def _put_ready(self) -> None:
+        """Puts in the queue every unit whose inputs exist that it never held."""
+        for unit in self.evaluation.ready_units() if self.evaluation else []:
+            if (unit.model_path, unit.kind) not in self.queued:
+                self.queued.add((unit.model_path, unit.kind))
+                self.queue.put([unit], _INDICATORS if indicated_attack(unit.kind) else _ATTACKS)
 
 
 def _check_unsharded(evaluation_config) -> None:

@@ -1,17 +1,19 @@
 """The progress of a whole study: units done / running / left and the time left, one line each.
 
-A study's units are its chains to train and its models' evaluation units. `StudyProgress`
-wraps the study's executor (`keras_takd.takd.evaluation.executors`), so it sees every unit
-the executor takes and every result it returns, and logs one line per finished unit. The
-time left is the mean measured time of each kind of unit (`evaluation.progress.time_left`)
-times the units left of that kind, divided by the units that run at once.
+A study's units are its chains to train and its models' evaluation units, all on one
+executor (`keras_takd.takd.evaluation.executors`). The study's scheduler tells
+`StudyProgress` each unit the executor takes and each that returns (its result), and how many
+units of each kind the run's record holds; it logs one line per finished unit, with the
+seconds the unit took where it ran ("... l2 done (4.2 s); ..."). The time left is the mean
+measured time of each kind of unit (`evaluation.progress.time_left`) times the units left of
+that kind, divided by the units that run at once.
 """
 
 from __future__ import annotations
 
 import collections
 import pathlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from keras_takd.takd.evaluation import progress
 
@@ -22,7 +24,6 @@ class StudyProgress:
     """Counts a study's units and logs a line for each that finishes.
 
     Args:
-        executor: where the units run; `map` is passed through to it.
         log: called with each progress line.
         chains: (chains to train, chains already trained).
         models_per_chain: the stages of a chain.
@@ -32,40 +33,43 @@ class StudyProgress:
 
     def __init__(
         self,
-        executor,
         log: Callable[[str], None],
         chains: tuple[int, int],
         models_per_chain: int,
         kinds: Sequence[str],
         workers: int = 1,
     ) -> None:
-        self._executor, self._log, self._kinds = executor, log, list(kinds)
+        self._log, self._kinds = log, list(kinds)
         todo, trained = chains
         self._models = (todo + trained) * models_per_chain
         self.total = todo + trained + self._models * len(self._kinds)
         self.unfinished = collections.Counter({TRAIN: todo})
-        self.evaluated(0)
+        self.evaluated({})
         self.running = 0
         self._workers = max(workers, 1)
         self._measured: dict[str, list[float]] = {}
 
-    def map(self, fn: Callable, units: Iterable) -> Iterator[tuple]:
-        """`Executor.map` of the wrapped executor, counting what runs and what finishes."""
+    def taken(self, unit) -> None:
+        """The executor took `unit`: it runs until `finished`."""
+        self.running += 1
 
-        def taken():
-            for unit in units:
-                self.running += 1
-                yield unit
+    def finished(self, unit, result: Mapping) -> None:
+        """`unit` returned `result`: logs its line, with its "seconds" (which also time its
+        kind)."""
+        self.running -= 1
+        kind = getattr(unit, "kind", TRAIN)
+        self.unfinished[kind] = max(self.unfinished[kind] - 1, 0)
+        seconds = result.get("seconds")
+        took = ""
+        if isinstance(seconds, (int, float)):
+            self._measured.setdefault(kind, []).append(float(seconds))
+            took = f" ({seconds:.1f} s)"
+        self._log(self.line(f"{_name(unit)} done{took}"))
 
-        for unit, result in self._executor.map(fn, taken()):
-            self.running -= 1
-            self._finished(unit, result)
-            yield unit, result
-
-    def evaluated(self, models: int) -> None:
-        """`models` models have every evaluation unit stored (computed or cached)."""
+    def evaluated(self, stored: Mapping[str, int]) -> None:
+        """The run's record holds `stored[kind]` units of each kind (computed or cached)."""
         for kind in self._kinds:
-            self.unfinished[kind] = self._models - models
+            self.unfinished[kind] = self._models - stored.get(kind, 0)
 
     def line(self, what: str) -> str:
         """ "study: <what>; 7 of 40 units done, 1 running, 32 left, about 5 min left"."""
@@ -85,13 +89,6 @@ class StudyProgress:
             f"study: {what}; {done} of {self.total} units done, {self.running} running, "
             f"{left} left, {eta}"
         )
-
-    def _finished(self, unit, result) -> None:
-        kind = getattr(unit, "kind", TRAIN)
-        self.unfinished[kind] = max(self.unfinished[kind] - 1, 0)
-        if isinstance(result.get("seconds"), (int, float)):
-            self._measured.setdefault(kind, []).append(float(result["seconds"]))
-        self._log(self.line(f"{_name(unit)} done"))
 
 
 def _name(unit) -> str:

@@ -1,6 +1,7 @@
 """The whole study (`python -m keras_takd.takd.study`, `run_study`) on tiny settings: serially
-end to end, a rerun that computes nothing, the same tables on a local two-node Ray cluster,
-and a bad flag in one line.
+end to end, the same tables as a separate evaluation of its models, a rerun that computes
+nothing, the same tables on a local two-node Ray cluster, a trained model's attacks before a
+new chain has trained, and a bad flag in one line.
 
 Tolerance of the Ray comparison: none (byte for byte) but the columns that differ between
 any two trainings (wall time, the run folder's paths). A Ray task trains and attacks with op
@@ -8,7 +9,8 @@ determinism and the same seeds as the serial study, and with TensorFlow's thread
 one CPU; the serial study runs with one thread too (TF_NUM_INTRAOP_THREADS and
 TF_NUM_INTEROP_THREADS), since training on a different number of threads sums in another
 order and comes out a validation image apart after one epoch (measured: 0.5 vs 0.515625).
-"""
+A unit computes the same whenever it runs, so the order in which the scheduler hands units out
+changes no number."""
 
 import pathlib
 import shutil
@@ -25,14 +27,26 @@ _RUN_COLUMNS = ["train_seconds", "saved_model", "keras_model"]
 _ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
-def _flags(output_dir: pathlib.Path, data_dir: pathlib.Path) -> list[str]:
+# The tiny study's evaluation: L2 on 4 images, the metrics on 16, with the indicators.
+_EVALUATION = [
+    "--attacks=l2",
+    "--num_images=4",
+    "--metric_images=16",
+    "--l2_max_iterations=10",
+    "--l2_binary_search_steps=2",
+    "--nogradient_masking",
+    "--noattack_verbose",
+]
+
+
+def _flags(output_dir: pathlib.Path, data_dir: pathlib.Path, temperatures="1,5") -> list[str]:
     """The tiny study: 2 chains (T = 1, 5) of 2 models, L2 on 4 images."""
     return [
         f"--output_dir={output_dir}",
         f"--data_dir={data_dir}",
         "--dataset=mnist",
         "--stages=2",
-        "--temperature=1,5",
+        f"--temperature={temperatures}",
         "--epochs=1",
         "--batch_size=64",
         "--learning_rate=0.05",
@@ -40,13 +54,7 @@ def _flags(output_dir: pathlib.Path, data_dir: pathlib.Path) -> list[str]:
         "--train_size=512",
         "--validation_size=64",
         "--test_size=64",
-        "--attacks=l2",
-        "--num_images=4",
-        "--metric_images=16",
-        "--l2_max_iterations=10",
-        "--l2_binary_search_steps=2",
-        "--nogradient_masking",
-        "--noattack_verbose",
+        *_EVALUATION,
     ]
 
 
@@ -83,6 +91,30 @@ def test_the_study_trains_evaluates_and_reports(serial_study):
     first_evaluation = next(i for i, line in enumerate(progress) if "metrics done" in line)
     second_chain = next(i for i, line in enumerate(progress) if "T=5 seed 3 done" in line)
     assert first_evaluation < second_chain  # a chain is evaluated before the next trains
+
+
+def _unevaluated_copy(out, folder, stored_units, forget_unit) -> pathlib.Path:
+    """A copy of the run folder `out` with every evaluation unit forgotten (models kept)."""
+    copy = shutil.copytree(out, folder)
+    for stage, kind in {(stage, kind) for stage, kind, *_ in stored_units(copy)}:
+        forget_unit(copy, stage, kind)
+    return copy
+
+
+def test_the_study_stores_what_a_separate_evaluation_of_its_models_stores(
+    serial_study, shared_data_dir, tmp_path, cli, stored_units, forget_unit
+):
+    """The units the scheduler hands out while chains train are the `evaluate` command's,
+    byte for byte, as when the study evaluated each chain with `evaluate_run` in turn."""
+    out = serial_study[0]
+    copy = _unevaluated_copy(out, tmp_path / "evaluated_apart", stored_units, forget_unit)
+    assert stored_units(copy) == []
+    flags = (f"--output_dir={copy}", f"--data_dir={shared_data_dir}", *_EVALUATION)
+    done = cli("keras_takd.takd.evaluate", *flags, env=_ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert stored_units(copy) == stored_units(out)
+    for table in ("results.csv", "per_image.csv"):
+        assert (copy / table).read_bytes() == (out / table).read_bytes(), table
 
 
 class _Counting:
@@ -152,6 +184,34 @@ def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_
     pd.testing.assert_frame_equal(_tables(out)[0], _tables(serial)[0], check_exact=True)
     assert _tables(out)[1] == _tables(serial)[1]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in serial.iterdir())
+
+
+def test_on_ray_a_trained_models_attacks_start_before_a_new_chain_has_trained(
+    cluster, serial_study, shared_data_dir, tmp_path, cli, stored_units, forget_unit
+):
+    """As a study resumed after a kill: the models written before are attacked at once, on
+    the workers the new chain leaves free, not after it has trained (as until issue 24)."""
+    serial = serial_study[0]
+    out = _unevaluated_copy(serial, tmp_path / "resumed", stored_units, forget_unit)
+    ray = ("--executor=ray", f"--ray_address={cluster.address}")
+    done = cli("keras_takd.takd.study", *_flags(out, shared_data_dir, "1,5,10"), *ray)
+    assert done.returncode == 0, done.stderr[-2000:]
+    progress = _progress(done.stdout)
+    assert "1 chain to train, 2 trained" in progress[0]
+    assert "21 of 21 units done, 0 running, 0 left" in progress[-2]
+    finished = [line for line in progress if " done (" in line]
+    new_chain = next(i for i, line in enumerate(finished) if "T=10 seed 3 done" in line)
+    assert "metrics done" in finished[0] or "l2 done" in finished[0], progress
+    assert new_chain > 0, progress
+    results = _tables(out)[0]
+    pd.testing.assert_frame_equal(
+        results[results["temperature"] != 10].reset_index(drop=True),
+        _tables(serial)[0],
+        check_exact=True,
+    )
+    per_image = pd.read_csv(out / "per_image.csv")
+    kept = per_image[per_image["temperature"] != 10].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, pd.read_csv(serial / "per_image.csv"), check_exact=True)
 
 
 @pytest.mark.parametrize(
