@@ -52,7 +52,7 @@ def export_run(folder: str | pathlib.Path) -> pd.DataFrame:
 def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFrame:
     """`tidy(rows without their seed, **options)`; with `several` seeds, tidied seed by seed
     (in seed order) and given a `seed` column after `stage`, so no two seeds' rows mix."""
-    if not several:  # one seed: the tables keep their layout without the column
+    if not several or not rows:  # one seed: the tables keep their layout without the column
         return tidy(pd.DataFrame(rows).drop(columns=SEED_COLUMN, errors="ignore"), **options)
     frames = []
     for seed, group in pd.DataFrame(rows).groupby(SEED_COLUMN, sort=True):

@@ -84,6 +84,26 @@ def tiny_run(tiny_chain, tmp_path):
     return tmp_path / "run", data
 
 
+@pytest.fixture(scope="session")
+def tiny_seeds_chain(tmp_path_factory, shared_data_dir):
+    """The tiny chain trained with two seeds, 3 and 4 (a run of several seeds, issue 25:
+    `mnist/T5/seed<s>/stage<k>`), once per session; (run folder, dataset). Copy it before
+    evaluating it: see `tiny_seeds_run`."""
+    data = load_dataset("mnist", shared_data_dir, validation_size=64, train_size=1024, test_size=64)
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    out = tmp_path_factory.getbasetemp() / "tiny_seeds_chain"
+    run_chain(data, [TINY_TEMPERATURE], 2, out, config, verbose=0, seeds=[3, 4])
+    return out, data
+
+
+@pytest.fixture
+def tiny_seeds_run(tiny_seeds_chain, tmp_path):
+    """A private copy of the tiny chain of two seeds."""
+    source, data = tiny_seeds_chain
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run", data
+
+
 def _evaluate(run_dir, data, output=None, verbose=False, log=None, replace=False, **settings):
     """`evaluate_run` with the settings of an `EvaluationConfig` given as keywords (and
     `executor=`)."""
