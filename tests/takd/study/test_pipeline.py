@@ -158,7 +158,6 @@ def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_
     "flag, expected",
     [
         ("--num_shards=2", "a study takes none of --num_shards"),
-        ("--num_seeds=2", "a study trains one seed per temperature so far"),
         ("--temperature=0", "--temperature must be a comma-separated list of numbers > 0"),
     ],
 )
