@@ -496,17 +496,17 @@ def _run_stage(
             "val_accuracy": val_accuracy,
             "train_seconds": round(seconds, 3),
             "epochs": config.epochs,
-            "saved_model": str(stage_dir / "saved_model"),
-            "keras_model": str(stage_dir / "model.keras"),
+            **layout.stage_paths(stage_dir),
         }
         metadata = _save_stage(model, data, stage_dir, fingerprint, row)
         named = row | {"seed": chain.folder_seed}  # the warning names a run of seeds' seed
         warning = learning_warning(named, soft_losses, config.scale_soft_loss)
     else:
         model = export.load_model(stage_dir / "model.keras")
-    # A stage's model does not depend on the chain's length; its role and row do.
+    # A stage's model does not depend on the chain's length; its role and row do. Its paths
+    # are where it is now (a run folder copied elsewhere resumes with its own models).
     row = dict(metadata["row"], role=role_name(stage, stages), stages=stages, seed=config.seed)
-    return model, row, complete, warning
+    return model, row | layout.stage_paths(stage_dir), complete, warning
 
 
 def _record_model(out: pathlib.Path, row: dict) -> pd.DataFrame:

@@ -170,9 +170,8 @@ def _model_rows(out: pathlib.Path, run_json: dict) -> pd.DataFrame:
     models = record.models(out)
     if not models:
         return read_csv(out / "results.csv")
-    seed_folders = run_json["configuration"].get("replicates", {}).get("seed_folders")
     rows = pd.DataFrame(models)
-    return rows if seed_folders else rows.drop(columns=SEED_COLUMN)
+    return rows if layout.seed_folders(run_json) else rows.drop(columns=SEED_COLUMN)
 
 
 def _check_keys(path: pathlib.Path, rows: pd.DataFrame, label: str) -> None:
