@@ -39,6 +39,7 @@ TRAINING_FIXTURES = frozenset(
         "cli",  # runs a command (most of them train)
         "mnist_attack_model",  # tests/attacks/conftest.py
         "tiny_run",  # tests/takd/test_evaluation.py: a trained 2-stage chain
+        "tiny_seeds_run",  # tests/takd/conftest.py: the same chain trained with two seeds
         "tiny",  # tests/takd/test_chains.py: the data every run_chain test trains on
         "stand_in_run",  # tests/takd/test_summary.py: a trained and evaluated chain
         "finished_run",  # tests/takd/test_train.py: the training command's run

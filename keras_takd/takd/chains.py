@@ -331,6 +331,7 @@ def run_chain(
     log: Callable[[str], None] | None = _print_line,
     on_warning: Callable[[str], None] | None = None,
     seeds: Sequence[int] | None = None,
+    seed_folders: bool | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
 
@@ -357,6 +358,9 @@ def run_chain(
             initialisation, warm start and data order (`config.seed` replaced by each), in
             per-seed folders (`keras_takd.takd.layout`) when there are several. None: one
             chain per temperature, of `config.seed`.
+        seed_folders: keep each seed in a folder of its own; None: when there are several
+            seeds. True for one seed of a run of several (the study trains each chain apart,
+            `keras_takd.takd.study.chain_units`).
 
     Returns:
         The whole results table of output_dir (also written to results.csv).
@@ -379,7 +383,7 @@ def run_chain(
     seeds = _check_seeds(seeds, config.seed)
     log = log or (lambda line: None)
     on_warning = on_warning or (lambda line: warnings.warn(line, RuntimeWarning, stacklevel=3))
-    seed_folders = len(seeds) > 1
+    seed_folders = len(seeds) > 1 if seed_folders is None else bool(seed_folders)
     out = files.check_writable(output_dir)
     with locking.lock_run_folder(out), (strategy or tf.distribute.get_strategy()).scope():
         out = prepare_output_dir(out, data, config, run_info, seed_folders)
@@ -492,17 +496,17 @@ def _run_stage(
             "val_accuracy": val_accuracy,
             "train_seconds": round(seconds, 3),
             "epochs": config.epochs,
-            "saved_model": str(stage_dir / "saved_model"),
-            "keras_model": str(stage_dir / "model.keras"),
+            **layout.stage_paths(stage_dir),
         }
         metadata = _save_stage(model, data, stage_dir, fingerprint, row)
         named = row | {"seed": chain.folder_seed}  # the warning names a run of seeds' seed
         warning = learning_warning(named, soft_losses, config.scale_soft_loss)
     else:
         model = export.load_model(stage_dir / "model.keras")
-    # A stage's model does not depend on the chain's length; its role and row do.
+    # A stage's model does not depend on the chain's length; its role and row do. Its paths
+    # are where it is now (a run folder copied elsewhere resumes with its own models).
     row = dict(metadata["row"], role=role_name(stage, stages), stages=stages, seed=config.seed)
-    return model, row, complete, warning
+    return model, row | layout.stage_paths(stage_dir), complete, warning
 
 
 def _record_model(out: pathlib.Path, row: dict) -> pd.DataFrame:

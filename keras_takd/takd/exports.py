@@ -4,7 +4,9 @@ Training and evaluation write the record, then call `export_run`; neither reads 
 back. The results table holds every model's training columns and the columns of the latest
 evaluation written to the record; the per-image table that evaluation's rows. A run of several
 seeds (independent chains, issue 25) gives both tables a `seed` column after `stage`; a run of
-one seed keeps them without it. TensorFlow-free.
+one seed keeps them without it. A model whose recorded `keras_model` is gone (a run folder
+copied or moved, the original deleted) gets its paths rebuilt in the folder
+(`layout.model_paths`). TensorFlow-free.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlite3
 import pandas as pd
 
 from keras_takd.core import files, record
+from keras_takd.takd import layout
 from keras_takd.takd.analysis.tables import SEED_COLUMN, per_image_path
 from keras_takd.takd.analysis.tables import tidy as tidy_per_image
 from keras_takd.takd.evaluation.tables import tidy as tidy_results
@@ -41,6 +44,7 @@ def export_run(folder: str | pathlib.Path) -> pd.DataFrame:
         rows = _results_rows(connection, evaluation)
         per_image = _per_image_rows(connection, evaluation)
     several = len({row["seed"] for row in rows}) > 1
+    rows = _located(folder, rows, several)
     table = _tidy_by_seed(tidy_results, rows, several, sharded=False)
     files.write_csv_atomic(folder / RESULTS, table)
     if evaluation is not None:
@@ -52,7 +56,7 @@ def export_run(folder: str | pathlib.Path) -> pd.DataFrame:
 def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFrame:
     """`tidy(rows without their seed, **options)`; with `several` seeds, tidied seed by seed
     (in seed order) and given a `seed` column after `stage`, so no two seeds' rows mix."""
-    if not several:  # one seed: the tables keep their layout without the column
+    if not several or not rows:  # one seed: the tables keep their layout without the column
         return tidy(pd.DataFrame(rows).drop(columns=SEED_COLUMN, errors="ignore"), **options)
     frames = []
     for seed, group in pd.DataFrame(rows).groupby(SEED_COLUMN, sort=True):
@@ -61,6 +65,19 @@ def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFr
     columns = list(table.columns.drop(SEED_COLUMN))
     columns.insert(columns.index("stage") + 1, SEED_COLUMN)
     return table[columns]
+
+
+def _located(folder: pathlib.Path, rows: list[dict], several: bool) -> list[dict]:
+    """The rows, each model whose recorded `keras_model` is gone (the run folder was copied
+    or moved, the original deleted) with its paths rebuilt in `folder`."""
+    run_json = files.check_regular(folder / "run.json")
+    seeded = layout.seed_folders(files.read_json(run_json)) if run_json.is_file() else several
+    return [
+        row
+        if pathlib.Path(str(row["keras_model"])).exists()
+        else row | layout.model_paths(folder, row, seeded)
+        for row in rows
+    ]
 
 
 def _results_rows(connection: sqlite3.Connection, evaluation: str | None) -> list[dict]:

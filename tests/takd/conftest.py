@@ -65,21 +65,42 @@ def fake_attacks():
     return FakeAttacks
 
 
+def _tiny_chain(out, data_dir, seeds=None):
+    """Trains the tiny chain (see `tiny_chain`) into `out`, with `seeds` (None: one, 3)."""
+    data = load_dataset("mnist", data_dir, validation_size=64, train_size=1024, test_size=64)
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    run_chain(data, [TINY_TEMPERATURE], 2, out, config, verbose=0, seeds=seeds)
+    return out, data
+
+
 @pytest.fixture(scope="session")
 def tiny_chain(tmp_path_factory, shared_data_dir):
     """A 2-stage chain at T = 5 (1 epoch on 1,024 images, about 80% accurate), trained once
     per session; (run folder, dataset). Copy it before evaluating it: see `tiny_run`."""
-    data = load_dataset("mnist", shared_data_dir, validation_size=64, train_size=1024, test_size=64)
-    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
-    out = tmp_path_factory.getbasetemp() / "tiny_chain"
-    run_chain(data, [TINY_TEMPERATURE], 2, out, config, verbose=0)
-    return out, data
+    return _tiny_chain(tmp_path_factory.getbasetemp() / "tiny_chain", shared_data_dir)
 
 
 @pytest.fixture
 def tiny_run(tiny_chain, tmp_path):
     """A private copy of the tiny chain, so evaluations of different tests never meet."""
     source, data = tiny_chain
+    shutil.copytree(source, tmp_path / "run")
+    return tmp_path / "run", data
+
+
+@pytest.fixture(scope="session")
+def tiny_seeds_chain(tmp_path_factory, shared_data_dir):
+    """The tiny chain trained with two seeds, 3 and 4 (a run of several seeds, issue 25:
+    `mnist/T5/seed<s>/stage<k>`), once per session; (run folder, dataset). Copy it before
+    evaluating it: see `tiny_seeds_run`."""
+    out = tmp_path_factory.getbasetemp() / "tiny_seeds_chain"
+    return _tiny_chain(out, shared_data_dir, seeds=[3, 4])
+
+
+@pytest.fixture
+def tiny_seeds_run(tiny_seeds_chain, tmp_path):
+    """A private copy of the tiny chain of two seeds."""
+    source, data = tiny_seeds_chain
     shutil.copytree(source, tmp_path / "run")
     return tmp_path / "run", data
 

@@ -1,10 +1,15 @@
 """results.csv and per_image.csv exported from a run's record: a seed column for several
-seeds, none for one."""
+seeds, none for one; a copied run folder points at its own models."""
+
+import pathlib
+import shutil
 
 import pandas as pd
 import pytest
 
 from keras_takd.core import record
+from keras_takd.core.distillation import TrainConfig
+from keras_takd.takd.chains import run_chain
 from keras_takd.takd.exports import export_run
 
 
@@ -50,3 +55,31 @@ def test_the_tables_carry_a_seed_column_for_several_seeds_only(tmp_path, seeds):
     assert list(images.image) == [0, 1] * 4  # sorted within each seed's model
     kept_whole = images.distance - images.seed - images.image / 10  # 1.0 in every written row
     assert kept_whole.tolist() == pytest.approx([1.0] * 8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("run, seeds", [("tiny_run", None), ("tiny_seeds_run", [3, 4])])
+def test_a_copied_run_evaluates_and_resumes_on_its_own_models(
+    request, tmp_path, monkeypatch, evaluate, fake_attacks, run, seeds
+):
+    """A run resumed in place records its own paths; its copy, once the original is gone,
+    points at the copy's models in its tables and record."""
+    original, data = request.getfixturevalue(run)
+    config = TrainConfig(epochs=1, batch_size=32, learning_rate=0.05, seed=3)
+    lines = []
+    run_chain(data, [5.0], 2, original, config, verbose=0, log=lines.append, seeds=seeds)
+    assert lines == []  # every stage complete: nothing trained
+    assert all(
+        pathlib.Path(m["keras_model"]).is_relative_to(original) for m in record.models(original)
+    )
+    copy = shutil.copytree(original, tmp_path / "copy")
+    shutil.rmtree(original)
+    fake_attacks().install(monkeypatch)
+    evaluate(copy, data, num_images=4, metric_images=8, attacks=("l2",), gradient_masking=False)
+    results = pd.read_csv(copy / "results.csv")
+    for path in (*results.keras_model, *results.saved_model):
+        assert pathlib.Path(path).is_relative_to(copy) and pathlib.Path(path).exists()
+    run_chain(data, [5.0], 2, copy, config, verbose=0, log=lines.append, seeds=seeds)
+    assert lines == []
+    assert sorted(m["keras_model"] for m in record.models(copy)) == sorted(results.keras_model)
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "results.csv"), results)

@@ -216,13 +216,25 @@ def as_bool(column: pd.Series) -> pd.Series:
 
 def tidy(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Per-image rows in `schema.PER_IMAGE_COLUMNS` order and types, sorted by model, attack
-    and image (absent columns come back empty)."""
-    table = pd.DataFrame(rows, columns=list(PER_IMAGE_COLUMNS))
+    and image (absent columns come back empty; a `seed` column is kept, after `stage`)."""
+    table = pd.DataFrame(rows, columns=_with_seed(list(PER_IMAGE_COLUMNS), rows))
     table["target"] = table["target"].fillna(UNTARGETED)  # tables from before the column
     table = table.astype({"correct": bool, "success": bool, "image": int, "target": int})
     table = table.astype({name: "boolean" for name in INDICATORS})  # empty: not checked
     table = table.astype({"iterations": "Int64"})
-    return table.sort_values(SORT_COLUMNS, kind="stable").reset_index(drop=True)
+    return table.sort_values(_with_seed(SORT_COLUMNS, table), kind="stable").reset_index(drop=True)
+
+
+def _with_seed(columns: list[str], rows: Sequence[dict] | pd.DataFrame) -> list[str]:
+    """`columns` with `seed` after `stage` if the rows have a seed (a run of several seeds)."""
+    if isinstance(rows, pd.DataFrame):
+        seeded = SEED_COLUMN in rows.columns
+    else:
+        seeded = any(SEED_COLUMN in row for row in rows)
+    if not seeded:
+        return columns
+    stage = columns.index("stage")
+    return [*columns[: stage + 1], SEED_COLUMN, *columns[stage + 1 :]]
 
 
 def _as_paths(
@@ -493,9 +505,10 @@ def read_per_image(paths: PathOrPaths, results: pd.DataFrame | None = None) -> p
 
 def tidy_predictions(rows: Sequence[dict] | pd.DataFrame) -> pd.DataFrame:
     """Prediction rows in `schema.PREDICTION_COLUMNS` order, sorted by model and image."""
-    table = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
+    table = pd.DataFrame(rows, columns=_with_seed(list(PREDICTION_COLUMNS), rows))
     table = table.astype({"image": int, "label": int, "prediction": int})
-    return table.sort_values([*KEY_COLUMNS, "image"], kind="stable").reset_index(drop=True)
+    order = _with_seed([*KEY_COLUMNS, "image"], table)
+    return table.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def _check_predictions(df: pd.DataFrame) -> None:

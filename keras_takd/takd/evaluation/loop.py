@@ -22,7 +22,7 @@ import pandas as pd
 
 from keras_takd.core import files, identity, record
 from keras_takd.core.results import ConfigMismatchError
-from keras_takd.takd import exports
+from keras_takd.takd import exports, layout
 from keras_takd.takd.evaluation import cache, progress
 from keras_takd.takd.evaluation.config import (
     EvaluationConfig,
@@ -49,8 +49,10 @@ from keras_takd.takd.evaluation.runs import (
     Run,
     check_results_file,
     known_columns,
+    model_key_columns,
     read_csv,
     read_run,
+    row_seed,
 )
 from keras_takd.takd.evaluation.tables import final_columns, shard_columns, write_results
 from keras_takd.takd.evaluation.units import Unit, compute_unit, load_model
@@ -59,7 +61,6 @@ from keras_takd.takd.schema import (
     CHAIN_COLUMNS,
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
-    KEY_COLUMNS,
     MASKED_L2_PREFIX,
     SHARD_COLUMNS,
 )
@@ -139,7 +140,8 @@ def evaluate_run(
         warn: called with the warning lines of indicators that tripped (default: `log`);
             each indicator's explanation comes once, with its first warning.
         models: compute the units of these models only, named `T<temperature>/stage<k>`
-            (`model_name`; None: every model). The tables keep every model, with the units
+            (`T<temperature>/seed<s>/stage<k>` in a run of several seeds; `model_name`;
+            None: every model). The tables keep every model, with the units
             the record holds.
 
     Returns:
@@ -262,9 +264,10 @@ def _models(
     log: Callable[[str], None],
 ) -> list[_Model]:
     """The run's models in key order, each loaded once to identify its weights."""
-    produced = known_columns(None, sharded=True) - set(CHAIN_COLUMNS)
-    rows = run.rows.sort_values(list(KEY_COLUMNS), kind="stable")
-    chain_length = rows.groupby(["dataset", "temperature"])["stage"].transform("max")
+    produced = known_columns(None, sharded=True) - set(CHAIN_COLUMNS) - {"seed"}
+    key = list(model_key_columns(run.rows.columns))
+    rows = run.rows.sort_values(key, kind="stable")
+    chain_length = rows.groupby(key[:-1])["stage"].transform("max")  # a chain: all but stage
     seeds = _Seeds(run)
     wanted = _Wanted(config, *test_set)
     stored = cache.stored_units(run.output_dir, evaluation[0])
@@ -284,8 +287,10 @@ def _models(
 
 
 def model_name(row: Mapping) -> str:
-    """`T<temperature>/stage<k>`: a model's folder below its dataset, as --models names it."""
-    return f"T{float(row['temperature']):g}/stage{int(row['stage'])}"
+    """`T<temperature>/stage<k>` (`T<temperature>/seed<s>/stage<k>` in a run of several
+    seeds): a model's folder below its dataset, as --models names it."""
+    folder = layout.model_folder("", row["temperature"], row["stage"], row_seed(row))
+    return folder.as_posix()
 
 
 def _selected(models: list[_Model], names: Sequence[str] | None) -> set[pathlib.Path] | None:
@@ -306,8 +311,9 @@ def _selected(models: list[_Model], names: Sequence[str] | None) -> set[pathlib.
 
 
 class _Seeds:
-    """The record key (`record.MODEL_KEY`) of a run's rows: their seed is in the record, or
-    is the run's seed (a run trained before records)."""
+    """The record key (`record.MODEL_KEY`) of a run's rows: their own seed (a run of several
+    seeds), else their seed in the record, else the run's seed (a run trained before
+    records)."""
 
     def __init__(self, run: Run) -> None:
         self.default = int(run.run_json["configuration"].get("train", {}).get("seed", 0))
@@ -322,7 +328,9 @@ class _Seeds:
             float(row["temperature"]),
             int(row["stage"]),
         )
-        seed = self.seeds.get((dataset, temperature, stage), self.default)
+        seed = row_seed(row)
+        if seed is None:
+            seed = self.seeds.get((dataset, temperature, stage), self.default)
         return dataset, temperature, seed, stage
 
 
@@ -380,7 +388,7 @@ class _Evaluation:
         self.by_path = {m.path: m for m in models}
         self.explained: set[str] = set()
         self.warn, self.heartbeat = log, None
-        self.record: tuple[pathlib.Path, dict, dict] | None = None
+        self.record: tuple[pathlib.Path, dict] | None = None
         self.stored_in: tuple[pathlib.Path, tuple[str, dict]] | None = None
         self.table: pd.DataFrame | None = None
 
@@ -496,7 +504,7 @@ class _Evaluation:
         An evaluation written elsewhere than the run's results.csv (a shard, an `output`)
         writes its CSVs directly.
         """
-        per_image = _per_image_rows(self.models)
+        per_image = [row for m in self.models for row in _per_image_rows(m)]
         predictions = [
             row
             for m in self.models
@@ -509,32 +517,31 @@ class _Evaluation:
             written = write_results(self.path, rows, self.cid, self.config.sharded)
             write_per_image(self.path, per_image)
             return written
-        folder, identity, seeds = self.record
-        columns = [_evaluation_columns(m, self.cid, self.config) for m in self.models]
-        columns = [row | {"seed": seeds[_key(row)]} for row in columns]
+        folder, identity = self.record
+        columns = [_evaluation_columns(m, self.cid, self.config) | _seed(m) for m in self.models]
+        per_image = [row | _seed(m) for m in self.models for row in _per_image_rows(m)]
         with record.writing(folder) as connection:
             record.put_evaluation(connection, self.cid, identity)
-            per_image = [row | {"seed": seeds[_key(row)]} for row in per_image]
             record.put_evaluation_rows(connection, self.cid, columns, per_image)
         return exports.export_run(folder)
 
 
-def _key(row: Mapping) -> tuple:
-    return tuple(row[c] for c in KEY_COLUMNS)
+def _seed(model: _Model) -> dict:
+    """{"seed": the model's seed in the record} (`record.MODEL_KEY`)."""
+    return {"seed": model.key[record.MODEL_KEY.index("seed")]}
 
 
 def _recorded(
     run: Run, path: pathlib.Path, identity: dict, sharded: bool
-) -> tuple[pathlib.Path, dict, dict] | None:
-    """(run folder, identity, {model key: seed}) if the evaluation writes the run's record.
+) -> tuple[pathlib.Path, dict] | None:
+    """(run folder, identity) if the evaluation writes the run's record.
 
     It does when it writes the run's own results.csv, unsharded, and the run has a record.
     """
     models = record.models(run.output_dir)
     if sharded or not models or path.resolve() != (run.output_dir / "results.csv").resolve():
         return None
-    seeds = {tuple(m[c] for c in KEY_COLUMNS): m["seed"] for m in models}
-    return run.output_dir, identity, seeds
+    return run.output_dir, identity
 
 
 def _row(model: _Model, cid: str, config: EvaluationConfig) -> dict:
@@ -544,7 +551,8 @@ def _row(model: _Model, cid: str, config: EvaluationConfig) -> dict:
 
 def _evaluation_columns(model: _Model, cid: str, config: EvaluationConfig) -> dict:
     """The columns of the model's results row its finished units give (its key too)."""
-    row, done = {c: model.row[c] for c in KEY_COLUMNS}, model.done
+    key = model_key_columns(model.row)
+    row, done = {c: model.row[c] for c in key}, model.done
     if config.sharded:
         row |= {"shard_index": config.shard_index, "num_shards": config.num_shards}
         row[WEIGHTS_COLUMN] = model.sha
@@ -561,13 +569,13 @@ def _evaluation_columns(model: _Model, cid: str, config: EvaluationConfig) -> di
     return row
 
 
-def _per_image_rows(models: list[_Model]) -> list[dict]:
+def _per_image_rows(model: _Model) -> list[dict]:
+    """The per-image rows of one model's finished attack units."""
     rows = []
-    for model in models:
-        for unit in ATTACK_PREFIXES:
-            if unit in model.done:
-                flags = model.done.get(indicator_unit(unit))
-                rows += unit_rows(model.row, unit, model.done[unit], flags)
+    for unit in ATTACK_PREFIXES:
+        if unit in model.done:
+            flags = model.done.get(indicator_unit(unit))
+            rows += unit_rows(model.row, unit, model.done[unit], flags)
     return rows
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from keras_takd.core import files
 from keras_takd.takd.analysis.tables import (
+    SEED_COLUMN,
     UNTARGETED,
     per_image_path,
     predictions_path,
@@ -31,6 +32,13 @@ from keras_takd.takd.analysis.tables import (
 from keras_takd.takd.schema import CHAIN_LENGTH_COLUMN, KEY_COLUMNS
 
 _MODEL_COLUMNS = (*KEY_COLUMNS, "role", CHAIN_LENGTH_COLUMN)
+
+
+def _model(row: Mapping) -> dict:
+    """The model's columns of a per-image or prediction row: its key, role and chain length,
+    and its `seed` if the row has one (a run of several seeds)."""
+    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    return model | ({SEED_COLUMN: row[SEED_COLUMN]} if SEED_COLUMN in row else {})
 
 
 def unit_rows(
@@ -57,7 +65,7 @@ def unit_rows(
     attacked = {int(i): k for k, i in enumerate(per.get("index", []))}
     constants = per.get("const")
     steps = per.get("iterations")
-    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    model = _model(row)
     flags = {}
     if indicators is not None:
         position = {int(i): k for k, i in enumerate(indicators["index"])}
@@ -98,7 +106,7 @@ def targeted_rows(row: Mapping, attack: str, unit: Mapping) -> list[dict]:
     """
     start, stop = unit["images"]
     per = unit["per_image"]
-    model = {c: row.get(c) for c in _MODEL_COLUMNS} | {"attack": attack}
+    model = _model(row) | {"attack": attack}
     steps = per.get("iterations")
     rows = [
         model
@@ -138,7 +146,7 @@ def prediction_rows(row: Mapping, unit: Mapping, labels: Sequence[int]) -> list[
         labels: the true classes of the test images (at least `stop` of them).
     """
     start, stop = unit["images"]
-    model = {c: row.get(c) for c in _MODEL_COLUMNS}
+    model = _model(row)
     return [
         model | {"image": image, "label": int(labels[image]), "prediction": int(prediction)}
         for image, prediction in zip(range(start, stop), unit["predictions"], strict=True)

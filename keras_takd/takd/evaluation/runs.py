@@ -2,9 +2,11 @@
 
 A run's results.csv is checked before any path is built from it: only columns a keras_takd
 results file has; in every row the run's own dataset label (run.json), a finite temperature
-> 0 and an integer stage >= 1. Every path built from a row (the model) and the evaluation's folder
-must resolve inside the run folder, so a forged results.csv cannot make an evaluation read or
-write elsewhere. An evaluation holds its own lock file (one per shard) and a shared lock on
+> 0 and an integer stage >= 1. The rows of a run of several seeds (issue 25) carry their
+`seed`, which names their model folders (`keras_takd.takd.layout`); a run of one seed's do
+not. Every path built from a row (the model) and the evaluation's folder must resolve
+inside the run folder, so a forged results.csv cannot make an evaluation read or write
+elsewhere. An evaluation holds its own lock file (one per shard) and a shared lock on
 the run folder (`lock_evaluation`), so trainings and the same shard never run beside it.
 
 TensorFlow-free, so `keras_takd.takd.evaluate` refuses a bad run folder or results file before
@@ -23,6 +25,8 @@ import pandas as pd
 
 from keras_takd.core import files, locking, record
 from keras_takd.core.results import ConfigMismatchError
+from keras_takd.takd import layout
+from keras_takd.takd.analysis.tables import SEED_COLUMN
 from keras_takd.takd.schema import (
     APGD_ATTACKS,
     ATTACK_PREFIXES,
@@ -99,11 +103,25 @@ class Run:
         return files.inside(self.output_dir, path)
 
 
-def _model_folder(row) -> pathlib.Path:
-    """`<dataset>/T<temperature>/stage<k>` of a checked row."""
-    return pathlib.Path(
-        str(row["dataset"]), f"T{float(row['temperature']):g}", f"stage{int(row['stage'])}"
-    )
+def _model_folder(row) -> pathlib.PurePath:
+    """`<dataset>/T<temperature>/stage<k>` of a checked row (`.../seed<s>/stage<k>` if the row
+    has a seed: a run of several seeds)."""
+    seed = row_seed(row)
+    return layout.model_folder(str(row["dataset"]), row["temperature"], row["stage"], seed)
+
+
+def row_seed(row) -> int | None:
+    """The `seed` of a row of a run of several seeds, None in a run of one seed."""
+    seed = row.get(SEED_COLUMN) if hasattr(row, "get") else None
+    return None if seed is None or pd.isna(seed) else int(seed)
+
+
+def model_key_columns(columns) -> tuple[str, ...]:
+    """The columns that identify a model in a table with these columns: `KEY_COLUMNS`, and
+    `seed` before `stage` where the table has it (a run of several seeds)."""
+    if SEED_COLUMN not in columns:
+        return KEY_COLUMNS
+    return ("dataset", "temperature", SEED_COLUMN, "stage")
 
 
 def read_run(output_dir: str | pathlib.Path) -> Run:
@@ -132,7 +150,7 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
         int(run_json["configuration"]["data"]["test_images"])
     except (ValueError, KeyError, TypeError):
         raise ValueError(f"{out}/run.json is not a keras_takd run.json") from None
-    rows = _model_rows(out)
+    rows = _model_rows(out, run_json)
     missing = [c for c in KEY_COLUMNS if c not in rows.columns]
     if missing or rows.empty:
         raise ValueError(f"{out}/results.csv is not a keras_takd results file (or has no rows)")
@@ -145,13 +163,15 @@ def read_run(output_dir: str | pathlib.Path) -> Run:
     return run
 
 
-def _model_rows(out: pathlib.Path) -> pd.DataFrame:
+def _model_rows(out: pathlib.Path, run_json: dict) -> pd.DataFrame:
     """The run's models: from its record (results.csv is its export, never read back), or
-    from results.csv for a run trained before records existed."""
+    from results.csv for a run trained before records existed. Their `seed` is kept in a run
+    of several seeds (run.json's `replicates.seed_folders`), where it names their folders."""
     models = record.models(out)
     if not models:
         return read_csv(out / "results.csv")
-    return pd.DataFrame(models).drop(columns="seed")
+    rows = pd.DataFrame(models)
+    return rows if layout.seed_folders(run_json) else rows.drop(columns=SEED_COLUMN)
 
 
 def _check_keys(path: pathlib.Path, rows: pd.DataFrame, label: str) -> None:
@@ -167,9 +187,16 @@ def _check_keys(path: pathlib.Path, rows: pd.DataFrame, label: str) -> None:
             problem = f"temperature {row.temperature!r}, expected a finite number > 0"
         elif not (math.isfinite(stage) and stage >= 1 and stage == int(stage)):
             problem = f"stage {row.stage!r}, expected an integer >= 1"
+        elif not _seed_ok(getattr(row, SEED_COLUMN, 0)):
+            problem = f"seed {getattr(row, SEED_COLUMN)!r}, expected an integer >= 0"
         else:
             continue
         raise ValueError(f"{path} row {number} has {problem}")
+
+
+def _seed_ok(seed) -> bool:
+    seed = pd.to_numeric(seed, errors="coerce")
+    return bool(math.isfinite(seed) and seed >= 0 and seed == int(seed))
 
 
 def _foreign_columns(columns, known: set[str]) -> str | None:
@@ -213,7 +240,7 @@ def known_columns(run: Run | None = None, sharded: bool = False) -> set[str]:
     """The columns a keras_takd results CSV may hold (of `run`'s own results.csv too)."""
     from_metrics = set(RESULT_COLUMNS) | {CHAIN_LENGTH_COLUMN, CONFIG_COLUMN}
     own = set(run.rows.columns) if run is not None else set()
-    known = from_metrics | set(CHAIN_COLUMNS) | own
+    known = from_metrics | set(CHAIN_COLUMNS) | {SEED_COLUMN} | own
     if sharded:
         known |= set(SHARD_COLUMNS) | set(stat_columns(ATTACK_PREFIXES)) | {WEIGHTS_COLUMN}
     return known

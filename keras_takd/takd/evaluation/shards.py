@@ -23,12 +23,15 @@ import pandas as pd
 from keras_takd.core import files, locking, record
 from keras_takd.core.results import ConfigMismatchError
 from keras_takd.takd import exports
+from keras_takd.takd.analysis.tables import SEED_COLUMN
 from keras_takd.takd.evaluation.per_image import merge_per_image, write_per_image
 from keras_takd.takd.evaluation.runs import (
     WEIGHTS_COLUMN,
     check_results_file,
+    model_key_columns,
     read_csv,
     read_run,
+    row_seed,
     stat_columns,
 )
 from keras_takd.takd.evaluation.tables import final_columns, tidy, write_results
@@ -65,7 +68,7 @@ def merge_shards(paths: Sequence[str | pathlib.Path]) -> pd.DataFrame:
     if not shards:
         raise ValueError("no shard CSV given")
     _check_shard_set(paths, shards)
-    key = list(KEY_COLUMNS)
+    key = list(model_key_columns(shards[0].columns))
     ordered = [s.sort_values(key, kind="stable").reset_index(drop=True) for s in shards]
     by_index = sorted(zip(paths, ordered, strict=True), key=lambda pair: pair[1].shard_index[0])
     rows = [_merge_row([(p, s.iloc[i]) for p, s in by_index]) for i in range(len(ordered[0]))]
@@ -108,7 +111,7 @@ def _check_shard_set(paths, shards: list[pd.DataFrame]) -> None:
             f"expected shards 0..{max(counts) - 1} of {max(counts)} once each, got shard "
             f"indices {indices} (num_shards {sorted(counts)})"
         )
-    keys = [set(map(tuple, s[list(KEY_COLUMNS)].astype(str).values)) for s in shards]
+    keys = [set(map(_key, s.to_dict("records"))) for s in shards]
     for path, k in zip(paths, keys, strict=True):
         if k != keys[0]:
             raise ValueError(f"{path} holds other models than {paths[0]}: not shards of one run")
@@ -133,8 +136,9 @@ def _weights(shard: pd.DataFrame) -> dict[tuple, str]:
 
 
 def _model_name(key: tuple) -> str:
-    dataset, temperature, stage = key
-    return f"{dataset} T={float(temperature):g} stage {stage}"
+    dataset, temperature, seed, stage = key
+    seed = "" if seed is None else f" seed {seed}"
+    return f"{dataset}{seed} T={float(temperature):g} stage {stage}"
 
 
 def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
@@ -153,8 +157,8 @@ def _merge_row(parts: list[tuple[Any, pd.Series]]) -> dict:
         if not all(present):
             lacking = [str(p) for (p, _), ok in zip(parts, present, strict=True) if not ok]
             raise ValueError(
-                f"{lacking[0]} lacks {prefix} results for {first['dataset']} "
-                f"T={first['temperature']:g} stage {first['stage']}: finish that shard first"
+                f"{lacking[0]} lacks {prefix} results for {_model_name(_key(first))}: finish "
+                "that shard first"
             )
         row |= final_columns(prefix, _merge_statistics(prefix, [s for _, s in parts]))
         row |= _merge_indicators(prefix, [s for _, s in parts])
@@ -229,11 +233,11 @@ def write_merged(
         columns = [
             {k: v for k, v in row.items() if k not in training}
             | {c: row[c] for c in KEY_COLUMNS}
-            | {"seed": seeds[_key(row)]}
+            | {SEED_COLUMN: seeds[_key(row)]}
             for row in merged.to_dict("records")
         ]
         rows = [] if per_image is None else per_image.to_dict("records")
-        rows = [row | {"seed": seeds[_key(row)]} for row in rows]
+        rows = [row | {SEED_COLUMN: seeds[_key(row)]} for row in rows]
         config = folder / "eval" / evaluation / "config.json"
         identity = files.read_json(config) if config.is_file() else {}
         with record.writing(folder) as connection:
@@ -243,7 +247,9 @@ def write_merged(
 
 
 def _key(row) -> tuple:
-    return str(row["dataset"]), float(row["temperature"]), int(row["stage"])
+    """A row's model: (dataset, temperature, seed, stage), the seed None in a run of one
+    seed."""
+    return str(row["dataset"]), float(row["temperature"]), row_seed(row), int(row["stage"])
 
 
 def _check_run(
@@ -256,7 +262,8 @@ def _check_run(
             weights differ from the run's.
     """
     run = read_run(folder)
-    models = {_key(m): m for m in record.models(folder)}
+    seeded = SEED_COLUMN in merged.columns  # a run of one seed's rows name none
+    models = {_key(m if seeded else m | {SEED_COLUMN: None}): m for m in record.models(folder)}
     for row in merged.to_dict("records"):
         model, name = models.get(_key(row)), _model_name(_key(row))
         if model is None:
@@ -272,4 +279,4 @@ def _check_run(
                 f"{name} has weights {weights[_key(row)][:12]} in the shards and {sha[:12]} "
                 f"in {folder}: not its shards"
             )
-    return {key: int(model["seed"]) for key, model in models.items()}
+    return {key: int(model[SEED_COLUMN]) for key, model in models.items()}

@@ -15,7 +15,13 @@ import pandas as pd
 
 from keras_takd.core import files, metrics
 from keras_takd.core.results import update_results
-from keras_takd.takd.evaluation.runs import Run, check_results_file, stat_columns
+from keras_takd.takd.analysis.tables import SEED_COLUMN
+from keras_takd.takd.evaluation.runs import (
+    Run,
+    check_results_file,
+    model_key_columns,
+    stat_columns,
+)
 from keras_takd.takd.schema import (
     APGD_ATTACKS,
     ATTACK_PREFIXES,
@@ -23,7 +29,6 @@ from keras_takd.takd.schema import (
     CHAIN_LENGTH_COLUMN,
     CONFIG_COLUMN,
     INDICATORS,
-    KEY_COLUMNS,
     METRIC_COLUMNS,
     OPTIONAL_ATTACK_COLUMNS,
     SHARD_COLUMNS,
@@ -107,8 +112,10 @@ def shard_columns(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
 
 
 def _column_order(columns, sharded: bool) -> list[str]:
-    """Training columns, stages, [shard columns], metric columns, [stats], then the rest."""
+    """Training columns (a run of several seeds' `seed` after `stage`), stages, [shard
+    columns], metric columns, [stats], then the rest."""
     chain = [*CHAIN_COLUMNS, CHAIN_LENGTH_COLUMN]
+    chain.insert(chain.index("stage") + 1, SEED_COLUMN)
     order = chain + (list(SHARD_COLUMNS) if sharded else []) + list(METRIC_COLUMNS)
     order += list(OPTIONAL_ATTACK_COLUMNS) + stat_columns(ATTACK_PREFIXES) + [CONFIG_COLUMN]
     order = list(dict.fromkeys(order))
@@ -125,7 +132,8 @@ def write_results(
         ValueError, ConfigMismatchError: see `check_results_file`.
     """
     check_results_file(path, config, sharded=sharded, run=_fake_run(rows))
-    table = tidy(update_results(path, rows, KEY_COLUMNS, CHAIN_COLUMNS), sharded)
+    key = model_key_columns({k for row in rows for k in row})
+    table = tidy(update_results(path, rows, key, CHAIN_COLUMNS), sharded)
     files.write_csv_atomic(path, table)  # again: canonical column order and integer counts
     return table
 

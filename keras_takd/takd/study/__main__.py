@@ -53,12 +53,6 @@ flags.register_multi_flags_validator(
     message=f"a study takes none of --{', --'.join(_REFUSED)}: it evaluates every image of "
     "the run folder itself (use --executor=ray to spread the work)",
 )
-flags.register_validator(
-    "num_seeds",
-    lambda value: value == 1,
-    message="--num_seeds: a study trains one seed per temperature so far; train replicates "
-    "with keras_takd.main --num_seeds",
-)
 
 
 def main(argv: list[str]) -> None:

@@ -10,7 +10,9 @@ record), so a cluster needs no shared filesystem and a killed driver leaves no h
 The unit carries the files of the run folder it resumes from (the warm-start weights and the
 chain's finished stages), so `run_chain` skips them. A unit that finds no warm start trains
 it (one epoch at the seed's fixed seed, op determinism on: the same weights in every task on
-the same kind of machine); `write_chain` keeps the first written.
+the same kind of machine); `write_chain` keeps the first written. In a study of several seeds
+each chain keeps its seed's folders (`keras_takd.takd.layout`: `<label>/init/seed<s>`,
+`<label>/T<T>/seed<s>/stage<k>`), as `keras_takd.main --num_seeds` lays them out.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from keras_takd.core import files, record
+from keras_takd.takd import layout
 from keras_takd.takd.exports import export_run
 
 # The row columns that hold a path into the run folder (rewritten from the scratch folder).
@@ -45,6 +48,7 @@ class ChainUnit:
         run_info: what run.json records (the flags).
         deterministic: op determinism on while it trains.
         inputs: {path relative to the run folder: bytes} of the files it resumes from.
+        seed_folders: the run keeps each seed in a folder of its own (a run of several seeds).
     """
 
     data: Mapping
@@ -56,15 +60,12 @@ class ChainUnit:
     run_info: Mapping
     deterministic: bool = True
     inputs: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
+    seed_folders: bool = False
 
     @property
     def name(self) -> str:
         """ "training mnist T=20 seed 0", as progress and error lines name the unit."""
         return f"training {self.label} T={self.temperature:g} seed {self.seed}"
-
-    def folder(self) -> pathlib.Path:
-        """The chain's folder relative to the run folder, `<label>/T<temperature>`."""
-        return pathlib.Path(self.label, f"T{self.temperature:g}")
 
 
 def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages: int) -> bool:
@@ -79,14 +80,17 @@ def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages
     return found >= set(range(1, stages + 1))
 
 
-def resumed_files(out: pathlib.Path, label: str, temperature: float, stages: int) -> dict:
+def resumed_files(
+    out: pathlib.Path, label: str, temperature: float, stages: int, seed: int | None = None
+) -> dict:
     """{relative path: bytes} of the warm start and the chain's finished stages in `out`.
 
     A stage counts as finished when its metadata.json exists (written last); only its
-    model.keras and metadata.json are needed to resume from it.
+    model.keras and metadata.json are needed to resume from it. `seed` names the chain's
+    folders in a run of several seeds (None: one seed, `keras_takd.takd.layout`).
     """
-    folders = [pathlib.Path(label, "init")]
-    folders += [pathlib.Path(label, f"T{temperature:g}", f"stage{k}") for k in range(1, stages + 1)]
+    folders = [layout.init_folder(label, seed)]
+    folders += [layout.model_folder(label, temperature, k, seed) for k in range(1, stages + 1)]
     found = {}
     for folder in folders:
         if (out / folder / _METADATA).is_file():
@@ -133,6 +137,8 @@ def train_chain(unit: ChainUnit) -> dict:
             verbose=0,
             log=None,
             on_warning=warnings.append,
+            seeds=[unit.seed],
+            seed_folders=unit.seed_folders,
         )
         produced = _produced(scratch, unit)
     rows = [row | {"seed": unit.seed} for row in table.to_dict("records")]
@@ -174,7 +180,7 @@ def write_chain(out: pathlib.Path, result: Mapping) -> list[dict]:
         path = files.inside(out, out / relative)
         if content is None:
             path.mkdir(parents=True, exist_ok=True)
-        elif not (pathlib.Path(relative).parent.name == "init" and path.exists()):
+        elif not (_is_warm_start(relative) and path.exists()):
             if path.name == _METADATA:
                 content = _moved_metadata(content, scratch, out)
             files.write_atomic(path, lambda tmp, c=content: tmp.write_bytes(c))
@@ -183,6 +189,12 @@ def write_chain(out: pathlib.Path, result: Mapping) -> list[dict]:
         record.put_models(connection, rows)
     export_run(out)
     return rows
+
+
+def _is_warm_start(relative: str) -> bool:
+    """Whether a path relative to the run folder is in a warm start's folder (`<label>/init`,
+    `<label>/init/seed<s>`)."""
+    return pathlib.PurePath(relative).parts[1:2] == ("init",)
 
 
 def _write_order(relative: str, content: bytes | None) -> tuple:
@@ -221,16 +233,18 @@ def chain_units(
         temperatures, seeds: every chain is one (temperature, seed).
         stages: models per chain.
         settings: the other `ChainUnit` fields (data, config, run_info, deterministic); each
-            unit's config takes its seed.
+            unit's config takes its seed. Several seeds keep each seed in its own folders.
     """
     todo, done = [], 0
+    seed_folders = len(seeds) > 1
     for seed in seeds:
         for temperature in temperatures:
             if trained(out, label, temperature, seed, stages):
                 done += 1
                 continue
             config = dataclasses.replace(settings["config"], seed=seed)
-            inputs = resumed_files(out, label, temperature, stages)
+            folder_seed = seed if seed_folders else None
+            inputs = resumed_files(out, label, temperature, stages, folder_seed)
             todo.append(
                 ChainUnit(
                     label=label,
@@ -238,6 +252,7 @@ def chain_units(
                     seed=seed,
                     stages=stages,
                     inputs=inputs,
+                    seed_folders=seed_folders,
                     **{**settings, "config": config},
                 )
             )

@@ -86,12 +86,6 @@ def run_study(
     from keras_takd.takd.evaluation.loop import open_evaluation, unit_kinds
 
     _check_unsharded(evaluation_config)
-    if len(chains["seeds"]) > 1:
-        raise ValueError(
-            f"--num_seeds={len(chains['seeds'])}: the study command trains one seed per "
-            "temperature so far (its scheduling does not yet follow the several-seed layout); "
-            "train replicates with keras_takd.main --num_seeds"
-        )
     data_settings = _absolute_data_dir(data_settings)
     data = load_dataset(**data_settings)
     if chains["deterministic"]:  # before any task: a Ray task follows this process's switch
@@ -99,7 +93,7 @@ def run_study(
     out = files.check_writable(output_dir)
     run_info = {**(run_info or {}), "data_source": data.source}
     with locking.lock_run_folder(out):
-        prepare_output_dir(out, data, train_config, run_info)
+        prepare_output_dir(out, data, train_config, run_info, len(chains["seeds"]) > 1)
         settings = dict(
             data=data_settings,
             config=train_config,

@@ -218,7 +218,6 @@ def test_on_ray_a_trained_models_attacks_start_before_a_new_chain_has_trained(
     "flag, expected",
     [
         ("--num_shards=2", "a study takes none of --num_shards"),
-        ("--num_seeds=2", "a study trains one seed per temperature so far"),
         ("--temperature=0", "--temperature must be a comma-separated list of numbers > 0"),
     ],
 )
