@@ -107,7 +107,10 @@ def cost_line(expected: Mapping[str, float], quick_flagfile: str) -> str:
 
 
 def _where(row: Mapping) -> str:
-    return f"{row['dataset']} T={float(row['temperature']):g} stage {int(row['stage'])}"
+    """ "mnist T=20 stage 3", with "seed 4" before the stage in a run of several seeds."""
+    seed = row.get("seed")
+    seed = "" if seed is None or seed != seed else f"seed {int(seed)} "  # NaN: one seed
+    return f"{row['dataset']} T={float(row['temperature']):g} {seed}stage {int(row['stage'])}"
 
 
 def unit_name(row: Mapping, kind: str) -> str:

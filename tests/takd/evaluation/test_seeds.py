@@ -90,8 +90,11 @@ def test_models_names_a_model_of_one_seed(tiny_seeds_run, monkeypatch, fake_atta
     config = evaluation.EvaluationConfig(**SETTINGS)
     with pytest.raises(ValueError, match=r"models T5/stage2: .*\(it has T5/seed3/stage1,"):
         evaluation.evaluate_run(run_dir, data, config, models=["T5/stage2"])
-    evaluation.evaluate_run(run_dir, data, config, models=["T5/seed4/stage2"])
+    lines = []
+    evaluation.evaluate_run(run_dir, data, config, models=["T5/seed4/stage2"], log=lines.append)
     assert len(fake.calls) == 1
+    units = [line for line in lines if line.startswith("[")]
+    assert units and all("mnist T=5 seed 4 stage 2 " in line for line in units)
     assert {(s, k) for s, k, _ in _units(run_dir)} == {(4, 2)}
     results = pd.read_csv(run_dir / "results.csv")
     assert list(zip(results.seed, results.stage, strict=True)) == MODELS  # every model kept
