@@ -43,20 +43,31 @@ def export_run(folder: str | pathlib.Path) -> pd.DataFrame:
         evaluation = record.latest_evaluation(connection)
         rows = _results_rows(connection, evaluation)
         per_image = _per_image_rows(connection, evaluation)
-    several = len({row["seed"] for row in rows}) > 1
-    rows = _located(folder, rows, several)
-    table = _tidy_by_seed(tidy_results, rows, several, sharded=False)
+    seeded = _seed_folders(folder, rows)
+    rows = _located(folder, rows, seeded)
+    table = _tidy_by_seed(tidy_results, rows, seeded, sharded=False)
     files.write_csv_atomic(folder / RESULTS, table)
     if evaluation is not None:
-        images = _tidy_by_seed(tidy_per_image, per_image, several)
+        images = _tidy_by_seed(tidy_per_image, per_image, seeded)
         files.write_csv_atomic(per_image_path(folder / RESULTS), images)
     return table
 
 
-def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFrame:
-    """`tidy(rows without their seed, **options)`; with `several` seeds, tidied seed by seed
-    (in seed order) and given a `seed` column after `stage`, so no two seeds' rows mix."""
-    if not several or not rows:  # one seed: the tables keep their layout without the column
+def _seed_folders(folder: pathlib.Path, rows: list[dict]) -> bool:
+    """Whether the run keeps its seeds apart: run.json's `replicates.seed_folders` (a run
+    trained with several seeds, even while its record holds one seed's chains), else whether
+    the record holds several seeds (a run folder without run.json)."""
+    run_json = files.check_regular(folder / "run.json")
+    if run_json.is_file():
+        return layout.seed_folders(files.read_json(run_json))
+    return len({row["seed"] for row in rows}) > 1
+
+
+def _tidy_by_seed(tidy, rows: list[dict], seeded: bool, **options) -> pd.DataFrame:
+    """`tidy(rows without their seed, **options)`; in a run of several seeds (`seeded`),
+    tidied seed by seed (in seed order) and given a `seed` column after `stage`, so no two
+    seeds' rows mix and every table of the run has the column from its first seed on."""
+    if not seeded or not rows:  # one seed: the tables keep their layout without the column
         return tidy(pd.DataFrame(rows).drop(columns=SEED_COLUMN, errors="ignore"), **options)
     frames = []
     for seed, group in pd.DataFrame(rows).groupby(SEED_COLUMN, sort=True):
@@ -67,11 +78,10 @@ def _tidy_by_seed(tidy, rows: list[dict], several: bool, **options) -> pd.DataFr
     return table[columns]
 
 
-def _located(folder: pathlib.Path, rows: list[dict], several: bool) -> list[dict]:
+def _located(folder: pathlib.Path, rows: list[dict], seeded: bool) -> list[dict]:
     """The rows, each model whose recorded `keras_model` is gone (the run folder was copied
-    or moved, the original deleted) with its paths rebuilt in `folder`."""
-    run_json = files.check_regular(folder / "run.json")
-    seeded = layout.seed_folders(files.read_json(run_json)) if run_json.is_file() else several
+    or moved, the original deleted) with its paths rebuilt in `folder` (`seeded`: its seeds
+    in folders of their own)."""
     return [
         row
         if pathlib.Path(str(row["keras_model"])).exists()

@@ -1,6 +1,7 @@
 """results.csv and per_image.csv exported from a run's record: a seed column for several
 seeds, none for one; a copied run folder points at its own models."""
 
+import json
 import pathlib
 import shutil
 
@@ -55,6 +56,23 @@ def test_the_tables_carry_a_seed_column_for_several_seeds_only(tmp_path, seeds):
     assert list(images.image) == [0, 1] * 4  # sorted within each seed's model
     kept_whole = images.distance - images.seed - images.image / 10  # 1.0 in every written row
     assert kept_whole.tolist() == pytest.approx([1.0] * 8)
+
+
+@pytest.mark.parametrize("seed_folders", [True, False])
+def test_a_run_of_several_seeds_has_the_seed_column_from_its_first_seed_on(tmp_path, seed_folders):
+    """A study of several seeds exports after each chain: while its record holds seed 0 only,
+    its tables already carry the column (run.json says seeds are kept apart), so a seed's
+    tables committed as it finishes read as the later ones do."""
+    replicates = {"replicates": {"seed_folders": True}} if seed_folders else {}
+    (tmp_path / "run.json").write_text(json.dumps({"configuration": replicates}))
+    _record(tmp_path, [0])
+    export_run(tmp_path)
+    for name in ("results.csv", "per_image.csv"):
+        table = pd.read_csv(tmp_path / name)
+        assert ("seed" in table.columns) is seed_folders, name
+        if seed_folders:
+            assert list(table.columns[:4]) == ["dataset", "temperature", "stage", "seed"]
+            assert set(table.seed) == {0}
 
 
 @pytest.mark.slow
