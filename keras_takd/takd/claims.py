@@ -26,6 +26,19 @@ from keras_takd.takd.analysis import tables
 from keras_takd.takd.analysis.claims import report
 
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the Markdown to this file.")
+_SEED_HALF_WIDTH = flags.DEFINE_float(
+    "seed_half_width",
+    None,
+    "With several seeds: the half-width the seed-level 95%% t-interval should reach (e.g. 0.03 "
+    "in L2, 2%% of it, for the replicate study): each seed-level comparison says how many "
+    "seeds its measured between-seed SD needs for it.",
+    lower_bound=0.0,
+)
+flags.register_validator(
+    "seed_half_width",
+    lambda value: value is None or value > 0,
+    message="--seed_half_width must be a number > 0, e.g. 0.03",
+)
 flags.adopt_module_key_flags(analysis_flags)
 
 
@@ -48,7 +61,11 @@ def main(argv: list[str]) -> None:
         inputs = [*results, *tables.per_image_paths(results, per_image)]
         _check_output(output, inputs + [tables.predictions_path(r) for r in results])
     text = report.render(
-        results, per_image, analysis_flags.CAPTION.value, analysis_flags.CI_LEVEL.value
+        results,
+        per_image,
+        analysis_flags.CAPTION.value,
+        analysis_flags.CI_LEVEL.value,
+        _SEED_HALF_WIDTH.value,
     )
     if output:
         files.write_text_atomic(output, text)

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from keras_takd.core import statistics
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.statistics import SEED_COLUMN, fooled, holm, with_seed
@@ -235,3 +236,91 @@ def _seed_differences(per_image: pd.DataFrame):
                         by_seed[s] = (a - b).to_numpy(float)
             if by_seed:
                 yield (*key, f"{later} - {earlier}"), by_seed
+
+
+VALIDATION_TOLERANCE = 0.02
+"""A cheaper measure decides a seed-level claim alone only where the interval of its ratio to
+the reference measure sits within 1 +- this (issue 25: FMN against C&W at the paper's
+settings)."""
+REFERENCES = {"fmn_l2": "l2", "fmn_l0": "l0", "fmn_linf": "linf"}
+"""Each cheaper measure and the attack it stands in for: Fast Minimum-Norm for C&W's."""
+
+
+def measure_validation(
+    per_image: pd.DataFrame,
+    ci_level: float = DEFAULT_CONFIDENCE,
+    seed: int = 0,
+    tolerance: float = VALIDATION_TOLERANCE,
+) -> pd.DataFrame:
+    """Per T, each cheaper measure (`REFERENCES`) against its reference on the same images.
+
+    Over every model of the T (every seed and stage) that both attacks ran on, the ratio of
+    the cheaper measure's summed distances to the reference's, on the (model, image) pairs
+    both fooled. The images are the resampling unit: each image's distances are summed over
+    the models first, so the BCa interval (`core.statistics.ratio_of_means`) resamples test
+    images, which every model shares, not (model, image) pairs as if independent. The spread
+    between models is not in the interval; each model's own ratio is the detail.
+
+    Args:
+        per_image: the per-image table (`seed` optional).
+        ci_level: the interval's level.
+        seed: the bootstrap's seed.
+        tolerance: the validation band, 1 +- `tolerance`.
+
+    Returns:
+        One row per (dataset, stages, temperature, measure) with reference rows: reference,
+        seeds and models (how many of each had both attacks), images, pairs, ratio (an
+        `Estimate`), model_ratios ({(seed, stage): that model's ratio of means}) and
+        validated (the ratio's interval within 1 +- `tolerance`).
+    """
+    hit = fooled(with_seed(per_image))
+    keys = ["dataset", schema.CHAIN_LENGTH_COLUMN, "temperature"]
+    columns = [*keys, "measure", "reference", "seeds", "models", "images", "pairs", "ratio"]
+    records = []
+    for measure, reference in REFERENCES.items():
+        rows = hit[hit["attack"].isin([measure, reference])]
+        for key, group in rows.groupby(keys, sort=True):
+            pairs = group.pivot_table(
+                index=[SEED_COLUMN, "stage", "image"],
+                columns="attack",
+                values="distance",
+                aggfunc="min",
+            )
+            if measure not in pairs or reference not in pairs:
+                continue
+            pairs = pairs[[measure, reference]].dropna()
+            if pairs.empty:
+                continue
+            by_image = pairs.groupby(level="image").sum()
+            ratio = statistics.ratio_of_means(
+                by_image[measure].to_numpy(), by_image[reference].to_numpy(), ci_level, seed
+            )
+            models = pairs.groupby(level=[SEED_COLUMN, "stage"]).sum()
+            records.append(
+                dict(zip(keys, key, strict=True))
+                | {"measure": measure, "reference": reference}
+                | {"seeds": pairs.index.get_level_values(SEED_COLUMN).nunique()}
+                | {"models": len(models), "images": len(by_image), "pairs": len(pairs)}
+                | {"ratio": ratio}
+                | {"model_ratios": (models[measure] / models[reference]).to_dict()}
+                | {"validated": 1 - tolerance <= ratio.low and ratio.high <= 1 + tolerance}
+            )
+    return pd.DataFrame(records, columns=[*columns, "model_ratios", "validated"])
+
+
+def seeds_needed(between_sd: float, half_width: float, ci_level: float = DEFAULT_CONFIDENCE) -> int:
+    """The fewest seeds whose t-interval over seeds is at most +-`half_width` wide, if the
+    seed means spread with SD `between_sd`: the smallest k >= 2 with
+    t(ci_level, k - 1) * between_sd / sqrt(k) <= half_width.
+
+    Raises:
+        ValueError: a `between_sd` that is not a finite number >= 0, or a `half_width` <= 0.
+    """
+    if not (math.isfinite(between_sd) and between_sd >= 0):
+        raise ValueError(f"between_sd must be a finite number >= 0, got {between_sd!r}")
+    if not (math.isfinite(half_width) and half_width > 0):
+        raise ValueError(f"half_width must be a number > 0, got {half_width!r}")
+    k = 2
+    while stats.t.ppf(0.5 + ci_level / 2, k - 1) * between_sd / math.sqrt(k) > half_width:
+        k += 1
+    return k

@@ -52,8 +52,9 @@ class Claim:
 @dataclasses.dataclass(frozen=True)
 class Context:
     """What every claim of one dataset reads: its rows, per-image rows, the intervals' level,
-    the bootstraps' seed, the models' per-image predictions (None: none kept) and the primary
-    comparison a study declared (e.g. "student-teacher@40", None: none)."""
+    the bootstraps' seed, the models' per-image predictions (None: none kept), the primary
+    comparison a study declared (e.g. "student-teacher@40", None: none) and the half-width a
+    seed-level interval should reach, for the seeds each comparison needs (None: not asked)."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
@@ -62,6 +63,7 @@ class Context:
     seed: int
     predictions: pd.DataFrame | None = None
     primary_comparison: str | None = None
+    seed_half_width: float | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:

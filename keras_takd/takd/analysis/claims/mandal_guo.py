@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 
 from keras_takd.core import statistics
-from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, Estimate
+from keras_takd.core.statistics import (
+    AGREES,
+    DEFAULT_CONFIDENCE,
+    DISAGREES,
+    INCONCLUSIVE,
+    Estimate,
+)
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.claims.common import (
     NO_PER_IMAGE,
@@ -57,7 +63,14 @@ from keras_takd.takd.analysis.claims.common import (
     pct,
     proportion_of,
 )
-from keras_takd.takd.analysis.replicates import parse_comparison, seed_level_differences
+from keras_takd.takd.analysis.replicates import (
+    REFERENCES,
+    VALIDATION_TOLERANCE,
+    measure_validation,
+    parse_comparison,
+    seed_level_differences,
+    seeds_needed,
+)
 from keras_takd.takd.analysis.statistics import (
     MeanTest,
     PairedRateTest,
@@ -700,6 +713,12 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
     """The robustness comparisons at the seed level: per attack, comparison and T, the mean
     over seeds of each seed's paired mean difference (`replicates.seed_level_differences`).
 
+    A cheaper measure (FMN, `replicates.REFERENCES`) decides a comparison alone only at a T
+    where its ratio to C&W's, on the same images of the same models, has its interval within
+    1 +- `replicates.VALIDATION_TOLERANCE` (`replicates.measure_validation`, issue 25);
+    elsewhere its verdict is "inconclusive (FMN not validated)". Each T's validation is a
+    claim of its own.
+
     Args:
         ctx: the dataset's context, its per-image rows with a `seed` column.
         primary: the declared primary comparison, e.g. "student-teacher@40"
@@ -708,7 +727,8 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
 
     Returns:
         The primary comparison's claims, then per attack section V-C as worded (the student
-        above the teacher and the assistant at most T) and one claim per (comparison, T).
+        above the teacher and the assistant at most T) and one claim per (comparison, T),
+        then the validation of each cheaper measure per T.
 
     Raises:
         ValueError: `primary` is not a comparison.
@@ -716,14 +736,74 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
     declared = parse_comparison(primary) if primary else None
     rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
     table = seed_level_differences(rows, ctx.ci_level, ctx.seed)
+    validation = measure_validation(rows, ctx.ci_level, ctx.seed)
+    gate = _MeasureGate(validation)
     first, rest = [], []
     for attack, comparisons in table.groupby("attack", sort=False):
-        rest.append(_seed_level_as_worded(ctx, attack, comparisons))
+        rest.append(_seed_level_as_worded(ctx, attack, comparisons, gate))
         for row in comparisons.itertuples(index=False):
             later, earlier = row.comparison.split(" - ")
             is_primary = declared == (later, earlier, float(row.temperature))
-            (first if is_primary else rest).append(_seed_level_claim(ctx, row, is_primary))
-    return first + rest
+            claim = _seed_level_claim(ctx, row, is_primary, gate)
+            (first if is_primary else rest).append(claim)
+    return first + rest + [_validation_claim(ctx, v) for v in validation.itertuples(index=False)]
+
+
+NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
+"""The verdict of a comparison a cheaper measure would decide alone, unvalidated at its T."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _MeasureGate:
+    """Which (dataset, stages, T, measure) a cheaper measure may decide alone: those whose
+    ratio to the reference is validated (`replicates.measure_validation`)."""
+
+    validation: pd.DataFrame
+
+    def why_not(self, row) -> str:
+        """Why `row`'s (a seed-level comparison's) attack may not decide alone, or ""."""
+        if row.attack not in REFERENCES:
+            return ""
+        reference = attack_name(REFERENCES[row.attack])
+        found = self.validation[
+            (self.validation["dataset"] == row.dataset)
+            & (self.validation["stages"] == row.stages)
+            & (self.validation["temperature"] == row.temperature)
+            & (self.validation["measure"] == row.attack)
+        ]
+        if found.empty:
+            return f"no {reference} on these models at T = {row.temperature:g} to validate it"
+        check = found.iloc[0]
+        if check["validated"]:
+            return ""
+        return (
+            f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} is "
+            f"{check['ratio'].estimate:.3f} {_ratio_interval(check['ratio'])}, not within "
+            f"1 +- {VALIDATION_TOLERANCE:g}"
+        )
+
+    def verdict(self, row, verdict: str) -> str:
+        """`verdict`, or `NOT_VALIDATED` in place of a firm one the measure may not give."""
+        if verdict in (AGREES, DISAGREES) and self.why_not(row):
+            return NOT_VALIDATED
+        return verdict
+
+    def rule(self, attack: str) -> str:
+        """The gate's rule for a claim's test column ("" for a reference attack)."""
+        if attack not in REFERENCES:
+            return ""
+        return (
+            f"; decided by {attack_name(attack)} alone only at a T where its ratio to "
+            f"{attack_name(REFERENCES[attack])} has its {DEFAULT_CONFIDENCE:.0%} interval "
+            f"within 1 +- {VALIDATION_TOLERANCE:g}"
+        )
+
+
+def _ratio_interval(ratio: Estimate) -> str:
+    """ "[0.980, 1.004]" or "no interval"."""
+    if math.isnan(ratio.low):
+        return "no interval"
+    return f"[{ratio.low:.3f}, {ratio.high:.3f}]"
 
 
 def _seed_verdict(row, p_value: float, alpha: float) -> str:
@@ -734,7 +814,9 @@ def _seed_verdict(row, p_value: float, alpha: float) -> str:
     return AGREES if row.estimate > 0 else DISAGREES
 
 
-def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) -> Claim:
+def _seed_level_as_worded(
+    ctx: Context, attack: str, comparisons: pd.DataFrame, gate: _MeasureGate
+) -> Claim:
     """Section V-C as worded, at the seed level: student - teacher and student - assistant
     each above 0 (t-test of the seed means, Holm over the T) at more than half the T."""
     alpha, parts, verdicts = 1 - ctx.ci_level, [], []
@@ -743,7 +825,9 @@ def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) 
         rows = comparisons[comparisons["comparison"] == f"student - {worse}"]
         if rows.empty:
             return no_data(MANDAL_GUO, name, "", "", f"no student - {worse} pairs")
-        each = [_seed_verdict(r, r.holm_p, alpha) for r in rows.itertuples(index=False)]
+        each = [
+            gate.verdict(r, _seed_verdict(r, r.holm_p, alpha)) for r in rows.itertuples(index=False)
+        ]
         verdicts.append(most_cases(each))
         parts.append(
             f"student - {worse}: above 0 at {each.count(AGREES)} of {len(each)} T, below at "
@@ -761,17 +845,17 @@ def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) 
         f"{seeds} seeds",
         "for student - teacher and for student - assistant, the mean over seeds above 0 "
         f"(t-test of the seed means, Holm over the T, p < {alpha:.2g}) at more than half the "
-        "T; disagrees when either is below 0 at half the T or more",
+        "T; disagrees when either is below 0 at half the T or more" + gate.rule(attack),
         DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
         QUOTES["central"],
     )
 
 
-def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
+def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> Claim:
     """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
     alpha = 1 - ctx.ci_level
     later, earlier = row.comparison.split(" - ")
-    verdict = _seed_verdict(row, row.p_value if primary else row.holm_p, alpha)
+    verdict = gate.verdict(row, _seed_verdict(row, row.p_value if primary else row.holm_p, alpha))
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
@@ -779,6 +863,12 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
         f"[{row.bootstrap_low:+.4f}, {row.bootstrap_high:+.4f}]; between-seed SD "
         f"{row.between_sd:.4f}, within-seed SD {row.within_sd:.4f}; per seed: {per_seed})"
     )
+    if ctx.seed_half_width is not None and row.seeds >= 2:
+        needed = seeds_needed(row.between_sd, ctx.seed_half_width, ctx.ci_level)
+        ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
+    why_not = gate.why_not(row)
+    if why_not:
+        ours += f"; {why_not}"
     family = "its own test, declared before the run" if primary else "Holm over the T"
     name = (
         f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
@@ -792,7 +882,42 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
         f"[{row.t_low:+.4f}, {row.t_high:+.4f}] (t over seeds)",
         f"{row.seeds} seeds, {row.images} images",
         "t-test of the mean over seeds of each seed's mean paired difference "
-        f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0",
+        f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0"
+        + gate.rule(row.attack),
         verdict,
         QUOTES["central"],
     )
+
+
+def _validation_claim(ctx: Context, row) -> Claim:
+    """A cheaper measure against its reference at one T (`replicates.measure_validation`):
+    agrees when the ratio's interval sits within 1 +- the tolerance."""
+    measure, reference = attack_name(row.measure), attack_name(row.reference)
+    detail = ", ".join(
+        f"seed {s} stage {k} {r:.3f}" for (s, k), r in sorted(row.model_ratios.items())
+    )
+    return Claim(
+        MANDAL_GUO,
+        f"the replicates' measure: {measure} measures as {reference} at T = "
+        f"{row.temperature:g} (issue 25)",
+        f"{measure} / {reference} within 1 +- {VALIDATION_TOLERANCE:g}",
+        f"{row.ratio.estimate:.3f} over {row.models} models of {row.seeds} seeds (per model: "
+        f"{detail})",
+        _ratio_interval(row.ratio),
+        f"{row.images} images, {row.pairs} pairs",
+        f"ratio of the summed distances on the (model, image) pairs both fooled, BCa "
+        "resampling images (replicates.measure_validation); validated when the interval sits "
+        f"within 1 +- {VALIDATION_TOLERANCE:g}",
+        _validation_verdict(row.ratio, row.validated),
+    )
+
+
+def _validation_verdict(ratio: Estimate, validated: bool) -> str:
+    """Agrees: the interval within the band; disagrees: wholly outside it; else
+    inconclusive."""
+    if validated:
+        return AGREES
+    low, high = 1 - VALIDATION_TOLERANCE, 1 + VALIDATION_TOLERANCE
+    if not math.isnan(ratio.low) and (ratio.high < low or ratio.low > high):
+        return DISAGREES
+    return INCONCLUSIVE

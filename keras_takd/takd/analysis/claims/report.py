@@ -43,6 +43,7 @@ def check_claims(
     seed: int = 0,
     predictions: pd.DataFrame | None = None,
     primary_comparison: str | None = None,
+    seed_half_width: float | None = None,
 ) -> list[Claim]:
     """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
 
@@ -57,6 +58,8 @@ def check_claims(
             accuracy differences are then unpaired.
         primary_comparison: the comparison a study declared before it ran (e.g.
             "student-teacher@40"), reported first where the claims are made at the seed level.
+        seed_half_width: the half-width a seed-level t-interval should reach: each
+            seed-level comparison then says how many seeds its between-seed SD needs for it.
 
     Raises:
         ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
@@ -66,7 +69,9 @@ def check_claims(
         raise ValueError(f"no rows of dataset {dataset!r} in the results")
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
-    ctx = Context(rows, per_image, dataset, ci_level, seed, predictions, primary_comparison)
+    ctx = Context(
+        rows, per_image, dataset, ci_level, seed, predictions, primary_comparison, seed_half_width
+    )
     return [
         *mandal_guo_claims(ctx),
         *papernot_claims(ctx),
@@ -134,6 +139,7 @@ def render(
     per_image: Sequence[str | pathlib.Path] | None = None,
     caption: str | None = None,
     ci_level: float = DEFAULT_CONFIDENCE,
+    seed_half_width: float | None = None,
 ) -> str:
     """The Markdown of every dataset in some results CSVs.
 
@@ -145,6 +151,7 @@ def render(
             where they exist, pair the accuracy comparisons.
         caption: a line printed above the tables.
         ci_level: the level of every interval.
+        seed_half_width: see `check_claims`.
 
     Raises:
         FileNotFoundError, ValueError: see `tables.read_tables`.
@@ -173,7 +180,13 @@ def render(
     for dataset in sorted(table["dataset"].unique()):
         primary = _declared_primary(results)
         checked = check_claims(
-            table, dataset, images, ci_level, predictions=predictions, primary_comparison=primary
+            table,
+            dataset,
+            images,
+            ci_level,
+            predictions=predictions,
+            primary_comparison=primary,
+            seed_half_width=seed_half_width,
         )
         parts.append(to_markdown(checked, dataset, ci_level))
         parts.append(numbers_markdown(table, dataset))
