@@ -39,6 +39,13 @@ flags.register_validator(
     lambda value: value is None or value > 0,
     message="--seed_half_width must be a number > 0, e.g. 0.03",
 )
+_VALIDATION_PER_IMAGE = flags.DEFINE_list(
+    "validation_per_image",
+    None,
+    "With several seeds: comma-separated per-image CSVs of ONE other run trained with the same "
+    "settings (its evaluations, e.g. its C&W L2 and FMN L2 tables), read only to validate FMN "
+    "against C&W: its chains count beside the run's, and it enters no comparison.",
+)
 flags.adopt_module_key_flags(analysis_flags)
 
 
@@ -59,6 +66,7 @@ def main(argv: list[str]) -> None:
     output = pathlib.Path(_OUTPUT.value) if _OUTPUT.value else None
     if output:  # the per-image tables beside the results are inputs too
         inputs = [*results, *tables.per_image_paths(results, per_image)]
+        inputs += _VALIDATION_PER_IMAGE.value or []
         _check_output(output, inputs + [tables.predictions_path(r) for r in results])
     text = report.render(
         results,
@@ -66,6 +74,7 @@ def main(argv: list[str]) -> None:
         analysis_flags.CAPTION.value,
         analysis_flags.CI_LEVEL.value,
         _SEED_HALF_WIDTH.value,
+        _VALIDATION_PER_IMAGE.value,
     )
     if output:
         files.write_text_atomic(output, text)

@@ -2,10 +2,15 @@
 import), as subprocesses in a temporary folder."""
 
 import pathlib
+import re
 import subprocess
 import sys
 
+import numpy as np
+import pandas as pd
 import pytest
+
+from keras_takd.takd.analysis.replicates import seeds_needed
 
 COMMAND = "keras_takd.takd.claims"
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -58,6 +63,13 @@ def test_cli_reads_the_per_image_table_beside_the_results(cli, tmp_path, chain_t
             "per-image file images.csv is given twice",
             1,
         ),
+        (["--results=results.csv", "--seed_half_width=0"], "must be a number > 0", 2),
+        (
+            ["--results=results.csv", "--validation_per_image=images.csv", "--output=images.csv"],
+            "is one of the input tables",
+            1,
+        ),
+        (["--results=results.csv", "--validation_per_image=none.csv"], "none.csv", 1),
     ],
 )
 def test_cli_refuses_bad_input_with_one_line(cli, tmp_path, chain_tables, flags, problem, code):
@@ -72,6 +84,58 @@ def test_cli_refuses_bad_input_with_one_line(cli, tmp_path, chain_tables, flags,
     assert lines[0].startswith("keras-takd-claims: error:") and problem in lines[0]
     after = (tmp_path / "results.csv").read_bytes(), (tmp_path / "images.csv").read_bytes()
     assert after == before  # an input is never overwritten
+
+
+def _seed_tables(seeds, attacks, scale=1.0, n=25):
+    """Results and per-image rows of 3-model chains at T = 40, one per seed: per image the
+    student's distance exceeds the teacher's by 0.2 (+ 0.01 x seed), each attack's distance
+    the same up to a 0.3% noise; `scale` multiplies every distance."""
+    rng = np.random.default_rng(len(seeds))
+    rows, images = [], []
+    for seed in seeds:
+        base = 1.5 + 0.3 * rng.standard_normal(n)
+        for stage, role in enumerate(("teacher", "assistant", "student"), 1):
+            model = {"dataset": "mnist", "temperature": 40.0, "stage": stage, "seed": seed}
+            rows.append(model | {"role": role, "stages": 3, "test_accuracy": 0.99})
+            shift = (0.2 + 0.01 * seed) * (stage - 1) / 2
+            for attack in attacks:
+                noise = 1 + 0.003 * rng.standard_normal(n)
+                images += [
+                    model
+                    | {"role": role, "stages": 3, "attack": attack, "image": i}
+                    | {"correct": True, "success": True, "distance": scale * (d + shift) * e}
+                    for i, (d, e) in enumerate(zip(base, noise, strict=True))
+                ]
+    return pd.DataFrame(rows), pd.DataFrame(images)
+
+
+def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
+    """Several seeds measured by FMN, C&W beside it on seed 0 only: one chain, so FMN is
+    validated only with another run's chain (--validation_per_image) beside it; that run
+    enters no comparison, even with distances 3 times as large."""
+    results, images = _seed_tables([0, 1, 2], ["fmn_l2", "l2"])
+    _, other = _seed_tables([0], ["fmn_l2", "l2"], scale=3.0)
+    results.to_csv(tmp_path / "results.csv", index=False)
+    images = images[(images.attack == "fmn_l2") | (images.seed == 0)]
+    images.to_csv(tmp_path / "per_image.csv", index=False)
+    other.drop(columns="seed").to_csv(tmp_path / "other.csv", index=False)
+    name = "FMN L2, seed level: the student is more robust than the teacher at T = 40 [q"
+    measure = "the replicates' measure: FMN L2 measures as C&W L2 at T = 40 (issue 25)"
+    done = cli(COMMAND, "--results=results.csv", "--seed_half_width=0.03", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if name in line)
+    assert "+0.21" in row and "over 3 seeds" in row
+    sd = float(re.search(r"between-seed SD ([0-9.]+)", row).group(1))  # about 0.01
+    assert f"seeds for a +-0.03 t-interval: {seeds_needed(sd, 0.03)}" in row
+    assert row.endswith("| **agrees** |")  # seed 0's C&W is close enough on its own
+    assert f"{measure} |" in done.stdout and "models of 1 chains" in done.stdout
+    both = cli(COMMAND, "--results=results.csv", "--validation_per_image=other.csv", cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    check = next(line for line in both.stdout.splitlines() if measure in line)
+    assert "over 6 models of 2 chains" in check and "validation run seed 0 stage 3" in check
+    assert check.endswith("| **agrees** |")
+    row = next(line for line in both.stdout.splitlines() if name in line)
+    assert "over 3 seeds" in row and "+0.21" in row  # the other run is in no comparison
 
 
 def test_cli_refuses_to_overwrite_the_per_image_table_it_reads(cli, tmp_path, chain_tables):

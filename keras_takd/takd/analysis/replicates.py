@@ -244,6 +244,9 @@ the reference measure sits within 1 +- this (issue 25: FMN against C&W at the pa
 settings)."""
 REFERENCES = {"fmn_l2": "l2", "fmn_l0": "l0", "fmn_linf": "linf"}
 """Each cheaper measure and the attack it stands in for: Fast Minimum-Norm for C&W's."""
+RUN_COLUMN = "run"
+"""Which run a validation row is of (0: the run compared; others: runs of the same settings
+given to validate the measure only), so chains of two runs never pair up."""
 
 
 def measure_validation(
@@ -254,7 +257,7 @@ def measure_validation(
 ) -> pd.DataFrame:
     """Per T, each cheaper measure (`REFERENCES`) against its reference on the same images.
 
-    Over every model of the T (every seed and stage) that both attacks ran on, the ratio of
+    Over every model of the T (every chain and stage) that both attacks ran on, the ratio of
     the cheaper measure's summed distances to the reference's, on the (model, image) pairs
     both fooled. The images are the resampling unit: each image's distances are summed over
     the models first, so the BCa interval (`core.statistics.ratio_of_means`) resamples test
@@ -262,26 +265,29 @@ def measure_validation(
     between models is not in the interval; each model's own ratio is the detail.
 
     Args:
-        per_image: the per-image table (`seed` optional).
+        per_image: the per-image table (`seed` optional; `RUN_COLUMN` optional, to tell the
+            chains of several runs apart).
         ci_level: the interval's level.
         seed: the bootstrap's seed.
         tolerance: the validation band, 1 +- `tolerance`.
 
     Returns:
         One row per (dataset, stages, temperature, measure) with reference rows: reference,
-        seeds and models (how many of each had both attacks), images, pairs, ratio (an
-        `Estimate`), model_ratios ({(seed, stage): that model's ratio of means}) and
-        validated (the ratio's interval within 1 +- `tolerance`).
+        chains and models (how many of each had both attacks; a chain is a (run, seed)),
+        images, pairs, ratio (an `Estimate`), model_ratios ({(run, seed, stage): that model's
+        ratio of means}) and validated (the ratio's interval within 1 +- `tolerance`).
     """
     hit = fooled(with_seed(per_image))
+    if RUN_COLUMN not in hit:
+        hit = hit.assign(**{RUN_COLUMN: 0})
     keys = ["dataset", schema.CHAIN_LENGTH_COLUMN, "temperature"]
-    columns = [*keys, "measure", "reference", "seeds", "models", "images", "pairs", "ratio"]
+    columns = [*keys, "measure", "reference", "chains", "models", "images", "pairs", "ratio"]
     records = []
     for measure, reference in REFERENCES.items():
         rows = hit[hit["attack"].isin([measure, reference])]
         for key, group in rows.groupby(keys, sort=True):
             pairs = group.pivot_table(
-                index=[SEED_COLUMN, "stage", "image"],
+                index=[RUN_COLUMN, SEED_COLUMN, "stage", "image"],
                 columns="attack",
                 values="distance",
                 aggfunc="min",
@@ -295,11 +301,12 @@ def measure_validation(
             ratio = statistics.ratio_of_means(
                 by_image[measure].to_numpy(), by_image[reference].to_numpy(), ci_level, seed
             )
-            models = pairs.groupby(level=[SEED_COLUMN, "stage"]).sum()
+            models = pairs.groupby(level=[RUN_COLUMN, SEED_COLUMN, "stage"]).sum()
+            chains = models.index.droplevel("stage").nunique()
             records.append(
                 dict(zip(keys, key, strict=True))
                 | {"measure": measure, "reference": reference}
-                | {"seeds": pairs.index.get_level_values(SEED_COLUMN).nunique()}
+                | {"chains": chains}
                 | {"models": len(models), "images": len(by_image), "pairs": len(pairs)}
                 | {"ratio": ratio}
                 | {"model_ratios": (models[measure] / models[reference]).to_dict()}

@@ -98,3 +98,12 @@ def test_seed_level_differences_per_t_with_holm_over_the_temperatures():
             max(2 * family["p_value"].iloc[0], family["p_value"].iloc[1]),
         ]
     )
+
+
+def test_seeds_needed_is_the_fewest_whose_t_interval_is_narrow_enough():
+    # issue 25's target: between-seed SD 0.04, a +-0.03 interval: t(0.975, 9) 0.04 / sqrt(10)
+    assert replicates.seeds_needed(0.04, 0.03) == 10
+    assert replicates.seeds_needed(0.0, 0.03) == 2  # an interval needs two seeds
+    for sd, width in ((math.nan, 0.03), (-1.0, 0.03), (0.04, 0.0)):
+        with pytest.raises(ValueError, match="between_sd|half_width"):
+            replicates.seeds_needed(sd, width)

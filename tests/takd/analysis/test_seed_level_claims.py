@@ -120,7 +120,7 @@ def test_fmn_decides_alone_only_at_a_t_where_its_ratio_to_c_and_w_is_within_2_pe
     claims = seed_level_claims(_context(table))
     check = _claim(claims, "the replicates' measure: FMN L2 measures as C&W L2 at T = 40")
     assert check.verdict == (AGREES if validated else DISAGREES)
-    assert check.ours.startswith(f"{ratio:.3f} over 9 models of 3 seeds")
+    assert check.ours.startswith(f"{ratio:.3f} over 9 models of 3 chains")
     assert check.n == "20 images, 180 pairs"  # resampled by image, pooled over the models
     low, high = (float(x) for x in check.interval.strip("[]").split(", "))
     assert low - 0.001 <= ratio <= high + 0.001 and high - low < 0.01  # printed to 3 digits

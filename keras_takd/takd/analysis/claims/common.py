@@ -54,7 +54,9 @@ class Context:
     """What every claim of one dataset reads: its rows, per-image rows, the intervals' level,
     the bootstraps' seed, the models' per-image predictions (None: none kept), the primary
     comparison a study declared (e.g. "student-teacher@40", None: none) and the half-width a
-    seed-level interval should reach, for the seeds each comparison needs (None: not asked)."""
+    seed-level interval should reach, for the seeds each comparison needs (None: not asked)
+    and the per-image rows of another run of the same settings, only to validate a cheaper
+    measure against C&W (`replicates.measure_validation`; None: none)."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
@@ -64,6 +66,7 @@ class Context:
     predictions: pd.DataFrame | None = None
     primary_comparison: str | None = None
     seed_half_width: float | None = None
+    validation: pd.DataFrame | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:

@@ -79,6 +79,7 @@ from keras_takd.takd.analysis.statistics import (
     paired_accuracy_tests,
     paired_mean_test,
     with_holm,
+    with_seed,
 )
 from keras_takd.takd.analysis.tables import ROLES, SEED_COLUMN
 
@@ -736,7 +737,7 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
     declared = parse_comparison(primary) if primary else None
     rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
     table = seed_level_differences(rows, ctx.ci_level, ctx.seed)
-    validation = measure_validation(rows, ctx.ci_level, ctx.seed)
+    validation = measure_validation(_validation_rows(ctx, rows), ctx.ci_level, ctx.seed)
     gate = _MeasureGate(validation)
     first, rest = [], []
     for attack, comparisons in table.groupby("attack", sort=False):
@@ -747,6 +748,15 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
             claim = _seed_level_claim(ctx, row, is_primary, gate)
             (first if is_primary else rest).append(claim)
     return first + rest + [_validation_claim(ctx, v) for v in validation.itertuples(index=False)]
+
+
+def _validation_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
+    """The per-image rows a cheaper measure is validated on: the run's (run 0) and the other
+    run's of the same settings given for the validation only (`Context.validation`, run 1)."""
+    if ctx.validation is None:
+        return rows
+    other = with_seed(ctx.validation[ctx.validation["dataset"] == ctx.dataset])
+    return pd.concat([with_seed(rows).assign(run=0), other.assign(run=1)], ignore_index=True)
 
 
 NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
@@ -894,14 +904,15 @@ def _validation_claim(ctx: Context, row) -> Claim:
     agrees when the ratio's interval sits within 1 +- the tolerance."""
     measure, reference = attack_name(row.measure), attack_name(row.reference)
     detail = ", ".join(
-        f"seed {s} stage {k} {r:.3f}" for (s, k), r in sorted(row.model_ratios.items())
+        f"{'seed' if run == 0 else 'validation run seed'} {int(s)} stage {int(k)} {r:.3f}"
+        for (run, s, k), r in sorted(row.model_ratios.items())
     )
     return Claim(
         MANDAL_GUO,
         f"the replicates' measure: {measure} measures as {reference} at T = "
         f"{row.temperature:g} (issue 25)",
         f"{measure} / {reference} within 1 +- {VALIDATION_TOLERANCE:g}",
-        f"{row.ratio.estimate:.3f} over {row.models} models of {row.seeds} seeds (per model: "
+        f"{row.ratio.estimate:.3f} over {row.models} models of {row.chains} chains (per model: "
         f"{detail})",
         _ratio_interval(row.ratio),
         f"{row.images} images, {row.pairs} pairs",

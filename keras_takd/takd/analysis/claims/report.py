@@ -30,6 +30,7 @@ from keras_takd.takd.analysis.tables import (
     chain_length,
     dataset_label,
     predictions_path,
+    read_per_image,
     read_predictions,
     read_tables,
 )
@@ -44,6 +45,7 @@ def check_claims(
     predictions: pd.DataFrame | None = None,
     primary_comparison: str | None = None,
     seed_half_width: float | None = None,
+    validation: pd.DataFrame | None = None,
 ) -> list[Claim]:
     """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
 
@@ -60,6 +62,8 @@ def check_claims(
             "student-teacher@40"), reported first where the claims are made at the seed level.
         seed_half_width: the half-width a seed-level t-interval should reach: each
             seed-level comparison then says how many seeds its between-seed SD needs for it.
+        validation: per-image rows of another run of the same settings, used only to
+            validate a cheaper measure (FMN) against C&W at the seed level.
 
     Raises:
         ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
@@ -70,7 +74,15 @@ def check_claims(
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
     ctx = Context(
-        rows, per_image, dataset, ci_level, seed, predictions, primary_comparison, seed_half_width
+        rows,
+        per_image,
+        dataset,
+        ci_level,
+        seed,
+        predictions,
+        primary_comparison,
+        seed_half_width,
+        validation,
     )
     return [
         *mandal_guo_claims(ctx),
@@ -140,6 +152,7 @@ def render(
     caption: str | None = None,
     ci_level: float = DEFAULT_CONFIDENCE,
     seed_half_width: float | None = None,
+    validation: Sequence[str | pathlib.Path] | None = None,
 ) -> str:
     """The Markdown of every dataset in some results CSVs.
 
@@ -152,11 +165,14 @@ def render(
         caption: a line printed above the tables.
         ci_level: the level of every interval.
         seed_half_width: see `check_claims`.
+        validation: per-image CSVs of one other run of the same settings (its evaluations),
+            read only to validate a cheaper measure (`check_claims`).
 
     Raises:
         FileNotFoundError, ValueError: see `tables.read_tables`.
     """
     table, images, paths = read_tables(results, per_image)
+    other = read_per_image(validation) if validation else None
     beside = [p for p in map(predictions_path, results) if p.is_file()]
     predictions = read_predictions(beside, table) if beside else None
     parts = ["# Our results beside the papers' claims", ""]
@@ -187,6 +203,7 @@ def render(
             predictions=predictions,
             primary_comparison=primary,
             seed_half_width=seed_half_width,
+            validation=other,
         )
         parts.append(to_markdown(checked, dataset, ci_level))
         parts.append(numbers_markdown(table, dataset))
