@@ -330,8 +330,9 @@ def success_differences(ctx: Context, rows: pd.DataFrame, first: str, second: st
 
 def _paired_success(ctx: Context, row: pd.Series, first: str, second: str) -> Estimate | None:
     """Success of attack `first` - success of attack `second` on one model, on the same
-    images (McNemar), or None without per-image rows of both attacks (of the model's seed)."""
-    seed = row_seed(row)
+    images (McNemar), or None without per-image rows of both attacks (of the model's seed,
+    where the rows hold several)."""
+    seed = row_seed(row) if len(ctx.seeds) > 1 else None
     tables = {"first": ctx.images(first, seed=seed), "second": ctx.images(second, seed=seed)}
     if any(table is None for table in tables.values()):
         return None

@@ -19,6 +19,11 @@ stop an attack built to get around it (L2 on the logits, within the L2 budget)? 
 success falls by more than half. Models of two run folders (e.g. the T = 1 teacher of one and
 a T = 100 chain of another) pair up by test image; two runs whose JSMA rows imply different
 labels for one image (different test sets) are refused.
+
+Over several seeds (a `seed` column, issue 25) both claims are "no data", saying so: they
+compare one T = 1 teacher with one distilled network, image by image, and a seed-level
+version (per seed the success-rate change, across seeds its t-interval) needs JSMA on several
+seeds, which no study has run; the tables of one seed give the one-seed claims.
 """
 
 from __future__ import annotations
@@ -57,7 +62,18 @@ PAPERNOT_QUOTE = (
 
 
 def papernot_claims(ctx: Context) -> list[Claim]:
-    """Claim 10 for the dataset of `ctx`: JSMA as the paper ran it, then C&W L2 beside it."""
+    """Claim 10 for the dataset of `ctx`: JSMA as the paper ran it, then C&W L2 beside it;
+    "no data" over several seeds (each compares one chain's models)."""
+    seeds = max([ctx.seeds, ctx.image_seeds(JSMA_ATTACK, "l2")], key=len)
+    if len(seeds) > 1:
+        why = (
+            f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): this claim compares one "
+            "chain's T = 1 teacher with its distilled network; needs the tables of one seed"
+        )
+        return [
+            no_data(SOURCE, JSMA_CLAIM, PAPER, "", why, PAPERNOT_QUOTE),
+            no_data(SOURCE, PAPERNOT_CLAIM, "", "", why, PAPERNOT_QUOTE),
+        ]
     return [*_jsma_claims(ctx), _carlini_wagner_claim(ctx)]
 
 
