@@ -7,6 +7,11 @@ states), "inconclusive" otherwise, "no data" when the columns or rows a claim ne
 A claim about a mean is decided by a test of the mean (`mean_verdict`: the paired t-test's
 p-value, Holm-adjusted over the claim's family of temperatures, below 1 - ci_level, and the
 mean's sign). A claim the paper makes about another dataset is "not tested on this dataset".
+
+Tables of several seeds (independent chains, issue 25): `Context.seeds` and
+`Context.image_seeds` list them, `Context.images(..., seed=)` gives one seed's per-image rows
+and refuses to hand out several seeds at once, and a claim made over seeds is decided by
+`seed_verdict` (a test of the mean over seeds) or by its t-interval over seeds.
 """
 
 from __future__ import annotations
