@@ -171,18 +171,38 @@ def test_the_t_trend_and_the_multistep_trend_are_made_at_the_seed_level(effects,
     assert "Holm over the T" in steps.test
 
 
-def test_papernots_claims_say_no_data_over_several_seeds_and_nothing_crashes():
+def _budget_rows(results, within_last):
+    """C&W L2 rows: the T = 1 teacher's distances all within the budget (1.0), the T = 40
+    student's within it on within_last(seed) of the images, every other model's on none."""
+
+    def shift(seed, t, stage, stages):
+        return 0.0
+
+    rows = _per_image(results, shift, noise=0.0, attack="l2")
+    teacher = (rows["temperature"] == 1.0) & (rows["stage"] == 1) & (rows["stages"] == 3)
+    student = (rows["temperature"] == 40.0) & (rows["stage"] == 3) & (rows["stages"] == 3)
+    within = student & (rows["image"] < rows["seed"].map(within_last))
+    rows["distance"] = np.where(teacher | within, 0.5, 2.0)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "within_last, verdict",
+    [({0: 3, 1: 4, 2: 5}, AGREES), ({0: 3, 1: 27, 2: 15}, INCONCLUSIVE)],
+)
+def test_papernots_c_and_w_row_is_made_per_seed_and_jsma_says_no_data(within_last, verdict):
     results = _results().assign(l2_budget=1.0, l2_budget_success_rate=0.5, l2_success_rate=1.0)
-    per_image = pd.concat(
-        [
-            _per_image(results, _trend_shift({0: 0.2, 1: 0.2, 2: 0.2})),
-            _per_image(results, _trend_shift({0: 0.2, 1: 0.2, 2: 0.2}), attack="l2"),
-        ]
+    claims = _claims(results, _budget_rows(results, within_last))  # every module, none raising
+    assert claims[JSMA_CLAIM].verdict == NO_DATA
+    assert claims[JSMA_CLAIM].ours.startswith("3 seeds (0, 1, 2): ")
+    budget = claims[PAPERNOT_CLAIM]
+    assert budget.verdict == verdict and budget.n == "3 seeds"
+    changes = {s: n / IMAGES - 0.5 for s, n in within_last.items()}  # after - before / 2
+    assert "per seed: " + ", ".join(f"{s} {c:+.3f}" for s, c in changes.items()) in budget.ours
+    assert budget.interval == (
+        f"[{seed_mean(list(changes.values())).low:+.3f}, "
+        f"{seed_mean(list(changes.values())).high:+.3f}] (after - before / 2, t over seeds)"
     )
-    claims = _claims(results, per_image)  # every claim's module, none raising
-    for name in (JSMA_CLAIM, PAPERNOT_CLAIM):
-        assert claims[name].verdict == NO_DATA
-        assert claims[name].ours.startswith("3 seeds (0, 1, 2): ")
     # a claim about every model stays per model: 3 seeds x 9 models of the sweep, 8 of chains
     carlini = claims["distillation does not stop the L2 attack on the logits"]
     assert carlini.ours == "lowest 100.00% of 51 models"
