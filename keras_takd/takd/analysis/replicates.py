@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from keras_takd.core import statistics
-from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES
+from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, NO_SPREAD, Estimate
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.statistics import SEED_COLUMN, fooled, holm, with_seed
 
@@ -331,3 +331,37 @@ def seeds_needed(between_sd: float, half_width: float, ci_level: float = DEFAULT
     while stats.t.ppf(0.5 + ci_level / 2, k - 1) * between_sd / math.sqrt(k) > half_width:
         k += 1
     return k
+
+
+FEWER_THAN_TWO_SEEDS = "fewer than 2 seeds"
+"""`Estimate.reason` of a mean over seeds resting on one seed: nothing about their spread."""
+
+
+def seed_mean(values: Sequence[float], ci_level: float = DEFAULT_CONFIDENCE) -> Estimate:
+    """The mean over seeds of one plain value per seed (e.g. each seed's accuracy difference),
+    with its t-interval over seeds and the t-test of that mean against 0.
+
+    Args:
+        values: one finite value per seed.
+        ci_level: the interval's level, in (0, 1).
+
+    Returns:
+        An `Estimate` (n: the seeds; p_value: `scipy.stats.ttest_1samp`); below 2 seeds, or
+        when every seed gives the same value, no interval and no p (reason
+        `FEWER_THAN_TWO_SEEDS` or `NO_SPREAD`).
+
+    Raises:
+        ValueError: no values, a non-finite value, or a `ci_level` outside (0, 1).
+    """
+    if not 0 < ci_level < 1:
+        raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
+    means = np.asarray(values, np.float64).ravel()
+    if len(means) == 0 or not np.isfinite(means).all():
+        raise ValueError(f"expected one finite value per seed, got {means.tolist()}")
+    estimate = float(means.mean())
+    reason = FEWER_THAN_TWO_SEEDS if len(means) < 2 else NO_SPREAD if np.ptp(means) == 0 else ""
+    if reason:
+        return Estimate(estimate, math.nan, math.nan, len(means), ci_level, reason=reason)
+    low, high = _t_interval(means, ci_level)
+    p_value = float(stats.ttest_1samp(means, 0.0).pvalue)
+    return Estimate(estimate, low, high, len(means), ci_level, p_value)

@@ -80,7 +80,9 @@ def test_without_a_declared_primary_the_comparisons_keep_their_order_and_use_hol
 def test_the_paper_claims_take_the_seed_level_path_with_several_seeds():
     claims = mandal_guo_claims(_context(_per_image(), "student-teacher@40"))
     seed_level = [c for c in claims if "seed level" in c.claim]
-    assert len(seed_level) == 7 and seed_level[0].claim.startswith("primary comparison")
+    # the 7 comparisons, then the T trend of each norm (C&W L0 and L-inf: no data here)
+    assert len(seed_level) == 10 and seed_level[0].claim.startswith("primary comparison")
+    assert all("robustness increases with T" in c.claim for c in seed_level[7:])
 
 
 @pytest.mark.parametrize("sign, verdict", [(1, AGREES), (-1, DISAGREES)])

@@ -2,6 +2,11 @@
 distillation does not stop their attacks (the L2 attack on the logits succeeds on >= 95% of
 the images of every model), and attacking softmax(logits / T) instead masks the gradient
 (the same attack succeeds less often at the highest T).
+
+Both are claims about every model ("successful on both distilled and undistilled neural
+networks"), so over several seeds (issue 25) they stay per model: each model of each seed is
+one more model that must hold, and the masking check pairs each model's two attacks on its own
+seed's images (`common.success_differences`); no seeds are mixed and none is averaged.
 """
 
 from __future__ import annotations
@@ -71,7 +76,8 @@ def carlini_wagner_claims(ctx: Context) -> list[Claim]:
                 "attack fails on the softmax of a distilled model",
                 f"T = {high['temperature'].iloc[0]:g}: softmax(z/T) "
                 f"{', '.join(pct(s.estimate) for s in softmax)} vs logits "
-                f"{', '.join(pct(lg.estimate) for lg in logits)} (per stage)",
+                f"{', '.join(pct(lg.estimate) for lg in logits)} "
+                f"(per stage{' and seed' if len(ctx.seeds) > 1 else ''})",
                 ", ".join(interval_text(d, 2) for d in differences),
                 ", ".join(str(d.n) for d in differences),
                 "softmax success - logits success < 0 at the highest T, every stage",

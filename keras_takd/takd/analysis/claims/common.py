@@ -7,6 +7,11 @@ states), "inconclusive" otherwise, "no data" when the columns or rows a claim ne
 A claim about a mean is decided by a test of the mean (`mean_verdict`: the paired t-test's
 p-value, Holm-adjusted over the claim's family of temperatures, below 1 - ci_level, and the
 mean's sign). A claim the paper makes about another dataset is "not tested on this dataset".
+
+Tables of several seeds (independent chains, issue 25): `Context.seeds` and
+`Context.image_seeds` list them, `Context.images(..., seed=)` gives one seed's per-image rows
+and refuses to hand out several seeds at once, and a claim made over seeds is decided by
+`seed_verdict` (a test of the mean over seeds) or by its t-interval over seeds.
 """
 
 from __future__ import annotations
@@ -78,28 +83,60 @@ class Context:
         """Rows of the multi-step chains (more than three models)."""
         return self.rows[chain_length(self.rows) > 3]
 
-    def images(self, *attacks: str, multistep: bool = False) -> pd.DataFrame | None:
-        """Per-image rows of these attacks on the sweep's (or the long chains') models."""
+    @property
+    def seeds(self) -> list:
+        """The seeds of the dataset's model rows, in order ([0] without a seed column)."""
+        return seeds_of(self.rows)
+
+    def image_seeds(self, *attacks: str, multistep: bool = False) -> list:
+        """The seeds of the per-image rows of these attacks ([] without any)."""
+        table = self._attack_rows(attacks, multistep)
+        if table is None:
+            return []
+        return sorted(table[SEED_COLUMN].unique().tolist()) if SEED_COLUMN in table else [0]
+
+    def images(
+        self, *attacks: str, multistep: bool = False, seed: int | None = None
+    ) -> pd.DataFrame | None:
+        """Per-image rows of these attacks on the sweep's (or the long chains') models, of one
+        seed: `seed`, or the only one the rows hold.
+
+        Raises:
+            ValueError: the rows hold several seeds and `seed` is None (a claim compares one
+                trained chain per (T, stage); `image_seeds` lists them).
+        """
+        table = self._attack_rows(attacks, multistep)
+        if table is None or SEED_COLUMN not in table:
+            return table if seed in (None, 0) else None
+        if seed is None:
+            seeds = sorted(table[SEED_COLUMN].unique().tolist())
+            if len(seeds) > 1:
+                raise ValueError(
+                    f"per-image rows of seeds {seeds}: the claims compare one trained chain per "
+                    "(T, stage); expected one seed (pass seed=, see Context.image_seeds)"
+                )
+            return table
+        table = table[table[SEED_COLUMN] == seed]
+        return table if not table.empty else None
+
+    def _attack_rows(self, attacks: tuple[str, ...], multistep: bool) -> pd.DataFrame | None:
+        """Per-image rows of the dataset, `attacks` and chain kind, of every seed, or None."""
         if self.per_image is None:
             return None
         table = self.per_image[
             (self.per_image["dataset"] == self.dataset) & self.per_image["attack"].isin(attacks)
         ]
-        seeds = sorted(table[SEED_COLUMN].unique().tolist()) if SEED_COLUMN in table else []
-        if len(seeds) > 1:
-            raise ValueError(
-                f"per-image rows of seeds {seeds}: the claims compare one trained chain per "
-                "(T, stage); expected one seed (keras_takd.takd.analysis.replicates takes several)"
-            )
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
 
-    def norm_images(self, norm: str, multistep: bool = False) -> pd.DataFrame | None:
+    def norm_images(
+        self, norm: str, multistep: bool = False, seed: int | None = None
+    ) -> pd.DataFrame | None:
         """Per-image rows of every minimal-norm attack of `norm` ("l0", "l2", "linf"): C&W's and
         FMN's (`NORM_ATTACKS`), for `analysis.statistics.model_distances` to take each image's
-        smallest perturbation any of them found."""
-        return self.images(*NORM_ATTACKS[norm], multistep=multistep)
+        smallest perturbation any of them found; of one seed, as `images`."""
+        return self.images(*NORM_ATTACKS[norm], multistep=multistep, seed=seed)
 
     def correct(self, multistep: bool = False) -> pd.DataFrame | None:
         """The prediction rows of the sweep's (or the long chains') models, or None."""
@@ -109,6 +146,49 @@ class Context:
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
+
+
+def seeds_of(rows: pd.DataFrame) -> list:
+    """The seeds of some model rows, in order ([0] without a seed column: one seed)."""
+    if SEED_COLUMN not in rows:
+        return [0]
+    return sorted(int(s) for s in rows[SEED_COLUMN].dropna().unique())
+
+
+def per_seed_text(values: dict, digits: int = 4, scale: float = 1.0) -> str:
+    """ "per seed: 0 +0.0321, 1 +0.0330": each seed's value (times `scale`), the detail of a
+    claim made over seeds."""
+    return "per seed: " + ", ".join(f"{s} {scale * v:+.{digits}f}" for s, v in values.items())
+
+
+def seed_verdict(estimate: float, p_value: float, seeds: int, claimed: str, alpha: float) -> str:
+    """The verdict on a claim about the sign of a mean over seeds, from a test of that mean.
+
+    Args:
+        estimate: the mean over seeds.
+        p_value: its test's p-value (Holm-adjusted where a family was set).
+        seeds: how many seeds it rests on.
+        claimed: "positive" (the claim says mean > 0) or "negative".
+        alpha: the level, 1 - ci_level.
+
+    Returns:
+        "agrees" / "disagrees": at least 2 seeds, p < alpha and the mean on the claimed / the
+        other side; "inconclusive" otherwise.
+
+    Raises:
+        ValueError: for another `claimed`.
+    """
+    if claimed not in ("positive", "negative"):
+        raise ValueError(f"claimed must be 'positive' or 'negative', got {claimed!r}")
+    if seeds < 2 or math.isnan(p_value) or p_value >= alpha or estimate == 0:
+        return INCONCLUSIVE
+    return AGREES if (estimate > 0) == (claimed == "positive") else DISAGREES
+
+
+def row_seed(row: pd.Series) -> int | None:
+    """The seed of one model row, or None for a table without a seed column."""
+    seed = row.get(SEED_COLUMN)
+    return None if seed is None or pd.isna(seed) else int(seed)
 
 
 def no_data(source: str, claim: str, paper: str, test: str, why: str, quote: str = "") -> Claim:
@@ -260,8 +340,10 @@ def success_differences(ctx: Context, rows: pd.DataFrame, first: str, second: st
 
 def _paired_success(ctx: Context, row: pd.Series, first: str, second: str) -> Estimate | None:
     """Success of attack `first` - success of attack `second` on one model, on the same
-    images (McNemar), or None without per-image rows of both attacks."""
-    tables = {"first": ctx.images(first), "second": ctx.images(second)}
+    images (McNemar), or None without per-image rows of both attacks (of the model's seed,
+    where the rows hold several)."""
+    seed = row_seed(row) if len(ctx.seeds) > 1 else None
+    tables = {"first": ctx.images(first, seed=seed), "second": ctx.images(second, seed=seed)}
     if any(table is None for table in tables.values()):
         return None
     success = {}

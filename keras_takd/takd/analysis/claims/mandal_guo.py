@@ -25,6 +25,21 @@ each seed's mean paired difference, its t-interval over seeds and two-level boot
 the between- and within-seed SDs, and the t-test of the seed means, Holm over the T; the
 per-seed means stay as detail. The primary comparison declared before the study ran
 (`--primary_comparison`, run.json) comes first, decided by its own, unadjusted test.
+
+Every other claim over several seeds (a `seed` column; one seed keeps the claims above
+unchanged), each per seed from that seed's own models, never two seeds mixed:
+
+* accuracy (claims 1-4, and the multi-step accuracy) and sensitivity (claim 5), from rows of
+  several seeds: per seed the one-seed quantity (the T = 1 teacher's accuracy; each distilled
+  model - its teacher; highest T - lowest T per role; the teachers' fraction of vanishing
+  gradients at the highest T - the lowest), across seeds its mean and t-interval over seeds
+  (`replicates.seed_mean`), decided by the claim's own rule on that interval (within the
+  bound, its sign, in most cases); the per-seed values as detail;
+* the T trend (claim 6) and the multi-step robustness (claim 9), from per-image rows of
+  several seeds: paired mean differences like the central comparison, so per role (per T)
+  and seed the mean paired difference highest T - lowest T (last step - teacher), across
+  seeds `replicates.seed_level` (mean, t-interval, t-test of the seed means), Holm over the
+  roles (the T), agreeing when every one is above 0.
 """
 
 from __future__ import annotations
@@ -46,6 +61,7 @@ from keras_takd.core.statistics import (
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.claims.common import (
     NO_PER_IMAGE,
+    NORM_ATTACKS,
     NOT_TESTED,
     SMALLEST_FOUND,
     Claim,
@@ -61,20 +77,27 @@ from keras_takd.takd.analysis.claims.common import (
     no_data,
     p_text,
     pct,
+    per_seed_text,
     proportion_of,
+    seed_verdict,
+    seeds_of,
 )
 from keras_takd.takd.analysis.replicates import (
     REFERENCES,
     VALIDATION_TOLERANCE,
+    SeedLevel,
     measure_validation,
     parse_comparison,
+    seed_level,
     seed_level_differences,
+    seed_mean,
     seeds_needed,
 )
 from keras_takd.takd.analysis.statistics import (
     MeanTest,
     PairedRateTest,
     curve_rho,
+    holm,
     model_distances,
     paired_accuracy_tests,
     paired_mean_test,
@@ -93,13 +116,6 @@ VARIATION_CLAIM = "accuracy varies little with distillation"
 CONFIDENCE_CLAIM = "confidence has no concrete trend over T (Fig. 6)"
 ACCURACY_TREND_CLAIM = "accuracy decreases with T"
 MORE_ACCURATE_CLAIM = "at a fixed T distilled models are more accurate in most cases"
-ACCURACY = (
-    (BASELINE_CLAIM, "baseline"),
-    (VARIATION_CLAIM, "variation"),
-    (ACCURACY_TREND_CLAIM, "accuracy_trend"),
-    (MORE_ACCURATE_CLAIM, "more_accurate"),
-)
-"""The accuracy claims and their quotes (`QUOTES`): not made over several seeds."""
 CONFIDENCE_DATASET = "cifar10"  # Fig. 6: "The confidence values of the CIFAR10 models"
 CENTRAL_CLAIM = (
     "on average the student is more robust than the teacher and the assistant, in most temperatures"
@@ -161,10 +177,8 @@ def mandal_guo_claims(ctx: Context) -> list[Claim]:
 
 def _accuracy_claims(ctx: Context) -> list[Claim]:
     sweep, source = ctx.sweep, MANDAL_GUO
-    seeds = sweep[SEED_COLUMN].nunique() if SEED_COLUMN in sweep else 1
-    if seeds > 1:  # the comparisons below take one model per (T, stage)
-        why = f"{seeds} seeds: per-chain accuracies in keras_takd.takd.summary"
-        return [no_data(source, name, "", "", why, QUOTES[quote]) for name, quote in ACCURACY]
+    if len(seeds_of(sweep)) > 1:  # the comparisons below take one model per (T, stage)
+        return _seed_level_accuracy_claims(ctx)
     claims = []
     teacher_t1 = sweep[(sweep["role"] == "teacher") & (sweep["temperature"] == 1.0)]
     test = f"95% CI within {100 * BASELINE_TOLERANCE:.1f} points of the paper's"
@@ -182,9 +196,7 @@ def _accuracy_claims(ctx: Context) -> list[Claim]:
                 BASELINE_CLAIM,
                 pct(paper),
                 pct(ours.estimate),
-                interval_text(ours, 2, 100).replace("[+", "[").replace(", +", ", ") + " %"
-                if not math.isnan(ours.low)
-                else "no interval",
+                _percent_interval(ours),
                 n_label(ours),
                 test,
                 verdict,
@@ -195,6 +207,13 @@ def _accuracy_claims(ctx: Context) -> list[Claim]:
     claims.append(_accuracy_trend_claim(ctx))
     claims += _more_accurate_claims(ctx)
     return claims
+
+
+def _percent_interval(estimate: Estimate) -> str:
+    """ "[99.21, 99.55] %" of a proportion, or "no interval"."""
+    if math.isnan(estimate.low):
+        return "no interval"
+    return interval_text(estimate, 2, 100).replace("[+", "[").replace(", +", ", ") + " %"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,6 +294,8 @@ def _variation_claims(
     pairs = _distilled_pairs(rows) if "test_accuracy" in rows else {}
     if not pairs or bound is None:
         return [no_data(MANDAL_GUO, name, "", test, "no distilled rows", quote)]
+    if len(seeds_of(rows)) > 1:
+        return [_seed_level_variation_claim(ctx, rows, pairs, name, quote, bound)]
     found = _accuracy_comparisons(ctx, rows, pairs, multistep)
     verdicts = [statistics.within(d, -bound, bound) for d in found.differences.values()]
     verdict = DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts)
@@ -309,6 +330,8 @@ def _accuracy_trend_claim(ctx: Context) -> Claim:
         stage = _stage_of(ctx.sweep, role)
         high, low = curve.index[-1], curve.index[0]
         pairs[role] = ((high, stage[high]), (low, stage[low]))
+    if len(seeds_of(ctx.sweep)) > 1:
+        return _seed_level_trend_claim(ctx, pairs)
     found = _accuracy_comparisons(ctx, ctx.sweep, pairs)
     parts = [
         f"{role} {100 * d.estimate:+.2f} {interval_text(d, 2, 100)}{found.detail(role)} "
@@ -355,6 +378,150 @@ def _more_accurate_claims(ctx: Context) -> list[Claim]:
     ]
 
 
+@dataclasses.dataclass(frozen=True)
+class _OverSeeds:
+    """One quantity over seeds: its mean with the t-interval over seeds
+    (`replicates.seed_mean`) and each seed's value."""
+
+    mean: Estimate
+    per_seed: dict[int, float]
+
+    def text(self, scale: float = 100, digits: int = 2) -> str:
+        """ "+0.05 [-0.02, +0.12] (per seed: 0 +0.01, 1 +0.09)", times `scale`."""
+        return (
+            f"{scale * self.mean.estimate:+.{digits}f} {interval_text(self.mean, digits, scale)} "
+            f"({per_seed_text(self.per_seed, digits, scale)})"
+        )
+
+
+def _over_seeds(ctx: Context, rows: pd.DataFrame, pairs: dict, column: str) -> dict:
+    """{label: `_OverSeeds` of column(a) - column(b)} for each pair {label: ((T, stage) of a,
+    (T, stage) of b or None for column(a) alone)}: per seed, from that seed's own models (a
+    seed lacking either model is left out); labels no seed has, or all without `column`, are
+    left out."""
+    out = {}
+    if column not in rows:
+        return out
+    values = {
+        seed: chosen.dropna(subset=[column]).set_index(["temperature", "stage"])[column]
+        for seed, chosen in rows.assign(stage=rows["stage"].astype(int)).groupby(SEED_COLUMN)
+    }
+    for label, (a, b) in pairs.items():
+        per_seed = {
+            int(seed): float(v[a]) - (float(v[b]) if b is not None else 0.0)
+            for seed, v in values.items()
+            if a in v.index and (b is None or b in v.index)
+        }
+        if per_seed:
+            out[label] = _OverSeeds(seed_mean(list(per_seed.values()), ctx.ci_level), per_seed)
+    return out
+
+
+def _seeds_label(found: dict) -> str:
+    """ "3 seeds": the most seeds any of `found`'s quantities rests on."""
+    return f"{max(f.mean.n for f in found.values())} seeds"
+
+
+def _seed_level_accuracy_claims(ctx: Context) -> list[Claim]:
+    """Claims 1-4 over several seeds: per seed the one-seed quantity from the seed's own
+    models, across seeds its mean and t-interval, decided by the claim's own rule."""
+    sweep, claims = ctx.sweep, []
+    test = f"95% t-interval over seeds within {100 * BASELINE_TOLERANCE:.1f} points of the paper's"
+    found = _over_seeds(ctx, sweep, {"T = 1 teacher": ((1.0, 1), None)}, "test_accuracy")
+    if not found or ctx.dataset not in BASELINE:
+        why = "no T = 1 teacher"
+        claims.append(no_data(MANDAL_GUO, BASELINE_CLAIM, "", test, why, QUOTES["baseline"]))
+    else:
+        ours, paper = found["T = 1 teacher"], BASELINE[ctx.dataset]
+        claims.append(
+            Claim(
+                MANDAL_GUO,
+                BASELINE_CLAIM,
+                pct(paper),
+                f"{pct(ours.mean.estimate)}, mean over {ours.mean.n} seeds (per seed: "
+                + ", ".join(f"{seed} {pct(v)}" for seed, v in ours.per_seed.items())
+                + ")",
+                _percent_interval(ours.mean) + " (t over seeds)",
+                f"{ours.mean.n} seeds",
+                test,
+                statistics.within(
+                    ours.mean, paper - BASELINE_TOLERANCE, paper + BASELINE_TOLERANCE
+                ),
+                QUOTES["baseline"],
+            )
+        )
+    claims += _variation_claims(ctx, sweep, VARIATION_CLAIM, QUOTES["variation"])
+    claims.append(_accuracy_trend_claim(ctx))
+    claims += _seed_level_more_accurate_claims(ctx)
+    return claims
+
+
+def _seed_level_variation_claim(ctx, rows, pairs, name, quote, bound) -> Claim:
+    """Every |distilled - teacher|, each a mean over seeds, within the paper's bound."""
+    found = _over_seeds(ctx, rows, pairs, "test_accuracy")
+    verdicts = [statistics.within(f.mean, -bound, bound) for f in found.values()]
+    verdict = DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts)
+    label, worst = max(found.items(), key=lambda pair: abs(pair[1].mean.estimate))
+    return Claim(
+        MANDAL_GUO,
+        name,
+        f"<= {pct(bound)}",
+        f"largest {100 * worst.mean.estimate:+.2f} points, mean over seeds ({label}; "
+        f"{per_seed_text(worst.per_seed, 2, 100)}); {verdicts.count(DISAGREES)} of "
+        f"{len(verdicts)} t-intervals beyond the bound",
+        interval_text(worst.mean, 2, 100) + " points (t over seeds)",
+        _seeds_label(found),
+        "per distilled model, accuracy - its teacher's per seed; every t-interval over seeds "
+        "within the paper's bound",
+        verdict,
+        quote,
+    )
+
+
+def _seed_level_trend_claim(ctx: Context, pairs: dict) -> Claim:
+    """Accuracy at the highest T - at the lowest, per role a mean over seeds, below 0."""
+    found = _over_seeds(ctx, ctx.sweep, pairs, "test_accuracy")
+    return Claim(
+        MANDAL_GUO,
+        ACCURACY_TREND_CLAIM,
+        "decreasing",
+        "; ".join(f"{role} {f.text()}" for role, f in found.items()),
+        "per role, in points (t over seeds)",
+        _seeds_label(found),
+        "per role, accuracy at the highest T - at the lowest T per seed; the t-interval over "
+        "seeds below 0 for every role",
+        statistics.combine([statistics.verdict(f.mean, "negative") for f in found.values()]),
+        QUOTES["accuracy_trend"],
+    )
+
+
+def _seed_level_more_accurate_claims(ctx: Context) -> list[Claim]:
+    """Distilled - teacher at each (T, stage), a mean over seeds, above 0 at most pairs."""
+    pairs = _distilled_pairs(ctx.sweep) if "test_accuracy" in ctx.sweep else {}
+    found = _over_seeds(ctx, ctx.sweep, pairs, "test_accuracy")
+    if not found:
+        return []
+    verdicts = [statistics.verdict(f.mean, "positive") for f in found.values()]
+    more, less = verdicts.count(AGREES), verdicts.count(DISAGREES)
+    return [
+        Claim(
+            MANDAL_GUO,
+            MORE_ACCURATE_CLAIM,
+            "most cases",
+            f"{more} of {len(found)} (T, stage) pairs more accurate, {less} less (t-interval "
+            "over seeds of each difference): "
+            + "; ".join(f"{label} {f.text()}" for label, f in found.items())
+            + " points",
+            "per pair (t over seeds)",
+            _seeds_label(found),
+            "per pair, distilled - teacher accuracy per seed; more than half the pairs' "
+            "t-intervals over seeds above 0",
+            most_cases(verdicts),
+            QUOTES["more_accurate"],
+        )
+    ]
+
+
 def _sensitivity_claims(ctx: Context) -> list[Claim]:
     test = "teachers' fraction at the highest T - at the lowest T > 0"
     source = MANDAL_GUO
@@ -367,6 +534,9 @@ def _sensitivity_claims(ctx: Context) -> list[Claim]:
             claims.append(
                 no_data(source, name, "increasing", test, "fewer than 3 T", QUOTES["sensitivity"])
             )
+            continue
+        if len(seeds_of(ctx.sweep)) > 1:
+            claims.append(_seed_level_sensitivity_claim(ctx, name, column, teachers.index))
             continue
         rows = ctx.sweep[ctx.sweep["role"] == "teacher"].set_index("temperature")
         high = proportion_of(rows.loc[teachers.index[-1]], column, ctx)
@@ -391,6 +561,30 @@ def _sensitivity_claims(ctx: Context) -> list[Claim]:
             )
         )
     return claims
+
+
+def _seed_level_sensitivity_claim(ctx: Context, name: str, column: str, temperatures) -> Claim:
+    """The teachers' fraction at the highest T - at the lowest T per seed, a mean over seeds
+    whose t-interval lies above 0."""
+    low, high = temperatures[0], temperatures[-1]
+    found = _over_seeds(ctx, ctx.sweep, {"d": ((high, 1), (low, 1))}, column)
+    levels = _over_seeds(
+        ctx, ctx.sweep, {"low": ((low, 1), None), "high": ((high, 1), None)}, column
+    )
+    difference = found["d"]
+    return Claim(
+        MANDAL_GUO,
+        name,
+        "increasing",
+        f"{pct(levels['low'].mean.estimate)} at T = {low:g}, {pct(levels['high'].mean.estimate)} "
+        f"at T = {high:g}, means over seeds; difference {difference.text()} points",
+        interval_text(difference.mean, 2, 100) + " points (t over seeds)",
+        f"{difference.mean.n} seeds",
+        "teachers' fraction at the highest T - at the lowest T per seed; the t-interval over "
+        "seeds above 0",
+        statistics.verdict(difference.mean, "positive"),
+        QUOTES["sensitivity"],
+    )
 
 
 def _stage_of(rows: pd.DataFrame, role: str) -> dict[float, int]:
@@ -562,12 +756,7 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
                 quote,
             )
         ]
-    pairs = {}
-    for role in ROLES:
-        stages = _stage_of(images, role)
-        if len(stages) >= 2:
-            low, high = min(stages), max(stages)
-            pairs[role] = ((high, stages[high]), (low, stages[low]))
+    pairs = _t_trend_pairs(images)
     if not pairs:
         return [no_data(MANDAL_GUO, name, "increasing", test, "fewer than 2 T", quote)]
     tests = _mean_tests(ctx, images, pairs)
@@ -592,9 +781,21 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
     ]
 
 
+def _t_trend_pairs(images: pd.DataFrame) -> dict:
+    """{role: ((highest T, stage), (lowest T, stage))} of the roles with 2 T or more."""
+    pairs = {}
+    for role in ROLES:
+        stages = _stage_of(images, role)
+        if len(stages) >= 2:
+            low, high = min(stages), max(stages)
+            pairs[role] = ((high, stages[high]), (low, stages[low]))
+    return pairs
+
+
 def _robustness_claims(ctx: Context) -> list[Claim]:
     if _seed_count(ctx) >= 2:
-        return seed_level_claims(ctx, ctx.primary_comparison)
+        claims = seed_level_claims(ctx, ctx.primary_comparison)
+        return claims + [_seed_level_t_trend_claim(ctx, attack) for attack in schema.ATTACKS]
     claims = []
     for attack in schema.ATTACKS:
         claims += _t_trend_claims(ctx, attack)
@@ -657,33 +858,36 @@ def _multistep_claims(ctx: Context) -> list[Claim]:
         QUOTES["multistep_accuracy"],
         multistep=True,
     )
-    for attack in schema.ATTACKS:
-        column = f"{attack}_mean"
-        if column in chains and chains[column].notna().any():
-            claims.append(_multistep_robustness_claim(ctx, attack, chains, column))
+    for attack in schema.ATTACKS:  # each norm, measured by C&W's attack or FMN's
+        columns = [f"{a}_mean" for a in NORM_ATTACKS[attack]]
+        columns = [c for c in columns if c in chains and chains[c].notna().any()]
+        if columns:
+            claims.append(_multistep_robustness_claim(ctx, attack, chains, columns[0]))
     return claims
 
 
 def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
     """Section VI: per T, the mean of last step - teacher, paired on images; Holm over T."""
     alpha, quote = 1 - ctx.ci_level, QUOTES["multistep_robustness"]
-    name = f"multi-step: {attack_name(attack)} robustness rises with the step (Fig. 8)"
+    seeds = ctx.image_seeds(*NORM_ATTACKS[attack], multistep=True)
+    sample = ctx.norm_images(attack, multistep=True, seed=seeds[0]) if seeds else None
+    measure = measure_name(attack, sample) if seeds else attack_name(column[: -len("_mean")])
+    name = f"multi-step: {measure} robustness rises with the step (Fig. 8)"
     test = (
         "per T, paired t-test of the mean difference last step - teacher, Holm over the T: "
         f"adjusted p < {alpha:.2g} and mean > 0, every T"
     )
+    if len(seeds) > 1:
+        return _seed_level_multistep_claim(ctx, attack, name)
     images = ctx.norm_images(attack, multistep=True)
     if images is None:
         by_step = chains.groupby("stage")[column].mean().dropna().sort_index()
-        ours = f"of the means over T: {rho_text(by_step)}"
+        over = "T and seeds" if len(seeds_of(chains)) > 1 else "T"
+        ours = f"of the means over {over}: {rho_text(by_step)}"
         return Claim(
             MANDAL_GUO, name, "increasing", ours, NO_PER_IMAGE, "", test, INCONCLUSIVE, quote
         )
-    pairs = {}
-    for t, rows in images.groupby("temperature"):
-        first, last = int(rows["stage"].min()), int(rows["stage"].max())
-        pairs[t] = ((t, last), (t, first))
-    tests = _mean_tests(ctx, images, pairs)
+    tests = _mean_tests(ctx, images, _last_step_pairs(images))
     parts = [
         f"T = {t:g}: {test.difference.estimate:+.3f} {interval_text(test.difference, 3)} "
         f"(Holm p = {test.holm_p:.2g})"
@@ -698,6 +902,115 @@ def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
         ", ".join(str(t.difference.n) for t in tests.values()),
         test,
         statistics.combine([mean_verdict(t, "positive", alpha) for t in tests.values()]),
+        quote,
+    )
+
+
+def _last_step_pairs(images: pd.DataFrame) -> dict:
+    """{T: ((T, last step), (T, teacher))} of each T of the long chains."""
+    pairs = {}
+    for t, rows in images.groupby("temperature"):
+        first, last = int(rows["stage"].min()), int(rows["stage"].max())
+        pairs[t] = ((t, last), (t, first))
+    return pairs
+
+
+@dataclasses.dataclass(frozen=True)
+class _SeedTest:
+    """A paired mean difference over seeds (`replicates.seed_level`), its t-test's p-value
+    Holm-adjusted over the claim's family, and each seed's mean difference."""
+
+    level: SeedLevel
+    holm_p: float
+    seed_means: dict[int, float]
+
+    def text(self) -> str:
+        """ "+0.031 [+0.012, +0.050] (t p = 0.01, Holm p = 0.02; per seed: 0 +0.0300, ...)"."""
+        level = self.level
+        return (
+            f"{level.estimate:+.3f} [{level.t_low:+.3f}, {level.t_high:+.3f}] (t p = "
+            f"{level.p_value:.2g}, Holm p = {self.holm_p:.2g}; {per_seed_text(self.seed_means)})"
+        )
+
+    def verdict(self, alpha: float) -> str:
+        """Above 0 by the Holm-adjusted t-test of the seed means: agrees."""
+        return seed_verdict(self.level.estimate, self.holm_p, self.level.seeds, "positive", alpha)
+
+
+def _seed_tests(ctx: Context, attack: str, pairs_of, multistep: bool = False) -> dict:
+    """{label: `_SeedTest` of later - earlier} for each pair of `pairs_of(one seed's images)`
+    ({label: (later (T, stage), earlier (T, stage))}): per seed the per-image differences on
+    the images both models of that seed fooled, across seeds `replicates.seed_level`; the
+    labels one Holm family."""
+    by_label: dict = {}
+    for seed in ctx.image_seeds(*NORM_ATTACKS[attack], multistep=multistep):
+        images = ctx.norm_images(attack, multistep, seed)
+        for label, (later, earlier) in pairs_of(images).items():
+            both = model_distances(images, [later, earlier])
+            if len(both):
+                differences = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
+                by_label.setdefault(label, {})[int(seed)] = differences
+    levels = {
+        label: seed_level(list(d.values()), ctx.ci_level, ctx.seed) for label, d in by_label.items()
+    }
+    adjusted = holm([level.p_value for level in levels.values()])
+    return {
+        label: _SeedTest(level, float(p), {s: float(d.mean()) for s, d in by_label[label].items()})
+        for (label, level), p in zip(levels.items(), adjusted, strict=True)
+    }
+
+
+def _seed_level_t_trend_claim(ctx: Context, attack: str) -> Claim:
+    """Section V-C's T trend over seeds: per role and seed, the mean paired difference highest
+    T - lowest T; across seeds their mean, t-interval and t-test, Holm over the roles."""
+    seeds = ctx.image_seeds(*NORM_ATTACKS[attack])
+    images = ctx.norm_images(attack, seed=seeds[0]) if seeds else None
+    name = f"{measure_name(attack, images)}, seed level: robustness increases with T"
+    alpha = 1 - ctx.ci_level
+    test = _measured(
+        name,
+        "per role and seed, the mean paired difference highest T - lowest T; t-test of the "
+        f"seed means (scipy.stats.ttest_1samp), Holm over the roles: adjusted p < {alpha:.2g} "
+        "and mean > 0, every role",
+    )
+    quote = QUOTES["temperature"]
+    tests = _seed_tests(ctx, attack, _t_trend_pairs) if images is not None else {}
+    if not tests:
+        why = "no data" if images is None else "fewer than 2 T"
+        return no_data(MANDAL_GUO, name, "increasing", test, why, quote)
+    (high, _), (low, _) = next(iter(_t_trend_pairs(images).values()))
+    return _seed_tests_claim(
+        name, f"T = {high:g} - T = {low:g}: ", tests, "per role", test, alpha, quote
+    )
+
+
+def _seed_level_multistep_claim(ctx: Context, attack: str, name: str) -> Claim:
+    """Section VI over seeds: per T and seed the mean paired difference last step - teacher;
+    across seeds their mean, t-interval and t-test, Holm over the T."""
+    alpha = 1 - ctx.ci_level
+    tests = _seed_tests(ctx, attack, _last_step_pairs, multistep=True)
+    tests = {f"T = {t:g}": found for t, found in tests.items()}
+    test = (
+        "per T and seed, the mean paired difference last step - teacher; t-test of the seed "
+        f"means, Holm over the T: adjusted p < {alpha:.2g} and mean > 0, every T"
+    )
+    quote = QUOTES["multistep_robustness"]
+    return _seed_tests_claim(f"{name}, seed level", "", tests, "per T", test, alpha, quote)
+
+
+def _seed_tests_claim(name, prefix, tests, per, test, alpha, quote) -> Claim:
+    """A claim that every one of `tests` (a `_SeedTest` per role or T) lies above 0."""
+    return Claim(
+        MANDAL_GUO,
+        name,
+        "increasing",
+        prefix + "; ".join(f"{label} {found.text()}" for label, found in tests.items()),
+        f"{per}, t over seeds",
+        f"{max(t.level.seeds for t in tests.values())} seeds; "
+        + ", ".join(str(t.level.images) for t in tests.values())
+        + " images",
+        test,
+        statistics.combine([found.verdict(alpha) for found in tests.values()]),
         quote,
     )
 
@@ -809,19 +1122,17 @@ class _MeasureGate:
         )
 
 
+def _seed_row_verdict(row, p_value: float, alpha: float) -> str:
+    """`seed_verdict` of a seed-level comparison (`seed_level_differences`' row): the later
+    model claimed more robust."""
+    return seed_verdict(row.estimate, p_value, row.seeds, "positive", alpha)
+
+
 def _ratio_interval(ratio: Estimate) -> str:
     """ "[0.980, 1.004]" or "no interval"."""
     if math.isnan(ratio.low):
         return "no interval"
     return f"[{ratio.low:.3f}, {ratio.high:.3f}]"
-
-
-def _seed_verdict(row, p_value: float, alpha: float) -> str:
-    """Agrees / disagrees when `p_value` < alpha (mean above / below 0), else inconclusive
-    (also below two seeds)."""
-    if row.seeds < 2 or math.isnan(p_value) or p_value >= alpha or row.estimate == 0:
-        return INCONCLUSIVE
-    return AGREES if row.estimate > 0 else DISAGREES
 
 
 def _seed_level_as_worded(
@@ -836,7 +1147,8 @@ def _seed_level_as_worded(
         if rows.empty:
             return no_data(MANDAL_GUO, name, "", "", f"no student - {worse} pairs")
         each = [
-            gate.verdict(r, _seed_verdict(r, r.holm_p, alpha)) for r in rows.itertuples(index=False)
+            gate.verdict(r, _seed_row_verdict(r, r.holm_p, alpha))
+            for r in rows.itertuples(index=False)
         ]
         verdicts.append(most_cases(each))
         parts.append(
@@ -865,7 +1177,9 @@ def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> C
     """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
     alpha = 1 - ctx.ci_level
     later, earlier = row.comparison.split(" - ")
-    verdict = gate.verdict(row, _seed_verdict(row, row.p_value if primary else row.holm_p, alpha))
+    verdict = gate.verdict(
+        row, _seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha)
+    )
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "

@@ -21,11 +21,12 @@ from keras_takd.takd.analysis.claims.common import (
     Context,
     attack_name,
     interval_text,
+    seeds_of,
 )
 from keras_takd.takd.analysis.claims.croce_hein import croce_hein_claims
 from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
 from keras_takd.takd.analysis.claims.papernot import papernot_claims
-from keras_takd.takd.analysis.statistics import SEED_COLUMN, attack_ratios
+from keras_takd.takd.analysis.statistics import SEED_COLUMN, attack_ratios, with_seed
 from keras_takd.takd.analysis.tables import (
     chain_length,
     dataset_label,
@@ -66,13 +67,16 @@ def check_claims(
             validate a cheaper measure (FMN) against C&W at the seed level.
 
     Raises:
-        ValueError: no rows of `dataset`, or a `ci_level` outside (0, 1).
+        ValueError: no rows of `dataset`, a `ci_level` outside (0, 1), or per-image rows of
+            several seeds, some of them missing from the results.
     """
     rows = df[df["dataset"] == dataset]
     if rows.empty:
         raise ValueError(f"no rows of dataset {dataset!r} in the results")
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
+    if per_image is not None:
+        _check_seeds(rows, per_image[per_image["dataset"] == dataset], dataset)
     ctx = Context(
         rows,
         per_image,
@@ -90,6 +94,18 @@ def check_claims(
         *carlini_wagner_claims(ctx),
         *croce_hein_claims(ctx),
     ]
+
+
+def _check_seeds(rows: pd.DataFrame, per_image: pd.DataFrame, dataset: str) -> None:
+    """Raises ValueError when the per-image rows hold several seeds, some the results lack."""
+    found = sorted(int(s) for s in with_seed(per_image)[SEED_COLUMN].unique())
+    known = seeds_of(rows)
+    if len(found) > 1 and not set(found) <= set(known):
+        raise ValueError(
+            f"per-image rows of {dataset} of seeds {found}, results rows of seeds {known}: "
+            "expected one seed, or a seed column in the results naming every seed of the "
+            "per-image rows (the tables of the same runs)"
+        )
 
 
 def to_markdown(claims: Sequence[Claim], dataset: str, ci_level: float = 0.95) -> str:
@@ -130,17 +146,23 @@ NUMBERS_COLUMNS = {
 
 def numbers_markdown(df: pd.DataFrame, dataset: str) -> str:
     """The numbers behind the claims, as a Markdown table: one row per (chain length, T, stage)
-    of `dataset`, the columns of `NUMBERS_COLUMNS` that hold data."""
+    of `dataset` (and seed, a column of its own, where the rows hold several), the columns of
+    `NUMBERS_COLUMNS` that hold data."""
     rows = df[df["dataset"] == dataset].assign(_chain=lambda d: chain_length(d).astype(int))
-    rows = rows.sort_values(["_chain", "temperature", "stage"], kind="stable")
+    seeded = len(seeds_of(rows)) > 1
+    keys = ["_chain", "temperature", "stage", *([SEED_COLUMN] if seeded else [])]
+    rows = rows.sort_values(keys, kind="stable")
     columns = [c for c in NUMBERS_COLUMNS if c in rows and rows[c].notna().any()]
-    header = ["chain", "T", "stage", "role"] + [NUMBERS_COLUMNS[c][0] for c in columns]
+    header = ["chain", "T", "stage", *(["seed"] if seeded else []), "role"]
+    header += [NUMBERS_COLUMNS[c][0] for c in columns]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
     for _, row in rows.iterrows():
-        cells = [str(row["_chain"]), f"{row['temperature']:g}", str(int(row["stage"])), row["role"]]
+        cells = [str(row["_chain"]), f"{row['temperature']:g}", str(int(row["stage"]))]
+        cells += [str(int(row[SEED_COLUMN]))] if seeded else []
+        cells.append(row["role"])
         cells += ["" if pd.isna(row[c]) else NUMBERS_COLUMNS[c][1](row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
