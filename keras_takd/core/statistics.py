@@ -222,7 +222,7 @@ def ratio_of_means(
     if len(a) == 0 or b.mean() <= 0:
         return Estimate(math.nan, math.nan, math.nan, len(a), confidence)
     ratio = float(a.mean() / b.mean())
-    reason = _withheld(a / np.where(b > 0, b, 1.0), confidence) if len(a) else ""
+    reason = _withheld(a / np.where(b > 0, b, 1.0), confidence)
     if reason:
         return Estimate(ratio, math.nan, math.nan, len(a), confidence, reason=reason)
 

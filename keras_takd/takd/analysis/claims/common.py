@@ -264,6 +264,14 @@ def interval_text(estimate: Estimate, digits: int = 3, scale: float = 1.0) -> st
     return f"[{scale * estimate.low:+.{digits}f}, {scale * estimate.high:+.{digits}f}]"
 
 
+def unsigned_interval_text(estimate: Estimate, digits: int = 3, scale: float = 1.0) -> str:
+    """ "[0.980, 1.004]": an interval (times `scale`) without "+" signs, for a ratio or a
+    percentage, or "no interval"."""
+    if math.isnan(estimate.low):
+        return "no interval"
+    return f"[{scale * estimate.low:.{digits}f}, {scale * estimate.high:.{digits}f}]"
+
+
 def by_role(df: pd.DataFrame, column: str) -> dict[str, pd.Series]:
     """{role: column by temperature} for the roles with data."""
     out = {}

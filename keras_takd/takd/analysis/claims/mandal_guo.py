@@ -81,6 +81,7 @@ from keras_takd.takd.analysis.claims.common import (
     proportion_of,
     seed_verdict,
     seeds_of,
+    unsigned_interval_text,
 )
 from keras_takd.takd.analysis.replicates import (
     REFERENCES,
@@ -211,9 +212,8 @@ def _accuracy_claims(ctx: Context) -> list[Claim]:
 
 def _percent_interval(estimate: Estimate) -> str:
     """ "[99.21, 99.55] %" of a proportion, or "no interval"."""
-    if math.isnan(estimate.low):
-        return "no interval"
-    return interval_text(estimate, 2, 100).replace("[+", "[").replace(", +", ", ") + " %"
+    text = unsigned_interval_text(estimate, 2, 100)
+    return text if math.isnan(estimate.low) else f"{text} %"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1101,7 +1101,7 @@ class _MeasureGate:
             return ""
         return (
             f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} is "
-            f"{check['ratio'].estimate:.3f} {_ratio_interval(check['ratio'])}, not within "
+            f"{check['ratio'].estimate:.3f} {unsigned_interval_text(check['ratio'])}, not within "
             f"1 +- {VALIDATION_TOLERANCE:g}"
         )
 
@@ -1126,13 +1126,6 @@ def _seed_row_verdict(row, p_value: float, alpha: float) -> str:
     """`seed_verdict` of a seed-level comparison (`seed_level_differences`' row): the later
     model claimed more robust."""
     return seed_verdict(row.estimate, p_value, row.seeds, "positive", alpha)
-
-
-def _ratio_interval(ratio: Estimate) -> str:
-    """ "[0.980, 1.004]" or "no interval"."""
-    if math.isnan(ratio.low):
-        return "no interval"
-    return f"[{ratio.low:.3f}, {ratio.high:.3f}]"
 
 
 def _seed_level_as_worded(
@@ -1228,7 +1221,7 @@ def _validation_claim(ctx: Context, row) -> Claim:
         f"{measure} / {reference} within 1 +- {VALIDATION_TOLERANCE:g}",
         f"{row.ratio.estimate:.3f} over {row.models} models of {row.chains} chains (per model: "
         f"{detail})",
-        _ratio_interval(row.ratio),
+        unsigned_interval_text(row.ratio),
         f"{row.images} images, {row.pairs} pairs",
         f"ratio of the summed distances on the (model, image) pairs both fooled, BCa "
         "resampling images (replicates.measure_validation); validated when the interval sits "

@@ -20,8 +20,8 @@ from keras_takd.takd.analysis.claims.common import (
     Claim,
     Context,
     attack_name,
-    interval_text,
     seeds_of,
+    unsigned_interval_text,
 )
 from keras_takd.takd.analysis.claims.croce_hein import croce_hein_claims
 from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
@@ -246,7 +246,7 @@ def attacks_markdown(per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDEN
                 f"| {attack_name(cw).removeprefix('C&W ')} | {row['temperature']:g} | "
                 f"{int(row['stage'])} {row['role']}{seed} | {row['n']} | {row[fmn]:.4g} | "
                 f"{row[cw]:.4g} | {row['ratio'].estimate:.4f} "
-                f"{interval_text(row['ratio'], 4).replace('+', '')} | {row['at_or_below']} |"
+                f"{unsigned_interval_text(row['ratio'], 4)} | {row['at_or_below']} |"
             )
     if not lines:
         return None
