@@ -110,8 +110,8 @@ def _seed_tables(seeds, attacks, scale=1.0, n=25):
 
 
 def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
-    """Several seeds measured by FMN, C&W beside it on seed 0 only: one chain, so FMN is
-    validated only with another run's chain (--validation_per_image) beside it; that run
+    """Several seeds measured by FMN, C&W beside it on seed 0 only: one chain, too few, so FMN
+    is validated only with another run's chain (--validation_per_image) beside it; that run
     enters no comparison, even with distances 3 times as large."""
     results, images = _seed_tables([0, 1, 2], ["fmn_l2", "l2"])
     _, other = _seed_tables([0], ["fmn_l2", "l2"], scale=3.0)
@@ -127,8 +127,11 @@ def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
     assert "+0.21" in row and "over 3 seeds" in row
     sd = float(re.search(r"between-seed SD ([0-9.]+)", row).group(1))  # about 0.01
     assert f"seeds for a +-0.03 t-interval: {seeds_needed(sd, 0.03)}" in row
-    assert row.endswith("| **agrees** |")  # seed 0's C&W is close enough on its own
-    assert f"{measure} |" in done.stdout and "models of 1 chains" in done.stdout
+    # seed 0's C&W agrees with FMN, but one chain is too few to validate on
+    assert "rests on 1 chain(s), fewer than 2" in row
+    assert row.endswith("| **inconclusive (FMN not validated)** |")
+    check = next(line for line in done.stdout.splitlines() if measure in line)
+    assert "models of 1 chains" in check and check.endswith("| **inconclusive** |")
     both = cli(COMMAND, "--results=results.csv", "--validation_per_image=other.csv", cwd=tmp_path)
     assert both.returncode == 0, both.stderr
     check = next(line for line in both.stdout.splitlines() if measure in line)
@@ -136,6 +139,7 @@ def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
     assert check.endswith("| **agrees** |")
     row = next(line for line in both.stdout.splitlines() if name in line)
     assert "over 3 seeds" in row and "+0.21" in row  # the other run is in no comparison
+    assert row.endswith("| **agrees** |")  # FMN validated on 2 chains decides alone
 
 
 def test_cli_refuses_to_overwrite_the_per_image_table_it_reads(cli, tmp_path, chain_tables):

@@ -242,6 +242,9 @@ VALIDATION_TOLERANCE = 0.02
 """A cheaper measure decides a seed-level claim alone only where the interval of its ratio to
 the reference measure sits within 1 +- this (issue 25: FMN against C&W at the paper's
 settings)."""
+VALIDATION_CHAINS = 2
+"""The fewest independent chains (each with all its stages) a validation rests on: the issue
+asks for at least 2 seeds x 3 stages per T."""
 REFERENCES = {"fmn_l2": "l2", "fmn_l0": "l0", "fmn_linf": "linf"}
 """Each cheaper measure and the attack it stands in for: Fast Minimum-Norm for C&W's."""
 RUN_COLUMN = "run"
@@ -275,7 +278,8 @@ def measure_validation(
         One row per (dataset, stages, temperature, measure) with reference rows: reference,
         chains and models (how many of each had both attacks; a chain is a (run, seed)),
         images, pairs, ratio (an `Estimate`), model_ratios ({(run, seed, stage): that model's
-        ratio of means}) and validated (the ratio's interval within 1 +- `tolerance`).
+        ratio of means}) and validated (the ratio's interval within 1 +- `tolerance`, on at
+        least `VALIDATION_CHAINS` chains).
     """
     hit = fooled(with_seed(per_image))
     if RUN_COLUMN not in hit:
@@ -310,9 +314,14 @@ def measure_validation(
                 | {"models": len(models), "images": len(by_image), "pairs": len(pairs)}
                 | {"ratio": ratio}
                 | {"model_ratios": (models[measure] / models[reference]).to_dict()}
-                | {"validated": 1 - tolerance <= ratio.low and ratio.high <= 1 + tolerance}
+                | {"validated": chains >= VALIDATION_CHAINS and _within(ratio, tolerance)}
             )
     return pd.DataFrame(records, columns=[*columns, "model_ratios", "validated"])
+
+
+def _within(ratio: Estimate, tolerance: float) -> bool:
+    """Whether the ratio's interval sits within 1 +- `tolerance` (False without one)."""
+    return 1 - tolerance <= ratio.low and ratio.high <= 1 + tolerance
 
 
 def seeds_needed(between_sd: float, half_width: float, ci_level: float = DEFAULT_CONFIDENCE) -> int:

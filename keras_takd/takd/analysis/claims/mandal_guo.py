@@ -85,6 +85,7 @@ from keras_takd.takd.analysis.claims.common import (
 )
 from keras_takd.takd.analysis.replicates import (
     REFERENCES,
+    VALIDATION_CHAINS,
     VALIDATION_TOLERANCE,
     SeedLevel,
     measure_validation,
@@ -1099,6 +1100,11 @@ class _MeasureGate:
         check = found.iloc[0]
         if check["validated"]:
             return ""
+        if check["chains"] < VALIDATION_CHAINS:
+            return (
+                f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} rests on "
+                f"{check['chains']} chain(s), fewer than {VALIDATION_CHAINS}"
+            )
         return (
             f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} is "
             f"{check['ratio'].estimate:.3f} {unsigned_interval_text(check['ratio'])}, not within "
@@ -1225,14 +1231,14 @@ def _validation_claim(ctx: Context, row) -> Claim:
         f"{row.images} images, {row.pairs} pairs",
         f"ratio of the summed distances on the (model, image) pairs both fooled, BCa "
         "resampling images (replicates.measure_validation); validated when the interval sits "
-        f"within 1 +- {VALIDATION_TOLERANCE:g}",
+        f"within 1 +- {VALIDATION_TOLERANCE:g} on at least {VALIDATION_CHAINS} chains",
         _validation_verdict(row.ratio, row.validated),
     )
 
 
 def _validation_verdict(ratio: Estimate, validated: bool) -> str:
-    """Agrees: the interval within the band; disagrees: wholly outside it; else
-    inconclusive."""
+    """Agrees: validated (the interval within the band, on enough chains); disagrees: the
+    interval wholly outside the band; else inconclusive."""
     if validated:
         return AGREES
     low, high = 1 - VALIDATION_TOLERANCE, 1 + VALIDATION_TOLERANCE
