@@ -163,3 +163,16 @@ def test_each_comparison_says_how_many_seeds_its_between_seed_sd_needs():
     assert seeds_needed(sd, 0.03) == 46  # t(0.975, 45) * 0.1 / sqrt(46) = 0.0297
     without = seed_level_claims(_context(table))
     assert not any("seeds for a" in c.ours for c in without)
+
+
+def test_an_attack_run_on_one_seed_only_has_no_seed_level_interval():
+    """C&W beside FMN on seed 0 only (as the replicate study runs it): its rows say they rest
+    on one seed, with no interval and no p, never a firm verdict."""
+    effects = {s: 0.20 + 0.01 * s for s in range(3)}
+    table = _with_cw(_per_image(effects=effects, attack="fmn_l2"), 1.0)
+    table = table[(table["attack"] == "fmn_l2") | (table["seed"] == 0)]
+    claims = seed_level_claims(_context(table))
+    cw = _claim(claims, "C&W L2, seed level: the student is more robust than the teacher at T = 40")
+    assert cw.ours.startswith("+0.20") and "on seed 0 alone" in cw.ours
+    assert "nan" not in cw.ours and cw.interval == "no interval"
+    assert cw.n.startswith("1 seeds") and cw.verdict == INCONCLUSIVE

@@ -1186,7 +1186,14 @@ def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> C
         f"[{row.bootstrap_low:+.4f}, {row.bootstrap_high:+.4f}]; between-seed SD "
         f"{row.between_sd:.4f}, within-seed SD {row.within_sd:.4f}; per seed: {per_seed})"
     )
-    if ctx.seed_half_width is not None and row.seeds >= 2:
+    interval = f"[{row.t_low:+.4f}, {row.t_high:+.4f}] (t over seeds)"
+    if row.seeds < 2:  # nothing about the spread between seeds: no interval, no p
+        ours = (
+            f"{row.estimate:+.4f} on seed {per_seed.split()[0]} alone (within-seed SD "
+            f"{row.within_sd:.4f}): a seed-level interval needs 2 seeds"
+        )
+        interval = "no interval"
+    elif ctx.seed_half_width is not None:
         needed = seeds_needed(row.between_sd, ctx.seed_half_width, ctx.ci_level)
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
     why_not = gate.why_not(row)
@@ -1202,7 +1209,7 @@ def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> C
         f"primary comparison: {name}" if primary else name,
         f"{later} > {earlier}",
         ours,
-        f"[{row.t_low:+.4f}, {row.t_high:+.4f}] (t over seeds)",
+        interval,
         f"{row.seeds} seeds, {row.images} images",
         "t-test of the mean over seeds of each seed's mean paired difference "
         f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0"
