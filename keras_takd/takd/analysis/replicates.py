@@ -32,7 +32,13 @@ from scipy import stats
 from keras_takd.core import statistics
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, NO_SPREAD, Estimate
 from keras_takd.takd import schema
-from keras_takd.takd.analysis.statistics import SEED_COLUMN, fooled, holm, with_seed
+from keras_takd.takd.analysis.statistics import (
+    SEED_COLUMN,
+    attacks_run,
+    fooled,
+    holm,
+    with_seed,
+)
 
 COMPARISONS = (("student", "assistant"), ("assistant", "teacher"), ("student", "teacher"))
 """(later, earlier) roles compared at each T: Mandal & Guo's central comparisons."""
@@ -314,12 +320,45 @@ def measure_validation(
                 | {"models": len(models), "images": len(by_image), "pairs": len(pairs)}
                 | {"ratio": ratio}
                 | {"model_ratios": (models[measure] / models[reference]).to_dict()}
-                | {"validated": chains >= VALIDATION_CHAINS and _within(ratio, tolerance)}
+                | {"validated": chains >= VALIDATION_CHAINS and within_tolerance(ratio, tolerance)}
             )
     return pd.DataFrame(records, columns=[*columns, "model_ratios", "validated"])
 
 
-def _within(ratio: Estimate, tolerance: float) -> bool:
+def measured_alone(images: pd.DataFrame, models: Sequence[tuple]) -> set[tuple[int, float, str]]:
+    """Where a cheaper measure stands alone in a comparison of `models` on `images`: on some
+    image run on every model (`statistics.attacks_run`, the images `model_distances`
+    compares), a cheaper measure (`REFERENCES`) ran and its reference did not.
+
+    Args:
+        images: per-image rows of one norm's attacks, of one seed (`Context.norm_images`).
+        models: the (temperature, stage) of each model compared.
+
+    Returns:
+        The (stages, temperature, measure) of each model and cheaper measure standing alone:
+        the validations (`measure_validation`) the comparison rests on; empty when none.
+    """
+    run = attacks_run(images, models)
+    ran = pd.Series(run.get_level_values("attack"), index=run.get_level_values("image"))
+    alone = {
+        measure
+        for attacks in ran.groupby(level=0).agg(set)
+        for measure in attacks
+        if measure in REFERENCES and REFERENCES[measure] not in attacks
+    }
+    found = set()
+    for t, stage in models:
+        chosen = images[
+            (images["temperature"] == t) & (images["stage"] == stage) & images["attack"].isin(alone)
+        ]
+        found |= {
+            (int(k), float(t), str(a))
+            for k, a in zip(chosen[schema.CHAIN_LENGTH_COLUMN], chosen["attack"], strict=True)
+        }
+    return found
+
+
+def within_tolerance(ratio: Estimate, tolerance: float = VALIDATION_TOLERANCE) -> bool:
     """Whether the ratio's interval sits within 1 +- `tolerance` (False without one)."""
     return 1 - tolerance <= ratio.low and ratio.high <= 1 + tolerance
 

@@ -402,18 +402,30 @@ def model_distances(images: pd.DataFrame, models: Sequence[tuple]) -> pd.DataFra
         images: per-image rows of one dataset, norm and chain length (one attack or several).
         models: the (temperature, stage) of each model, one column each.
     """
-    rows = {
-        (t, s): images[(images["temperature"] == t) & (images["stage"] == s)] for t, s in models
-    }
-    run = None  # the (image, attack) pairs run on every model
-    for chosen in rows.values():
-        pairs = pd.MultiIndex.from_frame(chosen[["image", "attack"]])
-        run = pairs if run is None else run.intersection(pairs)
+    rows = _model_rows(images, models)
+    run = attacks_run(images, models)
     columns = {}
     for model, chosen in rows.items():
         common = pd.MultiIndex.from_frame(chosen[["image", "attack"]]).isin(run)
         columns[model] = fooled(chosen[common]).groupby("image")["distance"].min()
     return pd.DataFrame(columns).dropna()
+
+
+def attacks_run(images: pd.DataFrame, models: Sequence[tuple]) -> pd.MultiIndex:
+    """The (image, attack) pairs of `images` run on every one of the `models` ((temperature,
+    stage) pairs): the measurements `model_distances` compares image by image."""
+    run = None
+    for chosen in _model_rows(images, models).values():
+        pairs = pd.MultiIndex.from_frame(chosen[["image", "attack"]])
+        run = pairs if run is None else run.intersection(pairs)
+    return run
+
+
+def _model_rows(images: pd.DataFrame, models: Sequence[tuple]) -> dict[tuple, pd.DataFrame]:
+    """{(temperature, stage): that model's rows of `images`} for each of `models`."""
+    return {
+        (t, s): images[(images["temperature"] == t) & (images["stage"] == s)] for t, s in models
+    }
 
 
 def _pairs(

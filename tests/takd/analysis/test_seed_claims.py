@@ -8,7 +8,7 @@ from scipy import stats
 
 from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA
 from keras_takd.takd.analysis.claims import report
-from keras_takd.takd.analysis.claims.common import Context
+from keras_takd.takd.analysis.claims.common import NOT_VALIDATED, Context
 from keras_takd.takd.analysis.claims.mandal_guo import (
     ACCURACY_TREND_CLAIM,
     BASELINE_CLAIM,
@@ -157,18 +157,30 @@ def _trend_shift(effects):
     [({0: 0.20, 1: 0.21, 2: 0.22}, AGREES), ({0: 0.2, 1: -0.2, 2: 0.05}, INCONCLUSIVE)],
 )
 def test_the_t_trend_and_the_multistep_trend_are_made_at_the_seed_level(effects, verdict):
+    """FMN alone decides nothing (no C&W to validate it); with C&W beside it on two seeds
+    (ratio 1 +- 1% per image) the trends are decided by the smallest of both."""
     results = _results()
-    claims = _claims(results, _per_image(results, _trend_shift(effects), noise=0.0))
+    fmn = _per_image(results, _trend_shift(effects), noise=0.0)
+    claims = _claims(results, fmn)
     trend = claims["FMN L2, seed level: robustness increases with T"]
-    assert trend.verdict == verdict
+    assert trend.verdict == (NOT_VALIDATED if verdict == AGREES else verdict)
+    assert "no C&W L2 on these models at T = 1 to validate it" in trend.ours
+    assert "decided by FMN L2 alone only at a T where its ratio to C&W L2" in trend.test
     assert trend.ours.startswith("T = 40 - T = 1: teacher ")
     assert trend.n == f"3 seeds; {', '.join([str(3 * IMAGES)] * 3)} images"
     for seed, effect in effects.items():
         assert f"{seed} {effect:+.4f}" in trend.ours  # per seed, exact: no noise
     steps = claims["multi-step: FMN L2 robustness rises with the step (Fig. 8), seed level"]
-    assert steps.verdict == verdict
+    assert steps.verdict == (NOT_VALIDATED if verdict == AGREES else verdict)
     assert steps.ours.startswith("T = 5 ") and "; T = 20 " in steps.ours
     assert "Holm over the T" in steps.test
+    c_and_w = fmn[fmn["seed"] < 2].assign(attack="l2")
+    c_and_w["distance"] *= 1 + 0.01 * np.random.default_rng(1).uniform(-1, 1, len(c_and_w))
+    validated = _claims(results, pd.concat([fmn, c_and_w], ignore_index=True))
+    measure = "L2 (smallest of C&W L2, FMN L2)"
+    assert validated[f"{measure}, seed level: robustness increases with T"].verdict == verdict
+    steps = f"multi-step: {measure} robustness rises with the step (Fig. 8), seed level"
+    assert validated[steps].verdict == verdict
 
 
 def _budget_rows(results, within_last):

@@ -17,18 +17,37 @@ and refuses to hand out several seeds at once, and a claim made over seeds is de
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
 from keras_takd.core import statistics
-from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA, Estimate
+from keras_takd.core.statistics import (
+    AGREES,
+    DEFAULT_CONFIDENCE,
+    DISAGREES,
+    INCONCLUSIVE,
+    NO_DATA,
+    Estimate,
+)
 from keras_takd.takd import schema
+from keras_takd.takd.analysis.replicates import (
+    REFERENCES,
+    RUN_COLUMN,
+    VALIDATION_CHAINS,
+    VALIDATION_TOLERANCE,
+    measure_validation,
+    measured_alone,
+    within_tolerance,
+)
 from keras_takd.takd.analysis.statistics import (
     SEED_COLUMN,
     MeanTest,
     PairedRateTest,
     attacked,
+    with_seed,
 )
 from keras_takd.takd.analysis.tables import ROLES, chain_length
 
@@ -37,6 +56,9 @@ NORM_ATTACKS = {norm: (norm, f"fmn_{norm}") for norm in schema.ATTACKS}
 """The minimal-norm attacks of each norm: C&W's and FMN's."""
 NOT_TESTED = "not tested on this dataset"
 """The verdict of a claim the paper makes about another dataset than the results hold."""
+NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
+"""The verdict of a comparison a cheaper measure decides alone at a T where it is not
+validated against its reference (`Context.unvalidated`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +160,61 @@ class Context:
         smallest perturbation any of them found; of one seed, as `images`."""
         return self.images(*NORM_ATTACKS[norm], multistep=multistep, seed=seed)
 
+    @functools.cached_property
+    def measure_validation(self) -> pd.DataFrame:
+        """Each cheaper measure against its reference per T (`replicates.measure_validation`),
+        on the dataset's per-image rows (run 0) and those of the other run given for the
+        validation only (`validation`, run 1, whose chains never pair with the run's);
+        computed once."""
+        rows = self.per_image[self.per_image["dataset"] == self.dataset]
+        if self.validation is not None:
+            other = with_seed(self.validation[self.validation["dataset"] == self.dataset])
+            rows = pd.concat(
+                [with_seed(rows).assign(**{RUN_COLUMN: 0}), other.assign(**{RUN_COLUMN: 1})],
+                ignore_index=True,
+            )
+        return measure_validation(rows, self.ci_level, self.seed)
+
+    def unvalidated(self, stages: int, temperature: float, measure: str) -> str:
+        """Why `measure` may not decide a comparison alone on the models of `stages` and
+        `temperature`, or "" when it may: a reference attack always may, a cheaper measure
+        (`replicates.REFERENCES`) only where `measure_validation` validated it (its ratio's
+        interval within 1 +- `replicates.VALIDATION_TOLERANCE`, on at least
+        `replicates.VALIDATION_CHAINS` chains)."""
+        if measure not in REFERENCES:
+            return ""
+        name, reference = attack_name(measure), attack_name(REFERENCES[measure])
+        checks = self.measure_validation
+        found = checks[
+            (checks[schema.CHAIN_LENGTH_COLUMN] == stages)
+            & (checks["temperature"] == temperature)
+            & (checks["measure"] == measure)
+        ]
+        if found.empty:
+            return f"no {reference} on these models at T = {temperature:g} to validate it"
+        check = found.iloc[0]
+        if check["validated"]:
+            return ""
+        ratio, problems = check["ratio"], []
+        if not within_tolerance(ratio):
+            problems.append(f"not within 1 +- {VALIDATION_TOLERANCE:g}")
+        if check["chains"] < VALIDATION_CHAINS:
+            problems.append(f"rests on {check['chains']} chain(s), fewer than {VALIDATION_CHAINS}")
+        return (
+            f"{name} / {reference} at T = {temperature:g} is {ratio.estimate:.3f} "
+            f"{unsigned_interval_text(ratio)}: {' and '.join(problems)}"
+        )
+
+    def unvalidated_in(self, images: pd.DataFrame, models: Sequence[tuple]) -> str:
+        """Why a comparison of `models` ((temperature, stage) pairs) on `images` (one norm's
+        rows, `norm_images`) may not be decided, or "": the first reason `unvalidated` gives
+        for a cheaper measure standing alone on some image (`replicates.measured_alone`)."""
+        for stages, temperature, measure in sorted(measured_alone(images, models)):
+            why = self.unvalidated(stages, temperature, measure)
+            if why:
+                return why
+        return ""
+
     def correct(self, multistep: bool = False) -> pd.DataFrame | None:
         """The prediction rows of the sweep's (or the long chains') models, or None."""
         if self.predictions is None:
@@ -183,6 +260,24 @@ def seed_verdict(estimate: float, p_value: float, seeds: int, claimed: str, alph
     if seeds < 2 or math.isnan(p_value) or p_value >= alpha or estimate == 0:
         return INCONCLUSIVE
     return AGREES if (estimate > 0) == (claimed == "positive") else DISAGREES
+
+
+def gated(verdict: str, why_not: str) -> str:
+    """`verdict`, or `NOT_VALIDATED` in place of a firm one when the comparison rests on a
+    measure not validated (`why_not`, from `Context.unvalidated`, is not empty)."""
+    return NOT_VALIDATED if why_not and verdict in (AGREES, DISAGREES) else verdict
+
+
+def gate_rule(attacks: Iterable[str]) -> str:
+    """The rule of `Context.unvalidated` for a claim's test column, for each cheaper measure
+    among `attacks` ("" when there is none)."""
+    return "".join(
+        f"; decided by {attack_name(a)} alone only at a T where its ratio to "
+        f"{attack_name(REFERENCES[a])} has its {DEFAULT_CONFIDENCE:.0%} interval within "
+        f"1 +- {VALIDATION_TOLERANCE:g}"
+        for a in sorted(set(attacks))
+        if a in REFERENCES
+    )
 
 
 def row_seed(row: pd.Series) -> int | None:

@@ -53,7 +53,6 @@ import pandas as pd
 from keras_takd.core import statistics
 from keras_takd.core.statistics import (
     AGREES,
-    DEFAULT_CONFIDENCE,
     DISAGREES,
     INCONCLUSIVE,
     Estimate,
@@ -68,6 +67,8 @@ from keras_takd.takd.analysis.claims.common import (
     Context,
     attack_name,
     by_role,
+    gate_rule,
+    gated,
     interval_text,
     mcnemar_text,
     mean_verdict,
@@ -84,11 +85,9 @@ from keras_takd.takd.analysis.claims.common import (
     unsigned_interval_text,
 )
 from keras_takd.takd.analysis.replicates import (
-    REFERENCES,
     VALIDATION_CHAINS,
     VALIDATION_TOLERANCE,
     SeedLevel,
-    measure_validation,
     parse_comparison,
     seed_level,
     seed_level_differences,
@@ -104,7 +103,6 @@ from keras_takd.takd.analysis.statistics import (
     paired_accuracy_tests,
     paired_mean_test,
     with_holm,
-    with_seed,
 )
 from keras_takd.takd.analysis.tables import ROLES, SEED_COLUMN
 
@@ -605,16 +603,32 @@ def _mean_tests(ctx: Context, images: pd.DataFrame, pairs: dict) -> dict:
     return with_holm(tests)
 
 
-def _per_t_tests(ctx: Context, images: pd.DataFrame) -> dict[tuple[str, str], dict]:
-    """{(better, worse): {T: MeanTest of better - worse at T}} for each of `COMPARISONS`, each
-    comparison's temperatures one Holm family."""
+def _unvalidated(ctx: Context, images: pd.DataFrame, pairs: dict) -> dict[str, str]:
+    """{label: why the pair's comparison may not be decided, or ""} for each `pairs` entry
+    {label: (later (T, stage), earlier (T, stage))} (`Context.unvalidated_in`)."""
+    return {label: ctx.unvalidated_in(images, list(models)) for label, models in pairs.items()}
+
+
+def _gated_verdict(test: MeanTest, why_not: str, alpha: float) -> str:
+    """`mean_verdict` of a claim that the later model is more robust, `gated` by its measure."""
+    return gated(mean_verdict(test, "positive", alpha), why_not)
+
+
+def _why_text(why_not: str) -> str:
+    """ "; <why>" for a claim's ours column, or "" when the measure may decide."""
+    return f"; {why_not}" if why_not else ""
+
+
+def _per_t_pairs(images: pd.DataFrame) -> dict[tuple[str, str], dict]:
+    """{(better, worse): {T: ((T, stage of better), (T, stage of worse))}} for each of
+    `COMPARISONS` at the temperatures of both roles."""
     out = {}
     for better, worse in COMPARISONS:
         stages_better, stages_worse = _stage_of(images, better), _stage_of(images, worse)
         temperatures = sorted(set(stages_better) & set(stages_worse))
         pairs = {t: ((t, stages_better[t]), (t, stages_worse[t])) for t in temperatures}
         if pairs:
-            out[(better, worse)] = _mean_tests(ctx, images, pairs)
+            out[(better, worse)] = pairs
     return out
 
 
@@ -624,11 +638,13 @@ def _central_claims(ctx: Context, attack: str) -> list[Claim]:
     images = ctx.norm_images(attack)
     if images is None:
         return []
-    name = measure_name(attack, images)
-    per_t = _per_t_tests(ctx, images)
-    claims = [_as_worded_claim(ctx, name, per_t)] if per_t else []
+    name, rule = measure_name(attack, images), gate_rule(images["attack"])
+    pairs = _per_t_pairs(images)
+    per_t = {c: _mean_tests(ctx, images, p) for c, p in pairs.items()}
+    why_not = {c: _unvalidated(ctx, images, p) for c, p in pairs.items()}
+    claims = [_as_worded_claim(ctx, name, per_t, why_not, rule)] if per_t else []
     for (better, worse), tests in per_t.items():
-        claims.append(_pooled_claim(ctx, name, images, better, worse, sorted(tests)))
+        claims.append(_pooled_claim(ctx, name, images, better, worse, sorted(tests), rule))
         for t, test in tests.items():
             claims.append(
                 _mean_claim(
@@ -640,7 +656,9 @@ def _central_claims(ctx: Context, attack: str) -> list[Claim]:
                         name,
                         f"paired t-test of the mean difference {better} - {worse}, Holm over "
                         f"{len(tests)} T: adjusted p < {1 - ctx.ci_level:.2g} and mean > 0",
-                    ),
+                    )
+                    + rule,
+                    why_not[(better, worse)][t],
                 )
             )
     return claims
@@ -651,15 +669,17 @@ def _measured(name: str, test: str) -> str:
     return f"{test}; {SMALLEST_FOUND}" if "smallest of" in name else test
 
 
-def _as_worded_claim(ctx: Context, name: str, per_t: dict) -> Claim:
+def _as_worded_claim(ctx: Context, name: str, per_t: dict, why_not: dict, rule: str) -> Claim:
     """Student - teacher and student - assistant: each agrees at most temperatures (mean test,
-    Holm over the temperatures); both must (an intersection: no further adjustment)."""
+    Holm over the temperatures); both must (an intersection: no further adjustment). A
+    temperature whose measure is not validated (`why_not`) counts as undecided."""
     alpha, parts, verdicts = 1 - ctx.ci_level, [], []
     for worse in ("teacher", "assistant"):
         tests = per_t.get(("student", worse))
         if tests is None:
             return no_data(MANDAL_GUO, CENTRAL_CLAIM, "", "", f"no student - {worse} pairs")
-        each = [mean_verdict(test, "positive", alpha) for test in tests.values()]
+        why = why_not[("student", worse)]
+        each = [_gated_verdict(test, why[t], alpha) for t, test in tests.items()]
         verdicts.append(most_cases(each))
         parts.append(
             f"student - {worse}: above 0 at {each.count(AGREES)} of {len(each)} T, below at "
@@ -679,14 +699,16 @@ def _as_worded_claim(ctx: Context, name: str, per_t: dict) -> Claim:
             "for student - teacher and for student - assistant, the mean difference above 0 "
             f"(paired t, Holm over the T, p < {alpha:.2g}) at more than half the T; disagrees "
             "when either is below 0 at half the T or more",
-        ),
+        )
+        + rule,
         DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
         QUOTES["central"],
     )
 
 
-def _pooled_claim(ctx, name, images, better, worse, temperatures) -> Claim:
-    """better - worse, each image's difference averaged over the temperatures (one test)."""
+def _pooled_claim(ctx, name, images, better, worse, temperatures, rule) -> Claim:
+    """better - worse, each image's difference averaged over the temperatures (one test);
+    undecided where its measure is not validated at one of them."""
     stages_better, stages_worse = _stage_of(images, better), _stage_of(images, worse)
     keys = [(t, s) for t in temperatures for s in (stages_better[t], stages_worse[t])]
     table = model_distances(images, keys)
@@ -704,25 +726,31 @@ def _pooled_claim(ctx, name, images, better, worse, temperatures) -> Claim:
             f"paired t-test of the mean over T = {', '.join(f'{t:g}' for t in temperatures)} "
             f"of each image's difference {better} - {worse}: p < {1 - ctx.ci_level:.2g} and "
             "mean > 0",
-        ),
+        )
+        + rule,
+        ctx.unvalidated_in(images, keys),
     )
 
 
-def _mean_claim(ctx: Context, claim: str, paper: str, test: MeanTest, how: str) -> Claim:
+def _mean_claim(
+    ctx: Context, claim: str, paper: str, test: MeanTest, how: str, why_not: str = ""
+) -> Claim:
+    """A claim that the later model is more robust, decided by `test` where its measure may
+    decide (`why_not` empty)."""
     estimate = test.difference
     return Claim(
         MANDAL_GUO,
         claim,
         paper,
         (
-            f"{estimate.estimate:+.4f} ({p_text(test)})"
+            f"{estimate.estimate:+.4f} ({p_text(test)}){_why_text(why_not)}"
             if math.isfinite(estimate.estimate)
             else "no image that both models classify correctly and both attacks fool"
         ),
         interval_text(estimate, 4),
         str(estimate.n),
         how,
-        mean_verdict(test, "positive", 1 - ctx.ci_level),
+        _gated_verdict(test, why_not, 1 - ctx.ci_level),
         QUOTES["central"],
     )
 
@@ -760,11 +788,11 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
     pairs = _t_trend_pairs(images)
     if not pairs:
         return [no_data(MANDAL_GUO, name, "increasing", test, "fewer than 2 T", quote)]
-    tests = _mean_tests(ctx, images, pairs)
+    tests, why_not = _mean_tests(ctx, images, pairs), _unvalidated(ctx, images, pairs)
     (high, _), (low, _) = next(iter(pairs.values()))  # the roles of a sweep share their T
     parts = [
         f"{role} {t.difference.estimate:+.3f} {interval_text(t.difference, 3)} "
-        f"(Holm p = {t.holm_p:.2g})"
+        f"(Holm p = {t.holm_p:.2g}{_why_text(why_not[role])})"
         for role, t in tests.items()
     ]
     return [
@@ -775,8 +803,10 @@ def _t_trend_claims(ctx: Context, attack: str) -> list[Claim]:
             f"T = {high:g} - T = {low:g}: " + "; ".join(parts),
             "per role",
             ", ".join(str(t.difference.n) for t in tests.values()),
-            test,
-            statistics.combine([mean_verdict(t, "positive", alpha) for t in tests.values()]),
+            test + gate_rule(images["attack"]),
+            statistics.combine(
+                [_gated_verdict(t, why_not[role], alpha) for role, t in tests.items()]
+            ),
             quote,
         )
     ]
@@ -888,10 +918,11 @@ def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
         return Claim(
             MANDAL_GUO, name, "increasing", ours, NO_PER_IMAGE, "", test, INCONCLUSIVE, quote
         )
-    tests = _mean_tests(ctx, images, _last_step_pairs(images))
+    pairs = _last_step_pairs(images)
+    tests, why_not = _mean_tests(ctx, images, pairs), _unvalidated(ctx, images, pairs)
     parts = [
         f"T = {t:g}: {test.difference.estimate:+.3f} {interval_text(test.difference, 3)} "
-        f"(Holm p = {test.holm_p:.2g})"
+        f"(Holm p = {test.holm_p:.2g}{_why_text(why_not[t])})"
         for t, test in tests.items()
     ]
     return Claim(
@@ -901,8 +932,8 @@ def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:
         "; ".join(parts),
         "per T",
         ", ".join(str(t.difference.n) for t in tests.values()),
-        test,
-        statistics.combine([mean_verdict(t, "positive", alpha) for t in tests.values()]),
+        test + gate_rule(images["attack"]),
+        statistics.combine([_gated_verdict(tt, why_not[t], alpha) for t, tt in tests.items()]),
         quote,
     )
 
@@ -924,18 +955,22 @@ class _SeedTest:
     level: SeedLevel
     holm_p: float
     seed_means: dict[int, float]
+    why_not: str = ""  # why its measure may not decide on some seed (`Context.unvalidated`)
 
     def text(self) -> str:
         """ "+0.031 [+0.012, +0.050] (t p = 0.01, Holm p = 0.02; per seed: 0 +0.0300, ...)"."""
         level = self.level
         return (
             f"{level.estimate:+.3f} [{level.t_low:+.3f}, {level.t_high:+.3f}] (t p = "
-            f"{level.p_value:.2g}, Holm p = {self.holm_p:.2g}; {per_seed_text(self.seed_means)})"
+            f"{level.p_value:.2g}, Holm p = {self.holm_p:.2g}; {per_seed_text(self.seed_means)}"
+            f"{_why_text(self.why_not)})"
         )
 
     def verdict(self, alpha: float) -> str:
-        """Above 0 by the Holm-adjusted t-test of the seed means: agrees."""
-        return seed_verdict(self.level.estimate, self.holm_p, self.level.seeds, "positive", alpha)
+        """Above 0 by the Holm-adjusted t-test of the seed means: agrees (`gated`)."""
+        level = self.level
+        verdict = seed_verdict(level.estimate, self.holm_p, level.seeds, "positive", alpha)
+        return gated(verdict, self.why_not)
 
 
 def _seed_tests(ctx: Context, attack: str, pairs_of, multistep: bool = False) -> dict:
@@ -944,6 +979,7 @@ def _seed_tests(ctx: Context, attack: str, pairs_of, multistep: bool = False) ->
     the images both models of that seed fooled, across seeds `replicates.seed_level`; the
     labels one Holm family."""
     by_label: dict = {}
+    why_not: dict = {}  # the first seed's reason its measure may not decide, per label
     for seed in ctx.image_seeds(*NORM_ATTACKS[attack], multistep=multistep):
         images = ctx.norm_images(attack, multistep, seed)
         for label, (later, earlier) in pairs_of(images).items():
@@ -951,12 +987,18 @@ def _seed_tests(ctx: Context, attack: str, pairs_of, multistep: bool = False) ->
             if len(both):
                 differences = (both.iloc[:, 0] - both.iloc[:, 1]).to_numpy(float)
                 by_label.setdefault(label, {})[int(seed)] = differences
+                why_not[label] = why_not.get(label) or ctx.unvalidated_in(images, [later, earlier])
     levels = {
         label: seed_level(list(d.values()), ctx.ci_level, ctx.seed) for label, d in by_label.items()
     }
     adjusted = holm([level.p_value for level in levels.values()])
     return {
-        label: _SeedTest(level, float(p), {s: float(d.mean()) for s, d in by_label[label].items()})
+        label: _SeedTest(
+            level,
+            float(p),
+            {s: float(d.mean()) for s, d in by_label[label].items()},
+            why_not[label],
+        )
         for (label, level), p in zip(levels.items(), adjusted, strict=True)
     }
 
@@ -973,7 +1015,7 @@ def _seed_level_t_trend_claim(ctx: Context, attack: str) -> Claim:
         "per role and seed, the mean paired difference highest T - lowest T; t-test of the "
         f"seed means (scipy.stats.ttest_1samp), Holm over the roles: adjusted p < {alpha:.2g} "
         "and mean > 0, every role",
-    )
+    ) + _seed_gate_rule(ctx, attack)
     quote = QUOTES["temperature"]
     tests = _seed_tests(ctx, attack, _t_trend_pairs) if images is not None else {}
     if not tests:
@@ -994,9 +1036,15 @@ def _seed_level_multistep_claim(ctx: Context, attack: str, name: str) -> Claim:
     test = (
         "per T and seed, the mean paired difference last step - teacher; t-test of the seed "
         f"means, Holm over the T: adjusted p < {alpha:.2g} and mean > 0, every T"
-    )
+    ) + _seed_gate_rule(ctx, attack, multistep=True)
     quote = QUOTES["multistep_robustness"]
     return _seed_tests_claim(f"{name}, seed level", "", tests, "per T", test, alpha, quote)
+
+
+def _seed_gate_rule(ctx: Context, norm: str, multistep: bool = False) -> str:
+    """`gate_rule` of the attacks of `norm` with per-image rows of any seed."""
+    ran = [a for a in NORM_ATTACKS[norm] if ctx.image_seeds(a, multistep=multistep)]
+    return gate_rule(ran)
 
 
 def _seed_tests_claim(name, prefix, tests, per, test, alpha, quote) -> Claim:
@@ -1051,81 +1099,21 @@ def seed_level_claims(ctx: Context, primary: str | None = None) -> list[Claim]:
     declared = parse_comparison(primary) if primary else None
     rows = ctx.per_image[ctx.per_image["dataset"] == ctx.dataset]
     table = seed_level_differences(rows, ctx.ci_level, ctx.seed)
-    validation = measure_validation(_validation_rows(ctx, rows), ctx.ci_level, ctx.seed)
-    gate = _MeasureGate(validation)
     first, rest = [], []
     for attack, comparisons in table.groupby("attack", sort=False):
-        rest.append(_seed_level_as_worded(ctx, attack, comparisons, gate))
+        rest.append(_seed_level_as_worded(ctx, attack, comparisons))
         for row in comparisons.itertuples(index=False):
             later, earlier = row.comparison.split(" - ")
             is_primary = declared == (later, earlier, float(row.temperature))
-            claim = _seed_level_claim(ctx, row, is_primary, gate)
+            claim = _seed_level_claim(ctx, row, is_primary)
             (first if is_primary else rest).append(claim)
-    return first + rest + [_validation_claim(ctx, v) for v in validation.itertuples(index=False)]
+    validation = ctx.measure_validation.itertuples(index=False)
+    return first + rest + [_validation_claim(ctx, v) for v in validation]
 
 
-def _validation_rows(ctx: Context, rows: pd.DataFrame) -> pd.DataFrame:
-    """The per-image rows a cheaper measure is validated on: the run's (run 0) and the other
-    run's of the same settings given for the validation only (`Context.validation`, run 1)."""
-    if ctx.validation is None:
-        return rows
-    other = with_seed(ctx.validation[ctx.validation["dataset"] == ctx.dataset])
-    return pd.concat([with_seed(rows).assign(run=0), other.assign(run=1)], ignore_index=True)
-
-
-NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
-"""The verdict of a comparison a cheaper measure would decide alone, unvalidated at its T."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _MeasureGate:
-    """Which (dataset, stages, T, measure) a cheaper measure may decide alone: those whose
-    ratio to the reference is validated (`replicates.measure_validation`)."""
-
-    validation: pd.DataFrame
-
-    def why_not(self, row) -> str:
-        """Why `row`'s (a seed-level comparison's) attack may not decide alone, or ""."""
-        if row.attack not in REFERENCES:
-            return ""
-        reference = attack_name(REFERENCES[row.attack])
-        found = self.validation[
-            (self.validation["dataset"] == row.dataset)
-            & (self.validation["stages"] == row.stages)
-            & (self.validation["temperature"] == row.temperature)
-            & (self.validation["measure"] == row.attack)
-        ]
-        if found.empty:
-            return f"no {reference} on these models at T = {row.temperature:g} to validate it"
-        check = found.iloc[0]
-        if check["validated"]:
-            return ""
-        if check["chains"] < VALIDATION_CHAINS:
-            return (
-                f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} rests on "
-                f"{check['chains']} chain(s), fewer than {VALIDATION_CHAINS}"
-            )
-        return (
-            f"{attack_name(row.attack)} / {reference} at T = {row.temperature:g} is "
-            f"{check['ratio'].estimate:.3f} {unsigned_interval_text(check['ratio'])}, not within "
-            f"1 +- {VALIDATION_TOLERANCE:g}"
-        )
-
-    def verdict(self, row, verdict: str) -> str:
-        """`verdict`, or `NOT_VALIDATED` in place of a firm one the measure may not give."""
-        if verdict in (AGREES, DISAGREES) and self.why_not(row):
-            return NOT_VALIDATED
-        return verdict
-
-    def rule(self, attack: str) -> str:
-        """The gate's rule for a claim's test column ("" for a reference attack)."""
-        if attack not in REFERENCES:
-            return ""
-        return (
-            f"; decided by {attack_name(attack)} alone only at a T where its ratio to "
-            f"{attack_name(REFERENCES[attack])} has its {DEFAULT_CONFIDENCE:.0%} interval "
-            f"within 1 +- {VALIDATION_TOLERANCE:g}"
-        )
+def _row_unvalidated(ctx: Context, row) -> str:
+    """`Context.unvalidated` of a seed-level comparison (`seed_level_differences`' row)."""
+    return ctx.unvalidated(row.stages, row.temperature, row.attack)
 
 
 def _seed_row_verdict(row, p_value: float, alpha: float) -> str:
@@ -1134,9 +1122,7 @@ def _seed_row_verdict(row, p_value: float, alpha: float) -> str:
     return seed_verdict(row.estimate, p_value, row.seeds, "positive", alpha)
 
 
-def _seed_level_as_worded(
-    ctx: Context, attack: str, comparisons: pd.DataFrame, gate: _MeasureGate
-) -> Claim:
+def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) -> Claim:
     """Section V-C as worded, at the seed level: student - teacher and student - assistant
     each above 0 (t-test of the seed means, Holm over the T) at more than half the T."""
     alpha, parts, verdicts = 1 - ctx.ci_level, [], []
@@ -1146,7 +1132,7 @@ def _seed_level_as_worded(
         if rows.empty:
             return no_data(MANDAL_GUO, name, "", "", f"no student - {worse} pairs")
         each = [
-            gate.verdict(r, _seed_row_verdict(r, r.holm_p, alpha))
+            gated(_seed_row_verdict(r, r.holm_p, alpha), _row_unvalidated(ctx, r))
             for r in rows.itertuples(index=False)
         ]
         verdicts.append(most_cases(each))
@@ -1166,19 +1152,18 @@ def _seed_level_as_worded(
         f"{seeds} seeds",
         "for student - teacher and for student - assistant, the mean over seeds above 0 "
         f"(t-test of the seed means, Holm over the T, p < {alpha:.2g}) at more than half the "
-        "T; disagrees when either is below 0 at half the T or more" + gate.rule(attack),
+        "T; disagrees when either is below 0 at half the T or more" + gate_rule([attack]),
         DISAGREES if DISAGREES in verdicts else statistics.combine(verdicts),
         QUOTES["central"],
     )
 
 
-def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> Claim:
+def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
     alpha = 1 - ctx.ci_level
     later, earlier = row.comparison.split(" - ")
-    verdict = gate.verdict(
-        row, _seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha)
-    )
+    why_not = _row_unvalidated(ctx, row)
+    verdict = gated(_seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha), why_not)
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
@@ -1196,7 +1181,6 @@ def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> C
     elif ctx.seed_half_width is not None:
         needed = seeds_needed(row.between_sd, ctx.seed_half_width, ctx.ci_level)
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
-    why_not = gate.why_not(row)
     if why_not:
         ours += f"; {why_not}"
     family = "its own test, declared before the run" if primary else "Holm over the T"
@@ -1213,7 +1197,7 @@ def _seed_level_claim(ctx: Context, row, primary: bool, gate: _MeasureGate) -> C
         f"{row.seeds} seeds, {row.images} images",
         "t-test of the mean over seeds of each seed's mean paired difference "
         f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0"
-        + gate.rule(row.attack),
+        + gate_rule([row.attack]),
         verdict,
         QUOTES["central"],
     )
