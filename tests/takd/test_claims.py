@@ -154,6 +154,64 @@ def test_cli_refuses_to_overwrite_the_per_image_table_it_reads(cli, tmp_path, ch
     assert (tmp_path / "per_image.csv").read_bytes() == before
 
 
+def _write_predictions(folder: pathlib.Path, results: pd.DataFrame, images: int = 200) -> None:
+    """predictions.csv beside results.csv: model k (0-based, in the results' order) misses the
+    first 2k images, so the accuracy comparisons can be paired."""
+    rows = []
+    for k, (_, model) in enumerate(results.iterrows()):
+        key = {c: model[c] for c in ("dataset", "temperature", "stage", "role", "stages")}
+        rows += [
+            key | {"image": i, "label": 0, "prediction": int(i < 2 * k)} for i in range(images)
+        ]
+    pd.DataFrame(rows).to_csv(folder / "predictions.csv", index=False)
+
+
+def test_cli_reads_gzip_compressed_predictions_as_the_plain_ones(cli, tmp_path, chain_tables):
+    results, per_image = chain_tables()
+    results.assign(test_accuracy=[1 - 2 * k / 200 for k in range(len(results))]).assign(
+        metric_images=200
+    ).to_csv(tmp_path / "results.csv", index=False)
+    per_image.to_csv(tmp_path / "per_image.csv", index=False)
+    _write_predictions(tmp_path, results)
+    plain = cli(COMMAND, "--results=results.csv", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "Per-image predictions: predictions.csv (" in plain.stdout
+    assert "exact McNemar" in plain.stdout  # the predictions pair the accuracy comparisons
+    subprocess.run(["gzip", "-9", "-n", "predictions.csv"], cwd=tmp_path, check=True)
+    output = tmp_path / "claims.md"
+    compressed = cli(COMMAND, "--results=results.csv", f"--output={output}", cwd=tmp_path)
+    assert compressed.returncode == 0, compressed.stderr
+    named = plain.stdout.replace(
+        "predictions: predictions.csv (", "predictions: predictions.csv.gz ("
+    )
+    assert compressed.stdout == named and output.read_text() == named
+
+
+def test_cli_refuses_predictions_both_plain_and_compressed(cli, tmp_path, chain_tables):
+    results, _ = chain_tables()
+    results.to_csv(tmp_path / "results.csv", index=False)
+    _write_predictions(tmp_path, results)
+    subprocess.run(["gzip", "-k", "predictions.csv"], cwd=tmp_path, check=True)
+    done = cli(COMMAND, "--results=results.csv", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    problem = "predictions predictions.csv and predictions.csv.gz both exist: expected one of them"
+    assert lines[0].startswith("keras-takd-claims: error:") and problem in lines[0]
+
+
+def test_cli_refuses_to_overwrite_the_compressed_predictions_it_reads(cli, tmp_path, chain_tables):
+    results, _ = chain_tables()
+    results.to_csv(tmp_path / "results.csv", index=False)
+    _write_predictions(tmp_path, results)
+    subprocess.run(["gzip", "predictions.csv"], cwd=tmp_path, check=True)
+    before = (tmp_path / "predictions.csv.gz").read_bytes()
+    done = cli(COMMAND, "--results=results.csv", "--output=predictions.csv.gz", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "--output=predictions.csv.gz is one of the input tables" in done.stderr
+    assert (tmp_path / "predictions.csv.gz").read_bytes() == before
+
+
 def test_text_commands_import_no_plotting_library():
     code = (
         "import sys, keras_takd.takd.claims, keras_takd.takd.summary; "

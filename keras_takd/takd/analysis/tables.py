@@ -2,11 +2,13 @@
 
 The one place that knows where a per-image table lives (`per_image_path`: results.csv ->
 per_image.csv, results_shard<i>of<N>.csv -> per_image_shard<i>of<N>.csv, <name>.csv ->
-<name>_per_image.csv, all beside the results CSV), the one reader of each kind of table
-(`read_results`, `read_per_image`, both through `read_tables`) and the names every analysis
-shares: the roles of a three-model chain (Mandal & Guo, "Improving Defensive Distillation using
-Teacher Assistant", sections V-VI: teacher -> assistant -> student), each row's chain length
-and a dataset's printed name. Needs neither TensorFlow nor matplotlib.
+<name>_per_image.csv, all beside the results CSV) and where its per-image predictions are read
+(`predictions_path`: predictions.csv, or predictions.csv.gz where only that exists), the one
+reader of each kind of table (`read_results`, `read_per_image`, both through `read_tables`;
+`read_predictions`; a file whose name ends in .gz is read gzip-decompressed) and the names
+every analysis shares: the roles of a three-model chain (Mandal & Guo, "Improving Defensive
+Distillation using Teacher Assistant", sections V-VI: teacher -> assistant -> student), each
+row's chain length and a dataset's printed name. Needs neither TensorFlow nor matplotlib.
 
 Parsing is strict, for exported and hand-made CSVs alike, so summary, claims and figures never
 disagree about a table: a boolean is true or false (any case), 1 or 0; a number is a number
@@ -21,8 +23,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 import pathlib
+import zlib
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -63,6 +68,7 @@ _MISSING = frozenset({"", "nan", "na", "<na>", "n/a", "null", "none"})
 """Cells that mean "no value" (lower case, stripped): what pandas writes for NaN, and kin."""
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 _LINE, _SOURCE = "_line", "_source"  # where each row was read, until the checks are done
+_GZIP_SUFFIX = ".gz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,14 +152,36 @@ def per_image_path(results_path: str | pathlib.Path) -> pathlib.Path:
     return path.with_name(f"{path.stem}_per_image.csv")
 
 
-def predictions_path(results_path: str | pathlib.Path) -> pathlib.Path:
-    """Where the per-image predictions of a results CSV live, by `per_image_path`'s rule:
-    results.csv -> predictions.csv, results_shard<i>of<N>.csv -> predictions_shard<i>of<N>.csv,
-    <name>.csv -> <name>_predictions.csv."""
+def predictions_csv_path(results_path: str | pathlib.Path) -> pathlib.Path:
+    """Where the evaluation writes the per-image predictions of a results CSV (plain CSV), by
+    `per_image_path`'s rule: results.csv -> predictions.csv, results_shard<i>of<N>.csv ->
+    predictions_shard<i>of<N>.csv, <name>.csv -> <name>_predictions.csv."""
     path = per_image_path(results_path)
     if path.stem.startswith("per_image"):
         return path.with_name("predictions" + path.stem[len("per_image") :] + ".csv")
     return path.with_name(path.stem.removesuffix("_per_image") + "_predictions.csv")
+
+
+def predictions_path(results_path: str | pathlib.Path) -> pathlib.Path:
+    """Where the per-image predictions of a results CSV are read (the one rule for readers).
+
+    The plain CSV the evaluation writes (`predictions_csv_path`), or where only it exists its
+    gzip-compressed copy, the same name + ".gz" (figures/decisive/predictions.csv.gz: a
+    committed table kept small); where neither exists, the plain CSV.
+
+    Raises:
+        ValueError: both exist (which one holds the predictions would be a guess).
+    """
+    plain = predictions_csv_path(results_path)
+    compressed = plain.with_name(plain.name + _GZIP_SUFFIX)
+    if not compressed.is_file():
+        return plain
+    if plain.is_file():
+        raise ValueError(
+            f"predictions {plain} and {compressed} both exist: expected one of them (the "
+            "same table plain or gzip-compressed; remove the other)"
+        )
+    return compressed
 
 
 def per_image_paths(
@@ -267,12 +295,13 @@ def _read_csv(path: pathlib.Path, what: str, hint: str = "") -> pd.DataFrame:
     Raises:
         FileNotFoundError: not a file.
         ValueError: not a CSV: no header, a column named twice, a row with another number of
-            fields than the header, or bytes that are not UTF-8.
+            fields than the header, bytes that are not UTF-8, or a .gz file that is not
+            gzip-compressed whole.
     """
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {str(path)!r} not found{hint}")
     try:
-        with path.open(newline="", encoding="utf-8-sig") as stream:
+        with _open_text(path) as stream:
             reader = csv.reader(stream)
             header = _checked_header(path, next(reader, None))
             rows, lines, line = [], [], reader.line_num
@@ -286,9 +315,16 @@ def _read_csv(path: pathlib.Path, what: str, hint: str = "") -> pd.DataFrame:
                     rows.append(row)
                     lines.append(line + 1)
                 line = reader.line_num
-    except (csv.Error, UnicodeDecodeError) as error:
+    except (csv.Error, UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as error:
         raise ValueError(f"{path} is not a readable CSV ({' '.join(str(error).split())})") from None
     return pd.DataFrame(rows, columns=header, dtype=object).assign(**{_LINE: lines})
+
+
+def _open_text(path: pathlib.Path) -> TextIO:
+    """A CSV's text, decompressed where its name ends in ".gz" (`predictions_path`)."""
+    if path.suffix == _GZIP_SUFFIX:
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return path.open(newline="", encoding="utf-8-sig")
 
 
 def _checked_header(path: pathlib.Path, header: list[str] | None) -> list[str]:
@@ -537,7 +573,8 @@ def read_predictions(paths: PathOrPaths, results: pd.DataFrame | None = None) ->
     """Reads and checks the per-image predictions of one or more evaluations into one table.
 
     Args:
-        paths: predictions CSVs (`predictions_path` of each results CSV).
+        paths: predictions CSVs, plain or gzip-compressed (.gz): `predictions_path` of each
+            results CSV.
         results: the results table whose models every row must belong to; None: not checked.
 
     Returns:

@@ -23,6 +23,7 @@ from keras_takd.takd.analysis.tables import (
     SEED_COLUMN,
     UNTARGETED,
     per_image_path,
+    predictions_csv_path,
     predictions_path,
     read_per_image,
     read_predictions,
@@ -154,10 +155,11 @@ def prediction_rows(row: Mapping, unit: Mapping, labels: Sequence[int]) -> list[
 
 
 def write_predictions(results_path: str | pathlib.Path, rows: Sequence[dict]) -> None:
-    """Writes the predictions of a results CSV beside it (`predictions_path`), atomically;
-    nothing when there are none (no metrics unit finished yet, or a shard other than 0)."""
+    """Writes the predictions of a results CSV beside it as plain CSV (`predictions_csv_path`),
+    atomically; nothing when there are none (no metrics unit finished yet, or a shard other
+    than 0)."""
     if rows:
-        files.write_csv_atomic(predictions_path(results_path), tidy_predictions(rows))
+        files.write_csv_atomic(predictions_csv_path(results_path), tidy_predictions(rows))
 
 
 def merge_per_image(results_paths: Sequence[str | pathlib.Path]) -> pd.DataFrame | None:
@@ -182,4 +184,4 @@ def merge_predictions(
         return None
     distinct = {p.read_bytes(): p for p in paths}
     write_predictions(output, read_predictions(list(distinct.values())).to_dict("records"))
-    return predictions_path(output)
+    return predictions_csv_path(output)

@@ -1,5 +1,6 @@
 """keras_takd.takd.analysis.tables: one locator rule and one reader per kind of table."""
 
+import gzip
 import pathlib
 import shutil
 
@@ -216,8 +217,34 @@ def test_runs_whose_keys_differ_are_read_together_and_never_paired(tmp_path, cha
         ("decisive.csv", "decisive_predictions.csv"),
     ],
 )
-def test_predictions_path_follows_the_per_image_rule(results, expected):
-    assert tables.predictions_path(pathlib.Path("run") / results) == pathlib.Path("run", expected)
+def test_predictions_path_follows_the_per_image_rule(tmp_path, results, expected):
+    assert tables.predictions_csv_path(tmp_path / results) == tmp_path / expected
+    assert tables.predictions_path(tmp_path / results) == tmp_path / expected  # none there yet
+
+
+def test_predictions_are_read_plain_or_gzip_compressed_and_never_both(tmp_path):
+    results = tmp_path / "results.csv"
+    plain = tmp_path / "predictions.csv"
+    compressed = tmp_path / "predictions.csv.gz"
+    _predictions(1.0, [3, 1, 4]).to_csv(plain, index=False)
+    assert tables.predictions_path(results) == plain
+    expected = tables.read_predictions(plain)
+    compressed.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
+    message = _one_line_error(lambda: tables.predictions_path(results))
+    assert f"predictions {plain} and {compressed} both exist: expected one of them" in message
+    plain.unlink()
+    assert tables.predictions_path(results) == compressed
+    pd.testing.assert_frame_equal(tables.read_predictions(compressed), expected)
+
+
+def test_a_gz_file_that_is_not_gzip_is_one_line(tmp_path):
+    broken = tmp_path / "predictions.csv.gz"
+    _predictions(1.0, [3, 1, 4]).to_csv(broken, index=False, compression=None)
+    message = _one_line_error(lambda: tables.read_predictions(broken))
+    assert message.startswith(f"{broken} is not a readable CSV (")
+    whole = gzip.compress(broken.read_bytes(), mtime=0)
+    broken.write_bytes(whole[: len(whole) // 2])  # cut short
+    assert _one_line_error(lambda: tables.read_predictions(broken)).startswith(f"{broken} is not")
 
 
 def _predictions(temperature: float, labels) -> pd.DataFrame:

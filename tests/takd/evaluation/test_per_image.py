@@ -1,6 +1,7 @@
 """The per-image table's writers: one row per image of a unit's block, the table beside its
 results CSV, and the shards' tables concatenated."""
 
+import gzip
 import math
 
 import pandas as pd
@@ -88,6 +89,22 @@ def test_merged_shards_keep_shard_0s_predictions(tmp_path):
     merged = pd.read_csv(where)
     assert list(merged["prediction"]) == [2, 1, 0] and list(merged["label"]) == [2, 2, 2]
     assert per_image.merge_predictions(shards[1:], tmp_path / "other.csv") is None
+
+
+def test_predictions_are_written_plain_beside_a_compressed_copy(tmp_path):
+    """A folder whose predictions were committed gzip-compressed (figures/decisive) still gets
+    plain CSV from the evaluation, never text under a .gz name."""
+    compressed = tmp_path / "predictions.csv.gz"
+    compressed.write_bytes(gzip.compress(b"dataset,image\n", mtime=0))
+    model = {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "teacher", "stages": 1}
+    rows = [model | {"image": i, "label": 2, "prediction": 2} for i in range(3)]
+    per_image.write_predictions(tmp_path / "results.csv", rows)
+    assert pd.read_csv(tmp_path / "predictions.csv", compression=None)["image"].tolist() == [
+        0,
+        1,
+        2,
+    ]
+    assert gzip.decompress(compressed.read_bytes()) == b"dataset,image\n"
 
 
 def test_identical_predictions_of_every_shard_are_taken_once_and_differing_ones_refused(
