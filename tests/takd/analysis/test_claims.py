@@ -11,7 +11,7 @@ from keras_takd.takd.analysis.claims import report
 from keras_takd.takd.analysis.claims.carlini_wagner import CARLINI_CLAIM, MASKING_CLAIM
 from keras_takd.takd.analysis.claims.common import NOT_TESTED, NOT_VALIDATED
 from keras_takd.takd.analysis.claims.croce_hein import APGD_CLAIM
-from keras_takd.takd.analysis.claims.mandal_guo import (
+from keras_takd.takd.analysis.claims.mandal_guo_paper import (
     BASELINE_CLAIM,
     CENTRAL_CLAIM,
     CONFIDENCE_CLAIM,

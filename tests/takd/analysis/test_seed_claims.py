@@ -9,7 +9,7 @@ from scipy import stats
 from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE, NO_DATA
 from keras_takd.takd.analysis.claims import report
 from keras_takd.takd.analysis.claims.common import NOT_VALIDATED, Context
-from keras_takd.takd.analysis.claims.mandal_guo import (
+from keras_takd.takd.analysis.claims.mandal_guo_paper import (
     ACCURACY_TREND_CLAIM,
     BASELINE_CLAIM,
     MORE_ACCURATE_CLAIM,

@@ -10,7 +10,8 @@ from scipy import stats
 
 from keras_takd.core.statistics import AGREES, DISAGREES, INCONCLUSIVE
 from keras_takd.takd.analysis.claims.common import NOT_VALIDATED, Context
-from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims, seed_level_claims
+from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
+from keras_takd.takd.analysis.claims.seed_level import seed_level_claims
 from keras_takd.takd.analysis.replicates import seeds_needed
 
 # Per seed, the student's distance exceeds the teacher's by exactly this on every image at

@@ -60,8 +60,10 @@ The claims (Mandal & Guo sections V-VI unless noted), per dataset:
     loss does not, so at the highest T APGD-DLR fools more images than APGD-CE, every stage,
     on the same images (McNemar).
 
-Modules: `common` (the `Claim` row, the `Context` of a dataset, formatting), `mandal_guo`
-(claims 1-9), `papernot` (10), `carlini_wagner` (11), `croce_hein` (12) and `report`
+Modules: `common` (the `Claim` row, the `Context` of a dataset, formatting, the measure
+gate), `mandal_guo` (claims 1-9 on one trained chain per (T, stage)), `seed_level` (claims
+1-9 over several seeds), `mandal_guo_paper` (the paper's numbers, sentences and compared
+models, which both share), `papernot` (10), `carlini_wagner` (11), `croce_hein` (12) and `report`
 (`check_claims`, `to_markdown`, `numbers_markdown`, `render`). The command line is
 `python -m keras_takd.takd.claims` (it prints these tables as Markdown).
 """
