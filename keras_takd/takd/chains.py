@@ -332,6 +332,7 @@ def run_chain(
     on_warning: Callable[[str], None] | None = None,
     seeds: Sequence[int] | None = None,
     seed_folders: bool | None = None,
+    last_stage: int | None = None,
 ) -> pd.DataFrame:
     """Trains chains of `stages` models at each temperature and writes them to output_dir.
 
@@ -361,13 +362,17 @@ def run_chain(
         seed_folders: keep each seed in a folder of its own; None: when there are several
             seeds. True for one seed of a run of several (the study trains each chain apart,
             `keras_takd.takd.study.chain_units`).
+        last_stage: train the stages up to this one only (the chain keeps its length
+            `stages`: roles and rows are those of the whole chain); None: every stage. Each
+            stage has its own seed (`core.seeding.unit_seed`), so a chain trained a stage at a
+            time, each in a new process, has the weights of one trained at once.
 
     Returns:
         The whole results table of output_dir (also written to results.csv).
 
     Raises:
-        ValueError: stages < 1, a temperature that is not > 0, a seed listed twice or below
-            0; a finished stage's model file is corrupt.
+        ValueError: stages < 1, last_stage outside [1, stages], a temperature that is not >
+            0, a seed listed twice or below 0; a finished stage's model file is corrupt.
         NonFiniteError: a stage's loss or weights became NaN or infinite (a ValueError).
         ConfigMismatchError: output_dir holds results of another configuration, or of one
             seed when several are asked (or of several when one is).
@@ -376,6 +381,11 @@ def run_chain(
     """
     if stages < 1:
         raise ValueError(f"stages must be >= 1, got {stages}")
+    last_stage = stages if last_stage is None else int(last_stage)
+    if not 1 <= last_stage <= stages:
+        raise ValueError(
+            f"last_stage must be in [1, {stages}] (the chain's stages), got {last_stage}"
+        )
     if not temperatures:
         raise ValueError("temperatures must list at least one temperature")
     temperatures = [check_temperature(t) for t in temperatures]
@@ -397,7 +407,7 @@ def run_chain(
             )
             for temperature in temperatures:
                 teacher = None
-                for stage in range(1, stages + 1):
+                for stage in range(1, last_stage + 1):
                     teacher, row, complete, warning = _run_stage(
                         chain,
                         temperature,

@@ -228,9 +228,28 @@ def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
     assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
 
 
+def test_a_chain_trained_a_stage_at_a_time_has_the_roles_of_the_whole_chain(tiny, tmp_path):
+    seen = []
+    for last in (1, 2):
+        run_chain(
+            tiny,
+            [2.0],
+            3,
+            tmp_path,
+            CONFIG,
+            verbose=0,
+            last_stage=last,
+            on_stage=lambda row, done: seen.append((row["stage"], row["role"], done)),
+        )
+    assert seen == [(1, "teacher", False), (1, "teacher", True), (2, "assistant", False)]
+    assert not (tmp_path / "mnist/T2/stage3").exists()
+
+
 def test_bad_arguments(tiny, tmp_path):
     with pytest.raises(ValueError, match="stages must be >= 1"):
         run_chain(tiny, [2.0], 0, tmp_path, CONFIG)
+    with pytest.raises(ValueError, match=r"last_stage must be in \[1, 3\].*got 4"):
+        run_chain(tiny, [2.0], 3, tmp_path, CONFIG, last_stage=4)
     with pytest.raises(ValueError, match="temperature"):
         run_chain(tiny, [2.0, -1.0], 1, tmp_path, CONFIG)
     with pytest.raises(ValueError, match="at least one temperature"):

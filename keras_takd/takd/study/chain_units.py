@@ -1,11 +1,16 @@
-"""Training one chain (dataset, T, seed) as a unit of a study: settings in, files and rows out.
+"""Training a chain (dataset, T, seed) a stage at a time, as units of a study: settings in,
+files and rows out.
 
-A chain unit is a function of paths and settings (`train_chain`): it loads the data itself,
-trains the chain with `keras_takd.takd.chains.run_chain` in a scratch folder of the process
-it runs in (a Ray worker, or the calling process), and returns the trained files' bytes and
-their rows. It writes nothing into the run folder: the calling process alone does, with
-`write_chain` (files first, each stage's metadata.json last, then the rows into the run's
-record), so a cluster needs no shared filesystem and a killed driver leaves no half chain.
+A chain unit trains one stage of a chain (`ChainUnit.stage`; the warm start with the first).
+It is a function of paths and settings (`train_chain`): it loads the data itself, trains the
+stage with `keras_takd.takd.chains.run_chain` in a scratch folder of the process it runs in (a
+Ray worker, or the calling process), and returns the trained files' bytes and their rows. It
+writes nothing into the run folder: the calling process alone does, with `write_chain` (files
+first, each stage's metadata.json last, then the rows into the run's record), so a cluster
+needs no shared filesystem and a killed driver leaves no half stage. The next stage's unit
+(`next_unit`) follows once a stage is written, so a study killed mid-chain resumes at the
+stage it was training, not at the chain's first; each stage has its own seed, so the weights
+are those of a chain trained at once.
 
 The unit carries the files of the run folder it resumes from (the warm-start weights and the
 chain's finished stages), so `run_chain` skips them. A unit that finds no warm start trains
@@ -49,6 +54,7 @@ class ChainUnit:
         deterministic: op determinism on while it trains.
         inputs: {path relative to the run folder: bytes} of the files it resumes from.
         seed_folders: the run keeps each seed in a folder of its own (a run of several seeds).
+        stage: the stage it trains (the earlier ones are in `inputs`); None: the whole chain.
     """
 
     data: Mapping
@@ -61,11 +67,18 @@ class ChainUnit:
     deterministic: bool = True
     inputs: Mapping[str, bytes] = dataclasses.field(default_factory=dict)
     seed_folders: bool = False
+    stage: int | None = None
 
     @property
     def name(self) -> str:
-        """ "training mnist T=20 seed 0", as progress and error lines name the unit."""
-        return f"training {self.label} T={self.temperature:g} seed {self.seed}"
+        """ "training mnist T=20 seed 0 stage 2", as progress and error lines name the unit."""
+        stage = "" if self.stage is None else f" stage {self.stage}"
+        return f"training {self.label} T={self.temperature:g} seed {self.seed}{stage}"
+
+    @property
+    def folder_seed(self) -> int | None:
+        """The seed that names the chain's folders, or None in a run of one seed."""
+        return self.seed if self.seed_folders else None
 
 
 def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages: int) -> bool:
@@ -99,8 +112,28 @@ def resumed_files(
     return found
 
 
+def next_stage(inputs: Mapping[str, bytes], label: str, temperature: float, stages: int, seed=None):
+    """The first stage of the chain (label, T, `seed`'s folders or None) that `inputs`
+    (`resumed_files`) do not hold finished, or None when every stage is."""
+    for stage in range(1, stages + 1):
+        folder = layout.model_folder(label, temperature, stage, seed)
+        if str(folder / _METADATA) not in inputs:
+            return stage
+    return None
+
+
+def next_unit(out: pathlib.Path, unit: ChainUnit) -> ChainUnit | None:
+    """The unit of the chain's stage after `unit`'s, now that `unit`'s result is written into
+    the run folder `out` (its inputs read from there), or None after the last stage."""
+    if unit.stage is None or unit.stage >= unit.stages:
+        return None
+    inputs = resumed_files(out, unit.label, unit.temperature, unit.stages, unit.folder_seed)
+    return dataclasses.replace(unit, stage=unit.stage + 1, inputs=inputs)
+
+
 def train_chain(unit: ChainUnit) -> dict:
-    """Trains the chain of `unit` in a scratch folder and returns what it produced.
+    """Trains the stage of `unit` (the whole chain without one) in a scratch folder and
+    returns what it produced.
 
     Runs wherever the executor puts it; writes nothing outside its scratch folder.
 
@@ -110,7 +143,8 @@ def train_chain(unit: ChainUnit) -> dict:
     Returns:
         {"files": {relative path: bytes, or None for a folder}, "rows": the chain's results
         rows, "warnings": the lines of stages that did not learn, "seconds": the wall time,
-        "scratch": the scratch folder the rows' paths point into}.
+        "scratch": the scratch folder the rows' paths point into}; the rows are of every
+        stage up to the one trained.
 
     Raises:
         ValueError, OSError: as `load_dataset` and `run_chain` raise them.
@@ -139,6 +173,7 @@ def train_chain(unit: ChainUnit) -> dict:
             on_warning=warnings.append,
             seeds=[unit.seed],
             seed_folders=unit.seed_folders,
+            last_stage=unit.stage,
         )
         produced = _produced(scratch, unit)
     rows = [row | {"seed": unit.seed} for row in table.to_dict("records")]
@@ -225,7 +260,8 @@ def chain_units(
     stages: int,
     settings: Mapping,
 ) -> tuple[list[ChainUnit], int]:
-    """The chains (T, seed) the record does not hold yet, and how many it holds.
+    """The chains (T, seed) the record does not hold yet, each as the unit of its first
+    stage not yet in the run folder, and how many chains the record holds.
 
     Args:
         out: the run folder.
@@ -245,6 +281,7 @@ def chain_units(
             config = dataclasses.replace(settings["config"], seed=seed)
             folder_seed = seed if seed_folders else None
             inputs = resumed_files(out, label, temperature, stages, folder_seed)
+            stage = next_stage(inputs, label, temperature, stages, folder_seed) or stages
             todo.append(
                 ChainUnit(
                     label=label,
@@ -253,6 +290,7 @@ def chain_units(
                     stages=stages,
                     inputs=inputs,
                     seed_folders=seed_folders,
+                    stage=stage,
                     **{**settings, "config": config},
                 )
             )

@@ -2,18 +2,20 @@
 
 Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papernot et al.,
 arXiv:1511.04508. The study is a set of units with dependencies: training a chain (dataset,
-T, seed; `chain_units`) -> evaluating each of its models (one unit per model, kind and image
-block; `keras_takd.takd.evaluation`) -> the tables, claims and figures. Every unit runs on one
-executor (`keras_takd.takd.evaluation.executors`: in this process, or Ray tasks), and this
-process alone writes the run folder and its record.
+T, seed; `chain_units`) a stage at a time -> evaluating each of its models (one unit per
+model, kind and image block; `keras_takd.takd.evaluation`) -> the tables, claims and
+figures. Every unit runs on one executor (`keras_takd.takd.evaluation.executors`: in this
+process, or Ray tasks), and this process alone writes the run folder and its record.
 
-One scheduler hands every unit to the executor: the chains to train at first, and a chain's
-evaluation units (its metrics and attacks, then each indicator unit once its attack unit is
-stored) the moment this process has written the chain, ahead of the chains still waiting. So
+One scheduler hands every unit to the executor: the chains' first stages to train at first,
+and a model's evaluation units (its metrics and attacks, then each indicator unit once its
+attack unit is stored) and its chain's next stage the moment this process has written the
+model, ahead of the chains still waiting. So
 a model's attacks start as soon as it exists, while other chains train and other models'
 units run, and no worker waits for a whole evaluation to end. A chain the record holds is not
-trained again and a stored unit is not computed again, so a killed study resumes by running
-the same command; the models it finds trained are evaluated first.
+trained again, a stage written is not trained again and a stored unit is not computed again,
+so a killed study resumes by running the same command, a chain at the stage it was
+training; the models it finds trained are evaluated first.
 """
 
 from __future__ import annotations
@@ -29,13 +31,20 @@ from keras_takd.core import files, locking
 from keras_takd.takd.evaluation import progress
 from keras_takd.takd.evaluation.executors import Executor, UnitQueue
 from keras_takd.takd.evaluation.indicator_units import indicated_attack
-from keras_takd.takd.study.chain_units import ChainUnit, chain_units, train_chain, write_chain
+from keras_takd.takd.study.chain_units import (
+    ChainUnit,
+    chain_units,
+    next_unit,
+    train_chain,
+    write_chain,
+)
 from keras_takd.takd.study.progress import StudyProgress
 
 # The queue's priorities: a written model's metrics and attack units first, so they start as
 # soon as it exists; then the indicator units (after their attacks, as `evaluate_run` runs
-# them); the chains to train last.
-_ATTACKS, _INDICATORS, _TRAINING = 0, 1, 2
+# them); then the next stage of a chain begun, so that begun chains finish first; the chains
+# to begin last.
+_ATTACKS, _INDICATORS, _NEXT_STAGE, _TRAINING = 0, 1, 2, 3
 
 
 def run_study(
@@ -103,7 +112,10 @@ def run_study(
         temperatures, seeds, stages = (chains[k] for k in ("temperatures", "seeds", "stages"))
         todo, trained = chain_units(out, data.label, temperatures, seeds, stages, settings)
         first, later = unit_kinds(evaluation_config)
-        study = StudyProgress(log, (len(todo), trained), stages, first + later, workers)
+        stages_left = sum(stages - unit.stage + 1 for unit in todo)
+        study = StudyProgress(
+            log, (len(todo), trained), stages, first + later, workers, stages_left=stages_left
+        )
         log(study.line(f"{_chains(len(todo))} to train, {trained} trained"))
         plan = functools.partial(
             open_evaluation, out, data, evaluation_config, verbose=verbose, log=log
@@ -161,7 +173,7 @@ class _Scheduler:
             for unit, result in executor.map(compute, self.queue):
                 self.study.finished(unit, result)
                 if isinstance(unit, ChainUnit):
-                    self._written(result)
+                    self._written(unit, result)
                 else:
                     self.evaluation.store(unit, result)
                 self._put_ready()
@@ -174,14 +186,19 @@ class _Scheduler:
         if not isinstance(unit, ChainUnit):
             self.evaluation.announce(unit)
 
-    def _written(self, result: Mapping) -> None:
-        """Writes a trained chain into the run folder, then plans its models' units."""
+    def _written(self, unit: ChainUnit, result: Mapping) -> None:
+        """Writes a trained stage into the run folder, then plans its model's units and its
+        chain's next stage."""
         from keras_takd.takd.chains import stage_summary
 
         for row in write_chain(self.out, result):
-            self.log(stage_summary(row))
+            if unit.stage is None or int(row["stage"]) == unit.stage:
+                self.log(stage_summary(row))
         for line in result["warnings"]:
             self.log(f"warning: {line}")
+        following = next_unit(self.out, unit)
+        if following is not None:
+            self.queue.put([following], _NEXT_STAGE)
         self._replan()
 
     def _replan(self) -> None:

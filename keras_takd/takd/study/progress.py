@@ -29,6 +29,8 @@ class StudyProgress:
         models_per_chain: the stages of a chain.
         kinds: the kinds of a model's evaluation units.
         workers: how many units run at once.
+        stages_left: the stages the chains to train still need, one training unit each
+            (`chain_units.ChainUnit.stage`); None: every stage of them.
     """
 
     def __init__(
@@ -38,12 +40,14 @@ class StudyProgress:
         models_per_chain: int,
         kinds: Sequence[str],
         workers: int = 1,
+        stages_left: int | None = None,
     ) -> None:
         self._log, self._kinds = log, list(kinds)
         todo, trained = chains
         self._models = (todo + trained) * models_per_chain
-        self.total = todo + trained + self._models * len(self._kinds)
-        self.unfinished = collections.Counter({TRAIN: todo})
+        self.total = self._models * (1 + len(self._kinds))
+        left = todo * models_per_chain if stages_left is None else stages_left
+        self.unfinished = collections.Counter({TRAIN: left})
         self.evaluated({})
         self.running = 0
         self._workers = max(workers, 1)

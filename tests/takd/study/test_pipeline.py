@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from keras_takd.takd.study import run_study
+from keras_takd.takd.study.chain_units import ChainUnit
 
 pytestmark = pytest.mark.slow
 
@@ -84,13 +85,15 @@ def test_the_study_trains_evaluates_and_reports(serial_study):
     assert per_image.count(b"\n") > 1
     assert (out / "figures" / "claims.md").stat().st_size > 0
     assert list((out / "figures").glob("*.png"))
-    # The first line, one per finished unit (2 chains + 4 models x 3 units), the last.
-    assert len(progress) == 1 + 14 + 1, progress
+    # The first line, one per finished unit (2 chains x 2 stages + 4 models x 3 units), the last.
+    assert len(progress) == 1 + 16 + 1, progress
     assert "2 chains to train, 0 trained" in progress[0]
-    assert "14 of 14 units done, 0 running, 0 left" in progress[-2]
-    first_evaluation = next(i for i, line in enumerate(progress) if "metrics done" in line)
-    second_chain = next(i for i, line in enumerate(progress) if "T=5 seed 3 done" in line)
-    assert first_evaluation < second_chain  # a chain is evaluated before the next trains
+    assert "16 of 16 units done, 0 running, 0 left" in progress[-2]
+    done = [line for line in progress if " done (" in line]
+    first_evaluation = next(i for i, line in enumerate(done) if "metrics done" in line)
+    second_chain = next(i for i, line in enumerate(done) if "T=5 seed 3 stage 1 done" in line)
+    assert first_evaluation < second_chain  # a model is evaluated before the next chain trains
+    assert "T=1 seed 3 stage 1 done" in done[0] and "T=1 seed 3 stage 2 done" in done[4]
 
 
 def _unevaluated_copy(out, folder, stored_units, forget_unit) -> pathlib.Path:
@@ -127,6 +130,20 @@ class _Counting:
         for unit in units:
             self.units.append(unit)
             yield unit, fn(unit)
+
+
+class _Killed(Exception):
+    """What kills `_KilledAfterFirstStage`'s study."""
+
+
+class _KilledAfterFirstStage:
+    """A serial executor whose study dies as soon as its first trained stage is written."""
+
+    def map(self, fn, units):
+        for unit in units:
+            yield unit, fn(unit)
+            if isinstance(unit, ChainUnit):  # the scheduler has written it: die before the next
+                raise _Killed(unit.name)
 
 
 def _rerun(out, data_dir, temperatures, executor):
@@ -166,11 +183,26 @@ def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
     counting = _Counting()
     lines = _rerun(out, shared_data_dir, [1.0, 5.0, 10.0], counting)
     assert "1 chain to train, 2 trained" in lines[0]
-    assert [getattr(u, "name", None) for u in counting.units[:1]] == ["training mnist T=10 seed 3"]
-    assert {u.model_path.parent.parent.name for u in counting.units[1:]} == {"T10"}
-    assert len(counting.units) == 1 + 2 * 3
+    training = [u.name for u in counting.units if hasattr(u, "name")]
+    assert training == [f"training mnist T=10 seed 3 stage {k}" for k in (1, 2)]
+    evaluation = [u for u in counting.units if not hasattr(u, "name")]
+    assert {u.model_path.parent.parent.name for u in evaluation} == {"T10"}
+    assert len(counting.units) == 2 + 2 * 3
     after = _tables(out)[0]
     pd.testing.assert_frame_equal(after[after["temperature"] != 10].reset_index(drop=True), before)
+    # Killed once its first stage is written, the chain resumes at its second stage, and
+    # every table is the uninterrupted study's (each stage has its own seed).
+    killed = shutil.copytree(serial_study[0], tmp_path / "killed")
+    with pytest.raises(_Killed):
+        _rerun(killed, shared_data_dir, [1.0, 5.0, 10.0], _KilledAfterFirstStage())
+    counting = _Counting()
+    lines = _rerun(killed, shared_data_dir, [1.0, 5.0, 10.0], counting)
+    assert "1 chain to train, 2 trained" in lines[0]
+    assert [u.name for u in counting.units if hasattr(u, "name")] == [
+        "training mnist T=10 seed 3 stage 2"
+    ]
+    pd.testing.assert_frame_equal(_tables(killed)[0], after, check_exact=True)
+    assert _tables(killed)[1] == _tables(out)[1]
 
 
 def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_path, cli):
@@ -180,7 +212,7 @@ def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_
     ray = ("--executor=ray", f"--ray_address={cluster.address}")
     done = cli("keras_takd.takd.study", *_flags(out, shared_data_dir), *ray)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "14 of 14 units done, 0 running, 0 left" in _progress(done.stdout)[-1]
+    assert "16 of 16 units done, 0 running, 0 left" in _progress(done.stdout)[-1]
     pd.testing.assert_frame_equal(_tables(out)[0], _tables(serial)[0], check_exact=True)
     assert _tables(out)[1] == _tables(serial)[1]
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in serial.iterdir())
@@ -198,9 +230,9 @@ def test_on_ray_a_trained_models_attacks_start_before_a_new_chain_has_trained(
     assert done.returncode == 0, done.stderr[-2000:]
     progress = _progress(done.stdout)
     assert "1 chain to train, 2 trained" in progress[0]
-    assert "21 of 21 units done, 0 running, 0 left" in progress[-2]
+    assert "24 of 24 units done, 0 running, 0 left" in progress[-2]
     finished = [line for line in progress if " done (" in line]
-    new_chain = next(i for i, line in enumerate(finished) if "T=10 seed 3 done" in line)
+    new_chain = next(i for i, line in enumerate(finished) if "T=10 seed 3 stage 1 done" in line)
     assert "metrics done" in finished[0] or "l2 done" in finished[0], progress
     assert new_chain > 0, progress
     results = _tables(out)[0]

@@ -61,7 +61,7 @@ def test_a_study_of_two_seeds_trains_and_evaluates_every_model(cli, shared_data_
     assert done.returncode == 0, done.stderr[-2000:]
     progress = [line for line in done.stdout.splitlines() if line.startswith("study: ")]
     assert "2 chains to train, 0 trained" in progress[0]
-    assert "14 of 14 units done, 0 running, 0 left" in progress[-2]  # 2 chains, 4 x 3 units
+    assert "16 of 16 units done, 0 running, 0 left" in progress[-2]  # 2 x 2 stages, 4 x 3 units
     for seed, stage in MODELS:
         assert (out / f"mnist/T5/seed{seed}/stage{stage}/model.keras").is_file()
     assert sorted(p.name for p in (out / "mnist/init").iterdir()) == ["seed3", "seed4"]
