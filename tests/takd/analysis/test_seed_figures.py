@@ -20,8 +20,8 @@ LOGGER = "keras_takd.takd.analysis.figures.catalog"
 SEED_NOTE = "mean over 4 seeds, 95% t-interval over seeds; dots: each seed"
 
 
-def seeded_tables(seeds=(0, 1, 2, 3)) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(results, per_image) of one 3-model chain per seed and T, FMN L2 on IMAGES images.
+def seeded_tables(seeds=(0, 1, 2, 3), attack=ATTACK) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(results, per_image) of one 3-model chain per seed and T, `attack` on IMAGES images.
 
     Each seed shifts every distance of its models by its own amount, so a mean over the images
     of several seeds differs from every seed's own; results.csv holds each seed's own means.
@@ -38,16 +38,16 @@ def seeded_tables(seeds=(0, 1, 2, 3)) -> tuple[pd.DataFrame, pd.DataFrame]:
                 distances = base + shift + 0.03 * stage + rng.normal(0, 0.01, IMAGES)
                 rows += [
                     model
-                    | {"attack": ATTACK, "image": image, "correct": True, "success": True}
+                    | {"attack": attack, "image": image, "correct": True, "success": True}
                     | {"distance": distance}
                     for image, distance in enumerate(distances)
                 ]
                 results.append(
                     model
                     | {"test_accuracy": rng.uniform(0.97, 0.99), "metric_images": 1000}
-                    | {"confidence": rng.uniform(0.8, 0.9), f"{ATTACK}_mean": distances.mean()}
-                    | {f"{ATTACK}_max": distances.max(), f"{ATTACK}_success_rate": 1.0}
-                    | {f"{ATTACK}_attacked": IMAGES}
+                    | {"confidence": rng.uniform(0.8, 0.9), f"{attack}_mean": distances.mean()}
+                    | {f"{attack}_max": distances.max(), f"{attack}_success_rate": 1.0}
+                    | {f"{attack}_attacked": IMAGES}
                 )
     per_image = pd.DataFrame(rows).reindex(columns=[*schema.PER_IMAGE_COLUMNS, "seed"])
     return pd.DataFrame(results), per_image
@@ -158,3 +158,25 @@ def test_no_seed_figure_clips_its_text(seeds, clipped):
     results, per_image = seeded_tables(seeds=seeds)
     for stem, fig in catalog.build_figures(results, per_image=per_image).items():
         assert clipped(fig) == [], stem
+
+
+def test_paired_differences_draw_each_seed_as_its_own_series():
+    results, per_image = seeded_tables(seeds=(0, 1), attack="l2")  # C&W: paired_differences
+    fig = catalog.build_figures(results, per_image=per_image)["paired_differences"]
+    (ax,) = fig.axes
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == [
+        f"{pair}, seed {seed}"
+        for pair in ("student − assistant", "assistant − teacher")
+        for seed in (0, 1)
+    ]
+    table = replicates.seed_level_differences(per_image)
+    for container, (comparison, seed) in zip(
+        bars,
+        [(c, s) for c in ("student - assistant", "assistant - teacher") for s in (0, 1)],
+        strict=True,
+    ):
+        rows = table[table["comparison"] == comparison].sort_values("temperature")
+        expected = [means[seed] for means in rows["seed_means"]]
+        np.testing.assert_allclose(container.lines[0].get_ydata(), expected, rtol=1e-12)
