@@ -109,9 +109,7 @@ def _seeds_note(df: pd.DataFrame, level: str) -> str:
     if seeds < 2:
         return ""
     return (
-        f"Each point: the mean over {seeds} seeds, {level} t-interval over seeds; dots: each "
-        "seed (one trained model per seed and point; the intervals over images of one seed "
-        "are not drawn)."
+        f"Each point: the mean over {seeds} seeds, {level} t-interval over seeds; dots: each seed."
     )
 
 
