@@ -6,10 +6,14 @@ success (arXiv:1511.04508) and, from per-image data, `paired_differences`. Each 
 `FigureSpec` (`FIGURES`): the rows it draws, the columns that must hold data, how it is laid
 out and the notes under it. Accuracy carries the binomial (Wilson) interval of
 `core.statistics.proportion` on results.csv's `metric_images`; with per-image data the mean
-perturbations carry the intervals of `analysis.statistics.perturbation_intervals`, and
-`paired_differences` draws `analysis.statistics.paired_differences`; nothing is computed here.
-A figure the data do not allow is skipped with its reason: the chain it needs or the columns
-that hold no values.
+perturbations carry the intervals of `analysis.replicates.perturbation_intervals_by_seed`
+(each model matched by seed as well), and `paired_differences` draws
+`analysis.statistics.paired_differences`. Results of several seeds (issue 25) draw each (T,
+stage) as the mean over its seeds with the t-interval over seeds of `replicates.seed_mean` in
+place of those intervals, each seed a dot; per-image data of 2 or more seeds add
+`seed_level_differences`, drawn from `analysis.replicates.seed_level_differences`. Nothing is
+computed here. A figure the data do not allow is skipped with its reason: the chain it needs,
+the columns that hold no values, or the seeds.
 
 `build_figures` returns the figures (constrained layout: nothing clipped) and `draw_all` writes
 them as PNG and PDF. Both use bare `matplotlib.figure.Figure` objects (rendered by Agg), never
@@ -624,18 +628,21 @@ def draw_all(
     """Writes every figure the data allow into `output_dir`, as PNG and PDF.
 
     Figures whose columns are absent or empty are skipped and logged (see `skipped_figures`);
-    so is `paired_differences` without per-image data.
+    so is `paired_differences` without per-image data, and `seed_level_differences` without
+    per-image data of 2 or more seeds.
 
     Args:
         results_df: the results table (KEY_COLUMNS plus any of `schema.METRIC_COLUMNS`).
         output_dir: the folder to write to (created if needed).
         caption: optional note printed under every figure, e.g. the settings of the run.
         per_image: optional per-image table (`schema.PER_IMAGE_COLUMNS`) of the same models:
-            the mean perturbations get their intervals, and `paired_differences` is drawn.
+            the mean perturbations get their intervals, and `paired_differences` is drawn
+            (and `seed_level_differences`, with 2 or more seeds).
         ci_level: the intervals' level.
 
     Returns:
-        The paths written, in `FIGURES` order then `paired_differences`, PNG before PDF.
+        The paths written, in `FIGURES` order then `paired_differences` and
+        `seed_level_differences`, PNG before PDF.
 
     Raises:
         ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a
