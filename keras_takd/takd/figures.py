@@ -8,7 +8,9 @@ Assistant" (Figs. 3-8, plus the gradient-masking and fixed-budget checks) from r
 writes `<figure>.png` and `<figure>.pdf` for every figure whose columns hold data and logs the
 ones it skips (see `keras_takd.takd.analysis.figures.catalog.FIGURES`). With per-image data
 (the per-image table beside a results CSV, read by default, or `--per_image`), the mean
-perturbations carry their `--ci_level` intervals and `paired_differences` is drawn as well.
+perturbations carry their `--ci_level` intervals and `paired_differences` is drawn as well;
+with several seeds (a `seed` column) each point is the mean over seeds with its t-interval over
+seeds, and `seed_level_differences` draws the seed-level paired differences.
 """
 
 from __future__ import annotations

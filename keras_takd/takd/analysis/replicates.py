@@ -33,10 +33,12 @@ from keras_takd.core import statistics
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, NO_SPREAD, Estimate
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.statistics import (
+    MODEL_KEYS,
     SEED_COLUMN,
     attacks_run,
     fooled,
     holm,
+    perturbation_intervals,
     with_seed,
 )
 
@@ -242,6 +244,31 @@ def _seed_differences(per_image: pd.DataFrame):
                         by_seed[s] = (a - b).to_numpy(float)
             if by_seed:
                 yield (*key, f"{later} - {earlier}"), by_seed
+
+
+def perturbation_intervals_by_seed(
+    per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE
+) -> pd.DataFrame:
+    """`statistics.perturbation_intervals` of each seed's models apart, so that no mean over
+    images mixes the networks of two seeds.
+
+    Args:
+        per_image: the per-image table (`tables.PER_IMAGE_REQUIRED` columns; `seed` optional:
+            absent, every row is seed 0).
+        ci_level: the intervals' level.
+
+    Returns:
+        The columns of `perturbation_intervals` with `seed` after stage: one row per
+        (dataset, stages, temperature, stage, seed, attack) with images fooled.
+    """
+    frames = [
+        perturbation_intervals(rows, ci_level).assign(**{SEED_COLUMN: s})
+        for s, rows in with_seed(per_image).groupby(SEED_COLUMN, sort=True)
+    ]
+    columns = [*MODEL_KEYS, SEED_COLUMN, "attack", "estimate", "low", "high", "n"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)[columns]
 
 
 VALIDATION_TOLERANCE = 0.02

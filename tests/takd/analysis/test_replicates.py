@@ -107,3 +107,19 @@ def test_seeds_needed_is_the_fewest_whose_t_interval_is_narrow_enough():
     for sd, width in ((math.nan, 0.03), (-1.0, 0.03), (0.04, 0.0)):
         with pytest.raises(ValueError, match="between_sd|half_width"):
             replicates.seeds_needed(sd, width)
+
+
+def test_perturbation_intervals_keep_each_seed_apart():
+    rows = [
+        {"dataset": "mnist", "temperature": 1.0, "stage": 1, "role": "teacher", "stages": 3}
+        | {"seed": seed, "attack": "fmn_l2", "image": image, "correct": True, "success": True}
+        | {"distance": 1.0 + seed + 0.01 * image}
+        for seed in (0, 5)
+        for image in range(20)
+    ]
+    table = replicates.perturbation_intervals_by_seed(pd.DataFrame(rows))
+    assert list(table["seed"]) == [0, 5] and list(table["n"]) == [20, 20]
+    np.testing.assert_allclose(table["estimate"], [1.095, 6.095])
+    assert (table["low"] < table["estimate"]).all() and (table["estimate"] < table["high"]).all()
+    one = replicates.perturbation_intervals_by_seed(pd.DataFrame(rows[:20]).drop(columns="seed"))
+    assert list(one["seed"]) == [0] and one["estimate"].iloc[0] == pytest.approx(1.095)

@@ -6,10 +6,14 @@ success (arXiv:1511.04508) and, from per-image data, `paired_differences`. Each 
 `FigureSpec` (`FIGURES`): the rows it draws, the columns that must hold data, how it is laid
 out and the notes under it. Accuracy carries the binomial (Wilson) interval of
 `core.statistics.proportion` on results.csv's `metric_images`; with per-image data the mean
-perturbations carry the intervals of `analysis.statistics.perturbation_intervals`, and
-`paired_differences` draws `analysis.statistics.paired_differences`; nothing is computed here.
-A figure the data do not allow is skipped with its reason: the chain it needs or the columns
-that hold no values.
+perturbations carry the intervals of `analysis.replicates.perturbation_intervals_by_seed`
+(each model matched by seed as well), and `paired_differences` draws
+`analysis.statistics.paired_differences`. Results of several seeds (issue 25) draw each (T,
+stage) as the mean over its seeds with the t-interval over seeds of `replicates.seed_mean` in
+place of those intervals, each seed a dot; per-image data of 2 or more seeds add
+`seed_level_differences`, drawn from `analysis.replicates.seed_level_differences`. Nothing is
+computed here. A figure the data do not allow is skipped with its reason: the chain it needs,
+the columns that hold no values, or the seeds.
 
 `build_figures` returns the figures (constrained layout: nothing clipped) and `draw_all` writes
 them as PNG and PDF. Both use bare `matplotlib.figure.Figure` objects (rendered by Agg), never
@@ -35,7 +39,9 @@ from keras_takd.takd.analysis.figures.panels import (
     CI_HIGH,
     CI_LOW,
     CI_N,
+    OVER_SEEDS,
     SENSITIVITY_NAMES,
+    count_text,
     has_data,
     multistep,
     plot_accuracy,
@@ -49,16 +55,25 @@ from keras_takd.takd.analysis.figures.panels import (
     plot_near_zero_gradients,
     plot_paired_differences,
     plot_perturbation,
+    plot_seed_level_differences,
     plot_success_rate,
     three_stage,
 )
+from keras_takd.takd.analysis.replicates import (
+    COMPARISONS,
+    MEASURES,
+    perturbation_intervals_by_seed,
+    seed_level_differences,
+    seed_mean,
+)
 from keras_takd.takd.analysis.statistics import (
+    SEED_COLUMN,
     has_pairs,
     paired_differences,
-    perturbation_intervals,
+    with_seed,
 )
 from keras_takd.takd.analysis.tables import chain_length, check_results, dataset_label, read_tables
-from keras_takd.takd.schema import ATTACKS, CHAIN_LENGTH_COLUMN, MASKED_L2_PREFIX
+from keras_takd.takd.schema import ATTACKS, CHAIN_LENGTH_COLUMN, FMN_ATTACKS, MASKED_L2_PREFIX
 
 _LOG = logging.getLogger(__name__)
 
@@ -67,6 +82,8 @@ FORMATS = ("png", "pdf")
 
 def _test_set_note(df: pd.DataFrame, level: str) -> str:
     del level  # no interval in this note
+    if _seed_count(df) >= 2:
+        return "n in the legends: test images of each seed's model (results.csv's metric_images)."
     if has_data(df, "metric_images"):
         return (
             "Each point: one model on its first n test images (n in the legends: results.csv's "
@@ -79,12 +96,25 @@ def _test_set_note(df: pd.DataFrame, level: str) -> str:
 
 
 def _accuracy_note(df: pd.DataFrame, level: str) -> str:
+    span = f"The y axis spans at least {ACCURACY_MIN_SPAN:g} percentage points."
+    if _seed_count(df) >= 2:
+        return span  # the bars span the seeds: `_seeds_note`
     bars = (
         f"Error bars: {level} Wilson intervals of the binomial proportion over the n test images."
         if has_data(df, f"test_accuracy{CI_LOW}")
         else "No error bars: results.csv gives no metric_images count."
     )
-    return f"{bars} The y axis spans at least {ACCURACY_MIN_SPAN:g} percentage points."
+    return f"{bars} {span}"
+
+
+def _seeds_note(df: pd.DataFrame, level: str) -> str:
+    """What a point is when the results hold several seeds; "" for one seed."""
+    seeds = _seed_count(df)
+    if seeds < 2:
+        return ""
+    return (
+        f"Each point: the mean over {seeds} seeds, {level} t-interval over seeds; dots: each seed."
+    )
 
 
 _ATTACK_NOTE = (
@@ -95,29 +125,34 @@ _DODGE_NOTE = (
     "Series are shifted sideways within the grey band around each temperature, so that equal "
     "values stay visible; the ticks mark the real temperatures."
 )
-_ATTACK_NOTES = (_ATTACK_NOTE, _DODGE_NOTE)
-_TEST_SET_NOTES = (_test_set_note, _DODGE_NOTE)
-_ACCURACY_NOTES = (_test_set_note, _accuracy_note, _DODGE_NOTE)
+_ATTACK_NOTES = (_ATTACK_NOTE, _seeds_note, _DODGE_NOTE)
+_TEST_SET_NOTES = (_test_set_note, _seeds_note, _DODGE_NOTE)
+_ACCURACY_NOTES = (_test_set_note, _seeds_note, _accuracy_note, _DODGE_NOTE)
 _ROW_NEEDS = {
     three_stage: "a chain of at most 3 models (teacher, assistant, student)",
     multistep: "a chain of more than 3 models (the multi-step distillation of section VI)",
 }
 """What each row selector of `FigureSpec.rows` needs, for the reason a figure is skipped."""
-_BUDGET_NOTES = ("n in the legends: images attacked per point.", _DODGE_NOTE)
+_BUDGET_NOTES = ("n in the legends: images attacked per point.", _seeds_note, _DODGE_NOTE)
 
 
 def _with_intervals(results: pd.DataFrame, intervals: pd.DataFrame) -> pd.DataFrame:
-    """`results` plus `<attack>_mean_ci_low`, `_ci_high`, `_ci_n` from `perturbation_intervals`."""
-    keys = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "stage"]
+    """`results` plus `<attack>_mean_ci_low`, `_ci_high`, `_ci_n` from
+    `perturbation_intervals_by_seed`, each model matched by seed as well (seed 0 where the
+    results have no seed column)."""
+    keys = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "stage", SEED_COLUMN]
     left = pd.DataFrame(
         {
             "dataset": results["dataset"].astype(str).to_numpy(),
             CHAIN_LENGTH_COLUMN: chain_length(results).astype(float).to_numpy(),
             "temperature": results["temperature"].astype(float).to_numpy(),
             "stage": results["stage"].astype(float).to_numpy(),
+            SEED_COLUMN: with_seed(results)[SEED_COLUMN].astype(float).to_numpy(),
         }
     )
-    right = intervals.astype({"dataset": str, CHAIN_LENGTH_COLUMN: float, "stage": float})
+    right = intervals.astype(
+        {"dataset": str, CHAIN_LENGTH_COLUMN: float, "stage": float, SEED_COLUMN: float}
+    )
     right = right.astype({"temperature": float})
     out = results.copy()
     for attack, group in right.groupby("attack"):
@@ -143,6 +178,35 @@ def _with_accuracy_intervals(results: pd.DataFrame, ci_level: float) -> pd.DataF
     low, high, n = np.array(bounds, dtype=float).reshape(-1, 3).T
     suffixes = {CI_LOW: low, CI_HIGH: high, CI_N: n}
     return results.assign(**{f"test_accuracy{key}": value for key, value in suffixes.items()})
+
+
+def _seed_count(df: pd.DataFrame) -> int:
+    """How many seeds the results hold (1 without a seed column)."""
+    return int(df[SEED_COLUMN].nunique()) if SEED_COLUMN in df.columns else 1
+
+
+def _with_seed_intervals(df: pd.DataFrame, ci_level: float) -> pd.DataFrame:
+    """With results of 2 or more seeds: for each model and column a figure draws, the mean
+    over its seeds (`<column>_over_seeds`) and the t-interval over seeds (`replicates.seed_mean`)
+    as `<column>_ci_low` / `_ci_high`, in place of any interval over images; `df` as it is with
+    one seed."""
+    if _seed_count(df) < 2:
+        return df
+    columns = sorted({c for spec in FIGURES for c in spec.columns if c in df.columns})
+    out = df.copy()
+    for column in columns:
+        out[f"{column}{OVER_SEEDS}"] = out[f"{column}{CI_LOW}"] = out[f"{column}{CI_HIGH}"] = np.nan
+    models = [df["dataset"], chain_length(df), df["temperature"], df["stage"]]
+    for _, rows in df.groupby(models, sort=False):
+        for column in columns:
+            values = rows[column].dropna()
+            if values.empty:
+                continue
+            estimate = seed_mean(values.to_numpy(float), ci_level)
+            out.loc[rows.index, f"{column}{OVER_SEEDS}"] = estimate.estimate
+            out.loc[rows.index, f"{column}{CI_LOW}"] = estimate.low
+            out.loc[rows.index, f"{column}{CI_HIGH}"] = estimate.high
+    return out
 
 
 def _accuracy_interval(accuracy: float, n: float, ci_level: float) -> tuple[float, float, float]:
@@ -204,13 +268,24 @@ def _fig_sensitivity(df, datasets):
     return fig
 
 
+def _robustness_attacks(df: pd.DataFrame) -> list[str]:
+    """The attacks of Fig. 5: C&W's three norms (the paper's panels) where `df` holds any C&W
+    data, then each Fast Minimum-Norm attack that holds data (e.g. the replicates' measure)."""
+
+    def measured(attacks):
+        return any(has_data(df, c) for c in _robustness_columns(attacks))
+
+    return (list(ATTACKS) if measured(ATTACKS) else []) + [a for a in FMN_ATTACKS if measured([a])]
+
+
 def _fig_robustness(df, dataset):
     title = (
         f"Fig. 5 ({dataset_label(dataset)}): minimal perturbation over successful attacks; "
         "teacher dashed"
     )
-    fig, axes = _grid(3, len(ATTACKS), title)
-    for j, attack in enumerate(ATTACKS):
+    attacks = _robustness_attacks(three_stage(df[df["dataset"] == dataset]))
+    fig, axes = _grid(3, len(attacks), title)
+    for j, attack in enumerate(attacks):
         plot_perturbation(axes[0, j], df, dataset, attack, "mean")
         plot_perturbation(axes[1, j], df, dataset, attack, "max")
         plot_success_rate(axes[2, j], df, dataset, attack)
@@ -277,6 +352,35 @@ def _fig_paired_differences(differences: pd.DataFrame) -> Figure:
     return fig
 
 
+def _fig_seed_level_differences(table: pd.DataFrame) -> Figure:
+    """One row per (dataset, chain length, attack) of `seed_level_differences`, one column per
+    comparison."""
+    present = set(zip(table["dataset"], table["stages"], table["attack"], strict=True))
+    attacks = [a for a in MEASURES if a in set(table["attack"])]
+    rows = [
+        (dataset, stages, attack)
+        for dataset in _datasets(table)
+        for stages in sorted({k for d, k, _ in present if d == dataset})
+        for attack in attacks
+        if (dataset, stages, attack) in present
+    ]
+    title = (
+        "Seed-level paired differences in minimal perturbation: later - earlier model, per seed "
+        "on the images both classify correctly and both attacks fool; above 0, the later model "
+        "is the more robust"
+    )
+    comparisons = [f"{later} - {earlier}" for later, earlier in COMPARISONS]
+    fig, axes = _grid(len(rows), len(comparisons), title, width=4.6, height=3.8)
+    for i, (dataset, stages, attack) in enumerate(rows):
+        chain = table[table["stages"] == stages]
+        for j, comparison in enumerate(comparisons):
+            plot_seed_level_differences(axes[i, j], chain, dataset, attack, comparison)
+    # One legend, in the first panel that draws every kind of mark (an interval: 2+ seeds).
+    entries = [len(ax.get_legend_handles_labels()[1]) for ax in fig.axes]
+    fig.axes[int(np.argmax(entries))].legend(fontsize="x-small")
+    return fig
+
+
 def _robustness_columns(prefixes: Sequence[str]) -> tuple[str, ...]:
     return tuple(f"{p}_{s}" for p in prefixes for s in ("mean", "max", "success_rate"))
 
@@ -320,7 +424,7 @@ FIGURES = (
     FigureSpec(
         "fig5_robustness",
         three_stage,
-        _robustness_columns(ATTACKS),
+        _robustness_columns((*ATTACKS, *FMN_ATTACKS)),
         _fig_robustness,
         per_dataset=True,
         notes=_ATTACK_NOTES,
@@ -357,6 +461,8 @@ FIGURES = (
 
 PAIRED_FIGURE = "paired_differences"
 """The figure drawn from per-image data alone (`statistics.paired_differences`)."""
+SEED_LEVEL_FIGURE = "seed_level_differences"
+"""The figure drawn from per-image data of 2 or more seeds (`replicates.seed_level_differences`)."""
 
 
 def _datasets(df: pd.DataFrame) -> list[str]:
@@ -402,6 +508,18 @@ def _paired_skip_reason(per_image: pd.DataFrame | None) -> str | None:
     return None
 
 
+def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
+    if per_image is None:
+        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+    seeds = int(with_seed(per_image)[SEED_COLUMN].nunique())
+    if seeds < 2:
+        return (
+            f"the per-image data hold {seeds} seed: an interval over seeds needs 2 or more "
+            "independently trained chains (a seed column with 2 or more values)"
+        )
+    return None
+
+
 def skipped_figures(
     results_df: pd.DataFrame, per_image: pd.DataFrame | None = None
 ) -> dict[str, str]:
@@ -412,8 +530,12 @@ def skipped_figures(
     """
     check_results(results_df)
     skipped = _plan(results_df)[1]
-    reason = _paired_skip_reason(per_image)
-    return skipped | ({PAIRED_FIGURE: reason} if reason else {})
+    for name, reason in (
+        (PAIRED_FIGURE, _paired_skip_reason(per_image)),
+        (SEED_LEVEL_FIGURE, _seed_level_skip_reason(per_image)),
+    ):
+        skipped |= {name: reason} if reason else {}
+    return skipped
 
 
 def _level_text(ci_level: float) -> str:
@@ -437,13 +559,16 @@ def build_figures(
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
     df = _with_accuracy_intervals(results_df, ci_level)
     if per_image is not None:
-        df = _with_intervals(df, perturbation_intervals(per_image, ci_level))
+        df = _with_intervals(df, perturbation_intervals_by_seed(per_image, ci_level))
+    df = _with_seed_intervals(df, ci_level)
     level = _level_text(ci_level)
     ci_note = (
         f"Error bars on the means: {level} BCa bootstrap intervals over the images fooled."
         if per_image is not None
         else "Means drawn without intervals (no per-image data)."
     )
+    if _seed_count(df) >= 2:
+        ci_note = ""  # the bars span the seeds: `_seeds_note`
     figures = {}
     for spec, stem, argument in _plan(df)[0]:
         fig = spec.layout(df, argument)
@@ -462,7 +587,35 @@ def build_figures(
         )
         _footnote(fig, [note, _DODGE_NOTE, caption or ""])
         figures[PAIRED_FIGURE] = fig
+    if _seed_level_skip_reason(per_image) is None:
+        figures |= _seed_level_figure(per_image, ci_level, caption)
     return figures
+
+
+def _seed_level_figure(
+    per_image: pd.DataFrame, ci_level: float, caption: str | None
+) -> dict[str, Figure]:
+    """{`SEED_LEVEL_FIGURE`: the figure} of `seed_level_differences`; {} where no comparison
+    shares a fooled image in any seed (logged)."""
+    table = seed_level_differences(per_image, ci_level)
+    if table.empty:
+        _LOG.warning(
+            "skipping figure %s: no two models of a chain share an image both classify "
+            "correctly and the attack fools, in any seed",
+            SEED_LEVEL_FIGURE,
+        )
+        return {}
+    fig = _fig_seed_level_differences(table)
+    level = _level_text(ci_level)
+    images = count_text(table["images"], "image pairs")
+    note = (
+        "Dots: each seed's mean paired difference (one trained chain per seed). Thick bar: the "
+        f"mean over seeds with its {level} t-interval over seeds; thin bar beside it: the "
+        f"{level} two-level bootstrap interval (seeds, then images within each seed); a point "
+        f"of 1 seed has neither. Dashed: no difference. {images} per point, over its seeds."
+    )
+    _footnote(fig, [note, caption or ""])
+    return {SEED_LEVEL_FIGURE: fig}
 
 
 def draw_all(
@@ -475,18 +628,21 @@ def draw_all(
     """Writes every figure the data allow into `output_dir`, as PNG and PDF.
 
     Figures whose columns are absent or empty are skipped and logged (see `skipped_figures`);
-    so is `paired_differences` without per-image data.
+    so is `paired_differences` without per-image data, and `seed_level_differences` without
+    per-image data of 2 or more seeds.
 
     Args:
         results_df: the results table (KEY_COLUMNS plus any of `schema.METRIC_COLUMNS`).
         output_dir: the folder to write to (created if needed).
         caption: optional note printed under every figure, e.g. the settings of the run.
         per_image: optional per-image table (`schema.PER_IMAGE_COLUMNS`) of the same models:
-            the mean perturbations get their intervals, and `paired_differences` is drawn.
+            the mean perturbations get their intervals, and `paired_differences` is drawn
+            (and `seed_level_differences`, with 2 or more seeds).
         ci_level: the intervals' level.
 
     Returns:
-        The paths written, in `FIGURES` order then `paired_differences`, PNG before PDF.
+        The paths written, in `FIGURES` order then `paired_differences` and
+        `seed_level_differences`, PNG before PDF.
 
     Raises:
         ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a

@@ -5,20 +5,24 @@ near-zero gradients, mean and max minimal perturbation, confidence and the multi
 each against the distillation temperature T; plus two checks the paper lacks: the C&W L2
 attack against the logits beside the same attack against softmax(logits / T) (the gradient
 masking of Carlini & Wagner, arXiv:1608.04644) and Papernot et al.'s success rate at a fixed
-budget (arXiv:1511.04508), and the paired differences of `analysis.statistics`.
+budget (arXiv:1511.04508), the paired differences of `analysis.statistics` and, over several
+independently trained chains (issue 25), the seed-level differences of `analysis.replicates`.
 
 Rows are split by the length of their chain (`tables.chain_length`). Chains of at most three
 models (teacher, assistant, student) are drawn one line per `role` (`three_stage`); longer
-chains (section VI, Figs. 7-8) one line per `stage` (`multistep`). Repeated rows of one model
-(e.g. several seeds) are averaged. Every series has its own marker and line style and is
-shifted sideways by a few percent of T, so that equal values do not hide each other; a grey
-band around each real temperature holds its shifted points, x ticks sit only at the real
-temperatures and the axis spans at least one decade, so that the shift never reads as other
-temperatures (even in a run at one T). Legends say how many images a point rests on. Columns
-`<column>_ci_low` / `_ci_high` / `_ci_n` (added by `figures.catalog`) are drawn as error bars.
-A panel without points says why: "not measured" where the column is absent, "0 of n fooled"
-where the attack ran and fooled no image. Drawing only: every number comes from the results
-table, `keras_takd.takd.analysis.statistics` or `keras_takd.core.statistics`.
+chains (section VI, Figs. 7-8) one line per `stage` (`multistep`). Rows of several seeds (issue
+25) carry `<column>_over_seeds`, each model's mean over seeds (added by `figures.catalog`): the
+point is that mean, its error bar the interval over seeds, and each seed's own value a small
+faint dot beside it; other repeated rows of one model are averaged. Every series has its own
+marker and line style and is shifted sideways by a few percent of T, so that equal values do
+not hide each other; a grey band around each real temperature holds its shifted points, x ticks
+sit only at the real temperatures and the axis spans at least one decade, so that the shift
+never reads as other temperatures (even in a run at one T). Legends say how many images a point
+rests on. Columns `<column>_ci_low` / `_ci_high` / `_ci_n` (added by `figures.catalog`) are
+drawn as error bars. A panel without points says why: "not measured" where the column is
+absent, "0 of n fooled" where the attack ran and fooled no image. Drawing only: every number
+comes from the results table, `keras_takd.takd.analysis.statistics`,
+`keras_takd.takd.analysis.replicates` or `keras_takd.core.statistics`.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from keras_takd.takd.analysis.statistics import PAIRS
+from keras_takd.takd.analysis.statistics import PAIRS, SEED_COLUMN
 from keras_takd.takd.analysis.tables import chain_length, dataset_label
-from keras_takd.takd.schema import ATTACKS, MASKED_L2_PREFIX
+from keras_takd.takd.schema import ATTACKS, FMN_ATTACKS, MASKED_L2_PREFIX
 
 # The paper's Fig. 5: teacher red dashed, assistant orange, student blue; markers and line
 # styles differ as well, so that lines on top of each other stay apart.
@@ -50,11 +54,21 @@ _MIN_AXIS_DECADES = 1.0  # the narrowest temperature axis, so that one T is not 
 ACCURACY_MIN_SPAN = 10.0
 """The narrowest y axis of Fig. 3, in percentage points, so that a small gap looks small."""
 _TEST_SET_COLUMNS = ("test_accuracy", "confidence")  # plus sensitivity_*: on metric_images
-ATTACK_NAMES = {"l0": "C&W $L_0$", "l2": "C&W $L_2$", "linf": r"C&W $L_\infty$"}
+ATTACK_NAMES = {
+    "l0": "C&W $L_0$",
+    "l2": "C&W $L_2$",
+    "linf": r"C&W $L_\infty$",
+    "fmn_l0": "FMN $L_0$",
+    "fmn_l2": "FMN $L_2$",
+    "fmn_linf": r"FMN $L_\infty$",
+}
 PERTURBATION_UNITS = {
     "l0": "pixels changed",
     "l2": "$L_2$ distance",
     "linf": r"$L_\infty$ distance",
+    "fmn_l0": "pixels changed",
+    "fmn_l2": "$L_2$ distance",
+    "fmn_linf": r"$L_\infty$ distance",
 }
 SENSITIVITY_NAMES = {
     "logits": "gradient of the sum of logits",
@@ -67,8 +81,15 @@ _PAIR_STYLES = (
     {"color": "tab:orange", "linestyle": "-.", "marker": "s"},
 )
 _PERCENT_LIMITS = (-3.0, 103.0)
+_SEED_LEVEL_OFFSET = 0.22  # the seeds' dots left of a T's mean, its bootstrap bar right of it
+_SEED_LEVEL_SPREAD = 0.08  # the seeds' dots spread sideways by at most this, apart
 CI_LOW, CI_HIGH, CI_N = "_ci_low", "_ci_high", "_ci_n"
 """Suffixes of the interval columns `figures.catalog` adds beside `<attack>_mean`."""
+OVER_SEEDS = "_over_seeds"
+"""Suffix of the column `figures.catalog` adds beside a drawn column of results of several
+seeds: each model's mean over its seeds (its `_ci_low` / `_ci_high` then span the seeds)."""
+_SEED_DOT = {"linestyle": "none", "markersize": 3, "alpha": 0.35, "label": "_each seed"}
+"""Each seed's own value: small faint points of the series' colour and marker, no legend."""
 
 
 def has_data(df: pd.DataFrame, column: str) -> bool:
@@ -97,7 +118,7 @@ def multistep(df: pd.DataFrame) -> pd.DataFrame:
 
 def _prefix_and_statistic(column: str) -> tuple[str, str] | None:
     """("l2_softmax_T", "mean") for "l2_softmax_T_mean"; None for a column of no attack."""
-    for prefix in (MASKED_L2_PREFIX, *ATTACKS):  # the masked prefix first: it starts with l2
+    for prefix in (MASKED_L2_PREFIX, *ATTACKS, *FMN_ATTACKS):  # masked first: it starts l2_
         if column.startswith(f"{prefix}_"):
             return prefix, column.removeprefix(f"{prefix}_")
     return None
@@ -136,22 +157,33 @@ def _curves(df: pd.DataFrame, column: str) -> list[tuple[str, pd.DataFrame]]:
 
     The table holds `value` (the column's mean over the line's rows at that temperature), `n`
     (images it rests on, NaN if unknown) and, when `figures.catalog` added intervals, `low` and
-    `high`. `df` comes from `three_stage` or `multistep`, which name the lines.
+    `high`. With `<column>_over_seeds` (results of several seeds), `value` is that mean over
+    seeds, `n` and `n_max` the fewest and most images of a seed's model, and `seeds` each
+    seed's own value (a list). `df` comes from `three_stage` or `multistep`, which name the
+    lines.
     """
     if column not in df.columns or df.empty:
         return []
     data = df[["_line", "stage", "temperature", column]].rename(columns={column: "value"})
     data = data.assign(n=_counts(df, column))
-    for suffix, name in ((CI_LOW, "low"), (CI_HIGH, "high")):
+    for suffix, name in ((CI_LOW, "low"), (CI_HIGH, "high"), (OVER_SEEDS, "over_seeds")):
         if f"{column}{suffix}" in df.columns:
             data[name] = df[f"{column}{suffix}"]
     data = data.dropna(subset=["value"])
     order = data.groupby("_line")["stage"].min().sort_values(kind="stable").index
-    values = [c for c in ("value", "n", "low", "high") if c in data.columns]
-    return [
-        (line, data[data["_line"] == line].groupby("temperature")[values].mean().sort_index())
-        for line in order
-    ]
+    return [(line, _by_temperature(data[data["_line"] == line])) for line in order]
+
+
+def _by_temperature(rows: pd.DataFrame) -> pd.DataFrame:
+    """One line's rows of `_curves` as its table by temperature."""
+    grouped = rows.groupby("temperature")
+    if "over_seeds" not in rows.columns:
+        values = [c for c in ("value", "n", "low", "high") if c in rows.columns]
+        return grouped[values].mean().sort_index()
+    bounds = [c for c in ("low", "high") if c in rows.columns]
+    curve = grouped[["over_seeds", *bounds]].first().rename(columns={"over_seeds": "value"})
+    curve = curve.assign(n=grouped["n"].min(), n_max=grouped["n"].max())
+    return curve.assign(seeds=grouped["value"].agg(list)).sort_index()
 
 
 def _style(label: str, index: int, count: int) -> dict:
@@ -194,6 +226,24 @@ def _n_text(n: pd.Series) -> str:
     return f"n = {low}" if low == high else f"n = {low}–{high}"
 
 
+def _curve_label(label: str, curve: pd.DataFrame) -> str:
+    """`label` with the images a point rests on ("teacher (n = 25)") and, for a curve of
+    several seeds, how many seeds ("teacher (4 seeds, n = 99–100 each)")."""
+    if "seeds" not in curve:
+        n = _n_text(curve["n"]) if "n" in curve else ""
+        return f"{label} ({n})" if n else label
+    seeds = count_text(curve["seeds"].map(len), "seeds")
+    n = _n_text(pd.concat([curve["n"], curve["n_max"]]))
+    return f"{label} ({seeds}, {n} each)" if n else f"{label} ({seeds})"
+
+
+def _draw_seeds(ax, curve: pd.DataFrame, factor: float, scale: float, style: dict) -> None:
+    """Each seed's own value of a curve of several seeds, at its point's shifted temperature."""
+    x = [t * factor for t, values in curve["seeds"].items() for _ in values]
+    y = [v * scale for values in curve["seeds"] for v in values]
+    ax.plot(x, y, marker=style["marker"], color=style["color"], **_SEED_DOT)
+
+
 def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> list[float]:
     """Draws each (label, table) of `_curves`, dodged, with error bars where it has intervals.
 
@@ -206,16 +256,22 @@ def _draw_series(ax, curves, scale: float = 1.0, factors=None, **override) -> li
         # Earlier series drawn wider, so that a later one on top of it leaves its edges.
         width = 1.3 + 1.3 * (len(curves) - 1 - index) / max(len(curves) - 1, 1)
         style = {**_style(label, index, len(curves)), "linewidth": width, **override}
-        n = _n_text(curve["n"]) if "n" in curve else ""
-        style.setdefault("label", f"{label} ({n})" if n else label)
+        style.setdefault("label", _curve_label(label, curve))
+        if "seeds" in curve:
+            _draw_seeds(ax, curve, factor, scale, style)
         x, y = curve.index.to_numpy() * factor, curve["value"].to_numpy() * scale
         if "low" in curve and curve["low"].notna().any():
-            low, high = curve["low"].to_numpy() * scale, curve["high"].to_numpy() * scale
-            yerr = np.nan_to_num(np.clip([y - low, high - y], 0, None))
+            yerr = _yerr(y, curve["low"].to_numpy() * scale, curve["high"].to_numpy() * scale)
             ax.errorbar(x, y, yerr=yerr, capsize=2, elinewidth=1, **style)
         else:
             ax.plot(x, y, **style)
     return list(factors)
+
+
+def _yerr(y, low, high) -> np.ndarray:
+    """Error-bar lengths below and above `y` for an interval [low, high]; 0 where none."""
+    low, high = np.asarray(low, float), np.asarray(high, float)
+    return np.nan_to_num(np.clip([y - low, high - y], 0, None))
 
 
 def _temperature_axis(ax, temperatures: Sequence[float], factors: Sequence[float]) -> None:
@@ -450,9 +506,7 @@ def plot_gradient_masking(ax, df: pd.DataFrame, dataset: str, statistic: str = "
         _draw_series(ax, target_curves, scale, shifts, **targets[name][1])
         for index, (role, curve) in enumerate(target_curves):
             style = {**_style(role, index, len(target_curves)), **targets[name][1]}
-            n = _n_text(curve["n"])
-            label = f"{role}, {name}" + (f" ({n})" if n else "")
-            handles.append(Line2D([], [], label=label, **style))
+            handles.append(Line2D([], [], label=_curve_label(f"{role}, {name}", curve), **style))
     _temperature_axis(ax, sorted(set(temperatures)), factors)
     ax.legend(handles=handles, fontsize="x-small")
     ax.set_ylabel(f"{what} (%)" if percent else what)
@@ -474,8 +528,30 @@ def plot_budget_success(ax, df: pd.DataFrame, dataset: str, norm: str = "l2") ->
     plot_vs_temperature(ax, rows, column, ylabel, title, 100.0, ylim=_PERCENT_LIMITS)
 
 
+def _pair_series(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame, dict, str]]:
+    """The series of a panel of `plot_paired_differences`, empty ones included (each keeps its
+    sideways shift): (later role, its rows by temperature, style, label), one per `PAIRS`
+    entry and, where the table has a `seed` column, per seed (named in the label, each seed
+    its own marker: the pairs of two seeds are never one series)."""
+    seeds = sorted(set(rows[SEED_COLUMN])) if SEED_COLUMN in rows.columns else [None]
+    series = []
+    for (later, earlier), pair_style in zip(PAIRS, _PAIR_STYLES, strict=True):
+        pair = rows[rows["comparison"] == f"{later} - {earlier}"].sort_values("temperature")
+        for position, seed in enumerate(seeds):
+            style, label = dict(pair_style), f"{later} − {earlier}"
+            if seed is not None:
+                pair_seed = pair[pair[SEED_COLUMN] == seed]
+                label += f", seed {seed}"
+                if len(seeds) > 1:
+                    style["marker"] = _MARKERS[position % len(_MARKERS)]
+            series.append((later, pair if seed is None else pair_seed, style, label))
+    return series
+
+
 def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack: str) -> None:
     """Draws the paired differences of one attack against T, with intervals, zero line and n.
+
+    Where the table has a `seed` column, each seed is a series of its own, named in the legend.
 
     Args:
         ax: the matplotlib axes to draw on.
@@ -489,14 +565,14 @@ def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack:
     if rows.empty:
         _no_data(ax, title, "no image pair fooled under both models")
         return
-    factors = _dodge(rows["temperature"], len(PAIRS), 2 * _DODGE_DECADES)  # wide error bars
-    for (later, earlier), style, factor in zip(PAIRS, _PAIR_STYLES, factors, strict=True):
-        pair = rows[rows["comparison"] == f"{later} - {earlier}"].sort_values("temperature")
+    series = _pair_series(rows)
+    factors = _dodge(rows["temperature"], len(series), 2 * _DODGE_DECADES)  # wide error bars
+    for (later, pair, style, label), factor in zip(series, factors, strict=True):
         if pair.empty:
             continue
         x, y = pair["temperature"].to_numpy() * factor, pair["estimate"].to_numpy()
-        yerr = np.nan_to_num(np.clip([y - pair["low"], pair["high"] - y], 0, None))
-        ax.errorbar(x, y, yerr=yerr, capsize=3, label=f"{later} − {earlier}", **style)
+        yerr = _yerr(y, pair["low"], pair["high"])
+        ax.errorbar(x, y, yerr=yerr, capsize=3, label=label, **style)
         above = later == PAIRS[0][0]  # the first pair's n above its bars, the second's below
         bound = pair["high" if above else "low"].to_numpy()
         ends = np.where(np.isnan(bound), y, bound)
@@ -518,3 +594,84 @@ def plot_paired_differences(ax, differences: pd.DataFrame, dataset: str, attack:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
+
+
+def _seed_dots(rows: pd.DataFrame, x: np.ndarray) -> tuple[list[float], list[float]]:
+    """Where each seed's mean of `seed_level_differences` rows is drawn: left of its T's mean,
+    the seeds spread a little sideways in seed order."""
+    xs, ys = [], []
+    for xi, means in zip(x, rows["seed_means"], strict=True):
+        values = [means[seed] for seed in sorted(means)]
+        spread = np.linspace(-1, 1, len(values)) * _SEED_LEVEL_SPREAD if len(values) > 1 else [0]
+        xs += [xi - _SEED_LEVEL_OFFSET + offset for offset in spread]
+        ys += values
+    return xs, ys
+
+
+def count_text(counts: pd.Series, noun: str) -> str:
+    """ "4 seeds", "1 seed" or "1–4 seeds": the fewest and most of `counts`, then `noun` (a
+    plural in s, singular for exactly 1)."""
+    low, high = int(counts.min()), int(counts.max())
+    if low == high:
+        return f"{low} {noun.removesuffix('s') if low == 1 else noun}"
+    return f"{low}–{high} {noun}"
+
+
+def plot_seed_level_differences(
+    ax, table: pd.DataFrame, dataset: str, attack: str, comparison: str
+) -> None:
+    """Draws one comparison of `replicates.seed_level_differences` against T (categorical).
+
+    Per T: each seed's paired mean difference as a dot, the mean over seeds with its
+    t-interval over seeds as a thick bar, the two-level bootstrap interval as a thin bar beside
+    it; a dashed line at 0 and the number of seeds in the title.
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        table: the table of `replicates.seed_level_differences` (one chain length).
+        dataset: the dataset to draw.
+        attack: the attack to draw (a value of its `attack` column).
+        comparison: the comparison to draw, e.g. "student - teacher".
+    """
+    chosen = (table["dataset"] == dataset) & (table["attack"] == attack)
+    rows = table[chosen & (table["comparison"] == comparison)].sort_values("temperature")
+    title = f"{dataset_label(dataset)}, {ATTACK_NAMES.get(attack, attack)}: {comparison}"
+    if rows.empty:
+        _no_data(ax, title, "no image pair fooled under both models")
+        return
+    level = f"{100 * rows['confidence'].iloc[0]:g}%"
+    x = np.arange(len(rows), dtype=float)
+    y = rows["estimate"].to_numpy(float)
+    ax.plot(*_seed_dots(rows, x), "o", color="0.35", alpha=0.6, markersize=4, label="each seed")
+    ax.plot(x, y, "o", color="tab:blue", markersize=6, label="mean over seeds")
+    spread = rows["t_low"].notna().to_numpy()  # 2 or more seeds: both intervals
+    if spread.any():
+        thick = _yerr(y[spread], rows["t_low"][spread], rows["t_high"][spread])
+        ax.errorbar(
+            x[spread],
+            y[spread],
+            yerr=thick,
+            fmt="none",
+            color="tab:blue",
+            elinewidth=4,
+            label=f"{level} t-interval over seeds",
+        )
+        thin = _yerr(y[spread], rows["bootstrap_low"][spread], rows["bootstrap_high"][spread])
+        ax.errorbar(
+            x[spread] + _SEED_LEVEL_OFFSET,
+            y[spread],
+            yerr=thin,
+            fmt="none",
+            color="tab:purple",
+            elinewidth=1,
+            capsize=3,
+            label=f"{level} two-level bootstrap (seeds, then images)",
+        )
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xticks(x, [f"{t:g}" for t in rows["temperature"]])
+    ax.set_xlim(-0.7, len(x) - 0.3)
+    ax.margins(y=0.25)  # room for the figure's one legend
+    ax.set_xlabel("distillation temperature T")
+    ax.set_ylabel(f"mean paired difference in {PERTURBATION_UNITS.get(attack, 'distance')}")
+    ax.set_title(f"{title}\n(n = {count_text(rows['seeds'], 'seeds')})")
+    ax.grid(axis="y", alpha=0.3)
