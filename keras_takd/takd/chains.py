@@ -449,7 +449,7 @@ class _Chain:
     @property
     def folder_seed(self) -> int | None:
         """The seed that names the chain's folders, or None in a run of one seed."""
-        return self.config.seed if self.seed_folders else None
+        return layout.folder_seed(self.config.seed, self.seed_folders)
 
     def stage_dir(self, temperature: float, stage: int) -> pathlib.Path:
         return self.out / layout.model_folder(self.data.label, temperature, stage, self.folder_seed)

@@ -49,6 +49,12 @@ def model_folder(
     return folder / f"stage{int(stage)}"
 
 
+def folder_seed(seed: int, seeded: bool) -> int | None:
+    """The seed that names a chain's folders: `seed` in a run that keeps each seed in a folder
+    of its own (`seeded`), None in a run of one seed."""
+    return seed if seeded else None
+
+
 def seed_folders(run_json: Mapping) -> bool:
     """Whether a run keeps each seed in a folder of its own: run.json's
     `configuration.replicates.seed_folders`, which a run of several seeds records."""
@@ -63,7 +69,7 @@ def model_paths(folder: str | pathlib.Path, row: Mapping, seeded: bool) -> dict[
         row: the model's dataset (label), temperature, stage and seed.
         seeded: whether the run keeps each seed in a folder of its own (`seed_folders`).
     """
-    seed = row["seed"] if seeded else None
+    seed = folder_seed(row["seed"], seeded)
     folder = pathlib.Path(folder)
     return stage_paths(
         folder / model_folder(row["dataset"], row["temperature"], row["stage"], seed)

@@ -211,36 +211,32 @@ def test_a_run_trained_before_content_hashes_still_resumes(tiny, tmp_path):
     assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
 
 
-def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
-    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
-    stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
+def _stages_seen(tiny, out, stages, last_stages=(None,)):
+    """(stage, role, already done) of every stage `run_chain` reports, run once per last stage."""
     seen = []
-    run_chain(
-        tiny,
-        [2.0],
-        2,
-        tmp_path,
-        CONFIG,
-        verbose=0,
-        on_stage=lambda row, done: seen.append((row["stage"], row["role"], done)),
-    )
-    assert seen == [(1, "teacher", True), (2, "student", False)]
-    assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
-
-
-def test_a_chain_trained_a_stage_at_a_time_has_the_roles_of_the_whole_chain(tiny, tmp_path):
-    seen = []
-    for last in (1, 2):
+    for last in last_stages:
         run_chain(
             tiny,
             [2.0],
-            3,
-            tmp_path,
+            stages,
+            out,
             CONFIG,
             verbose=0,
             last_stage=last,
             on_stage=lambda row, done: seen.append((row["stage"], row["role"], done)),
         )
+    return seen
+
+
+def test_longer_chain_reuses_finished_stages(tiny, tmp_path):
+    run_chain(tiny, [2.0], 1, tmp_path, CONFIG, verbose=0)
+    stamp = (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns
+    assert _stages_seen(tiny, tmp_path, 2) == [(1, "teacher", True), (2, "student", False)]
+    assert (tmp_path / "mnist/T2/stage1/model.keras").stat().st_mtime_ns == stamp
+
+
+def test_a_chain_trained_a_stage_at_a_time_has_the_roles_of_the_whole_chain(tiny, tmp_path):
+    seen = _stages_seen(tiny, tmp_path, 3, last_stages=(1, 2))
     assert seen == [(1, "teacher", False), (1, "teacher", True), (2, "assistant", False)]
     assert not (tmp_path / "mnist/T2/stage3").exists()
 

@@ -25,7 +25,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import pathlib
+import re
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -37,6 +40,10 @@ from keras_takd.takd.exports import export_run
 # The row columns that hold a path into the run folder (rewritten from the scratch folder).
 _PATH_COLUMNS = ("keras_model", "saved_model")
 _METADATA = "metadata.json"
+# A unit's scratch folder is named after the process that made it, so that one whose process
+# was killed (a Ray worker of a stopped study) can be told apart and removed.
+_SCRATCH_PREFIX = "keras_takd_stage_pid"
+_SCRATCH_NAME = re.compile(rf"{_SCRATCH_PREFIX}(\d+)_")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +85,7 @@ class ChainUnit:
     @property
     def folder_seed(self) -> int | None:
         """The seed that names the chain's folders, or None in a run of one seed."""
-        return self.seed if self.seed_folders else None
+        return layout.folder_seed(self.seed, self.seed_folders)
 
 
 def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages: int) -> bool:
@@ -114,12 +121,17 @@ def resumed_files(
 
 def next_stage(inputs: Mapping[str, bytes], label: str, temperature: float, stages: int, seed=None):
     """The first stage of the chain (label, T, `seed`'s folders or None) that `inputs`
-    (`resumed_files`) do not hold finished, or None when every stage is."""
+    (`resumed_files`) do not hold finished.
+
+    When every stage's files are there but the record lacks the chain's rows (a run killed
+    between the two), it is the last stage: "training" it finds every stage written, trains
+    nothing, and writes the rows.
+    """
     for stage in range(1, stages + 1):
         folder = layout.model_folder(label, temperature, stage, seed)
         if str(folder / _METADATA) not in inputs:
             return stage
-    return None
+    return stages
 
 
 def next_unit(out: pathlib.Path, unit: ChainUnit) -> ChainUnit | None:
@@ -154,9 +166,11 @@ def train_chain(unit: ChainUnit) -> dict:
     from keras_takd.takd.chains import run_chain
 
     start = time.perf_counter()
+    remove_stale_scratch()
     data = load_dataset(**unit.data)
     warnings: list[str] = []
-    with tempfile.TemporaryDirectory(prefix="keras_takd_chain_") as scratch:
+    prefix = f"{_SCRATCH_PREFIX}{os.getpid()}_"
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
         scratch = pathlib.Path(scratch)
         for relative, content in unit.inputs.items():
             files.write_atomic(scratch / relative, lambda tmp, c=content: tmp.write_bytes(c))
@@ -179,6 +193,31 @@ def train_chain(unit: ChainUnit) -> dict:
     rows = [row | {"seed": unit.seed} for row in table.to_dict("records")]
     seconds = time.perf_counter() - start
     return dict(files=produced, rows=rows, warnings=warnings, seconds=seconds, scratch=str(scratch))
+
+
+def remove_stale_scratch(folder: str | pathlib.Path | None = None) -> list[pathlib.Path]:
+    """Removes the scratch folders in `folder` (default: the temporary folder) of units whose
+    process no longer runs: a unit killed mid-stage (a stopped study's Ray worker) cannot
+    remove its own. Returns the folders removed.
+    """
+    removed = []
+    for path in pathlib.Path(folder or tempfile.gettempdir()).glob(f"{_SCRATCH_PREFIX}*"):
+        match = _SCRATCH_NAME.match(path.name)
+        if match and path.is_dir() and not _running(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (one of another user's counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _produced(scratch: pathlib.Path, unit: ChainUnit) -> dict:
@@ -278,20 +317,15 @@ def chain_units(
             if trained(out, label, temperature, seed, stages):
                 done += 1
                 continue
-            config = dataclasses.replace(settings["config"], seed=seed)
-            folder_seed = seed if seed_folders else None
-            inputs = resumed_files(out, label, temperature, stages, folder_seed)
-            stage = next_stage(inputs, label, temperature, stages, folder_seed) or stages
-            todo.append(
-                ChainUnit(
-                    label=label,
-                    temperature=temperature,
-                    seed=seed,
-                    stages=stages,
-                    inputs=inputs,
-                    seed_folders=seed_folders,
-                    stage=stage,
-                    **{**settings, "config": config},
-                )
+            unit = ChainUnit(
+                label=label,
+                temperature=temperature,
+                seed=seed,
+                stages=stages,
+                seed_folders=seed_folders,
+                **{**settings, "config": dataclasses.replace(settings["config"], seed=seed)},
             )
+            inputs = resumed_files(out, label, temperature, stages, unit.folder_seed)
+            stage = next_stage(inputs, label, temperature, stages, unit.folder_seed)
+            todo.append(dataclasses.replace(unit, inputs=inputs, stage=stage))
     return todo, done
