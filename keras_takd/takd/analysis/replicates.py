@@ -223,6 +223,12 @@ def seed_level_differences(
     return table
 
 
+def has_seed_differences(per_image: pd.DataFrame) -> bool:
+    """Whether two models of a chain share, in some seed, an image both classify correctly and
+    the attack fools: whether `seed_level_differences` has a row."""
+    return next(_seed_differences(per_image), None) is not None
+
+
 def _seed_differences(per_image: pd.DataFrame):
     """Per (dataset, stages, T, attack, comparison) of three-model chains and `MEASURES`, in
     order: the key and {seed: later - earlier distance on each image both fooled, in image

@@ -10,7 +10,7 @@ from scipy import stats
 
 from keras_takd.takd import schema
 from keras_takd.takd.analysis import replicates
-from keras_takd.takd.analysis.figures import catalog
+from keras_takd.takd.analysis.figures import catalog, panels
 
 TEMPERATURES = (1.0, 40.0)
 ROLES = ("teacher", "assistant", "student")
@@ -111,6 +111,14 @@ def test_the_seed_level_figure_needs_two_seeds_and_says_so():
     assert "no per-image data" in catalog.skipped_figures(results)[catalog.SEED_LEVEL_FIGURE]
     results, per_image = seeded_tables(seeds=(0, 1))
     assert catalog.SEED_LEVEL_FIGURE not in catalog.skipped_figures(results, per_image)
+    # 2 seeds, but each image fooled only on the teacher: no pair to draw, and it says why
+    unfooled = per_image.assign(success=per_image["role"] == "teacher")
+    assert catalog.SEED_LEVEL_FIGURE not in catalog.build_figures(results, per_image=unfooled)
+    reason = catalog.skipped_figures(results, unfooled)[catalog.SEED_LEVEL_FIGURE]
+    assert reason == (
+        "no two models of a chain share an image both classify correctly and the attack "
+        "fools, in any seed"
+    )
 
 
 def test_the_seed_level_figure_draws_the_seed_means_and_both_intervals(clipped):
@@ -151,6 +159,22 @@ def test_draw_all_writes_the_seed_level_figure_with_several_seeds(tmp_path):
     results, per_image = seeded_tables(seeds=(3,))
     paths = catalog.draw_all(results, tmp_path / "one", per_image=per_image)
     assert not any(p.stem == catalog.SEED_LEVEL_FIGURE for p in paths)
+
+
+def test_a_log_panel_says_where_an_interval_over_seeds_reaches_below_zero(clipped):
+    """Two seeds whose mean gradients differ 1,000-fold: the t-interval (1 degree of freedom)
+    of the mean reaches below 0, where the log axis cannot go; the panel says so."""
+    results, _ = seeded_tables(seeds=(0, 1))
+    spread = results.assign(sensitivity_logits_mean=np.where(results["seed"] == 0, 1e-3, 1e-6))
+
+    def notes(results):
+        figure = catalog.build_figures(results)["fig4_sensitivity"]
+        assert clipped(figure) == []
+        return [ax.get_title() for ax in figure.axes for t in ax.texts if t.get_text() == note]
+
+    note = panels.NONPOSITIVE_NOTE
+    assert notes(spread) == ["MNIST: mean gradient magnitude\n(gradient of the sum of logits)"]
+    assert notes(results.assign(sensitivity_logits_mean=1e-3 * (1 + 0.01 * results["seed"]))) == []
 
 
 @pytest.mark.parametrize("seeds", [(0, 1, 2), (5,)])

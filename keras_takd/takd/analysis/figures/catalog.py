@@ -62,6 +62,7 @@ from keras_takd.takd.analysis.figures.panels import (
 from keras_takd.takd.analysis.replicates import (
     COMPARISONS,
     MEASURES,
+    has_seed_differences,
     perturbation_intervals_by_seed,
     seed_level_differences,
     seed_mean,
@@ -517,6 +518,11 @@ def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
             f"the per-image data hold {seeds} seed: an interval over seeds needs 2 or more "
             "independently trained chains (a seed column with 2 or more values)"
         )
+    if not has_seed_differences(per_image):
+        return (
+            "no two models of a chain share an image both classify correctly and the attack "
+            "fools, in any seed"
+        )
     return None
 
 
@@ -595,16 +601,9 @@ def build_figures(
 def _seed_level_figure(
     per_image: pd.DataFrame, ci_level: float, caption: str | None
 ) -> dict[str, Figure]:
-    """{`SEED_LEVEL_FIGURE`: the figure} of `seed_level_differences`; {} where no comparison
-    shares a fooled image in any seed (logged)."""
+    """{`SEED_LEVEL_FIGURE`: the figure} of `seed_level_differences`, for per-image data
+    `_seed_level_skip_reason` allows."""
     table = seed_level_differences(per_image, ci_level)
-    if table.empty:
-        _LOG.warning(
-            "skipping figure %s: no two models of a chain share an image both classify "
-            "correctly and the attack fools, in any seed",
-            SEED_LEVEL_FIGURE,
-        )
-        return {}
     fig = _fig_seed_level_differences(table)
     level = _level_text(ci_level)
     images = count_text(table["images"], "image pairs")

@@ -321,6 +321,11 @@ def _legend(ax, count: int, **kwargs) -> None:
         ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), **kwargs)
 
 
+NONPOSITIVE_NOTE = "a bar that reaches the lower edge: its interval reaches 0 or below"
+"""Said on a log-scale panel where an interval (over a few seeds) reaches 0 or below: its bar
+runs to the lower edge, where a log axis ends."""
+
+
 def plot_vs_temperature(
     ax,
     df: pd.DataFrame,
@@ -355,6 +360,8 @@ def plot_vs_temperature(
     _temperature_axis(ax, sorted({t for _, curve in curves for t in curve.index}), factors)
     if logy:
         ax.set_yscale("log")
+        if any("low" in curve and (curve["low"] <= 0).any() for _, curve in curves):
+            ax.text(0.02, 0.02, NONPOSITIVE_NOTE, transform=ax.transAxes, fontsize=7)
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_ylabel(ylabel)
