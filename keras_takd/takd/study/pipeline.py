@@ -116,12 +116,12 @@ def run_study(
         study = StudyProgress(
             log, (len(todo), trained), stages, first + later, workers, stages_left=stages_left
         )
-        log(study.line(f"{_chains(len(todo))} to train, {trained} trained"))
+        opening = f"{_chains(len(todo))} to train, {trained} trained"
         plan = functools.partial(
             open_evaluation, out, data, evaluation_config, verbose=verbose, log=log
         )
         scheduler = _Scheduler(out, plan, study, log)
-        table = scheduler.run(executor or SerialExecutor(), todo, evaluate_first=trained > 0)
+        table = scheduler.run(executor or SerialExecutor(), todo, trained > 0, opening)
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)
     return table
@@ -156,7 +156,7 @@ class _Scheduler:
         self.heartbeat = None
 
     def run(
-        self, executor: Executor, chains: Sequence[ChainUnit], evaluate_first: bool
+        self, executor: Executor, chains: Sequence[ChainUnit], evaluate_first: bool, opening: str
     ) -> pd.DataFrame:
         """Trains `chains` and evaluates every model; returns the results table.
 
@@ -164,11 +164,14 @@ class _Scheduler:
             executor: where every unit runs.
             chains: the chains to train.
             evaluate_first: the record holds trained models (their units go first).
+            opening: what the first progress line says, logged once the units the record
+                holds are counted as done.
         """
         self.heartbeat = progress.Heartbeat(self.log)
         try:
             if evaluate_first:
                 self._replan()
+            self.log(self.study.line(opening))
             self.queue.put(chains, _TRAINING)
             for unit, result in executor.map(compute, self.queue):
                 self.study.finished(unit, result)

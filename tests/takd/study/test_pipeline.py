@@ -163,13 +163,18 @@ def _rerun(out, data_dir, temperatures, executor):
     return lines
 
 
+def _opening(lines: list[str]) -> str:
+    """The study's first progress line, logged once the units its record holds are counted."""
+    return next(line for line in lines if line.startswith("study: "))
+
+
 def test_a_rerun_computes_nothing(serial_study, shared_data_dir):
     out, _ = serial_study
     before = _tables(out)
     counting = _Counting()
     lines = _rerun(out, shared_data_dir, [1.0, 5.0], counting)
     assert counting.units == []
-    assert "0 chains to train, 2 trained" in lines[0]
+    assert "0 chains to train, 2 trained; 16 of 16 units done" in _opening(lines)
     pd.testing.assert_frame_equal(_tables(out)[0], before[0])
     assert _tables(out)[1] == before[1]
 
@@ -182,7 +187,7 @@ def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
     before = _tables(out)[0]
     counting = _Counting()
     lines = _rerun(out, shared_data_dir, [1.0, 5.0, 10.0], counting)
-    assert "1 chain to train, 2 trained" in lines[0]
+    assert "1 chain to train, 2 trained; 16 of 24 units done, 0 running, 8 left" in _opening(lines)
     training = [u.name for u in counting.units if hasattr(u, "name")]
     assert training == [f"training mnist T=10 seed 3 stage {k}" for k in (1, 2)]
     evaluation = [u for u in counting.units if not hasattr(u, "name")]
@@ -197,7 +202,7 @@ def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
         _rerun(killed, shared_data_dir, [1.0, 5.0, 10.0], _KilledAfterFirstStage())
     counting = _Counting()
     lines = _rerun(killed, shared_data_dir, [1.0, 5.0, 10.0], counting)
-    assert "1 chain to train, 2 trained" in lines[0]
+    assert "1 chain to train, 2 trained; 17 of 24 units done, 0 running, 7 left" in _opening(lines)
     assert [u.name for u in counting.units if hasattr(u, "name")] == [
         "training mnist T=10 seed 3 stage 2"
     ]

@@ -87,5 +87,6 @@ def test_a_study_of_two_seeds_trains_and_evaluates_every_model(cli, shared_data_
     )
     lines = []
     run_study(out, data, chains, train, evaluation, counting, log=lines.append)
-    assert counting.units == [] and "0 chains to train, 2 trained" in lines[0]
+    opening = next(line for line in lines if line.startswith("study: "))
+    assert counting.units == [] and "0 chains to train, 2 trained; 16 of 16 units" in opening
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)
