@@ -30,8 +30,9 @@ setup(
     extras_require={
         # evaluate --executor=ray; not in a plain install: a serial run needs no Ray (240 MB).
         "ray": ["ray==2.60.*"],
-        # ray too, so CI runs the Ray executor's tests (tests/takd/evaluation/test_ray_executor.py).
-        "test": ["pytest>=7", "ruff", "ray==2.60.*"],
+        # ray too, so CI runs the Ray executor's tests (tests/takd/evaluation/test_ray_executor.py);
+        # pytest-xdist runs the suite in two processes (README).
+        "test": ["pytest>=7", "pytest-xdist>=3", "ruff", "ray==2.60.*"],
         "benchmarks": ["adversarial-robustness-toolbox==1.20.*"],
     },
     entry_points={

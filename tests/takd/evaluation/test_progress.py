@@ -86,7 +86,9 @@ def test_a_long_unit_says_it_is_still_running():
     lines = []
     heartbeat = progress.Heartbeat(lines.append, interval=0.05)
     heartbeat.started("key", "mnist T=1 stage 1 l0", expected=600.0)
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30  # a loaded machine may run the heartbeat's thread late
+    while len(lines) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     heartbeat.ended("key")
     count = len(lines)
     time.sleep(0.2)
