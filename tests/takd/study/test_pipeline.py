@@ -146,14 +146,14 @@ class _KilledAfterFirstStage:
                 raise _Killed(unit.name)
 
 
-def _rerun(out, data_dir, temperatures, executor):
+def _rerun(out, data_dir, temperatures, executor, stages=2):
     """The tiny study again, in process, on `executor`; returns its log lines."""
     from keras_takd.core.distillation import TrainConfig
     from keras_takd.takd.evaluation import EvaluationConfig
 
     lines = []
     data = dict(name="mnist", data_dir=data_dir, validation_size=64, train_size=512, test_size=64)
-    chains = dict(temperatures=temperatures, stages=2, seeds=[3], deterministic=True)
+    chains = dict(temperatures=temperatures, stages=stages, seeds=[3], deterministic=True)
     train = TrainConfig(epochs=1, batch_size=64, learning_rate=0.05, seed=3)
     l2 = {"l2": {"max_iterations": 10, "binary_search_steps": 2}}
     evaluation = EvaluationConfig(
@@ -208,6 +208,29 @@ def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
     ]
     pd.testing.assert_frame_equal(_tables(killed)[0], after, check_exact=True)
     assert _tables(killed)[1] == _tables(out)[1]
+
+
+def test_a_longer_chain_starts_from_the_stages_of_a_shorter_ones_run(
+    serial_study, shared_data_dir, tmp_path
+):
+    """A stage's seed is (seed, T, stage), not the chain's length, so a study of 3-model
+    chains given the model folders of a 2-model chain's run (its warm start and stages, no
+    record) trains only the third stage, and records the first two under their new roles."""
+    serial = serial_study[0]
+    out = tmp_path / "longer"
+    for folder in ("mnist/init", "mnist/T5/stage1", "mnist/T5/stage2"):
+        shutil.copytree(serial / folder, out / folder)
+    counting = _Counting()
+    _rerun(out, shared_data_dir, [5.0], counting, stages=3)
+    training = [u.name for u in counting.units if hasattr(u, "name")]
+    assert training == ["training mnist T=5 seed 3 stage 3"]
+    results = pd.read_csv(out / "results.csv")
+    assert list(results["role"]) == ["teacher", "assistant", "student"]
+    shorter = pd.read_csv(serial / "results.csv").query("temperature == 5")
+    assert list(results["test_accuracy"][:2]) == list(shorter["test_accuracy"])
+    for stage in (1, 2):
+        model = f"mnist/T5/stage{stage}/model.keras"
+        assert (out / model).read_bytes() == (serial / model).read_bytes()
 
 
 def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_path, cli):
