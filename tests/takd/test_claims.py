@@ -1,6 +1,7 @@
 """End-to-end tests of `python -m keras_takd.takd.claims` (and of what the text commands
 import), as subprocesses in a temporary folder."""
 
+import json
 import pathlib
 import re
 import subprocess
@@ -140,6 +141,27 @@ def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
     row = next(line for line in both.stdout.splitlines() if name in line)
     assert "over 3 seeds" in row and "+0.21" in row  # the other run is in no comparison
     assert row.endswith("| **agrees** |")  # FMN validated on 2 chains decides alone
+
+
+@pytest.mark.parametrize(
+    "declared, verdict", [(10, "inconclusive (interim: 3 of 10 declared seeds)"), (3, "agrees")]
+)
+def test_the_primary_comparison_is_decided_only_with_every_seed_it_was_declared_for(
+    cli, tmp_path, declared, verdict
+):
+    """run.json beside the results records --primary_comparison and --num_seeds: before all
+    the declared seeds are in, however small its p, the comparison is an interim look."""
+    results, images = _seed_tables([0, 1, 2], ["l2"])
+    results.to_csv(tmp_path / "results.csv", index=False)
+    images.to_csv(tmp_path / "per_image.csv", index=False)
+    flags = {"primary_comparison": "student-teacher@40", "num_seeds": declared}
+    (tmp_path / "run.json").write_text(json.dumps({"run_info": {"flags": flags}}))
+    done = cli(COMMAND, "--results=results.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    row = next(line for line in done.stdout.splitlines() if "| primary comparison: C&W L2" in line)
+    assert "over 3 seeds" in row and f"declared before the run for {declared} seeds" in row
+    assert row.endswith(f"| **{verdict}** |")
+    assert ("an interim look" in row) is (declared > 3)
 
 
 def test_cli_refuses_to_overwrite_the_per_image_table_it_reads(cli, tmp_path, chain_tables):

@@ -257,14 +257,18 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
-    parts += seed_level_lines(per_image, ci_level, run.flags.get("primary_comparison"))
+    declared = (run.flags.get("primary_comparison"), run.flags.get("num_seeds"))
+    parts += seed_level_lines(per_image, ci_level, *declared)
     parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
 
 
 def seed_level_lines(
-    per_image: pd.DataFrame, ci_level: float, primary: str | None = None
+    per_image: pd.DataFrame,
+    ci_level: float,
+    primary: str | None = None,
+    declared_seeds: int | None = None,
 ) -> list[str]:
     """The seed-level comparisons of a run of several seeds, the declared primary first.
 
@@ -272,6 +276,8 @@ def seed_level_lines(
         per_image: the run's per-image table.
         ci_level: the intervals' level.
         primary: the declared primary comparison, e.g. "student-teacher@40", or None.
+        declared_seeds: the seeds it was declared for (--num_seeds): with fewer, its row
+            says it is an interim look. None: not known.
 
     Returns:
         A blank line, a header and the table; nothing below two seeds.
@@ -284,9 +290,13 @@ def seed_level_lines(
     for row in table.itertuples(index=False):
         later, earlier = row.comparison.split(" - ")
         is_primary = declared == (later, earlier, float(row.temperature))
+        label = ""
+        if is_primary:
+            early = declared_seeds is not None and row.seeds < int(declared_seeds)
+            label = f" (primary, interim: {declared_seeds} declared)" if early else " (primary)"
         rows.append(
             {
-                "comparison": f"{row.comparison}{' (primary)' if is_primary else ''}",
+                "comparison": f"{row.comparison}{label}",
                 "T": f"{row.temperature:g}",
                 "attack": ATTACK_NAMES.get(row.attack, row.attack),
                 "mean [t CI]": f"{row.estimate:+.4f} [{row.t_low:+.4f}, {row.t_high:+.4f}]",

@@ -57,6 +57,14 @@ NORM_ATTACKS = {norm: (norm, f"fmn_{norm}") for norm in schema.ATTACKS}
 NOT_TESTED = "not tested on this dataset"
 """The verdict of a claim the paper makes about another dataset than the results hold."""
 NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
+
+
+def interim(seeds: int, declared: int) -> str:
+    """The verdict of a declared test looked at before all the seeds it was declared for: not
+    decided, whatever its p (stopping at the first p < 0.05 would inflate its error rate)."""
+    return f"{INCONCLUSIVE} (interim: {seeds} of {declared} declared seeds)"
+
+
 """The verdict of a comparison a cheaper measure decides alone at a T where it is not
 validated against its reference (`Context.unvalidated`)."""
 
@@ -83,7 +91,9 @@ class Context:
     comparison a study declared (e.g. "student-teacher@40", None: none) and the half-width a
     seed-level interval should reach, for the seeds each comparison needs (None: not asked)
     and the per-image rows of another run of the same settings, only to validate a cheaper
-    measure against C&W (`replicates.measure_validation`; None: none)."""
+    measure against C&W (`replicates.measure_validation`; None: none), and the seeds the
+    study declared its primary comparison for (None: not known): with fewer, it is not
+    decided."""
 
     rows: pd.DataFrame
     per_image: pd.DataFrame | None
@@ -94,6 +104,7 @@ class Context:
     primary_comparison: str | None = None
     seed_half_width: float | None = None
     validation: pd.DataFrame | None = None
+    declared_seeds: int | None = None
 
     @property
     def sweep(self) -> pd.DataFrame:

@@ -47,6 +47,7 @@ def check_claims(
     primary_comparison: str | None = None,
     seed_half_width: float | None = None,
     validation: pd.DataFrame | None = None,
+    declared_seeds: int | None = None,
 ) -> list[Claim]:
     """Every claim of `keras_takd.takd.analysis.claims` for one dataset of a results table.
 
@@ -65,6 +66,9 @@ def check_claims(
             seed-level comparison then says how many seeds its between-seed SD needs for it.
         validation: per-image rows of another run of the same settings, used only to
             validate a cheaper measure (FMN) against C&W at the seed level.
+        declared_seeds: the seeds the study declared `primary_comparison` for (its
+            `--num_seeds`); with fewer in the per-image rows the comparison is an interim
+            look, not decided. None: not known.
 
     Raises:
         ValueError: no rows of `dataset`, a `ci_level` outside (0, 1), or per-image rows of
@@ -87,6 +91,7 @@ def check_claims(
         primary_comparison,
         seed_half_width,
         validation,
+        declared_seeds,
     )
     return [
         *mandal_guo_claims(ctx),
@@ -215,8 +220,8 @@ def render(
         "is given as a secondary figure.",
         "",
     ]
+    primary, declared_seeds = _declared_primary(results)
     for dataset in sorted(table["dataset"].unique()):
-        primary = _declared_primary(results)
         checked = check_claims(
             table,
             dataset,
@@ -226,6 +231,7 @@ def render(
             primary_comparison=primary,
             seed_half_width=seed_half_width,
             validation=other,
+            declared_seeds=declared_seeds,
         )
         parts.append(to_markdown(checked, dataset, ci_level))
         parts.append(numbers_markdown(table, dataset))
@@ -269,12 +275,14 @@ def attacks_markdown(per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDEN
     )
 
 
-def _declared_primary(results: Sequence[str | pathlib.Path]) -> str | None:
-    """The primary comparison the runs' run.json record (`--primary_comparison`), or None."""
+def _declared_primary(results: Sequence[str | pathlib.Path]) -> tuple[str | None, int | None]:
+    """The primary comparison the runs' run.json record (`--primary_comparison`) and the seeds
+    the study declared it for (`--num_seeds`), or (None, None)."""
     for path in [results] if isinstance(results, (str, pathlib.Path)) else results:
         run_json = pathlib.Path(path).parent / "run.json"
         if run_json.is_file():
             flags = json.loads(run_json.read_text()).get("run_info", {}).get("flags", {}) or {}
             if flags.get("primary_comparison"):
-                return str(flags["primary_comparison"])
-    return None
+                seeds = flags.get("num_seeds")
+                return str(flags["primary_comparison"]), None if seeds is None else int(seeds)
+    return None, None

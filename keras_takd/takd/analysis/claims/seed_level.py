@@ -40,11 +40,13 @@ from keras_takd.core.statistics import (
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.claims.common import (
     NORM_ATTACKS,
+    NOT_VALIDATED,
     Claim,
     Context,
     attack_name,
     gate_rule,
     gated,
+    interim,
     interval_text,
     measure_name,
     most_cases,
@@ -468,6 +470,7 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     later, earlier = row.comparison.split(" - ")
     why_not = _row_unvalidated(ctx, row)
     verdict = gated(_seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha), why_not)
+    early = primary and ctx.declared_seeds is not None and row.seeds < ctx.declared_seeds
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
@@ -487,7 +490,14 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
     if why_not:
         ours += f"; {why_not}"
-    family = "its own test, declared before the run" if primary else "Holm over the T"
+    if early and verdict != NOT_VALIDATED:
+        verdict = interim(row.seeds, ctx.declared_seeds)
+        ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
+    family = "Holm over the T"
+    if primary:
+        family = "its own test, declared before the run"
+        if ctx.declared_seeds is not None:
+            family += f" for {ctx.declared_seeds} seeds (decided only with all of them)"
     name = (
         f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
         f"{earlier} at T = {row.temperature:g}"
