@@ -17,6 +17,9 @@ import pandas as pd
 
 from keras_takd.core import files
 
+DECLARED = "declared"
+"""The run_info entry of what a study declared before it ran (`prepare_run_dir` writes it once)."""
+
 
 class ConfigMismatchError(ValueError):
     """A run folder, results file or cache holds results made with another configuration.
@@ -70,11 +73,14 @@ def prepare_run_dir(
     entry it does not name, and the recorded command line when it brings no `run_info` (a
     Python call on a folder a command trained keeps that command's flags and data source).
 
+    What a study declared before it ran (`run_info[DECLARED]`, e.g. its primary comparison
+    and its number of seeds) is written once: a later call may bring the same or none.
+
     Args:
         output_dir: the run folder; created if missing.
         configuration: sections of settings that decide the results (see check_same_config).
         run_info: recorded (e.g. the command-line flags), over what run.json records; never
-            compared.
+            compared, but for `DECLARED`.
 
     Returns:
         The run folder.
@@ -83,7 +89,8 @@ def prepare_run_dir(
         OSError: the directory cannot be created or written.
         files.NotRegularFileError: run.json is a FIFO, a folder or a device.
         ValueError: a link in the run folder (run.json, a dataset's folder...) leads out of it.
-        ConfigMismatchError: run.json records another configuration or is not ours.
+        ConfigMismatchError: run.json records another configuration or declaration, or is
+            not ours.
     """
     out = files.check_links_inside(files.check_writable(output_dir))
     run_json = files.inside(out, out / "run.json")
@@ -91,16 +98,40 @@ def prepare_run_dir(
     if run_json.exists():
         recorded = _read_run_json(run_json)
         check_same_config(recorded["configuration"], configuration, out)
+    info = {**recorded.get("run_info", {}), **(run_info or {})}
+    if DECLARED in recorded.get("run_info", {}):
+        info[DECLARED] = _same_declaration(recorded["run_info"][DECLARED], run_info or {}, out)
     files.write_json_atomic(
         run_json,
         {
             "configuration": dict(configuration),
-            "run_info": {**recorded.get("run_info", {}), **(run_info or {})},
+            "run_info": info,
             "versions": library_versions(),
             "argv": sys.argv if run_info or not recorded else recorded.get("argv", sys.argv),
         },
     )
     return out
+
+
+def _same_declaration(recorded: Mapping, run_info: Mapping, out: pathlib.Path) -> Mapping:
+    """The recorded declaration, once `run_info` is found to bring the same or none.
+
+    Raises:
+        ConfigMismatchError: `run_info` declares something else; the message names both.
+    """
+    declared = run_info.get(DECLARED)
+    if declared is not None and dict(declared) != dict(recorded):
+        raise ConfigMismatchError(
+            f"{out} records the declaration {_settings_text(recorded)}, made before its study "
+            f"ran; this run declares {_settings_text(declared)}: a declaration is not changed "
+            "once made (run without --primary_comparison, or use another output_dir)"
+        )
+    return recorded
+
+
+def _settings_text(settings: Mapping) -> str:
+    """ "num_seeds=10, primary_comparison='student-teacher@40'", in name order."""
+    return ", ".join(f"{name}={value!r}" for name, value in sorted(settings.items()))
 
 
 def _read_run_json(run_json: pathlib.Path) -> dict:

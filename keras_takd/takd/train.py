@@ -210,6 +210,18 @@ def train_config():
     )
 
 
+def recorded_run_info() -> dict:
+    """What run.json records of this command: its flags and, when it declares a primary
+    comparison, that declaration with the seeds it is made for (`results.DECLARED`)."""
+    from keras_takd.core.results import DECLARED
+
+    info = {"flags": recorded_flags()}
+    if _PRIMARY_COMPARISON.value:
+        comparison = {"primary_comparison": _PRIMARY_COMPARISON.value}
+        info[DECLARED] = comparison | {"num_seeds": _NUM_SEEDS.value}
+    return info
+
+
 def recorded_flags() -> dict:
     """The flags as run.json records them, --data_dir made absolute so that evaluation finds
     the data from any working folder."""
@@ -240,7 +252,7 @@ def main(argv: list[str]) -> None:
         _STAGES.value,
         _worker_output_dir(OUTPUT_DIR.value, strategy),
         train_config(),
-        run_info={"flags": recorded_flags(), "data_source": data.source},
+        run_info={**recorded_run_info(), "data_source": data.source},
         verbose=1 if sys.stdout.isatty() else 2,
         on_stage=lambda row, complete: print(stage_summary(row, complete), flush=True),
         strategy=strategy,

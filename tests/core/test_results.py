@@ -88,3 +88,23 @@ def test_another_configuration_is_refused(tmp_path):
     results.prepare_run_dir(tmp_path, CONFIG)
     with pytest.raises(results.ConfigMismatchError, match="epochs=1"):
         results.prepare_run_dir(tmp_path, {**CONFIG, "train": {"epochs": 2}})
+
+
+def test_a_declaration_is_written_once_and_a_different_one_refused(tmp_path):
+    """What a study declared before it ran (its primary comparison, for so many seeds) stays
+    as declared: later runs may repeat it or bring none, not change it."""
+    declared = {"primary_comparison": "student-teacher@40", "num_seeds": 10}
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": {"num_seeds": 10}, "declared": declared})
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": {"num_seeds": 10}, "declared": declared})
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": {"num_seeds": 12}})
+    recorded = _run_json(tmp_path)["run_info"]
+    assert recorded["declared"] == declared and recorded["flags"] == {"num_seeds": 12}
+    fewer = {**declared, "num_seeds": 7}  # looked at after 7, as if 7 had been declared
+    with pytest.raises(results.ConfigMismatchError) as refused:
+        results.prepare_run_dir(tmp_path, CONFIG, {"flags": {}, "declared": fewer})
+    assert "\n" not in str(refused.value)
+    assert (
+        "records the declaration num_seeds=10, primary_comparison='student-teacher@40', made "
+        "before its study ran; this run declares num_seeds=7, primary_comparison="
+    ) in str(refused.value)
+    assert _run_json(tmp_path)["run_info"]["declared"] == declared

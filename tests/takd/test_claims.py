@@ -149,13 +149,15 @@ def test_cli_validates_fmn_on_another_run_and_sizes_the_seeds(cli, tmp_path):
 def test_the_primary_comparison_is_decided_only_with_every_seed_it_was_declared_for(
     cli, tmp_path, declared, verdict
 ):
-    """run.json beside the results records --primary_comparison and --num_seeds: before all
-    the declared seeds are in, however small its p, the comparison is an interim look."""
+    """run.json beside the results records the primary comparison and the seeds it was
+    declared for: before all of them are in, however small its p, it is an interim look."""
     results, images = _seed_tables([0, 1, 2], ["l2"])
     results.to_csv(tmp_path / "results.csv", index=False)
     images.to_csv(tmp_path / "per_image.csv", index=False)
-    flags = {"primary_comparison": "student-teacher@40", "num_seeds": declared}
-    (tmp_path / "run.json").write_text(json.dumps({"run_info": {"flags": flags}}))
+    declaration = {"primary_comparison": "student-teacher@40", "num_seeds": declared}
+    flags = {**declaration, "num_seeds": 3}  # a later run's: the declaration made first counts
+    info = {"flags": flags, "declared": declaration}
+    (tmp_path / "run.json").write_text(json.dumps({"run_info": info}))
     done = cli(COMMAND, "--results=results.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     row = next(line for line in done.stdout.splitlines() if "| primary comparison: C&W L2" in line)

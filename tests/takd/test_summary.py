@@ -196,7 +196,7 @@ def test_seed_level_lines_put_the_declared_primary_first_and_need_two_seeds():
     assert table[1].split()[-2:] == ["3", "30"]  # seeds, images
     assert len(table) == 4  # header and the three comparisons
     interim = seed_level_lines(_three_seeds(), 0.95, "student-teacher@40", 10)[2].splitlines()
-    assert "student - teacher (primary, interim: 10 declared)" in interim[1]
+    assert "student - teacher (primary, interim: 3 of 10 declared seeds)" in interim[1]
     one_seed = _three_seeds()
     assert seed_level_lines(one_seed[one_seed["seed"] == 0], 0.95) == []
 

@@ -305,3 +305,5 @@ def test_num_seeds_trains_a_chain_per_seed_from_seed_and_records_the_primary_com
     assert list(csv["seed"]) == [5, 6]
     run_json = json.loads((tmp_path / "run.json").read_text())
     assert run_json["run_info"]["flags"]["primary_comparison"] == "student-teacher@5"
+    declared = {"primary_comparison": "student-teacher@5", "num_seeds": 2}
+    assert run_json["run_info"]["declared"] == declared

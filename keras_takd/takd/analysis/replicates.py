@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from keras_takd.core import statistics
+from keras_takd.core.results import DECLARED
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, NO_SPREAD, Estimate
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.statistics import (
@@ -221,6 +222,25 @@ def seed_level_differences(
     for _, family in table.groupby(FAMILY_KEYS, sort=False):
         table.loc[family.index, "holm_p"] = holm(family["p_value"].to_numpy())
     return table
+
+
+def declaration(run_json: Mapping) -> tuple[str | None, int | None]:
+    """The primary comparison a run's run.json declares and the seeds it was declared for:
+    `run_info.declared` (written once, before the study ran), else the recorded flags of runs
+    made before it was kept apart (`--primary_comparison`, `--num_seeds`); (None, None) when
+    none is declared."""
+    info = run_json.get("run_info", {}) or {}
+    declared = info.get(DECLARED) or info.get("flags", {}) or {}
+    if not declared.get("primary_comparison"):
+        return None, None
+    seeds = declared.get("num_seeds")
+    return str(declared["primary_comparison"]), None if seeds is None else int(seeds)
+
+
+def is_interim(seeds: int, declared_seeds: int | None) -> bool:
+    """Whether a declared comparison over `seeds` seeds is an interim look: fewer than the
+    `declared_seeds` it was declared for (never, when that is not known)."""
+    return declared_seeds is not None and seeds < declared_seeds
 
 
 def has_seed_differences(per_image: pd.DataFrame) -> bool:

@@ -27,7 +27,12 @@ import pathlib
 import pandas as pd
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
-from keras_takd.takd.analysis.replicates import parse_comparison, seed_level_differences
+from keras_takd.takd.analysis.replicates import (
+    declaration,
+    is_interim,
+    parse_comparison,
+    seed_level_differences,
+)
 from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import (
     SEED_COLUMN,
@@ -257,8 +262,7 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
-    declared = (run.flags.get("primary_comparison"), run.flags.get("num_seeds"))
-    parts += seed_level_lines(per_image, ci_level, *declared)
+    parts += seed_level_lines(per_image, ci_level, *declaration(run.run_json))
     parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
@@ -276,8 +280,8 @@ def seed_level_lines(
         per_image: the run's per-image table.
         ci_level: the intervals' level.
         primary: the declared primary comparison, e.g. "student-teacher@40", or None.
-        declared_seeds: the seeds it was declared for (--num_seeds): with fewer, its row
-            says it is an interim look. None: not known.
+        declared_seeds: the seeds it was declared for (--num_seeds): with fewer seeds in
+            `per_image`, its row says it is an interim look. None: not known.
 
     Returns:
         A blank line, a header and the table; nothing below two seeds.
@@ -285,6 +289,7 @@ def seed_level_lines(
     if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
         return []
     table = seed_level_differences(per_image, ci_level)
+    seeds = int(per_image[SEED_COLUMN].nunique())
     declared = parse_comparison(primary) if primary else None
     rows = []
     for row in table.itertuples(index=False):
@@ -292,8 +297,9 @@ def seed_level_lines(
         is_primary = declared == (later, earlier, float(row.temperature))
         label = ""
         if is_primary:
-            early = declared_seeds is not None and row.seeds < int(declared_seeds)
-            label = f" (primary, interim: {declared_seeds} declared)" if early else " (primary)"
+            label = " (primary)"
+            if is_interim(seeds, declared_seeds):
+                label = f" (primary, interim: {seeds} of {declared_seeds} declared seeds)"
         rows.append(
             {
                 "comparison": f"{row.comparison}{label}",

@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
         train.train_config(),
         evaluate.evaluation_config(),
         executor=executor,
-        run_info={"flags": train.recorded_flags()},
+        run_info=train.recorded_run_info(),
         figures_dir=_FIGURES_DIR.value,
         caption=_CAPTION.value,
         ci_level=_CI_LEVEL.value,

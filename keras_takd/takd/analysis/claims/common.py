@@ -57,16 +57,14 @@ NORM_ATTACKS = {norm: (norm, f"fmn_{norm}") for norm in schema.ATTACKS}
 NOT_TESTED = "not tested on this dataset"
 """The verdict of a claim the paper makes about another dataset than the results hold."""
 NOT_VALIDATED = f"{INCONCLUSIVE} (FMN not validated)"
+"""The verdict of a comparison a cheaper measure decides alone at a T where it is not
+validated against its reference (`Context.unvalidated`)."""
 
 
 def interim(seeds: int, declared: int) -> str:
     """The verdict of a declared test looked at before all the seeds it was declared for: not
     decided, whatever its p (stopping at the first p < 0.05 would inflate its error rate)."""
     return f"{INCONCLUSIVE} (interim: {seeds} of {declared} declared seeds)"
-
-
-"""The verdict of a comparison a cheaper measure decides alone at a T where it is not
-validated against its reference (`Context.unvalidated`)."""
 
 
 @dataclasses.dataclass(frozen=True)

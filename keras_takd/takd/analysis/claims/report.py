@@ -26,6 +26,7 @@ from keras_takd.takd.analysis.claims.common import (
 from keras_takd.takd.analysis.claims.croce_hein import croce_hein_claims
 from keras_takd.takd.analysis.claims.mandal_guo import mandal_guo_claims
 from keras_takd.takd.analysis.claims.papernot import papernot_claims
+from keras_takd.takd.analysis.replicates import declaration
 from keras_takd.takd.analysis.statistics import SEED_COLUMN, attack_ratios, with_seed
 from keras_takd.takd.analysis.tables import (
     chain_length,
@@ -276,13 +277,23 @@ def attacks_markdown(per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDEN
 
 
 def _declared_primary(results: Sequence[str | pathlib.Path]) -> tuple[str | None, int | None]:
-    """The primary comparison the runs' run.json record (`--primary_comparison`) and the seeds
-    the study declared it for (`--num_seeds`), or (None, None)."""
+    """The primary comparison the runs' run.json declare and the seeds it was declared for
+    (`replicates.declaration`), or (None, None).
+
+    Raises:
+        ValueError: two runs' run.json declare different ones.
+    """
+    declared = {}
     for path in [results] if isinstance(results, (str, pathlib.Path)) else results:
         run_json = pathlib.Path(path).parent / "run.json"
         if run_json.is_file():
-            flags = json.loads(run_json.read_text()).get("run_info", {}).get("flags", {}) or {}
-            if flags.get("primary_comparison"):
-                seeds = flags.get("num_seeds")
-                return str(flags["primary_comparison"]), None if seeds is None else int(seeds)
-    return None, None
+            found = declaration(json.loads(run_json.read_text()))
+            if found[0] is not None:
+                declared[found] = run_json
+    if len(declared) > 1:
+        raise ValueError(
+            "the runs declare different primary comparisons: "
+            + "; ".join(f"{p}: {c} for {n} seeds" for (c, n), p in declared.items())
+            + ": give the results of one study"
+        )
+    return next(iter(declared), (None, None))
