@@ -50,8 +50,15 @@ def model_folder(
 
 
 def folder_seed(seed: int, seeded: bool) -> int | None:
-    """The seed that names a chain's folders: `seed` in a run that keeps each seed in a folder
-    of its own (`seeded`), None in a run of one seed."""
+    """The seed that names a chain's folders.
+
+    Args:
+        seed: the chain's seed.
+        seeded: whether the run keeps each seed in a folder of its own (`seed_folders`).
+
+    Returns:
+        `seed` in a run of several seeds, None in a run of one seed.
+    """
     return seed if seeded else None
 
 

@@ -223,8 +223,7 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
             now = time.monotonic()
-            with self._lock:
-                running = list(self._running.values())
-            for name, began, expected in running:
-                of = f" of {about(expected)} expected" if expected else ""
-                self._log(f"{name}: still running, {duration(now - began)}{of}")
+            with self._lock:  # held while logging: no line of a unit after `ended`
+                for name, began, expected in self._running.values():
+                    of = f" of {about(expected)} expected" if expected else ""
+                    self._log(f"{name}: still running, {duration(now - began)}{of}")

@@ -25,25 +25,25 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import pathlib
-import re
 import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
-from keras_takd.core import files, record
+from keras_takd.core import files, locking, record
 from keras_takd.takd import layout
 from keras_takd.takd.exports import export_run
 
 # The row columns that hold a path into the run folder (rewritten from the scratch folder).
 _PATH_COLUMNS = ("keras_model", "saved_model")
 _METADATA = "metadata.json"
-# A unit's scratch folder is named after the process that made it, so that one whose process
-# was killed (a Ray worker of a stopped study) can be told apart and removed.
-_SCRATCH_PREFIX = "keras_takd_stage_pid"
-_SCRATCH_NAME = re.compile(rf"{_SCRATCH_PREFIX}(\d+)_")
+# A unit holds a lock in its scratch folder while it runs, so that the folder of a unit killed
+# mid-stage (a Ray worker of a stopped study) can be told apart, by its free lock, and removed;
+# a lock younger than _STALE_AFTER seconds is left alone (a unit may be taking it).
+_SCRATCH_PREFIX = "keras_takd_stage_"
+_SCRATCH_LOCK = "scratch.lock"
+_STALE_AFTER = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +119,13 @@ def resumed_files(
     return found
 
 
-def next_stage(inputs: Mapping[str, bytes], label: str, temperature: float, stages: int, seed=None):
+def next_stage(
+    inputs: Mapping[str, bytes],
+    label: str,
+    temperature: float,
+    stages: int,
+    seed: int | None = None,
+) -> int:
     """The first stage of the chain (label, T, `seed`'s folders or None) that `inputs`
     (`resumed_files`) do not hold finished.
 
@@ -169,8 +175,10 @@ def train_chain(unit: ChainUnit) -> dict:
     remove_stale_scratch()
     data = load_dataset(**unit.data)
     warnings: list[str] = []
-    prefix = f"{_SCRATCH_PREFIX}{os.getpid()}_"
-    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix=_SCRATCH_PREFIX, ignore_cleanup_errors=True) as scratch,
+        locking.hold_lock(pathlib.Path(scratch) / _SCRATCH_LOCK),
+    ):
         scratch = pathlib.Path(scratch)
         for relative, content in unit.inputs.items():
             files.write_atomic(scratch / relative, lambda tmp, c=content: tmp.write_bytes(c))
@@ -196,28 +204,30 @@ def train_chain(unit: ChainUnit) -> dict:
 
 
 def remove_stale_scratch(folder: str | pathlib.Path | None = None) -> list[pathlib.Path]:
-    """Removes the scratch folders in `folder` (default: the temporary folder) of units whose
-    process no longer runs: a unit killed mid-stage (a stopped study's Ray worker) cannot
-    remove its own. Returns the folders removed.
+    """Removes the scratch folders of units that no longer run: a unit killed mid-stage (a
+    stopped study's Ray worker) cannot remove its own.
+
+    A folder is stale when no process holds its lock and the lock is older than a minute;
+    folders without a lock are not a unit's and are kept.
+
+    Args:
+        folder: where the scratch folders are; default: the temporary folder.
+
+    Returns:
+        The folders removed.
     """
     removed = []
     for path in pathlib.Path(folder or tempfile.gettempdir()).glob(f"{_SCRATCH_PREFIX}*"):
-        match = _SCRATCH_NAME.match(path.name)
-        if match and path.is_dir() and not _running(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+        lock = path / _SCRATCH_LOCK
+        try:
+            if time.time() - lock.stat().st_mtime < _STALE_AFTER:
+                continue
+            with locking.hold_lock(lock):
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:  # no lock (not a unit's folder), held (running), or gone
+            continue
+        removed.append(path)
     return removed
-
-
-def _running(pid: int) -> bool:
-    """Whether a process `pid` runs on this machine (one of another user's counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _produced(scratch: pathlib.Path, unit: ChainUnit) -> dict:

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from keras_takd.core import files, locking
+from keras_takd.core import files, locking, record
 from keras_takd.takd.evaluation import progress
 from keras_takd.takd.evaluation.executors import Executor, UnitQueue
 from keras_takd.takd.evaluation.indicator_units import indicated_attack
@@ -121,7 +121,10 @@ def run_study(
             open_evaluation, out, data, evaluation_config, verbose=verbose, log=log
         )
         scheduler = _Scheduler(out, plan, study, log)
-        table = scheduler.run(executor or SerialExecutor(), todo, trained > 0, opening)
+        evaluate_first = bool(record.models(out))  # a chain killed mid-way holds some too
+        table = scheduler.run(
+            executor or SerialExecutor(), todo, evaluate_first=evaluate_first, opening=opening
+        )
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)
     return table

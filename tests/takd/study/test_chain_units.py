@@ -2,9 +2,9 @@
 resumes at, and the scratch folders of killed units."""
 
 import os
-import subprocess
-import sys
+import time
 
+from keras_takd.core import locking
 from keras_takd.takd import layout
 from keras_takd.takd.study import chain_units
 
@@ -28,20 +28,27 @@ def test_a_chain_resumes_at_its_first_unfinished_stage():
     assert chain_units.next_stage(_finished(1, 2, 3), "mnist", 40, 3) == 3
 
 
+def _scratch(root, name, age):
+    """A unit's scratch folder whose lock was taken `age` seconds ago."""
+    folder = root / f"keras_takd_stage_{name}"
+    (folder / "mnist").mkdir(parents=True)
+    (folder / "mnist" / "model.keras").write_bytes(b"weights")
+    lock = folder / "scratch.lock"
+    lock.write_bytes(b"")
+    os.utime(lock, (time.time() - age, time.time() - age))
+    return folder
+
+
 def test_the_scratch_folders_of_killed_units_are_removed_and_no_other(tmp_path):
-    ended = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    dead = int(ended.stdout)
-    stale = tmp_path / f"keras_takd_stage_pid{dead}_x1y2"
-    (stale / "mnist").mkdir(parents=True)
-    (stale / "mnist" / "model.keras").write_bytes(b"weights")
-    alive = tmp_path / f"keras_takd_stage_pid{os.getpid()}_a_b"
-    alive.mkdir()
-    other = tmp_path / "keras_takd_chain_abc"  # not a unit's scratch folder: kept
+    killed = _scratch(tmp_path, "killed", age=600)
+    running = _scratch(tmp_path, "running", age=600)
+    starting = _scratch(tmp_path, "starting", age=1)  # its unit may be taking the lock
+    other = tmp_path / "keras_takd_stage_unlocked"  # no lock: not a unit's folder
     other.mkdir()
-    assert chain_units.remove_stale_scratch(tmp_path) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, other.name])
+    lock = running / "scratch.lock"
+    with locking.hold_lock(lock):  # another open file: a lock of its own
+        os.utime(lock, (time.time() - 600, time.time() - 600))  # held, and old
+        assert chain_units.remove_stale_scratch(tmp_path) == [killed]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in (running, starting, other)
+    )

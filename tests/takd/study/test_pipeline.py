@@ -146,6 +146,19 @@ class _KilledAfterFirstStage:
                 raise _Killed(unit.name)
 
 
+class _KilledAfter:
+    """A serial executor whose study dies once `count` units have been stored."""
+
+    def __init__(self, count):
+        self.count = count
+
+    def map(self, fn, units):
+        for done, unit in enumerate(units, 1):
+            yield unit, fn(unit)
+            if done == self.count:
+                raise _Killed(unit)
+
+
 def _rerun(out, data_dir, temperatures, executor, stages=2):
     """The tiny study again, in process, on `executor`; returns its log lines."""
     from keras_takd.core.distillation import TrainConfig
@@ -210,12 +223,30 @@ def test_a_study_with_a_new_temperature_trains_and_evaluates_only_its_chain(
     assert _tables(killed)[1] == _tables(out)[1]
 
 
+def test_a_chain_killed_mid_way_resumes_with_its_written_models_evaluations_counted(
+    shared_data_dir, tmp_path
+):
+    """No chain finished, but the record holds a model and its evaluation: the first line
+    counts them, and the chain's next stage is the only unit left to train."""
+    out = tmp_path / "mid_chain"
+    with pytest.raises(_Killed):  # stage 1, then its 3 evaluation units
+        _rerun(out, shared_data_dir, [10.0], _KilledAfter(4))
+    counting = _Counting()
+    lines = _rerun(out, shared_data_dir, [10.0], counting)
+    assert "1 chain to train, 0 trained; 4 of 8 units done, 0 running, 4 left" in _opening(lines)
+    assert [u.name for u in counting.units if hasattr(u, "name")] == [
+        "training mnist T=10 seed 3 stage 2"
+    ]
+    assert len(counting.units) == 1 + 3
+
+
 def test_a_longer_chain_starts_from_the_stages_of_a_shorter_ones_run(
     serial_study, shared_data_dir, tmp_path
 ):
-    """A stage's seed is (seed, T, stage), not the chain's length, so a study of 3-model
-    chains given the model folders of a 2-model chain's run (its warm start and stages, no
-    record) trains only the third stage, and records the first two under their new roles."""
+    """A study of 3-model chains given the model folders of a 2-model chain's run (its warm
+    start and stages, no record) trains only the third stage, and records the first two under
+    their new roles, at their paths in its own folder. (That the copied stages are the ones a
+    3-model chain trains: test_chains.py::test_same_seed_same_numbers.)"""
     serial = serial_study[0]
     out = tmp_path / "longer"
     for folder in ("mnist/init", "mnist/T5/stage1", "mnist/T5/stage2"):
@@ -228,9 +259,9 @@ def test_a_longer_chain_starts_from_the_stages_of_a_shorter_ones_run(
     assert list(results["role"]) == ["teacher", "assistant", "student"]
     shorter = pd.read_csv(serial / "results.csv").query("temperature == 5")
     assert list(results["test_accuracy"][:2]) == list(shorter["test_accuracy"])
-    for stage in (1, 2):
-        model = f"mnist/T5/stage{stage}/model.keras"
-        assert (out / model).read_bytes() == (serial / model).read_bytes()
+    assert list(results["keras_model"]) == [
+        str(out / f"mnist/T5/stage{stage}/model.keras") for stage in (1, 2, 3)
+    ]
 
 
 def test_ray_gives_the_serial_study(cluster, serial_study, shared_data_dir, tmp_path, cli):

@@ -361,7 +361,7 @@ def plot_vs_temperature(
     if logy:
         ax.set_yscale("log")
         if any("low" in curve and (curve["low"] <= 0).any() for _, curve in curves):
-            ax.text(0.02, 0.02, NONPOSITIVE_NOTE, transform=ax.transAxes, fontsize=7)
+            ax.set_xlabel(f"{ax.get_xlabel()}\n({NONPOSITIVE_NOTE})")  # below the data
     if ylim is not None:
         ax.set_ylim(*ylim)
     ax.set_ylabel(ylabel)
