@@ -13,6 +13,7 @@ body carries `@pytest.mark.slow`.
 """
 
 import contextlib
+import fcntl
 import os
 import pathlib
 import signal
@@ -83,6 +84,16 @@ def _mnist_from_tensorflow_datasets() -> pathlib.Path:
     folder = TEST_CACHE / "data"
     if (folder / "mnist.npz").is_file():
         return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "mnist.lock", "w") as lock:  # the test processes (pytest -n 2) take turns
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "mnist.npz").is_file():
+            _write_mnist_from_tensorflow_datasets(folder)
+    return folder
+
+
+def _write_mnist_from_tensorflow_datasets(folder: pathlib.Path) -> None:
+    """Writes `folder`/mnist.npz from tensorflow-datasets (see the caller)."""
     from keras_takd.core.data import load_dataset
 
     data = load_dataset("mnist", validation_size=0)
@@ -92,7 +103,6 @@ def _mnist_from_tensorflow_datasets() -> pathlib.Path:
         "x_test": data.x_test,
         "y_test": data.y_test,
     }
-    folder.mkdir(parents=True, exist_ok=True)
     partial = folder / f"mnist.{os.getpid()}.partial.npz"
     np.savez(
         partial,
@@ -102,7 +112,6 @@ def _mnist_from_tensorflow_datasets() -> pathlib.Path:
         },
     )
     partial.replace(folder / "mnist.npz")
-    return folder
 
 
 @pytest.fixture(scope="session")
