@@ -152,6 +152,8 @@ def test_the_primary_comparison_is_decided_only_with_every_seed_it_was_declared_
     """run.json beside the results records the primary comparison and the seeds it was
     declared for: before all of them are in, however small its p, it is an interim look."""
     results, images = _seed_tables([0, 1, 2], ["l2"])
+    started, _ = _seed_tables([3], ["l2"])  # a fourth seed whose chain has its teacher only
+    results = pd.concat([results, started[started["role"] == "teacher"]], ignore_index=True)
     results.to_csv(tmp_path / "results.csv", index=False)
     images.to_csv(tmp_path / "per_image.csv", index=False)
     declaration = {"primary_comparison": "student-teacher@40", "num_seeds": declared}

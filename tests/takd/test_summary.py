@@ -195,7 +195,9 @@ def test_seed_level_lines_put_the_declared_primary_first_and_need_two_seeds():
     assert "student - teacher (primary)" in table[1] and "+0.2000" in table[1]
     assert table[1].split()[-2:] == ["3", "30"]  # seeds, images
     assert len(table) == 4  # header and the three comparisons
-    interim = seed_level_lines(_three_seeds(), 0.95, "student-teacher@40", 10)[2].splitlines()
+    started = _three_seeds().query("seed == 0 and role == 'teacher'").assign(seed=3)
+    with_started = pd.concat([_three_seeds(), started])  # seed 3 has its teacher only
+    interim = seed_level_lines(with_started, 0.95, "student-teacher@40", 10)[2].splitlines()
     assert "student - teacher (primary, interim: 3 of 10 declared seeds)" in interim[1]
     one_seed = _three_seeds()
     assert seed_level_lines(one_seed[one_seed["seed"] == 0], 0.95) == []

@@ -237,10 +237,29 @@ def declaration(run_json: Mapping) -> tuple[str | None, int | None]:
     return str(declared["primary_comparison"]), None if seeds is None else int(seeds)
 
 
-def is_interim(seeds: int, declared_seeds: int | None) -> bool:
-    """Whether a declared comparison over `seeds` seeds is an interim look: fewer than the
-    `declared_seeds` it was declared for (never, when that is not known)."""
-    return declared_seeds is not None and seeds < declared_seeds
+def is_interim(
+    rows: pd.DataFrame, comparison: tuple[str, str, float], declared_seeds: int | None
+) -> bool:
+    """Whether a declared comparison is still an interim look: fewer seeds of `rows` hold both
+    its models than the `declared_seeds` it was declared for (never, when that is not known).
+
+    Args:
+        rows: model rows (results) or per-image rows: role, temperature, `seed` optional.
+        comparison: (later role, earlier role, T), as `parse_comparison` gives it.
+        declared_seeds: the seeds the comparison was declared for, or None.
+    """
+    return declared_seeds is not None and seeds_with(rows, comparison) < declared_seeds
+
+
+def seeds_with(rows: pd.DataFrame, comparison: tuple[str, str, float]) -> int:
+    """How many seeds of `rows` hold both models of `comparison` (later, earlier, T), however
+    many images they share: a seed whose chain has not reached the later model does not count.
+    """
+    later, earlier, temperature = comparison
+    at = with_seed(rows)
+    at = at[np.isclose(at["temperature"].astype(float), temperature)]
+    roles = at.groupby(SEED_COLUMN)["role"].agg(set)
+    return int(sum({later, earlier} <= found for found in roles))
 
 
 def has_seed_differences(per_image: pd.DataFrame) -> bool:

@@ -32,6 +32,7 @@ from keras_takd.takd.analysis.replicates import (
     is_interim,
     parse_comparison,
     seed_level_differences,
+    seeds_with,
 )
 from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import (
@@ -289,7 +290,6 @@ def seed_level_lines(
     if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
         return []
     table = seed_level_differences(per_image, ci_level)
-    seeds = int(per_image[SEED_COLUMN].nunique())
     declared = parse_comparison(primary) if primary else None
     rows = []
     for row in table.itertuples(index=False):
@@ -298,7 +298,8 @@ def seed_level_lines(
         label = ""
         if is_primary:
             label = " (primary)"
-            if is_interim(seeds, declared_seeds):
+            if is_interim(per_image, declared, declared_seeds):
+                seeds = seeds_with(per_image, declared)
                 label = f" (primary, interim: {seeds} of {declared_seeds} declared seeds)"
         rows.append(
             {

@@ -82,6 +82,7 @@ from keras_takd.takd.analysis.replicates import (
     seed_level_differences,
     seed_mean,
     seeds_needed,
+    seeds_with,
 )
 from keras_takd.takd.analysis.statistics import (
     holm,
@@ -471,7 +472,8 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     later, earlier = row.comparison.split(" - ")
     why_not = _row_unvalidated(ctx, row)
     verdict = gated(_seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha), why_not)
-    early = primary and is_interim(len(ctx.seeds), ctx.declared_seeds)
+    compared = (later, earlier, float(row.temperature))
+    early = primary and is_interim(ctx.sweep, compared, ctx.declared_seeds)
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
@@ -492,7 +494,7 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     if why_not:
         ours += f"; {why_not}"
     if early and verdict != NOT_VALIDATED:
-        verdict = interim(len(ctx.seeds), ctx.declared_seeds)
+        verdict = interim(seeds_with(ctx.sweep, compared), ctx.declared_seeds)
         ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
     family = "Holm over the T"
     if primary:
