@@ -235,3 +235,16 @@ def test_jsma_counts_its_images_as_images_and_its_pairs_apart():
     row = robustness_table(per_image, 0.95).iloc[0]
     assert row["attacked"] == "3 (27 pairs)" and row["excluded"] == 1
     assert row["n"] == 9  # fooled pairs
+
+
+def test_seed_level_lines_end_with_each_comparison_against_the_lowest_t():
+    at_40 = _three_seeds(effects=(0.1, 0.2, 0.3))
+    at_1 = _three_seeds(effects=(0.05, 0.05, 0.2)).assign(temperature=1.0)
+    lines = seed_level_lines(pd.concat([at_1, at_40]), 0.95)
+    assert lines[3] == "" and lines[4].startswith("against the control")
+    table = lines[5].splitlines()
+    assert len(table) == 4  # header and the three comparisons
+    student_teacher = next(line for line in table if line.strip().startswith("student - teacher"))
+    assert "40 - 1" in student_teacher and "+0.1000" in student_teacher  # mean of .05, .15, .1
+    assert student_teacher.split()[-1] == "3"  # seeds
+    assert seed_level_lines(at_40, 0.95)[3:] == []  # one T: no control

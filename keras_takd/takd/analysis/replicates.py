@@ -224,6 +224,53 @@ def seed_level_differences(
     return table
 
 
+CONTROL_KEYS = ["dataset", "stages", "attack", "comparison"]
+"""A comparison across temperatures: the same attack, comparison and chain length."""
+
+
+def against_control(table: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE) -> pd.DataFrame:
+    """Each comparison at each T above the lowest, minus the same comparison at the lowest T
+    (the control: at T = 1 distillation cannot smooth the softmax), paired by seed.
+
+    A seed's chains at every T start from the same warm-start weights (`layout.init_folder`)
+    and are attacked on the same images, so per seed the difference of its two seed means, e.g.
+    (student - teacher at T = 40) - (student - teacher at T = 1), says what the temperature
+    adds to the chain's effect; across seeds their mean with its t-interval and t-test
+    (`seed_mean`). No study declares this comparison before it runs: it is exploratory, and
+    its p is not adjusted.
+
+    Args:
+        table: `seed_level_differences`'s table (its `seed_means` column).
+        ci_level: the intervals' level.
+
+    Returns:
+        One row per (dataset, stages, attack, comparison, T above the lowest): control (the
+        lowest T), estimate, low, high, p_value, seeds (those with both T), reason (the
+        `Estimate`'s, e.g. `FEWER_THAN_TWO_SEEDS`) and seed_differences (seed -> its
+        difference); empty where no comparison has two T.
+    """
+    records = []
+    for key, family in table.groupby(CONTROL_KEYS, sort=False):
+        family = family.sort_values("temperature")
+        control = family.iloc[0]
+        for row in family.iloc[1:].itertuples(index=False):
+            seeds = sorted(set(row.seed_means) & set(control.seed_means))
+            if not seeds:
+                continue
+            by_seed = {s: row.seed_means[s] - control.seed_means[s] for s in seeds}
+            found = seed_mean(list(by_seed.values()), ci_level)
+            records.append(
+                dict(zip(CONTROL_KEYS, key, strict=True))
+                | {"temperature": row.temperature, "control": control.temperature}
+                | {"estimate": found.estimate, "low": found.low, "high": found.high}
+                | {"p_value": found.p_value, "seeds": found.n, "reason": found.reason}
+                | {"seed_differences": by_seed}
+            )
+    columns = [*CONTROL_KEYS, "temperature", "control", "estimate", "low", "high"]
+    columns += ["p_value", "seeds", "reason", "seed_differences"]
+    return pd.DataFrame(records, columns=columns)
+
+
 def declaration(run_json: Mapping) -> tuple[str | None, int | None]:
     """The primary comparison a run's run.json declares and the seeds it was declared for:
     `run_info.declared` (written once, before the study ran), else the recorded flags of runs

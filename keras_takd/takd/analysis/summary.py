@@ -14,8 +14,9 @@ With per-image rows of two or more seeds (independent chains, issue 25) it adds 
 comparisons (`analysis.replicates.seed_level_differences`): per attack, comparison and T the
 mean over seeds with its t-interval and two-level bootstrap interval, the between- and
 within-seed SDs, the t-test's p and its Holm-adjusted p; the primary comparison the run
-declared (`--primary_comparison`, run.json) first. Reads only; writes nothing; imports no
-plotting library.
+declared (`--primary_comparison`, run.json) first; then each comparison beyond the same at
+the lowest T, the control (`analysis.replicates.against_control`). Reads only; writes nothing;
+imports no plotting library.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pandas as pd
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
 from keras_takd.takd.analysis.replicates import (
+    against_control,
     declaration,
     is_interim,
     parse_comparison,
@@ -323,7 +325,41 @@ def seed_level_lines(
         "- earlier model on the images both fooled, then over seeds: t-interval, two-level "
         "bootstrap, t-test of the seed means, Holm over the T; primary declared before the run):"
     )
-    return ["", header, ordered.to_string(index=False)]
+    return ["", header, ordered.to_string(index=False), *control_lines(table, ci_level)]
+
+
+def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
+    """Each seed-level comparison beyond the same comparison at the lowest T (the control).
+
+    Args:
+        table: `seed_level_differences`'s table.
+        ci_level: the intervals' level.
+
+    Returns:
+        A blank line, a header and the table of `replicates.against_control`; nothing where no
+        comparison has two T.
+    """
+    found = against_control(table, ci_level)
+    if found.empty:
+        return []
+    rows = [
+        {
+            "comparison": row.comparison,
+            "T": f"{row.temperature:g} - {row.control:g}",
+            "attack": ATTACK_NAMES.get(row.attack, row.attack),
+            "mean [t CI]": f"{row.estimate:+.4f} "
+            + (f"[{row.low:+.4f}, {row.high:+.4f}]" if row.seeds > 1 else f"[{row.reason}]"),
+            "p": f"{row.p_value:.2g}",
+            "seeds": row.seeds,
+        }
+        for row in found.itertuples(index=False)
+    ]
+    header = (
+        f"against the control ({100 * ci_level:g}% intervals; per seed, the comparison at T - "
+        "the same comparison at the lowest T, both chains from the seed's initial weights, on "
+        "the same images; over seeds: t-interval and t-test, not declared, not adjusted):"
+    )
+    return ["", header, pd.DataFrame(rows).to_string(index=False)]
 
 
 def indicator_lines(results: pd.DataFrame) -> list[str]:

@@ -100,6 +100,29 @@ def test_seed_level_differences_per_t_with_holm_over_the_temperatures():
     )
 
 
+def test_against_control_pairs_each_seed_with_its_own_chain_at_the_lowest_t():
+    effects = {1.0: [0.04, 0.06, 0.05, 0.03], 40.0: [0.10, 0.07, 0.12, 0.02], 20.0: [0.05] * 3}
+    table = replicates.seed_level_differences(_chains(effects), n_resamples=200)
+    found = replicates.against_control(table).set_index(["comparison", "temperature"])
+    assert set(found.index.get_level_values("temperature")) == {20.0, 40.0}
+    assert (found["control"] == 1.0).all()
+    row = found.loc[("student - teacher", 40.0)]
+    at = table.set_index(["comparison", "temperature"])["seed_means"]
+    expected = [
+        at[("student - teacher", 40.0)][s] - at[("student - teacher", 1.0)][s] for s in range(4)
+    ]
+    assert list(row["seed_differences"].values()) == pytest.approx(expected)
+    assert np.mean(expected) == pytest.approx(0.0325, abs=0.01)  # 0.0775 - 0.045
+    scipy_t = stats.ttest_1samp(expected, 0.0)
+    interval = scipy_t.confidence_interval(0.95)
+    assert (row["low"], row["high"], row["p_value"]) == pytest.approx(
+        (interval.low, interval.high, scipy_t.pvalue)
+    )
+    assert found.loc[("student - teacher", 20.0), "seeds"] == 3  # seed 3 has no T = 20 chain
+    one_t = table[table["temperature"] == 40.0]
+    assert replicates.against_control(one_t).empty
+
+
 def test_seeds_needed_is_the_fewest_whose_t_interval_is_narrow_enough():
     # issue 25's target: between-seed SD 0.04, a +-0.03 interval: t(0.975, 9) 0.04 / sqrt(10)
     assert replicates.seeds_needed(0.04, 0.03) == 10
