@@ -17,6 +17,7 @@ from keras_takd.takd.analysis.summary import (
     indicator_lines,
     robustness_table,
     seed_level_lines,
+    step_lines,
 )
 from keras_takd.takd.chains import run_chain
 
@@ -248,3 +249,23 @@ def test_seed_level_lines_end_with_each_comparison_against_the_lowest_t():
     assert "40 - 1" in student_teacher and "+0.1000" in student_teacher  # mean of .05, .15, .1
     assert student_teacher.split()[-1] == "3"  # seeds
     assert seed_level_lines(at_40, 0.95)[3:] == []  # one T: no control
+
+
+def test_step_lines_show_a_long_chains_steps_and_slope_over_seeds():
+    rows = []
+    for seed, slope in enumerate((0.01, 0.02, 0.03)):
+        for stage in range(1, 5):
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "stages": 4}
+                | {"role": "teacher" if stage == 1 else f"step {stage}", "attack": "fmn_l2"}
+                | {"image": i, "correct": True, "success": True, "seed": seed}
+                | {"distance": 1.0 + i / 10 + slope * (stage - 1)}
+                for i in range(10)
+            ]
+    lines = step_lines(pd.DataFrame(rows), 0.95)
+    assert lines[0] == "" and lines[1].startswith("multi-step chains, seed level")
+    table = [line.strip() for line in lines[2].splitlines()]
+    assert len(table) == 1 + 3 + 1  # header, steps 2 to 4, the slope
+    assert "step 4 - teacher" in table[3] and "+0.0600" in table[3]
+    assert "slope per step" in table[4] and "+0.0200" in table[4]
+    assert step_lines(pd.DataFrame(rows).query("seed == 0"), 0.95) == []

@@ -15,7 +15,8 @@ comparisons (`analysis.replicates.seed_level_differences`): per attack, comparis
 mean over seeds with its t-interval and two-level bootstrap interval, the between- and
 within-seed SDs, the t-test's p and its Holm-adjusted p; the primary comparison the run
 declared (`--primary_comparison`, run.json) first; then each comparison beyond the same at
-the lowest T, the control (`analysis.replicates.against_control`). Reads only; writes nothing;
+the lowest T, the control (`analysis.replicates.against_control`), and for chains of more than
+three models the trend over steps (`analysis.replicates.step_trend`). Reads only; writes nothing;
 imports no plotting library.
 """
 
@@ -35,6 +36,7 @@ from keras_takd.takd.analysis.replicates import (
     parse_comparison,
     seed_level_differences,
     seeds_with,
+    step_trend,
 )
 from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import (
@@ -266,6 +268,7 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
     parts += seed_level_lines(per_image, ci_level, *declaration(run.run_json))
+    parts += step_lines(per_image, ci_level)
     parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
@@ -358,6 +361,44 @@ def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
         f"against the control ({100 * ci_level:g}% intervals; per seed, the comparison at T - "
         "the same comparison at the lowest T, both chains from the seed's initial weights, on "
         "the same images; over seeds: t-interval and t-test, not declared, not adjusted):"
+    )
+    return ["", header, pd.DataFrame(rows).to_string(index=False)]
+
+
+def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
+    """The multi-step chains' trend over steps at the seed level (`replicates.step_trend`).
+
+    Args:
+        per_image: the run's per-image table.
+        ci_level: the intervals' level.
+
+    Returns:
+        A blank line, a header and the table; nothing below two seeds or without a chain of
+        more than three models.
+    """
+    if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
+        return []
+    found = step_trend(per_image, ci_level)
+    if found.empty:
+        return []
+    rows = [
+        {
+            "chain": f"{row.stages} models",
+            "T": f"{row.temperature:g}",
+            "attack": ATTACK_NAMES.get(row.attack, row.attack),
+            "step": "slope per step" if row.step == "slope" else f"step {row.step} - teacher",
+            "mean [t CI]": f"{row.estimate:+.4f} [{row.low:+.4f}, {row.high:+.4f}]",
+            "p": f"{row.p_value:.2g}",
+            "seeds": row.seeds,
+            "images": row.images or "-",
+        }
+        for row in found.itertuples(index=False)
+    ]
+    header = (
+        f"multi-step chains, seed level ({100 * ci_level:g}% t-intervals over seeds; per seed "
+        "each step's mean paired difference from the teacher on the images both fooled, and "
+        "the least-squares slope of the steps' mean distances over the images every step "
+        "fooled; t-test of the seed values, not adjusted):"
     )
     return ["", header, pd.DataFrame(rows).to_string(index=False)]
 

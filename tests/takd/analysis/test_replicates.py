@@ -123,6 +123,46 @@ def test_against_control_pairs_each_seed_with_its_own_chain_at_the_lowest_t():
     assert replicates.against_control(one_t).empty
 
 
+def _long_chains(slopes, stages=7, n=20, rng_seed=0):
+    """Per-image rows of `stages`-model chains at T = 40, one per seed, each image's distance
+    rising by the seed's slope a step."""
+    rng = np.random.default_rng(rng_seed)
+    rows = []
+    for seed, slope in enumerate(slopes):
+        base = 1.5 + 0.3 * rng.standard_normal(n)
+        for stage in range(1, stages + 1):
+            distance = base + slope * (stage - 1) + 0.01 * rng.standard_normal(n)
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "stages": stages}
+                | {"role": "teacher" if stage == 1 else f"step {stage}", "attack": "fmn_l2"}
+                | {"image": i, "correct": True, "success": True, "distance": d, "seed": seed}
+                for i, d in enumerate(distance)
+            ]
+    return pd.DataFrame(rows)
+
+
+def test_step_trend_gives_each_step_against_the_teacher_and_the_slope_per_seed():
+    slopes = [0.01, 0.02, 0.0, 0.015]
+    rows = _long_chains(slopes)
+    found = replicates.step_trend(rows, n_resamples=200).set_index("step")
+    assert list(found.index) == ["2", "3", "4", "5", "6", "7", "slope"]
+    assert found.loc["7", "estimate"] == pytest.approx(6 * np.mean(slopes), abs=0.005)
+    assert found.loc["7", "seeds"] == 4 and found.loc["7", "images"] == 4 * 20
+    slope = found.loc["slope"]
+    assert list(slope["seed_values"].values()) == pytest.approx(slopes, abs=0.003)
+    per_seed = list(slope["seed_values"].values())
+    scipy_t = stats.ttest_1samp(per_seed, 0.0)
+    assert (slope["low"], slope["high"], slope["p_value"]) == pytest.approx(
+        (*scipy_t.confidence_interval(0.95), scipy_t.pvalue)
+    )
+    unfinished = rows[~((rows["seed"] == 3) & (rows["stage"] > 5))]
+    partial = replicates.step_trend(unfinished, n_resamples=200).set_index("step")
+    assert partial.loc["slope", "seeds"] == 3  # seed 3 stopped at step 5: no slope
+    assert partial.loc["5", "seeds"] == 4 and partial.loc["6", "seeds"] == 3
+    three_models = _chains({40.0: [0.1, 0.1]})
+    assert replicates.step_trend(three_models).empty
+
+
 def test_seeds_needed_is_the_fewest_whose_t_interval_is_narrow_enough():
     # issue 25's target: between-seed SD 0.04, a +-0.03 interval: t(0.975, 9) 0.04 / sqrt(10)
     assert replicates.seeds_needed(0.04, 0.03) == 10
