@@ -10,7 +10,8 @@ ones it skips (see `keras_takd.takd.analysis.figures.catalog.FIGURES`). With per
 (the per-image table beside a results CSV, read by default, or `--per_image`), the mean
 perturbations carry their `--ci_level` intervals and `paired_differences` is drawn as well;
 with several seeds (a `seed` column) each point is the mean over seeds with its t-interval over
-seeds, and `seed_level_differences` draws the seed-level paired differences.
+seeds, `seed_level_differences` draws the seed-level paired differences and, for chains of
+more than 3 models, `step_trend` each step against the teacher over seeds.
 """
 
 from __future__ import annotations

@@ -296,8 +296,8 @@ def step_trend(
     Returns:
         One row per (dataset, stages, temperature, attack, step) of the long chains, step 2
         to the last, then a row of step "slope": estimate, low, high (the t-interval over
-        seeds), p_value, seeds, images (0 for the slope) and seed_values (seed -> its value);
-        empty without a chain of more than three models.
+        seeds), p_value, seeds, images (0 for the slope), confidence (`ci_level`) and
+        seed_values (seed -> its value); empty without a chain of more than three models.
     """
     hit = fooled(with_seed(per_image))
     hit = hit[(hit[schema.CHAIN_LENGTH_COLUMN] > 3) & hit["attack"].isin(MEASURES)]
@@ -336,7 +336,8 @@ def step_trend(
                 | {"seed_values": slopes}
             )
     columns = [*keys, "step", "estimate", "low", "high", "p_value", "seeds", "images"]
-    return pd.DataFrame(records, columns=[*columns, "seed_values"])
+    table = pd.DataFrame(records, columns=[*columns, "seed_values"])
+    return table.assign(confidence=ci_level)[[*columns, "confidence", "seed_values"]]
 
 
 def _whole(by_step: pd.DataFrame, stages: int) -> bool:

@@ -204,3 +204,66 @@ def test_paired_differences_draw_each_seed_as_its_own_series():
         rows = table[table["comparison"] == comparison].sort_values("temperature")
         expected = [means[seed] for means in rows["seed_means"]]
         np.testing.assert_allclose(container.lines[0].get_ydata(), expected, rtol=1e-12)
+
+
+def long_chain_tables(seeds=(0, 1, 2), stages=5, slope=0.05):
+    """(results, per_image) of one `stages`-model chain per seed at T = 40: each step adds
+    `slope` (times 1 + seed / 10) to every image's distance."""
+    rng = np.random.default_rng(11)
+    base = rng.uniform(1.0, 2.0, IMAGES)
+    results, rows = [], []
+    for seed in seeds:
+        for stage in range(1, stages + 1):
+            role = "teacher" if stage == 1 else f"step-{stage}"
+            model = {"dataset": "mnist", "temperature": 40.0, "stage": stage, "seed": seed}
+            model |= {"role": role, "stages": stages}
+            distances = base + slope * (1 + seed / 10) * (stage - 1)
+            distances = distances + rng.normal(0, 0.01, IMAGES)
+            rows += [
+                model
+                | {"attack": ATTACK, "image": image, "correct": True, "success": True}
+                | {"distance": distance}
+                for image, distance in enumerate(distances)
+            ]
+            results.append(
+                model
+                | {"test_accuracy": 0.98, "metric_images": 1000, f"{ATTACK}_mean": distances.mean()}
+                | {f"{ATTACK}_success_rate": 1.0, f"{ATTACK}_attacked": IMAGES}
+            )
+    per_image = pd.DataFrame(rows).reindex(columns=[*schema.PER_IMAGE_COLUMNS, "seed"])
+    return pd.DataFrame(results), per_image
+
+
+def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped):
+    results, per_image = long_chain_tables()
+    fig = catalog.build_figures(results, per_image=per_image)[catalog.STEP_FIGURE]
+    (ax,) = fig.axes
+    table = replicates.step_trend(per_image)
+    steps = table[table["step"] != "slope"]
+    (means,) = [line for line in ax.get_lines() if line.get_label() == "mean over seeds"]
+    assert list(means.get_xdata()) == [2, 3, 4, 5]
+    np.testing.assert_allclose(means.get_ydata(), steps["estimate"])
+    (dots,) = [line for line in ax.get_lines() if line.get_label() == "each seed"]
+    expected = [values[s] for values in steps["seed_values"] for s in sorted(values)]
+    assert list(dots.get_ydata()) == expected
+    (bars,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    segments = bars.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 1] for s in segments], steps[["low", "high"]].to_numpy())
+    slope = table[table["step"] == "slope"].iloc[0]
+    assert slope["estimate"] == pytest.approx(0.055, abs=0.002)  # 0.05 x (1, 1.1, 1.2)
+    assert f"slope {slope['estimate']:+.4f} [{slope['low']:+.4f}, {slope['high']:+.4f}]" in (
+        ax.get_title()
+    )
+    assert "n = 3 seeds" in ax.get_title()
+    assert clipped(fig) == []
+
+
+def test_the_step_figure_needs_two_seeds_of_a_long_chain_and_says_so():
+    results, per_image = long_chain_tables(seeds=(0,))
+    assert catalog.STEP_FIGURE not in catalog.build_figures(results, per_image=per_image)
+    reason = catalog.skipped_figures(results, per_image)[catalog.STEP_FIGURE]
+    assert reason.startswith("the per-image data of the chains of more than 3 models hold 1 seed")
+    assert "no per-image data" in catalog.skipped_figures(results)[catalog.STEP_FIGURE]
+    three, three_images = seeded_tables()
+    assert catalog.STEP_FIGURE not in catalog.skipped_figures(three, three_images)
+    assert catalog.STEP_FIGURE not in catalog.build_figures(three, per_image=three_images)

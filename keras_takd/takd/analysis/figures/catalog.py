@@ -11,7 +11,8 @@ perturbations carry the intervals of `analysis.replicates.perturbation_intervals
 `analysis.statistics.paired_differences`. Results of several seeds (issue 25) draw each (T,
 stage) as the mean over its seeds with the t-interval over seeds of `replicates.seed_mean` in
 place of those intervals, each seed a dot; per-image data of 2 or more seeds add
-`seed_level_differences`, drawn from `analysis.replicates.seed_level_differences`. Nothing is
+`seed_level_differences`, drawn from `analysis.replicates.seed_level_differences`, and, for
+chains of more than 3 models, `step_trend` (`analysis.replicates.step_trend`). Nothing is
 computed here. A figure the data do not allow is skipped with its reason: the chain it needs,
 the columns that hold no values, or the seeds.
 
@@ -56,6 +57,7 @@ from keras_takd.takd.analysis.figures.panels import (
     plot_paired_differences,
     plot_perturbation,
     plot_seed_level_differences,
+    plot_step_trend,
     plot_success_rate,
     three_stage,
 )
@@ -66,6 +68,7 @@ from keras_takd.takd.analysis.replicates import (
     perturbation_intervals_by_seed,
     seed_level_differences,
     seed_mean,
+    step_trend,
 )
 from keras_takd.takd.analysis.statistics import (
     SEED_COLUMN,
@@ -464,6 +467,8 @@ PAIRED_FIGURE = "paired_differences"
 """The figure drawn from per-image data alone (`statistics.paired_differences`)."""
 SEED_LEVEL_FIGURE = "seed_level_differences"
 """The figure drawn from per-image data of 2 or more seeds (`replicates.seed_level_differences`)."""
+STEP_FIGURE = "step_trend"
+"""The figure of chains of more than 3 models over 2 or more seeds (`replicates.step_trend`)."""
 
 
 def _datasets(df: pd.DataFrame) -> list[str]:
@@ -526,6 +531,25 @@ def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
     return None
 
 
+def _step_skip_reason(results: pd.DataFrame, per_image: pd.DataFrame | None) -> str | None:
+    """Why `STEP_FIGURE` is not drawn, for results with a chain of more than 3 models (without
+    one, figs. 7 and 8 already say what is missing); None when it is drawn or not at issue."""
+    if not (chain_length(results) > 3).any():
+        return None
+    if per_image is None:
+        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+    long_chains = per_image[chain_length(per_image) > 3]
+    seeds = int(with_seed(long_chains)[SEED_COLUMN].nunique())
+    if seeds < 2:
+        return (
+            f"the per-image data of the chains of more than 3 models hold {seeds} seed: an "
+            "interval over seeds needs 2 or more independently trained chains"
+        )
+    if step_trend(per_image).empty:
+        return "no step of a long chain shares an image with its teacher that both fooled"
+    return None
+
+
 def skipped_figures(
     results_df: pd.DataFrame, per_image: pd.DataFrame | None = None
 ) -> dict[str, str]:
@@ -539,6 +563,7 @@ def skipped_figures(
     for name, reason in (
         (PAIRED_FIGURE, _paired_skip_reason(per_image)),
         (SEED_LEVEL_FIGURE, _seed_level_skip_reason(per_image)),
+        (STEP_FIGURE, _step_skip_reason(results_df, per_image)),
     ):
         skipped |= {name: reason} if reason else {}
     return skipped
@@ -595,6 +620,8 @@ def build_figures(
         figures[PAIRED_FIGURE] = fig
     if _seed_level_skip_reason(per_image) is None:
         figures |= _seed_level_figure(per_image, ci_level, caption)
+    if (chain_length(results_df) > 3).any() and _step_skip_reason(results_df, per_image) is None:
+        figures |= _step_figure(per_image, ci_level, caption)
     return figures
 
 
@@ -617,6 +644,35 @@ def _seed_level_figure(
     return {SEED_LEVEL_FIGURE: fig}
 
 
+def _step_figure(
+    per_image: pd.DataFrame, ci_level: float, caption: str | None
+) -> dict[str, Figure]:
+    """{`STEP_FIGURE`: one panel per long chain (dataset, chain length, T, attack) of
+    `replicates.step_trend`}, for per-image data `_step_skip_reason` allows."""
+    table = step_trend(per_image, ci_level)
+    chains = list(table.groupby(["dataset", "stages", "temperature", "attack"], sort=True))
+    title = (
+        "Seed-level trend over distillation steps (Mandal & Guo, section VI): each step - the "
+        "teacher, per seed on the images both classify correctly and the attack fools; above "
+        "0, the step is the more robust"
+    )
+    fig, axes = _grid(1, len(chains), title, width=6.0, height=4.2)
+    for ax, (_, rows) in zip(axes[0], chains, strict=True):
+        plot_step_trend(ax, rows)
+    fig.axes[0].legend(fontsize="x-small")
+    level = _level_text(ci_level)
+    images = count_text(table.loc[table["step"] != "slope", "images"], "image pairs")
+    note = (
+        "Dots: each seed's mean paired difference (one trained chain per seed). Bars: the mean "
+        f"over seeds with its {level} t-interval over seeds. Slope: per seed the least-squares "
+        "slope of the steps' mean distances (images every step fooled), then its mean and "
+        f"{level} t-interval over seeds. Dashed: no difference. {images} per point, over its "
+        "seeds."
+    )
+    _footnote(fig, [note, caption or ""])
+    return {STEP_FIGURE: fig}
+
+
 def draw_all(
     results_df: pd.DataFrame,
     output_dir: str | pathlib.Path,
@@ -627,8 +683,8 @@ def draw_all(
     """Writes every figure the data allow into `output_dir`, as PNG and PDF.
 
     Figures whose columns are absent or empty are skipped and logged (see `skipped_figures`);
-    so is `paired_differences` without per-image data, and `seed_level_differences` without
-    per-image data of 2 or more seeds.
+    so is `paired_differences` without per-image data, and `seed_level_differences` (and, for
+    chains of more than 3 models, `step_trend`) without per-image data of 2 or more seeds.
 
     Args:
         results_df: the results table (KEY_COLUMNS plus any of `schema.METRIC_COLUMNS`).
@@ -640,8 +696,8 @@ def draw_all(
         ci_level: the intervals' level.
 
     Returns:
-        The paths written, in `FIGURES` order then `paired_differences` and
-        `seed_level_differences`, PNG before PDF.
+        The paths written, in `FIGURES` order then `paired_differences`,
+        `seed_level_differences` and `step_trend`, PNG before PDF.
 
     Raises:
         ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a

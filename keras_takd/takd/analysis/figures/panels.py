@@ -682,3 +682,57 @@ def plot_seed_level_differences(
     ax.set_ylabel(f"mean paired difference in {PERTURBATION_UNITS.get(attack, 'distance')}")
     ax.set_title(f"{title}\n(n = {count_text(rows['seeds'], 'seeds')})")
     ax.grid(axis="y", alpha=0.3)
+
+
+def plot_step_trend(ax, table: pd.DataFrame) -> None:
+    """Draws one long chain of `replicates.step_trend` (one dataset, chain length, T and
+    attack) against the step: each seed's mean paired difference step - teacher as a dot, the
+    mean over seeds with its t-interval over seeds as a bar, a dashed line at 0; the slope
+    over steps with its t-interval, and the number of seeds, in the title.
+
+    Args:
+        ax: the matplotlib axes to draw on.
+        table: the rows of `replicates.step_trend` of one (dataset, stages, T, attack).
+    """
+    first = table.iloc[0]
+    title = (
+        f"{dataset_label(first['dataset'])}, {ATTACK_NAMES.get(first['attack'], first['attack'])}"
+        f": {first['stages']}-model chains, T = {first['temperature']:g}"
+    )
+    steps = table[table["step"] != "slope"]
+    if steps.empty:
+        _no_data(ax, title, "no image fooled under a step and the teacher")
+        return
+    x = steps["step"].astype(int).to_numpy(float)
+    y = steps["estimate"].to_numpy(float)
+    dots = steps.rename(columns={"seed_values": "seed_means"})
+    ax.plot(*_seed_dots(dots, x), "o", color="0.35", alpha=0.6, markersize=4, label="each seed")
+    ax.plot(x, y, "o-", color="tab:blue", markersize=6, label="mean over seeds")
+    level = f"{100 * first['confidence']:g}%"
+    spread = steps["low"].notna().to_numpy()
+    if spread.any():
+        bars = _yerr(y[spread], steps["low"][spread], steps["high"][spread])
+        ax.errorbar(
+            x[spread],
+            y[spread],
+            yerr=bars,
+            fmt="none",
+            color="tab:blue",
+            elinewidth=3,
+            label=f"{level} t-interval over seeds",
+        )
+    ax.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
+    ax.set_xticks(x, [f"{int(k)}" for k in x])
+    ax.set_xlim(x.min() - 0.7, x.max() + 0.5)
+    ax.margins(y=0.25)
+    ax.set_xlabel("distillation step (stage; 1 is the teacher)")
+    unit = PERTURBATION_UNITS.get(first["attack"], "distance")
+    ax.set_ylabel(f"mean paired difference step - teacher,\n{unit}")
+    seeds = f"n = {count_text(steps['seeds'], 'seeds')}"
+    slope = table[table["step"] == "slope"]
+    if not slope.empty:
+        row = slope.iloc[0]
+        bounds = f" [{row['low']:+.4f}, {row['high']:+.4f}]" if row["seeds"] > 1 else ""
+        seeds += f"; slope {row['estimate']:+.4f}{bounds} a step"
+    ax.set_title(f"{title}\n({seeds})")
+    ax.grid(axis="y", alpha=0.3)
