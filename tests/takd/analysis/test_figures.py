@@ -115,7 +115,7 @@ def test_draw_all_writes_every_figure_as_png_and_pdf(tmp_path, caplog):
     assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == expected
     assert all(p.stat().st_size > 1000 for p in paths)
     skipped = catalog.skipped_figures(df)
-    assert list(skipped) == ["paired_differences", "seed_level_differences"]
+    assert list(skipped) == ["paired_differences", "seed_level_differences", "step_trend"]
     assert all("no per-image data" in reason for reason in skipped.values())
     assert "skipping figure paired_differences: no per-image data" in caplog.text
 
@@ -127,9 +127,10 @@ def test_draw_all_with_per_image_data_adds_paired_differences(tmp_path, caplog):
         paths = catalog.draw_all(df, tmp_path, per_image=per_image, ci_level=0.9)
     assert _stems(paths) == _expected([*ALL_FIGURES, "paired_differences"])
     skipped = catalog.skipped_figures(df, per_image)
-    assert list(skipped) == ["seed_level_differences"]  # one seed
+    assert list(skipped) == ["seed_level_differences", "step_trend"]  # one seed
     assert skipped["seed_level_differences"].startswith("the per-image data hold 1 seed")
-    assert caplog.text.count("WARNING") == 1 and "skipping figure seed_level_" in caplog.text
+    assert skipped["step_trend"].startswith("the per-image data of the chains of more than 3")
+    assert caplog.text.count("WARNING") == 2 and "skipping figure seed_level_" in caplog.text
 
 
 def test_per_image_means_that_differ_from_the_results_are_reported(caplog):
