@@ -1,5 +1,5 @@
 """Fixtures of the chain study's tests: a tiny trained chain, fake attacks, `evaluate_run`,
-and a small results table with its per-image table."""
+a small results table with its per-image table, a run's record, and a study's first line."""
 
 import contextlib
 import functools
@@ -191,6 +191,17 @@ def forget_unit():
     """Deletes a unit from a run's record, as if it had never finished:
     `forget_unit(run_dir, stage, kind)`."""
     return _forget_unit
+
+
+def _study_opening(lines: list[str]) -> str:
+    """The study's first progress line, logged once the units its record holds are counted."""
+    return next(line for line in lines if line.startswith("study: "))
+
+
+@pytest.fixture(scope="session")
+def study_opening():
+    """The first progress line among a study's log lines: `study_opening(lines)`."""
+    return _study_opening
 
 
 @pytest.fixture(scope="module")

@@ -365,18 +365,18 @@ def declaration(run_json: Mapping) -> tuple[str | None, int | None]:
     return str(declared["primary_comparison"]), None if seeds is None else int(seeds)
 
 
-def is_interim(
-    rows: pd.DataFrame, comparison: tuple[str, str, float], declared_seeds: int | None
-) -> bool:
-    """Whether a declared comparison is still an interim look: fewer seeds of `rows` hold both
-    its models than the `declared_seeds` it was declared for (never, when that is not known).
+def is_interim(seeds: int, declared_seeds: int | None) -> bool:
+    """Whether a declared comparison is still an interim look: fewer `seeds` hold both its
+    models than the `declared_seeds` it was declared for (never, when that is not known).
 
     Args:
-        rows: model rows (results) or per-image rows: role, temperature, `seed` optional.
-        comparison: (later role, earlier role, T), as `parse_comparison` gives it.
+        seeds: how many seeds hold both models of the comparison (`seeds_with`).
         declared_seeds: the seeds the comparison was declared for, or None.
+
+    Returns:
+        True when `declared_seeds` is known and `seeds` is below it.
     """
-    return declared_seeds is not None and seeds_with(rows, comparison) < declared_seeds
+    return declared_seeds is not None and seeds < declared_seeds
 
 
 def seeds_with(rows: pd.DataFrame, comparison: tuple[str, str, float]) -> int:

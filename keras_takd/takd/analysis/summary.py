@@ -303,8 +303,8 @@ def seed_level_lines(
         label = ""
         if is_primary:
             label = " (primary)"
-            if is_interim(per_image, declared, declared_seeds):
-                seeds = seeds_with(per_image, declared)
+            seeds = seeds_with(per_image, declared)
+            if is_interim(seeds, declared_seeds):
                 label = f" (primary, interim: {seeds} of {declared_seeds} declared seeds)"
         rows.append(
             {

@@ -88,11 +88,14 @@ class ChainUnit:
         return layout.folder_seed(self.seed, self.seed_folders)
 
 
-def trained(out: pathlib.Path, label: str, temperature: float, seed: int, stages: int) -> bool:
-    """Whether the run's record holds every stage of the chain (dataset, T, seed)."""
+def trained(
+    models: Sequence[Mapping], label: str, temperature: float, seed: int, stages: int
+) -> bool:
+    """Whether the run's record, whose model rows are `models` (`record.models`), holds every
+    stage of the chain (dataset, T, seed)."""
     found = {
         int(row["stage"])
-        for row in record.models(out)
+        for row in models
         if row["dataset"] == label
         and math.isclose(float(row["temperature"]), temperature)
         and int(row["seed"]) == seed
@@ -303,6 +306,7 @@ def _moved_metadata(content: bytes, scratch: str, out: pathlib.Path) -> bytes:
 
 def chain_units(
     out: pathlib.Path,
+    models: Sequence[Mapping],
     label: str,
     temperatures: Sequence[float],
     seeds: Sequence[int],
@@ -314,6 +318,7 @@ def chain_units(
 
     Args:
         out: the run folder.
+        models: the model rows its record holds (`record.models(out)`, read once).
         label: the dataset's label.
         temperatures, seeds: every chain is one (temperature, seed).
         stages: models per chain.
@@ -324,7 +329,7 @@ def chain_units(
     seed_folders = len(seeds) > 1
     for seed in seeds:
         for temperature in temperatures:
-            if trained(out, label, temperature, seed, stages):
+            if trained(models, label, temperature, seed, stages):
                 done += 1
                 continue
             unit = ChainUnit(

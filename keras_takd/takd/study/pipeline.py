@@ -110,7 +110,8 @@ def run_study(
             deterministic=chains["deterministic"],
         )
         temperatures, seeds, stages = (chains[k] for k in ("temperatures", "seeds", "stages"))
-        todo, trained = chain_units(out, data.label, temperatures, seeds, stages, settings)
+        held = record.models(out)  # read once: trained chains, a killed chain's first stages
+        todo, trained = chain_units(out, held, data.label, temperatures, seeds, stages, settings)
         first, later = unit_kinds(evaluation_config)
         stages_left = sum(stages - unit.stage + 1 for unit in todo)
         study = StudyProgress(
@@ -121,9 +122,8 @@ def run_study(
             open_evaluation, out, data, evaluation_config, verbose=verbose, log=log
         )
         scheduler = _Scheduler(out, plan, study, log)
-        evaluate_first = bool(record.models(out))  # a chain killed mid-way holds some too
         table = scheduler.run(
-            executor or SerialExecutor(), todo, evaluate_first=evaluate_first, opening=opening
+            executor or SerialExecutor(), todo, evaluate_first=bool(held), opening=opening
         )
     log(study.line("tables written"))
     _report(out, figures_dir, caption, ci_level, log)

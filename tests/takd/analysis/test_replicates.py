@@ -163,6 +163,17 @@ def test_step_trend_gives_each_step_against_the_teacher_and_the_slope_per_seed()
     assert replicates.step_trend(three_models).empty
 
 
+def test_a_declared_comparison_is_interim_until_its_seeds_hold_both_models():
+    trained = {0: ("teacher", "student"), 1: ("teacher", "student"), 2: ("teacher",)}
+    rows = pd.DataFrame(  # seed 2's chain has not reached its student yet
+        [{"seed": s, "temperature": 40.0, "role": r} for s, roles in trained.items() for r in roles]
+    )
+    seeds = replicates.seeds_with(rows, ("student", "teacher", 40.0))
+    assert seeds == 2 and replicates.seeds_with(rows, ("student", "teacher", 1.0)) == 0
+    assert replicates.is_interim(seeds, 3) and not replicates.is_interim(seeds, 2)
+    assert not replicates.is_interim(seeds, None)  # declared for no number of seeds
+
+
 def test_seeds_needed_is_the_fewest_whose_t_interval_is_narrow_enough():
     # issue 25's target: between-seed SD 0.04, a +-0.03 interval: t(0.975, 9) 0.04 / sqrt(10)
     assert replicates.seeds_needed(0.04, 0.03) == 10

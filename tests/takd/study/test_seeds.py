@@ -48,7 +48,9 @@ class _Counting:
             yield unit, fn(unit)
 
 
-def test_a_study_of_two_seeds_trains_and_evaluates_every_model(cli, shared_data_dir, tmp_path):
+def test_a_study_of_two_seeds_trains_and_evaluates_every_model(
+    cli, shared_data_dir, tmp_path, study_opening
+):
     import pandas as pd
 
     from keras_takd.core.distillation import TrainConfig
@@ -87,6 +89,6 @@ def test_a_study_of_two_seeds_trains_and_evaluates_every_model(cli, shared_data_
     )
     lines = []
     run_study(out, data, chains, train, evaluation, counting, log=lines.append)
-    opening = next(line for line in lines if line.startswith("study: "))
+    opening = study_opening(lines)
     assert counting.units == [] and "0 chains to train, 2 trained; 16 of 16 units" in opening
     pd.testing.assert_frame_equal(pd.read_csv(out / "results.csv"), results)

@@ -473,7 +473,8 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     why_not = _row_unvalidated(ctx, row)
     verdict = gated(_seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha), why_not)
     compared = (later, earlier, float(row.temperature))
-    early = primary and is_interim(ctx.sweep, compared, ctx.declared_seeds)
+    seeds_with_both = seeds_with(ctx.sweep, compared)  # chains trained so far
+    early = primary and is_interim(seeds_with_both, ctx.declared_seeds)
     per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
     ours = (
         f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
@@ -494,7 +495,7 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
     if why_not:
         ours += f"; {why_not}"
     if early and verdict != NOT_VALIDATED:
-        verdict = interim(seeds_with(ctx.sweep, compared), ctx.declared_seeds)
+        verdict = interim(seeds_with_both, ctx.declared_seeds)
         ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
     family = "Holm over the T"
     if primary:
