@@ -254,3 +254,29 @@ def test_one_seed_claims_are_those_of_a_table_without_a_seed_column():
     )
     assert with_seed == without
     assert not any("seed" in c.claim or "seeds" in c.n for c in with_seed)
+
+
+def test_a_long_chain_is_judged_by_the_validation_of_its_t_on_the_three_model_chains():
+    """Issue 25 validates FMN per T: a 4-step chain at T = 40 without C&W of its own may be
+    decided by FMN where C&W beside it on the 3-model chains of T = 40 validated it."""
+    results = _results()
+    results = results[results["stages"] == 3].copy()
+    long_chain = _results().query("stages == 4 and temperature == 20.0").assign(temperature=40.0)
+    results = pd.concat([results, long_chain], ignore_index=True)
+
+    def rising(seed, t, stage, stages):
+        return 0.05 * (stage - 1) * (1 + seed / 10) if stages == 4 else 0.0
+
+    fmn = _per_image(results, rising, noise=0.0)
+    name = "multi-step: FMN L2 robustness rises with the step (Fig. 8), seed level"
+    alone = _claims(results, fmn)[name]
+    assert alone.verdict == NOT_VALIDATED
+    assert "no C&W L2 on these models at T = 40 to validate it" in alone.ours
+    three = fmn[(fmn["stages"] == 3) & (fmn["seed"] < 2)]
+    c_and_w = three.assign(attack="l2")
+    c_and_w["distance"] *= 1 + 0.01 * np.random.default_rng(1).uniform(-1, 1, len(c_and_w))
+    steps = _claims(results, pd.concat([fmn, c_and_w], ignore_index=True))[name]
+    assert steps.verdict == AGREES and "to validate it" not in steps.ours
+    off = c_and_w.assign(distance=c_and_w["distance"] * 1.1)  # FMN 9% below C&W: not validated
+    steps = _claims(results, pd.concat([fmn, off], ignore_index=True))[name]
+    assert steps.verdict == NOT_VALIDATED and "not within 1 +- 0.02" in steps.ours

@@ -189,16 +189,20 @@ class Context:
         `temperature`, or "" when it may: a reference attack always may, a cheaper measure
         (`replicates.REFERENCES`) only where `measure_validation` validated it (its ratio's
         interval within 1 +- `replicates.VALIDATION_TOLERANCE`, on at least
-        `replicates.VALIDATION_CHAINS` chains)."""
+        `replicates.VALIDATION_CHAINS` chains).
+
+        The validation is per T (issue 25): the models of chains of this length are checked
+        where the reference ran on them; without that, the check of the same T on chains of
+        another length stands for them (the one over most models), e.g. a 7-model chain's
+        steps at T = 40 by the 3-model chains' teacher, assistant and student at T = 40."""
         if measure not in REFERENCES:
             return ""
         name, reference = attack_name(measure), attack_name(REFERENCES[measure])
         checks = self.measure_validation
-        found = checks[
-            (checks[schema.CHAIN_LENGTH_COLUMN] == stages)
-            & (checks["temperature"] == temperature)
-            & (checks["measure"] == measure)
-        ]
+        at_t = checks[(checks["temperature"] == temperature) & (checks["measure"] == measure)]
+        found = at_t[at_t[schema.CHAIN_LENGTH_COLUMN] == stages]
+        if found.empty:
+            found = at_t.sort_values("models", ascending=False, kind="stable")
         if found.empty:
             return f"no {reference} on these models at T = {temperature:g} to validate it"
         check = found.iloc[0]
