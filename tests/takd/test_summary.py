@@ -269,3 +269,19 @@ def test_step_lines_show_a_long_chains_steps_and_slope_over_seeds():
     assert "step 4 - teacher" in table[3] and "+0.0600" in table[3]
     assert "slope per step" in table[4] and "+0.0200" in table[4]
     assert step_lines(pd.DataFrame(rows).query("seed == 0"), 0.95) == []
+
+
+def test_a_multi_step_run_of_several_seeds_has_step_lines_and_no_three_model_table():
+    rows = []
+    for seed in (0, 1):
+        for stage in range(1, 5):
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "stages": 4}
+                | {"role": "teacher" if stage == 1 else f"step-{stage}", "attack": "fmn_l2"}
+                | {"image": i, "correct": True, "success": True, "seed": seed}
+                | {"distance": 1.0 + i / 10 + 0.01 * (seed + 1) * (stage - 1)}
+                for i in range(10)
+            ]
+    per_image = pd.DataFrame(rows)
+    assert seed_level_lines(per_image, 0.95, "student-teacher@40", 2) == []
+    assert step_lines(per_image, 0.95)[1].startswith("multi-step chains, seed level")

@@ -290,11 +290,14 @@ def seed_level_lines(
             `per_image`, its row says it is an interim look. None: not known.
 
     Returns:
-        A blank line, a header and the table; nothing below two seeds.
+        A blank line, a header and the table; nothing below two seeds or without a model pair
+        of a chain of at most 3 models.
     """
     if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
         return []
     table = seed_level_differences(per_image, ci_level)
+    if table.empty:  # no 3-model chain (a multi-step run): `step_lines` has its rows
+        return []
     declared = parse_comparison(primary) if primary else None
     rows = []
     for row in table.itertuples(index=False):

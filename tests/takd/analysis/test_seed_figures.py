@@ -258,6 +258,20 @@ def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped)
     assert clipped(fig) == []
 
 
+def test_fig8_draws_a_long_chain_measured_by_fmn_alone():
+    results, per_image = long_chain_tables()
+    built = catalog.build_figures(results, per_image=per_image)
+    axes = built["fig8_multistep_robustness_mnist"].axes
+    assert [ax.get_title() for ax in axes] == [
+        "MNIST, FMN $L_2$: robustness per step",
+        "MNIST, FMN $L_2$: averaged over T",
+    ]
+    skipped = catalog.skipped_figures(results, per_image)
+    assert skipped[catalog.SEED_LEVEL_FIGURE] == (
+        "it compares the models of chains of at most 3 models; the per-image data have none"
+    )
+
+
 def test_the_step_figure_needs_two_seeds_of_a_long_chain_and_says_so():
     results, per_image = long_chain_tables(seeds=(0,))
     assert catalog.STEP_FIGURE not in catalog.build_figures(results, per_image=per_image)

@@ -314,8 +314,9 @@ def _fig_multistep_accuracy(df, datasets):
 
 def _fig_multistep_robustness(df, dataset):
     title = f"Fig. 8 ({dataset_label(dataset)}): robustness for multi-step distillation"
-    fig, axes = _grid(len(ATTACKS), 2, title, width=5.6, height=4.0)
-    for i, attack in enumerate(ATTACKS):
+    attacks = _robustness_attacks(multistep(df[df["dataset"] == dataset]))
+    fig, axes = _grid(len(attacks), 2, title, width=5.6, height=4.0)
+    for i, attack in enumerate(attacks):
         plot_multistep_robustness(axes[i, 0], df, dataset, attack)
         plot_multistep_average(axes[i, 1], df, dataset, attack)
     return fig
@@ -439,7 +440,7 @@ FIGURES = (
     FigureSpec(
         "fig8_multistep_robustness",
         multistep,
-        tuple(f"{a}_mean" for a in ATTACKS),
+        tuple(f"{a}_mean" for a in (*ATTACKS, *FMN_ATTACKS)),
         _fig_multistep_robustness,
         per_dataset=True,
         notes=_ATTACK_NOTES,
@@ -517,6 +518,8 @@ def _paired_skip_reason(per_image: pd.DataFrame | None) -> str | None:
 def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
     if per_image is None:
         return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+    if not (chain_length(per_image) <= 3).any():
+        return "it compares the models of chains of at most 3 models; the per-image data have none"
     seeds = int(with_seed(per_image)[SEED_COLUMN].nunique())
     if seeds < 2:
         return (

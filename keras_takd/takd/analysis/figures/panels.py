@@ -468,7 +468,7 @@ def plot_multistep_average(ax, df: pd.DataFrame, dataset: str, attack: str) -> N
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, rotation=30, ha="right")
     ax.set_xlabel("model in the chain")
-    ax.set_ylabel(f"mean {PERTURBATION_UNITS[attack]}, averaged over T")
+    ax.set_ylabel(f"mean {PERTURBATION_UNITS[attack]}\n(averaged over T)")
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
 
