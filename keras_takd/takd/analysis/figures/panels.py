@@ -624,6 +624,26 @@ def count_text(counts: pd.Series, noun: str) -> str:
     return f"{low}–{high} {noun}"
 
 
+def _over_seeds(ax, x, y, rows, low, high, level: str, marker: str) -> np.ndarray:
+    """Draws each seed's value of `rows` (`seed_means`) as a faint dot left of its point, the
+    means over seeds `y` at `x` (`marker`: "o", or "o-" joined) and their t-intervals over
+    seeds [low, high] as thick bars; returns where an interval was drawn (2 or more seeds)."""
+    ax.plot(*_seed_dots(rows, x), "o", color="0.35", alpha=0.6, markersize=4, label="each seed")
+    ax.plot(x, y, marker, color="tab:blue", markersize=6, label="mean over seeds")
+    spread = low.notna().to_numpy()
+    if spread.any():
+        ax.errorbar(
+            x[spread],
+            y[spread],
+            yerr=_yerr(y[spread], low[spread], high[spread]),
+            fmt="none",
+            color="tab:blue",
+            elinewidth=4,
+            label=f"{level} t-interval over seeds",
+        )
+    return spread
+
+
 def plot_seed_level_differences(
     ax, table: pd.DataFrame, dataset: str, attack: str, comparison: str
 ) -> None:
@@ -649,20 +669,8 @@ def plot_seed_level_differences(
     level = f"{100 * rows['confidence'].iloc[0]:g}%"
     x = np.arange(len(rows), dtype=float)
     y = rows["estimate"].to_numpy(float)
-    ax.plot(*_seed_dots(rows, x), "o", color="0.35", alpha=0.6, markersize=4, label="each seed")
-    ax.plot(x, y, "o", color="tab:blue", markersize=6, label="mean over seeds")
-    spread = rows["t_low"].notna().to_numpy()  # 2 or more seeds: both intervals
-    if spread.any():
-        thick = _yerr(y[spread], rows["t_low"][spread], rows["t_high"][spread])
-        ax.errorbar(
-            x[spread],
-            y[spread],
-            yerr=thick,
-            fmt="none",
-            color="tab:blue",
-            elinewidth=4,
-            label=f"{level} t-interval over seeds",
-        )
+    spread = _over_seeds(ax, x, y, rows, rows["t_low"], rows["t_high"], level, "o")
+    if spread.any():  # 2 or more seeds: both intervals
         thin = _yerr(y[spread], rows["bootstrap_low"][spread], rows["bootstrap_high"][spread])
         ax.errorbar(
             x[spread] + _SEED_LEVEL_OFFSET,
@@ -706,21 +714,8 @@ def plot_step_trend(ax, table: pd.DataFrame) -> None:
     x = steps["step"].astype(int).to_numpy(float)
     y = steps["estimate"].to_numpy(float)
     dots = steps.rename(columns={"seed_values": "seed_means"})
-    ax.plot(*_seed_dots(dots, x), "o", color="0.35", alpha=0.6, markersize=4, label="each seed")
-    ax.plot(x, y, "o-", color="tab:blue", markersize=6, label="mean over seeds")
     level = f"{100 * first['confidence']:g}%"
-    spread = steps["low"].notna().to_numpy()
-    if spread.any():
-        bars = _yerr(y[spread], steps["low"][spread], steps["high"][spread])
-        ax.errorbar(
-            x[spread],
-            y[spread],
-            yerr=bars,
-            fmt="none",
-            color="tab:blue",
-            elinewidth=3,
-            label=f"{level} t-interval over seeds",
-        )
+    _over_seeds(ax, x, y, dots, steps["low"], steps["high"], level, "o-")
     ax.axhline(0.0, color="black", linestyle="--", linewidth=0.8)
     ax.set_xticks(x, [f"{int(k)}" for k in x])
     ax.set_xlim(x.min() - 0.7, x.max() + 0.5)
