@@ -362,8 +362,8 @@ def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
     ]
     header = (
         f"against the control ({100 * ci_level:g}% intervals; per seed, the comparison at T - "
-        "the same comparison at the lowest T, both chains from the seed's initial weights, on "
-        "the same images; over seeds: t-interval and t-test, not declared, not adjusted):"
+        "the same comparison at the lowest T, on the same images (a seed's chains share its "
+        "warm start); over seeds: t-interval and t-test, not declared, not adjusted):"
     )
     return ["", header, pd.DataFrame(rows).to_string(index=False)]
 
