@@ -285,3 +285,7 @@ def test_a_multi_step_run_of_several_seeds_has_step_lines_and_no_three_model_tab
     per_image = pd.DataFrame(rows)
     assert seed_level_lines(per_image, 0.95, "student-teacher@40", 2) == []
     assert step_lines(per_image, 0.95)[1].startswith("multi-step chains, seed level")
+    unfinished = per_image[(per_image["seed"] == 0) | (per_image["stage"] <= 2)]
+    table = [line.strip() for line in step_lines(unfinished, 0.95)[2].splitlines()]
+    assert "[no interval: fewer than 2 seeds]" in table[2]  # step 3: seed 0 alone
+    assert "nan" not in "".join(table[2:])

@@ -271,73 +271,78 @@ def against_control(table: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE) -
     return pd.DataFrame(records, columns=columns)
 
 
-def step_trend(
-    per_image: pd.DataFrame,
-    ci_level: float = DEFAULT_CONFIDENCE,
-    seed: int = 0,
-    n_resamples: int = DEFAULT_RESAMPLES,
-) -> pd.DataFrame:
+_TREND_KEYS = ["dataset", schema.CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+"""One long chain of `step_trend`."""
+
+
+def step_trend(per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE) -> pd.DataFrame:
     """Mandal & Guo's multi-step claim (section VI) at the seed level, for chains of more than
     three models: per seed, each step's paired mean difference from the teacher, and the slope
     of robustness over the steps.
 
-    Per seed and step k > 1, the per-image differences step k - teacher on the images both
-    fooled (as `seed_level_differences`); per seed the slope is the least-squares slope
-    (`scipy.stats.linregress`) of the steps' mean distances over the images every step of
-    that seed fooled, in distance per step. Across seeds: `seed_level` for each step and
-    `seed_mean` (t-interval, t-test) for the slopes. Not adjusted for the number of steps.
+    Per seed and step k > 1, the mean of the per-image differences step k - teacher on the
+    images both fooled (as `seed_level_differences`); per seed the slope is the least-squares
+    slope (`scipy.stats.linregress`) of the steps' mean distances over the images every step
+    of that seed fooled, in distance per step, for seeds whose chain holds every step. Across
+    seeds, `seed_mean` of each (t-interval over seeds, t-test). A step's row rests on the
+    seeds that reached it, the slope on those whose chain is whole (`seeds` says how many).
+    Not adjusted for the number of steps.
 
     Args:
         per_image: the per-image table (`seed` optional).
         ci_level: the intervals' level.
-        seed: the bootstraps' seed.
-        n_resamples: bootstrap resamples.
 
     Returns:
         One row per (dataset, stages, temperature, attack, step) of the long chains, step 2
         to the last, then a row of step "slope": estimate, low, high (the t-interval over
-        seeds), p_value, seeds, images (0 for the slope), confidence (`ci_level`) and
+        seeds, NaN with `reason` below 2 seeds or without spread), p_value, seeds, images
+        (image pairs over the seeds; 0 for the slope), reason, confidence (`ci_level`) and
         seed_values (seed -> its value); empty without a chain of more than three models.
     """
     hit = fooled(with_seed(per_image))
     hit = hit[(hit[schema.CHAIN_LENGTH_COLUMN] > 3) & hit["attack"].isin(MEASURES)]
-    keys = ["dataset", schema.CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+    hit = hit.astype({schema.CHAIN_LENGTH_COLUMN: int, "stage": int})
     records = []
-    for key, group in hit.groupby(keys, sort=True):
+    for key, group in hit.groupby(_TREND_KEYS, sort=True):
         by_step = {
             s: rows.pivot_table(index="image", columns="stage", values="distance")
             for s, rows in group.groupby(SEED_COLUMN, sort=True)
         }
         for step in sorted(group["stage"].unique())[1:]:
             differences = {
-                s: (table[step] - table[1]).dropna().to_numpy(float)
+                s: (table[step] - table[1]).dropna()
                 for s, table in by_step.items()
                 if {1, step} <= set(table.columns)
             }
-            differences = {s: d for s, d in differences.items() if len(d)}
-            if differences:
-                level = seed_level(list(differences.values()), ci_level, seed, n_resamples)
-                records.append(
-                    dict(zip(keys, key, strict=True))
-                    | {"step": str(step), "estimate": level.estimate}
-                    | {"low": level.t_low, "high": level.t_high, "p_value": level.p_value}
-                    | {"seeds": level.seeds, "images": level.images}
-                    | {"seed_values": {s: float(d.mean()) for s, d in differences.items()}}
-                )
+            means = {s: float(d.mean()) for s, d in differences.items() if len(d)}
+            if means:
+                images = sum(len(d) for d in differences.values())
+                records.append(_trend_row(key, str(step), means, images, ci_level))
         slopes = {
             s: _slope(table.dropna()) for s, table in by_step.items() if _whole(table, key[1])
         }
         if slopes:
-            found = seed_mean(list(slopes.values()), ci_level)
-            records.append(
-                dict(zip(keys, key, strict=True))
-                | {"step": "slope", "estimate": found.estimate, "low": found.low}
-                | {"high": found.high, "p_value": found.p_value, "seeds": found.n, "images": 0}
-                | {"seed_values": slopes}
-            )
-    columns = [*keys, "step", "estimate", "low", "high", "p_value", "seeds", "images"]
+            records.append(_trend_row(key, "slope", slopes, 0, ci_level))
+    columns = [*_TREND_KEYS, "step", "estimate", "low", "high", "p_value", "seeds", "images"]
+    columns.append("reason")
     table = pd.DataFrame(records, columns=[*columns, "seed_values"])
     return table.assign(confidence=ci_level)[[*columns, "confidence", "seed_values"]]
+
+
+def _trend_row(key: tuple, step: str, by_seed: dict, images: int, ci_level: float) -> dict:
+    """A row of `step_trend`: `seed_mean` of one value per seed."""
+    found = seed_mean(list(by_seed.values()), ci_level)
+    return dict(zip(_TREND_KEYS, key, strict=True)) | {
+        "step": step,
+        "estimate": found.estimate,
+        "low": found.low,
+        "high": found.high,
+        "p_value": found.p_value,
+        "seeds": found.n,
+        "images": images,
+        "reason": found.reason,
+        "seed_values": by_seed,
+    }
 
 
 def _whole(by_step: pd.DataFrame, stages: int) -> bool:

@@ -353,19 +353,25 @@ def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
             "comparison": row.comparison,
             "T": f"{row.temperature:g} - {row.control:g}",
             "attack": ATTACK_NAMES.get(row.attack, row.attack),
-            "mean [t CI]": f"{row.estimate:+.4f} "
-            + (f"[{row.low:+.4f}, {row.high:+.4f}]" if row.seeds > 1 else f"[{row.reason}]"),
-            "p": f"{row.p_value:.2g}",
+            "mean [t CI]": _over_seeds_text(row),
+            "p": "-" if math.isnan(row.p_value) else f"{row.p_value:.2g}",
             "seeds": row.seeds,
         }
         for row in found.itertuples(index=False)
     ]
     header = (
         f"against the control ({100 * ci_level:g}% intervals; per seed, the comparison at T - "
-        "the same comparison at the lowest T, on the same images (a seed's chains share its "
-        "warm start); over seeds: t-interval and t-test, not declared, not adjusted):"
+        "the same comparison at the lowest T, on the same test images (a seed's chains share "
+        "its warm start); over seeds: t-interval and t-test, not declared, not adjusted):"
     )
     return ["", header, pd.DataFrame(rows).to_string(index=False)]
+
+
+def _over_seeds_text(row) -> str:
+    """ "+0.0413 [+0.0189, +0.0638]", or "+0.0100 [no interval: fewer than 2 seeds]"."""
+    if math.isnan(row.low):
+        return f"{row.estimate:+.4f} [no interval: {row.reason}]"
+    return f"{row.estimate:+.4f} [{row.low:+.4f}, {row.high:+.4f}]"
 
 
 def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
@@ -390,8 +396,8 @@ def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
             "T": f"{row.temperature:g}",
             "attack": ATTACK_NAMES.get(row.attack, row.attack),
             "step": "slope per step" if row.step == "slope" else f"step {row.step} - teacher",
-            "mean [t CI]": f"{row.estimate:+.4f} [{row.low:+.4f}, {row.high:+.4f}]",
-            "p": f"{row.p_value:.2g}",
+            "mean [t CI]": _over_seeds_text(row),
+            "p": "-" if math.isnan(row.p_value) else f"{row.p_value:.2g}",
             "seeds": row.seeds,
             "images": row.images or "-",
         }

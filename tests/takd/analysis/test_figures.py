@@ -129,7 +129,7 @@ def test_draw_all_with_per_image_data_adds_paired_differences(tmp_path, caplog):
     skipped = catalog.skipped_figures(df, per_image)
     assert list(skipped) == ["seed_level_differences", "step_trend"]  # one seed
     assert skipped["seed_level_differences"].startswith("the per-image data hold 1 seed")
-    assert skipped["step_trend"].startswith("the per-image data of the chains of more than 3")
+    assert skipped["step_trend"].startswith("the per-image data of each chain of more than 3")
     assert caplog.text.count("WARNING") == 2 and "skipping figure seed_level_" in caplog.text
 
 

@@ -144,7 +144,7 @@ def _long_chains(slopes, stages=7, n=20, rng_seed=0):
 def test_step_trend_gives_each_step_against_the_teacher_and_the_slope_per_seed():
     slopes = [0.01, 0.02, 0.0, 0.015]
     rows = _long_chains(slopes)
-    found = replicates.step_trend(rows, n_resamples=200).set_index("step")
+    found = replicates.step_trend(rows).set_index("step")
     assert list(found.index) == ["2", "3", "4", "5", "6", "7", "slope"]
     assert found.loc["7", "estimate"] == pytest.approx(6 * np.mean(slopes), abs=0.005)
     assert found.loc["7", "seeds"] == 4 and found.loc["7", "images"] == 4 * 20
@@ -156,11 +156,28 @@ def test_step_trend_gives_each_step_against_the_teacher_and_the_slope_per_seed()
         (*scipy_t.confidence_interval(0.95), scipy_t.pvalue)
     )
     unfinished = rows[~((rows["seed"] == 3) & (rows["stage"] > 5))]
-    partial = replicates.step_trend(unfinished, n_resamples=200).set_index("step")
+    partial = replicates.step_trend(unfinished).set_index("step")
     assert partial.loc["slope", "seeds"] == 3  # seed 3 stopped at step 5: no slope
     assert partial.loc["5", "seeds"] == 4 and partial.loc["6", "seeds"] == 3
     three_models = _chains({40.0: [0.1, 0.1]})
     assert replicates.step_trend(three_models).empty
+
+
+def test_a_step_is_the_t_interval_of_the_seed_means_and_float_columns_are_read():
+    rows = _long_chains([0.01, 0.03, 0.02], stages=4)
+    found = replicates.step_trend(rows).set_index("step")
+    step = found.loc["4"]
+    means = list(step["seed_values"].values())
+    scipy_t = stats.ttest_1samp(means, 0.0)
+    assert (step["low"], step["high"], step["p_value"]) == pytest.approx(
+        (*scipy_t.confidence_interval(0.95), scipy_t.pvalue)
+    )
+    as_read = rows.astype({"stage": float, "stages": float})  # a CSV with an empty cell
+    again = replicates.step_trend(as_read).set_index("step")
+    assert list(again.index) == ["2", "3", "4", "slope"]
+    assert again["estimate"].to_numpy() == pytest.approx(found["estimate"].to_numpy())
+    one = replicates.step_trend(rows[rows["seed"] == 0]).set_index("step")
+    assert one["low"].isna().all() and set(one["reason"]) == {replicates.FEWER_THAN_TWO_SEEDS}
 
 
 def test_a_declared_comparison_is_interim_until_its_seeds_hold_both_models():

@@ -277,6 +277,17 @@ def test_a_long_chain_is_judged_by_the_validation_of_its_t_on_the_three_model_ch
     c_and_w["distance"] *= 1 + 0.01 * np.random.default_rng(1).uniform(-1, 1, len(c_and_w))
     steps = _claims(results, pd.concat([fmn, c_and_w], ignore_index=True))[name]
     assert steps.verdict == AGREES and "to validate it" not in steps.ours
+    # C&W on one 4-step chain too: alike, it is too few chains to decide alone and the
+    # 3-model chains' validation still stands; 10% apart, it vetoes the measure there.
+    one_long = fmn[(fmn["stages"] == 4) & (fmn["seed"] == 0)].assign(attack="l2")
+    one_long["distance"] *= 1 + 0.01 * np.random.default_rng(2).uniform(-1, 1, len(one_long))
+    measure = "L2 (smallest of C&W L2, FMN L2)"
+    long_name = f"multi-step: {measure} robustness rises with the step (Fig. 8), seed level"
+    spot = _claims(results, pd.concat([fmn, c_and_w, one_long], ignore_index=True))[long_name]
+    assert spot.verdict == AGREES
+    apart = one_long.assign(distance=one_long["distance"] * 1.1)
+    vetoed = _claims(results, pd.concat([fmn, c_and_w, apart], ignore_index=True))[long_name]
+    assert vetoed.verdict == NOT_VALIDATED and "not within 1 +- 0.02" in vetoed.ours
     off = c_and_w.assign(distance=c_and_w["distance"] * 1.1)  # FMN 9% below C&W: not validated
     steps = _claims(results, pd.concat([fmn, off], ignore_index=True))[name]
     assert steps.verdict == NOT_VALIDATED and "not within 1 +- 0.02" in steps.ours

@@ -258,6 +258,18 @@ def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped)
     assert clipped(fig) == []
 
 
+def test_the_step_figure_has_a_column_per_temperature():
+    results, per_image = long_chain_tables()
+    at_20 = long_chain_tables()
+    results = pd.concat([results, at_20[0].assign(temperature=20.0)], ignore_index=True)
+    per_image = pd.concat([per_image, at_20[1].assign(temperature=20.0)], ignore_index=True)
+    fig = catalog.build_figures(results, per_image=per_image)[catalog.STEP_FIGURE]
+    assert [ax.get_title().splitlines()[0] for ax in fig.axes] == [
+        "MNIST, FMN $L_2$: 5-model chains, T = 20",
+        "MNIST, FMN $L_2$: 5-model chains, T = 40",
+    ]
+
+
 def test_fig8_draws_a_long_chain_measured_by_fmn_alone():
     results, per_image = long_chain_tables()
     built = catalog.build_figures(results, per_image=per_image)
@@ -276,8 +288,14 @@ def test_the_step_figure_needs_two_seeds_of_a_long_chain_and_says_so():
     results, per_image = long_chain_tables(seeds=(0,))
     assert catalog.STEP_FIGURE not in catalog.build_figures(results, per_image=per_image)
     reason = catalog.skipped_figures(results, per_image)[catalog.STEP_FIGURE]
-    assert reason.startswith("the per-image data of the chains of more than 3 models hold 1 seed")
+    assert reason.startswith("the per-image data of each chain of more than 3 models hold 1 seed")
     assert "no per-image data" in catalog.skipped_figures(results)[catalog.STEP_FIGURE]
+    results, per_image = long_chain_tables()
+    only_teachers = per_image.assign(success=per_image["stage"] == 1)
+    assert catalog.STEP_FIGURE not in catalog.build_figures(results, per_image=only_teachers)
+    assert catalog.skipped_figures(results, only_teachers)[catalog.STEP_FIGURE] == (
+        "no step of a chain of more than 3 models shares a fooled image with its teacher"
+    )
     three, three_images = seeded_tables()
     assert catalog.STEP_FIGURE not in catalog.skipped_figures(three, three_images)
     assert catalog.STEP_FIGURE not in catalog.build_figures(three, per_image=three_images)

@@ -191,21 +191,20 @@ class Context:
         interval within 1 +- `replicates.VALIDATION_TOLERANCE`, on at least
         `replicates.VALIDATION_CHAINS` chains).
 
-        The validation is per T (issue 25): the models of chains of this length are checked
-        where the reference ran on them; without that, the check of the same T on chains of
-        another length stands for them (the one over most models), e.g. a 7-model chain's
-        steps at T = 40 by the 3-model chains' teacher, assistant and student at T = 40."""
+        The validation is per T (issue 25). The check on chains of this length decides where
+        it is validated or its interval leaves 1 +- the tolerance (a measured disagreement on
+        these very models); where it is absent or rests on too few chains, a validated check
+        of the same T on chains of another length (the one over most models) stands for
+        them, e.g. a 7-model chain's steps at T = 40 by the 3-model chains' teacher,
+        assistant and student at T = 40 (the claims' validation rows name its models)."""
         if measure not in REFERENCES:
             return ""
         name, reference = attack_name(measure), attack_name(REFERENCES[measure])
         checks = self.measure_validation
         at_t = checks[(checks["temperature"] == temperature) & (checks["measure"] == measure)]
-        found = at_t[at_t[schema.CHAIN_LENGTH_COLUMN] == stages]
-        if found.empty:
-            found = at_t.sort_values("models", ascending=False, kind="stable")
-        if found.empty:
+        check = _deciding_check(at_t, stages)
+        if check is None:
             return f"no {reference} on these models at T = {temperature:g} to validate it"
-        check = found.iloc[0]
         if check["validated"]:
             return ""
         ratio, problems = check["ratio"], []
@@ -236,6 +235,26 @@ class Context:
         long = table[schema.CHAIN_LENGTH_COLUMN] > 3
         table = table[long] if multistep else table[~long]
         return table if not table.empty else None
+
+
+def _deciding_check(at_t: pd.DataFrame, stages: int) -> pd.Series | None:
+    """Of one T's `measure_validation` rows, the one that decides for chains of `stages`
+    models (`Context.unvalidated`): their own where validated or its interval out of
+    tolerance, else a validated one of another length (over most models), else their own,
+    else another's."""
+    own = at_t[at_t[schema.CHAIN_LENGTH_COLUMN] == stages]
+    others = at_t[at_t[schema.CHAIN_LENGTH_COLUMN] != stages]
+    others = others.sort_values(["validated", "models"], ascending=False, kind="stable")
+    if not own.empty:
+        check = own.iloc[0]
+        measured = not math.isnan(check["ratio"].low)  # an interval, not "no spread"
+        if check["validated"] or (measured and not within_tolerance(check["ratio"])):
+            return check
+    if not others.empty and others.iloc[0]["validated"]:
+        return others.iloc[0]
+    if not own.empty:
+        return own.iloc[0]
+    return None if others.empty else others.iloc[0]
 
 
 def seeds_of(rows: pd.DataFrame) -> list:

@@ -72,6 +72,7 @@ from keras_takd.takd.analysis.replicates import (
 )
 from keras_takd.takd.analysis.statistics import (
     SEED_COLUMN,
+    fooled,
     has_pairs,
     paired_differences,
     with_seed,
@@ -541,15 +542,21 @@ def _step_skip_reason(results: pd.DataFrame, per_image: pd.DataFrame | None) -> 
         return None
     if per_image is None:
         return "no per-image data (per_image.csv beside results.csv, or --per_image)"
-    long_chains = per_image[chain_length(per_image) > 3]
-    seeds = int(with_seed(long_chains)[SEED_COLUMN].nunique())
+    long_chains = fooled(per_image)
+    long_chains = long_chains[long_chains[CHAIN_LENGTH_COLUMN] > 3]
+    if long_chains.empty:
+        return "the per-image data hold no image a chain of more than 3 models was fooled on"
+    keys = ["dataset", CHAIN_LENGTH_COLUMN, "temperature", "attack"]
+    long_chains = with_seed(long_chains)
+    seeds = int(long_chains.groupby(keys)[SEED_COLUMN].nunique().max())
     if seeds < 2:
         return (
-            f"the per-image data of the chains of more than 3 models hold {seeds} seed: an "
+            f"the per-image data of each chain of more than 3 models hold {seeds} seed: an "
             "interval over seeds needs 2 or more independently trained chains"
         )
-    if step_trend(per_image).empty:
-        return "no step of a long chain shares an image with its teacher that both fooled"
+    stages = long_chains.groupby([*keys, SEED_COLUMN, "image"])["stage"]
+    if not ((stages.min() == 1) & (stages.max() > 1)).any():
+        return "no step of a chain of more than 3 models shares a fooled image with its teacher"
     return None
 
 
@@ -650,19 +657,28 @@ def _seed_level_figure(
 def _step_figure(
     per_image: pd.DataFrame, ci_level: float, caption: str | None
 ) -> dict[str, Figure]:
-    """{`STEP_FIGURE`: one panel per long chain (dataset, chain length, T, attack) of
-    `replicates.step_trend`}, for per-image data `_step_skip_reason` allows."""
+    """{`STEP_FIGURE`: a row per attack, a column per (dataset, chain length, T) of the long
+    chains of `replicates.step_trend`}, for per-image data `_step_skip_reason` allows."""
     table = step_trend(per_image, ci_level)
-    chains = list(table.groupby(["dataset", "stages", "temperature", "attack"], sort=True))
+    attacks = [a for a in MEASURES if a in set(table["attack"])]
+    chains = list(table.groupby(["dataset", "stages", "temperature"], sort=True).groups)
     title = (
         "Seed-level trend over distillation steps (Mandal & Guo, section VI): each step - the "
         "teacher, per seed on the images both classify correctly and the attack fools; above "
         "0, the step is the more robust"
     )
-    fig, axes = _grid(1, len(chains), title, width=6.0, height=4.2)
-    for ax, (_, rows) in zip(axes[0], chains, strict=True):
-        plot_step_trend(ax, rows)
-    fig.axes[0].legend(fontsize="x-small")
+    fig, axes = _grid(len(attacks), len(chains), title, width=6.0, height=4.2)
+    for i, attack in enumerate(attacks):
+        for j, (dataset, stages, temperature) in enumerate(chains):
+            rows = table[
+                (table["dataset"] == dataset)
+                & (table["stages"] == stages)
+                & (table["temperature"] == temperature)
+                & (table["attack"] == attack)
+            ]
+            plot_step_trend(axes[i, j], rows, (dataset, stages, temperature, attack))
+    entries = [len(ax.get_legend_handles_labels()[1]) for ax in fig.axes]
+    fig.axes[int(np.argmax(entries))].legend(fontsize="x-small")
     level = _level_text(ci_level)
     images = count_text(table.loc[table["step"] != "slope", "images"], "image pairs")
     note = (

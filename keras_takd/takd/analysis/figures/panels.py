@@ -692,25 +692,27 @@ def plot_seed_level_differences(
     ax.grid(axis="y", alpha=0.3)
 
 
-def plot_step_trend(ax, table: pd.DataFrame) -> None:
-    """Draws one long chain of `replicates.step_trend` (one dataset, chain length, T and
-    attack) against the step: each seed's mean paired difference step - teacher as a dot, the
-    mean over seeds with its t-interval over seeds as a bar, a dashed line at 0; the slope
-    over steps with its t-interval, and the number of seeds, in the title.
+def plot_step_trend(ax, table: pd.DataFrame, chain: tuple) -> None:
+    """Draws one long chain of `replicates.step_trend` against the step: each seed's mean
+    paired difference step - teacher as a dot, the mean over seeds with its t-interval over
+    seeds as a bar, a dashed line at 0; the slope over steps with its t-interval, and the
+    number of seeds, in the title.
 
     Args:
         ax: the matplotlib axes to draw on.
-        table: the rows of `replicates.step_trend` of one (dataset, stages, T, attack).
+        table: the rows of `replicates.step_trend` of the chain (none: says so).
+        chain: its (dataset, stages, T, attack).
     """
-    first = table.iloc[0]
+    dataset, stages, temperature, attack = chain
     title = (
-        f"{dataset_label(first['dataset'])}, {ATTACK_NAMES.get(first['attack'], first['attack'])}"
-        f": {first['stages']}-model chains, T = {first['temperature']:g}"
+        f"{dataset_label(dataset)}, {ATTACK_NAMES.get(attack, attack)}: "
+        f"{stages}-model chains, T = {temperature:g}"
     )
     steps = table[table["step"] != "slope"]
     if steps.empty:
         _no_data(ax, title, "no image fooled under a step and the teacher")
         return
+    first = steps.iloc[0]
     x = steps["step"].astype(int).to_numpy(float)
     y = steps["estimate"].to_numpy(float)
     dots = steps.rename(columns={"seed_values": "seed_means"})
@@ -721,7 +723,7 @@ def plot_step_trend(ax, table: pd.DataFrame) -> None:
     ax.set_xlim(x.min() - 0.7, x.max() + 0.5)
     ax.margins(y=0.25)
     ax.set_xlabel("distillation step (stage; 1 is the teacher)")
-    unit = PERTURBATION_UNITS.get(first["attack"], "distance")
+    unit = PERTURBATION_UNITS.get(attack, "distance")
     ax.set_ylabel(f"mean paired difference step - teacher,\n{unit}")
     seeds = f"n = {count_text(steps['seeds'], 'seeds')}"
     slope = table[table["step"] == "slope"]
