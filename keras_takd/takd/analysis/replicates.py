@@ -612,7 +612,9 @@ def seed_mean(values: Sequence[float], ci_level: float = DEFAULT_CONFIDENCE) -> 
     if len(means) == 0 or not np.isfinite(means).all():
         raise ValueError(f"expected one finite value per seed, got {means.tolist()}")
     estimate = float(means.mean())
-    reason = FEWER_THAN_TWO_SEEDS if len(means) < 2 else NO_SPREAD if np.ptp(means) == 0 else ""
+    # Values equal but for float rounding (differences of equal means) have no spread either.
+    flat = np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max()))
+    reason = FEWER_THAN_TWO_SEEDS if len(means) < 2 else NO_SPREAD if flat else ""
     if reason:
         return Estimate(estimate, math.nan, math.nan, len(means), ci_level, reason=reason)
     low, high = _t_interval(means, ci_level)

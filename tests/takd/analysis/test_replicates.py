@@ -214,3 +214,10 @@ def test_perturbation_intervals_keep_each_seed_apart():
     assert (table["low"] < table["estimate"]).all() and (table["estimate"] < table["high"]).all()
     one = replicates.perturbation_intervals_by_seed(pd.DataFrame(rows[:20]).drop(columns="seed"))
     assert list(one["seed"]) == [0] and one["estimate"].iloc[0] == pytest.approx(1.095)
+
+
+def test_seed_values_equal_but_for_rounding_have_no_spread():
+    rounded = [0.3 - 0.1, 0.2, 0.1 + 0.1]  # 0.19999999999999998, 0.2, 0.2
+    found = replicates.seed_mean(rounded)
+    assert found.reason == replicates.NO_SPREAD and math.isnan(found.p_value)
+    assert replicates.seed_mean([0.2, 0.2 + 1e-6]).reason == ""

@@ -291,3 +291,19 @@ def test_a_long_chain_is_judged_by_the_validation_of_its_t_on_the_three_model_ch
     off = c_and_w.assign(distance=c_and_w["distance"] * 1.1)  # FMN 9% below C&W: not validated
     steps = _claims(results, pd.concat([fmn, off], ignore_index=True))[name]
     assert steps.verdict == NOT_VALIDATED and "not within 1 +- 0.02" in steps.ours
+
+
+def test_a_long_chain_still_training_is_left_out_of_the_multistep_claim():
+    """Seed 2's 4-step chains stop at step 3: its step 3 is not compared as the last step."""
+    results = _results()
+
+    def rising(seed, t, stage, stages):
+        return 0.05 * (stage - 1) if stages == 4 else 0.0
+
+    fmn = _per_image(results, rising, noise=0.01)
+    unfinished = fmn[~((fmn["seed"] == 2) & (fmn["stages"] == 4) & (fmn["stage"] == 4))]
+    name = "multi-step: FMN L2 robustness rises with the step (Fig. 8), seed level"
+    claim = _claims(results[~((results["seed"] == 2) & (results["stage"] == 4))], unfinished)
+    steps = claim[name]
+    assert steps.n.startswith("2 seeds")
+    assert steps.ours.count("per seed: 0 +0.1") == 2 and ", 2 " not in steps.ours  # T = 5, 20

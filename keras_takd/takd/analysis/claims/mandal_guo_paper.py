@@ -22,7 +22,7 @@ from keras_takd.takd.analysis.claims.common import (
 from keras_takd.takd.analysis.statistics import (
     curve_rho,
 )
-from keras_takd.takd.analysis.tables import ROLES
+from keras_takd.takd.analysis.tables import ROLES, chain_length
 
 BASELINE = {"mnist": 0.9938, "cifar10": 0.7772}
 ACCURACY_VARIATION = {"mnist": 0.0015, "cifar10": 0.012}
@@ -119,11 +119,12 @@ def t_trend_pairs(images: pd.DataFrame) -> dict:
 
 
 def last_step_pairs(images: pd.DataFrame) -> dict:
-    """{T: ((T, last step), (T, teacher))} of each T of the long chains."""
+    """{T: ((T, last step), (T, teacher))} of each T of the long chains: the last step is the
+    chain's length (`tables.chain_length`), not the last stage the rows hold, so a chain
+    still training has no pair (its step 5 is not compared as if it were step 7)."""
     pairs = {}
     for t, rows in images.groupby("temperature"):
-        first, last = int(rows["stage"].min()), int(rows["stage"].max())
-        pairs[t] = ((t, last), (t, first))
+        pairs[t] = ((t, int(chain_length(rows).max())), (t, 1))
     return pairs
 
 
