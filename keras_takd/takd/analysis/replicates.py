@@ -258,12 +258,10 @@ def against_control(table: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE) -
             if not seeds:
                 continue
             by_seed = {s: row.seed_means[s] - control.seed_means[s] for s in seeds}
-            found = seed_mean(list(by_seed.values()), ci_level)
             records.append(
                 dict(zip(CONTROL_KEYS, key, strict=True))
                 | {"temperature": row.temperature, "control": control.temperature}
-                | {"estimate": found.estimate, "low": found.low, "high": found.high}
-                | {"p_value": found.p_value, "seeds": found.n, "reason": found.reason}
+                | _over_seeds(by_seed, ci_level)
                 | {"seed_differences": by_seed}
             )
     columns = [*CONTROL_KEYS, "temperature", "control", "estimate", "low", "high"]
@@ -331,17 +329,25 @@ def step_trend(per_image: pd.DataFrame, ci_level: float = DEFAULT_CONFIDENCE) ->
 
 def _trend_row(key: tuple, step: str, by_seed: dict, images: int, ci_level: float) -> dict:
     """A row of `step_trend`: `seed_mean` of one value per seed."""
+    return (
+        dict(zip(_TREND_KEYS, key, strict=True))
+        | {"step": step}
+        | _over_seeds(by_seed, ci_level)
+        | {"images": images, "seed_values": by_seed}
+    )
+
+
+def _over_seeds(by_seed: dict, ci_level: float) -> dict:
+    """`seed_mean` of {seed: value} as a table row's estimate, low, high, p_value, seeds and
+    reason columns."""
     found = seed_mean(list(by_seed.values()), ci_level)
-    return dict(zip(_TREND_KEYS, key, strict=True)) | {
-        "step": step,
+    return {
         "estimate": found.estimate,
         "low": found.low,
         "high": found.high,
         "p_value": found.p_value,
         "seeds": found.n,
-        "images": images,
         "reason": found.reason,
-        "seed_values": by_seed,
     }
 
 

@@ -293,7 +293,7 @@ def seed_level_lines(
         A blank line, a header and the table; nothing below two seeds or without a model pair
         of a chain of at most 3 models.
     """
-    if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
+    if not _several_seeds(per_image):
         return []
     table = seed_level_differences(per_image, ci_level)
     if table.empty:  # no 3-model chain (a multi-step run): `step_lines` has its rows
@@ -354,7 +354,7 @@ def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
             "T": f"{row.temperature:g} - {row.control:g}",
             "attack": ATTACK_NAMES.get(row.attack, row.attack),
             "mean [t CI]": _over_seeds_text(row),
-            "p": "-" if math.isnan(row.p_value) else f"{row.p_value:.2g}",
+            "p": _p_text(row.p_value),
             "seeds": row.seeds,
         }
         for row in found.itertuples(index=False)
@@ -365,6 +365,16 @@ def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
         "its warm start); over seeds: t-interval and t-test, not declared, not adjusted):"
     )
     return ["", header, pd.DataFrame(rows).to_string(index=False)]
+
+
+def _several_seeds(per_image: pd.DataFrame) -> bool:
+    """Whether the per-image rows hold two or more seeds: a seed-level table needs them."""
+    return SEED_COLUMN in per_image and per_image[SEED_COLUMN].nunique() >= 2
+
+
+def _p_text(p_value: float) -> str:
+    """ "0.0024", or "-" where no test could be made."""
+    return "-" if math.isnan(p_value) else f"{p_value:.2g}"
 
 
 def _over_seeds_text(row) -> str:
@@ -385,7 +395,7 @@ def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
         A blank line, a header and the table; nothing below two seeds or without a chain of
         more than three models.
     """
-    if SEED_COLUMN not in per_image or per_image[SEED_COLUMN].nunique() < 2:
+    if not _several_seeds(per_image):
         return []
     found = step_trend(per_image, ci_level)
     if found.empty:
@@ -397,7 +407,7 @@ def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
             "attack": ATTACK_NAMES.get(row.attack, row.attack),
             "step": "slope per step" if row.step == "slope" else f"step {row.step} - teacher",
             "mean [t CI]": _over_seeds_text(row),
-            "p": "-" if math.isnan(row.p_value) else f"{row.p_value:.2g}",
+            "p": _p_text(row.p_value),
             "seeds": row.seeds,
             "images": row.images or "-",
         }
