@@ -505,9 +505,12 @@ def _plan(df: pd.DataFrame) -> tuple[list[tuple[FigureSpec, str, object]], dict[
     return planned, skipped
 
 
-def _paired_skip_reason(per_image: pd.DataFrame | None) -> str | None:
-    if per_image is None:
-        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+_NO_PER_IMAGE = "no per-image data (per_image.csv beside results.csv, or --per_image)"
+"""Why no figure of per-image data is drawn without them."""
+
+
+def _paired_skip_reason(per_image: pd.DataFrame) -> str | None:
+    """Why `PAIRED_FIGURE` is not drawn from `per_image`; None when it is drawn."""
     if not has_pairs(per_image):
         return (
             "the per-image data hold no image that neighbouring models of a three-model chain "
@@ -516,9 +519,9 @@ def _paired_skip_reason(per_image: pd.DataFrame | None) -> str | None:
     return None
 
 
-def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
-    if per_image is None:
-        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+def _seed_level_skip_reason(per_image: pd.DataFrame) -> str | None:
+    """Why `SEED_LEVEL_FIGURE` is not drawn from `per_image` (it needs chains of at most 3
+    models and 2 or more seeds); None when it is drawn."""
     if not (chain_length(per_image) <= 3).any():
         return "it compares the models of chains of at most 3 models; the per-image data have none"
     seeds = int(with_seed(per_image)[SEED_COLUMN].nunique())
@@ -535,13 +538,9 @@ def _seed_level_skip_reason(per_image: pd.DataFrame | None) -> str | None:
     return None
 
 
-def _step_skip_reason(results: pd.DataFrame, per_image: pd.DataFrame | None) -> str | None:
-    """Why `STEP_FIGURE` is not drawn, for results with a chain of more than 3 models (without
-    one, figs. 7 and 8 already say what is missing); None when it is drawn or not at issue."""
-    if not (chain_length(results) > 3).any():
-        return None
-    if per_image is None:
-        return "no per-image data (per_image.csv beside results.csv, or --per_image)"
+def _step_skip_reason(per_image: pd.DataFrame) -> str | None:
+    """Why `STEP_FIGURE` is not drawn from `per_image`, for results with a chain of more than 3
+    models; None when it is drawn."""
     long_chains = fooled(per_image)
     long_chains = long_chains[long_chains[CHAIN_LENGTH_COLUMN] > 3]
     if long_chains.empty:
@@ -560,6 +559,24 @@ def _step_skip_reason(results: pd.DataFrame, per_image: pd.DataFrame | None) -> 
     return None
 
 
+def _image_plan(
+    results: pd.DataFrame, per_image: pd.DataFrame | None
+) -> tuple[list[str], dict[str, str]]:
+    """The figures of per-image data the data allow, in the order they are written, and why
+    others are not (as `_plan` for those of the results table). A figure in neither is not at
+    issue: `STEP_FIGURE` when the results hold no chain of more than 3 models (figs. 7 and 8
+    already say what is missing)."""
+    checks = {PAIRED_FIGURE: _paired_skip_reason, SEED_LEVEL_FIGURE: _seed_level_skip_reason}
+    if (chain_length(results) > 3).any():
+        checks[STEP_FIGURE] = _step_skip_reason
+    reasons = {
+        name: _NO_PER_IMAGE if per_image is None else check(per_image)
+        for name, check in checks.items()
+    }
+    drawn = [name for name, reason in reasons.items() if reason is None]
+    return drawn, {name: reason for name, reason in reasons.items() if reason is not None}
+
+
 def skipped_figures(
     results_df: pd.DataFrame, per_image: pd.DataFrame | None = None
 ) -> dict[str, str]:
@@ -569,14 +586,7 @@ def skipped_figures(
         ValueError: if `results_df` lacks a key column or has no rows.
     """
     check_results(results_df)
-    skipped = _plan(results_df)[1]
-    for name, reason in (
-        (PAIRED_FIGURE, _paired_skip_reason(per_image)),
-        (SEED_LEVEL_FIGURE, _seed_level_skip_reason(per_image)),
-        (STEP_FIGURE, _step_skip_reason(results_df, per_image)),
-    ):
-        skipped |= {name: reason} if reason else {}
-    return skipped
+    return _plan(results_df)[1] | _image_plan(results_df, per_image)[1]
 
 
 def _level_text(ci_level: float) -> str:
@@ -595,6 +605,16 @@ def build_figures(
         ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a
             column of `tables.PER_IMAGE_REQUIRED`, or `ci_level` is not in (0, 1).
     """
+    return _build(results_df, caption, per_image, ci_level)[0]
+
+
+def _build(
+    results_df: pd.DataFrame,
+    caption: str | None,
+    per_image: pd.DataFrame | None,
+    ci_level: float,
+) -> tuple[dict[str, Figure], dict[str, str]]:
+    """(`build_figures`'s figures, `skipped_figures`'s reasons), each figure planned once."""
     check_results(results_df)
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), e.g. 0.95, got {ci_level!r}")
@@ -602,43 +622,57 @@ def build_figures(
     if per_image is not None:
         df = _with_intervals(df, perturbation_intervals_by_seed(per_image, ci_level))
     df = _with_seed_intervals(df, ci_level)
+    planned, skipped = _plan(df)
+    figures = _table_figures(df, planned, caption, per_image is not None, ci_level)
+    drawn, image_skipped = _image_plan(results_df, per_image)
+    figures |= {name: _IMAGE_FIGURES[name](per_image, ci_level, caption) for name in drawn}
+    return figures, skipped | image_skipped
+
+
+def _table_figures(
+    df: pd.DataFrame,
+    planned: list[tuple[FigureSpec, str, object]],
+    caption: str | None,
+    with_images: bool,
+    ci_level: float,
+) -> dict[str, Figure]:
+    """The figures `_plan` planned, with their notes, by file stem; `with_images`: whether
+    per-image data gave the means their intervals."""
     level = _level_text(ci_level)
     ci_note = (
         f"Error bars on the means: {level} BCa bootstrap intervals over the images fooled."
-        if per_image is not None
+        if with_images
         else "Means drawn without intervals (no per-image data)."
     )
     if _seed_count(df) >= 2:
         ci_note = ""  # the bars span the seeds: `_seeds_note`
     figures = {}
-    for spec, stem, argument in _plan(df)[0]:
+    for spec, stem, argument in planned:
         fig = spec.layout(df, argument)
         notes = [note if isinstance(note, str) else note(df, level) for note in spec.notes]
         notes.append(ci_note if spec.intervals else "")
-        if spec.name == "fig8_multistep_robustness" and per_image is not None:
+        if spec.name == "fig8_multistep_robustness" and with_images:
             notes.append("The averages over T (right) carry no interval; see those per T (left).")
         notes.append(caption or "")
         _footnote(fig, notes)
         figures[stem] = fig
-    if _paired_skip_reason(per_image) is None:
-        fig = _fig_paired_differences(paired_differences(per_image, ci_level))
-        note = (
-            f"Error bars: {level} BCa bootstrap intervals of the mean paired difference; "
-            "n = image pairs per point."
-        )
-        _footnote(fig, [note, _DODGE_NOTE, caption or ""])
-        figures[PAIRED_FIGURE] = fig
-    if _seed_level_skip_reason(per_image) is None:
-        figures |= _seed_level_figure(per_image, ci_level, caption)
-    if (chain_length(results_df) > 3).any() and _step_skip_reason(results_df, per_image) is None:
-        figures |= _step_figure(per_image, ci_level, caption)
     return figures
 
 
-def _seed_level_figure(
-    per_image: pd.DataFrame, ci_level: float, caption: str | None
-) -> dict[str, Figure]:
-    """{`SEED_LEVEL_FIGURE`: the figure} of `seed_level_differences`, for per-image data
+def _paired_figure(per_image: pd.DataFrame, ci_level: float, caption: str | None) -> Figure:
+    """The `PAIRED_FIGURE` of `statistics.paired_differences`, for per-image data
+    `_paired_skip_reason` allows."""
+    fig = _fig_paired_differences(paired_differences(per_image, ci_level))
+    note = (
+        f"Error bars: {_level_text(ci_level)} BCa bootstrap intervals of the mean paired "
+        "difference; n = image pairs per point."
+    )
+    _footnote(fig, [note, _DODGE_NOTE, caption or ""])
+    return fig
+
+
+def _seed_level_figure(per_image: pd.DataFrame, ci_level: float, caption: str | None) -> Figure:
+    """The `SEED_LEVEL_FIGURE` of `seed_level_differences`, for per-image data
     `_seed_level_skip_reason` allows."""
     table = seed_level_differences(per_image, ci_level)
     fig = _fig_seed_level_differences(table)
@@ -651,17 +685,17 @@ def _seed_level_figure(
         f"of 1 seed has neither. Dashed: no difference. {images} per point, over its seeds."
     )
     _footnote(fig, [note, caption or ""])
-    return {SEED_LEVEL_FIGURE: fig}
+    return fig
 
 
-def _step_figure(
-    per_image: pd.DataFrame, ci_level: float, caption: str | None
-) -> dict[str, Figure]:
-    """{`STEP_FIGURE`: a row per attack, a column per (dataset, chain length, T) of the long
-    chains of `replicates.step_trend`}, for per-image data `_step_skip_reason` allows."""
+def _step_figure(per_image: pd.DataFrame, ci_level: float, caption: str | None) -> Figure:
+    """The `STEP_FIGURE`: a row per attack, a column per (dataset, chain length, T) of the long
+    chains of `replicates.step_trend`, for per-image data `_step_skip_reason` allows."""
     table = step_trend(per_image, ci_level)
     attacks = [a for a in MEASURES if a in set(table["attack"])]
-    chains = list(table.groupby(["dataset", "stages", "temperature"], sort=True).groups)
+    keys = ["attack", "dataset", "stages", "temperature"]
+    panels = {key: rows for key, rows in table.groupby(keys)}
+    chains = sorted({key[1:] for key in panels})
     title = (
         "Seed-level trend over distillation steps (Mandal & Guo, section VI): each step - the "
         "teacher, per seed on the images both classify correctly and the attack fools; above "
@@ -669,14 +703,9 @@ def _step_figure(
     )
     fig, axes = _grid(len(attacks), len(chains), title, width=6.0, height=4.2)
     for i, attack in enumerate(attacks):
-        for j, (dataset, stages, temperature) in enumerate(chains):
-            rows = table[
-                (table["dataset"] == dataset)
-                & (table["stages"] == stages)
-                & (table["temperature"] == temperature)
-                & (table["attack"] == attack)
-            ]
-            plot_step_trend(axes[i, j], rows, (dataset, stages, temperature, attack))
+        for j, chain in enumerate(chains):
+            rows = panels.get((attack, *chain), table.iloc[:0])
+            plot_step_trend(axes[i, j], rows, (*chain, attack))
     entries = [len(ax.get_legend_handles_labels()[1]) for ax in fig.axes]
     fig.axes[int(np.argmax(entries))].legend(fontsize="x-small")
     level = _level_text(ci_level)
@@ -689,7 +718,16 @@ def _step_figure(
         "seeds."
     )
     _footnote(fig, [note, caption or ""])
-    return {STEP_FIGURE: fig}
+    return fig
+
+
+_IMAGE_FIGURES: dict[str, Callable[[pd.DataFrame, float, str | None], Figure]] = {
+    PAIRED_FIGURE: _paired_figure,
+    SEED_LEVEL_FIGURE: _seed_level_figure,
+    STEP_FIGURE: _step_figure,
+}
+"""How each figure of per-image data (`_image_plan`) is drawn, from (per_image, ci_level,
+caption)."""
 
 
 def draw_all(
@@ -722,8 +760,19 @@ def draw_all(
         ValueError: if `results_df` lacks a key column or has no rows, `per_image` lacks a
             column, or `ci_level` is not in (0, 1).
     """
-    figures = build_figures(results_df, caption, per_image, ci_level)
-    for name, reason in skipped_figures(results_df, per_image).items():
+    return _draw(results_df, output_dir, caption, per_image, ci_level)[0]
+
+
+def _draw(
+    results_df: pd.DataFrame,
+    output_dir: str | pathlib.Path,
+    caption: str | None,
+    per_image: pd.DataFrame | None,
+    ci_level: float,
+) -> tuple[list[pathlib.Path], dict[str, str]]:
+    """(`draw_all`'s paths written, the figures it skipped with their reasons)."""
+    figures, skipped = _build(results_df, caption, per_image, ci_level)
+    for name, reason in skipped.items():
         _LOG.warning("skipping figure %s: %s", name, reason)
     output_dir = pathlib.Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -731,7 +780,7 @@ def draw_all(
     for stem, fig in figures.items():
         for fmt in FORMATS:
             written.append(files.save_figure_atomic(fig, output_dir / f"{stem}.{fmt}", dpi=150))
-    return written
+    return written, skipped
 
 
 def write_figures(
@@ -758,8 +807,7 @@ def write_figures(
         FileNotFoundError, ValueError: see `tables.read_tables` and `draw_all`.
     """
     table, images, paths = read_tables(results, per_image)
-    written = draw_all(table, output_dir, caption, per_image=images, ci_level=ci_level)
-    skipped = skipped_figures(table, images)
+    written, skipped = _draw(table, output_dir, caption, images, ci_level)
     if paths:
         uncertainty = f"{_level_text(ci_level)} intervals from {len(paths)} "
         uncertainty += f"per-image file(s): {', '.join(map(str, paths))}"
