@@ -17,25 +17,31 @@ ROLES = ("teacher", "assistant", "student")
 IMAGES = 12
 ATTACK = "fmn_l2"
 LOGGER = "keras_takd.takd.analysis.figures.catalog"
+STEP = 0.05
 SEED_NOTE = "mean over 4 seeds, 95% t-interval over seeds; dots: each seed"
 
 
-def seeded_tables(seeds=(0, 1, 2, 3), attack=ATTACK) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(results, per_image) of one 3-model chain per seed and T, `attack` on IMAGES images.
+def chain_tables(
+    seeds=(0, 1, 2, 3), stages=3, temperatures=TEMPERATURES, attack=ATTACK
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(results, per_image) of one `stages`-model chain per seed and T, `attack` on IMAGES images.
 
     Each seed shifts every distance of its models by its own amount, so a mean over the images
     of several seeds differs from every seed's own; results.csv holds each seed's own means.
+    Each step after the teacher adds STEP (times 1 + seed / 10) to every image's distance.
     """
     rng = np.random.default_rng(7)
     base = rng.uniform(1.0, 2.0, IMAGES)
+    roles = ROLES if stages == 3 else ("teacher", *(f"step-{k}" for k in range(2, stages + 1)))
     results, rows = [], []
     for seed in seeds:
         shift = 0.2 * seed
-        for temperature in TEMPERATURES:
-            for stage, role in enumerate(ROLES, start=1):
+        for temperature in temperatures:
+            for stage, role in enumerate(roles, start=1):
                 model = {"dataset": "mnist", "temperature": temperature, "stage": stage}
-                model |= {"seed": seed, "role": role, "stages": 3}
-                distances = base + shift + 0.03 * stage + rng.normal(0, 0.01, IMAGES)
+                model |= {"seed": seed, "role": role, "stages": stages}
+                distances = base + shift + STEP * (1 + seed / 10) * (stage - 1)
+                distances = distances + rng.normal(0, 0.01, IMAGES)
                 rows += [
                     model
                     | {"attack": attack, "image": image, "correct": True, "success": True}
@@ -53,12 +59,17 @@ def seeded_tables(seeds=(0, 1, 2, 3), attack=ATTACK) -> tuple[pd.DataFrame, pd.D
     return pd.DataFrame(results), per_image
 
 
+def long_chain_tables(seeds=(0, 1, 2), temperatures=(40.0,)):
+    """`chain_tables` of one 5-model chain per seed and T (T = 40 alone by default)."""
+    return chain_tables(seeds, stages=5, temperatures=temperatures)
+
+
 def _seed_dots(ax):
     return [line for line in ax.get_lines() if line.get_label() == "_each seed"]
 
 
 def test_per_image_means_are_matched_to_the_results_seed_by_seed(caplog):
-    results, per_image = seeded_tables()
+    results, per_image = chain_tables()
     with caplog.at_level("WARNING", logger=LOGGER):
         catalog.build_figures(results, per_image=per_image)
     assert "differs from results.csv" not in caplog.text
@@ -69,7 +80,7 @@ def test_per_image_means_are_matched_to_the_results_seed_by_seed(caplog):
 
 
 def test_several_seeds_draw_the_mean_over_seeds_its_t_interval_and_each_seed():
-    results, per_image = seeded_tables()
+    results, per_image = chain_tables()
     fig = catalog.build_figures(results, per_image=per_image)["fig5_robustness_mnist"]
     assert len(fig.axes) == 3  # FMN L2 alone: mean, max, success rate
     ax = fig.axes[0]
@@ -93,7 +104,7 @@ def test_several_seeds_draw_the_mean_over_seeds_its_t_interval_and_each_seed():
 
 
 def test_one_seed_draws_no_seed_dots_and_says_nothing_of_seeds():
-    results, per_image = seeded_tables(seeds=(0,))
+    results, per_image = chain_tables(seeds=(0,))
     built = catalog.build_figures(results, per_image=per_image)
     ax = built["fig5_robustness_mnist"].axes[0]
     assert _seed_dots(ax) == []
@@ -104,12 +115,12 @@ def test_one_seed_draws_no_seed_dots_and_says_nothing_of_seeds():
 
 
 def test_the_seed_level_figure_needs_two_seeds_and_says_so():
-    results, per_image = seeded_tables(seeds=(0,))
+    results, per_image = chain_tables(seeds=(0,))
     assert catalog.SEED_LEVEL_FIGURE not in catalog.build_figures(results, per_image=per_image)
     reason = catalog.skipped_figures(results, per_image)[catalog.SEED_LEVEL_FIGURE]
     assert reason.startswith("the per-image data hold 1 seed: an interval over seeds needs 2")
     assert "no per-image data" in catalog.skipped_figures(results)[catalog.SEED_LEVEL_FIGURE]
-    results, per_image = seeded_tables(seeds=(0, 1))
+    results, per_image = chain_tables(seeds=(0, 1))
     assert catalog.SEED_LEVEL_FIGURE not in catalog.skipped_figures(results, per_image)
     # 2 seeds, but each image fooled only on the teacher: no pair to draw, and it says why
     unfooled = per_image.assign(success=per_image["role"] == "teacher")
@@ -122,7 +133,7 @@ def test_the_seed_level_figure_needs_two_seeds_and_says_so():
 
 
 def test_the_seed_level_figure_draws_the_seed_means_and_both_intervals(clipped):
-    results, per_image = seeded_tables()
+    results, per_image = chain_tables()
     fig = catalog.build_figures(results, per_image=per_image)[catalog.SEED_LEVEL_FIGURE]
     table = replicates.seed_level_differences(per_image)
     comparisons = [f"{later} - {earlier}" for later, earlier in replicates.COMPARISONS]
@@ -152,11 +163,11 @@ def test_the_seed_level_figure_draws_the_seed_means_and_both_intervals(clipped):
 
 
 def test_draw_all_writes_the_seed_level_figure_with_several_seeds(tmp_path):
-    results, per_image = seeded_tables(seeds=(0, 1))
+    results, per_image = chain_tables(seeds=(0, 1))
     paths = catalog.draw_all(results, tmp_path, per_image=per_image)
     names = {p.name for p in paths}
     assert {"seed_level_differences.png", "seed_level_differences.pdf"} <= names
-    results, per_image = seeded_tables(seeds=(3,))
+    results, per_image = chain_tables(seeds=(3,))
     paths = catalog.draw_all(results, tmp_path / "one", per_image=per_image)
     assert not any(p.stem == catalog.SEED_LEVEL_FIGURE for p in paths)
 
@@ -164,7 +175,7 @@ def test_draw_all_writes_the_seed_level_figure_with_several_seeds(tmp_path):
 def test_a_log_panel_says_where_an_interval_over_seeds_reaches_below_zero(clipped):
     """Two seeds whose mean gradients differ 1,000-fold: the t-interval (1 degree of freedom)
     of the mean reaches below 0, where the log axis cannot go; the panel says so."""
-    results, _ = seeded_tables(seeds=(0, 1))
+    results, _ = chain_tables(seeds=(0, 1))
     spread = results.assign(sensitivity_logits_mean=np.where(results["seed"] == 0, 1e-3, 1e-6))
 
     def notes(results):
@@ -179,13 +190,13 @@ def test_a_log_panel_says_where_an_interval_over_seeds_reaches_below_zero(clippe
 
 @pytest.mark.parametrize("seeds", [(0, 1, 2), (5,)])
 def test_no_seed_figure_clips_its_text(seeds, clipped):
-    results, per_image = seeded_tables(seeds=seeds)
+    results, per_image = chain_tables(seeds=seeds)
     for stem, fig in catalog.build_figures(results, per_image=per_image).items():
         assert clipped(fig) == [], stem
 
 
 def test_paired_differences_draw_each_seed_as_its_own_series():
-    results, per_image = seeded_tables(seeds=(0, 1), attack="l2")  # C&W: paired_differences
+    results, per_image = chain_tables(seeds=(0, 1), attack="l2")  # C&W: paired_differences
     fig = catalog.build_figures(results, per_image=per_image)["paired_differences"]
     (ax,) = fig.axes
     bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
@@ -206,34 +217,6 @@ def test_paired_differences_draw_each_seed_as_its_own_series():
         np.testing.assert_allclose(container.lines[0].get_ydata(), expected, rtol=1e-12)
 
 
-def long_chain_tables(seeds=(0, 1, 2), stages=5, slope=0.05):
-    """(results, per_image) of one `stages`-model chain per seed at T = 40: each step adds
-    `slope` (times 1 + seed / 10) to every image's distance."""
-    rng = np.random.default_rng(11)
-    base = rng.uniform(1.0, 2.0, IMAGES)
-    results, rows = [], []
-    for seed in seeds:
-        for stage in range(1, stages + 1):
-            role = "teacher" if stage == 1 else f"step-{stage}"
-            model = {"dataset": "mnist", "temperature": 40.0, "stage": stage, "seed": seed}
-            model |= {"role": role, "stages": stages}
-            distances = base + slope * (1 + seed / 10) * (stage - 1)
-            distances = distances + rng.normal(0, 0.01, IMAGES)
-            rows += [
-                model
-                | {"attack": ATTACK, "image": image, "correct": True, "success": True}
-                | {"distance": distance}
-                for image, distance in enumerate(distances)
-            ]
-            results.append(
-                model
-                | {"test_accuracy": 0.98, "metric_images": 1000, f"{ATTACK}_mean": distances.mean()}
-                | {f"{ATTACK}_success_rate": 1.0, f"{ATTACK}_attacked": IMAGES}
-            )
-    per_image = pd.DataFrame(rows).reindex(columns=[*schema.PER_IMAGE_COLUMNS, "seed"])
-    return pd.DataFrame(results), per_image
-
-
 def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped):
     results, per_image = long_chain_tables()
     fig = catalog.build_figures(results, per_image=per_image)[catalog.STEP_FIGURE]
@@ -250,7 +233,7 @@ def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped)
     segments = bars.lines[2][0].get_segments()
     np.testing.assert_allclose([s[:, 1] for s in segments], steps[["low", "high"]].to_numpy())
     slope = table[table["step"] == "slope"].iloc[0]
-    assert slope["estimate"] == pytest.approx(0.055, abs=0.002)  # 0.05 x (1, 1.1, 1.2)
+    assert slope["estimate"] == pytest.approx(0.055, abs=0.002)  # STEP x mean of (1, 1.1, 1.2)
     assert f"slope {slope['estimate']:+.4f} [{slope['low']:+.4f}, {slope['high']:+.4f}]" in (
         ax.get_title()
     )
@@ -259,10 +242,7 @@ def test_the_step_figure_draws_each_step_against_the_teacher_over_seeds(clipped)
 
 
 def test_the_step_figure_has_a_column_per_temperature():
-    results, per_image = long_chain_tables()
-    at_20 = long_chain_tables()
-    results = pd.concat([results, at_20[0].assign(temperature=20.0)], ignore_index=True)
-    per_image = pd.concat([per_image, at_20[1].assign(temperature=20.0)], ignore_index=True)
+    results, per_image = long_chain_tables(temperatures=(20.0, 40.0))
     fig = catalog.build_figures(results, per_image=per_image)[catalog.STEP_FIGURE]
     assert [ax.get_title().splitlines()[0] for ax in fig.axes] == [
         "MNIST, FMN $L_2$: 5-model chains, T = 20",
@@ -296,6 +276,6 @@ def test_the_step_figure_needs_two_seeds_of_a_long_chain_and_says_so():
     assert catalog.skipped_figures(results, only_teachers)[catalog.STEP_FIGURE] == (
         "no step of a chain of more than 3 models shares a fooled image with its teacher"
     )
-    three, three_images = seeded_tables()
+    three, three_images = chain_tables()
     assert catalog.STEP_FIGURE not in catalog.skipped_figures(three, three_images)
     assert catalog.STEP_FIGURE not in catalog.build_figures(three, per_image=three_images)
