@@ -74,7 +74,8 @@ def prepare_run_dir(
     Python call on a folder a command trained keeps that command's flags and data source).
 
     What a study declared before it ran (`run_info[DECLARED]`, e.g. its primary comparison
-    and its number of seeds) is written once: a later call may bring the same or none.
+    and its number of seeds) is written once: a later call may bring the same or none, and a
+    run folder that already holds results (results.csv) without one cannot be given one.
 
     Args:
         output_dir: the run folder; created if missing.
@@ -90,7 +91,8 @@ def prepare_run_dir(
         files.NotRegularFileError: run.json is a FIFO, a folder or a device.
         ValueError: a link in the run folder (run.json, a dataset's folder...) leads out of it.
         ConfigMismatchError: run.json records another configuration or declaration, or is
-            not ours.
+            not ours, or `run_info` declares something for a folder that holds results
+            without a declaration.
     """
     out = files.check_links_inside(files.check_writable(output_dir))
     run_json = files.inside(out, out / "run.json")
@@ -101,6 +103,8 @@ def prepare_run_dir(
     info = {**recorded.get("run_info", {}), **(run_info or {})}
     if DECLARED in recorded.get("run_info", {}):
         info[DECLARED] = _same_declaration(recorded["run_info"][DECLARED], run_info or {}, out)
+    else:
+        _declared_first(out, run_info or {})
     files.write_json_atomic(
         run_json,
         {
@@ -111,6 +115,39 @@ def prepare_run_dir(
         },
     )
     return out
+
+
+def check_declaration(output_dir: str | pathlib.Path, run_info: Mapping) -> None:
+    """What `prepare_run_dir` checks of a declaration, without writing: commands call it
+    before importing TensorFlow, so a refused declaration fails fast.
+
+    Raises:
+        ConfigMismatchError: `run_info` declares other than the run folder's run.json records,
+            or declares something for a folder that holds results without a declaration.
+        ValueError: run.json is not a keras_takd one.
+    """
+    out = pathlib.Path(output_dir)
+    run_json = out / "run.json"
+    recorded = _read_run_json(run_json).get("run_info", {}) if run_json.is_file() else {}
+    if DECLARED in recorded:
+        _same_declaration(recorded[DECLARED], run_info, out)
+    else:
+        _declared_first(out, run_info)
+
+
+def _declared_first(out: pathlib.Path, run_info: Mapping) -> None:
+    """Refuses a declaration in `run_info` for a run folder that already holds results
+    (results.csv) and records none: it would be made after the study ran.
+
+    Raises:
+        ConfigMismatchError: it does; the message names the declaration.
+    """
+    if DECLARED in run_info and (out / "results.csv").exists():
+        raise ConfigMismatchError(
+            f"{out} holds models trained without a declaration; this run declares "
+            f"{_settings_text(run_info[DECLARED])}, but a declaration is made before its study "
+            "runs (use a new output_dir, or run without --primary_comparison)"
+        )
 
 
 def _same_declaration(recorded: Mapping, run_info: Mapping, out: pathlib.Path) -> Mapping:

@@ -12,6 +12,7 @@ Mandal & Guo, "Improving Defensive Distillation using Teacher Assistant"; Papern
 
 from __future__ import annotations
 
+import math
 import os
 import pathlib
 import sys
@@ -102,13 +103,15 @@ _PRIMARY_COMPARISON = flags.DEFINE_string(
     "primary_comparison",
     None,
     "The study's primary comparison, declared before it runs and recorded in run.json, e.g. "
-    "student-teacher@40 (later role - earlier role @ T); claims and summary report it first.",
+    "student-teacher@40 (later role - earlier role @ T, one of the trained T); with --stages "
+    "above 3, last-teacher@40 (the chain's last step - its teacher, section VI's multi-step "
+    "test). Claims and summary report it first.",
 )
 flags.register_validator(
     "primary_comparison",
     lambda value: value is None or _valid_comparison(value),
     message="--primary_comparison must be <later>-<earlier>@<T>: student-assistant, "
-    "assistant-teacher or student-teacher, at a T > 0, e.g. student-teacher@40",
+    "assistant-teacher, student-teacher or last-teacher, at a T > 0, e.g. student-teacher@40",
 )
 _DETERMINISTIC = flags.DEFINE_boolean(
     "deterministic", True, "Enable TensorFlow op determinism: the same seed gives the same numbers."
@@ -148,6 +151,55 @@ def _valid_comparison(value: str) -> bool:
         return bool(parse_comparison(value))
     except ValueError:
         return False
+
+
+def _comparison_fits_chain(values: dict) -> bool:
+    """Whether --primary_comparison names models the flags train: its T among --temperature,
+    last-teacher for chains of more than 3 models and the 3-model roles for 3 models.
+
+    Raises:
+        flags.ValidationError: it does not; the message says what would.
+    """
+    from keras_takd.takd.analysis.replicates import COMPARISONS, LAST_STEP, parse_comparison
+
+    declared, stages = values["primary_comparison"], values["stages"]
+    if (
+        declared is None
+        or not _valid_comparison(declared)
+        or not _valid_temperatures(values["temperature"])
+    ):
+        return True  # their own validators say what is wrong
+    later, earlier, t = parse_comparison(declared)
+    trained = _parse_temperatures(values["temperature"])
+    if not any(math.isclose(t, found) for found in trained):
+        listed = ",".join(f"{found:g}" for found in trained)
+        raise flags.ValidationError(
+            f"--primary_comparison={declared} is at T = {t:g}, which --temperature={listed} "
+            "does not train: declare a comparison at one of those T"
+        )
+    roles = {1: set(), 2: {"teacher", "student"}, 3: {"teacher", "assistant", "student"}}
+    if (later, earlier) == LAST_STEP:
+        fits = stages > 3
+    else:
+        fits = {later, earlier} <= roles.get(stages, set())
+    if not fits:
+        if stages > 3:
+            expected = f"last-teacher@{t:g} (the last step - the teacher)"
+        elif stages == 1:
+            expected = "--stages=2 or more (a comparison needs a distilled model)"
+        else:
+            expected = " or ".join(
+                f"{a}-{b}@{t:g}" for a, b in COMPARISONS if {a, b} <= roles[stages]
+            )
+        raise flags.ValidationError(
+            f"--primary_comparison={declared} does not fit --stages={stages}: expected {expected}"
+        )
+    return True
+
+
+flags.register_multi_flags_validator(
+    ["primary_comparison", "stages", "temperature"], _comparison_fits_chain
+)
 
 
 def _valid_temperatures(values: list[str]) -> bool:
@@ -236,9 +288,11 @@ def main(argv: list[str]) -> None:
     # Every check that needs no TensorFlow runs first, so bad input fails fast and cleanly.
     from keras_takd.core.data import load_dataset
     from keras_takd.core.files import check_writable
+    from keras_takd.core.results import check_declaration
 
     data = load_dataset(**data_settings())  # before check_writable: a refused --data_dir
     check_writable(OUTPUT_DIR.value)  # writes nothing
+    check_declaration(OUTPUT_DIR.value, recorded_run_info())
     import_tensorflow()
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter
     from keras_takd.core.seeding import set_seed

@@ -90,6 +90,25 @@ def test_another_configuration_is_refused(tmp_path):
         results.prepare_run_dir(tmp_path, {**CONFIG, "train": {"epochs": 2}})
 
 
+def test_a_run_that_holds_results_is_not_given_a_declaration_after_the_fact(tmp_path):
+    """A comparison declared once models are trained (and perhaps looked at) is no declaration:
+    a folder with results.csv and no recorded declaration refuses one, and keeps its run.json;
+    a folder without results (a study that stopped before its first model) may declare."""
+    declared = {"primary_comparison": "student-teacher@40", "num_seeds": 10}
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": {"num_seeds": 10}})
+    results.prepare_run_dir(tmp_path / "fresh", CONFIG, {"flags": {}})
+    results.prepare_run_dir(tmp_path / "fresh", CONFIG, {"flags": {}, "declared": declared})
+    assert _run_json(tmp_path / "fresh")["run_info"]["declared"] == declared
+    (tmp_path / "results.csv").write_text("dataset,temperature,stage\nmnist,40,1\n")
+    before = (tmp_path / "run.json").read_bytes()
+    with pytest.raises(results.ConfigMismatchError) as refused:
+        results.prepare_run_dir(tmp_path, CONFIG, {"flags": {}, "declared": declared})
+    assert "\n" not in str(refused.value)
+    assert "holds models trained without a declaration" in str(refused.value)
+    assert "primary_comparison='student-teacher@40'" in str(refused.value)
+    assert (tmp_path / "run.json").read_bytes() == before
+
+
 def test_a_declaration_is_written_once_and_a_different_one_refused(tmp_path):
     """What a study declared before it ran (its primary comparison, for so many seeds) stays
     as declared: later runs may repeat it or bring none, not change it."""

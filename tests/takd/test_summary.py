@@ -289,3 +289,32 @@ def test_a_multi_step_run_of_several_seeds_has_step_lines_and_no_three_model_tab
     table = [line.strip() for line in step_lines(unfinished, 0.95)[2].splitlines()]
     assert "[no interval: fewer than 2 seeds]" in table[2]  # step 3: seed 0 alone
     assert "nan" not in "".join(table[2:])
+
+
+def test_step_lines_put_a_declared_multistep_test_first_and_say_when_it_is_interim():
+    """--primary_comparison=last-teacher@40: the last step's row at T = 40 is marked and comes
+    first; with a seed whose chain has not reached its last step (the role "student"), it is
+    an interim look; a 3-model declaration marks nothing here."""
+    rows = []
+    for seed, slope in enumerate((0.01, 0.02, 0.03)):
+        for stage in range(1, 5):
+            role = {1: "teacher", 4: "student"}.get(stage, f"step-{stage}")
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "stages": 4}
+                | {"role": role, "attack": "fmn_l2", "seed": seed}
+                | {"image": i, "correct": True, "success": True}
+                | {"distance": 1.0 + i / 10 + slope * (stage - 1)}
+                for i in range(10)
+            ]
+    per_image = pd.DataFrame(rows)
+    lines = step_lines(per_image, 0.95, "last-teacher@40", 3)
+    assert lines[1].endswith("; primary declared before the run):")
+    table = [line.strip() for line in lines[2].splitlines()]
+    assert "step 4 - teacher (primary)" in table[1] and "+0.0600" in table[1]
+    assert "step 2 - teacher" in table[2] and "slope per step" in table[4]
+    started = per_image.query("seed == 0 and stage <= 2").assign(seed=3)  # seed 3 at step 2
+    early = step_lines(pd.concat([per_image, started]), 0.95, "last-teacher@40", 5)[2]
+    assert "step 4 - teacher (primary, interim: 3 of 5 declared seeds)" in early
+    plain = step_lines(per_image, 0.95, "student-teacher@40", 3)
+    assert "primary" not in "\n".join(plain)
+    assert "step 2 - teacher" in plain[2].splitlines()[1]  # steps in order, step 2 first

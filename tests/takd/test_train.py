@@ -146,6 +146,22 @@ BAD_INPUTS = {
     "multi_worker strategy": (["--strategy=multi_worker"], "keras-team/keras#20585"),
     "no seeds": (["--num_seeds=0"], "--num_seeds=0: 0 is not a positive integer"),
     "bad primary comparison": (["--primary_comparison=student@40"], "student-teacher@40"),
+    "primary comparison at an untrained T": (
+        ["--primary_comparison=student-teacher@40"],
+        "is at T = 40, which --temperature=20 does not train",
+    ),
+    "a 3-model comparison declared for a long chain": (
+        ["--stages=7", "--primary_comparison=student-teacher@20"],
+        "does not fit --stages=7: expected last-teacher@20",
+    ),
+    "the multi-step test declared for a 3-model chain": (
+        ["--primary_comparison=last-teacher@20"],
+        "does not fit --stages=3: expected student-assistant@20",
+    ),
+    "a declaration after the models are trained": (
+        ["--stages=2", "--temperature=5,10", "--primary_comparison=student-teacher@5"],
+        "holds models trained without a declaration",
+    ),
 }
 
 

@@ -16,7 +16,9 @@ per-image table, issue 25; absent, one seed, seed 0) the unit of replication is 
 The comparisons are Mandal & Guo's (arXiv:2305.08076, section V-C): student - assistant,
 assistant - teacher and student - teacher, at each T, for every minimal-perturbation attack of
 the table (C&W's and Fast Minimum-Norm's, `MEASURES`). A study declares one of them its primary
-comparison before it runs (`--primary_comparison=student-teacher@40`, `parse_comparison`).
+comparison before it runs (`--primary_comparison=student-teacher@40`, `parse_comparison`); a
+study of chains of more than 3 models declares section VI's test, last step - teacher
+(`--primary_comparison=last-teacher@40`, `LAST_STEP`; `step_trend` has its rows).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ from keras_takd.takd.analysis.statistics import (
 
 COMPARISONS = (("student", "assistant"), ("assistant", "teacher"), ("student", "teacher"))
 """(later, earlier) roles compared at each T: Mandal & Guo's central comparisons."""
+LAST_STEP = ("last", "teacher")
+"""(later, earlier) of section VI's multi-step test: a chain of more than 3 models, its last
+step - its teacher (declared as "last-teacher@<T>")."""
 FAMILY_KEYS = ["dataset", "stages", "attack", "comparison"]
 """One Holm family: a comparison's tests at every T."""
 MEASURES = schema.ATTACKS + schema.FMN_ATTACKS
@@ -52,10 +57,12 @@ MEASURES = schema.ATTACKS + schema.FMN_ATTACKS
 
 
 def parse_comparison(text: str) -> tuple[str, str, float]:
-    """A declared comparison, "student-teacher@40", as (later role, earlier role, T).
+    """A declared comparison, "student-teacher@40", as (later role, earlier role, T);
+    "last-teacher@40" (`LAST_STEP`) is the last step of a chain of more than 3 models.
 
     Raises:
-        ValueError: not "<later>-<earlier>@<T>" with one of `COMPARISONS` and a T > 0.
+        ValueError: not "<later>-<earlier>@<T>" with one of `COMPARISONS` or `LAST_STEP` and a
+            T > 0.
     """
     roles, _, temperature = str(text).partition("@")
     later, _, earlier = roles.partition("-")
@@ -63,8 +70,8 @@ def parse_comparison(text: str) -> tuple[str, str, float]:
         t = float(temperature)
     except ValueError:
         t = math.nan
-    if (later, earlier) not in COMPARISONS or not (math.isfinite(t) and t > 0):
-        expected = ", ".join(f"{a}-{b}@<T>" for a, b in COMPARISONS)
+    if (later, earlier) not in (*COMPARISONS, LAST_STEP) or not (math.isfinite(t) and t > 0):
+        expected = ", ".join(f"{a}-{b}@<T>" for a, b in (*COMPARISONS, LAST_STEP))
         raise ValueError(f"comparison {text!r}: expected one of {expected}, with T > 0")
     return later, earlier, t
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, Estimate, proportion
 from keras_takd.takd.analysis.replicates import (
+    LAST_STEP,
     against_control,
     declaration,
     is_interim,
@@ -42,6 +43,7 @@ from keras_takd.takd.analysis.statistics import model_robustness
 from keras_takd.takd.analysis.tables import (
     SEED_COLUMN,
     as_bool,
+    chain_length,
     per_image_path,
     read_per_image,
     read_results,
@@ -267,8 +269,9 @@ def summarize(results: str | pathlib.Path, ci_level: float = DEFAULT_CONFIDENCE)
         *([note] if note else []),
         robustness_table(per_image, ci_level).to_string(index=False),
     ]
-    parts += seed_level_lines(per_image, ci_level, *declaration(run.run_json))
-    parts += step_lines(per_image, ci_level)
+    declared = declaration(run.run_json)
+    parts += seed_level_lines(per_image, ci_level, *declared)
+    parts += step_lines(per_image, ci_level, *declared)
     parts += indicator_lines(_evaluated_rows(run.output_dir / "results.csv", rows))
     attacks = list(dict.fromkeys(per_image["attack"]))
     return "\n".join(parts + _settings(run.output_dir, ids, attacks))
@@ -303,12 +306,8 @@ def seed_level_lines(
     for row in table.itertuples(index=False):
         later, earlier = row.comparison.split(" - ")
         is_primary = declared == (later, earlier, float(row.temperature))
-        label = ""
-        if is_primary:
-            label = " (primary)"
-            seeds = seeds_with(per_image, declared)
-            if is_interim(seeds, declared_seeds):
-                label = f" (primary, interim: {seeds} of {declared_seeds} declared seeds)"
+        short = per_image[chain_length(per_image) <= 3]  # a long chain's student is its last step
+        label = _primary_label(short, declared, declared_seeds) if is_primary else ""
         rows.append(
             {
                 "comparison": f"{row.comparison}{label}",
@@ -332,6 +331,16 @@ def seed_level_lines(
         "bootstrap, t-test of the seed means, Holm over the T; primary declared before the run):"
     )
     return ["", header, ordered.to_string(index=False), *control_lines(table, ci_level)]
+
+
+def _primary_label(rows: pd.DataFrame, declared: tuple, declared_seeds: int | None) -> str:
+    """ " (primary)" beside the declared comparison's row, or " (primary, interim: 4 of 5
+    declared seeds)" while fewer seeds of `rows` (chains of its length) hold both its models
+    (`declared`: (later role, earlier role, T), the last step's role being "student")."""
+    seeds = seeds_with(rows, declared)
+    if is_interim(seeds, declared_seeds):
+        return f" (primary, interim: {seeds} of {declared_seeds} declared seeds)"
+    return " (primary)"
 
 
 def control_lines(table: pd.DataFrame, ci_level: float) -> list[str]:
@@ -384,12 +393,21 @@ def _over_seeds_text(row) -> str:
     return f"{row.estimate:+.4f} [{row.low:+.4f}, {row.high:+.4f}]"
 
 
-def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
+def step_lines(
+    per_image: pd.DataFrame,
+    ci_level: float,
+    primary: str | None = None,
+    declared_seeds: int | None = None,
+) -> list[str]:
     """The multi-step chains' trend over steps at the seed level (`replicates.step_trend`).
 
     Args:
         per_image: the run's per-image table.
         ci_level: the intervals' level.
+        primary: the declared primary comparison; "last-teacher@40" (`replicates.LAST_STEP`)
+            marks the last step's row at T = 40 and puts it first. None: none declared.
+        declared_seeds: the seeds it was declared for: with fewer, its row says it is an
+            interim look. None: not known.
 
     Returns:
         A blank line, a header and the table; nothing below two seeds or without a chain of
@@ -400,26 +418,43 @@ def step_lines(per_image: pd.DataFrame, ci_level: float) -> list[str]:
     found = step_trend(per_image, ci_level)
     if found.empty:
         return []
-    rows = [
-        {
-            "chain": f"{row.stages} models",
-            "T": f"{row.temperature:g}",
-            "attack": ATTACK_NAMES.get(row.attack, row.attack),
-            "step": "slope per step" if row.step == "slope" else f"step {row.step} - teacher",
-            "mean [t CI]": _over_seeds_text(row),
-            "p": _p_text(row.p_value),
-            "seeds": row.seeds,
-            "images": row.images or "-",
-        }
-        for row in found.itertuples(index=False)
-    ]
+    declared = parse_comparison(primary) if primary else None
+    if declared is not None and declared[:2] != LAST_STEP:
+        declared = None  # a 3-model comparison: `seed_level_lines` marks it
+    rows = []
+    for row in found.itertuples(index=False):
+        step = "slope per step" if row.step == "slope" else f"step {row.step} - teacher"
+        is_primary = (
+            declared is not None
+            and row.step == str(row.stages)
+            and math.isclose(row.temperature, declared[2])
+        )
+        if is_primary:
+            long_chains = per_image[chain_length(per_image) == row.stages]
+            step += _primary_label(long_chains, ("student", "teacher", declared[2]), declared_seeds)
+        rows.append(
+            {
+                "chain": f"{row.stages} models",
+                "T": f"{row.temperature:g}",
+                "attack": ATTACK_NAMES.get(row.attack, row.attack),
+                "step": step,
+                "mean [t CI]": _over_seeds_text(row),
+                "p": _p_text(row.p_value),
+                "seeds": row.seeds,
+                "images": row.images or "-",
+                "_first": not is_primary,
+            }
+        )
+    declared_row = not all(row["_first"] for row in rows)
+    ordered = pd.DataFrame(rows).sort_values("_first", kind="stable").drop(columns="_first")
     header = (
         f"multi-step chains, seed level ({100 * ci_level:g}% t-intervals over seeds; per seed "
         "each step's mean paired difference from the teacher on the images both fooled, and "
         "the least-squares slope of the steps' mean distances over the images every step "
-        "fooled; t-test of the seed values, not adjusted):"
+        "fooled; t-test of the seed values, not adjusted"
+        + ("; primary declared before the run):" if declared_row else "):")
     )
-    return ["", header, pd.DataFrame(rows).to_string(index=False)]
+    return ["", header, ordered.to_string(index=False)]
 
 
 def indicator_lines(results: pd.DataFrame) -> list[str]:

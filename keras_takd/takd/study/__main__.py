@@ -57,8 +57,10 @@ flags.register_multi_flags_validator(
 
 def main(argv: list[str]) -> None:
     del argv  # run_main refuses positional arguments
+    from keras_takd.core.results import check_declaration
     from keras_takd.takd.study import run_study
 
+    check_declaration(OUTPUT_DIR.value, train.recorded_run_info())  # before Ray and TensorFlow
     executor = evaluate.make_executor()  # an unreachable --ray_address fails here, at once
     import_tensorflow()
     logging.set_verbosity(logging.ERROR)  # TensorFlow's export and retracing chatter

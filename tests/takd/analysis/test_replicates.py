@@ -221,3 +221,24 @@ def test_seed_values_equal_but_for_rounding_have_no_spread():
     found = replicates.seed_mean(rounded)
     assert found.reason == replicates.NO_SPREAD and math.isnan(found.p_value)
     assert replicates.seed_mean([0.2, 0.2 + 1e-6]).reason == ""
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("student-teacher@40", ("student", "teacher", 40.0)),
+        ("assistant-teacher@1", ("assistant", "teacher", 1.0)),
+        ("last-teacher@40", ("last", "teacher", 40.0)),  # section VI's multi-step test
+    ],
+)
+def test_a_declared_comparison_names_two_roles_and_a_t(text, expected):
+    assert replicates.parse_comparison(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["teacher-student@40", "last-assistant@40", "student-teacher@0", "student-teacher", "x"],
+)
+def test_a_comparison_that_is_none_of_the_paper_s_is_refused_naming_those_that_are(text):
+    with pytest.raises(ValueError, match="expected one of student-assistant@<T>.*last-teacher"):
+        replicates.parse_comparison(text)

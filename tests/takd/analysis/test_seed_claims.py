@@ -307,3 +307,45 @@ def test_a_long_chain_still_training_is_left_out_of_the_multistep_claim():
     steps = claim[name]
     assert steps.n.startswith("2 seeds")
     assert steps.ours.count("per seed: 0 +0.1") == 2 and ", 2 " not in steps.ours  # T = 5, 20
+
+
+def test_a_declared_multistep_test_leads_its_section_decided_by_its_own_p_with_every_seed():
+    """--primary_comparison=last-teacher@20: section VI's test at T = 20 comes first among the
+    multi-step claims, decided by its own unadjusted t-test of the seed means (the Holm claim
+    over T = 5 and 20 stays beside it), and is an interim look while fewer seeds than declared
+    have trained their last step."""
+    results = _results()
+    fmn = _per_image(results, _trend_shift({0: 0.20, 1: 0.21, 2: 0.22}), noise=0.01)
+    c_and_w = fmn[fmn["seed"] < 2].assign(attack="l2")  # validates FMN on two seeds, +-1%
+    c_and_w["distance"] *= 1 + 0.01 * np.random.default_rng(1).uniform(-1, 1, len(c_and_w))
+    per_image = pd.concat([fmn, c_and_w], ignore_index=True)
+    measure = "L2 (smallest of C&W L2, FMN L2)"
+    name = (
+        f"primary comparison: {measure}, seed level: the last step is more robust than the "
+        "teacher at T = 20"
+    )
+    holm_claim = f"multi-step: {measure} robustness rises with the step (Fig. 8), seed level"
+
+    def claims(results, declared_seeds, primary="last-teacher@20"):
+        found = report.check_claims(
+            results, "mnist", per_image, primary_comparison=primary, declared_seeds=declared_seeds
+        )
+        return [c.claim for c in found], {c.claim: c for c in found}
+
+    order, found = claims(results, 3)
+    assert order.index(name) < order.index(
+        "multi-step: accuracy varies little with the step (Fig. 7)"
+    )
+    assert order.index(name) < order.index(holm_claim)
+    primary = found[name]
+    assert primary.verdict == AGREES and primary.n == f"3 seeds, {3 * IMAGES} images"
+    assert "its own test, declared before the run for 3 seeds" in primary.test
+    assert "; each image's robustness is the smallest perturbation" in primary.test
+    assert "; per seed: 0 +0.1" in primary.ours and "(t over seeds)" in primary.interval
+    assert found[holm_claim].verdict == AGREES
+    early = claims(results, 4)[1][name]
+    assert early.verdict == "inconclusive (interim: 3 of 4 declared seeds)"
+    unfinished = results[~((results["seed"] == 2) & (results["stage"] == 4))]
+    assert claims(unfinished, 3)[1][name].verdict.startswith("inconclusive (interim: 2 of 3")
+    three_model = claims(results, 3, primary="student-teacher@40")[0]
+    assert name not in three_model and not any("last step" in c for c in three_model)

@@ -18,6 +18,7 @@ import shutil
 import pandas as pd
 import pytest
 
+from keras_takd.core.results import prepare_run_dir
 from keras_takd.takd.study import run_study
 from keras_takd.takd.study.chain_units import ChainUnit
 
@@ -323,3 +324,21 @@ def test_a_bad_flag_is_one_line(cli, tmp_path, flag, expected):
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("keras-takd-study: error:")
     assert expected in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_declaration_for_a_run_that_already_trained_is_refused_before_any_work(cli, tmp_path):
+    """A primary comparison declared on a run folder that holds results and none recorded would
+    be declared after the study ran: one line, exit 1, nothing written, before Ray starts."""
+    run = prepare_run_dir(tmp_path / "run", {"train": {"epochs": 1}}, {"flags": {}})
+    (run / "results.csv").write_text("dataset,temperature,stage\nmnist,20.0,1\n")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    result = cli(
+        "keras_takd.takd.study",
+        f"--output_dir={run}",
+        "--temperature=20",
+        "--primary_comparison=student-teacher@20",
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("keras-takd-study: error:")
+    assert "holds models trained without a declaration" in result.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before

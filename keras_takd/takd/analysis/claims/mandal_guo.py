@@ -608,12 +608,14 @@ def _multistep_claims(ctx: Context) -> list[Claim]:
         QUOTES["multistep_accuracy"],
         multistep=True,
     )
+    primary = []  # the test a study declared (last-teacher@<T>) leads the section
     for attack in schema.ATTACKS:  # each norm, measured by C&W's attack or FMN's
         columns = [f"{a}_mean" for a in NORM_ATTACKS[attack]]
         columns = [c for c in columns if c in chains and chains[c].notna().any()]
         if columns:
+            primary.append(seed_level.multistep_primary_claim(ctx, attack))
             claims.append(_multistep_robustness_claim(ctx, attack, chains, columns[0]))
-    return claims
+    return [claim for claim in primary if claim is not None] + claims
 
 
 def _multistep_robustness_claim(ctx: Context, attack, chains, column) -> Claim:

@@ -73,6 +73,7 @@ from keras_takd.takd.analysis.claims.mandal_guo_paper import (
     why_text,
 )
 from keras_takd.takd.analysis.replicates import (
+    LAST_STEP,
     VALIDATION_CHAINS,
     VALIDATION_TOLERANCE,
     SeedLevel,
@@ -342,6 +343,35 @@ def multistep_claim(ctx: Context, attack: str, name: str) -> Claim:
     return _seed_tests_claim(f"{name}, seed level", "", tests, "per T", test, alpha, quote)
 
 
+def multistep_primary_claim(ctx: Context, attack: str) -> Claim | None:
+    """Section VI's test as a study declared it before it ran
+    (`--primary_comparison=last-teacher@<T>`, `replicates.LAST_STEP`): per seed the mean
+    paired difference last step - teacher at that T, across seeds its t-test, decided by its
+    own unadjusted p and only with every declared seed (`_comparison_claim`). None when the
+    study declared no such test."""
+    declared = parse_comparison(ctx.primary_comparison) if ctx.primary_comparison else None
+    if declared is None or declared[:2] != LAST_STEP:
+        return None
+    temperature = declared[2]
+    seeds = ctx.image_seeds(*NORM_ATTACKS[attack], multistep=True)
+    images = ctx.norm_images(attack, multistep=True, seed=seeds[0]) if seeds else None
+    name = (
+        f"{measure_name(attack, images)}, seed level: the last step is more robust than the "
+        f"teacher at T = {temperature:g}"
+    )
+    tests = _seed_tests(ctx, attack, last_step_pairs, multistep=True) if seeds else {}
+    found = [test for t, test in tests.items() if math.isclose(t, temperature)]
+    rule = measured(name, "") + _seed_gate_rule(ctx, attack, multistep=True)
+    quote = QUOTES["multistep_robustness"]
+    if not found:
+        why = f"no seed's last step and teacher at T = {temperature:g} share a fooled image"
+        return no_data(
+            MANDAL_GUO, f"primary comparison: {name}", "last step > teacher", "", why, quote
+        )
+    trained = seeds_with(ctx.chains, ("student", "teacher", temperature))  # a long chain's last
+    return _comparison_claim(ctx, name, "last step > teacher", found[0], rule, quote, trained)
+
+
 def _seed_gate_rule(ctx: Context, norm: str, multistep: bool = False) -> str:
     """`gate_rule` of the attacks of `norm` with per-image rows of any seed."""
     ran = [a for a in NORM_ATTACKS[norm] if ctx.image_seeds(a, multistep=multistep)]
@@ -467,57 +497,92 @@ def _seed_level_as_worded(ctx: Context, attack: str, comparisons: pd.DataFrame) 
 
 
 def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
-    """One seed-level comparison as a claim; `primary`: decided by its unadjusted p."""
-    alpha = 1 - ctx.ci_level
+    """One seed-level comparison (`seed_level_differences`' row) as a claim; `primary`: the
+    declared one, decided by its unadjusted p."""
     later, earlier = row.comparison.split(" - ")
-    why_not = _row_unvalidated(ctx, row)
-    verdict = gated(_seed_row_verdict(row, row.p_value if primary else row.holm_p, alpha), why_not)
-    compared = (later, earlier, float(row.temperature))
-    seeds_with_both = seeds_with(ctx.sweep, compared)  # chains trained so far
-    early = primary and is_interim(seeds_with_both, ctx.declared_seeds)
-    per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in row.seed_means.items())
-    ours = (
-        f"{row.estimate:+.4f} over {row.seeds} seeds (t-test of the seed means p = "
-        f"{row.p_value:.2g}, Holm p = {row.holm_p:.2g}; two-level bootstrap "
-        f"[{row.bootstrap_low:+.4f}, {row.bootstrap_high:+.4f}]; between-seed SD "
-        f"{row.between_sd:.4f}, within-seed SD {row.within_sd:.4f}; per seed: {per_seed})"
+    fields = {field.name: getattr(row, field.name) for field in dataclasses.fields(SeedLevel)}
+    test = _SeedTest(SeedLevel(**fields), row.holm_p, row.seed_means, _row_unvalidated(ctx, row))
+    name = (
+        f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
+        f"{earlier} at T = {row.temperature:g}"
     )
-    interval = f"[{row.t_low:+.4f}, {row.t_high:+.4f}] (t over seeds)"
-    if row.seeds < 2:  # nothing about the spread between seeds: no interval, no p
+    trained = seeds_with(ctx.sweep, (later, earlier, float(row.temperature)))  # chains so far
+    return _comparison_claim(
+        ctx,
+        name,
+        f"{later} > {earlier}",
+        test,
+        gate_rule([row.attack]),
+        QUOTES["central"],
+        trained if primary else None,
+    )
+
+
+def _comparison_claim(
+    ctx: Context,
+    name: str,
+    claimed: str,
+    test: _SeedTest,
+    rule: str,
+    quote: str,
+    trained: int | None = None,
+) -> Claim:
+    """A seed-level comparison as a claim: the later model claimed the more robust.
+
+    Args:
+        ctx: the dataset's context.
+        name: the claim, without "primary comparison: ".
+        claimed: what the paper says, e.g. "student > teacher".
+        test: the comparison over seeds.
+        rule: the end of the test column (`gate_rule`).
+        quote: the paper's words.
+        trained: for the declared primary comparison, how many seeds have trained both its
+            models: below the declared seeds it is an interim look. None: not the primary,
+            decided by its Holm-adjusted p.
+    """
+    alpha, level, primary = 1 - ctx.ci_level, test.level, trained is not None
+    p_value = level.p_value if primary else test.holm_p
+    verdict = gated(
+        seed_verdict(level.estimate, p_value, level.seeds, "positive", alpha), test.why_not
+    )
+    per_seed = ", ".join(f"{s} {m:+.4f}" for s, m in test.seed_means.items())
+    ours = (
+        f"{level.estimate:+.4f} over {level.seeds} seeds (t-test of the seed means p = "
+        f"{level.p_value:.2g}, Holm p = {test.holm_p:.2g}; two-level bootstrap "
+        f"[{level.bootstrap_low:+.4f}, {level.bootstrap_high:+.4f}]; between-seed SD "
+        f"{level.between_sd:.4f}, within-seed SD {level.within_sd:.4f}; per seed: {per_seed})"
+    )
+    interval = f"[{level.t_low:+.4f}, {level.t_high:+.4f}] (t over seeds)"
+    if level.seeds < 2:  # nothing about the spread between seeds: no interval, no p
         ours = (
-            f"{row.estimate:+.4f} on seed {per_seed.split()[0]} alone (within-seed SD "
-            f"{row.within_sd:.4f}): a seed-level interval needs 2 seeds"
+            f"{level.estimate:+.4f} on seed {per_seed.split()[0]} alone (within-seed SD "
+            f"{level.within_sd:.4f}): a seed-level interval needs 2 seeds"
         )
         interval = "no interval"
     elif ctx.seed_half_width is not None:
-        needed = seeds_needed(row.between_sd, ctx.seed_half_width, ctx.ci_level)
+        needed = seeds_needed(level.between_sd, ctx.seed_half_width, ctx.ci_level)
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
-    if why_not:
-        ours += f"; {why_not}"
-    if early and verdict != NOT_VALIDATED:
-        verdict = interim(seeds_with_both, ctx.declared_seeds)
+    if test.why_not:
+        ours += f"; {test.why_not}"
+    if primary and is_interim(trained, ctx.declared_seeds) and verdict != NOT_VALIDATED:
+        verdict = interim(trained, ctx.declared_seeds)
         ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
     family = "Holm over the T"
     if primary:
         family = "its own test, declared before the run"
         if ctx.declared_seeds is not None:
             family += f" for {ctx.declared_seeds} seeds (decided only with all of them)"
-    name = (
-        f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
-        f"{earlier} at T = {row.temperature:g}"
-    )
     return Claim(
         MANDAL_GUO,
         f"primary comparison: {name}" if primary else name,
-        f"{later} > {earlier}",
+        claimed,
         ours,
         interval,
-        f"{row.seeds} seeds, {row.images} images",
+        f"{level.seeds} seeds, {level.images} images",
         "t-test of the mean over seeds of each seed's mean paired difference "
-        f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0"
-        + gate_rule([row.attack]),
+        f"(scipy.stats.ttest_1samp), {family}: p < {alpha:.2g} and mean > 0" + rule,
         verdict,
-        QUOTES["central"],
+        quote,
     )
 
 
