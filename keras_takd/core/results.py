@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from keras_takd.core import files
+from keras_takd.core import files, record
 
 DECLARED = "declared"
 """The run_info entry of what a study declared before it ran (`prepare_run_dir` writes it once)."""
@@ -101,8 +101,9 @@ def prepare_run_dir(
         recorded = _read_run_json(run_json)
         check_same_config(recorded["configuration"], configuration, out)
     info = {**recorded.get("run_info", {}), **(run_info or {})}
-    if DECLARED in recorded.get("run_info", {}):
-        info[DECLARED] = _same_declaration(recorded["run_info"][DECLARED], run_info or {}, out)
+    declared = recorded_declaration(recorded.get("run_info", {}))
+    if declared is not None:
+        info[DECLARED] = _same_declaration(declared, run_info or {}, out)
     else:
         _declared_first(out, run_info or {})
     files.write_json_atomic(
@@ -121,28 +122,45 @@ def check_declaration(output_dir: str | pathlib.Path, run_info: Mapping) -> None
     """What `prepare_run_dir` checks of a declaration, without writing: commands call it
     before importing TensorFlow, so a refused declaration fails fast.
 
+    Args:
+        output_dir: the run folder (it may not exist yet).
+        run_info: what the command would record (`DECLARED`: its declaration, if any).
+
     Raises:
-        ConfigMismatchError: `run_info` declares other than the run folder's run.json records,
-            or declares something for a folder that holds results without a declaration.
-        ValueError: run.json is not a keras_takd one.
+        ConfigMismatchError: `run_info` declares other than the run folder records, or
+            declares something for a folder that holds models without a declaration, or
+            run.json is not a keras_takd one.
     """
     out = pathlib.Path(output_dir)
     run_json = out / "run.json"
     recorded = _read_run_json(run_json).get("run_info", {}) if run_json.is_file() else {}
-    if DECLARED in recorded:
-        _same_declaration(recorded[DECLARED], run_info, out)
+    declared = recorded_declaration(recorded)
+    if declared is not None:
+        _same_declaration(declared, run_info, out)
     else:
         _declared_first(out, run_info)
 
 
+def recorded_declaration(run_info: Mapping) -> Mapping | None:
+    """What a run.json's `run_info` records as declared before its study ran: `DECLARED`, or,
+    in runs made before it was kept apart, the recorded flags' primary_comparison and
+    num_seeds; None when nothing was declared."""
+    if DECLARED in run_info:
+        return run_info[DECLARED]
+    flags = run_info.get("flags") or {}
+    if not flags.get("primary_comparison"):
+        return None
+    return {"primary_comparison": flags["primary_comparison"], "num_seeds": flags.get("num_seeds")}
+
+
 def _declared_first(out: pathlib.Path, run_info: Mapping) -> None:
-    """Refuses a declaration in `run_info` for a run folder that already holds results
-    (results.csv) and records none: it would be made after the study ran.
+    """Refuses a declaration in `run_info` for a run folder that already holds models (in its
+    record, or its results.csv export) and records none: it would be made after the study ran.
 
     Raises:
         ConfigMismatchError: it does; the message names the declaration.
     """
-    if DECLARED in run_info and (out / "results.csv").exists():
+    if DECLARED in run_info and (record.models(out) or (out / "results.csv").exists()):
         raise ConfigMismatchError(
             f"{out} holds models trained without a declaration; this run declares "
             f"{_settings_text(run_info[DECLARED])}, but a declaration is made before its study "

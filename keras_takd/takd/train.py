@@ -170,31 +170,31 @@ def _comparison_fits_chain(values: dict) -> bool:
     ):
         return True  # their own validators say what is wrong
     later, earlier, t = parse_comparison(declared)
-    trained = _parse_temperatures(values["temperature"])
-    if not any(math.isclose(t, found) for found in trained):
-        listed = ",".join(f"{found:g}" for found in trained)
+    at = declared.partition("@")[2]  # as written: a rounded T would hide the mismatch
+    if not any(math.isclose(t, found) for found in _parse_temperatures(values["temperature"])):
         raise flags.ValidationError(
-            f"--primary_comparison={declared} is at T = {t:g}, which --temperature={listed} "
-            "does not train: declare a comparison at one of those T"
+            f"--primary_comparison={declared} is at T = {at}, which "
+            f"--temperature={','.join(values['temperature'])} does not train: declare a "
+            "comparison at one of those T"
         )
-    roles = {1: set(), 2: {"teacher", "student"}, 3: {"teacher", "assistant", "student"}}
-    if (later, earlier) == LAST_STEP:
-        fits = stages > 3
+    roles = {2: {"teacher", "student"}, 3: {"teacher", "assistant", "student"}}
+    options = [f"{a}-{b}@{at}" for a, b in COMPARISONS if {a, b} <= roles.get(stages, set())]
+    multistep = (later, earlier) == LAST_STEP
+    if multistep == (stages > 3) and (multistep or f"{later}-{earlier}@{at}" in options):
+        return True
+    if stages > 3:
+        expected = f"last-teacher@{at} (the last step - the teacher)"
+    elif multistep:
+        expected = "--stages=4 or more for last-teacher"
+        if options:
+            expected += f", or {' or '.join(options)}"
+    elif stages == 1:
+        expected = "--stages=2 or more (a comparison needs a distilled model)"
     else:
-        fits = {later, earlier} <= roles.get(stages, set())
-    if not fits:
-        if stages > 3:
-            expected = f"last-teacher@{t:g} (the last step - the teacher)"
-        elif stages == 1:
-            expected = "--stages=2 or more (a comparison needs a distilled model)"
-        else:
-            expected = " or ".join(
-                f"{a}-{b}@{t:g}" for a, b in COMPARISONS if {a, b} <= roles[stages]
-            )
-        raise flags.ValidationError(
-            f"--primary_comparison={declared} does not fit --stages={stages}: expected {expected}"
-        )
-    return True
+        expected = " or ".join(options)
+    raise flags.ValidationError(
+        f"--primary_comparison={declared} does not fit --stages={stages}: expected {expected}"
+    )
 
 
 flags.register_multi_flags_validator(

@@ -8,7 +8,7 @@ import sys
 import pandas as pd
 import pytest
 
-from keras_takd.core import results
+from keras_takd.core import record, results
 from keras_takd.core.files import NotRegularFileError
 from keras_takd.core.results import prepare_run_dir, update_results
 
@@ -107,6 +107,44 @@ def test_a_run_that_holds_results_is_not_given_a_declaration_after_the_fact(tmp_
     assert "holds models trained without a declaration" in str(refused.value)
     assert "primary_comparison='student-teacher@40'" in str(refused.value)
     assert (tmp_path / "run.json").read_bytes() == before
+
+
+def test_a_run_that_declared_in_its_flags_only_keeps_that_declaration(tmp_path):
+    """Runs made before `declared` was kept apart record the declaration in their flags: it
+    counts as declared (a resume with the same is accepted and recorded apart; another is
+    refused), not as a run without one."""
+    flags = {"primary_comparison": "student-teacher@40", "num_seeds": 10}
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": flags})
+    (tmp_path / "results.csv").write_text("dataset,temperature,stage\nmnist,40,1\n")
+    declared = dict(flags)
+    results.check_declaration(tmp_path, {"flags": flags, "declared": declared})
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": flags, "declared": declared})
+    assert _run_json(tmp_path)["run_info"]["declared"] == declared
+    other = {**declared, "primary_comparison": "student-assistant@40"}
+    for call in (results.check_declaration, results.prepare_run_dir):
+        args = (
+            (tmp_path, {"declared": other})
+            if call is results.check_declaration
+            else (tmp_path, CONFIG, {"declared": other})
+        )
+        with pytest.raises(results.ConfigMismatchError, match="records the declaration"):
+            call(*args)
+
+
+def test_a_run_whose_record_holds_models_refuses_a_late_declaration_without_its_export(
+    tmp_path,
+):
+    """The record, not its results.csv export, says a run has trained: a folder whose
+    record.sqlite holds a model refuses a first declaration though results.csv is gone."""
+    results.prepare_run_dir(tmp_path, CONFIG, {"flags": {}})
+    model = {"dataset": "mnist", "temperature": 40.0, "seed": 0, "stage": 1, "stages": 3}
+    model |= {"role": "teacher", "keras_model": "mnist/T40/stage1/model.keras"}
+    with record.writing(tmp_path) as connection:
+        record.put_models(connection, [model])
+    assert not (tmp_path / "results.csv").exists()
+    declared = {"primary_comparison": "student-teacher@40", "num_seeds": 2}
+    with pytest.raises(results.ConfigMismatchError, match="trained without a declaration"):
+        results.check_declaration(tmp_path, {"declared": declared})
 
 
 def test_a_declaration_is_written_once_and_a_different_one_refused(tmp_path):

@@ -318,3 +318,36 @@ def test_step_lines_put_a_declared_multistep_test_first_and_say_when_it_is_inter
     plain = step_lines(per_image, 0.95, "student-teacher@40", 3)
     assert "primary" not in "\n".join(plain)
     assert "step 2 - teacher" in plain[2].splitlines()[1]  # steps in order, step 2 first
+
+
+def test_a_long_chain_s_student_is_not_counted_as_a_three_model_chain_s_seed():
+    """The 3-model primary's interim count is over 3-model chains: a seed whose 4-model chain
+    is done (its last step is named "student") but whose 3-model chain is not, is not in."""
+    three = _three_seeds()
+    long_chain = (
+        three[three["seed"] == 0]
+        .assign(seed=3, stages=4)
+        .replace({"role": {"student": "step-3", "assistant": "step-2"}})
+    )
+    last = long_chain[long_chain["stage"] == 3].assign(stage=4, role="student")
+    teacher_only = three.query("seed == 0 and role == 'teacher'").assign(seed=3)
+    rows = pd.concat([three, long_chain, last, teacher_only], ignore_index=True)
+    table = seed_level_lines(rows, 0.95, "student-teacher@40", 4)[2]
+    assert "student - teacher (primary, interim: 3 of 4 declared seeds)" in table
+
+
+def test_step_lines_mark_only_the_longest_chain_s_last_step():
+    rows = []
+    for seed, stages in ((0, 4), (1, 4), (2, 5), (3, 5)):
+        for stage in range(1, stages + 1):
+            role = {1: "teacher", stages: "student"}.get(stage, f"step-{stage}")
+            rows += [
+                {"dataset": "mnist", "temperature": 40.0, "stage": stage, "stages": stages}
+                | {"role": role, "attack": "fmn_l2", "seed": seed}
+                | {"image": i, "correct": True, "success": True}
+                | {"distance": 1.0 + i / 10 + 0.01 * (seed + 1) * (stage - 1)}
+                for i in range(10)
+            ]
+    table = step_lines(pd.DataFrame(rows), 0.95, "last-teacher@40", 2)[2]
+    marked = [line for line in table.splitlines() if "primary" in line]
+    assert len(marked) == 1 and "5 models" in marked[0] and "step 5 - teacher" in marked[0]

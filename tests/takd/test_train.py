@@ -156,7 +156,8 @@ BAD_INPUTS = {
     ),
     "the multi-step test declared for a 3-model chain": (
         ["--primary_comparison=last-teacher@20"],
-        "does not fit --stages=3: expected student-assistant@20",
+        "does not fit --stages=3: expected --stages=4 or more for last-teacher, or "
+        "student-assistant@20",
     ),
     "a declaration after the models are trained": (
         ["--stages=2", "--temperature=5,10", "--primary_comparison=student-teacher@5"],

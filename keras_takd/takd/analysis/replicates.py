@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from keras_takd.core import statistics
-from keras_takd.core.results import DECLARED
+from keras_takd.core.results import recorded_declaration
 from keras_takd.core.statistics import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, NO_SPREAD, Estimate
 from keras_takd.takd import schema
 from keras_takd.takd.analysis.statistics import (
@@ -85,7 +85,8 @@ class SeedLevel:
         t_low, t_high: the t-interval over seeds (NaN below 2 seeds).
         bootstrap_low, bootstrap_high: the two-level bootstrap's percentile interval (NaN below
             2 seeds: one seed says nothing about the spread between seeds).
-        p_value: the t-test of the seed means against 0 (NaN below 2 seeds).
+        p_value: the t-test of the seed means against 0 (NaN below 2 seeds, or when the seed
+            means are equal but for float rounding).
         between_sd: the SD of the seed means (ddof 1).
         within_sd: the SD of the per-image differences within a seed, pooled over seeds.
         seeds: how many seeds; images: how many image pairs over all seeds.
@@ -141,7 +142,7 @@ def seed_level(
     if k >= 2:
         between_sd = float(means.std(ddof=1))
         t_low, t_high = _t_interval(means, ci_level)
-        if between_sd > 0:
+        if not _no_spread(means):
             p_value = float(stats.ttest_1samp(means, 0.0).pvalue)
         boot = _two_level_means(samples, n_resamples, np.random.default_rng(seed))
         tail = 100 * (1 - ci_level) / 2
@@ -159,6 +160,12 @@ def seed_level(
         sum(len(d) for d in samples),
         ci_level,
     )
+
+
+def _no_spread(means: np.ndarray) -> bool:
+    """Whether the seed values are all equal, but for float rounding (differences of equal
+    means): a t-test of them would read rounding noise as a firm effect."""
+    return bool(np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max())))
 
 
 def _t_interval(means: np.ndarray, ci_level: float) -> tuple[float, float]:
@@ -375,8 +382,7 @@ def declaration(run_json: Mapping) -> tuple[str | None, int | None]:
     `run_info.declared` (written once, before the study ran), else the recorded flags of runs
     made before it was kept apart (`--primary_comparison`, `--num_seeds`); (None, None) when
     none is declared."""
-    info = run_json.get("run_info", {}) or {}
-    declared = info.get(DECLARED) or info.get("flags", {}) or {}
+    declared = recorded_declaration(run_json.get("run_info", {}) or {}) or {}
     if not declared.get("primary_comparison"):
         return None, None
     seeds = declared.get("num_seeds")
@@ -625,9 +631,7 @@ def seed_mean(values: Sequence[float], ci_level: float = DEFAULT_CONFIDENCE) -> 
     if len(means) == 0 or not np.isfinite(means).all():
         raise ValueError(f"expected one finite value per seed, got {means.tolist()}")
     estimate = float(means.mean())
-    # Values equal but for float rounding (differences of equal means) have no spread either.
-    flat = np.ptp(means) <= 1e-12 * max(1.0, float(np.abs(means).max()))
-    reason = FEWER_THAN_TWO_SEEDS if len(means) < 2 else NO_SPREAD if flat else ""
+    reason = FEWER_THAN_TWO_SEEDS if len(means) < 2 else NO_SPREAD if _no_spread(means) else ""
     if reason:
         return Estimate(estimate, math.nan, math.nan, len(means), ci_level, reason=reason)
     low, high = _t_interval(means, ci_level)

@@ -302,11 +302,11 @@ def seed_level_lines(
     if table.empty:  # no 3-model chain (a multi-step run): `step_lines` has its rows
         return []
     declared = parse_comparison(primary) if primary else None
+    short = per_image[chain_length(per_image) <= 3]  # a long chain's student is its last step
     rows = []
     for row in table.itertuples(index=False):
         later, earlier = row.comparison.split(" - ")
         is_primary = declared == (later, earlier, float(row.temperature))
-        short = per_image[chain_length(per_image) <= 3]  # a long chain's student is its last step
         label = _primary_label(short, declared, declared_seeds) if is_primary else ""
         rows.append(
             {
@@ -405,7 +405,8 @@ def step_lines(
         per_image: the run's per-image table.
         ci_level: the intervals' level.
         primary: the declared primary comparison; "last-teacher@40" (`replicates.LAST_STEP`)
-            marks the last step's row at T = 40 and puts it first. None: none declared.
+            marks the last step's row at T = 40 (of the longest chain there) and puts it
+            first. None: none declared.
         declared_seeds: the seeds it was declared for: with fewer, its row says it is an
             interim look. None: not known.
 
@@ -421,12 +422,13 @@ def step_lines(
     declared = parse_comparison(primary) if primary else None
     if declared is not None and declared[:2] != LAST_STEP:
         declared = None  # a 3-model comparison: `seed_level_lines` marks it
+    longest = found.groupby("temperature")["stages"].max()  # the last step is the longest's
     rows = []
     for row in found.itertuples(index=False):
         step = "slope per step" if row.step == "slope" else f"step {row.step} - teacher"
         is_primary = (
             declared is not None
-            and row.step == str(row.stages)
+            and row.step == str(row.stages) == str(longest[row.temperature])
             and math.isclose(row.temperature, declared[2])
         )
         if is_primary:

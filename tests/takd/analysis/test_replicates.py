@@ -242,3 +242,13 @@ def test_a_declared_comparison_names_two_roles_and_a_t(text, expected):
 def test_a_comparison_that_is_none_of_the_paper_s_is_refused_naming_those_that_are(text):
     with pytest.raises(ValueError, match="expected one of student-assistant@<T>.*last-teacher"):
         replicates.parse_comparison(text)
+
+
+def test_seed_means_equal_but_for_rounding_have_no_p():
+    """Equal seed means (0.1 + 0.2 is 0.30000000000000004) carry no test: a t-test reads
+    the rounding as a firm effect (p 1e-32)."""
+    same = [[0.1 + 0.2, 0.5], [0.3, 0.5], [0.3, 0.5]]
+    level = replicates.seed_level(same)
+    assert math.isnan(level.p_value) and level.estimate == pytest.approx(0.4)
+    apart = replicates.seed_level([[0.3, 0.5], [0.31, 0.5], [0.29, 0.52]])
+    assert 0 < apart.p_value < 0.01

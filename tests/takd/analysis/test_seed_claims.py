@@ -349,3 +349,48 @@ def test_a_declared_multistep_test_leads_its_section_decided_by_its_own_p_with_e
     assert claims(unfinished, 3)[1][name].verdict.startswith("inconclusive (interim: 2 of 3")
     three_model = claims(results, 3, primary="student-teacher@40")[0]
     assert name not in three_model and not any("last step" in c for c in three_model)
+
+
+def test_the_declared_multistep_test_waits_for_every_declared_seed_to_be_attacked_too():
+    """Seed 2's last step is trained (in the results) but not yet attacked (no per-image
+    rows): the test holds 2 seeds, so it is an interim look, not decided on 2 of 3."""
+    results = _results()
+    fmn = _per_image(results, _trend_shift({0: 0.20, 1: 0.21, 2: 0.22}), noise=0.01)
+    c_and_w = fmn[fmn["seed"] < 2].assign(attack="l2")  # validates FMN on two seeds, +-1%
+    c_and_w["distance"] *= 1 + 0.01 * np.random.default_rng(1).uniform(-1, 1, len(c_and_w))
+    rows = pd.concat([fmn, c_and_w], ignore_index=True)
+    lagging = rows[~((rows["seed"] == 2) & (rows["stages"] == 4) & (rows["stage"] == 4))]
+    found = report.check_claims(
+        results, "mnist", lagging, primary_comparison="last-teacher@20", declared_seeds=3
+    )
+    primary = next(c for c in found if c.claim.startswith("primary comparison"))
+    assert primary.verdict == "inconclusive (interim: 2 of 3 declared seeds)"
+    assert primary.n.startswith("2 seeds")
+
+
+def test_multistep_claims_before_any_last_step_is_attacked_say_why_and_do_not_crash():
+    """Every long chain short of its last step: the multi-step claim and the declared test are
+    "no data", each saying what is missing; a T never attacked says so."""
+    results = _results()
+    fmn = _per_image(results, _trend_shift({0: 0.20, 1: 0.21, 2: 0.22}), noise=0.01)
+    short = results[~((results["stages"] == 4) & (results["stage"] == 4))]
+    unattacked = fmn[~((fmn["stages"] == 4) & (fmn["stage"] == 4))]
+    found = {
+        c.claim: c
+        for c in report.check_claims(
+            short, "mnist", unattacked, primary_comparison="last-teacher@20", declared_seeds=3
+        )
+    }
+    steps = found["multi-step: FMN L2 robustness rises with the step (Fig. 8), seed level"]
+    assert steps.verdict == NO_DATA and "no seed's last step" in steps.ours
+    name = "primary comparison: FMN L2, seed level: the last step is more robust than the "
+    assert (
+        found[name + "teacher at T = 20"].ours == "no chain's last step is attacked at T = 20 yet"
+    )
+    elsewhere = fmn[fmn["temperature"] != 5.0]
+    found = report.check_claims(
+        results, "mnist", elsewhere, primary_comparison="last-teacher@5", declared_seeds=3
+    )
+    primary = next(c for c in found if c.claim.startswith("primary comparison"))
+    assert primary.verdict == NO_DATA
+    assert primary.ours == "no chain of more than 3 models is attacked at T = 5"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pandas as pd
 
 from keras_takd.core import statistics
@@ -89,7 +90,7 @@ from keras_takd.takd.analysis.statistics import (
     holm,
     model_distances,
 )
-from keras_takd.takd.analysis.tables import SEED_COLUMN
+from keras_takd.takd.analysis.tables import SEED_COLUMN, chain_length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +341,9 @@ def multistep_claim(ctx: Context, attack: str, name: str) -> Claim:
         f"means, Holm over the T: adjusted p < {alpha:.2g} and mean > 0, every T"
     ) + _seed_gate_rule(ctx, attack, multistep=True)
     quote = QUOTES["multistep_robustness"]
+    if not tests:  # every long chain still short of its last step, or not yet attacked there
+        why = "no seed's last step shares a fooled image with its teacher yet"
+        return no_data(MANDAL_GUO, f"{name}, seed level", "increasing", test, why, quote)
     return _seed_tests_claim(f"{name}, seed level", "", tests, "per T", test, alpha, quote)
 
 
@@ -347,8 +351,9 @@ def multistep_primary_claim(ctx: Context, attack: str) -> Claim | None:
     """Section VI's test as a study declared it before it ran
     (`--primary_comparison=last-teacher@<T>`, `replicates.LAST_STEP`): per seed the mean
     paired difference last step - teacher at that T, across seeds its t-test, decided by its
-    own unadjusted p and only with every declared seed (`_comparison_claim`). None when the
-    study declared no such test."""
+    own unadjusted p and only with every declared seed (`_comparison_claim`). With chains of
+    several lengths at that T (the tables of several runs), each seed's longest chain is its
+    last step, as in `multistep_claim`. None when the study declared no such test."""
     declared = parse_comparison(ctx.primary_comparison) if ctx.primary_comparison else None
     if declared is None or declared[:2] != LAST_STEP:
         return None
@@ -364,12 +369,27 @@ def multistep_primary_claim(ctx: Context, attack: str) -> Claim | None:
     rule = measured(name, "") + _seed_gate_rule(ctx, attack, multistep=True)
     quote = QUOTES["multistep_robustness"]
     if not found:
-        why = f"no seed's last step and teacher at T = {temperature:g} share a fooled image"
+        why = _no_last_step(ctx, attack, temperature)
         return no_data(
             MANDAL_GUO, f"primary comparison: {name}", "last step > teacher", "", why, quote
         )
     trained = seeds_with(ctx.chains, ("student", "teacher", temperature))  # a long chain's last
     return _comparison_claim(ctx, name, "last step > teacher", found[0], rule, quote, trained)
+
+
+def _no_last_step(ctx: Context, attack: str, temperature: float) -> str:
+    """Why the declared multi-step test has no seed at `temperature`: nothing attacked there,
+    no chain's last step attacked yet, or no image both the last step and the teacher were
+    fooled on."""
+    seeds = ctx.image_seeds(*NORM_ATTACKS[attack], multistep=True)
+    at = [ctx.norm_images(attack, multistep=True, seed=s) for s in seeds]
+    at = [rows[np.isclose(rows["temperature"], temperature)] for rows in at]
+    at = [rows for rows in at if not rows.empty]
+    if not at:
+        return f"no chain of more than 3 models is attacked at T = {temperature:g}"
+    if not any((rows["stage"] == chain_length(rows)).any() for rows in at):
+        return f"no chain's last step is attacked at T = {temperature:g} yet"
+    return f"no seed's last step and teacher at T = {temperature:g} share a fooled image"
 
 
 def _seed_gate_rule(ctx: Context, norm: str, multistep: bool = False) -> str:
@@ -537,7 +557,8 @@ def _comparison_claim(
         rule: the end of the test column (`gate_rule`).
         quote: the paper's words.
         trained: for the declared primary comparison, how many seeds have trained both its
-            models: below the declared seeds it is an interim look. None: not the primary,
+            models: while it or the seeds in `test` are below the declared seeds (a model
+            trained but not yet attacked), it is an interim look. None: not the primary,
             decided by its Holm-adjusted p.
     """
     alpha, level, primary = 1 - ctx.ci_level, test.level, trained is not None
@@ -564,8 +585,9 @@ def _comparison_claim(
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
     if test.why_not:
         ours += f"; {test.why_not}"
-    if primary and is_interim(trained, ctx.declared_seeds) and verdict != NOT_VALIDATED:
-        verdict = interim(trained, ctx.declared_seeds)
+    counted = min(trained, level.seeds) if primary else 0  # trained, and in the test
+    if primary and is_interim(counted, ctx.declared_seeds) and verdict != NOT_VALIDATED:
+        verdict = interim(counted, ctx.declared_seeds)
         ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
     family = "Holm over the T"
     if primary:
