@@ -306,7 +306,7 @@ def test_num_seeds_trains_a_chain_per_seed_from_seed_and_records_the_primary_com
         COMMAND,
         *TOY,
         f"--data_dir={shared_data_dir}",
-        "--stages=1",
+        "--stages=2",  # a comparison needs a distilled model
         "--temperature=5",
         "--seed=5",
         "--num_seeds=2",
@@ -319,7 +319,7 @@ def test_num_seeds_trains_a_chain_per_seed_from_seed_and_records_the_primary_com
         assert (tmp_path / f"mnist/T5/seed{seed}/stage1/model.keras").is_file()
     assert not (tmp_path / "mnist/T5/stage1").exists()
     csv = pd.read_csv(tmp_path / "results.csv")
-    assert list(csv["seed"]) == [5, 6]
+    assert list(csv["seed"]) == [5, 5, 6, 6]
     run_json = json.loads((tmp_path / "run.json").read_text())
     assert run_json["run_info"]["flags"]["primary_comparison"] == "student-teacher@5"
     declared = {"primary_comparison": "student-teacher@5", "num_seeds": 2}
