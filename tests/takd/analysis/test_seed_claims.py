@@ -353,7 +353,7 @@ def test_a_declared_multistep_test_leads_its_section_decided_by_its_own_p_with_e
 
 def test_the_declared_multistep_test_waits_for_every_declared_seed_to_be_attacked_too():
     """Seed 2's last step is trained (in the results) but not yet attacked (no per-image
-    rows): the test holds 2 seeds, so it is an interim look, not decided on 2 of 3."""
+    rows): the test holds 2 seeds, so it is not decided on 2 of the 3 declared."""
     results = _results()
     fmn = _per_image(results, _trend_shift({0: 0.20, 1: 0.21, 2: 0.22}), noise=0.01)
     c_and_w = fmn[fmn["seed"] < 2].assign(attack="l2")  # validates FMN on two seeds, +-1%
@@ -364,7 +364,7 @@ def test_the_declared_multistep_test_waits_for_every_declared_seed_to_be_attacke
         results, "mnist", lagging, primary_comparison="last-teacher@20", declared_seeds=3
     )
     primary = next(c for c in found if c.claim.startswith("primary comparison"))
-    assert primary.verdict == "inconclusive (interim: 2 of 3 declared seeds)"
+    assert primary.verdict == "inconclusive (measured on 2 of 3 declared seeds)"
     assert primary.n.startswith("2 seeds")
 
 

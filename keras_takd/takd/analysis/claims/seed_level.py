@@ -557,9 +557,9 @@ def _comparison_claim(
         rule: the end of the test column (`gate_rule`).
         quote: the paper's words.
         trained: for the declared primary comparison, how many seeds have trained both its
-            models: while it or the seeds in `test` are below the declared seeds (a model
-            trained but not yet attacked), it is an interim look. None: not the primary,
-            decided by its Holm-adjusted p.
+            models: below the declared seeds it is an interim look, and with fewer seeds in
+            `test` (models not yet attacked, or an attack run on some seeds only) it is not
+            decided either. None: not the primary, decided by its Holm-adjusted p.
     """
     alpha, level, primary = 1 - ctx.ci_level, test.level, trained is not None
     p_value = level.p_value if primary else test.holm_p
@@ -585,10 +585,14 @@ def _comparison_claim(
         ours += f"; seeds for a +-{ctx.seed_half_width:g} t-interval: {needed}"
     if test.why_not:
         ours += f"; {test.why_not}"
-    counted = min(trained, level.seeds) if primary else 0  # trained, and in the test
-    if primary and is_interim(counted, ctx.declared_seeds) and verdict != NOT_VALIDATED:
-        verdict = interim(counted, ctx.declared_seeds)
-        ours += f"; an interim look: the test was declared for {ctx.declared_seeds} seeds"
+    declared = ctx.declared_seeds
+    if primary and verdict != NOT_VALIDATED and is_interim(trained, declared):
+        verdict = interim(trained, declared)
+        ours += f"; an interim look: the test was declared for {declared} seeds"
+    elif primary and verdict != NOT_VALIDATED and is_interim(level.seeds, declared):
+        # every seed trained, fewer measured: not yet attacked, or this attack ran on a few
+        verdict = f"{INCONCLUSIVE} (measured on {level.seeds} of {declared} declared seeds)"
+        ours += f"; measured on {level.seeds} of the {declared} seeds the test was declared for"
     family = "Holm over the T"
     if primary:
         family = "its own test, declared before the run"
