@@ -101,11 +101,9 @@ def prepare_run_dir(
         recorded = _read_run_json(run_json)
         check_same_config(recorded["configuration"], configuration, out)
     info = {**recorded.get("run_info", {}), **(run_info or {})}
-    declared = recorded_declaration(recorded.get("run_info", {}))
+    declared = _checked_declaration(out, recorded.get("run_info", {}), run_info or {})
     if declared is not None:
-        info[DECLARED] = _same_declaration(declared, run_info or {}, out)
-    else:
-        _declared_first(out, run_info or {})
+        info[DECLARED] = declared
     files.write_json_atomic(
         run_json,
         {
@@ -134,11 +132,22 @@ def check_declaration(output_dir: str | pathlib.Path, run_info: Mapping) -> None
     out = pathlib.Path(output_dir)
     run_json = out / "run.json"
     recorded = _read_run_json(run_json).get("run_info", {}) if run_json.is_file() else {}
+    _checked_declaration(out, recorded, run_info)
+
+
+def _checked_declaration(out: pathlib.Path, recorded: Mapping, run_info: Mapping) -> Mapping | None:
+    """The declaration the run folder records (`recorded`: its run.json's run_info), once
+    `run_info` is found to bring the same or none; or None when it records none and
+    `run_info` may declare (the folder holds no models yet).
+
+    Raises:
+        ConfigMismatchError: `run_info` declares another, or declares one too late.
+    """
     declared = recorded_declaration(recorded)
-    if declared is not None:
-        _same_declaration(declared, run_info, out)
-    else:
+    if declared is None:
         _declared_first(out, run_info)
+        return None
+    return _same_declaration(declared, run_info, out)
 
 
 def recorded_declaration(run_info: Mapping) -> Mapping | None:

@@ -67,6 +67,12 @@ def interim(seeds: int, declared: int) -> str:
     return f"{INCONCLUSIVE} (interim: {seeds} of {declared} declared seeds)"
 
 
+def measured_on(seeds: int, declared: int) -> str:
+    """The verdict of a declared test whose seeds are all trained but fewer are measured (an
+    attack not yet run on them, or run on a few seeds only): not decided either."""
+    return f"{INCONCLUSIVE} (measured on {seeds} of {declared} declared seeds)"
+
+
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """One claim: who says it, what they report, what we measured, its interval and verdict."""

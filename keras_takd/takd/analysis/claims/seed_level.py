@@ -50,6 +50,7 @@ from keras_takd.takd.analysis.claims.common import (
     interim,
     interval_text,
     measure_name,
+    measured_on,
     most_cases,
     no_data,
     pct,
@@ -526,15 +527,10 @@ def _seed_level_claim(ctx: Context, row, primary: bool) -> Claim:
         f"{attack_name(row.attack)}, seed level: the {later} is more robust than the "
         f"{earlier} at T = {row.temperature:g}"
     )
-    trained = seeds_with(ctx.sweep, (later, earlier, float(row.temperature)))  # chains so far
+    compared = (later, earlier, float(row.temperature))
+    trained = seeds_with(ctx.sweep, compared) if primary else None  # chains trained so far
     return _comparison_claim(
-        ctx,
-        name,
-        f"{later} > {earlier}",
-        test,
-        gate_rule([row.attack]),
-        QUOTES["central"],
-        trained if primary else None,
+        ctx, name, f"{later} > {earlier}", test, gate_rule([row.attack]), QUOTES["central"], trained
     )
 
 
@@ -591,7 +587,7 @@ def _comparison_claim(
         ours += f"; an interim look: the test was declared for {declared} seeds"
     elif primary and verdict != NOT_VALIDATED and is_interim(level.seeds, declared):
         # every seed trained, fewer measured: not yet attacked, or this attack ran on a few
-        verdict = f"{INCONCLUSIVE} (measured on {level.seeds} of {declared} declared seeds)"
+        verdict = measured_on(level.seeds, declared)
         ours += f"; measured on {level.seeds} of the {declared} seeds the test was declared for"
     family = "Holm over the T"
     if primary:
